@@ -1,0 +1,83 @@
+# Thin wrapper around CMake; see README.md. `make run` and `make test` are the two
+# commands a fresh Debian 12 machine needs.
+BUILD     ?= build
+ASAN      ?= build-asan
+FUZZ      ?= build-fuzz
+FUZZ_SECS ?= 30
+PYTHON    ?= /usr/bin/python3
+JOBS      ?= $(shell nproc)
+
+DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
+	libev-dev libluajit-5.1-dev luajit libssl-dev openssl libcrypt-dev libldap-dev \
+	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest
+
+.PHONY: all deps build asan fuzz certs run test unit unit-asan fuzz-run integration bench clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+		|| echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+build:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+	cmake --build $(BUILD) -j $(JOBS) --target sluice-loadgen
+
+asan:
+	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON >/dev/null
+	cmake --build $(ASAN) -j $(JOBS)
+
+fuzz:
+	CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON >/dev/null
+	cmake --build $(FUZZ) -j $(JOBS)
+
+certs:
+	sh certs/gen-dev-certs.sh
+
+# Sets up and runs sluice with conf/sluice.lua, relaying to a local `sluice sink`
+# that writes every message to run/maildir/new/.
+run: deps build certs
+	@mkdir -p run
+	@$(BUILD)/sluice sink --listen 127.0.0.1:2525 --maildir run/maildir \
+		--log run/sink.log --pid-file run/sink.pid 2>run/sink.err & \
+	sleep 0.5; echo "sink: 127.0.0.1:2525 -> run/maildir/new/"; \
+	trap 'kill $$(cat run/sink.pid) 2>/dev/null' EXIT INT TERM; \
+	$(BUILD)/sluice run -c conf/sluice.lua
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure
+
+unit-asan: asan
+	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		ctest --output-on-failure
+
+fuzz-run: fuzz
+	@for f in $(FUZZ)/fuzz_*; do \
+		name=$$(basename $$f); corpus=tests/fuzz/corpus/$${name#fuzz_}; \
+		mkdir -p $$corpus-run; \
+		echo "fuzz: $$name for $(FUZZ_SECS)s"; \
+		$$f -max_total_time=$(FUZZ_SECS) -print_final_stats=0 $$corpus-run $$corpus \
+			>$(FUZZ)/$$name.log 2>&1 || { tail -40 $(FUZZ)/$$name.log; exit 1; }; \
+		rm -rf $$corpus-run; \
+	done
+
+integration: build asan certs
+	SLUICE_BIN=$(CURDIR)/$(ASAN)/sluice $(PYTHON) -m pytest -q tests/integration
+
+# Every test: C unit tests (plain and ASan+UBSan), fuzzers (bounded), integration.
+test: deps
+	$(MAKE) unit unit-asan fuzz-run integration
+
+bench: build certs
+	bench/run.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN) $(FUZZ) run

@@ -1,0 +1,126 @@
+/* core/config.h: conf/sluice.lua -> immutable struct config.
+ * The file is a Lua chunk that returns one table. Loading runs it in a throwaway
+ * lua_State with no libraries beyond string/table/math, validates every key and fills
+ * this struct; unknown keys are errors (a typo must not silently mean "default").
+ * Relative paths in the file are resolved against the file's directory.
+ * A loaded config is read-only and shared by all workers. */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "sasl.h"
+
+enum config_tls_mode {
+    CONFIG_TLS_NONE,     /* cleartext; only for upstreams and tests */
+    CONFIG_TLS_STARTTLS, /* RFC 3207 */
+    CONFIG_TLS_IMPLICIT, /* RFC 8314 */
+};
+
+struct config_listener {
+    char                *name;        /* owns; "smtps", "submission", ... for logs */
+    char               **addresses;   /* owns; NULL-terminated; "127.0.0.1", "::1", "*" */
+    int                  port;
+    enum config_tls_mode tls;         /* STARTTLS or IMPLICIT (NONE only with insecure=true) */
+    unsigned             sasl_mechs;  /* SASL_MECH_BIT() set advertised and accepted here */
+    bool                 require_tls_for_auth; /* always true unless insecure */
+};
+
+struct config_cert {
+    char *cert_file; /* owns; PEM chain */
+    char *key_file;  /* owns */
+};
+
+struct config_sni {
+    char              *name;   /* owns; lowercase host name, "*.example.org" allowed */
+    struct config_cert *certs; /* owns; n_certs entries (RSA and ECDSA side by side) */
+    size_t             n_certs;
+};
+
+struct config_tls {
+    struct config_cert *certs;       /* owns; default certificate(s) */
+    size_t              n_certs;
+    struct config_sni  *sni;         /* owns */
+    size_t              n_sni;
+    int                 min_version; /* TLS1_2_VERSION or TLS1_3_VERSION */
+    char               *ciphers;     /* owns; TLS 1.2 cipher list */
+    char               *ciphersuites;/* owns; TLS 1.3 suites */
+    int                 ticket_lifetime; /* seconds a ticket key encrypts before rotation */
+};
+
+struct config_upstream_server {
+    char                *host;     /* owns */
+    int                  port;
+    enum config_tls_mode tls;
+    bool                 verify;   /* verify the certificate chain and host name */
+    char                *ca_file;  /* owns; NULL = system store */
+    char                *tls_name; /* owns; name to verify/SNI, default host */
+    char                *auth_user;     /* owns; NULL = no AUTH */
+    char                *auth_password; /* owns */
+};
+
+struct config_upstream {
+    char                          *name;    /* owns; the set's name, "default" */
+    struct config_upstream_server *servers; /* owns; tried in order (failover) */
+    size_t                         n_servers;
+};
+
+struct config_route {
+    char *sender_domain; /* owns; lowercase */
+    int   upstream;      /* index into config.upstreams */
+};
+
+struct config {
+    char                   *path;      /* owns; the file this came from */
+    char                   *hostname;  /* owns; greeting, EHLO to upstreams, Received: */
+    int                     workers;   /* >= 1 after loading (0 in the file = cores) */
+    char                   *user;      /* owns; drop to this user when started as root */
+    char                   *users_dir; /* owns; per-domain user files */
+
+    struct config_listener *listeners; /* owns */
+    size_t                  n_listeners;
+    struct config_tls       tls;
+
+    struct config_upstream *upstreams; /* owns; [0] is the default set */
+    size_t                  n_upstreams;
+    struct config_route    *routes;    /* owns */
+    size_t                  n_routes;
+
+    /* limits.* */
+    size_t max_message_size;
+    size_t max_recipients;
+    size_t max_line_length;
+    size_t max_errors;
+    size_t max_commands;
+    size_t max_messages;
+    size_t max_auth_failures;
+    size_t max_connections;
+    size_t max_connections_per_ip;
+
+    /* timeouts.* (seconds) */
+    double timeout_greeting;
+    double timeout_command;
+    double timeout_data;
+    double timeout_tls;
+    double timeout_upstream;
+    double timeout_upstream_data;
+    double timeout_drain;
+
+    /* pool.* */
+    size_t pool_max_per_worker;
+    double pool_idle_timeout;
+    size_t pool_max_reuse;
+
+    int  log_level;  /* LOG_* from log.h */
+    bool insecure;   /* allow cleartext listeners and AUTH without TLS: tests only */
+};
+
+/* Load and validate. Returns NULL and "file:line: key: reason" in err on failure. */
+struct config *config_load(const char *path, char *err, size_t errlen);
+void           config_free(struct config *cfg);
+
+/* Index into cfg->upstreams for a sender's domain (routes), 0 when no route matches. */
+int config_route_for_domain(const struct config *cfg, const char *domain, size_t len);
+
+#endif

@@ -1,0 +1,65 @@
+/* core/daemon_setup.c: load configuration, user files and certificates; see header. */
+#include "daemon_setup.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "authdb.h"
+#include "config.h"
+#include "tls.h"
+
+const char *
+daemon_config_arg(int argc, char **argv)
+{
+    const char *path = "conf/sluice.lua";
+    int         opt;
+
+    optind = 1;
+    while ((opt = getopt(argc, argv, "c:")) != -1) {
+        if (opt != 'c')
+            return NULL;
+        path = optarg;
+    }
+    return optind == argc ? path : NULL;
+}
+
+static int
+daemon_needs_tls(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        if (cfg->listeners[i].tls != CONFIG_TLS_NONE)
+            return 1;
+    }
+    return 0;
+}
+
+int
+daemon_parts_load(const char *path, struct daemon_parts *p, char *err, size_t errlen)
+{
+    memset(p, 0, sizeof(*p));
+    p->cfg = config_load(path, err, errlen);
+    if (p->cfg == NULL)
+        return -1;
+    p->authdb = authdb_load(p->cfg->users_dir, err, errlen);
+    if (p->authdb == NULL)
+        goto fail;
+    if (daemon_needs_tls(p->cfg)) {
+        p->tls = tls_server_new(&p->cfg->tls, err, errlen);
+        if (p->tls == NULL)
+            goto fail;
+    }
+    return 0;
+fail:
+    daemon_parts_free(p);
+    return -1;
+}
+
+void
+daemon_parts_free(struct daemon_parts *p)
+{
+    tls_server_free(p->tls);
+    authdb_free(p->authdb);
+    config_free(p->cfg);
+    memset(p, 0, sizeof(*p));
+}

@@ -1,0 +1,167 @@
+/* core/smtp_auth.c: the AUTH exchange (RFC 4954): checks, 334 challenges through
+ * sasl.c, the decision through hook_auth_start(), and the replies. A refused bearer
+ * token first gets the RFC 7628 error challenge, which the client must answer. */
+#include <stdio.h>
+#include <string.h>
+
+#include "conn.h"
+#include "hook.h"
+#include "log.h"
+#include "smtp_reply.h"
+#include "smtp_session.h"
+
+static enum smtp_rc
+smtp_auth_fail(struct smtp_session *s, int code, const char *enh, const char *text)
+{
+    sasl_reset(&s->sasl);
+    s->state = SMTP_STATE_CMD;
+    return smtp_session_error(s, code, enh, text);
+}
+
+static void
+smtp_auth_log_fail(struct smtp_session *s, const char *user, int code, const char *why)
+{
+    struct logline l;
+
+    log_begin(&l, LOG_NOTICE, "auth.fail", s->id);
+    log_str(&l, "mech", sasl_mech_name(s->sasl.mech));
+    log_str(&l, "user", user);
+    log_str(&l, "ip", s->peer);
+    log_int(&l, "code", code);
+    log_str(&l, "reason", why);
+    log_end(&l);
+}
+
+/* Credentials complete: hand them to the decision and wait. */
+static enum smtp_rc
+smtp_auth_decide(struct smtp_session *s)
+{
+    s->auth_mech = s->sasl.mech;
+    s->state = SMTP_STATE_BUSY;
+    conn_read_stop(s->conn);
+    conn_set_timeout(s->conn, 0);
+    if (hook_auth_start(s, &s->sasl.creds) != 0) {
+        s->state = SMTP_STATE_AUTH;
+        return smtp_auth_fail(s, 454, "4.7.0", "Temporary authentication failure");
+    }
+    if (conn_flush(s->conn, false) == CONN_GONE)
+        return SMTP_GONE;
+    return SMTP_PAUSE;
+}
+
+static enum smtp_rc
+smtp_auth_result(struct smtp_session *s, enum sasl_rc rc)
+{
+    switch (rc) {
+    case SASL_DONE:
+        return smtp_auth_decide(s);
+    case SASL_CHALLENGE:
+        smtp_reply(s->conn, 334, NULL, "%s", s->sasl.challenge);
+        s->state = SMTP_STATE_AUTH;
+        return SMTP_CONTINUE;
+    case SASL_CANCELLED:
+        return smtp_auth_fail(s, 501, "5.0.0", "Authentication cancelled");
+    case SASL_BAD_BASE64:
+        return smtp_auth_fail(s, 501, "5.5.2", "Invalid base64 data");
+    case SASL_AUTHZ_DENIED:
+        smtp_auth_log_fail(s, s->sasl.creds.authcid, 535, "authzid differs from authcid");
+        s->auth_failures++;
+        return smtp_auth_fail(s, 535, "5.7.8", "Authentication credentials invalid");
+    case SASL_BAD_SYNTAX:
+    default:
+        return smtp_auth_fail(s, 501, "5.5.2", "Malformed authentication data");
+    }
+}
+
+enum smtp_rc
+smtp_auth_begin(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    const char    *arg = cmd->arg.p, *sp;
+    size_t         len = cmd->arg.len;
+    enum sasl_mech mech;
+
+    if (!s->ehlo_seen || !s->esmtp)
+        return smtp_session_error(s, 503, "5.5.1", "Send EHLO first");
+    if (!s->tls && s->lcfg->require_tls_for_auth) /* RFC 3207 section 4 */
+        return smtp_session_error(s, 530, "5.7.0", "Must issue a STARTTLS command first");
+    if (s->authenticated)
+        return smtp_session_error(s, 503, "5.5.1", "Already authenticated");
+    if (s->tx != NULL)
+        return smtp_session_error(s, 503, "5.5.1", "AUTH not allowed in a transaction");
+    sp = memchr(arg, ' ', len);
+    mech = sasl_mech_from_name(arg, sp ? (size_t)(sp - arg) : len);
+    if (mech == SASL_MECH_NONE || !(s->lcfg->sasl_mechs & SASL_MECH_BIT(mech)))
+        return smtp_session_error(s, 504, "5.5.4", "Unrecognized authentication type");
+    if (sp != NULL)
+        return smtp_auth_result(s, sasl_start(&s->sasl, mech, sp + 1,
+                                              len - (size_t)(sp + 1 - arg)));
+    return smtp_auth_result(s, sasl_start(&s->sasl, mech, NULL, 0));
+}
+
+enum smtp_rc
+smtp_auth_line(struct smtp_session *s, const char *line, size_t len)
+{
+    if (s->state == SMTP_STATE_AUTH_ERROR) {
+        /* RFC 7628 3.2.3: whatever the client answers, the exchange has failed. */
+        s->auth_failures++;
+        if (s->auth_failures >= s->cfg->max_auth_failures) {
+            sasl_reset(&s->sasl);
+            return smtp_session_close_with(s, 421, "4.7.0", "Too many authentication failures");
+        }
+        return smtp_auth_fail(s, 535, "5.7.8", "Authentication credentials invalid");
+    }
+    return smtp_auth_result(s, sasl_step(&s->sasl, line, len));
+}
+
+static void
+smtp_auth_log_ok(struct smtp_session *s)
+{
+    struct logline l;
+
+    log_begin(&l, LOG_INFO, "auth.ok", s->id);
+    log_str(&l, "mech", sasl_mech_name(s->auth_mech));
+    log_str(&l, "user", s->user);
+    log_str(&l, "domain", s->domain);
+    log_str(&l, "ip", s->peer);
+    log_end(&l);
+}
+
+static void
+smtp_auth_token_refused(struct smtp_session *s)
+{
+    char challenge[256];
+
+    if (sasl_token_error_challenge(s->auth_mech, "smtp.send", challenge, sizeof(challenge)))
+        smtp_reply(s->conn, 334, NULL, "%s", challenge);
+    s->state = SMTP_STATE_AUTH_ERROR;
+}
+
+void
+smtp_session_auth_done(struct smtp_session *s, bool ok, const char *user, const char *domain,
+                       int code, const char *enhanced, const char *text)
+{
+    s->auth_pending = NULL;
+    s->state = SMTP_STATE_CMD;
+    if (ok) {
+        snprintf(s->user, sizeof(s->user), "%s", user);
+        snprintf(s->domain, sizeof(s->domain), "%s", domain);
+        s->authenticated = true;
+        smtp_auth_log_ok(s);
+        smtp_reply(s->conn, 235, "2.7.0", "Authentication successful");
+    } else {
+        smtp_auth_log_fail(s, user, code, text);
+        if (code == 535 && (s->auth_mech == SASL_MECH_XOAUTH2 ||
+                            s->auth_mech == SASL_MECH_OAUTHBEARER)) {
+            smtp_auth_token_refused(s);
+        } else if (code == 535 && ++s->auth_failures >= s->cfg->max_auth_failures) {
+            smtp_reply(s->conn, code, enhanced, "%s", text);
+            sasl_reset(&s->sasl);
+            smtp_session_close_with(s, 421, "4.7.0", "Too many authentication failures");
+            return; /* closing: resume would read on */
+        } else {
+            smtp_reply(s->conn, code, enhanced, "%s", text);
+        }
+    }
+    sasl_reset(&s->sasl);
+    smtp_session_resume(s);
+}
