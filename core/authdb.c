@@ -1,0 +1,503 @@
+/* core/authdb.c: per-domain user files and crypt(3) verification; see authdb.h.
+ * Loads conf/users/DOMAIN.txt into per-domain arrays sorted for bsearch, refusing any
+ * entry libcrypt could not verify (so a plaintext password never loads). Verification
+ * is crypt_rn with a per-call struct crypt_data and a constant-time compare. Reading the
+ * files is done once per (re)load; deciding who may send is for the policies. */
+#include "authdb.h"
+
+#include <crypt.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#define AUTHDB_DOMAIN_MAX 255 /* RFC 1035 section 2.3.4 */
+
+struct authdb_user {
+    char    *local; /* owns; also holds hash in the same block */
+    char    *hash;  /* borrows from local's block */
+    unsigned line;  /* for duplicate errors at load */
+};
+
+struct authdb_domain {
+    char               *name;  /* owns, lowercase */
+    char               *path;  /* owns: the file it came from, for load errors */
+    struct authdb_user *users; /* owns, sorted by local part (strcmp) */
+    size_t              n;
+    size_t              cap;
+};
+
+/* Immutable once authdb_load returns; readers on any thread need no lock. */
+struct authdb {
+    struct authdb_domain *domains; /* owns, sorted by name */
+    size_t                n;
+    size_t                cap;
+    size_t                users;   /* over all domains */
+    char                  dummy[CRYPT_OUTPUT_SIZE]; /* yescrypt hash of nothing anyone knows */
+};
+
+/* One scheme's full hash length, past the last '$' (bcrypt has no '$' before its hash,
+ * so its salt is counted in). crypt_checksalt() looks at the setting only: these
+ * catch a setting without a hash, or a hash cut short, which would never verify. */
+static const struct {
+    const char *prefix;
+    size_t      tail;
+} authdb_schemes[] = {
+    { "$y$", 43 },  { "$gy$", 43 }, { "$7$", 43 },  { "$6$", 86 },
+    { "$5$", 43 },  { "$2b$", 53 }, { "$2a$", 53 }, { "$2y$", 53 },
+};
+
+static int
+authdb_err(char *err, size_t errlen, const char *path, unsigned line, const char *reason)
+{
+    if (err != NULL && errlen > 0) {
+        if (line > 0)
+            snprintf(err, errlen, "%s:%u: %s", path, line, reason);
+        else
+            snprintf(err, errlen, "%s: %s", path, reason);
+    }
+    return -1;
+}
+
+/* crypt(3)'s own alphabet for salts and hashes ("./0-9A-Za-z") */
+static bool
+authdb_is_crypt64(const char *p)
+{
+    for (; *p != '\0'; p++) {
+        if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
+            !(*p >= '0' && *p <= '9') && *p != '.' && *p != '/')
+            return false;
+    }
+    return true;
+}
+
+/* NULL if libcrypt can verify hash, else why not. CRYPT_SALT_OK only: "legacy" covers
+ * DES, whose 13-character hashes a plaintext password can look like. */
+static const char *
+authdb_hash_problem(const char *hash)
+{
+    static const char incomplete[] = "incomplete or malformed crypt(3) hash";
+    const char       *tail = strrchr(hash, '$');
+    size_t            i;
+
+    if (strlen(hash) >= CRYPT_OUTPUT_SIZE)
+        return "hash too long";
+    switch (crypt_checksalt(hash)) {
+    case CRYPT_SALT_OK:
+        break;
+    case CRYPT_SALT_METHOD_LEGACY:
+        return "weak legacy hash: rehash it with 'sluice passwd'";
+    default:
+        return "not a crypt(3) hash (a plaintext password?): use 'sluice passwd'";
+    }
+    if (tail == NULL || !authdb_is_crypt64(tail + 1))
+        return incomplete;
+    for (i = 0; i < sizeof(authdb_schemes) / sizeof(authdb_schemes[0]); i++) {
+        if (strncmp(hash, authdb_schemes[i].prefix, strlen(authdb_schemes[i].prefix)) == 0)
+            return strlen(tail + 1) == authdb_schemes[i].tail ? NULL : incomplete;
+    }
+    return tail[1] == '\0' ? incomplete : NULL;
+}
+
+/* Local parts as RFC 5321 spells them unquoted or quoted, minus spaces and controls, which
+ * no SASL client sends and which are more likely an editing mistake in the file. */
+static const char *
+authdb_local_problem(const char *local, size_t len)
+{
+    size_t i;
+
+    if (len == 0)
+        return "empty user";
+    for (i = 0; i < len; i++) {
+        if ((unsigned char)local[i] <= 0x20 || local[i] == 0x7f)
+            return "space or control character in user";
+    }
+    return NULL;
+}
+
+static int
+authdb_add_user(struct authdb_domain *d, const char *local, size_t llen, const char *hash,
+                unsigned line)
+{
+    struct authdb_user *u;
+    size_t              hlen = strlen(hash);
+
+    if (d->n == d->cap) {
+        size_t ncap = d->cap ? d->cap * 2 : 16;
+
+        u = realloc(d->users, ncap * sizeof(*u));
+        if (u == NULL)
+            return -1;
+        d->users = u;
+        d->cap = ncap;
+    }
+    u = &d->users[d->n];
+    u->local = malloc(llen + 1 + hlen + 1);
+    if (u->local == NULL)
+        return -1;
+    memcpy(u->local, local, llen);
+    u->local[llen] = '\0';
+    u->hash = u->local + llen + 1;
+    memcpy(u->hash, hash, hlen + 1);
+    u->line = line;
+    d->n++;
+    return 0;
+}
+
+/* One "localpart:hash" line, CR/LF and trailing blanks already cut. */
+static int
+authdb_parse_line(struct authdb_domain *d, char *s, unsigned line, char *err, size_t errlen)
+{
+    char       *colon = strchr(s, ':');
+    const char *why;
+
+    if (colon == NULL)
+        return authdb_err(err, errlen, d->path, line, "expected 'user:hash'");
+    *colon = '\0';
+    why = authdb_local_problem(s, (size_t)(colon - s));
+    if (why == NULL)
+        why = authdb_hash_problem(colon + 1);
+    if (why != NULL)
+        return authdb_err(err, errlen, d->path, line, why);
+    if (authdb_add_user(d, s, (size_t)(colon - s), colon + 1, line) != 0)
+        return authdb_err(err, errlen, d->path, line, "out of memory");
+    return 0;
+}
+
+static int
+authdb_read_file(struct authdb_domain *d, FILE *f, char *err, size_t errlen)
+{
+    char    *s = NULL, *p;
+    size_t   cap = 0;
+    ssize_t  n;
+    unsigned line = 0;
+    int      rc = 0;
+
+    while (rc == 0 && (n = getline(&s, &cap, f)) >= 0) {
+        line++;
+        if (memchr(s, '\0', (size_t)n) != NULL) {
+            rc = authdb_err(err, errlen, d->path, line, "NUL byte in line");
+            break;
+        }
+        while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' ||
+                         s[n - 1] == '\t'))
+            s[--n] = '\0'; /* LF or CRLF, and blanks an editor left */
+        for (p = s; *p == ' ' || *p == '\t'; p++)
+            ;
+        if (*p != '\0' && *p != '#')
+            rc = authdb_parse_line(d, p, line, err, errlen);
+    }
+    if (rc == 0 && ferror(f))
+        rc = authdb_err(err, errlen, d->path, 0, strerror(errno));
+    if (s != NULL)
+        OPENSSL_cleanse(s, cap);
+    free(s);
+    return rc;
+}
+
+/* scandir filter: DOMAIN.txt, not hidden (editors' .swp and .#lock files stay out) */
+static int
+authdb_user_file_filter(const struct dirent *de)
+{
+    size_t len = strlen(de->d_name);
+
+    return de->d_name[0] != '.' && len > 4 && strcmp(de->d_name + len - 4, ".txt") == 0;
+}
+
+static bool
+authdb_is_domain(const char *name)
+{
+    size_t i, len = strlen(name);
+
+    if (len == 0 || len > AUTHDB_DOMAIN_MAX)
+        return false;
+    for (i = 0; i < len; i++) {
+        if ((unsigned char)name[i] <= 0x20 || name[i] == 0x7f || name[i] == '@')
+            return false;
+    }
+    return true;
+}
+
+static struct authdb_domain *
+authdb_new_domain(struct authdb *db, const char *dir, const char *file)
+{
+    struct authdb_domain *d;
+    size_t                i, len = strlen(file) - 4;
+
+    if (db->n == db->cap) {
+        size_t ncap = db->cap ? db->cap * 2 : 8;
+
+        d = realloc(db->domains, ncap * sizeof(*d));
+        if (d == NULL)
+            return NULL;
+        db->domains = d;
+        db->cap = ncap;
+    }
+    d = &db->domains[db->n];
+    memset(d, 0, sizeof(*d));
+    d->name = strndup(file, len);
+    if (asprintf(&d->path, "%s/%s", dir, file) < 0)
+        d->path = NULL;
+    if (d->name == NULL || d->path == NULL) {
+        free(d->name);
+        free(d->path);
+        return NULL;
+    }
+    for (i = 0; i < len; i++)
+        d->name[i] = (char)tolower((unsigned char)d->name[i]);
+    db->n++;
+    return d;
+}
+
+static int
+authdb_load_file(struct authdb *db, const char *dir, const char *file, char *err,
+                 size_t errlen)
+{
+    struct authdb_domain *d = authdb_new_domain(db, dir, file);
+    FILE                 *f;
+    int                   rc;
+
+    if (d == NULL)
+        return authdb_err(err, errlen, file, 0, "out of memory");
+    if (!authdb_is_domain(d->name))
+        return authdb_err(err, errlen, d->path, 0, "file name is not a domain name");
+    f = fopen(d->path, "re");
+    if (f == NULL)
+        return authdb_err(err, errlen, d->path, 0, strerror(errno));
+    rc = authdb_read_file(d, f, err, errlen);
+    fclose(f);
+    return rc;
+}
+
+static int
+authdb_user_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct authdb_user *)a)->local, ((const struct authdb_user *)b)->local);
+}
+
+static int
+authdb_domain_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct authdb_domain *)a)->name,
+                  ((const struct authdb_domain *)b)->name);
+}
+
+/* Sorts one domain's users for bsearch; equal neighbours are duplicates, reported at
+ * the later of their two lines. */
+static int
+authdb_sort_users(struct authdb_domain *d, char *err, size_t errlen)
+{
+    const struct authdb_user *a, *b;
+    size_t                    j;
+    char                      why[64];
+
+    if (d->n > 0) /* qsort and bsearch want a non-NULL base even for no elements */
+        qsort(d->users, d->n, sizeof(*d->users), authdb_user_cmp);
+    for (j = 1; j < d->n; j++) {
+        a = &d->users[j - 1];
+        b = &d->users[j];
+        if (strcmp(a->local, b->local) != 0)
+            continue;
+        if (a->line > b->line) {
+            const struct authdb_user *t = a;
+
+            a = b;
+            b = t;
+        }
+        snprintf(why, sizeof(why), "duplicate user (first on line %u)", a->line);
+        return authdb_err(err, errlen, d->path, b->line, why);
+    }
+    return 0;
+}
+
+static int
+authdb_sort(struct authdb *db, char *err, size_t errlen)
+{
+    size_t i;
+
+    if (db->n > 0)
+        qsort(db->domains, db->n, sizeof(*db->domains), authdb_domain_cmp);
+    for (i = 0; i < db->n; i++) {
+        if (i > 0 && strcmp(db->domains[i - 1].name, db->domains[i].name) == 0)
+            return authdb_err(err, errlen, db->domains[i].path, 0,
+                              "same domain as another file");
+        if (authdb_sort_users(&db->domains[i], err, errlen) != 0)
+            return -1;
+        db->users += db->domains[i].n;
+    }
+    return 0;
+}
+
+struct authdb *
+authdb_load(const char *dir, char *err, size_t errlen)
+{
+    struct authdb  *db = calloc(1, sizeof(*db));
+    struct dirent **names = NULL;
+    int             n, i, rc = 0;
+
+    if (db == NULL) {
+        authdb_err(err, errlen, dir, 0, "out of memory");
+        return NULL;
+    }
+    n = scandir(dir, &names, authdb_user_file_filter, alphasort); /* errors in a stable order */
+    if (n < 0) {
+        authdb_err(err, errlen, dir, 0, strerror(errno));
+        goto fail;
+    }
+    for (i = 0; i < n; i++) {
+        if (rc == 0)
+            rc = authdb_load_file(db, dir, names[i]->d_name, err, errlen);
+        free(names[i]);
+    }
+    free(names);
+    if (rc != 0 || authdb_sort(db, err, errlen) != 0)
+        goto fail;
+    if (authdb_hash("sluice: no such user", "$y$", db->dummy, sizeof(db->dummy)) != 0) {
+        authdb_err(err, errlen, dir, 0, "cannot make a yescrypt hash (libcrypt)");
+        goto fail;
+    }
+    return db;
+fail:
+    authdb_free(db);
+    return NULL;
+}
+
+void
+authdb_free(struct authdb *db)
+{
+    struct authdb_domain *d;
+    size_t                i, j;
+
+    if (db == NULL)
+        return;
+    for (i = 0; i < db->n; i++) {
+        d = &db->domains[i];
+        for (j = 0; j < d->n; j++) {
+            OPENSSL_cleanse(d->users[j].hash, strlen(d->users[j].hash));
+            free(d->users[j].local);
+        }
+        free(d->users);
+        free(d->name);
+        free(d->path);
+    }
+    free(db->domains);
+    free(db);
+}
+
+size_t
+authdb_count(const struct authdb *db)
+{
+    return db != NULL ? db->users : 0;
+}
+
+/* ---- verification ---- */
+
+static const struct authdb_domain *
+authdb_find_domain(const struct authdb *db, const char *domain)
+{
+    char                 name[AUTHDB_DOMAIN_MAX + 1];
+    struct authdb_domain key;
+    size_t               i, len = strlen(domain);
+
+    if (len > AUTHDB_DOMAIN_MAX || db->n == 0)
+        return NULL;
+    for (i = 0; i <= len; i++)
+        name[i] = (char)tolower((unsigned char)domain[i]);
+    key.name = name;
+    return bsearch(&key, db->domains, db->n, sizeof(*db->domains), authdb_domain_cmp);
+}
+
+/* The local part borrows from the identity and is not NUL-terminated. */
+struct authdb_key {
+    const char *p;
+    size_t      len;
+};
+
+static int
+authdb_key_cmp(const void *k, const void *e)
+{
+    const struct authdb_key  *key = k;
+    const char               *local = ((const struct authdb_user *)e)->local;
+    int                       r = strncmp(key->p, local, key->len);
+
+    if (r != 0)
+        return r;
+    return local[key->len] == '\0' ? 0 : -1; /* key is a prefix of local: it sorts first */
+}
+
+/* One crypt_rn and a constant-time compare. A crypt_data per call keeps this
+ * thread-safe; it is 32 KiB, too much for some pool threads' stacks, so it is on the
+ * heap, and it is wiped because it held the password. */
+static bool
+authdb_check(const char *password, const char *hash)
+{
+    struct crypt_data *cd = calloc(1, sizeof(*cd));
+    const char        *out;
+    size_t             hlen = strlen(hash);
+    bool               ok;
+
+    if (cd == NULL)
+        return false;
+    out = crypt_rn(password, hash, cd, sizeof(*cd));
+    ok = out != NULL && strlen(out) == hlen && CRYPTO_memcmp(out, hash, hlen) == 0;
+    OPENSSL_cleanse(cd, sizeof(*cd));
+    free(cd);
+    return ok;
+}
+
+enum authdb_rc
+authdb_verify(const struct authdb *db, const char *identity, const char *password,
+              const char **domain_out)
+{
+    const char                 *at = strrchr(identity, '@');
+    const struct authdb_domain *d;
+    const struct authdb_user   *u = NULL;
+    struct authdb_key           key;
+    bool                        ok;
+
+    if (at == NULL || at == identity || at[1] == '\0')
+        return AUTHDB_BAD_INPUT;
+    d = authdb_find_domain(db, at + 1);
+    if (d != NULL && d->n > 0) {
+        key.p = identity;
+        key.len = (size_t)(at - identity);
+        u = bsearch(&key, d->users, d->n, sizeof(*d->users), authdb_key_cmp);
+    }
+    /* an unknown user costs one hash too, so timing does not tell who exists */
+    ok = authdb_check(password, u != NULL ? u->hash : db->dummy);
+    if (u == NULL || !ok)
+        return AUTHDB_FAIL;
+    if (domain_out != NULL)
+        *domain_out = d->name;
+    return AUTHDB_OK;
+}
+
+int
+authdb_hash(const char *password, const char *prefix, char *out, size_t outlen)
+{
+    char               salt[CRYPT_GENSALT_OUTPUT_SIZE];
+    struct crypt_data *cd;
+    const char        *h;
+    int                rc = -1;
+
+    /* count 0: libxcrypt's default cost; rbytes NULL: it reads the OS random source */
+    if (crypt_gensalt_rn(prefix != NULL ? prefix : "$y$", 0, NULL, 0, salt, sizeof(salt)) ==
+        NULL)
+        return -1;
+    cd = calloc(1, sizeof(*cd));
+    if (cd == NULL)
+        return -1;
+    h = crypt_rn(password, salt, cd, sizeof(*cd));
+    if (h != NULL && h[0] != '*' && strlen(h) < outlen) {
+        memcpy(out, h, strlen(h) + 1);
+        rc = 0;
+    }
+    OPENSSL_cleanse(cd, sizeof(*cd));
+    free(cd);
+    return rc;
+}
