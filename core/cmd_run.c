@@ -50,11 +50,14 @@ cmd_run_log_ready(const struct config *cfg, const struct authdb *db)
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const struct config_listener *l = &cfg->listeners[i];
         struct logline                lg;
+        char                          addrs[512] = "";
+        size_t                        n = 0;
 
+        for (char **a = l->addresses; *a && n < sizeof(addrs); a++)
+            n += (size_t)snprintf(addrs + n, sizeof(addrs) - n, "%s%s", n ? "," : "", *a);
         log_begin(&lg, LOG_NOTICE, "listener.ready", 0);
         log_str(&lg, "name", l->name);
-        for (char **a = l->addresses; *a; a++)
-            log_str(&lg, "address", *a);
+        log_str(&lg, "addresses", addrs);
         log_int(&lg, "port", l->port);
         log_str(&lg, "tls", l->tls == CONFIG_TLS_IMPLICIT ? "implicit"
                             : l->tls == CONFIG_TLS_STARTTLS ? "starttls" : "none");

@@ -1,0 +1,417 @@
+/* tests/unit/test_smtp_session.c: the session state machine driven through a socketpair
+ * on a real worker loop (cleartext listener, insecure = true so AUTH works without TLS),
+ * with real password checks on the offload pool. The upstream points at a closed port:
+ * these tests are about the client side; relaying is covered by the integration tests. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "authdb.h"
+#include "check.h"
+#include "config.h"
+#include "iplimit.h"
+#include "offload.h"
+#include "smtp_session.h"
+#include "worker.h"
+
+static char            tmpdir[] = "/tmp/sluice-session-XXXXXX";
+static struct config  *cfg;
+static struct daemon   daemon_;
+static struct worker  *worker;
+
+static void
+write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    fputs(text, f);
+    fclose(f);
+}
+
+static void
+setup(void)
+{
+    char path[512], users[256], conf[2048], hash[256], line[300], err[512];
+
+    mkdtemp(tmpdir);
+    snprintf(users, sizeof(users), "%s/users", tmpdir);
+    mkdir(users, 0700);
+    authdb_hash("secret", "$6$", hash, sizeof(hash));
+    snprintf(line, sizeof(line), "ann:%s\n", hash);
+    snprintf(path, sizeof(path), "%s/example.org.txt", users);
+    write_file(path, line);
+    snprintf(conf, sizeof(conf),
+             "return { hostname = 'unit.test', workers = 1, insecure = true,\n"
+             "  users_dir = '%s', log_level = 'err',\n"
+             "  listeners = { { name = 'plain', address = '127.0.0.1', port = 1, tls = 'none' } },\n"
+             "  limits = { max_recipients = 3, max_errors = 8, max_auth_failures = 2 },\n"
+             "  upstreams = { default = { { host = '127.0.0.1', port = 1, tls = 'none' } } } }\n",
+             users);
+    snprintf(path, sizeof(path), "%s/sluice.lua", tmpdir);
+    write_file(path, conf);
+    cfg = config_load(path, err, sizeof(err));
+    if (cfg == NULL) {
+        fprintf(stderr, "config: %s\n", err);
+        exit(1);
+    }
+    daemon_.cfg = cfg;
+    daemon_.authdb = authdb_load(users, err, sizeof(err));
+    daemon_.offload = offload_new(1);
+    daemon_.iplimit = iplimit_new(100, 100);
+    worker = worker_new(0, &daemon_, NULL, NULL, 0, err, sizeof(err));
+    if (daemon_.authdb == NULL || worker == NULL) {
+        fprintf(stderr, "setup: %s\n", err);
+        exit(1);
+    }
+}
+
+/* A client end with a session on the other. */
+static int
+client_new(void)
+{
+    int sv[2];
+
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
+    smtp_session_new(worker, &cfg->listeners[0], sv[1]);
+    return sv[0];
+}
+
+static double
+now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Run the loop until `want` reply lines (final lines, "ddd ") arrived or 5 s passed.
+ * Returns everything read. */
+static char *
+replies(int fd, int want)
+{
+    static char buf[65536];
+    size_t      len = 0;
+    double      deadline = now() + 5;
+    int         finals = 0;
+
+    buf[0] = '\0';
+    while (finals < want && now() < deadline) {
+        ssize_t n;
+
+        ev_run(worker->loop, EVRUN_NOWAIT);
+        n = read(fd, buf + len, sizeof(buf) - 1 - len);
+        if (n > 0) {
+            len += (size_t)n;
+            buf[len] = '\0';
+            finals = 0;
+            for (char *p = buf; (p = strstr(p, "\r\n")) != NULL; p += 2) {
+                char *start = p;
+
+                while (start > buf && start[-1] != '\n')
+                    start--;
+                if (p - start >= 4 && start[3] == ' ')
+                    finals++;
+            }
+        } else if (n == 0) {
+            break;
+        } else {
+            usleep(1000);
+        }
+    }
+    return buf;
+}
+
+static void
+send_str(int fd, const char *s)
+{
+    size_t len = strlen(s), off = 0;
+    double deadline = now() + 5;
+
+    while (off < len && now() < deadline) {
+        ssize_t n = write(fd, s + off, len - off);
+
+        if (n > 0)
+            off += (size_t)n;
+        else
+            ev_run(worker->loop, EVRUN_NOWAIT);
+    }
+}
+
+static const char *
+exchange(int fd, const char *cmds, int want)
+{
+    send_str(fd, cmds);
+    return replies(fd, want);
+}
+
+/* "ann@example.org\0ann@example.org\0secret" in base64 */
+#define ANN_PLAIN "AGFubkBleGFtcGxlLm9yZwBzZWNyZXQ="
+
+static int
+client_authenticated(void)
+{
+    int fd = client_new();
+
+    replies(fd, 1);
+    exchange(fd, "EHLO client.test\r\n", 1);
+    CHECK(strstr(exchange(fd, "AUTH PLAIN " ANN_PLAIN "\r\n", 1), "235 2.7.0") != NULL);
+    return fd;
+}
+
+static void
+greeting_names_the_host_and_ehlo_lists_the_extensions(void)
+{
+    int         fd = client_new();
+    const char *r = replies(fd, 1);
+
+    CHECK(strncmp(r, "220 unit.test ESMTP", 19) == 0);
+    r = exchange(fd, "EHLO client.test\r\n", 1);
+    CHECK(strstr(r, "250-PIPELINING\r\n") != NULL);
+    CHECK(strstr(r, "250-CHUNKING\r\n") != NULL);
+    CHECK(strstr(r, "250-8BITMIME\r\n") != NULL);
+    CHECK(strstr(r, "250-SMTPUTF8\r\n") != NULL);
+    CHECK(strstr(r, "250-ENHANCEDSTATUSCODES\r\n") != NULL);
+    CHECK(strstr(r, "SIZE 26214400") != NULL);
+    CHECK(strstr(r, "250 AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\n") != NULL);
+    CHECK(strstr(r, "STARTTLS") == NULL); /* not a STARTTLS listener */
+    close(fd);
+}
+
+static void
+mail_before_ehlo_and_before_auth_are_refused(void)
+{
+    int fd = client_new();
+
+    replies(fd, 1);
+    CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org>\r\n", 1), "503 5.5.1") != NULL);
+    exchange(fd, "EHLO c\r\n", 1);
+    CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org>\r\n", 1), "530 5.7.0") != NULL);
+    close(fd);
+}
+
+static void
+a_pipelined_batch_is_answered_in_order(void)
+{
+    int         fd = client_new();
+    const char *r;
+
+    replies(fd, 1);
+    r = exchange(fd, "NOOP\r\nRSET\r\nVRFY ann\r\nEXPN list\r\nHELP\r\n", 5);
+    CHECK(strstr(r, "250 2.0.0 Ok\r\n250 2.0.0 Reset\r\n252 2.5.0") != NULL);
+    CHECK(strstr(r, "502 5.5.1") != NULL);
+    CHECK(strstr(r, "214 ") != NULL);
+    close(fd);
+}
+
+static void
+bare_lf_and_overlong_lines_get_500_and_the_session_goes_on(void)
+{
+    int  fd = client_new();
+    char longline[600];
+
+    replies(fd, 1);
+    CHECK(strstr(exchange(fd, "NOOP\nNOOP\r\n", 2), "500 5.5.2 Bare CR or LF") != NULL);
+    memset(longline, 'A', sizeof(longline));
+    memcpy(longline, "NOOP ", 5);
+    memcpy(longline + sizeof(longline) - 3, "\r\n", 3);
+    CHECK(strstr(exchange(fd, longline, 1), "500 5.5.2 Line too long") != NULL);
+    CHECK(strstr(exchange(fd, "NOOP\r\n", 1), "250 2.0.0 Ok") != NULL);
+    close(fd);
+}
+
+static void
+auth_lines_may_be_12288_octets_but_not_more(void)
+{
+    int   fd = client_new();
+    char *line = malloc(12300);
+
+    replies(fd, 1);
+    exchange(fd, "EHLO c\r\n", 1);
+    /* 12288 with CRLF: a long (bad) base64 response is a 501, not "line too long" */
+    memset(line, 'A', 12286);
+    memcpy(line, "AUTH PLAIN ", 11);
+    line[12285] = '!';
+    memcpy(line + 12286, "\r\n", 3);
+    CHECK(strstr(exchange(fd, line, 1), "501 5.5.2") != NULL);
+    memset(line, 'A', 12287);
+    memcpy(line, "AUTH PLAIN ", 11);
+    memcpy(line + 12287, "\r\n", 3);
+    CHECK(strstr(exchange(fd, line, 1), "500 5.5.2 Line too long") != NULL);
+    free(line);
+    close(fd);
+}
+
+static void
+wrong_password_and_unknown_user_get_the_same_535(void)
+{
+    int  fd = client_new();
+    char a[256], b[256];
+
+    replies(fd, 1);
+    exchange(fd, "EHLO c\r\n", 1);
+    /* ann / wrong */
+    snprintf(a, sizeof(a), "%s", exchange(fd, "AUTH PLAIN AGFubkBleGFtcGxlLm9yZwB3cm9uZw==\r\n", 1));
+    /* nobody@example.org / secret */
+    snprintf(b, sizeof(b), "%s",
+             exchange(fd, "AUTH PLAIN AG5vYm9keUBleGFtcGxlLm9yZwBzZWNyZXQ=\r\n", 2));
+    CHECK(strcmp(a, "535 5.7.8 Authentication credentials invalid\r\n") == 0);
+    /* the second failure reaches max_auth_failures = 2: 535 then 421 */
+    CHECK(strncmp(b, a, strlen(a)) == 0);
+    CHECK(strstr(b, "421 4.7.0") != NULL);
+    close(fd);
+}
+
+static void
+auth_cancel_unknown_mechanism_and_second_auth_are_refused(void)
+{
+    int fd = client_new();
+
+    replies(fd, 1);
+    exchange(fd, "EHLO c\r\n", 1);
+    CHECK(strstr(exchange(fd, "AUTH CRAM-MD5\r\n", 1), "504 5.5.4") != NULL);
+    CHECK(strstr(exchange(fd, "AUTH LOGIN\r\n", 1), "334 VXNlcm5hbWU6") != NULL);
+    CHECK(strstr(exchange(fd, "*\r\n", 1), "501 5.0.0") != NULL);
+    CHECK(strstr(exchange(fd, "AUTH PLAIN " ANN_PLAIN "\r\n", 1), "235 2.7.0") != NULL);
+    CHECK(strstr(exchange(fd, "AUTH PLAIN " ANN_PLAIN "\r\n", 1), "503 5.5.1") != NULL);
+    close(fd);
+}
+
+static void
+sender_outside_the_authenticated_domain_gets_550_5_7_1(void)
+{
+    int fd = client_authenticated();
+
+    CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.net>\r\n", 1), "550 5.7.1") != NULL);
+    CHECK(strstr(exchange(fd, "MAIL FROM:<>\r\n", 1), "550 5.7.1") != NULL);
+    CHECK(strstr(exchange(fd, "MAIL FROM:<Ann@EXAMPLE.ORG>\r\n", 1), "250 2.1.0") != NULL);
+    close(fd);
+}
+
+static void
+recipients_beyond_the_limit_get_452_4_5_3(void)
+{
+    int         fd = client_authenticated();
+    const char *r;
+
+    r = exchange(fd, "MAIL FROM:<ann@example.org>\r\nRCPT TO:<a@x.test>\r\nRCPT TO:<b@x.test>\r\n"
+                     "RCPT TO:<c@x.test>\r\nRCPT TO:<d@x.test>\r\n", 5);
+    CHECK(strstr(r, "250 2.1.5 Recipient ok\r\n452 4.5.3 Too many recipients") != NULL);
+    close(fd);
+}
+
+static void
+smuggled_end_of_data_is_not_an_end_and_the_message_is_refused(void)
+{
+    int         fd = client_authenticated();
+    const char *r;
+
+    exchange(fd, "MAIL FROM:<ann@example.org>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n", 3);
+    r = exchange(fd, "Subject: x\r\n\r\nbody\n.\nMAIL FROM:<ann@example.org>\r\n"
+                     "RCPT TO:<evil@x.test>\r\nDATA\r\n\r.\r\n.\r\n", 1);
+    CHECK(strcmp(r, "550 5.6.0 Bare CR or LF in message; lines must end with CRLF\r\n") == 0);
+    /* the transaction is gone: a fresh MAIL is accepted, nothing nested */
+    CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org>\r\n", 1), "250 2.1.0") != NULL);
+    close(fd);
+}
+
+static void
+a_refused_bdat_chunk_is_read_and_not_executed(void)
+{
+    int         fd = client_authenticated();
+    const char *r;
+
+    /* no MAIL: 503, and the 6 chunk octets "QUIT\r\n" must not be a command */
+    r = exchange(fd, "BDAT 6 LAST\r\nQUIT\r\nNOOP\r\n", 2);
+    CHECK(strstr(r, "503 5.5.1") != NULL);
+    CHECK(strstr(r, "250 2.0.0 Ok") != NULL);
+    CHECK(strstr(r, "221") == NULL);
+    close(fd);
+}
+
+static void
+mail_parameters_are_checked(void)
+{
+    int fd = client_authenticated();
+
+    CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org> SIZE=999999999\r\n", 1), "552 5.3.4"));
+    CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org> BODY=BINARYMIME\r\n", 1), "555 5.5.4"));
+    CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org> RET=FULL\r\n", 1), "555 5.5.4"));
+    CHECK(strstr(exchange(fd, "MAIL FROM:<\xc3\xa4nn@example.org>\r\n", 1), "553 5.6.7"));
+    CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org> SMTPUTF8 BODY=8BITMIME SIZE=10\r\n",
+                          1), "250 2.1.0"));
+    CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org>\r\n", 1), "503 5.5.1 Nested"));
+    CHECK(strstr(exchange(fd, "DATA\r\n", 1), "554 5.5.1 No valid recipients"));
+    close(fd);
+}
+
+static void
+too_many_errors_end_the_session_with_421(void)
+{
+    int         fd = client_new();
+    const char *r;
+
+    replies(fd, 1);
+    r = exchange(fd, "X1\r\nX2\r\nX3\r\nX4\r\nX5\r\nX6\r\nX7\r\nX8\r\nX9\r\n", 8);
+    CHECK(strstr(r, "500 5.5.2 Command unrecognized") != NULL);
+    CHECK(strstr(r, "421 4.7.0 Too many errors") != NULL);
+    close(fd);
+}
+
+static void
+starttls_is_refused_where_not_offered(void)
+{
+    int fd = client_new();
+
+    replies(fd, 1);
+    exchange(fd, "EHLO c\r\n", 1);
+    CHECK(strstr(exchange(fd, "STARTTLS\r\n", 1), "503 5.5.1") != NULL);
+    close(fd);
+}
+
+static void
+quit_says_221_and_closes(void)
+{
+    int         fd = client_new();
+    const char *r;
+    char        b;
+
+    replies(fd, 1);
+    r = exchange(fd, "QUIT\r\nNOOP\r\n", 1);
+    CHECK(strcmp(r, "221 2.0.0 Bye\r\n") == 0);
+    ev_run(worker->loop, EVRUN_NOWAIT);
+    CHECK(read(fd, &b, 1) == 0);
+    close(fd);
+}
+
+int
+main(void)
+{
+    setup();
+    RUN(greeting_names_the_host_and_ehlo_lists_the_extensions);
+    RUN(mail_before_ehlo_and_before_auth_are_refused);
+    RUN(a_pipelined_batch_is_answered_in_order);
+    RUN(bare_lf_and_overlong_lines_get_500_and_the_session_goes_on);
+    RUN(auth_lines_may_be_12288_octets_but_not_more);
+    RUN(wrong_password_and_unknown_user_get_the_same_535);
+    RUN(auth_cancel_unknown_mechanism_and_second_auth_are_refused);
+    RUN(sender_outside_the_authenticated_domain_gets_550_5_7_1);
+    RUN(recipients_beyond_the_limit_get_452_4_5_3);
+    RUN(smuggled_end_of_data_is_not_an_end_and_the_message_is_refused);
+    RUN(a_refused_bdat_chunk_is_read_and_not_executed);
+    RUN(mail_parameters_are_checked);
+    RUN(too_many_errors_end_the_session_with_421);
+    RUN(starttls_is_refused_where_not_offered);
+    RUN(quit_says_221_and_closes);
+    worker_free(worker);
+    offload_free(daemon_.offload);
+    iplimit_free(daemon_.iplimit);
+    authdb_free(daemon_.authdb);
+    config_free(cfg);
+    return check_summary();
+}
