@@ -1,0 +1,42 @@
+-- conf/sluice.lua: the default configuration, for trying sluice out on this machine.
+-- Every key is described in docs/configuration.md. Relative paths are relative to
+-- this file's directory (conf/). The certificates are the development ones from
+-- certs/; the upstream is the local `sluice sink` on 127.0.0.1:2525.
+return {
+  -- hostname = 'mail.example.org',   -- default: this machine's host name
+  workers = 0,                        -- one per online CPU
+  user = 'nobody',                    -- dropped to when started as root
+  users_dir = 'users',                -- conf/users/<domain>.txt
+  log_level = 'info',
+
+  listeners = {
+    { name = 'smtps', address = { '127.0.0.1', '::1' }, port = 8465, tls = 'implicit',
+      sasl = { 'PLAIN', 'LOGIN', 'XOAUTH2', 'OAUTHBEARER' } },
+    { name = 'submission', address = { '127.0.0.1', '::1' }, port = 8587, tls = 'starttls' },
+  },
+
+  tls = {
+    -- ECDSA and RSA side by side: each client gets the one it supports.
+    certificates = {
+      { cert = '../certs/dev-ecdsa.crt', key = '../certs/dev-ecdsa.key' },
+      { cert = '../certs/dev-rsa.crt', key = '../certs/dev-rsa.key' },
+    },
+    min_version = '1.2',
+    ticket_key_lifetime = 3600,
+  },
+
+  limits = {
+    max_message_size = 25 * 1024 * 1024,
+    max_recipients = 100,
+    max_connections = 10000,
+    max_connections_per_ip = 100,
+  },
+
+  upstreams = {
+    default = {
+      { host = '127.0.0.1', port = 2525, tls = 'none' },   -- `sluice sink`
+    },
+  },
+
+  pool = { max_per_worker = 8, idle_timeout = 30, max_reuse = 1000 },
+}
