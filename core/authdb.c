@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 
@@ -27,7 +28,7 @@ struct authdb_user {
 struct authdb_domain {
     char               *name;  /* owns, lowercase */
     char               *path;  /* owns: the file it came from, for load errors */
-    struct authdb_user *users; /* owns, sorted by local part (strcmp) */
+    struct authdb_user *users; /* owns, sorted by local part (strcasecmp) */
     size_t              n;
     size_t              cap;
 };
@@ -277,7 +278,8 @@ authdb_load_file(struct authdb *db, const char *dir, const char *file, char *err
 static int
 authdb_user_cmp(const void *a, const void *b)
 {
-    return strcmp(((const struct authdb_user *)a)->local, ((const struct authdb_user *)b)->local);
+    return strcasecmp(((const struct authdb_user *)a)->local,
+                      ((const struct authdb_user *)b)->local);
 }
 
 static int
@@ -301,7 +303,7 @@ authdb_sort_users(struct authdb_domain *d, char *err, size_t errlen)
     for (j = 1; j < d->n; j++) {
         a = &d->users[j - 1];
         b = &d->users[j];
-        if (strcmp(a->local, b->local) != 0)
+        if (strcasecmp(a->local, b->local) != 0)
             continue;
         if (a->line > b->line) {
             const struct authdb_user *t = a;
@@ -423,7 +425,7 @@ authdb_key_cmp(const void *k, const void *e)
 {
     const struct authdb_key  *key = k;
     const char               *local = ((const struct authdb_user *)e)->local;
-    int                       r = strncmp(key->p, local, key->len);
+    int                       r = strncasecmp(key->p, local, key->len);
 
     if (r != 0)
         return r;

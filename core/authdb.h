@@ -27,8 +27,11 @@ enum authdb_rc {
     AUTHDB_BAD_INPUT, /* the identity is not "local@domain" */
 };
 
-/* Verify "local@domain" (domain case-insensitive, local part case-sensitive as RFC 5321
- * says; a configured default domain is the caller's business) with password.
+/* Verify "local@domain" with password. Both parts compare ASCII case-insensitively:
+ * RFC 5321 lets a server treat local parts as case-sensitive, but a phone keyboard that
+ * capitalises "Alice" must not lock Alice out (Dovecot's %Lu default does the same);
+ * two users differing only in case are refused at load. A configured default domain is
+ * the caller's business.
  * Blocking and CPU-bound: call it from the offload pool. Thread-safe (crypt_r).
  * On AUTHDB_OK, *domain_out (if not NULL) borrows the canonical lowercase domain name
  * from db. An unknown user still runs one hash against a dummy entry so that timing
