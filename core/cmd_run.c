@@ -67,19 +67,6 @@ cmd_run_log_ready(const struct config *cfg, const struct authdb *db)
             (int)getpid(), cfg->workers, authdb_count(db), cfg->path);
 }
 
-static int
-cmd_run_start_workers(struct daemon *d, struct listener_set *ls, struct worker **workers,
-                      char *err, size_t errlen)
-{
-    for (int i = 0; i < d->cfg->workers; i++) {
-        workers[i] = worker_new(i, d, &ls->fds[(size_t)i * ls->n_per_worker], ls->cfgs,
-                                ls->n_per_worker, err, errlen);
-        if (workers[i] == NULL || worker_start(workers[i]) != 0)
-            return -1;
-    }
-    return 0;
-}
-
 /* The main thread only waits for signals; workers run their loops. */
 static void
 cmd_run_wait(struct worker **workers, int n)
@@ -120,31 +107,44 @@ cmd_run_block_signals(void)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every worker thread */
 }
 
+/* The workers are made while still root, like the listeners and the keys: each one's
+ * upstream pool loads its CA files, which the unprivileged user may not be able to
+ * read. Privileges are dropped before any thread starts. */
 static int
 cmd_run_serve(struct daemon_parts *p, struct listener_set *ls)
 {
     struct daemon   d = { .cfg = p->cfg, .tls = p->tls, .authdb = p->authdb };
-    struct worker **workers = calloc((size_t)p->cfg->workers, sizeof(*workers));
+    int             n = p->cfg->workers, made = 0, started = 0;
+    struct worker **workers = calloc((size_t)n, sizeof(*workers));
     char            err[512] = "out of memory";
-    int             rc = 0;
+    int             rc = EXIT_OSERR;
 
-    d.offload = offload_new(p->cfg->workers < 2 ? 2 : p->cfg->workers);
-    d.iplimit = iplimit_new(p->cfg->max_connections, p->cfg->max_connections_per_ip);
-    if (workers == NULL || d.offload == NULL || d.iplimit == NULL ||
-        cmd_run_start_workers(&d, ls, workers, err, sizeof(err)) != 0) {
-        log_msg(LOG_ERR, "daemon.fail", 0, "%s", err);
-        rc = EXIT_OSERR;
-        for (int i = 0; i < p->cfg->workers && workers && workers[i]; i++)
-            worker_drain(workers[i]);
-    } else {
-        cmd_run_log_ready(p->cfg, p->authdb);
+    while (workers != NULL && made < n &&
+           (workers[made] = worker_new(made, &d, &ls->fds[(size_t)made * ls->n_per_worker],
+                                       ls->cfgs, ls->n_per_worker, err, sizeof(err))) != NULL)
+        made++;
+    if (workers != NULL && made == n && cmd_run_drop_privileges(p->cfg, err, sizeof(err)) == 0) {
+        d.offload = offload_new(n < 2 ? 2 : n);
+        d.iplimit = iplimit_new(p->cfg->max_connections, p->cfg->max_connections_per_ip);
+        while (d.offload != NULL && d.iplimit != NULL && started < n &&
+               worker_start(workers[started]) == 0)
+            started++;
+        if (started == n)
+            rc = 0;
+        else if (d.offload != NULL && d.iplimit != NULL)
+            snprintf(err, sizeof(err), "cannot start worker threads");
     }
-    if (rc == 0)
-        cmd_run_wait(workers, p->cfg->workers);
-    else
-        for (int i = 0; i < p->cfg->workers && workers && workers[i]; i++)
+    if (rc == 0) {
+        cmd_run_log_ready(p->cfg, p->authdb);
+        cmd_run_wait(workers, n);
+    } else {
+        log_msg(LOG_ERR, "daemon.fail", 0, "%s", err);
+        for (int i = 0; i < started; i++)
+            worker_drain(workers[i]);
+        for (int i = 0; i < started; i++)
             worker_join(workers[i]);
-    for (int i = 0; i < p->cfg->workers && workers; i++)
+    }
+    for (int i = 0; i < made; i++)
         worker_free(workers[i]);
     offload_free(d.offload);
     iplimit_free(d.iplimit);
@@ -170,9 +170,9 @@ cmd_run_main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     log_set_level(p.cfg->log_level);
-    if (listener_bind_all(p.cfg, p.cfg->workers, &ls, err, sizeof(err)) != 0 ||
-        cmd_run_drop_privileges(p.cfg, err, sizeof(err)) != 0) {
+    if (listener_bind_all(p.cfg, p.cfg->workers, &ls, err, sizeof(err)) != 0) {
         log_msg(LOG_ERR, "daemon.fail", 0, "%s", err);
+        listener_close_all(&ls);
         daemon_parts_free(&p);
         return EXIT_OSERR;
     }

@@ -229,6 +229,10 @@ conn_readable_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     conn_update_read_watcher(c);
+    /* c->in filled up in the middle of a record: the rest of it is decrypted inside
+     * OpenSSL, and the socket, maybe already drained, will not signal it again. */
+    if (c->ssl != NULL && ev_is_active(&c->rio) && SSL_pending(c->ssl) > 0)
+        ev_feed_event(c->loop, &c->rio, EV_READ);
 }
 
 void

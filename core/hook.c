@@ -50,6 +50,21 @@ hook_auth_work(struct offload_job *job)
     j->rc = authdb_verify(j->db, j->creds.authcid, j->creds.secret, &j->domain);
 }
 
+/* The session's identity is the users file's spelling: ASCII lowercase local part and
+ * the canonical domain, whatever case the client typed (authdb matched it ignoring case). */
+static void
+hook_canonical_identity(char *authcid, const char *domain)
+{
+    char *at = strrchr(authcid, '@');
+
+    for (char *p = authcid; p < at; p++) {
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    }
+    if (at != NULL && strlen(at + 1) == strlen(domain))
+        memcpy(at + 1, domain, strlen(domain));
+}
+
 static void
 hook_auth_done(struct offload_job *job)
 {
@@ -57,11 +72,13 @@ hook_auth_done(struct offload_job *job)
     struct smtp_session  *s = j->session;
 
     if (s != NULL) {
-        if (j->rc == AUTHDB_OK)
+        if (j->rc == AUTHDB_OK) {
+            hook_canonical_identity(j->creds.authcid, j->domain);
             smtp_session_auth_done(s, true, j->creds.authcid, j->domain, 235, "2.7.0", "ok");
-        else
+        } else {
             smtp_session_auth_done(s, false, j->creds.authcid, NULL, 535, "5.7.8",
                                    "Authentication credentials invalid");
+        }
     }
     hook_auth_job_free(j);
 }

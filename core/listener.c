@@ -17,6 +17,7 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 #define LISTENER_BACKLOG 1024
+#define LISTENER_PAUSE   0.1 /* seconds without accept() when out of descriptors */
 
 static int
 listener_bind_one(const char *addr, int port, char *err, size_t errlen)
@@ -113,15 +114,33 @@ listener_close_all(struct listener_set *ls)
 }
 
 static void
+listener_resume_cb(int revents, void *arg)
+{
+    struct worker_listener *wl = arg;
+
+    (void)revents;
+    if (wl->fd >= 0) /* listener_stop() (drain) did not come meanwhile */
+        ev_io_start(wl->worker->loop, &wl->io);
+}
+
+static void
 listener_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct worker_listener *wl = container_of(io, struct worker_listener, io);
 
-    (void)loop;
     (void)revents;
     for (int i = 0; i < 64; i++) { /* bounded: other listeners get their turn */
         int fd = accept4(wl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                       errno == ENOMEM)) {
+            /* The connection stays queued and the socket readable: retrying at once
+             * would spin the loop, and the log, until a descriptor is free again. */
+            log_msg(LOG_WARNING, "listener.error", 0, "accept: %s; pausing", strerror(errno));
+            ev_io_stop(loop, &wl->io);
+            ev_once(loop, -1, 0, LISTENER_PAUSE, listener_resume_cb, wl);
+            return;
+        }
         if (fd < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
                 errno != ECONNABORTED)

@@ -18,6 +18,18 @@ smtp_auth_fail(struct smtp_session *s, int code, const char *enh, const char *te
     return smtp_session_error(s, code, enh, text);
 }
 
+/* A refused attempt gets 535; the limits.max_auth_failures-th one also 421 and the end
+ * of the session (docs/smtp.md), whichever way it failed. */
+static enum smtp_rc
+smtp_auth_refused(struct smtp_session *s)
+{
+    if (++s->auth_failures < s->cfg->max_auth_failures)
+        return smtp_auth_fail(s, 535, "5.7.8", "Authentication credentials invalid");
+    sasl_reset(&s->sasl);
+    smtp_reply(s->conn, 535, "5.7.8", "Authentication credentials invalid");
+    return smtp_session_close_with(s, 421, "4.7.0", "Too many authentication failures");
+}
+
 static void
 smtp_auth_log_fail(struct smtp_session *s, const char *user, int code, const char *why)
 {
@@ -65,8 +77,7 @@ smtp_auth_result(struct smtp_session *s, enum sasl_rc rc)
         return smtp_auth_fail(s, 501, "5.5.2", "Invalid base64 data");
     case SASL_AUTHZ_DENIED:
         smtp_auth_log_fail(s, s->sasl.creds.authcid, 535, "authzid differs from authcid");
-        s->auth_failures++;
-        return smtp_auth_fail(s, 535, "5.7.8", "Authentication credentials invalid");
+        return smtp_auth_refused(s);
     case SASL_BAD_SYNTAX:
     default:
         return smtp_auth_fail(s, 501, "5.5.2", "Malformed authentication data");
@@ -101,15 +112,9 @@ smtp_auth_begin(struct smtp_session *s, const struct smtp_cmd *cmd)
 enum smtp_rc
 smtp_auth_line(struct smtp_session *s, const char *line, size_t len)
 {
-    if (s->state == SMTP_STATE_AUTH_ERROR) {
-        /* RFC 7628 3.2.3: whatever the client answers, the exchange has failed. */
-        s->auth_failures++;
-        if (s->auth_failures >= s->cfg->max_auth_failures) {
-            sasl_reset(&s->sasl);
-            return smtp_session_close_with(s, 421, "4.7.0", "Too many authentication failures");
-        }
-        return smtp_auth_fail(s, 535, "5.7.8", "Authentication credentials invalid");
-    }
+    /* RFC 7628 3.2.3: whatever the client answers, the exchange has failed. */
+    if (s->state == SMTP_STATE_AUTH_ERROR)
+        return smtp_auth_refused(s);
     return smtp_auth_result(s, sasl_step(&s->sasl, line, len));
 }
 

@@ -41,7 +41,8 @@ smtp_received_date(char *out, size_t len)
 }
 
 /* RFC 5321 4.4: trace information, prepended. The user name is not disclosed
- * (Postfix's smtpd_sasl_authenticated_header=no); the session id ties it to the log. */
+ * (Postfix's smtpd_sasl_authenticated_header=no); the session id ties it to the log,
+ * so it is printed as log.c prints "sid" (%08 hex), here and in the 250. */
 static int
 smtp_received_header(struct smtp_session *s)
 {
@@ -53,7 +54,7 @@ smtp_received_header(struct smtp_session *s)
     if (s->tls)
         snprintf(tls, sizeof(tls), "\r\n\t(using %s with cipher %s)",
                  tls_version_name(s->conn->ssl), tls_cipher_name(s->conn->ssl));
-    if (buf_printf(&tx->msg, cap, "Received: from %s ([%s])\r\n\tby %s (sluice) with %s id %016llx.%zu%s",
+    if (buf_printf(&tx->msg, cap, "Received: from %s ([%s])\r\n\tby %s (sluice) with %s id %08llx.%zu%s",
                    s->helo, s->peer, s->cfg->hostname, smtp_with_keyword(s),
                    (unsigned long long)s->id, s->messages + 1, tls) != 0)
         return -1;
@@ -124,17 +125,22 @@ smtp_bdat_begin(struct smtp_session *s, const struct smtp_cmd *cmd)
 }
 
 /* Decode into the message buffer; past the size limit the decoder writes nothing and
- * a scratch buffer takes the (empty) output. */
+ * a scratch buffer takes the (empty) output. Input is fed no faster than the buffer has
+ * room for: what follows the message in c->in (pipelined commands, the next message)
+ * may be longer than the room left, and must never push message octets to scratch. */
 static enum data_rc
 smtp_data_feed(struct smtp_session *s, const char *in, size_t len, size_t *used)
 {
     struct smtp_tx *tx = s->tx;
     size_t          cap = s->cfg->max_message_size + SMTP_HEADER_ROOM + 4;
+    size_t          room = cap - buf_used(&tx->msg); /* > 0: header + max_size < cap */
     size_t          n = len > 65536 ? 65536 : len, out_len = 0;
     char            scratch[4096];
     char           *out = scratch;
     enum data_rc    rc;
 
+    if (n > room && !(tx->dec.errors & DATA_ERR_TOO_BIG))
+        n = room;
     if (!(tx->dec.errors & DATA_ERR_TOO_BIG) && buf_reserve(&tx->msg, n, cap) == 0)
         out = buf_tail(&tx->msg);
     else if (n > sizeof(scratch))
@@ -253,7 +259,7 @@ smtp_relay_done(void *ctx, const struct relay_result *res)
     smtp_relay_log(s, res);
     if (res->status == RELAY_OK) {
         s->messages++;
-        smtp_reply(s->conn, 250, "2.0.0", "Ok: queued as %016llx.%zu%s%s",
+        smtp_reply(s->conn, 250, "2.0.0", "Ok: queued as %08llx.%zu%s%s",
                    (unsigned long long)s->id, s->messages, res->queue_id[0] ? " upstream " : "",
                    res->queue_id);
     } else {
@@ -290,8 +296,9 @@ smtp_relay_start(struct smtp_session *s)
         smtp_session_reset_tx(s);
         return smtp_session_error(s, 451, "4.3.0", "Out of memory");
     }
+    /* Reading goes on, so that a client that leaves is seen and its job cancelled
+     * (docs/relay.md); what it pipelines waits in c->in, as BUSY consumes nothing. */
     s->state = SMTP_STATE_BUSY;
-    conn_read_stop(s->conn);
     conn_set_timeout(s->conn, 0);
     return SMTP_PAUSE;
 }

@@ -349,6 +349,10 @@ smtp_session_tls_ready(struct smtp_session *s)
     s->esmtp = false;
     s->helo[0] = '\0';
     smtp_session_reset_tx(s);
+    if (s->worker->draining) /* it came during the handshake: idle now, so 421 */
+        return smtp_session_close_with(s, 421, "4.3.2", "Service shutting down") == SMTP_GONE
+                   ? CONN_GONE
+                   : CONN_OK;
     smtp_session_set_timeout(s);
     conn_read_start(s->conn);
     return CONN_OK;
@@ -428,10 +432,15 @@ smtp_session_event(void *owner, struct conn *c, enum conn_event ev)
 void
 smtp_session_drain(struct smtp_session *s)
 {
-    if (s->state == SMTP_STATE_CMD && s->tx == NULL && buf_used(&s->conn->in) == 0)
+    /* RFC 5321 3.8: a server shutting down says 421 first, even to a client that is
+     * halfway through AUTH; only before the TLS handshake is there no one to tell. */
+    if ((s->state == SMTP_STATE_CMD && s->tx == NULL && buf_used(&s->conn->in) == 0) ||
+        s->state == SMTP_STATE_AUTH || s->state == SMTP_STATE_AUTH_ERROR) {
+        sasl_reset(&s->sasl);
         smtp_session_close_with(s, 421, "4.3.2", "Service shutting down");
-    else if (s->state == SMTP_STATE_TLS_ACCEPT || s->state == SMTP_STATE_AUTH ||
-             s->state == SMTP_STATE_AUTH_ERROR)
+    } else if (s->state == SMTP_STATE_TLS_ACCEPT) {
         smtp_session_free(s, "shutdown");
-    /* DATA, BDAT, BUSY: the transaction finishes; smtp_session_process closes after. */
+    }
+    /* DATA, BDAT, BUSY: the transaction finishes; smtp_session_process closes after.
+     * STARTTLS: smtp_session_tls_ready closes once the handshake is done. */
 }

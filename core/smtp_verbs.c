@@ -135,8 +135,8 @@ smtp_verb_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
         return smtp_session_error(s, 530, "5.7.0", "Authentication required");
     if (s->tx != NULL)
         return smtp_session_error(s, 503, "5.5.1", "Nested MAIL command");
-    if (s->messages >= s->cfg->max_messages)
-        return smtp_session_error(s, 421, "4.7.0", "Too many messages in one session");
+    if (s->messages >= s->cfg->max_messages) /* RFC 5321 3.8: 421 closes the channel */
+        return smtp_session_close_with(s, 421, "4.7.0", "Too many messages in one session");
     tx = calloc(1, sizeof(*tx));
     if (tx == NULL)
         return smtp_session_error(s, 451, "4.3.0", "Out of memory");

@@ -1,12 +1,20 @@
 """Integration fixtures: a real `sluice sink` upstream and a real `sluice run` daemon on
 127.0.0.1 with ephemeral ports, both stopped by PID. Tests talk to them with real
 clients (smtplib, swaks, openssl s_client) and assert what the client got, the exact
-bytes the sink stored, and the daemon's JSON log lines."""
+bytes the sink stored, and the daemon's JSON log lines.
+
+Helpers for the tests: client_bytes() / received_header() split what the sink stored
+into our Received: header and the client's message; RawClient speaks SMTP over a plain
+or TLS socket and reads whole replies; Relay.smtps() / Relay.submission() give
+authenticated-ready smtplib clients; Relay.wait_logs() waits for a log line."""
+import base64
 import json
 import os
 import pathlib
 import re
+import resource
 import signal
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -18,11 +26,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 SLUICE = os.environ.get('SLUICE_BIN', str(ROOT / 'build' / 'sluice'))
 PASSWORDS = {'alice@example.org': 'alice-pw', 'bob@example.org': 'bob-pw',
              'carol@example.net': 'carol-pw'}
+ALICE = 'alice@example.org'  # the usual client
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
+def free_port(host='127.0.0.1'):
+    with socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -91,10 +100,16 @@ class Sink:
         self.port = int(m.group(1))
 
     def messages(self):
+        """Stored messages in the order the sink accepted them (its log says; files not
+        logged yet follow by mtime)."""
         new = self.maildir / 'new'
         if not new.exists():
             return []
-        return [p.read_bytes() for p in sorted(new.iterdir(), key=lambda p: p.stat().st_mtime_ns)]
+        files = {p.name: p for p in new.iterdir()}
+        ordered = [files.pop(e['file'][len('new/'):]) for e in self.events()
+                   if e.get('file', '')[len('new/'):] in files]
+        ordered += sorted(files.values(), key=lambda p: p.stat().st_mtime_ns)
+        return [p.read_bytes() for p in ordered]
 
     def events(self, name='sink.message'):
         if not self.log.exists():
@@ -111,6 +126,12 @@ class Sink:
             time.sleep(0.02)
         return self.messages()
 
+    def transcript_in(self):
+        """Every byte the sink received, all connections in order (after TLS)."""
+        files = sorted(self.transcripts.glob('conn-*.in'),
+                       key=lambda p: int(p.name[len('conn-'):-len('.in')]))
+        return b''.join(p.read_bytes() for p in files)
+
     def stop(self):
         return stop(self.proc)
 
@@ -119,21 +140,137 @@ def lua_str(s):
     return "'" + str(s).replace('\\', '\\\\').replace("'", "\\'") + "'"
 
 
+def b64(data):
+    """base64 text of bytes or str, as AUTH wants it."""
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.b64encode(data).decode()
+
+
+def received_header(stored):
+    """Our Received: header at the top of a stored message: the first header line and
+    its continuation lines (those starting with a TAB), CRLFs included."""
+    assert stored.startswith(b'Received: from '), stored[:200]
+    end = stored.index(b'\r\n') + 2
+    while stored[end:end + 1] == b'\t':
+        end = stored.index(b'\r\n', end) + 2
+    return stored[:end]
+
+
+def client_bytes(stored):
+    """What the client sent (after dot-unstuffing): the stored message minus our header."""
+    return stored[len(received_header(stored)):]
+
+
+class Reply(tuple):
+    """(code, text) like smtplib; text joins the lines of a multi-line reply with LF."""
+    __slots__ = ()
+
+    def __new__(cls, code, lines):
+        return super().__new__(cls, (code, b'\n'.join(lines)))
+
+    @property
+    def code(self):
+        return self[0]
+
+    @property
+    def text(self):
+        return self[1]
+
+
+class RawClient:
+    """SMTP over a bare socket (optionally implicit TLS): send exactly the bytes a test
+    wants, read whole replies. Every read is bounded by the socket timeout."""
+
+    def __init__(self, host, port, context=None, timeout=10, greeting=True):
+        self.host = host
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if context is not None:
+            self.sock = context.wrap_socket(self.sock, server_hostname=host)
+        self.buf = b''
+        self.greeting = self.reply() if greeting else None
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _line(self):
+        while b'\r\n' not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError('connection closed; unread %r' % self.buf)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b'\r\n', 1)
+        return line
+
+    def reply(self):
+        lines = []
+        while True:
+            line = self._line()
+            assert re.match(rb'\d{3}([ -]|$)', line), line
+            lines.append(line[4:])
+            if line[3:4] != b'-':
+                return Reply(int(line[:3]), lines)
+
+    def replies(self, n):
+        return [self.reply() for _ in range(n)]
+
+    def cmd(self, line):
+        self.send(line + b'\r\n' if isinstance(line, bytes) else (line + '\r\n').encode())
+        return self.reply()
+
+    def starttls(self, context):
+        reply = self.cmd(b'STARTTLS')
+        assert reply == (220, b'2.0.0 Ready to start TLS'), reply
+        assert self.buf == b''
+        self.sock = context.wrap_socket(self.sock, server_hostname=self.host)
+        return reply
+
+    def at_eof(self):
+        """True if the peer closed with nothing left unread."""
+        if self.buf:
+            return False
+        try:
+            data = self.sock.recv(65536)
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+        self.buf += data
+        return data == b''
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+
 class Relay:
-    """A running `sluice run` with a generated configuration."""
+    """A running `sluice run` with a generated configuration: an implicit-TLS listener
+    (smtps_port) and a STARTTLS one (submission_port) on `address`, offering the `sasl`
+    mechanisms (default: all). `limits`, `timeouts` and `extra` are Lua text for those
+    tables and the top level; `min_version` goes into `tls`; `nofile` caps the daemon's
+    descriptors (RLIMIT_NOFILE)."""
 
     def __init__(self, tmp, certs, users_dir, upstreams, extra='', workers=1,
-                 limits='', timeouts='', listeners=None):
+                 limits='', timeouts='', listeners=None, address='127.0.0.1',
+                 min_version=None, nofile=None, sasl=None):
         self.dir = tmp
-        self.smtps_port = free_port()
-        self.submission_port = free_port()
+        self.host = address
+        self.smtps_port = free_port(address)
+        self.submission_port = free_port(address)
         self.conf = tmp / 'sluice.lua'
         self.err = tmp / 'sluice.err'
         if listeners is None:
+            mechs = '' if sasl is None else ', sasl = { %s }' % ', '.join(map(lua_str, sasl))
             listeners = (
-                "{ name = 'smtps', address = '127.0.0.1', port = %d, tls = 'implicit' },\n"
-                "    { name = 'submission', address = '127.0.0.1', port = %d, tls = 'starttls' },"
-                % (self.smtps_port, self.submission_port))
+                "{ name = 'smtps', address = %s, port = %d, tls = 'implicit'%s },\n"
+                "    { name = 'submission', address = %s, port = %d, tls = 'starttls'%s },"
+                % (lua_str(address), self.smtps_port, mechs, lua_str(address),
+                   self.submission_port, mechs))
+        tls_extra = 'min_version = %s,' % lua_str(min_version) if min_version else ''
         self.conf.write_text("""return {
   hostname = 'relay.test',
   workers = %d,
@@ -145,7 +282,7 @@ class Relay:
   tls = { certificates = {
     { cert = %s, key = %s },
     { cert = %s, key = %s },
-  } },
+  }, %s },
   upstreams = %s,
   limits = { %s },
   timeouts = { %s },
@@ -153,10 +290,13 @@ class Relay:
 }
 """ % (workers, lua_str(users_dir), listeners,
        lua_str(certs / 'dev-ecdsa.crt'), lua_str(certs / 'dev-ecdsa.key'),
-       lua_str(certs / 'dev-rsa.crt'), lua_str(certs / 'dev-rsa.key'),
+       lua_str(certs / 'dev-rsa.crt'), lua_str(certs / 'dev-rsa.key'), tls_extra,
        upstreams, limits, timeouts, extra))
+        limit = None if nofile is None else (
+            lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
         self.proc = subprocess.Popen([SLUICE, 'run', '-c', str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.err, 'wb'))
+                                     stdout=subprocess.DEVNULL, stderr=open(self.err, 'wb'),
+                                     preexec_fn=limit)
         wait_for_line(self.err, r'"event":"daemon.ready"', self.proc)
         self.cafile = str(certs / 'dev-ca.crt')
 
@@ -171,9 +311,55 @@ class Relay:
                 out.append(obj)
         return out
 
+    def wait_logs(self, event, n=1, timeout=5):
+        """The log lines for event once there are at least n (a line may follow the reply
+        the client already has by a moment), or all there are when the time is up."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.logs(event)
+            if len(found) >= n:
+                return found
+            time.sleep(0.02)
+        return self.logs(event)
+
     def tls_context(self):
         ctx = ssl.create_default_context(cafile=self.cafile)
         return ctx
+
+    def smtps(self, login=ALICE, timeout=10):
+        """smtplib over implicit TLS, EHLO done, logged in as `login` unless None."""
+        c = smtplib.SMTP_SSL(self.host, self.smtps_port, local_hostname='client.test',
+                             context=self.tls_context(), timeout=timeout)
+        c.ehlo()
+        if login is not None:
+            c.login(login, PASSWORDS[login])
+        return c
+
+    def submission(self, login=ALICE, timeout=10):
+        """smtplib on the STARTTLS listener, TLS up and EHLO done, logged in unless None."""
+        c = smtplib.SMTP(self.host, self.submission_port, local_hostname='client.test',
+                         timeout=timeout)
+        c.ehlo()
+        c.starttls(context=self.tls_context())
+        c.ehlo()
+        if login is not None:
+            c.login(login, PASSWORDS[login])
+        return c
+
+    def raw(self, tls=True, timeout=10, greeting=True):
+        """RawClient: implicit TLS (tls=True) or cleartext on the STARTTLS listener."""
+        if tls:
+            return RawClient(self.host, self.smtps_port, self.tls_context(), timeout,
+                             greeting)
+        return RawClient(self.host, self.submission_port, None, timeout, greeting)
+
+    def raw_authed(self, user=ALICE):
+        """RawClient over implicit TLS after EHLO and AUTH PLAIN."""
+        c = self.raw()
+        c.cmd(b'EHLO client.test')
+        reply = c.cmd('AUTH PLAIN ' + b64('\0%s\0%s' % (user, PASSWORDS[user])))
+        assert reply == (235, b'2.7.0 Authentication successful'), reply
+        return c
 
     def stop(self, sig=signal.SIGTERM):
         return stop(self.proc, sig)
@@ -219,9 +405,10 @@ def make_relay(tmp_path, certs, users_dir):
         return r
     yield factory
     for r in made:
-        r.stop()
-        assert 'AddressSanitizer' not in r.err.read_text(errors='replace'), r.err.read_text()
-        assert 'runtime error' not in r.err.read_text(errors='replace'), r.err.read_text()
+        rc = r.stop()
+        err = r.err.read_text(errors='replace')
+        assert 'AddressSanitizer' not in err and 'runtime error' not in err, err
+        assert rc == 0, 'sluice run exited %s on TERM:\n%s' % (rc, err[-3000:])
 
 
 @pytest.fixture
