@@ -31,6 +31,7 @@ struct authdb_domain {
     struct authdb_user *users; /* owns, sorted by local part (strcasecmp) */
     size_t              n;
     size_t              cap;
+    const char         *stand_in; /* borrows users[k].hash: the domain's usual scheme */
 };
 
 /* Immutable once authdb_load returns; readers on any thread need no lock. */
@@ -317,6 +318,50 @@ authdb_sort_users(struct authdb_domain *d, char *err, size_t errlen)
     return 0;
 }
 
+/* The part of a hash that sets its cost: "$y$j9T$", "$2b$12$", "$6$" or
+ * "$6$rounds=N$" (the salt and the digest follow). */
+static size_t
+authdb_scheme_len(const char *hash)
+{
+    const char *p = strchr(hash + 1, '$');
+
+    if (p == NULL)
+        return strlen(hash);
+    if (strncmp(hash, "$y$", 3) == 0 || strncmp(hash, "$2", 2) == 0 ||
+        strncmp(p + 1, "rounds=", 7) == 0) {
+        const char *q = strchr(p + 1, '$');
+
+        return q ? (size_t)(q - hash) + 1 : strlen(hash);
+    }
+    return (size_t)(p - hash) + 1;
+}
+
+/* An unknown user is checked against a hash of the scheme and cost most of the
+ * domain's users have (ties: the first in sort order), so a miss takes as long as a
+ * typical wrong password. A handful of distinct schemes at most: counting is cheap. */
+static void
+authdb_pick_stand_in(struct authdb_domain *d)
+{
+    size_t best = 0, best_count = 0;
+
+    for (size_t i = 0; i < d->n && i < 64; i++) {
+        const char *h = d->users[i].hash;
+        size_t      len = authdb_scheme_len(h), count = 0;
+
+        for (size_t j = 0; j < d->n; j++) {
+            const char *other = d->users[j].hash;
+
+            if (strncmp(other, h, len) == 0 && authdb_scheme_len(other) == len)
+                count++;
+        }
+        if (count > best_count) {
+            best = i;
+            best_count = count;
+        }
+    }
+    d->stand_in = d->n > 0 ? d->users[best].hash : NULL;
+}
+
 static int
 authdb_sort(struct authdb *db, char *err, size_t errlen)
 {
@@ -330,6 +375,7 @@ authdb_sort(struct authdb *db, char *err, size_t errlen)
                               "same domain as another file");
         if (authdb_sort_users(&db->domains[i], err, errlen) != 0)
             return -1;
+        authdb_pick_stand_in(&db->domains[i]);
         db->users += db->domains[i].n;
     }
     return 0;
@@ -452,6 +498,17 @@ authdb_check(const char *password, const char *hash)
     return ok;
 }
 
+/* The hash an unknown user is checked against: one of the same domain's (same scheme
+ * and cost as its real users, so a miss takes as long as a wrong password), or the
+ * dummy for an unknown domain. The result is ignored: u == NULL always fails. */
+static const char *
+authdb_stand_in(const struct authdb *db, const struct authdb_domain *d)
+{
+    if (d != NULL && d->stand_in != NULL)
+        return d->stand_in;
+    return db->dummy;
+}
+
 enum authdb_rc
 authdb_verify(const struct authdb *db, const char *identity, const char *password,
               const char **domain_out)
@@ -471,7 +528,7 @@ authdb_verify(const struct authdb *db, const char *identity, const char *passwor
         u = bsearch(&key, d->users, d->n, sizeof(*d->users), authdb_key_cmp);
     }
     /* an unknown user costs one hash too, so timing does not tell who exists */
-    ok = authdb_check(password, u != NULL ? u->hash : db->dummy);
+    ok = authdb_check(password, u != NULL ? u->hash : authdb_stand_in(db, d));
     if (u == NULL || !ok)
         return AUTHDB_FAIL;
     if (domain_out != NULL)
