@@ -1,6 +1,7 @@
 /* core/smtp_verbs.c: the verb table. Each verb checks its state and arguments, then
  * applies: one reply per command, with the enhanced code RFC 5321/3463 give for it.
  * DATA/BDAT continue in smtp_data.c, AUTH in smtp_auth.c. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,32 @@ smtp_ehlo_auth_line(const struct smtp_session *s, char *out, size_t len)
     }
 }
 
+/* RFC 5321 4.1.1.1: a domain or an address literal. Checked loosely (underscores and
+ * UTF-8 U-labels pass, as real clients send them) but strictly enough that the name
+ * cannot write comments, dates or header syntax into our Received: line. */
+static bool
+smtp_helo_is_valid(const char *p, size_t len)
+{
+    bool literal = len >= 2 && p[0] == '[' && p[len - 1] == ']';
+
+    if (literal) {
+        p++;
+        len -= 2;
+    }
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)p[i];
+
+        if (isalnum(ch) || ch == '-' || ch == '.' || (!literal && (ch == '_' || ch >= 0x80)))
+            continue;
+        if (literal && ch == ':')
+            continue;
+        return false;
+    }
+    return true;
+}
+
 static enum smtp_rc
 smtp_verb_ehlo(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
@@ -35,7 +62,8 @@ smtp_verb_ehlo(struct smtp_session *s, const struct smtp_cmd *cmd)
     const char *lines[12];
     size_t      n = 0;
 
-    if (cmd->arg.len == 0 || cmd->arg.len >= sizeof(s->helo))
+    if (cmd->arg.len == 0 || cmd->arg.len >= sizeof(s->helo) ||
+        !smtp_helo_is_valid(cmd->arg.p, cmd->arg.len))
         return smtp_session_error(s, 501, "5.5.4", "EHLO needs a domain or address literal");
     memcpy(s->helo, cmd->arg.p, cmd->arg.len);
     s->helo[cmd->arg.len] = '\0';

@@ -184,6 +184,23 @@ greeting_names_the_host_and_ehlo_lists_the_extensions(void)
 }
 
 static void
+ehlo_takes_domains_and_literals_but_not_header_syntax(void)
+{
+    static const char *const good[] = { "EHLO [127.0.0.1]\r\n", "EHLO [IPv6:::1]\r\n",
+                                        "EHLO my_pc.local\r\n", "HELO b\xc3\xbcro.test\r\n" };
+    static const char *const bad[] = { "EHLO evil (x); Mon, 1 Jan 2001\r\n", "EHLO a;b\r\n",
+                                       "EHLO []\r\n", "EHLO [1.2.3.4\r\n" };
+    int fd = client_new();
+
+    replies(fd, 1);
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        CHECK(strncmp(exchange(fd, good[i], 1), "250", 3) == 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK(strncmp(exchange(fd, bad[i], 1), "501 5.5.4", 9) == 0);
+    close(fd);
+}
+
+static void
 mail_before_ehlo_and_before_auth_are_refused(void)
 {
     int fd = client_new();
@@ -394,6 +411,7 @@ main(void)
 {
     setup();
     RUN(greeting_names_the_host_and_ehlo_lists_the_extensions);
+    RUN(ehlo_takes_domains_and_literals_but_not_header_syntax);
     RUN(mail_before_ehlo_and_before_auth_are_refused);
     RUN(a_pipelined_batch_is_answered_in_order);
     RUN(bare_lf_and_overlong_lines_get_500_and_the_session_goes_on);
