@@ -12,6 +12,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
@@ -648,6 +649,9 @@ sink_worker_thread(void *arg)
     struct sink        *sk = w->sk;
 
     cmd_sink_smtp_run(&sk->cfg, w->fd, w->id, w->peer);
+    /* Free this thread's OpenSSL state now: once it leaves the list below, the process
+     * may exit before the thread-exit destructor runs (LeakSanitizer saw it). */
+    OPENSSL_thread_stop();
     pthread_mutex_lock(&sk->lock);
     if (w->prev)
         w->prev->next = w->next;
