@@ -35,8 +35,7 @@ enum authdb_rc {
  * Blocking and CPU-bound: call it from the offload pool. Thread-safe (crypt_r).
  * On AUTHDB_OK, *domain_out (if not NULL) borrows the canonical lowercase domain name
  * from db. An unknown user still runs one hash (of the domain's usual scheme, or a dummy
- * for an unknown domain) so that timing
- * does not reveal which users exist. */
+ * for an unknown domain) so that timing does not reveal which users exist. */
 enum authdb_rc authdb_verify(const struct authdb *db, const char *identity,
                              const char *password, const char **domain_out);
 
