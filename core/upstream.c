@@ -978,6 +978,8 @@ upstream_on_closed(struct upstream *u)
     long vr;
 
     u->out.dropped = true;
+    if (u->state == U_READY) /* idle: the reply in u->out was the last transaction's */
+        u->out.code = 0;
     if (u->state == U_TLS && u->conn->ssl != NULL &&
         (vr = SSL_get_verify_result(u->conn->ssl)) != X509_V_OK)
         return upstream_fail(u, false, "certificate verification failed: %s",

@@ -116,6 +116,8 @@ struct upstream_job {
     char                         last_error[240]; /* why the last server failed */
     char                         last_enhanced[8];
     struct relay_result          res;
+    bool                         second_pass; /* trying the targets skipped as down */
+    unsigned char                skipped[];   /* bit per target of the set: skipped as down */
 };
 
 struct upstream_pool {
@@ -623,23 +625,32 @@ pool_conn_cb(void *owner, struct upstream *u, enum upstream_event ev)
 
 /* ---- failover and the public calls ---- */
 
-/* The first target from job->target on whose address set-up has not failed lately;
- * if every remaining one failed lately, the next one anyway. */
+/* The target to try from job->target: first, in order, those whose set-up has not
+ * failed lately; then, in order, the ones skipped for that reason (tried after the
+ * others, so that a server back up is found when the others went down meanwhile). */
 static size_t
-pool_pick_target(const struct upstream_job *job)
+pool_pick_target(struct upstream_job *job)
 {
     const struct upstream_pool *pool = job->pool;
     const struct pool_set      *set = &pool->sets[job->set];
     ev_tstamp                   now = ev_now(pool->loop);
     size_t                      t;
 
-    for (t = job->target; t < set->n_targets; t++) {
-        const struct pool_target *tg = &set->targets[t];
+    if (!job->second_pass) {
+        for (t = job->target; t < set->n_targets; t++) {
+            const struct pool_target *tg = &set->targets[t];
 
-        if (pool->keys[tg->key].addrs[tg->addr].down_until <= now)
-            return t;
+            if (pool->keys[tg->key].addrs[tg->addr].down_until <= now)
+                return t;
+            job->skipped[t / 8] |= (unsigned char)(1u << (t % 8));
+        }
+        job->second_pass = true;
+        job->target = 0;
     }
-    return job->target < set->n_targets ? job->target : POOL_NO_TARGET;
+    for (t = job->target; t < set->n_targets; t++)
+        if (job->skipped[t / 8] & (1u << (t % 8)))
+            return t;
+    return POOL_NO_TARGET;
 }
 
 static void
@@ -682,7 +693,9 @@ upstream_pool_relay(struct upstream_pool *pool, int set, uint64_t sid,
                     const struct relay_envelope *env, const char *msg, size_t msg_len,
                     relay_done_fn done, void *ctx)
 {
-    struct upstream_job *job = calloc(1, sizeof(*job));
+    bool                 known = set >= 0 && (size_t)set < pool->n_sets;
+    size_t               n_targets = known ? pool->sets[set].n_targets : 0;
+    struct upstream_job *job = calloc(1, sizeof(*job) + n_targets / 8 + 1); /* + skipped[] */
 
     if (job == NULL)
         return NULL;
@@ -701,7 +714,7 @@ upstream_pool_relay(struct upstream_pool *pool, int set, uint64_t sid,
     if (pool->jobs != NULL)
         pool->jobs->prev = job;
     pool->jobs = job;
-    if (set < 0 || (size_t)set >= pool->n_sets)
+    if (!known)
         pool_result(job, RELAY_UNAVAILABLE, 451, "4.3.5", "Upstream set not configured");
     else if (env->n_rcpts == 0)
         pool_result(job, RELAY_REJECTED, 554, "5.5.1", "No valid recipients");
