@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,30 @@
 #define LISTENER_BACKLOG 1024
 #define LISTENER_PAUSE   0.1 /* seconds without accept() when out of descriptors */
 
+/* SO_REUSEPORT lets any process of the same user join a port, so a second sluice would
+ * silently share it. A socket without SO_REUSEPORT cannot bind a port someone listens
+ * on: bind one first, as a probe, and fail like a non-reuseport daemon would. */
 static int
-listener_bind_one(const char *addr, int port, char *err, size_t errlen)
+listener_probe(const struct addrinfo *ai, const char *addr, int port, char *err,
+               size_t errlen)
+{
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, rc = 0;
+
+    if (fd < 0)
+        return 0; /* the real bind reports it */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ai->ai_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        snprintf(err, errlen, "listen %s port %d: %s", addr, port, strerror(errno));
+        rc = -1;
+    }
+    close(fd);
+    return rc;
+}
+
+static int
+listener_bind_one(const char *addr, int port, bool probe, char *err, size_t errlen)
 {
     struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
                               .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE };
@@ -32,6 +55,10 @@ listener_bind_one(const char *addr, int port, char *err, size_t errlen)
     rc = getaddrinfo(addr, portstr, &hints, &ai);
     if (rc != 0) {
         snprintf(err, errlen, "listen %s port %d: %s", addr, port, gai_strerror(rc));
+        return -1;
+    }
+    if (probe && listener_probe(ai, addr, port, err, errlen) != 0) {
+        freeaddrinfo(ai);
         return -1;
     }
     fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -92,7 +119,8 @@ listener_bind_all(const struct config *cfg, int n_workers, struct listener_set *
         for (size_t j = 0; j < n; j++, k++) {
             out->cfgs[k] = &cfg->listeners[i];
             for (int w = 0; w < n_workers; w++) {
-                int fd = listener_bind_one(addrs[j], cfg->listeners[i].port, err, errlen);
+                int fd = listener_bind_one(addrs[j], cfg->listeners[i].port, w == 0,
+                                           err, errlen);
 
                 if (fd < 0)
                     return -1;

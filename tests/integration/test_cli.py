@@ -231,8 +231,6 @@ def test_run_exits_71_when_its_port_is_taken(tmp_path, certs, users_dir):
     assert 'daemon.ready' not in err
 
 
-@pytest.mark.xfail(strict=True, reason='listeners bind with SO_REUSEPORT, so a second '
-                   'sluice on the same port shares it instead of failing (core/listener.c)')
 def test_a_second_daemon_on_the_same_port_exits_71(tmp_path, certs, users_dir, make_relay,
                                                    sink):
     first = make_relay(upstream_conf(sink.port))
