@@ -89,6 +89,8 @@ authdb_hash_problem(const char *hash)
 
     if (strlen(hash) >= CRYPT_OUTPUT_SIZE)
         return "hash too long";
+    if (hash[0] != '$') /* DES crypt has no prefix, but 13 plaintext characters pass for it */
+        return "not a crypt(3) hash (a plaintext password?): use 'sluice passwd'";
     switch (crypt_checksalt(hash)) {
     case CRYPT_SALT_OK:
         break;

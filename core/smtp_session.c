@@ -444,3 +444,19 @@ smtp_session_drain(struct smtp_session *s)
     /* DATA, BDAT, BUSY: the transaction finishes; smtp_session_process closes after.
      * STARTTLS: smtp_session_tls_ready closes once the handshake is done. */
 }
+
+/* The drain timeout: whatever this session was waiting for, it is over. A client
+ * that can hear us gets 421 (its message, if any, was never acknowledged). */
+void
+smtp_session_cut(struct smtp_session *s)
+{
+    bool can_reply = s->state != SMTP_STATE_TLS_ACCEPT && s->state != SMTP_STATE_CLOSING &&
+                     !s->conn->handshaking;
+
+    if (can_reply) {
+        smtp_reply(s->conn, 421, "4.3.2", "Service shutting down, message not accepted");
+        if (conn_flush(s->conn, false) == CONN_GONE)
+            return;
+    }
+    smtp_session_free(s, "drain timeout");
+}

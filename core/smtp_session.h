@@ -99,6 +99,9 @@ void smtp_session_free(struct smtp_session *s, const char *reason);
  * transaction. */
 void smtp_session_drain(struct smtp_session *s);
 
+/* The drain timeout ran out: 421 where the client can hear it, then free. */
+void smtp_session_cut(struct smtp_session *s);
+
 /* hook.c reports an auth decision. user/domain are copied when accepted. */
 void smtp_session_auth_done(struct smtp_session *s, bool ok, const char *user,
                             const char *domain, int code, const char *enhanced,

@@ -123,7 +123,7 @@ worker_drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
     log_msg(LOG_WARNING, "worker.drain_timeout", 0, "worker %d: %zu sessions cut off",
             w->index, w->n_sessions);
     while (w->sessions != NULL)
-        smtp_session_free(w->sessions, "drain timeout");
+        smtp_session_cut(w->sessions);
 }
 
 static void
