@@ -1,6 +1,6 @@
 /* core/upstream.c: the SMTP client for one upstream connection; see upstream.h.
  * One state machine on top of struct conn: connect, set-up (greeting, EHLO, STARTTLS,
- * AUTH), then transactions. Replies are parsed here (RFC 5321 section 4.2, bounded);
+ * AUTH), then transactions. Replies and EHLO keywords are parsed in upstream_reply.c;
  * what an outcome means for the client is decided in core/upstream_pool.c.
  *
  * Nothing here calls its owner from inside a call the owner made: work started by
@@ -23,30 +23,16 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "upstream_reply.h"
 #include "tls.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
-/* RFC 5321 4.5.3.1.5 allows 512 octets per reply line; accept more, but bounded. */
-#define UPSTREAM_LINE_MAX   2048
-#define UPSTREAM_LINES_MAX  64
-#define UPSTREAM_REPLY_MAX  16384      /* < CONN_IN_DEFAULT: a reply always fits c->in */
 #define UPSTREAM_CMD_MAX    2048       /* one command: a 256-octet path and parameters */
 #define UPSTREAM_CRED_MAX   3072       /* "\0user\0password" for AUTH PLAIN */
 /* Message octets queued per step, when c->out holds less than this. Dot-stuffing adds
  * at most one octet per 3 (".\r\n"), so c->out stays under ~600 KiB < CONN_OUT_MAX. */
 #define UPSTREAM_BODY_CHUNK (256 * 1024)
-
-enum upstream_cap {
-    CAP_PIPELINING = 1u << 0, /* RFC 2920 */
-    CAP_CHUNKING = 1u << 1,   /* RFC 3030 */
-    CAP_8BITMIME = 1u << 2,   /* RFC 6152 */
-    CAP_SMTPUTF8 = 1u << 3,   /* RFC 6531 */
-    CAP_SIZE = 1u << 4,       /* RFC 1870 */
-    CAP_STARTTLS = 1u << 5,   /* RFC 3207 */
-    CAP_AUTH_PLAIN = 1u << 6, /* RFC 4954, RFC 4616 */
-    CAP_AUTH_LOGIN = 1u << 7,
-};
 
 enum upstream_state {
     U_CONNECTING, /* connect(2) in progress: connect_io watches writability */
@@ -69,20 +55,6 @@ enum upstream_auth_step {
     AUTH_FINAL, /* waiting for 235 */
     AUTH_USER,  /* LOGIN: waiting for the 334 that asks for the user name */
     AUTH_PASS,  /* LOGIN: waiting for the 334 that asks for the password */
-};
-
-struct upstream_reply {
-    int         code;
-    char        enhanced[16];
-    char        text[UPSTREAM_TEXT_MAX];
-    const char *raw;     /* borrows c->in: the whole reply; valid until the next read */
-    size_t      raw_len;
-};
-
-enum reply_rc {
-    REPLY_OK,
-    REPLY_AGAIN, /* no complete reply yet */
-    REPLY_BAD,   /* malformed, mixed codes, or over a bound */
 };
 
 struct upstream {
@@ -124,110 +96,6 @@ struct upstream {
 
 static enum conn_rc upstream_conn_cb(void *owner, struct conn *c, enum conn_event ev);
 static enum conn_rc upstream_pump_body(struct upstream *u);
-
-/* ---- replies (RFC 5321 section 4.2, RFC 3463) ---- */
-
-/* "NNN", "NNN text" or "NNN-text"; RFC 5321 4.2: %x32-35 %x30-35 %x30-39. */
-static bool
-reply_line_code(const char *s, size_t len, int *code, bool *last)
-{
-    if (len < 3 || s[0] < '2' || s[0] > '5' || s[1] < '0' || s[1] > '5' || s[2] < '0' ||
-        s[2] > '9')
-        return false;
-    if (len > 3 && s[3] != '-' && s[3] != ' ')
-        return false;
-    *code = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
-    *last = len == 3 || s[3] == ' ';
-    return true;
-}
-
-/* Length of an RFC 3463 code ("5.1.1") at the start of s, followed by a space or the
- * end, or 0 if there is none. */
-static size_t
-reply_enhanced_len(const char *s, size_t n)
-{
-    size_t i = 2, part, digits;
-
-    if (n < 5 || (s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.')
-        return 0;
-    for (part = 0; part < 2; part++) {
-        for (digits = 0; i < n && digits < 3 && s[i] >= '0' && s[i] <= '9'; digits++)
-            i++;
-        if (digits == 0)
-            return 0;
-        if (part == 0 && (i >= n || s[i++] != '.'))
-            return 0;
-    }
-    return i < n && s[i] != ' ' ? 0 : i;
-}
-
-/* Add one line's text: the first enhanced code is kept apart, the others dropped;
- * anything but printable ASCII becomes '?' (it may end up in our reply to a client). */
-static void
-reply_add_text(struct upstream_reply *r, size_t *tlen, const char *s, size_t n)
-{
-    size_t k = reply_enhanced_len(s, n), i;
-
-    if (k > 0) {
-        if (r->enhanced[0] == '\0' && k < sizeof(r->enhanced)) {
-            memcpy(r->enhanced, s, k);
-            r->enhanced[k] = '\0';
-        }
-        s += k;
-        n -= k;
-        if (n > 0)
-            s++, n--;
-    }
-    if (n > 0 && *tlen > 0 && *tlen + 1 < sizeof(r->text))
-        r->text[(*tlen)++] = ' ';
-    for (i = 0; i < n && *tlen + 1 < sizeof(r->text); i++) {
-        unsigned char ch = (unsigned char)s[i];
-
-        r->text[(*tlen)++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
-    }
-    r->text[*tlen] = '\0';
-}
-
-/* One complete reply at p (n octets available). A line ends with LF, CR LF preferred;
- * every line must carry the same code. */
-static enum reply_rc
-reply_parse(const char *p, size_t n, struct upstream_reply *r, size_t *used)
-{
-    size_t   off = 0, tlen = 0;
-    unsigned lines;
-
-    r->code = 0;
-    r->enhanced[0] = r->text[0] = '\0';
-    for (lines = 0; lines < UPSTREAM_LINES_MAX; lines++) {
-        const char *line = p + off;
-        const char *nl = memchr(line, '\n', n - off);
-        size_t      len;
-        int         code;
-        bool        last;
-
-        if (nl == NULL)
-            return n - off > UPSTREAM_LINE_MAX || n > UPSTREAM_REPLY_MAX ? REPLY_BAD
-                                                                         : REPLY_AGAIN;
-        len = (size_t)(nl - line);
-        off += len + 1;
-        if (len > 0 && line[len - 1] == '\r')
-            len--;
-        if (len > UPSTREAM_LINE_MAX || !reply_line_code(line, len, &code, &last) ||
-            (lines > 0 && code != r->code))
-            return REPLY_BAD;
-        r->code = code;
-        reply_add_text(r, &tlen, line + 4, len > 4 ? len - 4 : 0);
-        if (last) {
-            r->raw = p;
-            r->raw_len = off;
-            *used = off;
-            return REPLY_OK;
-        }
-        if (off > UPSTREAM_REPLY_MAX)
-            return REPLY_BAD;
-    }
-    return REPLY_BAD;
-}
 
 /* ---- small helpers ---- */
 
@@ -378,81 +246,6 @@ upstream_is_loopback(const struct upstream *u)
 
 /* ---- set-up: greeting, EHLO, STARTTLS, AUTH ---- */
 
-/* RFC 5321 4.1.1.1 keywords are case-insensitive; s is the text of one EHLO line. */
-static bool
-upstream_word_is(const char *s, size_t n, const char *word)
-{
-    size_t k = strlen(word);
-
-    return n >= k && strncasecmp(s, word, k) == 0 && (n == k || s[k] == ' ' || s[k] == '=');
-}
-
-static void
-upstream_auth_mechs(struct upstream *u, const char *s, size_t n)
-{
-    size_t i = 5; /* past "AUTH " or "AUTH=" (RFC 4954 section 8 notes the old form) */
-
-    while (i < n) {
-        size_t j = i;
-
-        while (j < n && s[j] != ' ')
-            j++;
-        if (upstream_word_is(s + i, j - i, "PLAIN"))
-            u->caps |= CAP_AUTH_PLAIN;
-        else if (upstream_word_is(s + i, j - i, "LOGIN"))
-            u->caps |= CAP_AUTH_LOGIN;
-        i = j + 1;
-    }
-}
-
-static void
-upstream_cap_line(struct upstream *u, const char *s, size_t n)
-{
-    static const struct {
-        const char *word;
-        unsigned    bit;
-    } simple[] = {
-        {"PIPELINING", CAP_PIPELINING}, {"CHUNKING", CAP_CHUNKING},
-        {"8BITMIME", CAP_8BITMIME},     {"SMTPUTF8", CAP_SMTPUTF8},
-        {"STARTTLS", CAP_STARTTLS},
-    };
-    size_t i;
-
-    for (i = 0; i < sizeof(simple) / sizeof(simple[0]); i++)
-        if (upstream_word_is(s, n, simple[i].word))
-            u->caps |= simple[i].bit;
-    if (upstream_word_is(s, n, "AUTH"))
-        upstream_auth_mechs(u, s, n);
-    if (upstream_word_is(s, n, "SIZE")) {
-        u->caps |= CAP_SIZE;
-        u->size_max = 0;
-        for (i = 5; i < n && s[i] >= '0' && s[i] <= '9' && u->size_max < (1ull << 50); i++)
-            u->size_max = u->size_max * 10 + (unsigned long long)(s[i] - '0');
-    }
-}
-
-/* Capabilities from every line of a 250 EHLO reply but the first (the domain). */
-static void
-upstream_parse_caps(struct upstream *u, const struct upstream_reply *r)
-{
-    const char *p = r->raw, *end = r->raw + r->raw_len;
-    bool        first = true;
-
-    u->caps = 0;
-    u->size_max = 0;
-    while (p < end) { /* one line per pass */
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t      len = (size_t)(nl - p);
-
-        if (len > 0 && p[len - 1] == '\r')
-            len--;
-        if (!first && len > 4)
-            upstream_cap_line(u, p + 4, len - 4);
-        first = false;
-        p = nl + 1;
-    }
-}
-
 static enum conn_rc
 upstream_send_ehlo(struct upstream *u, const char *verb, enum upstream_state next)
 {
@@ -594,7 +387,7 @@ upstream_on_ehlo(struct upstream *u, const struct upstream_reply *r)
     bool needs_ehlo = u->srv->tls == CONFIG_TLS_STARTTLS || u->srv->auth_user != NULL;
 
     if (r->code == 250) {
-        upstream_parse_caps(u, r);
+        upstream_reply_caps(r, &u->caps, &u->size_max);
         return upstream_after_ehlo(u);
     }
     /* RFC 5321 4.1.4: a server that does not know EHLO gets HELO, unless we need an
@@ -957,7 +750,7 @@ upstream_on_input(struct upstream *u)
     while (buf_used(in) > 0 && u->state != U_DEAD && u->state != U_TLS) {
         struct upstream_reply r;
         size_t                used = 0;
-        enum reply_rc         rc = reply_parse(buf_head(in), buf_used(in), &r, &used);
+        enum reply_rc         rc = upstream_reply_parse(buf_head(in), buf_used(in), &r, &used);
 
         if (rc == REPLY_AGAIN)
             return CONN_OK;
