@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1521,11 +1522,11 @@ cmp_u32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Nearest-rank percentile of sorted microsecond samples, in ms. */
+/* Nearest-rank percentile of sorted microsecond samples, in ms; permille: 500 = p50. */
 static double
-percentile_ms(const uint32_t *s, size_t n, unsigned pct)
+percentile_ms(const uint32_t *s, size_t n, unsigned permille)
 {
-    size_t rank = (pct * n + 99) / 100;
+    size_t rank = (permille * n + 999) / 1000;
 
     if (n == 0)
         return 0;
@@ -1538,17 +1539,20 @@ struct summary {
     size_t       nsamples;    /* kept and sorted */
     size_t       dropped;     /* samples past the cap */
     double       elapsed;     /* measured seconds */
-    double       pct[4];      /* p50, p90, p99, max in ms */
+    double       pct[5];      /* p50, p90, p99, p99.9, max in ms */
     uint64_t     idle_dropped; /* --idle: dropped by the server while held */
     double       setup_secs;   /* --idle: time to open all */
+    double       cpu_user;     /* this process's CPU seconds (getrusage), warmup included */
+    double       cpu_sys;
 };
 
 static void
 summary_fill(struct summary *sm, struct run *run, const struct client *cls, int64_t end)
 {
-    static const unsigned pcts[4] = {50, 90, 99, 100};
+    static const unsigned pcts[5] = {500, 900, 990, 999, 1000};
     size_t                taken = atomic_load(&run->nsamples);
     int64_t               last = 0;
+    struct rusage         ru;
 
     for (unsigned i = 0; i < run->opt->concurrency; i++) {
         const struct stats *s = &cls[i].st;
@@ -1570,10 +1574,14 @@ summary_fill(struct summary *sm, struct run *run, const struct client *cls, int6
     sm->nsamples = taken < run->cap ? taken : run->cap;
     sm->dropped = taken - sm->nsamples;
     qsort(run->samples, sm->nsamples, sizeof *run->samples, cmp_u32);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         sm->pct[i] = percentile_ms(run->samples, sm->nsamples, pcts[i]);
     end = last > 0 ? last : end;
     sm->elapsed = end > run->measure_start ? (end - run->measure_start) / 1e9 : 0;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        sm->cpu_user = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
+        sm->cpu_sys = ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+    }
 }
 
 static double
@@ -1608,9 +1616,10 @@ summary_print(const struct summary *sm, const struct run *run)
     fprintf(stderr, "  failures     ");
     for (int f = 1; f < FAIL_COUNT; f++)
         fprintf(stderr, " %s %llu", fail_names[f], (unsigned long long)sm->st.fail[f]);
-    fprintf(stderr, "\n  %s  p50 %.3f  p90 %.3f  p99 %.3f  max %.3f  (%zu samples%s)\n",
-            o->idle > 0 ? "setup ms   " : "latency ms  ", sm->pct[0], sm->pct[1], sm->pct[2],
-            sm->pct[3], sm->nsamples, sm->dropped > 0 ? ", cap reached" : "");
+    fprintf(stderr, "\n  %s  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  "
+            "(%zu samples%s)\n", o->idle > 0 ? "setup ms   " : "latency ms  ", sm->pct[0],
+            sm->pct[1], sm->pct[2], sm->pct[3], sm->pct[4], sm->nsamples,
+            sm->dropped > 0 ? ", cap reached" : "");
     fprintf(stderr, "  phase         mean ms      count\n");
     for (int p = 0; p < PHASE_COUNT; p++)
         if (sm->st.phase_n[p] > 0)
@@ -1619,6 +1628,8 @@ summary_print(const struct summary *sm, const struct run *run)
     if (o->tls != TLS_NONE)
         fprintf(stderr, "  tls           %llu handshakes, %llu resumed\n",
                 (unsigned long long)sm->st.handshakes, (unsigned long long)sm->st.resumed);
+    fprintf(stderr, "  cpu           %.3f s user, %.3f s system (this process, whole run)\n",
+            sm->cpu_user, sm->cpu_sys);
     if (run->first_error[0] != '\0')
         fprintf(stderr, "  first error   %s\n", run->first_error);
 }
@@ -1665,14 +1676,15 @@ summary_json(const struct summary *sm, const struct run *run)
         printf("%s\"%s\":%llu", f > 1 ? "," : "", fail_names[f],
                (unsigned long long)sm->st.fail[f]);
     printf("},\"elapsed_s\":%.3f,\"msg_per_s\":%.1f,\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,"
-           "\"p99\":%.3f,\"max\":%.3f,\"samples\":%zu},\"phase_ms\":{", sm->elapsed,
-           sm->elapsed > 0 ? sm->st.ok / sm->elapsed : 0, sm->pct[0], sm->pct[1], sm->pct[2],
-           sm->pct[3], sm->nsamples);
+           "\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f,\"samples\":%zu},\"phase_ms\":{",
+           sm->elapsed, sm->elapsed > 0 ? sm->st.ok / sm->elapsed : 0, sm->pct[0], sm->pct[1],
+           sm->pct[2], sm->pct[3], sm->pct[4], sm->nsamples);
     for (int p = 0; p < PHASE_COUNT; p++)
         printf("%s\"%s\":{\"mean\":%.3f,\"n\":%llu}", p > 0 ? "," : "", phase_names[p],
                phase_mean_ms(&sm->st, p), (unsigned long long)sm->st.phase_n[p]);
-    printf("},\"tls_handshakes\":%llu,\"tls_resumed\":%llu,\"first_error\":",
-           (unsigned long long)sm->st.handshakes, (unsigned long long)sm->st.resumed);
+    printf("},\"tls_handshakes\":%llu,\"tls_resumed\":%llu,\"cpu_user_s\":%.3f,"
+           "\"cpu_sys_s\":%.3f,\"first_error\":", (unsigned long long)sm->st.handshakes,
+           (unsigned long long)sm->st.resumed, sm->cpu_user, sm->cpu_sys);
     json_str(run->first_error);
     printf("}\n");
 }

@@ -3,6 +3,7 @@
 # concurrency, stop the server; print a progress line per step and a markdown table.
 # Bounded: the server gets START_TIMEOUT s to listen, each run WARMUP + DURATION + TIMEOUT
 # (loadgen's own bound, with `timeout` as a guard), and only the started PID is stopped.
+# "server CPU %" is the server process's CPU time over the run's wall time (100 = one core).
 #
 #   SLUICE_START='build/sluice run -c /tmp/conf-{WORKERS}.lua' PORT=2525 bench/sweep.sh \
 #       --tls starttls --insecure --auth plain --user u --password p --pipelining
@@ -30,7 +31,7 @@ START_TIMEOUT=${START_TIMEOUT:-10}
 OUT=${OUT:-$(mktemp -d /tmp/sluice-sweep.XXXXXX)}
 mkdir -p "$OUT"
 
-pid=
+pid='' lpid=''
 stop_server() {
     [[ -n $pid ]] || return 0
     kill "$pid" 2>/dev/null || true
@@ -39,8 +40,14 @@ stop_server() {
     wait "$pid" 2>/dev/null || true
     pid=
 }
-trap stop_server EXIT
-trap 'stop_server; exit 130' INT TERM
+stop_loadgen() {
+    [[ -n $lpid ]] || return 0
+    kill "$lpid" 2>/dev/null || true # timeout passes TERM on to loadgen
+    wait "$lpid" 2>/dev/null || true
+    lpid=
+}
+trap 'stop_loadgen; stop_server' EXIT
+trap 'stop_loadgen; stop_server; exit 130' INT TERM
 
 is_listening() { (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; }
 
@@ -51,6 +58,13 @@ wait_port() {
         sleep 0.1
     done
     return 1
+}
+
+# CPU seconds (user + system) the server has used so far; 0 if it is gone
+server_cpu() {
+    local s
+    s=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null) || { echo 0; return; }
+    awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / t }' <<<"$s"
 }
 
 # field NAME FILE: a number from loadgen's one-line JSON ("p50" and "p99" are unique keys)
@@ -72,22 +86,30 @@ for w in $WORKERS; do
     fi
     for c in $CONCURRENCY; do
         json=$OUT/w$w-c$c.json
+        cpu0=$(server_cpu) t0=$(date +%s.%N)
+        # in the background, so that a signal stops the sweep at once
         timeout $((WARMUP + DURATION + TIMEOUT + 15)) "$LOADGEN" --host "$HOST" --port "$PORT" \
             --concurrency "$c" --duration "$DURATION" --warmup "$WARMUP" --timeout "$TIMEOUT" \
-            --json "$@" >"$json" 2>"$OUT/w$w-c$c.log" || true
+            --json "$@" >"$json" 2>"$OUT/w$w-c$c.log" &
+        lpid=$!
+        wait "$lpid" || true
+        lpid=
+        # the server's CPU over the whole loadgen run, warmup included; 100 = one core
+        cpu=$(awk -v a="$cpu0" -v b="$(server_cpu)" -v t0="$t0" -v t1="$(date +%s.%N)" \
+            'BEGIN { printf "%.0f", (b - a) / (t1 - t0) * 100 }')
         rate=$(field msg_per_s "$json") p50=$(field p50 "$json") p99=$(field p99 "$json")
         failed=$(field failed "$json")
         echo "sweep: workers=$w concurrency=$c: ${rate:--} msg/s, p50 ${p50:--} ms," \
-             "p99 ${p99:--} ms, failed ${failed:--}" >&2
-        rows+=("| $w | $c | ${rate:--} | ${p50:--} | ${p99:--} | ${failed:--} |")
+             "p99 ${p99:--} ms, failed ${failed:--}, server CPU ${cpu}%" >&2
+        rows+=("| $w | $c | ${rate:--} | ${p50:--} | ${p99:--} | ${failed:--} | $cpu |")
     done
     stop_server
 done
 
 echo "Command: SLUICE_START='$SLUICE_START' $LOADGEN --duration $DURATION --warmup $WARMUP $*"
 echo
-echo "| workers | concurrency | msg/s | p50 ms | p99 ms | failed |"
-echo "|--------:|------------:|------:|-------:|-------:|-------:|"
+echo "| workers | concurrency | msg/s | p50 ms | p99 ms | failed | server CPU % |"
+echo "|--------:|------------:|------:|-------:|-------:|-------:|-------------:|"
 printf '%s\n' "${rows[@]}"
 echo
 echo "Logs and JSON: $OUT" >&2
