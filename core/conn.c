@@ -92,6 +92,10 @@ conn_update_read_watcher(struct conn *c)
         ev_io_start(c->loop, &c->rio);
     else if (!want && ev_is_active(&c->rio))
         ev_io_stop(c->loop, &c->rio);
+    /* With read-ahead OpenSSL buffers whole records (after a handshake, or when c->in
+     * filled up); the socket will not signal them again, so read them from the loop. */
+    if (want && c->ssl_more && !c->handshaking)
+        ev_feed_event(c->loop, &c->rio, EV_READ);
 }
 
 void
@@ -99,9 +103,6 @@ conn_read_start(struct conn *c)
 {
     c->reading = true;
     conn_update_read_watcher(c);
-    /* OpenSSL may hold a whole decrypted record the socket will never signal again. */
-    if (c->ssl != NULL && !c->handshaking && SSL_has_pending(c->ssl))
-        ev_feed_event(c->loop, &c->rio, EV_READ);
 }
 
 void
@@ -160,8 +161,10 @@ conn_fill(struct conn *c, bool *progress)
         size_t     room, got = 0;
         enum io_rc rc;
 
-        if (buf_used(&c->in) >= c->in_max)
+        if (buf_used(&c->in) >= c->in_max) {
+            c->ssl_more = c->ssl != NULL;
             return IO_FULL;
+        }
         room = c->in_max - buf_used(&c->in);
         if (room > CONN_READ_CHUNK)
             room = CONN_READ_CHUNK;
@@ -169,8 +172,10 @@ conn_fill(struct conn *c, bool *progress)
             return IO_ERR;
         rc = c->ssl ? conn_read_tls(c, buf_tail(&c->in), room, &got)
                     : conn_read_plain(c, buf_tail(&c->in), room, &got);
-        if (rc != IO_OK)
+        if (rc != IO_OK) {
+            c->ssl_more = false; /* drained: only the socket can bring more */
             return rc;
+        }
         c->in.len += got;
         *progress = true;
     }
@@ -183,6 +188,7 @@ conn_handshake_step(struct conn *c)
 
     if (r == 1) {
         c->handshaking = false;
+        c->ssl_more = true; /* the peer's first records may have come with its Finished */
         ev_io_stop(c->loop, &c->wio);
         conn_update_read_watcher(c);
         return c->on_event(c->owner, c, CONN_EV_TLS);
@@ -229,10 +235,6 @@ conn_readable_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     conn_update_read_watcher(c);
-    /* c->in filled up in the middle of a record: the rest of it is decrypted inside
-     * OpenSSL, and the socket, maybe already drained, will not signal it again. */
-    if (c->ssl != NULL && ev_is_active(&c->rio) && SSL_pending(c->ssl) > 0)
-        ev_feed_event(c->loop, &c->rio, EV_READ);
 }
 
 void

@@ -47,6 +47,7 @@ struct conn {
     bool            reading;  /* the owner wants input */
     bool            closed;   /* EOF or error seen; no more I/O */
     bool            notify_flushed;
+    bool            ssl_more; /* OpenSSL may hold whole records the socket won't signal */
 };
 
 /* Wrap a connected non-blocking fd (takes ownership; sets TCP_NODELAY). */

@@ -195,12 +195,12 @@ log_timestamp(char *out, size_t outlen)
 {
     struct timespec ts;
     struct tm       tm;
+    size_t          n;
 
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             ts.tv_nsec / 1000000);
+    n = strftime(out, outlen, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, outlen - n, ".%03dZ", (int)(ts.tv_nsec / 1000000));
 }
 
 void
@@ -253,6 +253,8 @@ log_int(struct logline *l, const char *key, long long val)
 {
     char tok[32];
 
+    if (l->skip) /* below the threshold or cut: do not even format */
+        return;
     snprintf(tok, sizeof(tok), "%lld", val);
     log_raw_value(l, key, tok);
 }
@@ -262,6 +264,8 @@ log_dbl(struct logline *l, const char *key, double val)
 {
     char tok[40];
 
+    if (l->skip)
+        return;
     if (!isfinite(val)) {
         log_raw_value(l, key, "null"); /* JSON has no NaN or Infinity */
         return;

@@ -320,6 +320,9 @@ tls_ctx_settings(SSL_CTX *ctx, struct tls_server *ts, const struct config_tls *c
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_NO_RENEGOTIATION | SSL_OP_PRIORITIZE_CHACHA);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS); /* idle connections hold no buffers */
+    /* One read(2) per burst instead of two per record (header, then body); conn.c reads
+     * what OpenSSL buffered without waiting for the socket (conn->ssl_more). */
+    SSL_CTX_set_read_ahead(ctx, 1);
     if (SSL_CTX_set_min_proto_version(ctx, cfg->min_version ? cfg->min_version
                                                             : TLS1_2_VERSION) != 1) {
         snprintf(err, errlen, "tls.min_version: %s", tls_error_string(reason, sizeof(reason)));
@@ -475,6 +478,7 @@ tls_client_ctx_new(const char *ca_file, bool verify, char *err, size_t errlen)
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_read_ahead(ctx, 1); /* see the server context */
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     if (verify) {
