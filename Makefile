@@ -11,7 +11,7 @@ DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
 	libev-dev libluajit-5.1-dev luajit libssl-dev openssl libcrypt-dev libldap-dev \
 	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest
 
-.PHONY: all deps build asan fuzz certs run test unit unit-asan fuzz-run integration bench clean
+.PHONY: all deps build asan fuzz certs run test unit unit-asan fuzz-run lua integration bench clean
 
 all: build
 
@@ -69,12 +69,16 @@ fuzz-run: fuzz
 		rm -rf $$corpus-run; \
 	done
 
+# busted specs for lua/ and policies/ under LuaJIT (.busted sets the interpreter and paths)
+lua:
+	busted
+
 integration: build asan certs
 	SLUICE_BIN=$(CURDIR)/$(ASAN)/sluice $(PYTHON) -m pytest -q tests/integration
 
-# Every test: C unit tests (plain and ASan+UBSan), fuzzers (bounded), integration.
+# Every test: C unit tests (plain and ASan+UBSan), fuzzers (bounded), busted, integration.
 test: deps
-	$(MAKE) unit unit-asan fuzz-run integration
+	$(MAKE) unit unit-asan fuzz-run lua integration
 
 bench: build certs
 	bench/run.sh

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SHDICT_MAX_KEY       256           /* octets; a key is 1..256 arbitrary octets */
+#define SHDICT_MAX_KEY       1024          /* octets: a 512-octet SASL identity plus a prefix */
 #define SHDICT_MAX_VALUE     (64u * 1024)  /* octets in a string value */
 #define SHDICT_MIN_SHARD     4096          /* shdict_new() refuses a smaller share per shard */
 #define SHDICT_MAX_SHARDS    1024

@@ -1,0 +1,89 @@
+-- lua/sluice/ratelimit.lua: counters over a sliding window and timed blocks, kept in
+-- sluice.shdict so every worker sees the same numbers. Pure Lua over the API.
+--
+-- The window is the sliding-window counter (as Cloudflare and nginx-style limiters use):
+-- one counter per fixed window, and the estimate for "the last W seconds" weights the
+-- previous window by how much of it still overlaps. Each hit is one atomic
+-- sluice.shdict.incr, so workers never lose a count; a GCRA would need compare-and-set,
+-- which the dictionary does not offer. Error of the estimate: events are assumed evenly
+-- spread over the previous window.
+--
+-- Key layout (sluice ctl resets a name by deleting every key that starts with 'NAME:'):
+--   NAME:W:INDEX   hits in window INDEX (= floor(now / W)) of length W; TTL 2W
+--   NAME:block     the time the block ends; TTL = the block's length
+local sluice = require('sluice')
+
+local ratelimit = {}
+
+local function check_args(fn, name, window)
+  if type(name) ~= 'string' or name == '' then
+    error('sluice.ratelimit.' .. fn .. ': name must be a non-empty string', 3)
+  end
+  if type(window) ~= 'number' or window <= 0 or window % 1 ~= 0 then
+    error('sluice.ratelimit.' .. fn .. ': window must be a positive integer (seconds)', 3)
+  end
+end
+
+local function estimate(name, window, current)
+  local now = sluice.now()
+  local index = math.floor(now / window)
+  local previous = sluice.shdict.get(name .. ':' .. window .. ':' .. (index - 1)) or 0
+  local elapsed = (now - index * window) / window
+  return previous * (1 - elapsed) + current
+end
+
+-- Count `by` (default 1) events now; returns the estimated number of events in the
+-- last `window` seconds, this one included; or nil and the reason (dictionary full).
+function ratelimit.incr(name, window, by)
+  check_args('incr', name, window)
+  local index = math.floor(sluice.now() / window)
+  local current, err = sluice.shdict.incr(name .. ':' .. window .. ':' .. index, by or 1,
+    2 * window)
+  if not current then return nil, err end
+  return estimate(name, window, current)
+end
+
+-- The estimated number of events in the last `window` seconds, counting nothing.
+function ratelimit.count(name, window)
+  check_args('count', name, window)
+  local index = math.floor(sluice.now() / window)
+  return estimate(name, window, sluice.shdict.get(name .. ':' .. window .. ':' .. index) or 0)
+end
+
+-- Block `name` for `seconds`. Returns true, or nil and the reason.
+function ratelimit.block(name, seconds)
+  check_args('block', name, seconds)
+  return sluice.shdict.set(name .. ':block', sluice.now() + seconds, seconds)
+end
+
+-- Seconds left on the block of `name`, or nil when it is not blocked.
+function ratelimit.blocked(name)
+  check_args('blocked', name, 1)
+  local ends = sluice.shdict.get(name .. ':block')
+  local left = type(ends) == 'number' and ends - sluice.now()
+  return left and left > 0 and left or nil
+end
+
+-- The address a client is counted under: an IPv4 address as it is (an IPv4-mapped IPv6
+-- address as its IPv4 one), an IPv6 address as its /64 ('2001:db8:1:2::/64'), because
+-- one subscriber usually holds a whole /64 and could otherwise step around a limit.
+function ratelimit.client_key(addr)
+  if type(addr) ~= 'string' then return '?' end
+  local v4 = addr:match('^::[fF][fF][fF][fF]:(%d+%.%d+%.%d+%.%d+)$')
+  if v4 or not addr:find(':', 1, true) then return v4 or addr end
+  local head, tail = addr:match('^(.-)::(.*)$')
+  local groups = {}
+  for g in ((head or addr) .. ':'):gmatch('([^:]*):') do
+    if g ~= '' then groups[#groups + 1] = g end
+  end
+  if head then -- '::' stands for as many zero groups as are missing
+    local rest = select(2, tail:gsub('[^:]+', '')) -- groups after '::'
+    for _ = 1, 8 - #groups - rest do groups[#groups + 1] = '0' end
+  end
+  for j = 1, 4 do
+    groups[j] = ((groups[j] or '0'):lower():gsub('^0+(%x)', '%1'))
+  end
+  return table.concat(groups, ':', 1, 4) .. '::/64'
+end
+
+return ratelimit

@@ -1,0 +1,323 @@
+-- lua/sluice/testing.lua: a pure-Lua double of the engine, so busted runs policy specs
+-- without a daemon. It replaces only the C half (`sluice.core`: clock, shared
+-- dictionary, passwd, sleep, log and audit capture); the Lua half (verdicts, JSON,
+-- ratelimit, idna...) is the real code. harness:run() applies the engine's rules:
+-- policies in order, first verdict wins, the documented default, and 451 4.3.0 plus a
+-- policy.error log line for a hook that raises, overruns its budget or returns a
+-- non-verdict. docs/policies.md shows how to use it.
+local json = require('sluice.json')
+local testing_tx = require('sluice.testing_tx')
+local verdict = require('sluice.verdict')
+
+local testing = {}
+local harness = {}
+harness.__index = harness
+
+local LEVELS = { debug = true, info = true, notice = true, warning = true, err = true }
+local RESERVED_LOG = { ts = true, level = true, event = true, sid = true, policy = true }
+
+-- What the engine answers when no policy decides (docs/policies.md, hook reference).
+local DEFAULTS = {
+  on_connect = verdict.accept, on_helo = verdict.accept,
+  on_auth = function()
+    return verdict.reject(535, '5.7.8', 'Authentication credentials invalid')
+  end,
+  on_mail_from = verdict.accept, on_rcpt = verdict.accept, on_data = verdict.accept,
+}
+local NOTIFY = { on_auth_result = true, on_relayed = true, on_disconnect = true }
+local HOOKS = { on_connect = true, on_helo = true, on_auth = true, on_auth_result = true,
+  on_mail_from = true, on_rcpt = true, on_data = true, on_relayed = true, on_disconnect = true }
+local POLICY_ERROR = { 451, '4.3.0', 'Temporary policy failure, try again later' }
+
+local function deep_copy(v)
+  if type(v) ~= 'table' then return v end
+  local out = {}
+  for k, x in pairs(v) do out[deep_copy(k)] = deep_copy(x) end
+  return out
+end
+
+local function argcheck(ok, fn, msg)
+  if not ok then error('sluice.' .. fn .. ': ' .. msg, 3) end
+end
+
+-- Keys up to 1024 bytes: a SASL identity (up to 512) plus a policy's prefix must fit.
+local KEY_MAX = 1024
+
+local function key_ok(key)
+  return type(key) == 'string' and #key > 0 and #key <= KEY_MAX
+end
+
+-- The shared dictionary: get, set, incr with TTL on the harness's clock.
+local function new_shdict(h)
+  local store = {}
+  local function live(key)
+    local e = store[key]
+    if e and e.expires and e.expires <= h.clock then store[key] = nil; e = nil end
+    return e
+  end
+  local shdict = {}
+  function shdict.get(key)
+    argcheck(key_ok(key), 'shdict.get', 'key must be a string of 1..1024 bytes')
+    local e = live(key)
+    return e and e.value
+  end
+  function shdict.set(key, value, ttl)
+    argcheck(key_ok(key), 'shdict.set', 'key must be a string of 1..1024 bytes')
+    local t = type(value)
+    argcheck(value == nil or t == 'string' or t == 'number' or t == 'boolean', 'shdict.set',
+      'value must be a string, number, boolean or nil')
+    argcheck(ttl == nil or (type(ttl) == 'number' and ttl >= 0), 'shdict.set', 'bad ttl')
+    store[key] = value ~= nil and { value = value, expires = ttl and ttl > 0 and h.clock + ttl }
+      or nil
+    return true
+  end
+  function shdict.incr(key, by, ttl)
+    argcheck(key_ok(key), 'shdict.incr', 'key must be a string of 1..1024 bytes')
+    argcheck(type(by) == 'number', 'shdict.incr', 'by must be a number')
+    argcheck(ttl == nil or (type(ttl) == 'number' and ttl >= 0), 'shdict.incr', 'bad ttl')
+    local e = live(key)
+    if not e then
+      store[key] = { value = by, expires = ttl and ttl > 0 and h.clock + ttl or nil }
+      return by
+    end
+    if type(e.value) ~= 'number' then return nil, 'not a number' end
+    e.value = e.value + by
+    return e.value
+  end
+  return shdict, store
+end
+
+local function iso8601(t)
+  local s = math.floor(t)
+  return os.date('!%Y-%m-%dT%H:%M:%S', s) .. ('.%06dZ'):format(math.floor((t - s) * 1e6 + 0.5))
+end
+
+-- The fake C half: the functions docs/lua-api.md lists as the engine's.
+local function new_core(h)
+  local core = { domains = h.domains }
+  core.shdict, h.store = new_shdict(h)
+  function core.now() return h.clock end
+  function core.sleep(seconds)
+    argcheck(not h.no_yield, 'sleep', 'not available in on_disconnect')
+    argcheck(type(seconds) == 'number' and seconds >= 0 and seconds <= h.budget_left,
+      'sleep', 'seconds out of range (0 .. the hook\'s remaining budget)')
+    h.clock, h.budget_left = h.clock + seconds, h.budget_left - seconds
+    h.sleeps[#h.sleeps + 1] = seconds
+    return true
+  end
+  function core.log(level, event, fields)
+    argcheck(LEVELS[level], 'log', 'level must be debug, info, notice, warning or err')
+    argcheck(type(event) == 'string' and event:match('^[a-z_]+%.[a-z_]+$'), 'log',
+      'event must be noun.verb in lowercase')
+    argcheck(fields == nil or type(fields) == 'table', 'log', 'fields must be a table')
+    for k, v in pairs(fields or {}) do
+      local t = type(v)
+      argcheck(type(k) == 'string' and not RESERVED_LOG[k], 'log',
+        'field names are strings other than ts, level, event, sid and policy')
+      argcheck(t == 'string' or t == 'number' or t == 'boolean', 'log',
+        'field values are strings, numbers or booleans')
+    end
+    h.logs[#h.logs + 1] = { level = level, event = event, fields = deep_copy(fields or {}) }
+  end
+  function core.audit(event, fields)
+    argcheck(type(event) == 'string' and event:match('^[a-z][a-z0-9_]*$'), 'audit',
+      'event must be a lowercase name like auth_attempt')
+    argcheck(fields == nil or type(fields) == 'table', 'audit', 'fields must be a table')
+    fields = fields or {}
+    argcheck(fields.timestamp == nil and fields.event_type == nil, 'audit',
+      'timestamp and event_type are set by the core')
+    local line = deep_copy(fields)
+    line.timestamp, line.event_type = iso8601(h.clock), event
+    json.encode(line) -- raises where the engine would: fields JSON cannot hold
+    h.audits[#h.audits + 1] = line
+    return true
+  end
+  core.passwd = {}
+  function core.passwd.verify(user, password)
+    argcheck(not h.no_yield, 'passwd.verify', 'not available in on_disconnect')
+    argcheck(type(user) == 'string' and type(password) == 'string', 'passwd.verify',
+      'user and password must be strings')
+    h.verifications = h.verifications + 1
+    if h.passwd_error then return nil, h.passwd_error end
+    return h.users[user:lower()] == password
+  end
+  return core
+end
+
+-- opts: domains (the configuration's table), users ({ ['a@b'] = 'password' }),
+-- now (epoch seconds, default 1.7e9), budget (seconds per hook, default 10).
+function testing.new(opts)
+  opts = opts or {}
+  local h = setmetatable({
+    clock = opts.now or 1700000000, budget = opts.budget or 10, budget_left = opts.budget or 10,
+    domains = deep_copy(opts.domains or {}), domains_orig = deep_copy(opts.domains or {}),
+    users = {}, logs = {}, audits = {}, sleeps = {}, verifications = 0, next_sid = 1,
+    paths = setmetatable({}, { __mode = 'k' }),
+  }, harness)
+  for u, p in pairs(opts.users or {}) do h.users[u:lower()] = p end
+  h.core = new_core(h)
+  return h
+end
+
+-- Bind `sluice` to this harness: forget the modules built over another harness's
+-- core (the Lua halves are reloaded, as in a fresh engine state), install ours.
+local function bind(h)
+  for name in pairs(package.loaded) do
+    if (name == 'sluice' or name:match('^sluice%.')) and name ~= 'sluice.testing'
+        and name ~= 'sluice.testing_tx' and name ~= 'sluice.verdict' then
+      package.loaded[name] = nil
+    end
+  end
+  package.loaded['sluice.core'] = h.core
+end
+
+-- Load a policy file as the engine does: a fresh `sluice` bound to this harness, the
+-- file run once, its table of hooks returned.
+function harness:load_policy(path)
+  bind(self)
+  local chunk = assert(loadfile(path))
+  local policy = chunk()
+  assert(type(policy) == 'table', path .. ' must return a table of hooks')
+  for k, v in pairs(policy) do -- a misspelt hook must not silently mean "no check"
+    assert(HOOKS[k] and type(v) == 'function', path .. ': ' .. tostring(k) .. ' is not a hook')
+  end
+  self.paths[policy] = path
+  return policy
+end
+
+-- require() a module (sluice, sluice.ratelimit...) bound to this harness, for specs of
+-- the library itself.
+function harness:require(name)
+  bind(self)
+  return require(name)
+end
+
+-- A session as hooks see it. Defaults: a TLS 1.3 client at 192.0.2.10; `user` sets
+-- domain and auth_mechanism too; tls = false leaves the TLS fields out.
+function harness:session(fields)
+  fields = fields or {}
+  local s = {
+    id = ('%08x'):format(self.next_sid), listener = 'smtps',
+    client_address = '192.0.2.10', client_port = 50000, helo = 'client.example',
+    tls_version = 'TLSv1.3', tls_cipher = 'TLS_AES_256_GCM_SHA384', data = {},
+  }
+  self.next_sid = self.next_sid + 1
+  if fields.tls == false then s.tls_version, s.tls_cipher = nil, nil end
+  if fields.user then
+    s.domain = fields.user:match('@([^@]+)$')
+    s.auth_mechanism = 'PLAIN'
+  end
+  for k, v in pairs(fields) do
+    if k ~= 'tls' then s[k] = v end
+  end
+  return s
+end
+
+-- A transaction (lua/sluice/testing_tx.lua has the fields).
+function harness:transaction(fields)
+  return testing_tx.new(fields)
+end
+
+-- Move the clock forward (shared dictionary TTLs, ratelimit windows).
+function harness:advance(seconds)
+  self.clock = self.clock + seconds
+end
+
+local function policy_error(h, policy, hook, fn, err)
+  local path = h.paths[policy] or '?'
+  local line = tostring(err):match(':(%d+):') or debug.getinfo(fn, 'S').linedefined
+  h.logs[#h.logs + 1] = { level = 'err', event = 'policy.error', fields = {
+    policy = path, line = tonumber(line), hook = hook, error = tostring(err) } }
+end
+
+local function call(h, policy, hook, fn, ...)
+  h.budget_left, h.no_yield = h.budget, hook == 'on_disconnect'
+  local co = coroutine.create(fn)
+  local ok, v = coroutine.resume(co, ...)
+  h.no_yield = false
+  if ok and coroutine.status(co) ~= 'dead' then
+    ok, v = false, 'hook yielded outside the sluice API'
+  end
+  if not ok then return false, v end
+  if NOTIFY[hook] or v == nil then return true, nil end
+  local good, why = verdict.check(v)
+  if not good then return false, why end
+  return true, v
+end
+
+-- Run one event through a list of policies as the engine does. Returns the verdict that
+-- answers the client (a policy's, the default, or 451 4.3.0) and the index of the policy
+-- that decided (nil for the default); notification hooks return nothing.
+function harness:run(hook, policies, ...)
+  local tx = select(2, ...)
+  if type(tx) ~= 'table' or not tx._headers then tx = nil end
+  if tx then tx._phase = hook end
+  local v, by = nil, nil
+  for i, policy in ipairs(policies) do
+    local fn = policy[hook]
+    if fn then
+      local ok, r = call(self, policy, hook, fn, ...)
+      assert(self:domains_untouched(), (self.paths[policy] or '?') .. ' changed sluice.domains')
+      if not ok then
+        policy_error(self, policy, hook, fn, r)
+        if not NOTIFY[hook] then v, by = verdict.tempfail(unpack(POLICY_ERROR)), i; break end
+      elseif r then
+        v, by = r, i
+        break
+      end
+    end
+  end
+  if tx then tx._phase = nil end
+  if v then return v, by end
+  return DEFAULTS[hook] and DEFAULTS[hook]() or nil
+end
+
+-- AUTH as the core runs it: on_auth; on accept the session gets its identity (the SASL
+-- identity, ASCII-lowercased, and its domain); then on_auth_result without the secret.
+function harness:auth(policies, session, auth)
+  local v = self:run('on_auth', policies, session, auth)
+  if v.kind == 'accept' then
+    session.user = auth.user:gsub('%u', string.lower)
+    session.domain = session.user:match('@([^@]+)$')
+    session.auth_mechanism = auth.mechanism
+  end
+  self:run('on_auth_result', policies, session,
+    { mechanism = auth.mechanism, user = auth.user }, v)
+  return v
+end
+
+function harness:domains_untouched()
+  local function same(a, b)
+    if type(a) ~= 'table' or type(b) ~= 'table' then return a == b end
+    for k, x in pairs(a) do if not same(x, b[k]) then return false end end
+    for k in pairs(b) do if a[k] == nil then return false end end
+    return true
+  end
+  return same(self.domains, self.domains_orig)
+end
+
+local function where(list, key, value)
+  local out = {}
+  for _, item in ipairs(list) do
+    if item[key] == value then out[#out + 1] = item end
+  end
+  return out
+end
+
+-- The audit lines written so far with this event_type.
+function harness:audit_events(event_type)
+  return where(self.audits, 'event_type', event_type)
+end
+
+-- The log lines written so far with this event.
+function harness:log_events(event)
+  return where(self.logs, 'event', event)
+end
+
+-- Shorthand: a fresh harness and one policy loaded into it; returns policy, harness.
+function testing.load_policy(path, opts)
+  local h = testing.new(opts)
+  return h:load_policy(path), h
+end
+
+return testing

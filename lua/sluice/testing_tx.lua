@@ -1,0 +1,122 @@
+-- lua/sluice/testing_tx.lua: the test double's transaction (part of sluice.testing).
+-- Mirrors what the engine gives a hook as `tx`: envelope fields, sizes, and the message
+-- methods (read headers, add and remove headers, read the body) with the same rules
+-- and errors as the real one. Built by harness:transaction{...}.
+local testing_tx = {}
+
+local methods = {}
+local mt = { __index = methods }
+
+local MAX_HEADER_LINE = 998 -- RFC 5322 2.1.1, without CRLF
+
+-- 'Name: value\r\n folded\r\n' -> { name, value } list; values unfolded (CRLF removed,
+-- the folding whitespace kept, RFC 5322 2.2.3) and without the leading blanks.
+local function parse_headers(block)
+  local list = {}
+  for line in block:gmatch('([^\r\n]*)\r\n') do
+    if line:match('^[ \t]') and #list > 0 then
+      list[#list].value = list[#list].value .. line
+    else
+      local name, value = line:match('^([!-9;-~]+):[ \t]*(.*)$')
+      if name then list[#list + 1] = { name = name, value = value } end
+    end
+  end
+  return list
+end
+
+local function phase_check(tx, fn, allowed)
+  if tx._phase and not allowed[tx._phase] then
+    error(('tx:%s is not available in %s'):format(fn, tx._phase), 3)
+  end
+end
+
+local READ = { on_data = true, on_relayed = true }
+local WRITE = { on_data = true }
+
+-- tx:header(name) -> the first value of header `name` (case-insensitive), or nil.
+function methods.header(tx, name)
+  phase_check(tx, 'header', READ)
+  for _, h in ipairs(tx._headers) do
+    if h.name:lower() == name:lower() then return h.value end
+  end
+  return nil
+end
+
+-- tx:headers([name]) -> list of values of header `name`, or with no name the list of
+-- every header as { name = , value = } in message order.
+function methods.headers(tx, name)
+  phase_check(tx, 'headers', READ)
+  local out = {}
+  for _, h in ipairs(tx._headers) do
+    if name == nil then out[#out + 1] = { name = h.name, value = h.value }
+    elseif h.name:lower() == name:lower() then out[#out + 1] = h.value end
+  end
+  return out
+end
+
+-- tx:add_header(name, value): on top of the message (below sluice's Received:), after
+-- headers added earlier. Raises on a bad name, CR/LF in the value, or a line over 998.
+function methods.add_header(tx, name, value)
+  phase_check(tx, 'add_header', WRITE)
+  if type(name) ~= 'string' or not name:match('^[!-9;-~]+$') then
+    error('tx:add_header: bad header name', 2)
+  end
+  if type(value) ~= 'string' or value:find('[\r\n%z]') then
+    error('tx:add_header: value must be a string without CR, LF or NUL', 2)
+  end
+  if #name + 2 + #value > MAX_HEADER_LINE then
+    error('tx:add_header: header line longer than 998 octets', 2)
+  end
+  table.insert(tx._headers, #tx._added + 1, { name = name, value = value })
+  tx._added[#tx._added + 1] = name .. ': ' .. value
+end
+
+-- tx:remove_header(name) -> number of headers removed (every one with that name).
+function methods.remove_header(tx, name)
+  phase_check(tx, 'remove_header', WRITE)
+  if type(name) ~= 'string' then error('tx:remove_header: name must be a string', 2) end
+  local kept, removed = {}, 0
+  for _, h in ipairs(tx._headers) do
+    if h.name:lower() == name:lower() then removed = removed + 1
+    else kept[#kept + 1] = h end
+  end
+  tx._headers = kept
+  return removed
+end
+
+-- tx:body([max]) -> the body (after the blank line), at most `max` octets.
+function methods.body(tx, max)
+  phase_check(tx, 'body', READ)
+  return max and tx._body:sub(1, max) or tx._body
+end
+
+-- Double only: the message as it would be relayed, for assertions.
+function methods.message(tx)
+  local lines = {}
+  for _, h in ipairs(tx._headers) do lines[#lines + 1] = h.name .. ': ' .. h.value end
+  return table.concat(lines, '\r\n') .. '\r\n\r\n' .. tx._body
+end
+
+-- fields: id, sender ('' = <>), recipients, declared_size, smtputf8, message (headers,
+-- blank line, body; bare LF is turned into CRLF for convenience).
+function testing_tx.new(fields)
+  fields = fields or {}
+  local message = (fields.message or ''):gsub('\r?\n', '\r\n')
+  local head, body = message:match('^(.-\r\n)\r\n(.*)$')
+  if not head then head, body = '', message end
+  local recipients = {}
+  for j, r in ipairs(fields.recipients or {}) do recipients[j] = r end
+  return setmetatable({
+    id = fields.id or '00000001.1',
+    sender = fields.sender or '',
+    recipients = recipients,
+    declared_size = fields.declared_size,
+    size = fields.message and #message or nil,
+    smtputf8 = fields.smtputf8 or false,
+    _headers = parse_headers(head),
+    _added = {},
+    _body = body,
+  }, mt)
+end
+
+return testing_tx

@@ -1,0 +1,87 @@
+-- lua/sluice/verdict.lua: the three verdicts a hook returns, and the check the engine
+-- applies to whatever a hook returned before it becomes an SMTP reply.
+-- A verdict is { kind = 'accept' } or { kind = 'reject' | 'tempfail', code, enhanced,
+-- text }. The constructors raise on misuse, so the error names the policy's own line;
+-- verdict.check() repeats the rules for a verdict altered after it was made. Turning a
+-- verdict into reply bytes is the core's business (core/hook.c, core/smtp_reply.c).
+local verdict = {}
+
+local marker = {} -- metatable of every verdict made here: a look-alike table is not one
+
+local TEXT_MAX = 255 -- bytes; the core's reply buffer (struct verdict.text) holds 255
+
+-- Returns true, or nil and the reason. RFC 5321 4.2: a reply code is 2yz..5yz with
+-- y in 0..5; RFC 3463 2: class.subject.detail, the class equal to the code's first digit.
+local function check_fields(kind, code, enhanced, text)
+  local class = kind == 'reject' and 5 or 4
+  if type(code) ~= 'number' or code % 1 ~= 0 or math.floor(code / 100) ~= class
+      or math.floor(code / 10) % 10 > 5 then
+    return nil, ('%s needs a %dxx reply code (%d00..%d59), got %s')
+      :format(kind, class, class, class, tostring(code))
+  end
+  if type(enhanced) ~= 'string'
+      or not enhanced:match('^%d%.%d%d?%d?%.%d%d?%d?$') then
+    return nil, ('%s needs an enhanced code like \'%d.7.1\', got %s')
+      :format(kind, class, tostring(enhanced))
+  end
+  if tonumber(enhanced:sub(1, 1)) ~= class then
+    return nil, ('enhanced code %s does not match reply code %d'):format(enhanced, code)
+  end
+  if type(text) ~= 'string' or #text == 0 or #text > TEXT_MAX then
+    return nil, ('%s needs a text of 1..%d bytes'):format(kind, TEXT_MAX)
+  end
+  if text:find('[^\32-\126]') then
+    return nil, 'reply text must be printable ASCII (no CR, LF or other control bytes)'
+  end
+  if text:match('^%d%d%d') or text:match('^%d%.%d') then
+    return nil, 'reply text must not carry a code: the verdict has its own'
+  end
+  return true
+end
+
+local function make(kind, code, enhanced, text)
+  local ok, why = check_fields(kind, code, enhanced, text)
+  if not ok then
+    error('sluice.' .. kind .. ': ' .. why, 3) -- level 3: the policy's call site
+  end
+  return setmetatable({ kind = kind, code = code, enhanced = enhanced, text = text }, marker)
+end
+
+-- sluice.accept(): go on (the core sends its usual reply, e.g. 235 2.7.0 for AUTH).
+function verdict.accept()
+  return setmetatable({ kind = 'accept' }, marker)
+end
+
+-- sluice.reject(code, enhanced, text): a 5xx reply.
+function verdict.reject(code, enhanced, text)
+  local v = make('reject', code, enhanced, text) -- not a tail call: keeps error level 3
+  return v
+end
+
+-- sluice.tempfail(code, enhanced, text): a 4xx reply (421 also closes the session).
+function verdict.tempfail(code, enhanced, text)
+  local v = make('tempfail', code, enhanced, text)
+  return v
+end
+
+-- True when v was made by the constructors above.
+function verdict.is(v)
+  return type(v) == 'table' and getmetatable(v) == marker
+end
+
+-- What the engine does with a hook's return value: true when it is a valid verdict,
+-- else nil and why (the engine then answers 451 4.3.0 and logs policy.error).
+function verdict.check(v)
+  if not verdict.is(v) then
+    return nil, ('expected a verdict or nil, got %s'):format(type(v))
+  end
+  if v.kind == 'accept' then
+    return true
+  end
+  if v.kind ~= 'reject' and v.kind ~= 'tempfail' then
+    return nil, ('unknown verdict kind %s'):format(tostring(v.kind))
+  end
+  return check_fields(v.kind, v.code, v.enhanced, v.text)
+end
+
+return verdict

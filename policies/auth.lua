@@ -1,0 +1,50 @@
+-- policies/auth.lua: decides AUTH for password mechanisms (PLAIN, LOGIN). The user's
+-- domain must be declared in `domains`; its `auth` list names the backends to try in
+-- order (default { 'file' }: users_dir/DOMAIN.txt through sluice.passwd.verify, hashed
+-- off the loop). Bearer tokens (XOAUTH2, OAUTHBEARER) are left to policies/oauth2.lua;
+-- with no policy deciding, the engine refuses them. The one policy that accepts.
+local sluice = require('sluice')
+local domains = require('sluice.domains')
+
+local INVALID = 'Authentication credentials invalid'
+local DISABLED = 'Accounts of this domain are disabled, ask your administrator'
+
+-- Backend name -> function(identity, auth) returning true (match), false (no match), or
+-- nil and the reason when it could not check. 'ldap' joins here when the engine offers it.
+local backends = {
+  file = function(identity, auth) return sluice.passwd.verify(identity, auth.password) end,
+}
+
+local function on_auth(session, auth)
+  local cfg, domain = domains.get(domains.of(auth.user))
+  if not cfg then
+    return sluice.reject(535, '5.7.8', INVALID) -- a domain not declared is not served
+  end
+  if auth.password == nil then
+    return nil -- a bearer token: not ours
+  end
+  -- Users files are named by the A-label: 'dora@bücher.example' is looked up as
+  -- 'dora@xn--bcher-kva.example'.
+  local identity = auth.user:match('^(.*)@[^@]*$') .. '@' .. domain
+  local failure
+  for _, name in ipairs(cfg.auth or { 'file' }) do
+    local check = backends[name]
+    if check then
+      local ok, err = check(identity, auth)
+      if ok and cfg.enabled == false then -- said only to whoever knows the password
+        return sluice.reject(525, '5.7.13', DISABLED) -- RFC 5248: User Account Disabled
+      elseif ok then
+        return sluice.accept()
+      elseif ok == nil then
+        failure = err -- try the next backend; tempfail if none says yes or no
+      end
+    end
+  end
+  if failure then
+    sluice.log('warning', 'auth.backend_error', { user = auth.user, error = failure })
+    return sluice.tempfail(454, '4.7.0', 'Temporary authentication failure, try again later')
+  end
+  return sluice.reject(535, '5.7.8', INVALID)
+end
+
+return { on_auth = on_auth }

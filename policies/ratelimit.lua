@@ -1,0 +1,134 @@
+-- policies/ratelimit.lua: failed authentications and messages per hour, counted in
+-- sluice.shdict (all workers) through sluice.ratelimit. docs/policies.md gives the why.
+--  * a client address, and a (user, client address) pair, that fails 5 times in a
+--    minute or 20 in an hour is blocked for 5 minutes (the Python design's numbers):
+--    421 4.7.0 at connect, 454 4.7.0 at AUTH (RFC 4954 6: temporary failure);
+--  * a user, or a whole domain, failing from many addresses is never blocked, which
+--    would let a stranger lock them out: above its (higher) thresholds each AUTH for
+--    it waits SLOW_DOWN seconds first, and a rate_limit audit event is raised;
+--  * messages per user and per domain per hour: 451 4.7.1 at MAIL FROM.
+-- Must come before policies/auth.lua in the configuration (its on_auth runs first).
+local sluice = require('sluice')
+local domains = require('sluice.domains')
+local ratelimit = require('sluice.ratelimit')
+
+local BLOCK_SECONDS = 300
+local CLIENT_LIMITS = { { 5, 60 }, { 20, 3600 } }   -- { failures, window seconds }
+local USER_LIMITS = { { 10, 60 }, { 50, 3600 } }    -- hourly: limits.user_auth_failures_per_hour
+local DOMAIN_LIMITS = { { 50, 60 }, { 500, 3600 } } -- limits.domain_auth_failures_per_hour
+local SLOW_DOWN = 2                                 -- seconds, well under the hook budget
+local USER_MESSAGES_PER_HOUR = 1000                 -- limits.user_messages_per_hour
+local DOMAIN_MESSAGES_PER_HOUR = 10000              -- limits.messages_per_hour
+
+-- The thresholds for one subject, the hourly one overridden by the domain's limits.
+local function limits(base, cfg, key)
+  local hourly = cfg and cfg.limits and cfg.limits[key]
+  return hourly and { base[1], { hourly, 3600 } } or base
+end
+
+-- What one AUTH attempt counts against. A user of a declared domain is named with the
+-- domain's A-label, so 'ann@bücher.example' and 'ann@xn--bcher-kva.example' are one user.
+local function subjects(session, user)
+  local ip = ratelimit.client_key(session.client_address)
+  local cfg, canonical = domains.get(domains.of(user))
+  if cfg then user = user:match('^(.*)@') .. '@' .. canonical end
+  local list = {
+    { scope = 'ip', name = 'auth_fail:ip:' .. ip, limits = CLIENT_LIMITS, block = true },
+    { scope = 'user_ip', name = 'auth_fail:user_ip:' .. user .. '|' .. ip,
+      limits = CLIENT_LIMITS, block = true },
+  }
+  if cfg then -- undeclared domains get no per-user or per-domain counters at all
+    list[3] = { scope = 'user', name = 'auth_fail:user:' .. user,
+      limits = limits(USER_LIMITS, cfg, 'user_auth_failures_per_hour') }
+    list[4] = { scope = 'domain', name = 'auth_fail:domain:' .. canonical,
+      limits = limits(DOMAIN_LIMITS, cfg, 'domain_auth_failures_per_hour') }
+  end
+  return list
+end
+
+local function raise(session, user, subject, action, count, limit)
+  sluice.audit('rate_limit', {
+    scope = subject.scope, action = action, email = user, domain = domains.of(user),
+    ip_address = session.client_address, count = math.floor(count), limit = limit[1],
+    window = limit[2], block_seconds = action == 'block' and BLOCK_SECONDS or nil,
+    session_id = session.id,
+  })
+end
+
+local function on_connect(session)
+  if ratelimit.blocked('auth_fail:ip:' .. ratelimit.client_key(session.client_address)) then
+    return sluice.tempfail(421, '4.7.0', 'Too many failed logins from your address, try later')
+  end
+  return nil
+end
+
+local function on_auth(session, auth)
+  local slow = false
+  for _, s in ipairs(subjects(session, auth.user:lower())) do
+    if s.block and ratelimit.blocked(s.name) then
+      return sluice.tempfail(454, '4.7.0', 'Too many failed logins, try again later')
+    end
+    if not s.block then
+      for _, l in ipairs(s.limits) do
+        slow = slow or ratelimit.count(s.name, l[2]) >= l[1]
+      end
+    end
+  end
+  if slow then sluice.sleep(SLOW_DOWN) end
+  return nil
+end
+
+-- Counts a refused password (535) against every subject; tempfails and 525 do not count.
+local function on_auth_result(session, auth, result)
+  if result.kind ~= 'reject' or result.code ~= 535 then return end
+  local user = auth.user:lower()
+  for _, s in ipairs(subjects(session, user)) do
+    for _, l in ipairs(s.limits) do
+      local n = ratelimit.incr(s.name, l[2]) or 0
+      if s.block and n >= l[1] and not ratelimit.blocked(s.name) then
+        ratelimit.block(s.name, BLOCK_SECONDS)
+        raise(session, user, s, 'block', n, l)
+      elseif not s.block and n >= l[1] and n - 1 < l[1] then -- crossing: once, not per try
+        raise(session, user, s, 'slow_down', n, l)
+      end
+    end
+  end
+end
+
+local function message_subjects(session)
+  local cfg, canonical = domains.get(session.domain)
+  local lim = cfg and cfg.limits or {}
+  local list = {
+    { scope = 'user_messages', name = 'messages:user:' .. (session.user or '?'),
+      limit = { lim.user_messages_per_hour or USER_MESSAGES_PER_HOUR, 3600 } },
+  }
+  if canonical then -- another auth policy may serve undeclared domains: no shared counter
+    list[2] = { scope = 'domain_messages', name = 'messages:domain:' .. canonical,
+      limit = { lim.messages_per_hour or DOMAIN_MESSAGES_PER_HOUR, 3600 } }
+  end
+  return list
+end
+
+local function on_mail_from(session, tx, sender)
+  for _, s in ipairs(message_subjects(session)) do
+    local n = ratelimit.count(s.name, 3600)
+    if n >= s.limit[1] then
+      raise(session, session.user, s, 'refuse', n, s.limit)
+      return sluice.tempfail(451, '4.7.1', 'Message rate limit reached, try again later')
+    end
+  end
+  return nil
+end
+
+-- Only messages the upstream accepted count against the hourly limits.
+local function on_relayed(session, tx, reply)
+  if not reply.success then return end
+  for _, s in ipairs(message_subjects(session)) do
+    ratelimit.incr(s.name, 3600)
+  end
+end
+
+return {
+  on_connect = on_connect, on_auth = on_auth, on_auth_result = on_auth_result,
+  on_mail_from = on_mail_from, on_relayed = on_relayed,
+}

@@ -1,0 +1,76 @@
+local address = require('sluice.address')
+
+describe('sluice.address.parse', function()
+  it('takes the domain after the last @ outside a quoted local part', function()
+    local m = address.parse('"ann@other.test"@example.org')
+    assert.same({ local_part = '"ann@other.test"', domain = 'example.org', literal = false }, m)
+  end)
+
+  it('never splits at the first @', function()
+    assert.equal('example.org', address.parse('a@other.test@example.org').domain)
+  end)
+
+  it('honours backslash escapes in a quoted local part', function()
+    assert.equal('example.org', address.parse('"a\\"@x.test"@example.org').domain)
+  end)
+
+  it('strips angle brackets and ignores a source route', function()
+    assert.equal('example.org', address.parse('<@relay.test,@b.test:ann@Example.ORG>').domain)
+  end)
+
+  it('lowercases the local part\'s ASCII and the domain, in A-label form', function()
+    assert.same({ local_part = 'ann', domain = 'xn--bcher-kva.example', literal = false },
+      address.parse('ANN@Bücher.Example'))
+  end)
+
+  it('treats a quoted dot-string as the same local part as the unquoted one', function()
+    assert.equal(address.normalize('john.doe@x.test'), address.normalize('"John.Doe"@x.test'))
+    assert.not_equal(address.normalize('john.doe@x.test'), address.normalize('"john doe"@x.test'))
+  end)
+
+  it('keeps an address literal as written, flagged', function()
+    assert.same({ local_part = 'a', domain = '[ipv6:2001:db8::1]', literal = true },
+      address.parse('a@[IPv6:2001:db8::1]'))
+  end)
+
+  it('refuses the null path, a missing local part or domain, and unclosed quotes', function()
+    for _, p in ipairs({ '', '<>', '@example.org', 'ann@', 'ann', '"ann@example.org',
+                         'ann@exa mple..org', 'a@[1.2.3.4' }) do
+      assert.is_nil(address.parse(p), p)
+    end
+  end)
+end)
+
+describe('sluice.address.is_null', function()
+  it('knows both spellings of the null reverse-path', function()
+    assert.is_true(address.is_null(''))
+    assert.is_true(address.is_null('<>'))
+    assert.is_false(address.is_null('a@b.test'))
+  end)
+end)
+
+describe('sluice.address.from_header', function()
+  it('reads a bare address, a display name and angle brackets', function()
+    assert.same({ 'ann@example.org' }, address.from_header('ann@example.org'))
+    assert.same({ 'ann@example.org' }, address.from_header('Ann Example <ann@example.org>'))
+  end)
+
+  it('ignores commas, @ and brackets inside quoted display names and comments', function()
+    assert.same({ 'ann@example.org' },
+      address.from_header('"Doe, Ann <boss@evil.test>" <ann@example.org>'))
+    assert.same({ 'ann@example.org' },
+      address.from_header('ann@example.org (Ann, from boss@evil.test (really))'))
+  end)
+
+  it('lists every mailbox of a mailbox-list and of a group', function()
+    assert.same({ 'a@x.test', 'b@y.test', 'c@z.test' },
+      address.from_header('a@x.test, Team: B <b@y.test>, c@z.test;'))
+  end)
+
+  it('refuses unbalanced syntax and a value with no mailbox', function()
+    assert.is_nil(address.from_header('"Ann <ann@example.org>'))
+    assert.is_nil(address.from_header('Ann <ann@example.org'))
+    assert.is_nil(address.from_header('undisclosed-recipients:;'))
+    assert.is_nil(address.from_header('Ann'))
+  end)
+end)

@@ -1,0 +1,92 @@
+local testing = require('sluice.testing')
+
+describe('sluice.ratelimit counting', function()
+  local h, ratelimit
+  before_each(function()
+    h = testing.new({ now = 6000 }) -- the start of a 60 s window
+    ratelimit = h:require('sluice.ratelimit')
+  end)
+
+  it('counts hits within one window', function()
+    assert.equal(1, ratelimit.incr('k', 60))
+    assert.equal(2, ratelimit.incr('k', 60))
+    assert.equal(5, ratelimit.incr('k', 60, 3))
+    assert.equal(5, ratelimit.count('k', 60))
+  end)
+
+  it('keeps separate counts per name and per window length', function()
+    ratelimit.incr('a', 60)
+    ratelimit.incr('a', 3600)
+    ratelimit.incr('a', 3600)
+    assert.equal(1, ratelimit.count('a', 60))
+    assert.equal(2, ratelimit.count('a', 3600))
+    assert.equal(0, ratelimit.count('b', 60))
+  end)
+
+  it('weights the previous window by how much of it still overlaps', function()
+    for _ = 1, 10 do ratelimit.incr('k', 60) end
+    h:advance(60 + 15) -- a quarter into the next window: 3/4 of the old one still counts
+    assert.equal(7.5, ratelimit.count('k', 60))
+    assert.equal(8.5, ratelimit.incr('k', 60))
+  end)
+
+  it('forgets everything after two windows', function()
+    for _ = 1, 10 do ratelimit.incr('k', 60) end
+    h:advance(120)
+    assert.equal(0, ratelimit.count('k', 60))
+  end)
+
+  it('lets counters expire from the shared dictionary', function()
+    ratelimit.incr('k', 60)
+    h:advance(121)
+    assert.is_nil(h.core.shdict.get('k:60:100'))
+  end)
+
+  it('raises on a bad name or window', function()
+    assert.has_error(function() ratelimit.incr('', 60) end)
+    assert.has_error(function() ratelimit.incr('k', 0) end)
+    assert.has_error(function() ratelimit.count('k', 1.5) end)
+  end)
+end)
+
+describe('sluice.ratelimit blocks', function()
+  local h, ratelimit
+  before_each(function()
+    h = testing.new()
+    ratelimit = h:require('sluice.ratelimit')
+  end)
+
+  it('reports the seconds left on a block, then nothing once it ends', function()
+    assert.is_nil(ratelimit.blocked('ip'))
+    assert.is_true(ratelimit.block('ip', 300))
+    assert.equal(300, ratelimit.blocked('ip'))
+    h:advance(299)
+    assert.equal(1, ratelimit.blocked('ip'))
+    h:advance(1)
+    assert.is_nil(ratelimit.blocked('ip'))
+  end)
+
+  it('keeps a block under NAME:block for sluice ctl to find', function()
+    ratelimit.block('auth_fail:ip:192.0.2.1', 300)
+    assert.equal(h.clock + 300, h.core.shdict.get('auth_fail:ip:192.0.2.1:block'))
+  end)
+end)
+
+describe('sluice.ratelimit.client_key', function()
+  local ratelimit = testing.new():require('sluice.ratelimit')
+
+  it('keeps an IPv4 address as it is', function()
+    assert.equal('192.0.2.1', ratelimit.client_key('192.0.2.1'))
+  end)
+
+  it('counts an IPv4-mapped IPv6 address as its IPv4 address', function()
+    assert.equal('192.0.2.1', ratelimit.client_key('::ffff:192.0.2.1'))
+  end)
+
+  it('counts an IPv6 address under its /64', function()
+    assert.equal('2001:db8:1:2::/64', ratelimit.client_key('2001:db8:1:2:aaaa::1'))
+    assert.equal('2001:db8:1:2::/64', ratelimit.client_key('2001:0DB8:0001:0002:1:2:3:4'))
+    assert.equal('2001:db8:0:0::/64', ratelimit.client_key('2001:db8::1'))
+    assert.equal('0:0:0:0::/64', ratelimit.client_key('::1'))
+  end)
+end)

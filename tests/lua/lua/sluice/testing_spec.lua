@@ -1,0 +1,193 @@
+local testing = require('sluice.testing')
+
+local function whole(v)
+  return { v.kind, v.code, v.enhanced }
+end
+
+describe('sluice.testing run: the engine\'s chain rules', function()
+  local h, a, b
+  before_each(function()
+    h = testing.new()
+    a = h:load_policy('tests/lua/fixtures/opinions.lua')
+    b = h:load_policy('tests/lua/fixtures/opinions.lua')
+  end)
+
+  it('gives the documented default when no policy decides', function()
+    local s = h:session()
+    local tx = h:transaction()
+    assert.same({ 'accept' }, whole(h:run('on_connect', { a, b }, s)))
+    assert.same({ 'accept' }, whole(h:run('on_helo', { a, b }, s, 'client.example')))
+    assert.same({ 'accept' }, whole(h:run('on_mail_from', { a, b }, s, tx, 'a@b.test')))
+    assert.same({ 'accept' }, whole(h:run('on_rcpt', { a, b }, s, tx, 'c@d.test')))
+    assert.same({ 'accept' }, whole(h:run('on_data', { a, b }, s, tx)))
+    assert.same({ 'reject', 535, '5.7.8' },
+      whole(h:run('on_auth', { a, b }, s, { mechanism = 'PLAIN', user = 'u@x', password = 'p' })))
+    assert.equal(12, s.data.seen) -- every policy was asked each time
+  end)
+
+  it('stops at the first verdict and says which policy gave it', function()
+    local s = h:session({ data = { want = 'reject' } })
+    local v, by = h:run('on_connect', { a, b }, s)
+    assert.same({ 'reject', 550, '5.7.1' }, whole(v))
+    assert.equal(1, by)
+  end)
+
+  it('runs every policy\'s notification hook and returns nothing', function()
+    local s = h:session()
+    assert.is_nil(h:run('on_relayed', { a, b }, s, h:transaction(), { success = true }))
+    assert.is_true(s.data.relayed)
+  end)
+end)
+
+describe('sluice.testing run: a misbehaving hook', function()
+  local h, bad, later
+  before_each(function()
+    h = testing.new({ domains = { ['example.org'] = { enabled = true } } })
+    bad = h:load_policy('tests/lua/fixtures/misbehaving.lua')
+    later = h:load_policy('tests/lua/fixtures/opinions.lua')
+  end)
+
+  local function policy_error()
+    local lines = h:log_events('policy.error')
+    return lines[#lines].fields
+  end
+
+  it('answers 451 4.3.0 for a hook that raises, and logs the policy file and line', function()
+    local s = h:session({ data = { want = 'accept' } })
+    assert.same({ 'tempfail', 451, '4.3.0' }, whole(h:run('on_connect', { bad, later }, s)))
+    local f = policy_error()
+    assert.same({ 'tests/lua/fixtures/misbehaving.lua', 7, 'on_connect' },
+      { f.policy, f.line, f.hook })
+  end)
+
+  it('answers 451 4.3.0 for a return value that is not a verdict', function()
+    assert.same({ 'tempfail', 451, '4.3.0' }, whole(h:run('on_helo', { bad }, h:session(), 'x')))
+    assert.equal(9, policy_error().line) -- where the hook is defined
+  end)
+
+  it('answers 451 4.3.0 for a hook that sleeps past its budget', function()
+    local v = h:run('on_mail_from', { bad }, h:session(), h:transaction(), 'a@example.org')
+    assert.same({ 'tempfail', 451, '4.3.0' }, whole(v))
+  end)
+
+  it('answers 451 4.3.0 for a verdict altered into an invalid one', function()
+    local v = h:run('on_rcpt', { bad }, h:session(), h:transaction(), 'a@example.org')
+    assert.same({ 'tempfail', 451, '4.3.0' }, whole(v))
+  end)
+
+  it('fails the spec when a policy writes to sluice.domains', function()
+    assert.has_error(function() h:run('on_data', { bad }, h:session(), h:transaction()) end)
+  end)
+
+  it('refuses the yielding calls in on_disconnect, as the engine does', function()
+    local sleeper = { on_disconnect = function() require('sluice').sleep(1) end }
+    h:run('on_disconnect', { sleeper }, h:session(), 'quit')
+    assert.matches('not available in on_disconnect', policy_error().error)
+    assert.same({}, h.sleeps)
+  end)
+
+  it('logs an error in a notification hook and still runs the next policy', function()
+    local s = h:session()
+    assert.is_nil(h:run('on_disconnect', { bad, later }, s, 'quit'))
+    assert.equal('on_disconnect', policy_error().hook)
+    assert.is_true(s.data.disconnected)
+  end)
+end)
+
+describe('sluice.testing auth', function()
+  it('gives the session its identity on accept and hides the secret afterwards', function()
+    local h = testing.new()
+    local seen
+    local accepting = { on_auth = function() return require('sluice').accept() end }
+    local watcher = { on_auth_result = function(_, auth, v) seen = { auth, v.kind } end }
+    h:load_policy('tests/lua/fixtures/opinions.lua')
+    local s = h:session()
+    local v = h:auth({ accepting, watcher }, s,
+      { mechanism = 'LOGIN', user = 'Ann@Example.ORG', password = 'pw' })
+    assert.same({ 'accept' }, whole(v))
+    assert.same({ 'ann@example.org', 'example.org', 'LOGIN' },
+      { s.user, s.domain, s.auth_mechanism })
+    assert.same({ { mechanism = 'LOGIN', user = 'Ann@Example.ORG' }, 'accept' }, seen)
+  end)
+end)
+
+describe('sluice.testing fake core', function()
+  local h, sluice
+  before_each(function()
+    h = testing.new({ users = { ['Ann@example.org'] = 'secret' } })
+    sluice = h:require('sluice')
+  end)
+
+  it('keeps shared dictionary values until their TTL passes', function()
+    assert.is_true(sluice.shdict.set('k', 'v', 10))
+    h:advance(9)
+    assert.equal('v', sluice.shdict.get('k'))
+    h:advance(1)
+    assert.is_nil(sluice.shdict.get('k'))
+  end)
+
+  it('increments atomically from zero and keeps the first TTL', function()
+    assert.equal(1, sluice.shdict.incr('n', 1, 10))
+    h:advance(5)
+    assert.equal(3, sluice.shdict.incr('n', 2, 10))
+    h:advance(5)
+    assert.equal(4, sluice.shdict.incr('n', 4, 10)) -- expired: starts again
+    sluice.shdict.set('s', 'text')
+    assert.same({ nil, 'not a number' }, { sluice.shdict.incr('s', 1) })
+  end)
+
+  it('deletes a key set to nil, and raises on a bad key or value', function()
+    sluice.shdict.set('k', 1)
+    sluice.shdict.set('k', nil)
+    assert.is_nil(sluice.shdict.get('k'))
+    assert.has_error(function() sluice.shdict.set('', 1) end)
+    assert.has_error(function() sluice.shdict.set('k', {}) end)
+    assert.has_error(function() sluice.shdict.get(('k'):rep(1025)) end)
+  end)
+
+  it('verifies passwords case-insensitively on the user and reports failures', function()
+    assert.is_true(sluice.passwd.verify('ann@EXAMPLE.org', 'secret'))
+    assert.is_false(sluice.passwd.verify('ann@example.org', 'Secret'))
+    assert.is_false(sluice.passwd.verify('bob@example.org', 'secret'))
+    h.passwd_error = 'users file unreadable'
+    assert.same({ nil, 'users file unreadable' },
+      { sluice.passwd.verify('ann@example.org', 'secret') })
+  end)
+
+  it('advances the clock when sleeping', function()
+    local t = sluice.now()
+    assert.is_true(sluice.sleep(2.5))
+    assert.equal(t + 2.5, sluice.now())
+    assert.same({ 2.5 }, h.sleeps)
+  end)
+
+  it('captures audit lines with timestamp and event_type added', function()
+    sluice.audit('custom_event', { n = 1 })
+    assert.same({ { n = 1, event_type = 'custom_event',
+      timestamp = '2023-11-14T22:13:20.000000Z' } }, h.audits)
+    assert.has_error(function() sluice.audit('x', { timestamp = 'mine' }) end)
+    assert.has_error(function() sluice.audit('Bad Name', {}) end)
+  end)
+
+  it('captures log lines and refuses an unknown level or a badly named event', function()
+    sluice.log('info', 'custom.event', { a = 1 })
+    assert.same({ { level = 'info', event = 'custom.event', fields = { a = 1 } } }, h.logs)
+    assert.has_error(function() sluice.log('loud', 'custom.event') end)
+    assert.has_error(function() sluice.log('info', 'NoDot') end)
+    assert.has_error(function() sluice.log('info', 'a.b', { sid = 'mine' }) end)
+    assert.has_error(function() sluice.log('info', 'a.b', { t = {} }) end)
+  end)
+end)
+
+describe('sluice.testing load_policy', function()
+  it('refuses a policy whose table has a key that is not a hook', function()
+    local path = os.tmpname()
+    local f = assert(io.open(path, 'w'))
+    f:write('return { on_mailfrom = function() end }\n')
+    f:close()
+    local ok, err = pcall(function() return testing.new():load_policy(path) end)
+    os.remove(path)
+    assert.is_false(ok)
+    assert.matches('on_mailfrom is not a hook', err)
+  end)
+end)

@@ -1,0 +1,53 @@
+local testing = require('sluice.testing')
+
+local MESSAGE = 'From: Ann <ann@example.org>\r\nSubject: a long\r\n subject\r\n'
+  .. 'X-Trace: one\r\nx-trace: two\r\n\r\nHello\r\n'
+
+describe('sluice.testing transaction headers', function()
+  local tx
+  before_each(function()
+    tx = testing.new():transaction({ sender = 'ann@example.org', message = MESSAGE })
+  end)
+
+  it('returns the first value of a header, unfolded, ignoring case', function()
+    assert.equal('a long subject', tx:header('SUBJECT'))
+    assert.equal('one', tx:header('x-trace'))
+    assert.is_nil(tx:header('Cc'))
+  end)
+
+  it('lists every value of a header, or every header in order', function()
+    assert.same({ 'one', 'two' }, tx:headers('X-Trace'))
+    assert.equal(4, #tx:headers())
+    assert.same({ name = 'From', value = 'Ann <ann@example.org>' }, tx:headers()[1])
+  end)
+
+  it('adds headers on top in call order and removes every one of a name', function()
+    tx:add_header('X-Policy', 'a')
+    tx:add_header('X-Policy', 'b')
+    assert.equal(2, tx:remove_header('x-trace'))
+    assert.equal('X-Policy: a\r\nX-Policy: b\r\nFrom: Ann <ann@example.org>\r\n'
+      .. 'Subject: a long subject\r\n\r\nHello\r\n', tx:message())
+  end)
+
+  it('refuses a header with CR or LF in its value, or a bad name', function()
+    assert.has_error(function() tx:add_header('X-A', 'v\r\nBcc: x@y') end)
+    assert.has_error(function() tx:add_header('X A', 'v') end)
+    assert.has_error(function() tx:add_header('X-A', ('v'):rep(1000)) end)
+  end)
+
+  it('gives the body and its size', function()
+    assert.equal('Hello\r\n', tx:body())
+    assert.equal('He', tx:body(2))
+    assert.equal(#MESSAGE, tx.size)
+  end)
+end)
+
+describe('sluice.testing transaction phases', function()
+  it('allows header changes only in on_data, as the engine does', function()
+    local h = testing.new()
+    local tx = h:transaction({ message = MESSAGE })
+    local policy = { on_rcpt = function(_, t) t:add_header('X-A', 'b') end }
+    local v = h:run('on_rcpt', { policy }, h:session(), tx, 'b@c.test')
+    assert.same({ 'tempfail', 451, '4.3.0' }, { v.kind, v.code, v.enhanced })
+  end)
+end)

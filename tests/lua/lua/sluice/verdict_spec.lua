@@ -1,0 +1,95 @@
+local verdict = require('sluice.verdict')
+
+local function whole(v)
+  return { v.kind, v.code, v.enhanced, v.text }
+end
+
+describe('sluice.verdict constructors', function()
+  it('makes an accept with no reply fields', function()
+    assert.same({ 'accept' }, whole(verdict.accept()))
+  end)
+
+  it('makes a reject carrying code, enhanced code and text', function()
+    assert.same({ 'reject', 550, '5.7.1', 'Not yours' },
+      whole(verdict.reject(550, '5.7.1', 'Not yours')))
+  end)
+
+  it('makes a tempfail with a three-digit enhanced detail', function()
+    assert.same({ 'tempfail', 421, '4.7.0', 'Later' },
+      whole(verdict.tempfail(421, '4.7.0', 'Later')))
+    assert.same({ 'reject', 525, '5.7.13', 'Disabled' },
+      whole(verdict.reject(525, '5.7.13', 'Disabled')))
+  end)
+
+  it('refuses a 2xx or 4xx code in a reject', function()
+    assert.has_error(function() verdict.reject(250, '2.0.0', 'ok') end)
+    assert.has_error(function() verdict.reject(451, '4.3.0', 'later') end)
+  end)
+
+  it('refuses a 5xx code in a tempfail', function()
+    assert.has_error(function() verdict.tempfail(550, '5.7.1', 'no') end)
+  end)
+
+  it('refuses codes that are not SMTP replies', function()
+    for _, code in ipairs({ 560, 599, 5500, 55, 550.5, '550' }) do
+      assert.has_error(function() verdict.reject(code, '5.7.1', 'no') end)
+    end
+  end)
+
+  it('refuses a malformed enhanced code or one whose class differs from the code', function()
+    for _, enh in ipairs({ '5.7', '5.7.1.1', '5.1234.1', 'x.7.1', '4.7.1', '', 571 }) do
+      assert.has_error(function() verdict.reject(550, enh, 'no') end)
+    end
+  end)
+
+  it('refuses CR, LF and other control bytes in the text', function()
+    for _, text in ipairs({ 'a\r\n250 ok', 'a\nb', 'a\rb', 'tab\there', 'nul\0' }) do
+      assert.has_error(function() verdict.reject(550, '5.7.1', text) end)
+    end
+  end)
+
+  it('refuses a text that carries its own reply code', function()
+    assert.has_error(function() verdict.reject(550, '5.7.1', '550 5.7.1 no') end)
+    assert.has_error(function() verdict.reject(550, '5.7.1', '5.7.1 no') end)
+  end)
+
+  it('refuses an empty, missing or over-long text', function()
+    assert.has_error(function() verdict.reject(550, '5.7.1', '') end)
+    assert.has_error(function() verdict.reject(550, '5.7.1') end)
+    assert.has_error(function() verdict.reject(550, '5.7.1', ('x'):rep(256)) end)
+    assert.equal('reject', verdict.reject(550, '5.7.1', ('x'):rep(255)).kind)
+  end)
+
+  it('names the caller\'s line in its error', function()
+    local ok, err = pcall(function()
+      local v = verdict.reject(250, '2.0.0', 'ok') -- not a tail call: the line is known
+      return v
+    end)
+    assert.is_false(ok)
+    assert.matches('verdict_spec.lua:%d+: sluice.reject:', err)
+  end)
+end)
+
+describe('sluice.verdict.check', function()
+  it('accepts the verdicts the constructors make', function()
+    assert.is_true(verdict.check(verdict.accept()))
+    assert.is_true(verdict.check(verdict.tempfail(451, '4.7.1', 'Slow down')))
+  end)
+
+  it('refuses a look-alike table, a string and a boolean', function()
+    assert.is_nil(verdict.check({ kind = 'accept' }))
+    assert.is_nil(verdict.check('accept'))
+    assert.is_nil(verdict.check(true))
+  end)
+
+  it('refuses a verdict altered after it was made', function()
+    local v = verdict.reject(550, '5.7.1', 'no')
+    v.code = 250
+    local ok, why = verdict.check(v)
+    assert.is_nil(ok)
+    assert.matches('5xx', why)
+    local w = verdict.tempfail(451, '4.7.1', 'later')
+    w.text = 'x\r\n250 ok'
+    assert.is_nil(verdict.check(w))
+  end)
+end)
