@@ -39,4 +39,19 @@ return {
   },
 
   pool = { max_per_worker = 8, idle_timeout = 30, max_reuse = 1000 },
+
+  -- The Lua policy engine (docs/lua-api.md, docs/policies.md): run in this order.
+  policies = {
+    '../policies/ratelimit.lua',      -- before auth.lua: its on_auth blocks first
+    '../policies/auth.lua',
+    '../policies/sender_domain.lua',
+    '../policies/audit.lua',
+  },
+  hook_timeout = 10,
+  -- audit_log = '/var/log/sluice/audit.log',   -- default: audit events are discarded
+
+  domains = {
+    ['example.org'] = {},
+    ['example.net'] = {},
+  },
 }

@@ -18,7 +18,10 @@
 #include "listener.h"
 #include "log.h"
 #include "offload.h"
+#include "shdict.h"
 #include "worker.h"
+
+#define CMD_RUN_SHDICT_SHARDS 64 /* sluice.shdict: one mutex each */
 
 /* Started as root: bound the listeners, loaded the keys; now become cfg->user for good. */
 static int
@@ -119,7 +122,8 @@ cmd_run_serve(struct daemon_parts *p, struct listener_set *ls)
     char            err[512] = "out of memory";
     int             rc = EXIT_OSERR;
 
-    while (workers != NULL && made < n &&
+    d.shdict = shdict_new(p->cfg->shdict_size, CMD_RUN_SHDICT_SHARDS, err, sizeof(err));
+    while (workers != NULL && d.shdict != NULL && made < n &&
            (workers[made] = worker_new(made, &d, &ls->fds[(size_t)made * ls->n_per_worker],
                                        ls->cfgs, ls->n_per_worker, err, sizeof(err))) != NULL)
         made++;
@@ -148,6 +152,7 @@ cmd_run_serve(struct daemon_parts *p, struct listener_set *ls)
         worker_free(workers[i]);
     offload_free(d.offload);
     iplimit_free(d.iplimit);
+    shdict_free(d.shdict);
     free(workers);
     return rc;
 }

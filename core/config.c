@@ -373,7 +373,8 @@ cfg_walk_cb(lua_State *L)
 {
     static const char *const keys[] = {
         "hostname", "workers", "user",      "users_dir", "insecure", "log_level", "listeners",
-        "tls",      "limits",  "timeouts",  "upstreams", "routes",   "pool",      NULL,
+        "tls",      "limits",  "timeouts",  "upstreams", "routes",   "pool",
+        "policies", "hook_timeout", "audit_log", "lua_dir", "shdict_size", "domains", NULL,
     };
     struct cfg_walk *w = lua_touserdata(L, 1);
     struct cfg_ctx  *ctx = w->ctx;
@@ -387,7 +388,7 @@ cfg_walk_cb(lua_State *L)
         cfg_limits(ctx, top, w->cfg) || cfg_timeouts(ctx, top, w->cfg) ||
         cfg_pool(ctx, top, w->cfg) || cfg_tls(ctx, top, &w->cfg->tls) ||
         cfg_listeners(ctx, top, w->cfg) || cfg_upstreams(ctx, top, w->cfg) ||
-        cfg_routes(ctx, top, w->cfg))
+        cfg_routes(ctx, top, w->cfg) || cfg_policy(ctx, top, w->cfg))
         return 0;
     w->rc = 0;
     return 0;
@@ -424,6 +425,7 @@ cfg_defaults(struct cfg_ctx *ctx, struct config *cfg)
     cfg->pool_max_reuse = POOL_MAX_REUSE;
     cfg->tls.min_version = TLS1_2_VERSION;
     cfg->tls.ticket_lifetime = 3600;
+    cfg_policy_defaults(cfg);
     cfg->users_dir = cfg_resolve(ctx, "users");
     if (cfg_strdup(ctx, host, &cfg->hostname) || cfg_strdup(ctx, "nobody", &cfg->user) ||
         cfg_strdup(ctx, CFG_DEFAULT_CIPHERS, &cfg->tls.ciphers) ||
@@ -545,6 +547,7 @@ config_free(struct config *cfg)
     for (i = 0; i < cfg->n_routes; i++)
         free(cfg->routes[i].sender_domain);
     free(cfg->routes);
+    cfg_free_policy(cfg);
     free(cfg->path);
     free(cfg->hostname);
     free(cfg->user);

@@ -71,6 +71,32 @@ struct config_route {
     int   upstream;      /* index into config.upstreams */
 };
 
+/* One domains['name'] entry of the policy engine (docs/lua-api.md "Configuration"). */
+struct config_sender {
+    char  *user;      /* owns; lowercase (ASCII) address of the user */
+    char **addresses; /* owns; NULL-terminated; extra MAIL FROM addresses, as written */
+};
+
+/* Per-domain overrides of policies/ratelimit.lua's defaults; 0 = not set. */
+struct config_domain_limits {
+    size_t messages_per_hour;
+    size_t user_messages_per_hour;
+    size_t user_auth_failures_per_hour;
+    size_t domain_auth_failures_per_hour;
+};
+
+struct config_domain {
+    char                       *name;    /* owns; ASCII-lowercased, U-label or A-label */
+    bool                        enabled; /* default true */
+    char                      **auth;    /* owns; NULL-terminated backend names, { "file" } */
+    struct config_sender       *senders; /* owns; n_senders entries, users lowercased */
+    size_t                      n_senders;
+    bool                        allow_subdomains;
+    bool                        allow_null_sender;
+    bool                        check_header_from;
+    struct config_domain_limits limits;
+};
+
 struct config {
     char                   *path;      /* owns; the file this came from */
     char                   *hostname;  /* owns; greeting, EHLO to upstreams, Received: */
@@ -112,6 +138,16 @@ struct config {
     double pool_idle_timeout;
     size_t pool_max_reuse;
 
+    /* policy engine (config_policy.c) */
+    char                  **policies;     /* owns; NULL-terminated absolute paths, in order */
+    size_t                  n_policies;
+    double                  hook_timeout; /* seconds one hook may take, yields included */
+    char                   *audit_log;    /* owns; absolute path, NULL = audit discarded */
+    char                   *lua_dir;      /* owns; directory holding sluice/init.lua */
+    size_t                  shdict_size;  /* bytes of the cross-worker dictionary */
+    struct config_domain   *domains;      /* owns; sorted by name */
+    size_t                  n_domains;
+
     int  log_level;  /* LOG_* from log.h */
     bool insecure;   /* allow cleartext listeners and AUTH without TLS: tests only */
 };
@@ -122,5 +158,8 @@ void           config_free(struct config *cfg);
 
 /* Index into cfg->upstreams for a sender's domain (routes), 0 when no route matches. */
 int config_route_for_domain(const struct config *cfg, const char *domain, size_t len);
+
+/* The declared domain named exactly name (ASCII case-insensitive), or NULL. */
+const struct config_domain *config_domain_find(const struct config *cfg, const char *name);
 
 #endif

@@ -125,4 +125,10 @@ int  cfg_upstreams(struct cfg_ctx *ctx, int top, struct config *cfg);
 int  cfg_routes(struct cfg_ctx *ctx, int top, struct config *cfg);
 void cfg_free_upstream(struct config_upstream *set);
 
+/* ---- config_policy.c: policies, hook_timeout, audit_log, lua_dir, shdict_size, domains */
+
+void cfg_policy_defaults(struct config *cfg);
+int  cfg_policy(struct cfg_ctx *ctx, int top, struct config *cfg);
+void cfg_free_policy(struct config *cfg);
+
 #endif

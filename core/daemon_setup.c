@@ -7,6 +7,7 @@
 
 #include "authdb.h"
 #include "config.h"
+#include "policy_vm.h"
 #include "tls.h"
 
 const char *
@@ -34,6 +35,17 @@ daemon_needs_tls(const struct config *cfg)
     return 0;
 }
 
+/* Load the policies once in a throwaway state: a policy that does not load fails here,
+ * with its file and line, before anything listens. */
+static int
+daemon_check_policies(const struct config *cfg, char *err, size_t errlen)
+{
+    struct policy_vm *vm = policy_vm_new(cfg, NULL, NULL, err, errlen);
+
+    policy_vm_free(vm);
+    return vm == NULL ? -1 : 0;
+}
+
 int
 daemon_parts_load(const char *path, struct daemon_parts *p, char *err, size_t errlen)
 {
@@ -41,6 +53,8 @@ daemon_parts_load(const char *path, struct daemon_parts *p, char *err, size_t er
     p->cfg = config_load(path, err, errlen);
     if (p->cfg == NULL)
         return -1;
+    if (daemon_check_policies(p->cfg, err, errlen) != 0)
+        goto fail;
     p->authdb = authdb_load(p->cfg->users_dir, err, errlen);
     if (p->authdb == NULL)
         goto fail;

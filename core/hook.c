@@ -1,14 +1,13 @@
-/* core/hook.c: the built-in decisions behind the seam in hook.h. The Lua policy engine
- * replaces these bodies; the session code does not change. */
+/* core/hook.c: the seam of hook.h, routed to the worker's policies: each question
+ * pushes the hook's arguments (lapi_session.c) and runs the hook (hook_run.c). A hook
+ * no policy has is answered at once without touching Lua. */
 #include "hook.h"
 
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
 
-#include "authdb.h"
-#include "offload.h"
+#include "hook_run.h"
+#include "lapi_session.h"
+#include "policy_vm.h"
 #include "smtp_session.h"
 #include "worker.h"
 
@@ -22,135 +21,147 @@ verdict_set(struct verdict *v, enum verdict_kind kind, int code, const char *enh
     snprintf(v->text, sizeof(v->text), "%s", text ? text : "");
 }
 
-/* One password check in flight. Owns copies of everything the pool thread reads, so a
- * session that dies meanwhile changes nothing but `session` (loop thread only). */
-struct hook_auth_job {
-    struct offload_job   job;      /* first: the offload queue links through it */
-    struct smtp_session *session;  /* NULL once the session is gone (loop thread only) */
-    const struct authdb *db;       /* borrows: outlives all jobs (freed after workers) */
-    struct sasl_creds    creds;    /* owns */
-    enum authdb_rc       rc;       /* written by the pool thread */
-    const char          *domain;   /* borrows from db on AUTHDB_OK */
-};
+/* The vm's state when some policy has hook, else NULL (and *out says no opinion). */
+static lua_State *
+hook_state(struct smtp_session *s, enum policy_hook hook, struct verdict *out)
+{
+    struct policy_vm *vm = s->worker->vm;
 
+    verdict_set(out, VERDICT_NONE, 0, NULL, NULL);
+    if (vm == NULL || policy_vm_hook_count(vm, hook) == 0)
+        return NULL;
+    return policy_vm_state(vm);
+}
+
+enum hook_rc
+hook_connect(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
+{
+    lua_State *L = hook_state(s, POLICY_ON_CONNECT, out);
+
+    if (L == NULL)
+        return HOOK_DONE;
+    lapi_push_session(L, s);
+    return hook_run_start(s, s->worker->vm, POLICY_ON_CONNECT, 1, done, out);
+}
+
+enum hook_rc
+hook_helo(struct smtp_session *s, const char *name, hook_done_fn *done, struct verdict *out)
+{
+    lua_State *L = hook_state(s, POLICY_ON_HELO, out);
+
+    if (L == NULL)
+        return HOOK_DONE;
+    lapi_push_session(L, s);
+    lua_pushstring(L, name);
+    return hook_run_start(s, s->worker->vm, POLICY_ON_HELO, 2, done, out);
+}
+
+enum hook_rc
+hook_auth(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
+{
+    lua_State *L = hook_state(s, POLICY_ON_AUTH, out);
+
+    if (L == NULL)
+        return HOOK_DONE;
+    lapi_push_session(L, s);
+    lapi_push_auth(L, &s->sasl.creds, true);
+    return hook_run_start(s, s->worker->vm, POLICY_ON_AUTH, 2, done, out);
+}
+
+enum hook_rc
+hook_mail_from(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
+{
+    lua_State *L = hook_state(s, POLICY_ON_MAIL_FROM, out);
+
+    if (L == NULL)
+        return HOOK_DONE;
+    lapi_push_session(L, s);
+    lapi_push_tx(L, s, false);
+    lua_pushstring(L, s->tx->mail_from);
+    return hook_run_start(s, s->worker->vm, POLICY_ON_MAIL_FROM, 3, done, out);
+}
+
+enum hook_rc
+hook_rcpt(struct smtp_session *s, const char *rcpt, hook_done_fn *done, struct verdict *out)
+{
+    lua_State *L = hook_state(s, POLICY_ON_RCPT, out);
+
+    if (L == NULL)
+        return HOOK_DONE;
+    lapi_push_session(L, s);
+    lapi_push_tx(L, s, false);
+    lua_pushstring(L, rcpt);
+    return hook_run_start(s, s->worker->vm, POLICY_ON_RCPT, 3, done, out);
+}
+
+enum hook_rc
+hook_data(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
+{
+    lua_State *L = hook_state(s, POLICY_ON_DATA, out);
+
+    if (L == NULL)
+        return HOOK_DONE;
+    lapi_push_session(L, s);
+    lapi_push_tx(L, s, true);
+    return hook_run_start(s, s->worker->vm, POLICY_ON_DATA, 2, done, out);
+}
+
+/* Notification hooks: the vm's state when some policy has hook, else NULL. */
+static lua_State *
+hook_notify_state(struct smtp_session *s, enum policy_hook hook)
+{
+    struct verdict v;
+
+    return hook_state(s, hook, &v);
+}
+
+enum hook_rc
+hook_auth_result(struct smtp_session *s, const struct verdict *v, hook_done_fn *done)
+{
+    lua_State *L = hook_notify_state(s, POLICY_ON_AUTH_RESULT);
+
+    if (L == NULL)
+        return HOOK_DONE;
+    lapi_push_session(L, s);
+    lapi_push_auth(L, &s->sasl.creds, false);
+    lapi_push_verdict(L, v);
+    return hook_run_notify(s, s->worker->vm, POLICY_ON_AUTH_RESULT, 3, done);
+}
+
+enum hook_rc
+hook_relayed(struct smtp_session *s, const struct smtp_relayed *r, hook_done_fn *done)
+{
+    lua_State *L = hook_notify_state(s, POLICY_ON_RELAYED);
+
+    if (L == NULL)
+        return HOOK_DONE;
+    lapi_push_session(L, s);
+    lapi_push_tx(L, s, true);
+    lapi_push_relayed(L, r);
+    return hook_run_notify(s, s->worker->vm, POLICY_ON_RELAYED, 3, done);
+}
+
+/* Nothing can wait for on_disconnect: its hooks may not yield (sluice.sleep and
+ * sluice.passwd.verify raise there), so the run always ends before this returns. */
 static void
-hook_auth_job_free(struct hook_auth_job *j)
+hook_disconnect(struct smtp_session *s, const char *reason)
 {
-    struct sasl tmp = { .creds = j->creds };
+    lua_State *L = hook_notify_state(s, POLICY_ON_DISCONNECT);
 
-    sasl_reset(&tmp); /* wipes and frees the secret */
-    free(j);
-}
-
-static void
-hook_auth_work(struct offload_job *job)
-{
-    struct hook_auth_job *j = (struct hook_auth_job *)job;
-
-    j->rc = authdb_verify(j->db, j->creds.authcid, j->creds.secret, &j->domain);
-}
-
-/* The session's identity is the users file's spelling: ASCII lowercase local part and
- * the canonical domain, whatever case the client typed (authdb matched it ignoring case). */
-static void
-hook_canonical_identity(char *authcid, const char *domain)
-{
-    char *at = strrchr(authcid, '@');
-
-    for (char *p = authcid; p < at; p++) {
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p - 'A' + 'a');
-    }
-    if (at != NULL && strlen(at + 1) == strlen(domain))
-        memcpy(at + 1, domain, strlen(domain));
-}
-
-static void
-hook_auth_done(struct offload_job *job)
-{
-    struct hook_auth_job *j = (struct hook_auth_job *)job;
-    struct smtp_session  *s = j->session;
-
-    if (s != NULL) {
-        if (j->rc == AUTHDB_OK) {
-            hook_canonical_identity(j->creds.authcid, j->domain);
-            smtp_session_auth_done(s, true, j->creds.authcid, j->domain, 235, "2.7.0", "ok");
-        } else {
-            smtp_session_auth_done(s, false, j->creds.authcid, NULL, 535, "5.7.8",
-                                   "Authentication credentials invalid");
-        }
-    }
-    hook_auth_job_free(j);
-}
-
-/* No token backend in the core: a bearer token is always refused (after the RFC 7628
- * error challenge). Deferred through the offload queue so the answer comes later. */
-static void
-hook_auth_refuse_work(struct offload_job *job)
-{
-    ((struct hook_auth_job *)job)->rc = AUTHDB_FAIL;
-}
-
-int
-hook_auth_start(struct smtp_session *s, struct sasl_creds *creds)
-{
-    struct daemon        *d = s->worker->daemon;
-    struct hook_auth_job *j = calloc(1, sizeof(*j));
-
-    if (j == NULL)
-        return -1;
-    j->session = s;
-    j->db = d->authdb;
-    j->creds = *creds;
-    memset(creds, 0, sizeof(*creds));
-    j->job.work = j->creds.is_token || j->db == NULL ? hook_auth_refuse_work : hook_auth_work;
-    j->job.done = hook_auth_done;
-    s->auth_pending = j;
-    offload_submit(d->offload, s->worker->offload_ret, &j->job);
-    return 0;
-}
-
-void
-hook_auth_cancel(struct smtp_session *s)
-{
-    struct hook_auth_job *j = s->auth_pending;
-
-    j->session = NULL; /* hook_auth_done frees it when the pool thread is finished */
-    s->auth_pending = NULL;
-}
-
-static const char *
-hook_domain_of(const char *addr)
-{
-    const char *at = strrchr(addr, '@');
-
-    return at ? at + 1 : NULL;
-}
-
-void
-hook_mail_from(struct smtp_session *s, const char *sender, struct verdict *out)
-{
-    const char *dom = hook_domain_of(sender);
-
-    if (dom != NULL && strcasecmp(dom, s->domain) == 0) {
-        verdict_set(out, VERDICT_NONE, 0, NULL, NULL);
+    if (L == NULL)
         return;
-    }
-    verdict_set(out, VERDICT_REJECT, 550, "5.7.1",
-                "Sender address is not in your authenticated domain");
+    lapi_push_session(L, s);
+    lua_pushstring(L, reason != NULL ? reason : "");
+    if (hook_run_notify(s, s->worker->vm, POLICY_ON_DISCONNECT, 2, NULL) == HOOK_PENDING)
+        hook_run_cancel(s->hook); /* cannot happen: no wait is allowed */
 }
 
 void
-hook_rcpt(struct smtp_session *s, const char *rcpt, struct verdict *out)
+hook_session_gone(struct smtp_session *s, const char *reason)
 {
-    (void)s;
-    (void)rcpt;
-    verdict_set(out, VERDICT_NONE, 0, NULL, NULL);
-}
-
-void
-hook_data(struct smtp_session *s, struct verdict *out)
-{
-    (void)s;
-    verdict_set(out, VERDICT_NONE, 0, NULL, NULL);
+    if (s->hook != NULL)
+        hook_run_cancel(s->hook);
+    hook_disconnect(s, reason);
+    if (s->worker->vm != NULL)
+        lapi_session_release(policy_vm_state(s->worker->vm), s);
 }

@@ -26,4 +26,7 @@
 #define POOL_IDLE_TIMEOUT   30    /* seconds an unused upstream connection stays open */
 #define POOL_MAX_REUSE      1000  /* messages per upstream connection, then reconnect */
 
+#define HOOK_TIMEOUT        10    /* hook_timeout: seconds one policy hook may take */
+#define SHDICT_SIZE         (16u * 1024 * 1024) /* shdict_size: the cross-worker dictionary */
+
 #endif

@@ -44,21 +44,19 @@ smtp_auth_log_fail(struct smtp_session *s, const char *user, int code, const cha
     log_end(&l);
 }
 
-/* Credentials complete: hand them to the decision and wait. */
+static void smtp_auth_hook_done(struct smtp_session *s, const struct verdict *v);
+static enum smtp_rc smtp_auth_apply(struct smtp_session *s, const struct verdict *v);
+
+/* Credentials complete: ask the policies; wait if they take time. */
 static enum smtp_rc
 smtp_auth_decide(struct smtp_session *s)
 {
+    struct verdict v;
+
     s->auth_mech = s->sasl.mech;
-    s->state = SMTP_STATE_BUSY;
-    conn_read_stop(s->conn);
-    conn_set_timeout(s->conn, 0);
-    if (hook_auth_start(s, &s->sasl.creds) != 0) {
-        s->state = SMTP_STATE_AUTH;
-        return smtp_auth_fail(s, 454, "4.7.0", "Temporary authentication failure");
-    }
-    if (conn_flush(s->conn, false) == CONN_GONE)
-        return SMTP_GONE;
-    return SMTP_PAUSE;
+    if (hook_auth(s, smtp_auth_hook_done, &v) == HOOK_DONE)
+        return smtp_auth_apply(s, &v);
+    return smtp_session_wait(s);
 }
 
 static enum smtp_rc
@@ -141,32 +139,87 @@ smtp_auth_token_refused(struct smtp_session *s)
     s->state = SMTP_STATE_AUTH_ERROR;
 }
 
-void
-smtp_session_auth_done(struct smtp_session *s, bool ok, const char *user, const char *domain,
-                       int code, const char *enhanced, const char *text)
+/* The session's identity after an accepted AUTH: the user name with ASCII letters
+ * lowercased, the domain its part after the last '@'. */
+static void
+smtp_auth_identity(struct smtp_session *s, const char *authcid)
 {
-    s->auth_pending = NULL;
-    s->state = SMTP_STATE_CMD;
-    if (ok) {
-        snprintf(s->user, sizeof(s->user), "%s", user);
-        snprintf(s->domain, sizeof(s->domain), "%s", domain);
-        s->authenticated = true;
-        smtp_auth_log_ok(s);
-        smtp_reply(s->conn, 235, "2.7.0", "Authentication successful");
-    } else {
-        smtp_auth_log_fail(s, user, code, text);
-        if (code == 535 && (s->auth_mech == SASL_MECH_XOAUTH2 ||
-                            s->auth_mech == SASL_MECH_OAUTHBEARER)) {
-            smtp_auth_token_refused(s);
-        } else if (code == 535 && ++s->auth_failures >= s->cfg->max_auth_failures) {
-            smtp_reply(s->conn, code, enhanced, "%s", text);
-            sasl_reset(&s->sasl);
-            smtp_session_close_with(s, 421, "4.7.0", "Too many authentication failures");
-            return; /* closing: resume would read on */
-        } else {
-            smtp_reply(s->conn, code, enhanced, "%s", text);
-        }
+    const char *at;
+    char       *p;
+
+    snprintf(s->user, sizeof(s->user), "%s", authcid != NULL ? authcid : "");
+    for (p = s->user; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    at = strrchr(s->user, '@');
+    snprintf(s->domain, sizeof(s->domain), "%s", at != NULL ? at + 1 : "");
+    s->authenticated = true;
+}
+
+/* A refusal: a bearer token first gets the error challenge; a 5xx counts towards
+ * limits.max_auth_failures; 421 closes. */
+static enum smtp_rc
+smtp_auth_refuse(struct smtp_session *s, const struct verdict *v)
+{
+    smtp_auth_log_fail(s, s->sasl.creds.authcid, v->code, v->text);
+    if (v->code == 535 && (s->auth_mech == SASL_MECH_XOAUTH2 ||
+                           s->auth_mech == SASL_MECH_OAUTHBEARER)) {
+        smtp_auth_token_refused(s);
+        sasl_reset(&s->sasl);
+        return SMTP_CONTINUE;
     }
     sasl_reset(&s->sasl);
-    smtp_session_resume(s);
+    smtp_reply(s->conn, v->code, v->enhanced, "%s", v->text);
+    if (v->code == 421)
+        return smtp_session_close_with(s, 421, v->enhanced, v->text);
+    if (v->code / 100 == 5 && ++s->auth_failures >= s->cfg->max_auth_failures)
+        return smtp_session_close_with(s, 421, "4.7.0", "Too many authentication failures");
+    return SMTP_CONTINUE;
+}
+
+/* Send the AUTH answer decided in s->auth_verdict. */
+static enum smtp_rc
+smtp_auth_send(struct smtp_session *s)
+{
+    s->state = SMTP_STATE_CMD;
+    if (s->auth_verdict.kind == VERDICT_ACCEPT) {
+        sasl_reset(&s->sasl);
+        smtp_auth_log_ok(s);
+        smtp_reply(s->conn, 235, "2.7.0", "Authentication successful");
+        return SMTP_CONTINUE;
+    }
+    return smtp_auth_refuse(s, &s->auth_verdict);
+}
+
+static void
+smtp_auth_result_done(struct smtp_session *s, const struct verdict *v)
+{
+    (void)v;
+    smtp_session_decided(s, smtp_auth_send(s));
+}
+
+/* What the client hears about its AUTH; no verdict is the on_auth default, 535. An
+ * accept fixes the identity first; on_auth_result sees the answer before it is sent. */
+static enum smtp_rc
+smtp_auth_apply(struct smtp_session *s, const struct verdict *v)
+{
+    struct verdict *a = &s->auth_verdict;
+
+    s->state = SMTP_STATE_CMD;
+    *a = *v;
+    if (a->kind == VERDICT_ACCEPT) {
+        smtp_auth_identity(s, s->sasl.creds.authcid);
+        verdict_set(a, VERDICT_ACCEPT, 235, "2.7.0", "Authentication successful");
+    } else if (a->kind == VERDICT_NONE) {
+        verdict_set(a, VERDICT_REJECT, 535, "5.7.8", "Authentication credentials invalid");
+    }
+    if (hook_auth_result(s, a, smtp_auth_result_done) == HOOK_PENDING)
+        return smtp_session_wait(s);
+    return smtp_auth_send(s);
+}
+
+static void
+smtp_auth_hook_done(struct smtp_session *s, const struct verdict *v)
+{
+    smtp_session_decided(s, smtp_auth_apply(s, v));
 }

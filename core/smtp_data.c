@@ -250,6 +250,50 @@ smtp_relay_log(struct smtp_session *s, const struct relay_result *res)
     log_end(&l);
 }
 
+/* Tell the client what became of its message (s->relayed), end the transaction, and
+ * go on with what it pipelined. */
+static void
+smtp_relay_reply(struct smtp_session *s)
+{
+    struct smtp_relayed *r = s->relayed;
+
+    s->relayed = NULL;
+    if (r->code / 100 == 2)
+        s->messages++;
+    smtp_reply(s->conn, r->code, r->enhanced, "%s", r->text);
+    free(r);
+    smtp_session_reset_tx(s);
+    s->state = SMTP_STATE_CMD;
+    smtp_session_resume(s);
+}
+
+static void
+smtp_relayed_done(struct smtp_session *s, const struct verdict *v)
+{
+    (void)v;
+    smtp_relay_reply(s);
+}
+
+static void
+smtp_relayed_fill(struct smtp_session *s, const struct relay_result *res,
+                  struct smtp_relayed *r)
+{
+    if (res->status == RELAY_OK) { /* s->messages counts it once the client is told */
+        r->code = 250;
+        snprintf(r->enhanced, sizeof(r->enhanced), "2.0.0");
+        snprintf(r->text, sizeof(r->text), "Ok: queued as %08llx.%zu%s%s",
+                 (unsigned long long)s->id, s->messages + 1, res->queue_id[0] ? " upstream " : "",
+                 res->queue_id);
+    } else {
+        r->code = res->code;
+        snprintf(r->enhanced, sizeof(r->enhanced), "%s", res->enhanced);
+        snprintf(r->text, sizeof(r->text), "%s", res->text);
+    }
+    snprintf(r->queue_id, sizeof(r->queue_id), "%s", res->queue_id);
+    snprintf(r->upstream, sizeof(r->upstream), "%s", res->upstream);
+}
+
+/* The relay is over: on_relayed hears the answer before the client does. */
 static void
 smtp_relay_done(void *ctx, const struct relay_result *res)
 {
@@ -257,17 +301,18 @@ smtp_relay_done(void *ctx, const struct relay_result *res)
 
     s->relay = NULL;
     smtp_relay_log(s, res);
-    if (res->status == RELAY_OK) {
-        s->messages++;
-        smtp_reply(s->conn, 250, "2.0.0", "Ok: queued as %08llx.%zu%s%s",
-                   (unsigned long long)s->id, s->messages, res->queue_id[0] ? " upstream " : "",
-                   res->queue_id);
-    } else {
-        smtp_reply(s->conn, res->code, res->enhanced, "%s", res->text);
+    s->relayed = calloc(1, sizeof(*s->relayed));
+    if (s->relayed == NULL) {
+        smtp_reply(s->conn, 451, "4.3.0", "Out of memory");
+        smtp_session_reset_tx(s);
+        s->state = SMTP_STATE_CMD;
+        smtp_session_resume(s);
+        return;
     }
-    smtp_session_reset_tx(s);
-    s->state = SMTP_STATE_CMD;
-    smtp_session_resume(s);
+    smtp_relayed_fill(s, res, s->relayed);
+    if (hook_relayed(s, s->relayed, smtp_relayed_done) == HOOK_PENDING)
+        return; /* still BUSY; reading goes on as during the relay */
+    smtp_relay_reply(s);
 }
 
 static const char *
@@ -303,6 +348,26 @@ smtp_relay_start(struct smtp_session *s)
     return SMTP_PAUSE;
 }
 
+/* on_data's verdict: relay the message, or the policy's reply. */
+static enum smtp_rc
+smtp_data_decided(struct smtp_session *s, const struct verdict *v)
+{
+    s->state = SMTP_STATE_CMD;
+    if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
+        smtp_session_reset_tx(s);
+        return smtp_session_policy_reply(s, v);
+    }
+    if (conn_flush(s->conn, false) == CONN_GONE) /* replies before DATA's end go now */
+        return SMTP_GONE;
+    return smtp_relay_start(s);
+}
+
+static void
+smtp_data_hook_done(struct smtp_session *s, const struct verdict *v)
+{
+    smtp_session_decided(s, smtp_data_decided(s, v));
+}
+
 static enum smtp_rc
 smtp_message_end(struct smtp_session *s)
 {
@@ -312,12 +377,7 @@ smtp_message_end(struct smtp_session *s)
     s->state = SMTP_STATE_CMD;
     if (errors != 0)
         return smtp_message_refuse(s, errors);
-    hook_data(s, &v);
-    if (v.kind == VERDICT_REJECT || v.kind == VERDICT_TEMPFAIL) {
-        smtp_session_reset_tx(s);
-        return smtp_session_error(s, v.code, v.enhanced, v.text);
-    }
-    if (conn_flush(s->conn, false) == CONN_GONE) /* replies before DATA's end go now */
-        return SMTP_GONE;
-    return smtp_relay_start(s);
+    if (hook_data(s, smtp_data_hook_done, &v) == HOOK_PENDING)
+        return smtp_session_wait(s);
+    return smtp_data_decided(s, &v);
 }

@@ -53,6 +53,39 @@ smtp_session_greet(struct smtp_session *s)
     conn_read_start(s->conn);
 }
 
+/* on_connect's verdict: the greeting, or the policy's reply instead and the end. */
+static enum smtp_rc
+smtp_connect_decided(struct smtp_session *s, const struct verdict *v)
+{
+    if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL)
+        return smtp_session_close_with(s, v->code, v->enhanced, v->text);
+    smtp_session_greet(s);
+    return SMTP_CONTINUE;
+}
+
+static void
+smtp_connect_hook_done(struct smtp_session *s, const struct verdict *v)
+{
+    if (smtp_connect_decided(s, v) == SMTP_GONE || s->state == SMTP_STATE_CLOSING)
+        return;
+    smtp_session_resume(s);
+}
+
+/* on_connect, then the greeting. A pending hook waits in BUSY without a timeout of
+ * the session's own (the hook has its budget). */
+static enum smtp_rc
+smtp_session_open(struct smtp_session *s)
+{
+    struct verdict v;
+
+    if (hook_connect(s, smtp_connect_hook_done, &v) == HOOK_PENDING) {
+        s->state = SMTP_STATE_BUSY;
+        conn_set_timeout(s->conn, 0);
+        return SMTP_PAUSE;
+    }
+    return smtp_connect_decided(s, &v);
+}
+
 static void
 smtp_session_log_open(struct smtp_session *s)
 {
@@ -123,7 +156,8 @@ smtp_session_new(struct worker *w, const struct config_listener *lcfg, int fd)
         conn_start_tls(s->conn, ssl);
         return s;
     }
-    smtp_session_greet(s);
+    if (smtp_session_open(s) == SMTP_GONE || s->state == SMTP_STATE_CLOSING)
+        return NULL; /* refused by a policy: freed, or closing once the reply is out */
     conn_flush(s->conn, false);
     return s;
 }
@@ -155,8 +189,9 @@ smtp_session_free(struct smtp_session *s, const char *reason)
 
     if (s->relay != NULL)
         upstream_job_cancel(s->relay);
-    if (s->auth_pending != NULL)
-        hook_auth_cancel(s);
+    hook_session_gone(s, reason);
+    free(s->pending_arg);
+    free(s->relayed);
     log_begin(&l, LOG_INFO, "session.close", s->id);
     log_str(&l, "reason", reason);
     log_int(&l, "messages", (long long)s->messages);
@@ -327,6 +362,39 @@ smtp_session_resume(struct smtp_session *s)
         conn_read_start(s->conn);
 }
 
+enum smtp_rc
+smtp_session_wait(struct smtp_session *s)
+{
+    s->state = SMTP_STATE_BUSY;
+    conn_read_stop(s->conn);
+    conn_set_timeout(s->conn, 0);
+    if (conn_flush(s->conn, false) == CONN_GONE)
+        return SMTP_GONE;
+    return SMTP_PAUSE;
+}
+
+void
+smtp_session_decided(struct smtp_session *s, enum smtp_rc rc)
+{
+    if (rc == SMTP_GONE || s->state == SMTP_STATE_CLOSING)
+        return;
+    if (s->state == SMTP_STATE_BUSY) { /* relaying now: reading goes on, as after DATA */
+        conn_read_start(s->conn);
+        if (conn_flush(s->conn, false) == CONN_GONE)
+            return;
+        return;
+    }
+    smtp_session_resume(s);
+}
+
+enum smtp_rc
+smtp_session_policy_reply(struct smtp_session *s, const struct verdict *v)
+{
+    if (v->code == 421)
+        return smtp_session_close_with(s, 421, v->enhanced, v->text);
+    return smtp_session_error(s, v->code, v->enhanced, v->text);
+}
+
 static enum conn_rc
 smtp_session_tls_ready(struct smtp_session *s)
 {
@@ -340,7 +408,10 @@ smtp_session_tls_ready(struct smtp_session *s)
     log_bool(&l, "resumed", SSL_session_reused(s->conn->ssl));
     log_end(&l);
     if (s->state == SMTP_STATE_TLS_ACCEPT) {
-        smtp_session_greet(s);
+        if (smtp_session_open(s) == SMTP_GONE)
+            return CONN_GONE;
+        if (s->state == SMTP_STATE_CLOSING)
+            return CONN_OK;
         return conn_flush(s->conn, false);
     }
     /* RFC 3207 section 4.2: forget everything learnt before the handshake. */

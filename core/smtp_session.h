@@ -11,12 +11,14 @@
 #include "buf.h"
 #include "config.h"
 #include "data_decoder.h"
+#include "hook.h"
 #include "sasl.h"
 #include "smtp_parse.h"
 #include "upstream_pool.h"
 
 struct conn;
 struct worker;
+struct hook_run;
 
 enum smtp_state {
     SMTP_STATE_TLS_ACCEPT, /* implicit TLS: handshake before the greeting */
@@ -38,12 +40,22 @@ struct smtp_tx {
     bool               smtputf8;
     bool               body_8bit;
     unsigned long long declared_size;
+    bool               declared_size_set; /* MAIL had SIZE= */
     bool               bdat_used;  /* CHUNKING: DATA no longer allowed in this tx */
     bool               failed;     /* a BDAT chunk failed: discard the rest */
     struct buf         msg;        /* Received: + message, unstuffed, CRLF */
     size_t             body_start; /* offset of the client's bytes in msg */
     struct data_decoder dec;
     struct relay_envelope env; /* borrows the strings above, for the relay */
+};
+
+/* What the client is told about a relayed message; on_relayed's `reply`. */
+struct smtp_relayed {
+    int  code;
+    char enhanced[16];
+    char text[600];
+    char queue_id[64];  /* the upstream's, "" when unknown */
+    char upstream[300]; /* "host:port" that answered, "" when none did */
 };
 
 struct smtp_session {
@@ -57,7 +69,13 @@ struct smtp_session {
     enum smtp_state               state;
     struct smtp_tx               *tx;       /* owns; NULL outside MAIL .. end of data */
     struct upstream_job          *relay;    /* the relay in progress, or NULL */
-    void                         *auth_pending; /* hook.c's outstanding auth, or NULL */
+    struct hook_run              *hook;     /* owns; the policy hook running, or NULL */
+    int                           lua_session; /* registry ref of the session table, 0 none */
+    char                         *pending_arg; /* owns; RCPT address or EHLO name while
+                                                 * on_rcpt or on_helo runs */
+    bool                          pending_esmtp; /* EHLO (not HELO) while on_helo runs */
+    struct verdict                auth_verdict; /* the AUTH answer while on_auth_result runs */
+    struct smtp_relayed          *relayed;  /* owns; the relay's answer while on_relayed runs */
     struct sasl                   sasl;
 
     char     peer[64];
@@ -102,10 +120,6 @@ void smtp_session_drain(struct smtp_session *s);
 /* The drain timeout ran out: 421 where the client can hear it, then free. */
 void smtp_session_cut(struct smtp_session *s);
 
-/* hook.c reports an auth decision. user/domain are copied when accepted. */
-void smtp_session_auth_done(struct smtp_session *s, bool ok, const char *user,
-                            const char *domain, int code, const char *enhanced,
-                            const char *text);
 
 /* --- between the smtp_*.c files only --- */
 enum smtp_rc {
@@ -127,6 +141,12 @@ enum smtp_rc smtp_session_error(struct smtp_session *s, int code, const char *en
 enum smtp_rc smtp_session_close_with(struct smtp_session *s, int code, const char *enh,
                                      const char *text);
 void         smtp_session_resume(struct smtp_session *s);
+/* A policy decision is pending: BUSY, reading stopped, earlier replies flushed. */
+enum smtp_rc smtp_session_wait(struct smtp_session *s);
+/* A pending decision was applied with result rc: go on with the input. */
+void         smtp_session_decided(struct smtp_session *s, enum smtp_rc rc);
+/* A policy's refusal: its reply (counted as an error), or 421 and the end. */
+enum smtp_rc smtp_session_policy_reply(struct smtp_session *s, const struct verdict *v);
 enum smtp_rc smtp_session_starttls(struct smtp_session *s);
 void         smtp_session_set_timeout(struct smtp_session *s);
 

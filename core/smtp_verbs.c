@@ -55,21 +55,14 @@ smtp_helo_is_valid(const char *p, size_t len)
     return true;
 }
 
+/* The EHLO/HELO reply for the name now in s->helo. */
 static enum smtp_rc
-smtp_verb_ehlo(struct smtp_session *s, const struct smtp_cmd *cmd)
+smtp_ehlo_reply(struct smtp_session *s)
 {
     char        first[640], size[48], auth[96];
     const char *lines[12];
     size_t      n = 0;
 
-    if (cmd->arg.len == 0 || cmd->arg.len >= sizeof(s->helo) ||
-        !smtp_helo_is_valid(cmd->arg.p, cmd->arg.len))
-        return smtp_session_error(s, 501, "5.5.4", "EHLO needs a domain or address literal");
-    memcpy(s->helo, cmd->arg.p, cmd->arg.len);
-    s->helo[cmd->arg.len] = '\0';
-    smtp_session_reset_tx(s); /* RFC 5321 4.1.4: EHLO resets the transaction */
-    s->ehlo_seen = true;
-    s->esmtp = cmd->verb == SMTP_VERB_EHLO;
     snprintf(first, sizeof(first), "%s Hello %s [%s]", s->cfg->hostname, s->helo, s->peer);
     if (!s->esmtp) {
         smtp_reply(s->conn, 250, NULL, "%s", first);
@@ -91,6 +84,49 @@ smtp_verb_ehlo(struct smtp_session *s, const struct smtp_cmd *cmd)
     }
     smtp_reply_lines(s->conn, 250, lines, n);
     return SMTP_CONTINUE;
+}
+
+/* on_helo's verdict for the name in s->pending_arg. */
+static enum smtp_rc
+smtp_ehlo_decided(struct smtp_session *s, const struct verdict *v)
+{
+    char *name = s->pending_arg;
+
+    s->pending_arg = NULL;
+    s->state = SMTP_STATE_CMD;
+    if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
+        free(name);
+        return smtp_session_policy_reply(s, v);
+    }
+    snprintf(s->helo, sizeof(s->helo), "%s", name);
+    free(name);
+    smtp_session_reset_tx(s); /* RFC 5321 4.1.4: EHLO resets the transaction */
+    s->ehlo_seen = true;
+    s->esmtp = s->pending_esmtp;
+    return smtp_ehlo_reply(s);
+}
+
+static void
+smtp_ehlo_hook_done(struct smtp_session *s, const struct verdict *v)
+{
+    smtp_session_decided(s, smtp_ehlo_decided(s, v));
+}
+
+static enum smtp_rc
+smtp_verb_ehlo(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    struct verdict v;
+
+    if (cmd->arg.len == 0 || cmd->arg.len >= sizeof(s->helo) ||
+        !smtp_helo_is_valid(cmd->arg.p, cmd->arg.len))
+        return smtp_session_error(s, 501, "5.5.4", "EHLO needs a domain or address literal");
+    s->pending_arg = strndup(cmd->arg.p, cmd->arg.len);
+    if (s->pending_arg == NULL)
+        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+    s->pending_esmtp = cmd->verb == SMTP_VERB_EHLO;
+    if (hook_helo(s, s->pending_arg, smtp_ehlo_hook_done, &v) == HOOK_PENDING)
+        return smtp_session_wait(s);
+    return smtp_ehlo_decided(s, &v);
 }
 
 static enum smtp_rc
@@ -126,6 +162,7 @@ smtp_mail_params(struct smtp_session *s, const struct smtp_cmd *cmd, struct smtp
         if (smtp_str_ieq(key, "SIZE")) {
             if (!smtp_parse_ull(val, &tx->declared_size))
                 return smtp_param_fail(s, rc, 501, "Bad SIZE value");
+            tx->declared_size_set = true;
             if (tx->declared_size > s->cfg->max_message_size)
                 return smtp_param_fail(s, rc, 552, "Message size exceeds fixed maximum size");
         } else if (smtp_str_ieq(key, "BODY")) {
@@ -144,10 +181,23 @@ smtp_mail_params(struct smtp_session *s, const struct smtp_cmd *cmd, struct smtp
     return true;
 }
 
+/* on_mail_from's verdict: the transaction begins, or the policy's reply. */
 static enum smtp_rc
-smtp_mail_reject(struct smtp_session *s, const struct verdict *v)
+smtp_mail_decided(struct smtp_session *s, const struct verdict *v)
 {
-    return smtp_session_error(s, v->code, v->enhanced, v->text);
+    s->state = SMTP_STATE_CMD;
+    if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
+        smtp_session_reset_tx(s);
+        return smtp_session_policy_reply(s, v);
+    }
+    smtp_reply(s->conn, 250, "2.1.0", "Sender ok");
+    return SMTP_CONTINUE;
+}
+
+static void
+smtp_mail_hook_done(struct smtp_session *s, const struct verdict *v)
+{
+    smtp_session_decided(s, smtp_mail_decided(s, v));
 }
 
 static enum smtp_rc
@@ -181,44 +231,59 @@ smtp_verb_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
         smtp_tx_free(tx);
         return smtp_session_error(s, 451, "4.3.0", "Out of memory");
     }
-    hook_mail_from(s, tx->mail_from, &v);
-    if (v.kind == VERDICT_REJECT || v.kind == VERDICT_TEMPFAIL) {
-        smtp_tx_free(tx);
-        return smtp_mail_reject(s, &v);
-    }
-    s->tx = tx;
-    smtp_reply(s->conn, 250, "2.1.0", "Sender ok");
-    return SMTP_CONTINUE;
+    s->tx = tx; /* dropped again if the policies refuse the sender */
+    if (hook_mail_from(s, smtp_mail_hook_done, &v) == HOOK_PENDING)
+        return smtp_session_wait(s);
+    return smtp_mail_decided(s, &v);
 }
 
+/* Add rcpt (owned) to the transaction. */
 static enum smtp_rc
-smtp_rcpt_add(struct smtp_session *s, const struct smtp_cmd *cmd)
+smtp_rcpt_add(struct smtp_session *s, char *rcpt)
 {
     struct smtp_tx *tx = s->tx;
-    char           *rcpt;
 
     if (tx->n_rcpts == tx->cap_rcpts) {
         size_t ncap = tx->cap_rcpts ? tx->cap_rcpts * 2 : 4;
         char **p = realloc(tx->rcpts, ncap * sizeof(*p));
 
-        if (p == NULL)
+        if (p == NULL) {
+            free(rcpt);
             return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+        }
         tx->rcpts = p;
         tx->cap_rcpts = ncap;
     }
-    rcpt = strndup(cmd->addr.p, cmd->addr.len);
-    if (rcpt == NULL)
-        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
     tx->rcpts[tx->n_rcpts++] = rcpt;
     smtp_reply(s->conn, 250, "2.1.5", "Recipient ok");
     return SMTP_CONTINUE;
+}
+
+/* on_rcpt's verdict for s->pending_arg. */
+static enum smtp_rc
+smtp_rcpt_decided(struct smtp_session *s, const struct verdict *v)
+{
+    char *rcpt = s->pending_arg;
+
+    s->pending_arg = NULL;
+    s->state = SMTP_STATE_CMD;
+    if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
+        free(rcpt);
+        return smtp_session_policy_reply(s, v);
+    }
+    return smtp_rcpt_add(s, rcpt);
+}
+
+static void
+smtp_rcpt_hook_done(struct smtp_session *s, const struct verdict *v)
+{
+    smtp_session_decided(s, smtp_rcpt_decided(s, v));
 }
 
 static enum smtp_rc
 smtp_verb_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
     struct verdict v;
-    char          *rcpt;
 
     if (s->tx == NULL)
         return smtp_session_error(s, 503, "5.5.1", "Need MAIL command first");
@@ -230,14 +295,12 @@ smtp_verb_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
         return smtp_session_error(s, 553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
     if (s->tx->n_rcpts >= s->cfg->max_recipients) /* RFC 5321 4.5.3.1.10 */
         return smtp_session_error(s, 452, "4.5.3", "Too many recipients");
-    rcpt = strndup(cmd->addr.p, cmd->addr.len);
-    if (rcpt == NULL)
+    s->pending_arg = strndup(cmd->addr.p, cmd->addr.len);
+    if (s->pending_arg == NULL)
         return smtp_session_error(s, 451, "4.3.0", "Out of memory");
-    hook_rcpt(s, rcpt, &v);
-    free(rcpt);
-    if (v.kind == VERDICT_REJECT || v.kind == VERDICT_TEMPFAIL)
-        return smtp_session_error(s, v.code, v.enhanced, v.text);
-    return smtp_rcpt_add(s, cmd);
+    if (hook_rcpt(s, s->pending_arg, smtp_rcpt_hook_done, &v) == HOOK_PENDING)
+        return smtp_session_wait(s);
+    return smtp_rcpt_decided(s, &v);
 }
 
 static enum smtp_rc

@@ -11,6 +11,7 @@
 #include "listener.h"
 #include "log.h"
 #include "offload.h"
+#include "policy_vm.h"
 #include "smtp_session.h"
 #include "upstream_pool.h"
 
@@ -68,6 +69,9 @@ worker_new(int index, struct daemon *d, const int *fds,
     w->pool = upstream_pool_new(w->loop, d->cfg, err, errlen);
     w->offload_ret = offload_return_new(w->loop);
     if (w->pool == NULL || w->offload_ret == NULL)
+        goto fail;
+    w->vm = policy_vm_new(d->cfg, d->shdict, w->loop, err, errlen);
+    if (w->vm == NULL)
         goto fail;
     worker_seed(w);
     ev_async_init(&w->wake, worker_wake_cb);
@@ -195,6 +199,7 @@ worker_free(struct worker *w)
         listener_stop(w);
     upstream_pool_free(w->pool);
     offload_return_free(w->offload_ret);
+    policy_vm_free(w->vm);
     if (w->loop != NULL)
         ev_loop_destroy(w->loop);
     free(w->listeners);

@@ -19,6 +19,8 @@ struct tls_server;
 struct upstream_pool;
 struct smtp_session;
 struct iplimit;
+struct shdict;
+struct policy_vm;
 
 /* What all workers share. Read-only after start-up except where noted. */
 struct daemon {
@@ -27,6 +29,7 @@ struct daemon {
     struct authdb       *authdb;   /* borrows */
     struct offload      *offload;  /* borrows */
     struct iplimit      *iplimit;  /* borrows; internally locked */
+    struct shdict       *shdict;   /* borrows; sluice.shdict, internally locked (sharded) */
     int                  exit_code;
 };
 
@@ -46,6 +49,7 @@ struct worker {
     size_t                  n_listeners;
     struct upstream_pool   *pool;     /* owns */
     struct offload_return  *offload_ret; /* owns */
+    struct policy_vm       *vm;       /* owns; the policies, used by this thread only */
     struct smtp_session    *sessions; /* owns the list (linked through session->next) */
     size_t                  n_sessions;
     uint64_t                sid_state; /* session id generator (xorshift) */

@@ -27,6 +27,10 @@ SLUICE = os.environ.get('SLUICE_BIN', str(ROOT / 'build' / 'sluice'))
 PASSWORDS = {'alice@example.org': 'alice-pw', 'bob@example.org': 'bob-pw',
              'carol@example.net': 'carol-pw'}
 ALICE = 'alice@example.org'  # the usual client
+# The policies every Relay runs unless a test gives its own list, as conf/sluice.lua.
+SHIPPED_POLICIES = [str(ROOT / 'policies' / n) for n in
+                    ('ratelimit.lua', 'auth.lua', 'sender_domain.lua', 'audit.lua')]
+DOMAINS = "{ ['example.org'] = {}, ['example.net'] = {} }"
 
 
 def free_port(host='127.0.0.1'):
@@ -252,12 +256,17 @@ class Relay:
     (smtps_port) and a STARTTLS one (submission_port) on `address`, offering the `sasl`
     mechanisms (default: all). `limits`, `timeouts` and `extra` are Lua text for those
     tables and the top level; `min_version` goes into `tls`; `nofile` caps the daemon's
-    descriptors (RLIMIT_NOFILE)."""
+    descriptors (RLIMIT_NOFILE). `policies` (paths; default the shipped ones) and
+    `domains` (Lua text) feed the policy engine; the audit log is `audit_log`."""
 
     def __init__(self, tmp, certs, users_dir, upstreams, extra='', workers=1,
                  limits='', timeouts='', listeners=None, address='127.0.0.1',
-                 min_version=None, nofile=None, sasl=None):
+                 min_version=None, nofile=None, sasl=None, policies=None,
+                 domains=DOMAINS):
         self.dir = tmp
+        self.audit_log = tmp / 'audit.log'
+        if policies is None:
+            policies = SHIPPED_POLICIES
         self.host = address
         self.smtps_port = free_port(address)
         self.submission_port = free_port(address)
@@ -286,12 +295,16 @@ class Relay:
   upstreams = %s,
   limits = { %s },
   timeouts = { %s },
+  policies = { %s },
+  audit_log = %s,
+  domains = %s,
   %s
 }
 """ % (workers, lua_str(users_dir), listeners,
        lua_str(certs / 'dev-ecdsa.crt'), lua_str(certs / 'dev-ecdsa.key'),
        lua_str(certs / 'dev-rsa.crt'), lua_str(certs / 'dev-rsa.key'), tls_extra,
-       upstreams, limits, timeouts, extra))
+       upstreams, limits, timeouts, ', '.join(map(lua_str, policies)),
+       lua_str(self.audit_log), domains, extra))
         limit = None if nofile is None else (
             lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
         self.proc = subprocess.Popen([SLUICE, 'run', '-c', str(self.conf)],

@@ -71,6 +71,7 @@ def test_check_accepts_the_shipped_configuration(tmp_path, certs):
     assert "'../certs/dev-rsa.crt'" in shipped and "users_dir = 'users'" in shipped
     conf = tmp_path / 'sluice.lua'
     conf.write_text(shipped.replace("'../certs/", "'%s/" % certs)
+                    .replace("'../policies/", "'%s/" % (ROOT / 'policies'))
                     .replace("users_dir = 'users'",
                              'users_dir = ' + lua_str(ROOT / 'conf' / 'users')))
     got = sluice('check', '-c', str(conf))

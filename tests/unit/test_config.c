@@ -596,6 +596,137 @@ routes_match_the_sender_domain_ignoring_case(void)
     config_free(cfg);
 }
 
+/* ---- the policy engine's keys ------------------------------------------------------------ */
+
+static void
+policy_keys_default_to_no_policies_and_no_domains(void)
+{
+    char           err[512] = "";
+    struct config *cfg = load(MINIMAL, err, sizeof(err));
+
+    CHECK(cfg != NULL);
+    if (cfg == NULL)
+        return;
+    CHECK_EQ_INT(cfg->n_policies, 0);
+    CHECK(cfg->policies != NULL && cfg->policies[0] == NULL);
+    CHECK(cfg->hook_timeout == HOOK_TIMEOUT);
+    CHECK(cfg->audit_log == NULL);
+    CHECK(strcmp(cfg->lua_dir, SLUICE_SOURCE_DIR "/lua") == 0);
+    CHECK_EQ_INT(cfg->shdict_size, SHDICT_SIZE);
+    CHECK_EQ_INT(cfg->n_domains, 0);
+    CHECK(config_domain_find(cfg, "example.org") == NULL);
+    config_free(cfg);
+}
+
+static void
+check_policy_domains(const struct config *cfg)
+{
+    const struct config_domain *d;
+
+    CHECK_EQ_INT(cfg->n_domains, 2);
+    d = config_domain_find(cfg, "EXAMPLE.org");
+    CHECK(d != NULL && strcmp(d->name, "example.org") == 0);
+    if (d == NULL)
+        return;
+    CHECK(!d->enabled && d->allow_subdomains && d->allow_null_sender && d->check_header_from);
+    CHECK(strcmp(d->auth[0], "file") == 0 && d->auth[1] == NULL);
+    CHECK_EQ_INT(d->n_senders, 1);
+    CHECK(strcmp(d->senders[0].user, "alice@example.org") == 0);
+    CHECK(strcmp(d->senders[0].addresses[1], "Alice@example.net") == 0);
+    CHECK_EQ_INT(d->limits.messages_per_hour, 100);
+    CHECK_EQ_INT(d->limits.user_messages_per_hour, 0);
+    d = config_domain_find(cfg, "example.net");
+    CHECK(d != NULL);
+    if (d == NULL)
+        return;
+    CHECK(d->enabled && !d->allow_subdomains && !d->allow_null_sender);
+    CHECK(strcmp(d->auth[0], "file") == 0 && d->auth[1] == NULL);
+    CHECK_EQ_INT(d->n_senders, 0);
+}
+
+static void
+policy_keys_are_loaded_and_paths_resolved(void)
+{
+    char           err[512] = "";
+    struct config *cfg;
+
+    write_file("p1.lua", "return {}\n");
+    write_file("certs/p2.lua", "return {}\n");
+    cfg = load(WITH("  policies = { 'p1.lua', 'certs/p2.lua' },\n"
+                    "  hook_timeout = 2.5, audit_log = 'audit.log', shdict_size = 1048576,\n"
+                    "  lua_dir = '" SLUICE_SOURCE_DIR "/lua',\n"
+                    "  domains = {\n"
+                    "    ['Example.ORG'] = { enabled = false, auth = { 'file' },\n"
+                    "      senders = { ['Alice@Example.org'] = { 'sales@example.org',\n"
+                    "                                            'Alice@example.net' } },\n"
+                    "      allow_subdomains = true, allow_null_sender = true,\n"
+                    "      check_header_from = true, limits = { messages_per_hour = 100 } },\n"
+                    "    ['example.net'] = {},\n"
+                    "  },"),
+               err, sizeof(err));
+    CHECK(cfg != NULL);
+    if (cfg == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return;
+    }
+    CHECK_EQ_INT(cfg->n_policies, 2);
+    CHECK(strcmp(cfg->policies[0], in_dir("p1.lua")) == 0);
+    CHECK(strcmp(cfg->policies[1], in_dir("certs/p2.lua")) == 0 && cfg->policies[2] == NULL);
+    CHECK(cfg->hook_timeout == 2.5);
+    CHECK(strcmp(cfg->audit_log, in_dir("audit.log")) == 0);
+    CHECK(access(cfg->audit_log, W_OK) == 0); /* created by the check */
+    CHECK_EQ_INT(cfg->shdict_size, 1048576);
+    check_policy_domains(cfg);
+    config_free(cfg);
+}
+
+static void
+policy_key_rules_are_enforced(void)
+{
+    static const struct error_case cases[] = {
+        {WITH("  policies = { 'missing.lua' },"),
+         "sluice.lua:5: policies[1]: cannot read '%s/missing.lua': No such file or directory"},
+        {WITH("  policies = 'p1.lua',"), "sluice.lua:5: policies: expected a table"},
+        {WITH("  hook_timeout = 0,"),
+         "sluice.lua:5: hook_timeout: expected a positive number of seconds"},
+        {WITH("  hook_timeout = 7200,"),
+         "sluice.lua:5: hook_timeout: expected at most 3600 seconds"},
+        {WITH("  audit_log = 'nodir/audit.log',"),
+         "sluice.lua:5: audit_log: cannot open '%s/nodir/audit.log' for appending: "
+         "No such file or directory"},
+        {WITH("  lua_dir = 'certs',"),
+         "sluice.lua:5: lua_dir: cannot read '%s/certs/sluice/init.lua': "
+         "No such file or directory"},
+        {WITH("  domains = { 'example.org' },"),
+         "sluice.lua:5: domains: expected { ['example.org'] = { ... }, ... }"},
+        {WITH("  domains = { ['example.org'] = { enable = true } },"),
+         "sluice.lua:5: domains['example.org'].enable: unknown key"},
+        {WITH("  domains = { ['example.org'] = true },"),
+         "sluice.lua:5: domains['example.org']: expected a table of settings"},
+        {WITH("  domains = { ['example.org'] = { auth = { 'ldap' } } },"),
+         "sluice.lua:5: domains['example.org'].auth[1]: expected 'file', not 'ldap'"},
+        {WITH("  domains = { ['example.org'] = { limits = { messages_per_hour = 0 } } },"),
+         "sluice.lua:5: domains['example.org'].limits.messages_per_hour: expected a positive "
+         "integer"},
+        {WITH("  domains = { ['example.org'] = { limits = { per_day = 1 } } },"),
+         "sluice.lua:5: domains['example.org'].limits.per_day: unknown key"},
+        {WITH("  domains = { ['example.org'] = { senders = { alice = { 'a@b' } } } },"),
+         "sluice.lua:5: domains['example.org'].senders.alice: expected a user's address as "
+         "the key"},
+        {WITH("  domains = { ['example.org'] = { allow_subdomains = 'yes' } },"),
+         "sluice.lua:5: domains['example.org'].allow_subdomains: expected true or false"},
+    };
+    const char *got;
+
+    write_file("p1.lua", "return {}\n");
+    check_errors(cases, sizeof(cases) / sizeof(cases[0]));
+    got = load_error(WITH("  domains = { ['a.example'] = {}, ['A.Example'] = {} },"));
+    CHECK(strcmp(got, "sluice.lua:5: domains['a.example']: the same domain appears twice") == 0 ||
+          strcmp(got, "sluice.lua:5: domains['A.Example']: the same domain appears twice") == 0);
+    if (strstr(got, "appears twice") == NULL)
+        fprintf(stderr, "  got %s\n", got);
+}
+
 static void
 config_free_accepts_null(void)
 {
@@ -642,6 +773,9 @@ main(void)
     RUN(relative_paths_resolve_against_the_files_directory);
     RUN(a_relative_config_path_still_gives_absolute_paths);
     RUN(routes_match_the_sender_domain_ignoring_case);
+    RUN(policy_keys_default_to_no_policies_and_no_domains);
+    RUN(policy_keys_are_loaded_and_paths_resolved);
+    RUN(policy_key_rules_are_enforced);
     RUN(config_free_accepts_null);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)

@@ -50,7 +50,10 @@ setup(void)
              "  users_dir = '%s', log_level = 'err',\n"
              "  listeners = { { name = 'plain', address = '127.0.0.1', port = 1, tls = 'none' } },\n"
              "  limits = { max_recipients = 3, max_errors = 8, max_auth_failures = 2 },\n"
-             "  upstreams = { default = { { host = '127.0.0.1', port = 1, tls = 'none' } } } }\n",
+             "  upstreams = { default = { { host = '127.0.0.1', port = 1, tls = 'none' } } },\n"
+             "  policies = { '" SLUICE_SOURCE_DIR "/policies/auth.lua',\n"
+             "               '" SLUICE_SOURCE_DIR "/policies/sender_domain.lua' },\n"
+             "  domains = { ['example.org'] = {} } }\n",
              users);
     snprintf(path, sizeof(path), "%s/sluice.lua", tmpdir);
     write_file(path, conf);

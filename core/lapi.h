@@ -1,0 +1,47 @@
+/* core/lapi.h: what the lapi_*.c files (the C half of the Lua API, `sluice.core`) share:
+ * the environment they work in, kept as a light userdata in the state's registry. */
+#ifndef SLUICE_LAPI_H
+#define SLUICE_LAPI_H
+
+#include <lua.h>
+
+struct config;
+struct shdict;
+struct ev_loop;
+struct hook_run;
+
+/* Owned by the policy vm; lives as long as its lua_State. */
+struct lapi_env {
+    const struct config *cfg;    /* borrows; the configuration the state was made from */
+    struct shdict       *dict;   /* borrows; NULL: sluice.shdict raises (sluice check) */
+    struct ev_loop      *loop;   /* borrows; NULL: sluice.now is the wall clock */
+    int                  audit_fd; /* owns; -1 when audit_log is not set */
+    const char          *policy; /* borrows; file of the policy running now, or NULL */
+    struct hook_run     *run;    /* borrows; the hook being resumed now, or NULL */
+};
+
+/* Store env in L's registry; lapi_env() finds it again. */
+void             lapi_set_env(lua_State *L, struct lapi_env *env);
+struct lapi_env *lapi_env(lua_State *L);
+
+/* The loader behind package.preload['sluice.core']: returns the module table. */
+int lapi_core_open(lua_State *L);
+
+/* Each adds its functions to the table at the stack top. */
+void lapi_log_open(lua_State *L);     /* log, audit */
+void lapi_shdict_open(lua_State *L);  /* shdict = { get, set, incr } */
+
+/* The hook running now; raises outside a hook. */
+struct hook_run *lapi_hook_run(lua_State *L, const char *fn);
+/* Raise unless L is the hook's own coroutine (a policy's nested coroutine cannot yield
+ * to the engine). */
+void lapi_require_yieldable(lua_State *L, struct hook_run *run, const char *fn);
+/* Raise in a hook past its budget that runs without yielding (a count hook). */
+void lapi_budget_install(lua_State *L);
+/* sleep and passwd.verify (lapi_wait.c) into the table at the stack top. */
+void lapi_wait_open(lua_State *L);
+
+/* "2026-11-25T16:10:00.123456Z" for t (seconds since the epoch) into buf (>= 28). */
+void lapi_iso8601_us(double t, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,145 @@
+/* core/lapi_core.c: the `sluice.core` module table (docs/lua-api.md "How the module is
+ * put together"): now, domains, and the functions of lapi_log.c,
+ * lapi_shdict.c and lapi_wait.c (sleep, passwd.verify). */
+#include <ev.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "config.h"
+#include "lapi.h"
+
+/* Registry key of the environment: the address of this variable. */
+static const char lapi_env_key = 0;
+
+void
+lapi_set_env(lua_State *L, struct lapi_env *env)
+{
+    lua_pushlightuserdata(L, (void *)&lapi_env_key);
+    lua_pushlightuserdata(L, env);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
+struct lapi_env *
+lapi_env(lua_State *L)
+{
+    struct lapi_env *env;
+
+    lua_pushlightuserdata(L, (void *)&lapi_env_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    env = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (env == NULL)
+        luaL_error(L, "sluice.core: not in a sluice policy state");
+    return env;
+}
+
+void
+lapi_iso8601_us(double t, char *buf, size_t len)
+{
+    time_t    secs = (time_t)t;
+    long      us = (long)((t - (double)secs) * 1e6);
+    struct tm tm;
+
+    if (us < 0)
+        us = 0;
+    if (us > 999999)
+        us = 999999;
+    gmtime_r(&secs, &tm);
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, us);
+}
+
+/* t = sluice.now() */
+static int
+lapi_now(lua_State *L)
+{
+    struct lapi_env *env = lapi_env(L);
+
+    lua_pushnumber(L, env->loop != NULL ? ev_now(env->loop) : ev_time());
+    return 1;
+}
+
+/* A NULL-terminated string array as a Lua list at the stack top. */
+static void
+lapi_push_strings(lua_State *L, char *const *list)
+{
+    int i;
+
+    lua_newtable(L);
+    for (i = 0; list != NULL && list[i] != NULL; i++) {
+        lua_pushstring(L, list[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+static void
+lapi_push_limits(lua_State *L, const struct config_domain_limits *lim)
+{
+    lua_newtable(L);
+#define LAPI_LIMIT(f)                                                                    \
+    if (lim->f != 0) {                                                                   \
+        lua_pushnumber(L, (lua_Number)lim->f);                                           \
+        lua_setfield(L, -2, #f);                                                         \
+    }
+    LAPI_LIMIT(messages_per_hour)
+    LAPI_LIMIT(user_messages_per_hour)
+    LAPI_LIMIT(user_auth_failures_per_hour)
+    LAPI_LIMIT(domain_auth_failures_per_hour)
+#undef LAPI_LIMIT
+}
+
+/* One domain's settings as a plain table, defaults filled in. */
+static void
+lapi_push_domain(lua_State *L, const struct config_domain *d)
+{
+    size_t i;
+
+    lua_createtable(L, 0, 7);
+    lua_pushboolean(L, d->enabled);
+    lua_setfield(L, -2, "enabled");
+    lapi_push_strings(L, d->auth);
+    lua_setfield(L, -2, "auth");
+    lua_newtable(L);
+    for (i = 0; i < d->n_senders; i++) {
+        lapi_push_strings(L, d->senders[i].addresses);
+        lua_setfield(L, -2, d->senders[i].user);
+    }
+    lua_setfield(L, -2, "senders");
+    lua_pushboolean(L, d->allow_subdomains);
+    lua_setfield(L, -2, "allow_subdomains");
+    lua_pushboolean(L, d->allow_null_sender);
+    lua_setfield(L, -2, "allow_null_sender");
+    lua_pushboolean(L, d->check_header_from);
+    lua_setfield(L, -2, "check_header_from");
+    lapi_push_limits(L, &d->limits);
+    lua_setfield(L, -2, "limits");
+}
+
+static void
+lapi_push_domains(lua_State *L, const struct config *cfg)
+{
+    size_t i;
+
+    lua_createtable(L, 0, (int)cfg->n_domains);
+    for (i = 0; i < cfg->n_domains; i++) {
+        lapi_push_domain(L, &cfg->domains[i]);
+        lua_setfield(L, -2, cfg->domains[i].name);
+    }
+}
+
+int
+lapi_core_open(lua_State *L)
+{
+    struct lapi_env *env = lapi_env(L);
+
+    lua_newtable(L);
+    lua_pushcfunction(L, lapi_now);
+    lua_setfield(L, -2, "now");
+    lapi_wait_open(L);
+    lapi_push_domains(L, env->cfg);
+    lua_setfield(L, -2, "domains");
+    lapi_log_open(L);
+    lapi_shdict_open(L);
+    return 1;
+}

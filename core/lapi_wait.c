@@ -1,0 +1,198 @@
+/* core/lapi_wait.c: the calls that suspend a hook: sluice.sleep (an ev_timer) and
+ * sluice.passwd.verify (authdb_verify on the offload pool). Each registers its cancel
+ * before yielding; its completion clears the cancel and resumes the hook. A session
+ * freed meanwhile cancels: the timer stops, the offload job is orphaned and frees
+ * itself when the pool hands it back (STYLE.md 3, late completions). */
+#include <ev.h>
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authdb.h"
+#include "config.h"
+#include "hook_run.h"
+#include "lapi.h"
+#include "offload.h"
+#include "smtp_session.h"
+#include "worker.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+struct hook_run *
+lapi_hook_run(lua_State *L, const char *fn)
+{
+    struct hook_run *run = lapi_env(L)->run;
+
+    if (run == NULL)
+        luaL_error(L, "%s: only available while a hook runs", fn);
+    return run;
+}
+
+void
+lapi_require_yieldable(lua_State *L, struct hook_run *run, const char *fn)
+{
+    if (run->hook == POLICY_ON_DISCONNECT)
+        luaL_error(L, "%s: not available in on_disconnect", fn);
+    if (L != run->co)
+        luaL_error(L, "%s: cannot yield from a coroutine of the policy's own", fn);
+}
+
+/* ---- the budget of a hook that never yields ------------------------------------------- */
+
+/* Every LAPI_BUDGET_STEP instructions: a hook past its budget raises where it runs, so
+ * that a loop without a yield cannot hold the worker. LuaJIT calls no hooks from
+ * machine code, so the policy states run interpreted (policy_vm.c turns the JIT off). */
+#define LAPI_BUDGET_STEP 100000
+
+static void
+lapi_budget_hook(lua_State *L, lua_Debug *ar)
+{
+    struct hook_run *run = lapi_env(L)->run;
+
+    (void)ar;
+    if (run != NULL && ev_time() > run->budget_end)
+        luaL_error(L, "hook_timeout (%g s) exceeded", run->session->cfg->hook_timeout);
+}
+
+void
+lapi_budget_install(lua_State *L)
+{
+    lua_sethook(L, lapi_budget_hook, LUA_MASKCOUNT, LAPI_BUDGET_STEP);
+}
+
+/* ---- sluice.sleep ---------------------------------------------------------------------- */
+
+static void
+lapi_sleep_cancel(struct hook_run *run)
+{
+    ev_timer_stop(run->loop, &run->timer);
+    run->cancel = NULL;
+}
+
+static void
+lapi_sleep_done_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct hook_run *run = container_of(t, struct hook_run, timer);
+
+    (void)loop;
+    (void)revents;
+    run->cancel = NULL;
+    lua_pushboolean(run->co, 1);
+    hook_run_resume(run, 1);
+}
+
+/* ok = sluice.sleep(seconds); yields */
+static int
+lapi_sleep(lua_State *L)
+{
+    struct hook_run *run = lapi_hook_run(L, "sluice.sleep");
+    lua_Number       secs = luaL_checknumber(L, 1);
+
+    luaL_argcheck(L, secs >= 0 && secs <= run->budget_end - ev_now(run->loop), 1,
+                  "out of range (0 .. what is left of hook_timeout)");
+    lapi_require_yieldable(L, run, "sluice.sleep");
+    ev_timer_init(&run->timer, lapi_sleep_done_cb, secs, 0.);
+    ev_timer_start(run->loop, &run->timer);
+    run->cancel = lapi_sleep_cancel;
+    return lua_yield(L, 0);
+}
+
+/* ---- sluice.passwd.verify --------------------------------------------------------------- */
+
+/* One check in flight. Owns copies of what the pool thread reads. */
+struct lapi_verify_job {
+    struct offload_job   job;  /* first: the offload queue links through it */
+    struct hook_run     *run;  /* NULL once cancelled (loop thread only) */
+    const struct authdb *db;   /* borrows: outlives all jobs */
+    char                *identity; /* owns */
+    char                *password; /* owns; wiped before it is freed */
+    enum authdb_rc       rc;   /* written by the pool thread */
+};
+
+static void
+lapi_verify_job_free(struct lapi_verify_job *j)
+{
+    if (j->password != NULL)
+        explicit_bzero(j->password, strlen(j->password));
+    free(j->password);
+    free(j->identity);
+    free(j);
+}
+
+static void
+lapi_verify_work(struct offload_job *job)
+{
+    struct lapi_verify_job *j = (struct lapi_verify_job *)job;
+
+    j->rc = j->db != NULL ? authdb_verify(j->db, j->identity, j->password, NULL) : AUTHDB_FAIL;
+}
+
+static void
+lapi_verify_done(struct offload_job *job)
+{
+    struct lapi_verify_job *j = (struct lapi_verify_job *)job;
+    struct hook_run        *run = j->run;
+    bool                    ok = j->rc == AUTHDB_OK;
+
+    lapi_verify_job_free(j);
+    if (run == NULL)
+        return; /* the session is gone */
+    run->cancel = NULL;
+    run->wait = NULL;
+    lua_pushboolean(run->co, ok);
+    hook_run_resume(run, 1);
+}
+
+static void
+lapi_verify_cancel(struct hook_run *run)
+{
+    ((struct lapi_verify_job *)run->wait)->run = NULL; /* lapi_verify_done frees it */
+    run->wait = NULL;
+    run->cancel = NULL;
+}
+
+/* ok, err = sluice.passwd.verify(identity, password); yields */
+static int
+lapi_passwd_verify(lua_State *L)
+{
+    const char             *identity = luaL_checkstring(L, 1);
+    const char             *password = luaL_checkstring(L, 2);
+    struct hook_run        *run = lapi_hook_run(L, "sluice.passwd.verify");
+    struct daemon          *d = run->session->worker->daemon;
+    struct lapi_verify_job *j;
+
+    lapi_require_yieldable(L, run, "sluice.passwd.verify");
+    if (d->offload == NULL) {
+        lua_pushnil(L);
+        lua_pushstring(L, "thread pool unavailable");
+        return 2;
+    }
+    j = calloc(1, sizeof(*j));
+    if (j == NULL || (j->identity = strdup(identity)) == NULL ||
+        (j->password = strdup(password)) == NULL) {
+        if (j != NULL)
+            lapi_verify_job_free(j);
+        lua_pushnil(L);
+        lua_pushstring(L, "out of memory");
+        return 2;
+    }
+    j->run = run;
+    j->db = d->authdb;
+    j->job.work = lapi_verify_work;
+    j->job.done = lapi_verify_done;
+    run->wait = j;
+    run->cancel = lapi_verify_cancel;
+    offload_submit(d->offload, run->session->worker->offload_ret, &j->job);
+    return lua_yield(L, 0);
+}
+
+void
+lapi_wait_open(lua_State *L)
+{
+    lua_pushcfunction(L, lapi_sleep);
+    lua_setfield(L, -2, "sleep");
+    lua_newtable(L);
+    lua_pushcfunction(L, lapi_passwd_verify);
+    lua_setfield(L, -2, "verify");
+    lua_setfield(L, -2, "passwd");
+}
