@@ -162,7 +162,7 @@ start_sink() {
 write_conf() {
     sed -e "s|@WORKERS@|$2|; s|@USERS_DIR@|$ROOT/bench/conf/users|" \
         -e "s|@SMTPS_PORT@|$3|; s|@SUBMISSION_PORT@|$4|; s|@SINK_PORT@|$5|" \
-        -e "s|@CERTS_DIR@|$ROOT/certs|g" bench/conf/sluice-bench.lua.in >"$1"
+        -e "s|@CERTS_DIR@|$ROOT/certs|g; s|@ROOT@|$ROOT|g" bench/conf/sluice-bench.lua.in >"$1"
 }
 
 # start_sluice NAME: a sluice relaying to the plain sink; sets SLUICE_PID, SMTPS, SUBMISSION.
