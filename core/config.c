@@ -186,9 +186,8 @@ cfg_sni(struct cfg_ctx *ctx, int t, struct config_tls *tls)
 
     if (rc <= 0)
         return rc;
-    for (lua_pushnil(L); lua_next(L, -2) != 0; lua_pop(L, 1), n++)
-        if (lua_type(L, -2) != LUA_TSTRING)
-            return cfg_fail(ctx, "expected host name keys: { ['example.net'] = { ... } }");
+    if (cfg_count_named(ctx, "host name keys: { ['example.net'] = { ... } }", &n) != 0)
+        return -1;
     tls->sni = calloc(n ? n : 1, sizeof(*tls->sni));
     if (tls->sni == NULL)
         return cfg_fail(ctx, "out of memory");

@@ -83,6 +83,10 @@ int cfg_enter(struct cfg_ctx *ctx, int t, const char *key, const char *const *al
 int  cfg_enter_list(struct cfg_ctx *ctx, int t, const char *key, size_t *n, size_t *mark);
 void cfg_leave(struct cfg_ctx *ctx, size_t mark);
 
+/* The table on top is a map by name ({ ['example.org'] = { ... } }): count its entries
+ * in *n, or fail with "expected " example when a key is not a string. 0 or -1. */
+int cfg_count_named(struct cfg_ctx *ctx, const char *example, size_t *n);
+
 /* ---- config_value.c: typed getters for t[key] ----
  * Absent: *out is left as is (the caller set the default) unless required. A wrong type
  * or a value out of range is an error naming the key. All return 0 or -1. */

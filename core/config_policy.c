@@ -264,9 +264,8 @@ cfg_domains(struct cfg_ctx *ctx, int top, struct config *cfg)
 
     if (rc <= 0)
         return rc;
-    for (lua_pushnil(L); lua_next(L, -2) != 0; lua_pop(L, 1), n++)
-        if (lua_type(L, -2) != LUA_TSTRING)
-            return cfg_fail(ctx, "expected { ['example.org'] = { ... }, ... }");
+    if (cfg_count_named(ctx, "{ ['example.org'] = { ... }, ... }", &n) != 0)
+        return -1;
     cfg->domains = calloc(n ? n : 1, sizeof(*cfg->domains));
     if (cfg->domains == NULL)
         return cfg_fail(ctx, "out of memory");

@@ -578,3 +578,16 @@ cfg_is_hostname(const char *s, bool wildcard)
     }
     return label > 0;
 }
+
+int
+cfg_count_named(struct cfg_ctx *ctx, const char *example, size_t *n)
+{
+    lua_State *L = ctx->L;
+
+    *n = 0;
+    for (lua_pushnil(L); lua_next(L, -2) != 0; lua_pop(L, 1), (*n)++) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return cfg_fail(ctx, "expected %s", example);
+    }
+    return 0;
+}
