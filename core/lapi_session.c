@@ -1,13 +1,14 @@
 /* core/lapi_session.c: the `session`, `tx` and `auth` arguments of hooks
  * (docs/lua-api.md "The session", "The transaction", on_auth's `auth`). The session
  * table is made once per session (its `data` lives as long as the session) and its
- * fields are refreshed before every hook; tx and auth tables are made per call.
- * tx:header()/headers() and header editing are not here yet. */
+ * fields are refreshed before every hook; tx and auth tables are made per call, tx
+ * tables with the methods of lapi_tx.c. */
 #include <lauxlib.h>
 #include <stdio.h>
 
 #include "conn.h"
 #include "lapi_session.h"
+#include "lapi_tx.h"
 #include "smtp_session.h"
 #include "tls.h"
 
@@ -114,11 +115,13 @@ lapi_push_tx(lua_State *L, struct smtp_session *s, bool with_size)
         lua_setfield(L, -2, "declared_size");
     }
     if (with_size) {
-        lua_pushnumber(L, (lua_Number)(buf_used(&tx->msg) - tx->body_start));
+        /* as received: tx:add_header/remove_header do not change it */
+        lua_pushnumber(L, (lua_Number)tx->dec.size);
         lua_setfield(L, -2, "size");
     }
     lua_pushboolean(L, tx->smtputf8);
     lua_setfield(L, -2, "smtputf8");
+    lapi_tx_methods(L);
 }
 
 void

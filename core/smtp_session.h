@@ -45,6 +45,8 @@ struct smtp_tx {
     bool               failed;     /* a BDAT chunk failed: discard the rest */
     struct buf         msg;        /* Received: + message, unstuffed, CRLF */
     size_t             body_start; /* offset of the client's bytes in msg */
+    size_t             added_end;  /* offset past the headers tx:add_header put below our
+                                    * Received: (lapi_tx.c); 0 until the first */
     struct data_decoder dec;
     struct relay_envelope env; /* borrows the strings above, for the relay */
 };
