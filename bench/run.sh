@@ -24,6 +24,7 @@
 # IDLE ("2000 10000"; "" skips the memory measurement), IDLE_HOLD (3), MAX_SECS (420),
 # QUIET_WAIT (5), QUIET_BUDGET (60), QUIET_PCT (15),
 # START_TIMEOUT (10), OUT (a new /tmp/sluice-bench.* directory: configs, logs, JSON),
+# POLICIES ("policies/auth.lua policies/sender_domain.lua"), LUA_DIR (lua),
 # SWEEP_WORKERS ("1 2 4"), SWEEP_CONCURRENCY ("1 4 12 32"), SWEEP_DURATION (5),
 # SWEEP_WARMUP (1), SWEEP_ARGS (scenario a's loadgen options).
 set -euo pipefail
@@ -158,10 +159,19 @@ start_sink() {
     SINK_PORT=${line##*:}
 }
 
+# The policy files the config lists, in order, and the `sluice` Lua module's directory:
+# relative to the repository or absolute (bench/policy_cost.sh changes them per variant).
+POLICIES=${POLICIES:-"policies/auth.lua policies/sender_domain.lua"}
+LUA_DIR=${LUA_DIR:-lua}
+abs_path() { if [[ $1 == /* ]]; then echo "$1"; else echo "$ROOT/$1"; fi; }
+
 # write_conf FILE WORKERS SMTPS SUBMISSION SINK
 write_conf() {
+    local p list=
+    for p in $POLICIES; do list+="'$(abs_path "$p")', "; done
     sed -e "s|@WORKERS@|$2|; s|@USERS_DIR@|$ROOT/bench/conf/users|" \
         -e "s|@SMTPS_PORT@|$3|; s|@SUBMISSION_PORT@|$4|; s|@SINK_PORT@|$5|" \
+        -e "s|@POLICIES@|$list|; s|@LUA_DIR@|$(abs_path "$LUA_DIR")|" \
         -e "s|@CERTS_DIR@|$ROOT/certs|g; s|@ROOT@|$ROOT|g" bench/conf/sluice-bench.lua.in >"$1"
 }
 

@@ -8,6 +8,7 @@ return {
   user = 'nobody',                    -- dropped to when started as root
   users_dir = 'users',                -- conf/users/<domain>.txt
   log_level = 'info',
+  control_socket = '../run/sluice.ctl', -- `sluice ctl` (docs/ctl.md); run/ is made by `make run`
 
   listeners = {
     { name = 'smtps', address = { '127.0.0.1', '::1' }, port = 8465, tls = 'implicit',

@@ -1,6 +1,6 @@
-/* core/cmd_run.c: `sluice run -c FILE`: load, bind, drop privileges, start workers,
- * wait for signals. TERM/INT drain and exit 0; HUP is logged (reload arrives with the
- * Lua engine). Exit codes in cmd.h. */
+/* core/cmd_run.c: `sluice run -c FILE`: load, bind, drop privileges, start workers and
+ * the control socket, wait for signals. TERM/INT drain and exit 0; HUP reloads
+ * (daemon_ctl.c). Exit codes in cmd.h. */
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
@@ -10,10 +10,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "authdb.h"
 #include "cmd.h"
 #include "config.h"
+#include "control.h"
+#include "daemon_ctl.h"
 #include "daemon_setup.h"
+#include "generation.h"
 #include "iplimit.h"
 #include "listener.h"
 #include "log.h"
@@ -47,6 +51,28 @@ cmd_run_drop_privileges(const struct config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* Started as root: the audit log belongs to cfg->user, who reopens it on SIGHUP after
+ * logrotate (as squid does with its logs). */
+static int
+cmd_run_audit_owner(const struct config *cfg, char *err, size_t errlen)
+{
+    struct passwd *pw;
+
+    if (geteuid() != 0 || cfg->audit_log == NULL)
+        return 0;
+    pw = getpwnam(cfg->user);
+    if (pw == NULL) {
+        snprintf(err, errlen, "user '%s' does not exist", cfg->user);
+        return -1;
+    }
+    if (chown(cfg->audit_log, pw->pw_uid, pw->pw_gid) != 0) {
+        snprintf(err, errlen, "%s: cannot give it to user '%s': %s", cfg->audit_log,
+                 cfg->user, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static void
 cmd_run_log_ready(const struct config *cfg, const struct authdb *db)
 {
@@ -70,12 +96,14 @@ cmd_run_log_ready(const struct config *cfg, const struct authdb *db)
             (int)getpid(), cfg->workers, authdb_count(db), cfg->path);
 }
 
-/* The main thread only waits for signals; workers run their loops. */
+/* The main thread only waits for signals; workers run their loops. HUP reloads (the
+ * control thread may reload too: daemon_ctl serialises them). */
 static void
-cmd_run_wait(struct worker **workers, int n)
+cmd_run_wait(struct daemon_ctl *ctl)
 {
     sigset_t set;
     int      sig = 0;
+    char     msg[1024];
 
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -84,17 +112,15 @@ cmd_run_wait(struct worker **workers, int n)
     for (;;) {
         if (sigwait(&set, &sig) != 0)
             continue;
-        if (sig == SIGHUP) {
-            log_msg(LOG_NOTICE, "reload.skip", 0, "reload is not supported yet; restart");
-            continue;
-        }
-        break;
+        if (sig != SIGHUP)
+            break;
+        daemon_ctl_reload(ctl, msg, sizeof(msg));
     }
     log_msg(LOG_NOTICE, "daemon.drain", 0, "signal %d: draining", sig);
-    for (int i = 0; i < n; i++)
-        worker_drain(workers[i]);
-    for (int i = 0; i < n; i++)
-        worker_join(workers[i]);
+    for (int i = 0; i < ctl->n_workers; i++)
+        worker_drain(ctl->workers[i]);
+    for (int i = 0; i < ctl->n_workers; i++)
+        worker_join(ctl->workers[i]);
 }
 
 static void
@@ -110,50 +136,114 @@ cmd_run_block_signals(void)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every worker thread */
 }
 
-/* The workers are made while still root, like the listeners and the keys: each one's
- * upstream pool loads its CA files, which the unprivileged user may not be able to
- * read. Privileges are dropped before any thread starts. */
-static int
-cmd_run_serve(struct daemon_parts *p, struct listener_set *ls)
-{
-    struct daemon   d = { .cfg = p->cfg, .tls = p->tls, .authdb = p->authdb };
-    int             n = p->cfg->workers, made = 0, started = 0;
-    struct worker **workers = calloc((size_t)n, sizeof(*workers));
-    char            err[512] = "out of memory";
-    int             rc = EXIT_OSERR;
+/* Everything the running daemon owns besides the listening sockets. */
+struct cmd_run_state {
+    struct daemon      d;
+    struct worker    **workers;
+    int                n, made, started;
+    struct control    *control;
+    struct daemon_ctl  ctl;
+};
 
-    d.shdict = shdict_new(p->cfg->shdict_size, CMD_RUN_SHDICT_SHARDS, err, sizeof(err));
-    while (workers != NULL && d.shdict != NULL && made < n &&
-           (workers[made] = worker_new(made, &d, &ls->fds[(size_t)made * ls->n_per_worker],
-                                       ls->cfgs, ls->n_per_worker, err, sizeof(err))) != NULL)
-        made++;
-    if (workers != NULL && made == n && cmd_run_drop_privileges(p->cfg, err, sizeof(err)) == 0) {
-        d.offload = offload_new(n < 2 ? 2 : n);
-        d.iplimit = iplimit_new(p->cfg->max_connections, p->cfg->max_connections_per_ip);
-        while (d.offload != NULL && d.iplimit != NULL && started < n &&
-               worker_start(workers[started]) == 0)
-            started++;
-        if (started == n)
-            rc = 0;
-        else if (d.offload != NULL && d.iplimit != NULL)
-            snprintf(err, sizeof(err), "cannot start worker threads");
+/* Made while still root: the shared dictionary, the audit log, the control socket and
+ * the workers (each one's upstream pool loads its CA files, which the unprivileged user
+ * may not be able to read). */
+static int
+cmd_run_make(struct cmd_run_state *st, const struct listener_set *ls, const char *path,
+             char *err, size_t errlen)
+{
+    const struct config *cfg = st->d.gen->parts.cfg;
+    size_t              *lindex = calloc(ls->n_per_worker + 1, sizeof(*lindex));
+
+    if (lindex == NULL || st->workers == NULL)
+        return -1;
+    for (size_t i = 0; i < ls->n_per_worker; i++)
+        lindex[i] = (size_t)(ls->cfgs[i] - cfg->listeners);
+    st->d.shdict = shdict_new(cfg->shdict_size, CMD_RUN_SHDICT_SHARDS, err, errlen);
+    if (st->d.shdict != NULL && cfg->audit_log != NULL &&
+        cmd_run_audit_owner(cfg, err, errlen) == 0)
+        st->d.audit = audit_open(cfg->audit_log, err, errlen);
+    if (st->d.shdict != NULL && (cfg->audit_log == NULL || st->d.audit != NULL) &&
+        cfg->control_socket != NULL)
+        st->control = control_open(cfg->control_socket, err, errlen);
+    if (st->d.shdict != NULL && (cfg->audit_log == NULL || st->d.audit != NULL) &&
+        (cfg->control_socket == NULL || st->control != NULL))
+        while (st->made < st->n &&
+               (st->workers[st->made] = worker_new(st->made, &st->d,
+                                                   &ls->fds[(size_t)st->made * ls->n_per_worker],
+                                                   lindex, ls->n_per_worker, err,
+                                                   errlen)) != NULL)
+            st->made++;
+    free(lindex);
+    daemon_ctl_init(&st->ctl, path, &st->d, st->workers, st->n);
+    return st->made == st->n ? 0 : -1;
+}
+
+/* As the unprivileged user: the thread pool, the workers, the control thread. */
+static int
+cmd_run_start(struct cmd_run_state *st, char *err, size_t errlen)
+{
+    const struct config *cfg = st->d.gen->parts.cfg;
+    struct control_ops   ops = { .ctx = &st->ctl, .reload = daemon_ctl_reload_cb,
+                                 .status = daemon_ctl_status_cb };
+
+    st->d.offload = offload_new(st->n < 2 ? 2 : st->n);
+    st->d.iplimit = iplimit_new(cfg->max_connections, cfg->max_connections_per_ip);
+    while (st->d.offload != NULL && st->d.iplimit != NULL && st->started < st->n &&
+           worker_start(st->workers[st->started]) == 0)
+        st->started++;
+    if (st->started < st->n) {
+        snprintf(err, errlen, st->d.offload != NULL && st->d.iplimit != NULL
+                                  ? "cannot start worker threads" : "out of memory");
+        return -1;
     }
+    if (st->control != NULL &&
+        control_start(st->control, &ops, st->d.shdict, st->d.audit) != 0) {
+        snprintf(err, errlen, "cannot start the control thread");
+        return -1;
+    }
+    return 0;
+}
+
+static void
+cmd_run_cleanup(struct cmd_run_state *st)
+{
+    control_free(st->control); /* first: a reload in progress finishes */
+    for (int i = 0; i < st->started; i++)
+        worker_drain(st->workers[i]);
+    for (int i = 0; i < st->started; i++)
+        worker_join(st->workers[i]);
+    for (int i = 0; i < st->made; i++)
+        worker_free(st->workers[i]);
+    daemon_ctl_cleanup(&st->ctl);
+    offload_free(st->d.offload);
+    iplimit_free(st->d.iplimit);
+    audit_free(st->d.audit);
+    shdict_free(st->d.shdict);
+    generation_unref(st->d.gen);
+    free(st->workers);
+}
+
+static int
+cmd_run_serve(struct generation *g, const char *path, struct listener_set *ls)
+{
+    struct cmd_run_state st = { .d = { .gen = g }, .n = g->parts.cfg->workers };
+    char                 err[1024] = "out of memory";
+    int                  rc = EXIT_OSERR;
+
+    st.workers = calloc((size_t)st.n, sizeof(*st.workers));
+    if (cmd_run_make(&st, ls, path, err, sizeof(err)) == 0 &&
+        cmd_run_drop_privileges(g->parts.cfg, err, sizeof(err)) == 0 &&
+        cmd_run_start(&st, err, sizeof(err)) == 0)
+        rc = 0;
     if (rc == 0) {
-        cmd_run_log_ready(p->cfg, p->authdb);
-        cmd_run_wait(workers, n);
+        cmd_run_log_ready(g->parts.cfg, g->parts.authdb);
+        cmd_run_wait(&st.ctl);
+        st.started = 0; /* drained and joined */
     } else {
         log_msg(LOG_ERR, "daemon.fail", 0, "%s", err);
-        for (int i = 0; i < started; i++)
-            worker_drain(workers[i]);
-        for (int i = 0; i < started; i++)
-            worker_join(workers[i]);
     }
-    for (int i = 0; i < made; i++)
-        worker_free(workers[i]);
-    offload_free(d.offload);
-    iplimit_free(d.iplimit);
-    shdict_free(d.shdict);
-    free(workers);
+    cmd_run_cleanup(&st);
     return rc;
 }
 
@@ -161,7 +251,7 @@ int
 cmd_run_main(int argc, char **argv)
 {
     const char         *path = daemon_config_arg(argc, argv);
-    struct daemon_parts p;
+    struct generation  *g;
     struct listener_set ls;
     char                err[1024];
     int                 rc;
@@ -170,21 +260,21 @@ cmd_run_main(int argc, char **argv)
         fprintf(stderr, "usage: sluice run [-c FILE]\n");
         return EXIT_USAGE;
     }
-    if (daemon_parts_load(path, &p, err, sizeof(err)) != 0) {
+    g = generation_load(path, 1, err, sizeof(err));
+    if (g == NULL) {
         log_msg(LOG_ERR, "config.fail", 0, "%s", err);
         return EXIT_CONFIG;
     }
-    log_set_level(p.cfg->log_level);
-    if (listener_bind_all(p.cfg, p.cfg->workers, &ls, err, sizeof(err)) != 0) {
+    log_set_level(g->parts.cfg->log_level);
+    if (listener_bind_all(g->parts.cfg, g->parts.cfg->workers, &ls, err, sizeof(err)) != 0) {
         log_msg(LOG_ERR, "daemon.fail", 0, "%s", err);
         listener_close_all(&ls);
-        daemon_parts_free(&p);
+        generation_unref(g);
         return EXIT_OSERR;
     }
     cmd_run_block_signals();
-    rc = cmd_run_serve(&p, &ls);
+    rc = cmd_run_serve(g, path, &ls); /* takes g */
     listener_close_all(&ls);
     log_msg(LOG_NOTICE, "daemon.stop", 0, "exit %d", rc);
-    daemon_parts_free(&p);
     return rc;
 }

@@ -19,6 +19,7 @@
 
 #define CFG_MAX_WORKERS         1024
 #define CFG_MAX_TICKET_LIFETIME 604800 /* a week */
+#define CFG_MAX_SOCKET_PATH     107    /* sizeof(sockaddr_un.sun_path) - 1 on Linux */
 
 /* Mozilla "intermediate" minus DHE: forward secrecy and AEAD only, ECDSA first. */
 #define CFG_DEFAULT_CIPHERS                                                              \
@@ -30,6 +31,18 @@
     "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
 
 /* ---- top-level scalars ---------------------------------------------------------------- */
+
+/* control_socket: a path that fits in sockaddr_un.sun_path (108 octets with its NUL). */
+static int
+cfg_control_socket(struct cfg_ctx *ctx, int top, struct config *cfg)
+{
+    if (cfg_get_path(ctx, top, "control_socket", false, false, &cfg->control_socket) != 0)
+        return -1;
+    if (cfg->control_socket != NULL && strlen(cfg->control_socket) > CFG_MAX_SOCKET_PATH)
+        return cfg_fail_key(ctx, "control_socket",
+                            "path too long for a unix socket (at most 107 octets)");
+    return 0;
+}
 
 static int
 cfg_general(struct cfg_ctx *ctx, int top, struct config *cfg)
@@ -44,6 +57,7 @@ cfg_general(struct cfg_ctx *ctx, int top, struct config *cfg)
     if (cfg_get_int(ctx, top, "workers", 0, CFG_MAX_WORKERS, false, &cfg->workers) ||
         cfg_get_string(ctx, top, "user", false, &cfg->user) ||
         cfg_get_path(ctx, top, "users_dir", false, false, &cfg->users_dir) ||
+        cfg_control_socket(ctx, top, cfg) ||
         cfg_get_bool(ctx, top, "insecure", &cfg->insecure) ||
         cfg_get_enum(ctx, top, "log_level", levels, level_values, false, &cfg->log_level))
         return -1;
@@ -373,7 +387,8 @@ cfg_walk_cb(lua_State *L)
     static const char *const keys[] = {
         "hostname", "workers", "user",      "users_dir", "insecure", "log_level", "listeners",
         "tls",      "limits",  "timeouts",  "upstreams", "routes",   "pool",
-        "policies", "hook_timeout", "audit_log", "lua_dir", "shdict_size", "domains", NULL,
+        "policies", "hook_timeout", "audit_log", "lua_dir", "shdict_size", "domains",
+        "control_socket", NULL,
     };
     struct cfg_walk *w = lua_touserdata(L, 1);
     struct cfg_ctx  *ctx = w->ctx;
@@ -551,6 +566,7 @@ config_free(struct config *cfg)
     free(cfg->hostname);
     free(cfg->user);
     free(cfg->users_dir);
+    free(cfg->control_socket);
     free(cfg);
 }
 

@@ -103,6 +103,7 @@ struct config {
     int                     workers;   /* >= 1 after loading (0 in the file = cores) */
     char                   *user;      /* owns; drop to this user when started as root */
     char                   *users_dir; /* owns; per-domain user files */
+    char                   *control_socket; /* owns; absolute path, NULL = no control socket */
 
     struct config_listener *listeners; /* owns */
     size_t                  n_listeners;

@@ -4,12 +4,26 @@
 #include "hook.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "hook_run.h"
 #include "lapi_session.h"
 #include "policy_vm.h"
 #include "smtp_session.h"
 #include "worker.h"
+#include "worker_gen.h"
+
+/* src (NULL: "") into dst of size bytes, cut to fit. Every hook call sets a verdict at
+ * least once, most of them empty: no snprintf for that. */
+static void
+verdict_copy(char *dst, size_t size, const char *src)
+{
+    size_t n = src != NULL ? strnlen(src, size - 1) : 0;
+
+    if (n > 0)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
 
 void
 verdict_set(struct verdict *v, enum verdict_kind kind, int code, const char *enhanced,
@@ -17,15 +31,15 @@ verdict_set(struct verdict *v, enum verdict_kind kind, int code, const char *enh
 {
     v->kind = kind;
     v->code = code;
-    snprintf(v->enhanced, sizeof(v->enhanced), "%s", enhanced ? enhanced : "");
-    snprintf(v->text, sizeof(v->text), "%s", text ? text : "");
+    verdict_copy(v->enhanced, sizeof(v->enhanced), enhanced);
+    verdict_copy(v->text, sizeof(v->text), text);
 }
 
 /* The vm's state when some policy has hook, else NULL (and *out says no opinion). */
 static lua_State *
 hook_state(struct smtp_session *s, enum policy_hook hook, struct verdict *out)
 {
-    struct policy_vm *vm = s->worker->vm;
+    struct policy_vm *vm = s->wgen->vm;
 
     verdict_set(out, VERDICT_NONE, 0, NULL, NULL);
     if (vm == NULL || policy_vm_hook_count(vm, hook) == 0)
@@ -41,7 +55,7 @@ hook_connect(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
     if (L == NULL)
         return HOOK_DONE;
     lapi_push_session(L, s);
-    return hook_run_start(s, s->worker->vm, POLICY_ON_CONNECT, 1, done, out);
+    return hook_run_start(s, s->wgen->vm, POLICY_ON_CONNECT, 1, done, out);
 }
 
 enum hook_rc
@@ -53,7 +67,7 @@ hook_helo(struct smtp_session *s, const char *name, hook_done_fn *done, struct v
         return HOOK_DONE;
     lapi_push_session(L, s);
     lua_pushstring(L, name);
-    return hook_run_start(s, s->worker->vm, POLICY_ON_HELO, 2, done, out);
+    return hook_run_start(s, s->wgen->vm, POLICY_ON_HELO, 2, done, out);
 }
 
 enum hook_rc
@@ -65,7 +79,7 @@ hook_auth(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
         return HOOK_DONE;
     lapi_push_session(L, s);
     lapi_push_auth(L, &s->sasl.creds, true);
-    return hook_run_start(s, s->worker->vm, POLICY_ON_AUTH, 2, done, out);
+    return hook_run_start(s, s->wgen->vm, POLICY_ON_AUTH, 2, done, out);
 }
 
 enum hook_rc
@@ -78,7 +92,7 @@ hook_mail_from(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
     lapi_push_session(L, s);
     lapi_push_tx(L, s, false);
     lua_pushstring(L, s->tx->mail_from);
-    return hook_run_start(s, s->worker->vm, POLICY_ON_MAIL_FROM, 3, done, out);
+    return hook_run_start(s, s->wgen->vm, POLICY_ON_MAIL_FROM, 3, done, out);
 }
 
 enum hook_rc
@@ -91,7 +105,7 @@ hook_rcpt(struct smtp_session *s, const char *rcpt, hook_done_fn *done, struct v
     lapi_push_session(L, s);
     lapi_push_tx(L, s, false);
     lua_pushstring(L, rcpt);
-    return hook_run_start(s, s->worker->vm, POLICY_ON_RCPT, 3, done, out);
+    return hook_run_start(s, s->wgen->vm, POLICY_ON_RCPT, 3, done, out);
 }
 
 enum hook_rc
@@ -103,7 +117,7 @@ hook_data(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
         return HOOK_DONE;
     lapi_push_session(L, s);
     lapi_push_tx(L, s, true);
-    return hook_run_start(s, s->worker->vm, POLICY_ON_DATA, 2, done, out);
+    return hook_run_start(s, s->wgen->vm, POLICY_ON_DATA, 2, done, out);
 }
 
 /* Notification hooks: the vm's state when some policy has hook, else NULL. */
@@ -125,7 +139,7 @@ hook_auth_result(struct smtp_session *s, const struct verdict *v, hook_done_fn *
     lapi_push_session(L, s);
     lapi_push_auth(L, &s->sasl.creds, false);
     lapi_push_verdict(L, v);
-    return hook_run_notify(s, s->worker->vm, POLICY_ON_AUTH_RESULT, 3, done);
+    return hook_run_notify(s, s->wgen->vm, POLICY_ON_AUTH_RESULT, 3, done);
 }
 
 enum hook_rc
@@ -138,7 +152,7 @@ hook_relayed(struct smtp_session *s, const struct smtp_relayed *r, hook_done_fn 
     lapi_push_session(L, s);
     lapi_push_tx(L, s, true);
     lapi_push_relayed(L, r);
-    return hook_run_notify(s, s->worker->vm, POLICY_ON_RELAYED, 3, done);
+    return hook_run_notify(s, s->wgen->vm, POLICY_ON_RELAYED, 3, done);
 }
 
 /* Nothing can wait for on_disconnect: its hooks may not yield (sluice.sleep and
@@ -152,7 +166,7 @@ hook_disconnect(struct smtp_session *s, const char *reason)
         return;
     lapi_push_session(L, s);
     lua_pushstring(L, reason != NULL ? reason : "");
-    if (hook_run_notify(s, s->worker->vm, POLICY_ON_DISCONNECT, 2, NULL) == HOOK_PENDING)
+    if (hook_run_notify(s, s->wgen->vm, POLICY_ON_DISCONNECT, 2, NULL) == HOOK_PENDING)
         hook_run_cancel(s->hook); /* cannot happen: no wait is allowed */
 }
 
@@ -162,6 +176,6 @@ hook_session_gone(struct smtp_session *s, const char *reason)
     if (s->hook != NULL)
         hook_run_cancel(s->hook);
     hook_disconnect(s, reason);
-    if (s->worker->vm != NULL)
-        lapi_session_release(policy_vm_state(s->worker->vm), s);
+    if (s->wgen->vm != NULL)
+        lapi_session_release(policy_vm_state(s->wgen->vm), s);
 }

@@ -17,14 +17,95 @@
 
 #define HOOK_FAIL_TEXT "Temporary policy failure, try again later"
 
+/* Idle threads kept per Lua state for the next calls: making a coroutine for every call
+ * (and collecting it) cost more than running a small hook. A thread whose function
+ * returned is as good as new: lua_resume() on a thread with status 0 and no frame starts
+ * the function on its stack afresh (Lua 5.1 manual, lua_resume; LuaJIT's lua_resume checks
+ * the same). One that raised, or was cancelled while suspended, is left to the collector,
+ * and so is one whose globals a policy changed (setfenv(0, ...)). */
+#define HOOK_POOL_MAX 16
+
+struct hook_pool {
+    int n;
+    struct {
+        lua_State *L;
+        int        ref; /* registry ref anchoring L */
+    } idle[HOOK_POOL_MAX];
+};
+
+/* Registry key of a state's pool: the address of this variable. */
+static const char hook_pool_key = 0;
+
 static void hook_budget_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
-/* The current call is over: its coroutine goes to the collector. */
+/* The pool of L, a userdata in its registry, made on first use. */
+static struct hook_pool *
+hook_pool_of(lua_State *L)
+{
+    struct hook_pool *p;
+
+    lua_pushlightuserdata(L, (void *)&hook_pool_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    p = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (p != NULL)
+        return p;
+    lua_pushlightuserdata(L, (void *)&hook_pool_key);
+    p = lua_newuserdata(L, sizeof(*p));
+    p->n = 0;
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    return p;
+}
+
+/* A thread with an empty stack, anchored in the registry by *ref. */
+static lua_State *
+hook_thread_take(struct hook_run *run, int *ref)
+{
+    struct hook_pool *p = run->pool;
+    lua_State        *L = policy_vm_state(run->vm), *co;
+
+    if (p->n > 0) {
+        p->n--;
+        *ref = p->idle[p->n].ref;
+        return p->idle[p->n].L;
+    }
+    co = lua_newthread(L);
+    *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return co;
+}
+
+/* Done with co: back to the pool when reusable (finished: its function returned, or it
+ * never ran one), else its anchor goes and the collector takes it. */
 static void
-hook_call_end(struct hook_run *run)
+hook_thread_return(struct hook_run *run, lua_State *co, int ref, bool finished)
+{
+    struct hook_pool *p = run->pool;
+    lua_State        *L = policy_vm_state(run->vm);
+
+    if (finished && p->n < HOOK_POOL_MAX && lua_status(co) == 0) {
+        lua_settop(co, 0);
+        lua_pushvalue(co, LUA_GLOBALSINDEX);
+        lua_pushvalue(L, LUA_GLOBALSINDEX);
+        lua_xmove(L, co, 1);
+        finished = lua_rawequal(co, 1, 2);
+        lua_settop(co, 0);
+        if (finished) {
+            p->idle[p->n].L = co;
+            p->idle[p->n].ref = ref;
+            p->n++;
+            return;
+        }
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+}
+
+/* The current call is over; finished: its function returned. */
+static void
+hook_call_end(struct hook_run *run, bool finished)
 {
     ev_timer_stop(run->loop, &run->budget);
-    luaL_unref(policy_vm_state(run->vm), LUA_REGISTRYINDEX, run->co_ref);
+    if (run->co != NULL)
+        hook_thread_return(run, run->co, run->co_ref, finished);
     run->co_ref = LUA_NOREF;
     run->co = NULL;
 }
@@ -35,8 +116,9 @@ hook_run_free(struct hook_run *run)
     if (run->cancel != NULL)
         run->cancel(run);
     ev_timer_stop(run->loop, &run->timer);
-    hook_call_end(run);
-    luaL_unref(policy_vm_state(run->vm), LUA_REGISTRYINDEX, run->args);
+    hook_call_end(run, false);
+    if (run->argv != NULL)
+        hook_thread_return(run, run->argv, run->argv_ref, true);
     free(run);
 }
 
@@ -98,34 +180,46 @@ hook_lua_error(struct hook_run *run)
         hook_policy_error(run, msg, hook_error_line(msg));
 }
 
-/* Begin the next policy's call: a fresh coroutine with the function and the arguments.
- * false when no policy is left. */
+/* Begin the next policy's call: a coroutine with the function and the arguments.
+ * false when no policy is left. The budget starts now; its timer only when the call
+ * waits (hook_step). */
 static bool
 hook_next_call(struct hook_run *run)
 {
-    lua_State *L = policy_vm_state(run->vm);
     size_t     n = policy_vm_n_policies(run->vm), i;
-    int        j, t;
+    lua_State *co;
+    int        co_ref, j;
 
-    for (i = run->next; i < n && !policy_vm_push_hook(run->vm, L, i, run->hook); i++)
+    if (run->next >= n)
+        return false;
+    co = hook_thread_take(run, &co_ref);
+    lua_checkstack(co, run->nargs + 1);
+    for (i = run->next; i < n && !policy_vm_push_hook(run->vm, co, i, run->hook); i++)
         ;
     run->next = i + 1;
-    if (i >= n)
+    if (i >= n) {
+        hook_thread_return(run, co, co_ref, true);
         return false;
+    }
     run->current = i;
-    run->co = lua_newthread(L);
-    lua_insert(L, -2);
-    lua_xmove(L, run->co, 1); /* the function */
-    run->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_rawgeti(run->co, LUA_REGISTRYINDEX, run->args);
-    t = lua_gettop(run->co);
+    run->co = co;
+    run->co_ref = co_ref;
     for (j = 1; j <= run->nargs; j++)
-        lua_rawgeti(run->co, t, j);
-    lua_remove(run->co, t);
+        lua_pushvalue(run->argv, j);
+    lua_xmove(run->argv, co, run->nargs);
     run->budget_end = ev_now(run->loop) + run->session->cfg->hook_timeout;
-    ev_timer_set(&run->budget, run->session->cfg->hook_timeout, 0.);
-    ev_timer_start(run->loop, &run->budget);
     return true;
+}
+
+/* The call waits: the budget's timer runs for what is left of it. */
+static void
+hook_budget_start(struct hook_run *run)
+{
+    double left = run->budget_end - ev_now(run->loop);
+
+    ev_timer_stop(run->loop, &run->budget);
+    ev_timer_set(&run->budget, left > 0. ? left : 0., 0.);
+    ev_timer_start(run->loop, &run->budget);
 }
 
 /* verdict.check(v), then v into run->verdict. v is at index 1 of run->co. */
@@ -173,8 +267,10 @@ hook_step(struct hook_run *run, int nres)
         rc = lua_resume(run->co, nres);
         env->run = NULL;
         env->policy = NULL;
-        if (rc == LUA_YIELD && run->cancel != NULL)
+        if (rc == LUA_YIELD && run->cancel != NULL) {
+            hook_budget_start(run);
             return HOOK_PENDING;
+        }
         if (rc == LUA_YIELD)
             hook_policy_error(run, "yielded other than through the sluice API", 0);
         else if (rc != 0)
@@ -183,7 +279,7 @@ hook_step(struct hook_run *run, int nres)
             hook_take_verdict(run);
         if (run->notify)
             verdict_set(&run->verdict, VERDICT_NONE, 0, NULL, NULL);
-        hook_call_end(run);
+        hook_call_end(run, rc == 0);
         if (run->verdict.kind != VERDICT_NONE || !hook_next_call(run))
             return HOOK_DONE;
         nres = run->nargs;
@@ -224,7 +320,7 @@ hook_budget_cb(struct ev_loop *loop, ev_timer *t, int revents)
     hook_policy_error(run, msg, 0);
     if (run->notify) { /* the next policy still runs */
         verdict_set(&run->verdict, VERDICT_NONE, 0, NULL, NULL);
-        hook_call_end(run);
+        hook_call_end(run, false);
         if (hook_next_call(run) && hook_step(run, run->nargs) == HOOK_PENDING)
             return;
     }
@@ -236,8 +332,7 @@ hook_run_begin(struct smtp_session *s, struct policy_vm *vm, enum policy_hook ho
                int nargs, bool notify, hook_done_fn *done, struct verdict *out)
 {
     lua_State       *L = policy_vm_state(vm);
-    struct hook_run *run = policy_vm_hook_count(vm, hook) ? calloc(1, sizeof(*run)) : NULL;
-    int              j;
+    struct hook_run *run = policy_vm_hook_count(vm, hook) ? malloc(sizeof(*run)) : NULL;
 
     verdict_set(out, VERDICT_NONE, 0, NULL, NULL);
     if (run == NULL) {
@@ -247,15 +342,13 @@ hook_run_begin(struct smtp_session *s, struct policy_vm *vm, enum policy_hook ho
         return HOOK_DONE;
     }
     *run = (struct hook_run){.session = s, .vm = vm, .loop = s->worker->loop, .hook = hook,
-                             .nargs = nargs, .co_ref = LUA_NOREF, .done = done,
-                             .notify = notify};
+                             .pool = hook_pool_of(L), .argv_ref = LUA_NOREF, .nargs = nargs,
+                             .co_ref = LUA_NOREF, .done = done, .notify = notify};
     ev_init(&run->budget, hook_budget_cb);
     ev_init(&run->timer, NULL);
-    lua_createtable(L, nargs, 0);
-    lua_insert(L, -(nargs + 1));
-    for (j = nargs; j >= 1; j--)
-        lua_rawseti(L, -(j + 1), j);
-    run->args = luaL_ref(L, LUA_REGISTRYINDEX);
+    run->argv = hook_thread_take(run, &run->argv_ref);
+    lua_checkstack(run->argv, 2 * nargs);
+    lua_xmove(L, run->argv, nargs);
     if (hook_next_call(run) && hook_step(run, nargs) == HOOK_PENDING) {
         s->hook = run;
         return HOOK_PENDING;

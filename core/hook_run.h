@@ -15,6 +15,7 @@
 
 struct smtp_session;
 struct hook_run;
+struct hook_pool;
 
 /* Owned by the session (s->hook) while pending; freed by the runner when it ends, or by
  * hook_run_cancel() when the session goes first. */
@@ -25,12 +26,15 @@ struct hook_run {
     enum policy_hook     hook;
     size_t               next;     /* the next policy to ask */
     size_t               current;  /* the policy whose hook runs now */
-    int                  args;     /* registry ref: the hook's arguments as a list */
+    struct hook_pool    *pool;     /* borrows: the vm state's idle threads (hook_run.c) */
+    lua_State           *argv;     /* a thread holding the hook's arguments on its stack */
+    int                  argv_ref; /* registry ref anchoring argv */
     int                  nargs;
     lua_State           *co;       /* the running call's coroutine, or NULL */
     int                  co_ref;   /* registry ref anchoring co */
     double               budget_end; /* ev_now() when hook_timeout runs out */
-    ev_timer             budget;   /* fires at budget_end */
+    ev_timer             budget;   /* fires at budget_end; runs only while the call waits
+                                    * (the count hook bounds it while it runs) */
     ev_timer             timer;    /* sluice.sleep's wait */
     void               (*cancel)(struct hook_run *run); /* drops the pending wait, or NULL */
     void                *wait;     /* the pending wait's object (lapi_wait.c), or NULL */

@@ -23,8 +23,8 @@ struct iplimit_shard {
 };
 
 struct iplimit {
-    size_t               max_total;
-    size_t               max_per_ip;
+    _Atomic size_t       max_total;  /* a reload may change them */
+    _Atomic size_t       max_per_ip;
     _Atomic size_t       total;
     struct iplimit_shard shards[IPLIMIT_SHARDS];
 };
@@ -133,4 +133,11 @@ size_t
 iplimit_total(struct iplimit *l)
 {
     return atomic_load(&l->total);
+}
+
+void
+iplimit_set_limits(struct iplimit *l, size_t max_total, size_t max_per_ip)
+{
+    atomic_store_explicit(&l->max_total, max_total, memory_order_relaxed);
+    atomic_store_explicit(&l->max_per_ip, max_per_ip, memory_order_relaxed);
 }

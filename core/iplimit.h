@@ -22,5 +22,7 @@ enum iplimit_rc {
 enum iplimit_rc iplimit_acquire(struct iplimit *l, const char *ip);
 void            iplimit_release(struct iplimit *l, const char *ip);
 size_t          iplimit_total(struct iplimit *l);
+/* New caps (reload); connections already counted stay. */
+void            iplimit_set_limits(struct iplimit *l, size_t max_total, size_t max_per_ip);
 
 #endif

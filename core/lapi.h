@@ -9,13 +9,14 @@ struct config;
 struct shdict;
 struct ev_loop;
 struct hook_run;
+struct audit;
 
 /* Owned by the policy vm; lives as long as its lua_State. */
 struct lapi_env {
     const struct config *cfg;    /* borrows; the configuration the state was made from */
     struct shdict       *dict;   /* borrows; NULL: sluice.shdict raises (sluice check) */
     struct ev_loop      *loop;   /* borrows; NULL: sluice.now is the wall clock */
-    int                  audit_fd; /* owns; -1 when audit_log is not set */
+    struct audit        *audit;  /* borrows; NULL: sluice.audit discards */
     const char          *policy; /* borrows; file of the policy running now, or NULL */
     struct hook_run     *run;    /* borrows; the hook being resumed now, or NULL */
 };

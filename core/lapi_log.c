@@ -1,12 +1,12 @@
 /* core/lapi_log.c: sluice.log (a line in sluice's JSON log) and sluice.audit (a line in
- * audit_log, encoded by lua-cjson). Names and fields are checked here; misuse raises. */
-#include <errno.h>
+ * audit_log, encoded by lua-cjson, queued to the audit writer). Names and fields are
+ * checked here; misuse raises. */
 #include <ev.h>
 #include <lauxlib.h>
 #include <stdbool.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "audit.h"
 #include "lapi.h"
 #include "log.h"
 
@@ -101,24 +101,23 @@ lapi_audit_encode(lua_State *L, size_t *len)
     return lua_tolstring(L, -1, len);
 }
 
+/* Queue the line; never waits for the disk (audit.h). */
 static int
-lapi_audit_write(lua_State *L, int fd, luaL_Buffer *b)
+lapi_audit_write(lua_State *L, struct audit *a, luaL_Buffer *b)
 {
     size_t      len;
     const char *line;
-    ssize_t     n;
 
     luaL_pushresult(b);
     line = lua_tolstring(L, -1, &len);
     if (len > LAPI_AUDIT_MAX)
         return luaL_error(L, "sluice.audit: line of %d octets is too long", (int)len);
-    n = write(fd, line, len);
-    if (n == (ssize_t)len) {
+    if (audit_write(a, line, len) == 0) {
         lua_pushboolean(L, 1);
         return 1;
     }
     lua_pushnil(L);
-    lua_pushstring(L, n < 0 ? strerror(errno) : "short write");
+    lua_pushstring(L, "audit queue full");
     return 2;
 }
 
@@ -147,7 +146,7 @@ lapi_audit(lua_State *L)
     json = lapi_audit_encode(L, &jlen); /* raises on what JSON cannot hold */
     if (jlen < 2 || json[0] != '{')
         return luaL_error(L, "sluice.audit: fields must be a table of names");
-    if (env->audit_fd < 0)
+    if (env->audit == NULL)
         return lua_pushboolean(L, 1), 1;
     lapi_iso8601_us(env->loop != NULL ? ev_now(env->loop) : ev_time(), ts, sizeof(ts));
     luaL_buffinit(L, &b);
@@ -158,7 +157,7 @@ lapi_audit(lua_State *L)
     luaL_addstring(&b, jlen > 2 ? "\"," : "\"");
     luaL_addlstring(&b, json + 1, jlen - 1);
     luaL_addchar(&b, '\n');
-    return lapi_audit_write(L, env->audit_fd, &b);
+    return lapi_audit_write(L, env->audit, &b);
 }
 
 void

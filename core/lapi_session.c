@@ -1,10 +1,11 @@
 /* core/lapi_session.c: the `session`, `tx` and `auth` arguments of hooks
  * (docs/lua-api.md "The session", "The transaction", on_auth's `auth`). The session
  * table is made once per session (its `data` lives as long as the session) and its
- * fields are refreshed before every hook; tx and auth tables are made per call, tx
- * tables with the methods of lapi_tx.c. */
+ * fields are refreshed before every hook in which they changed; tx and auth tables are
+ * made per call, tx tables with the methods of lapi_tx.c. */
 #include <lauxlib.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "conn.h"
 #include "lapi_session.h"
@@ -22,18 +23,74 @@ lapi_set_str(lua_State *L, const char *key, const char *val)
     lua_setfield(L, -2, key);
 }
 
+/* The fields refreshed before each hook, in this order; NULL and "" are both nil. */
+static const char *const lapi_session_fields[] = {
+    "helo", "tls_version", "tls_cipher", "tls_sni", "user", "domain", "auth_mechanism",
+};
+#define LAPI_SESSION_N_FIELDS (sizeof(lapi_session_fields) / sizeof(lapi_session_fields[0]))
+#define LAPI_SESSION_KEY_MAX  4096 /* the values end to end: helo, user, domain... fit */
+
 static void
-lapi_session_fill(lua_State *L, struct smtp_session *s)
+lapi_session_values(struct smtp_session *s, const char *v[LAPI_SESSION_N_FIELDS])
 {
     SSL *ssl = s->tls ? s->conn->ssl : NULL;
 
-    lapi_set_str(L, "helo", s->ehlo_seen ? s->helo : NULL);
-    lapi_set_str(L, "tls_version", ssl ? tls_version_name(ssl) : NULL);
-    lapi_set_str(L, "tls_cipher", ssl ? tls_cipher_name(ssl) : NULL);
-    lapi_set_str(L, "tls_sni", ssl ? tls_sni_name(ssl) : NULL);
-    lapi_set_str(L, "user", s->authenticated ? s->user : NULL);
-    lapi_set_str(L, "domain", s->authenticated ? s->domain : NULL);
-    lapi_set_str(L, "auth_mechanism", s->authenticated ? sasl_mech_name(s->auth_mech) : NULL);
+    v[0] = s->ehlo_seen ? s->helo : NULL;
+    v[1] = ssl ? tls_version_name(ssl) : NULL;
+    v[2] = ssl ? tls_cipher_name(ssl) : NULL;
+    v[3] = ssl ? tls_sni_name(ssl) : NULL;
+    v[4] = s->authenticated ? s->user : NULL;
+    v[5] = s->authenticated ? s->domain : NULL;
+    v[6] = s->authenticated ? sasl_mech_name(s->auth_mech) : NULL;
+}
+
+/* The values end to end, each with its NUL, into key: what the fields hold, as one
+ * string. 0 when they do not fit (then the fields are refreshed every time). */
+static size_t
+lapi_session_key(const char *const v[LAPI_SESSION_N_FIELDS], char *key, size_t size)
+{
+    size_t i, n, len = 0;
+
+    for (i = 0; i < LAPI_SESSION_N_FIELDS; i++) {
+        n = v[i] != NULL ? strlen(v[i]) : 0;
+        if (len + n + 1 > size)
+            return 0;
+        memcpy(key + len, v[i] != NULL ? v[i] : "", n);
+        key[len + n] = '\0';
+        len += n + 1;
+    }
+    return len;
+}
+
+/* The metatable of the session proxy is at the stack top: bring its fields table up to
+ * date. The values they were last set from are kept as a string in the metatable ([1],
+ * out of the policies' reach: __metatable hides it), so that an unchanged session (every
+ * hook after AUTH, usually) costs a compare instead of seven stores. */
+static void
+lapi_session_fill(lua_State *L, struct smtp_session *s)
+{
+    const char *v[LAPI_SESSION_N_FIELDS], *was;
+    char        key[LAPI_SESSION_KEY_MAX];
+    size_t      len, was_len, i;
+
+    lapi_session_values(s, v);
+    len = lapi_session_key(v, key, sizeof(key));
+    lua_rawgeti(L, -1, 1);
+    was = lua_tolstring(L, -1, &was_len);
+    if (len > 0 && was != NULL && was_len == len && memcmp(was, key, len) == 0) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "__index");
+    for (i = 0; i < LAPI_SESSION_N_FIELDS; i++)
+        lapi_set_str(L, lapi_session_fields[i], v[i]);
+    lua_pop(L, 1);
+    if (len > 0)
+        lua_pushlstring(L, key, len);
+    else
+        lua_pushnil(L);
+    lua_rawseti(L, -2, 1);
 }
 
 static int
@@ -51,7 +108,7 @@ lapi_session_make(lua_State *L, struct smtp_session *s)
     char id[24];
 
     lua_newtable(L);                 /* the proxy */
-    lua_createtable(L, 0, 3);        /* its metatable */
+    lua_createtable(L, 1, 3);        /* its metatable; [1]: see lapi_session_fill */
     lua_createtable(L, 0, 12);       /* the fields */
     snprintf(id, sizeof(id), "%08llx", (unsigned long long)s->id);
     lapi_set_str(L, "id", id);
@@ -79,9 +136,8 @@ lapi_push_session(lua_State *L, struct smtp_session *s)
     else
         lapi_session_make(L, s);
     lua_getmetatable(L, -1);
-    lua_getfield(L, -1, "__index");
     lapi_session_fill(L, s);
-    lua_pop(L, 2);
+    lua_pop(L, 1);
 }
 
 void

@@ -10,11 +10,13 @@
 
 #include "authdb.h"
 #include "config.h"
+#include "generation.h"
 #include "hook_run.h"
 #include "lapi.h"
 #include "offload.h"
 #include "smtp_session.h"
 #include "worker.h"
+#include "worker_gen.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
@@ -103,7 +105,9 @@ lapi_sleep(lua_State *L)
 struct lapi_verify_job {
     struct offload_job   job;  /* first: the offload queue links through it */
     struct hook_run     *run;  /* NULL once cancelled (loop thread only) */
-    const struct authdb *db;   /* borrows: outlives all jobs */
+    struct generation   *gen;  /* holds a reference: a reload may retire the session's
+                                * generation while the hash is computed */
+    const struct authdb *db;   /* gen's user files */
     char                *identity; /* owns */
     char                *password; /* owns; wiped before it is freed */
     enum authdb_rc       rc;   /* written by the pool thread */
@@ -116,6 +120,7 @@ lapi_verify_job_free(struct lapi_verify_job *j)
         explicit_bzero(j->password, strlen(j->password));
     free(j->password);
     free(j->identity);
+    generation_unref(j->gen);
     free(j);
 }
 
@@ -177,7 +182,8 @@ lapi_passwd_verify(lua_State *L)
         return 2;
     }
     j->run = run;
-    j->db = d->authdb;
+    j->gen = generation_ref(run->session->wgen->gen);
+    j->db = j->gen->parts.authdb;
     j->job.work = lapi_verify_work;
     j->job.done = lapi_verify_done;
     run->wait = j;

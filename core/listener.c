@@ -15,6 +15,7 @@
 #include "log.h"
 #include "smtp_session.h"
 #include "worker.h"
+#include "worker_gen.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 #define LISTENER_BACKLOG 1024
@@ -175,7 +176,7 @@ listener_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
                 log_msg(LOG_WARNING, "listener.error", 0, "accept: %s", strerror(errno));
             return;
         }
-        smtp_session_new(wl->worker, wl->cfg, fd);
+        smtp_session_new(wl->worker, &wl->worker->gen->cfg->listeners[wl->index], fd);
     }
 }
 

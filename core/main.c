@@ -10,7 +10,8 @@ usage(FILE *f)
     fprintf(f, "usage: sluice run [-c FILE]       run the relay in the foreground\n"
                "       sluice check [-c FILE]     validate configuration, certificates, users\n"
                "       sluice passwd [-s SCHEME]  hash a password read from stdin\n"
-               "       sluice sink [OPTIONS]      capturing upstream SMTP server (--help)\n");
+               "       sluice sink [OPTIONS]      capturing upstream SMTP server (--help)\n"
+               "       sluice ctl [-c FILE] CMD   talk to the running daemon (--help)\n");
     return f == stdout ? 0 : EXIT_USAGE;
 }
 
@@ -27,6 +28,8 @@ main(int argc, char **argv)
         return cmd_passwd_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "sink") == 0)
         return cmd_sink_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "ctl") == 0)
+        return cmd_ctl_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)
         return usage(stdout);
     return usage(stderr);

@@ -2,15 +2,14 @@
  * Running hooks is hook_run's; the functions policies call are lapi_*.c's. */
 #include "policy_vm.h"
 
-#include <fcntl.h>
 #include <lauxlib.h>
 #include <luajit.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "audit.h"
 #include "config.h"
 #include "lapi.h"
 
@@ -31,7 +30,7 @@ struct policy {
 
 struct policy_vm {
     lua_State     *L;        /* owns */
-    struct lapi_env env;     /* owns env.audit_fd; the registry points here */
+    struct lapi_env env;     /* the registry points here; env.audit borrows */
     struct policy *policies; /* owns; n_policies entries, in configuration order */
     size_t         n_policies;
     size_t         hook_count[POLICY_N_HOOKS];
@@ -188,19 +187,20 @@ policy_load_cb(lua_State *L)
     return 0;
 }
 
+/* The audit log must be writable by whoever makes a vm (start, reload, sluice check):
+ * "PATH: cannot open for appending: REASON" otherwise. */
 static int
-policy_vm_audit_open(struct policy_vm *vm, char *err, size_t errlen)
+policy_vm_audit_check(struct policy_vm *vm, char *err, size_t errlen)
 {
     const char *path = vm->env.cfg->audit_log;
 
-    vm->env.audit_fd = -1;
-    if (path == NULL)
-        return 0;
-    vm->env.audit_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    if (vm->env.audit_fd >= 0)
-        return 0;
-    snprintf(err, errlen, "%s: cannot open for appending: %m", path);
-    return -1;
+    return path == NULL ? 0 : audit_check_path(path, err, errlen);
+}
+
+void
+policy_vm_set_audit(struct policy_vm *vm, struct audit *a)
+{
+    vm->env.audit = a;
 }
 
 struct policy_vm *
@@ -213,7 +213,7 @@ policy_vm_new(const struct config *cfg, struct shdict *dict, struct ev_loop *loo
 
     if (vm == NULL)
         goto oom;
-    vm->env = (struct lapi_env){.cfg = cfg, .dict = dict, .loop = loop, .audit_fd = -1};
+    vm->env = (struct lapi_env){.cfg = cfg, .dict = dict, .loop = loop};
     vm->verdict_check = LUA_NOREF;
     vm->L = luaL_newstate();
     if (vm->L == NULL)
@@ -225,7 +225,7 @@ policy_vm_new(const struct config *cfg, struct shdict *dict, struct ev_loop *loo
     for (i = 0; i < cfg->n_policies; i++)
         vm->policies[i].path = cfg->policies[i];
     lapi_set_env(vm->L, &vm->env);
-    if (policy_vm_audit_open(vm, err, errlen) != 0)
+    if (policy_vm_audit_check(vm, err, errlen) != 0)
         goto fail;
     if (lua_cpcall(vm->L, policy_load_cb, &ld) != 0)
         snprintf(err, errlen, "policies: %s", lua_tostring(vm->L, -1));
@@ -248,8 +248,6 @@ policy_vm_free(struct policy_vm *vm)
         return;
     if (vm->L != NULL)
         lua_close(vm->L);
-    if (vm->env.audit_fd >= 0)
-        close(vm->env.audit_fd);
     free(vm->policies);
     free(vm);
 }

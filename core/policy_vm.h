@@ -3,6 +3,8 @@
  * cfg->lua_dir and lua-cjson on the module paths, registers the C half of the API as
  * package.preload['sluice.core'] (lapi_core.c), and runs every policy file: each must
  * return a table whose keys are hook names and whose values are functions.
+ * sluice.audit writes through the daemon's one audit writer (audit.h), given with
+ * policy_vm_set_audit(); without one, audit events are discarded.
  * Not thread-safe: one thread uses a vm at a time. */
 #ifndef SLUICE_POLICY_VM_H
 #define SLUICE_POLICY_VM_H
@@ -13,6 +15,7 @@
 struct config;
 struct shdict;
 struct ev_loop;
+struct audit;
 
 /* The hooks a policy table may hold, in the order of enum policy_hook. */
 enum policy_hook {
@@ -33,12 +36,16 @@ extern const char *const policy_hook_names[POLICY_N_HOOKS];
 
 struct policy_vm;
 
-/* A state with every policy of cfg loaded, or NULL and "file:line: reason" in err.
+/* A state with every policy of cfg loaded, or NULL and "file:line: reason" in err (or
+ * "PATH: cannot open for appending: REASON" when cfg->audit_log cannot be written).
  * dict (may be NULL: sluice.shdict raises) and loop (may be NULL: sluice.now is the
  * wall clock) are borrowed and must outlive the vm. */
 struct policy_vm *policy_vm_new(const struct config *cfg, struct shdict *dict,
                                 struct ev_loop *loop, char *err, size_t errlen);
 void              policy_vm_free(struct policy_vm *vm);
+
+/* Send sluice.audit to a (borrowed, must outlive the vm; NULL: discard). */
+void policy_vm_set_audit(struct policy_vm *vm, struct audit *a);
 
 /* The state, for the hook runner. */
 lua_State *policy_vm_state(struct policy_vm *vm);

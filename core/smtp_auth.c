@@ -9,6 +9,7 @@
 #include "log.h"
 #include "smtp_reply.h"
 #include "smtp_session.h"
+#include "worker.h"
 
 static enum smtp_rc
 smtp_auth_fail(struct smtp_session *s, int code, const char *enh, const char *text)
@@ -162,6 +163,7 @@ static enum smtp_rc
 smtp_auth_refuse(struct smtp_session *s, const struct verdict *v)
 {
     smtp_auth_log_fail(s, s->sasl.creds.authcid, v->code, v->text);
+    WORKER_COUNT(s->worker, auth_failed);
     if (v->code == 535 && (s->auth_mech == SASL_MECH_XOAUTH2 ||
                            s->auth_mech == SASL_MECH_OAUTHBEARER)) {
         smtp_auth_token_refused(s);
@@ -185,6 +187,7 @@ smtp_auth_send(struct smtp_session *s)
     if (s->auth_verdict.kind == VERDICT_ACCEPT) {
         sasl_reset(&s->sasl);
         smtp_auth_log_ok(s);
+        WORKER_COUNT(s->worker, auth_ok);
         smtp_reply(s->conn, 235, "2.7.0", "Authentication successful");
         return SMTP_CONTINUE;
     }

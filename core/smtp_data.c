@@ -15,6 +15,7 @@
 #include "tls.h"
 #include "upstream_pool.h"
 #include "worker.h"
+#include "worker_gen.h"
 
 #define SMTP_HEADER_ROOM 2048 /* our Received: header on top of max_message_size */
 
@@ -301,6 +302,10 @@ smtp_relay_done(void *ctx, const struct relay_result *res)
 
     s->relay = NULL;
     smtp_relay_log(s, res);
+    if (res->status == RELAY_OK)
+        WORKER_COUNT(s->worker, messages_relayed);
+    else
+        WORKER_COUNT(s->worker, messages_failed);
     s->relayed = calloc(1, sizeof(*s->relayed));
     if (s->relayed == NULL) {
         smtp_reply(s->conn, 451, "4.3.0", "Out of memory");
@@ -335,7 +340,7 @@ smtp_relay_start(struct smtp_session *s)
     tx->env.n_rcpts = tx->n_rcpts;
     tx->env.smtputf8 = tx->smtputf8;
     tx->env.body_8bit = tx->body_8bit;
-    s->relay = upstream_pool_relay(s->worker->pool, set, s->id, &tx->env, buf_head(&tx->msg),
+    s->relay = upstream_pool_relay(s->wgen->pool, set, s->id, &tx->env, buf_head(&tx->msg),
                                    buf_used(&tx->msg), smtp_relay_done, s);
     if (s->relay == NULL) {
         smtp_session_reset_tx(s);

@@ -15,7 +15,9 @@
 #include "smtp_reply.h"
 #include "tls.h"
 #include "upstream_pool.h"
+#include "generation.h"
 #include "worker.h"
+#include "worker_gen.h"
 
 static enum conn_rc smtp_session_event(void *owner, struct conn *c, enum conn_event ev);
 static enum conn_rc smtp_session_flushed(struct smtp_session *s);
@@ -128,7 +130,7 @@ smtp_session_new(struct worker *w, const struct config_listener *lcfg, int fd)
     s->id = worker_next_sid(w);
     s->worker = w;
     worker_session_add(w, s);
-    s->cfg = w->daemon->cfg;
+    s->cfg = s->wgen->cfg;
     s->lcfg = lcfg;
     s->started = ev_now(w->loop);
     s->conn->in_max = SMTP_PARSE_AUTH_MAX * 2 + 65536;
@@ -145,7 +147,7 @@ smtp_session_new(struct worker *w, const struct config_listener *lcfg, int fd)
         return NULL;
     }
     if (lcfg->tls == CONFIG_TLS_IMPLICIT) {
-        SSL *ssl = tls_server_ssl_new(w->daemon->tls, s->conn->fd);
+        SSL *ssl = tls_server_ssl_new(s->wgen->gen->parts.tls, s->conn->fd);
 
         if (ssl == NULL) {
             smtp_session_free(s, "TLS setup failed");
@@ -458,7 +460,7 @@ smtp_session_flushed(struct smtp_session *s)
         return CONN_GONE;
     }
     if (s->state == SMTP_STATE_STARTTLS && s->conn->ssl == NULL) {
-        SSL *ssl = tls_server_ssl_new(s->worker->daemon->tls, s->conn->fd);
+        SSL *ssl = tls_server_ssl_new(s->wgen->gen->parts.tls, s->conn->fd);
 
         if (ssl == NULL) {
             smtp_session_free(s, "TLS setup failed");

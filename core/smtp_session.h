@@ -18,6 +18,7 @@
 
 struct conn;
 struct worker;
+struct worker_gen;
 struct hook_run;
 
 enum smtp_state {
@@ -65,6 +66,8 @@ struct smtp_session {
     struct smtp_session          *next;     /* worker's list */
     struct smtp_session          *prev;
     struct worker                *worker;   /* borrows: outlives every session */
+    struct worker_gen            *wgen;     /* borrows: the generation pinned at start
+                                             * (policies, pool); outlives the session */
     const struct config          *cfg;      /* borrows */
     const struct config_listener *lcfg;     /* borrows */
     struct conn                  *conn;     /* owns */

@@ -1,5 +1,7 @@
 /* core/worker.h: one thread: a libev loop, its listening sockets (SO_REUSEPORT, one per
- * worker per address), its sessions, its upstream pool, its offload return queue.
+ * worker per address), its sessions, its offload return queue, and its worker
+ * generations (policies and upstream pool, worker_gen.h): the current one that new
+ * sessions pin, and older ones still finishing sessions after a reload.
  * Nothing here is shared with other workers except through struct daemon, whose
  * mutable parts say how they are synchronised. */
 #ifndef SLUICE_WORKER_H
@@ -7,38 +9,53 @@
 
 #include <ev.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
 
-struct authdb;
+struct audit;
+struct generation;
 struct offload;
 struct offload_return;
-struct tls_server;
-struct upstream_pool;
 struct smtp_session;
 struct iplimit;
 struct shdict;
-struct policy_vm;
+struct worker_gen;
 
 /* What all workers share. Read-only after start-up except where noted. */
 struct daemon {
-    const struct config *cfg;      /* borrows */
-    struct tls_server   *tls;      /* borrows */
-    struct authdb       *authdb;   /* borrows */
-    struct offload      *offload;  /* borrows */
-    struct iplimit      *iplimit;  /* borrows; internally locked */
-    struct shdict       *shdict;   /* borrows; sluice.shdict, internally locked (sharded) */
-    int                  exit_code;
+    struct generation *gen;     /* borrows; the generation worker_new() starts with */
+    struct offload    *offload; /* borrows */
+    struct iplimit    *iplimit; /* borrows; internally locked */
+    struct shdict     *shdict;  /* borrows; sluice.shdict, internally locked (sharded) */
+    struct audit      *audit;   /* borrows; NULL: each policy state opens its own */
+    int                exit_code;
 };
 
 struct worker_listener {
-    int                           fd;   /* owns */
-    const struct config_listener *cfg;  /* borrows */
-    ev_io                         io;
-    struct worker                *worker;
+    int            fd;     /* owns */
+    size_t         index;  /* into every generation's cfg->listeners (a reload that
+                            * changes listeners is refused) */
+    ev_io          io;
+    struct worker *worker;
 };
+
+/* Counters for `sluice ctl status`: written by the worker (relaxed atomics), read by
+ * the control thread. */
+struct worker_stats {
+    _Atomic size_t   sessions;       /* open now */
+    _Atomic size_t   old_generations; /* older worker generations still in use */
+    _Atomic uint64_t sessions_total;
+    _Atomic uint64_t messages_relayed;
+    _Atomic uint64_t messages_failed;
+    _Atomic uint64_t auth_ok;
+    _Atomic uint64_t auth_failed;
+};
+
+#define WORKER_COUNT(w, field) \
+    atomic_fetch_add_explicit(&(w)->stats.field, 1, memory_order_relaxed)
 
 struct worker {
     int                     index;
@@ -47,31 +64,39 @@ struct worker {
     pthread_t               thread;
     struct worker_listener *listeners; /* owns */
     size_t                  n_listeners;
-    struct upstream_pool   *pool;     /* owns */
     struct offload_return  *offload_ret; /* owns */
-    struct policy_vm       *vm;       /* owns; the policies, used by this thread only */
+    struct worker_gen      *gen;      /* owns; current: new sessions pin it */
+    struct worker_gen      *old;      /* owns; older ones with sessions still on them */
+    struct worker_gen      *pending;  /* owns; the next current one (guarded by pending_mu) */
+    pthread_mutex_t         pending_mu;
+    ev_idle                 reap;     /* frees old generations out of any callback */
+    struct worker_stats     stats;
     struct smtp_session    *sessions; /* owns the list (linked through session->next) */
     size_t                  n_sessions;
     uint64_t                sid_state; /* session id generator (xorshift) */
     bool                    draining;
-    ev_async                wake;     /* another thread asks: drain */
+    ev_async                wake;     /* another thread asks: drain, or take pending */
     ev_timer                drain_timer;
     _Atomic int             drain_requested;
 };
 
-/* Create a worker with the given pre-bound listening fds (dup'ed per worker by the
- * caller; the worker owns them). Returns NULL and a reason in err. */
-struct worker *worker_new(int index, struct daemon *d, const int *fds,
-                          const struct config_listener *const *lcfgs, size_t n,
-                          char *err, size_t errlen);
+/* Create a worker on d->gen with the given pre-bound listening fds (the worker owns
+ * them; lindex[i] is fds[i]'s index in cfg->listeners). Returns NULL and a reason in
+ * err. */
+struct worker *worker_new(int index, struct daemon *d, const int *fds, const size_t *lindex,
+                          size_t n, char *err, size_t errlen);
 int  worker_start(struct worker *w);  /* spawn the thread */
 void worker_drain(struct worker *w);  /* thread-safe: stop accepting, finish, exit */
+/* Thread-safe: new sessions of w use wg from now on (made by worker_gen_new() for w's
+ * loop; w owns it). Sessions in flight keep theirs. */
+void worker_set_gen(struct worker *w, struct worker_gen *wg);
 void worker_join(struct worker *w);
 void worker_free(struct worker *w);
 
 uint64_t worker_next_sid(struct worker *w);
 
-/* A session began (smtp_session_new) or ended (smtp_session_free): link, unlink. */
+/* A session began (smtp_session_new: it pins w->gen) or ended (smtp_session_free):
+ * link, unlink. */
 void worker_session_add(struct worker *w, struct smtp_session *s);
 void worker_session_gone(struct worker *w, struct smtp_session *s);
 

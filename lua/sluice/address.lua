@@ -36,11 +36,11 @@ end
 -- '"john.doe"' and 'john.doe' are the same local part (RFC 5321 4.1.2): unquote when
 -- the content is a plain dot-string, so both compare equal.
 local function canonical_local(lp)
-  local inner = lp:match('^"(.*)"$')
+  local inner = lp:byte(1) == 34 and lp:match('^"(.*)"$')
   if inner and is_dot_string(inner) then
     lp = inner
   end
-  return (lp:gsub('%u', string.lower)) -- ASCII only: UTF-8 bytes are left alone
+  return lp:lower() -- ASCII only in LuaJIT (A-Z): UTF-8 bytes are left alone
 end
 
 -- True for the null reverse-path: '' or '<>'.
@@ -53,8 +53,10 @@ end
 -- is kept as written, lowercased, with literal = true); or nil and the reason.
 function address.parse(path)
   if type(path) ~= 'string' then return nil, 'not a string' end
-  local s = path:match('^<(.*)>$') or path
-  s = s:gsub('^@[^:]*:', '') -- RFC 5321 4.1.2: a source route is accepted and ignored
+  local s = path:byte(1) == 60 and path:match('^<(.*)>$') or path
+  if s:byte(1) == 64 then
+    s = s:gsub('^@[^:]*:', '') -- RFC 5321 4.1.2: a source route is accepted and ignored
+  end
   if s == '' then return nil, 'null path' end
   local at = split_at(s)
   if not at or at == 1 or at == #s then return nil, 'not local@domain' end

@@ -222,9 +222,29 @@ local function split_labels(domain)
   return labels
 end
 
+-- 64 label characters in a row: a label over 63 octets (RFC 1035 2.3.4).
+local LONG_LABEL = string.rep('[^.]', 64)
+
+-- The common case, plain ASCII without an A-label: just the lowercase name, which is
+-- what the general path below gives for it (lower_cp maps only A-Z below 0x80, and
+-- LuaJIT's string.lower likewise maps only A-Z). nil sends everything else, errors
+-- included, to the general path: any non-ASCII byte, any 'xn--' (an A-label to check),
+-- an empty or overlong label, a name over 253 octets.
+local function ascii_to_ascii(domain)
+  if domain:find('[\128-\255]') then return nil end
+  local s = domain:lower()
+  if #s > 253 or s:find('xn--', 1, true) or s:find('..', 1, true)
+      or s:byte(1) == 46 or s:byte(-1) == 46 or (#s > 63 and s:find(LONG_LABEL)) then
+    return nil
+  end
+  return s
+end
+
 -- A domain in either form -> lowercase ASCII form, or nil and the reason.
 function idna.to_ascii(domain)
   if type(domain) ~= 'string' or domain == '' then return nil, 'empty domain' end
+  local fast = ascii_to_ascii(domain)
+  if fast then return fast end
   local out = {}
   for j, label in ipairs(split_labels(domain)) do
     local a, err = label_to_ascii(label)

@@ -144,13 +144,47 @@ local function new_core(h)
   return core
 end
 
+local function ascii_lower(s)
+  return (s:gsub('%u', string.lower))
+end
+
+local DOMAIN_KEYS = { enabled = true, auth = true, senders = true, allow_subdomains = true,
+  allow_null_sender = true, check_header_from = true, limits = true }
+
+-- `domains` as the engine hands it to policies (core/config_policy.c, lapi_push_domain):
+-- names and senders keys ASCII-lowercased, every setting present with its default;
+-- unknown keys and names equal after lowercasing are errors, as `sluice check` says.
+local function load_domains(domains)
+  local out = {}
+  for name, cfg in pairs(domains or {}) do
+    local key = ascii_lower(name)
+    assert(out[key] == nil, 'domains: ' .. name .. ' appears twice')
+    for k in pairs(cfg) do
+      assert(DOMAIN_KEYS[k], 'domains[' .. name .. ']: unknown key ' .. tostring(k))
+    end
+    local senders = {}
+    for user, list in pairs(cfg.senders or {}) do
+      assert(senders[ascii_lower(user)] == nil, 'domains[' .. name .. '].senders: ' .. user
+        .. ' appears twice')
+      senders[ascii_lower(user)] = deep_copy(list)
+    end
+    out[key] = {
+      enabled = cfg.enabled ~= false, auth = deep_copy(cfg.auth or { 'file' }),
+      senders = senders, allow_subdomains = cfg.allow_subdomains == true,
+      allow_null_sender = cfg.allow_null_sender == true,
+      check_header_from = cfg.check_header_from == true, limits = deep_copy(cfg.limits or {}),
+    }
+  end
+  return out
+end
+
 -- opts: domains (the configuration's table), users ({ ['a@b'] = 'password' }),
 -- now (epoch seconds, default 1.7e9), budget (seconds per hook, default 10).
 function testing.new(opts)
   opts = opts or {}
   local h = setmetatable({
     clock = opts.now or 1700000000, budget = opts.budget or 10, budget_left = opts.budget or 10,
-    domains = deep_copy(opts.domains or {}), domains_orig = deep_copy(opts.domains or {}),
+    domains = load_domains(opts.domains), domains_orig = load_domains(opts.domains),
     users = {}, logs = {}, audits = {}, sleeps = {}, verifications = 0, next_sid = 1,
     paths = setmetatable({}, { __mode = 'k' }),
   }, harness)
@@ -273,7 +307,9 @@ function harness:run(hook, policies, ...)
 end
 
 -- AUTH as the core runs it: on_auth; on accept the session gets its identity (the SASL
--- identity, ASCII-lowercased, and its domain); then on_auth_result without the secret.
+-- identity, ASCII-lowercased, and its domain); then on_auth_result without the secret,
+-- with the reply the client gets as a plain table (235 2.7.0 on accept), as the core
+-- passes it (core/lapi_session.c).
 function harness:auth(policies, session, auth)
   local v = self:run('on_auth', policies, session, auth)
   if v.kind == 'accept' then
@@ -281,8 +317,12 @@ function harness:auth(policies, session, auth)
     session.domain = session.user:match('@([^@]+)$')
     session.auth_mechanism = auth.mechanism
   end
+  local reply = { kind = v.kind, code = v.code, enhanced = v.enhanced, text = v.text }
+  if v.kind == 'accept' then
+    reply.code, reply.enhanced, reply.text = 235, '2.7.0', 'Authentication successful'
+  end
   self:run('on_auth_result', policies, session,
-    { mechanism = auth.mechanism, user = auth.user }, v)
+    { mechanism = auth.mechanism, user = auth.user }, reply)
   return v
 end
 

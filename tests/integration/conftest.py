@@ -335,6 +335,18 @@ class Relay:
             time.sleep(0.02)
         return self.logs(event)
 
+    def audit(self, event_type=None, n=1, timeout=5):
+        """The audit log's records (of event_type) once there are at least n, or all there
+        are when the time is up: the writer thread writes a moment after the hook ran."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.audit_log.read_text() if self.audit_log.exists() else ''
+            found = [json.loads(l) for l in text.splitlines() if l.strip()]
+            found = [r for r in found if event_type in (None, r['event_type'])]
+            if len(found) >= n or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
+
     def tls_context(self):
         ctx = ssl.create_default_context(cafile=self.cafile)
         return ctx

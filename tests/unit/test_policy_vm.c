@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "audit.h"
 #include "config.h"
 #include "log.h"
 #include "policy_vm.h"
@@ -164,6 +165,7 @@ the_core_module_works_in_the_state(void)
     struct config    *cfg = load_config("");
     struct shdict    *dict = shdict_new(1 << 20, 4, err, sizeof(err));
     struct policy_vm *vm = cfg && dict ? policy_vm_new(cfg, dict, NULL, err, sizeof(err)) : NULL;
+    struct audit     *audit = NULL;
     FILE             *f;
 
     CHECK(vm != NULL);
@@ -192,6 +194,10 @@ the_core_module_works_in_the_state(void)
                   "local ok2 = pcall(s.log, 'info', 'Bad Event')\n"
                   "local ok3 = pcall(s.log, 'info', 'test.event', { sid = 'x' })\n"
                   "return not ok1 and not ok2 and not ok3");
+    snprintf(p, sizeof(p), "%s/audit.log", dir);
+    audit = audit_open(p, err, sizeof(err));
+    CHECK(audit != NULL);
+    policy_vm_set_audit(vm, audit);
     CHECK_LUA(vm, "local s = require('sluice')\n"
                   "assert(s.audit('unit_test', { n = 1, list = { 'a', 'b' } }))\n"
                   "local ok1 = pcall(s.audit, 'Bad-Name', {})\n"
@@ -199,7 +205,8 @@ the_core_module_works_in_the_state(void)
                   "local ok3 = pcall(s.audit, 'x', { f = print })\n"
                   "return not ok1 and not ok2 and not ok3");
     CHECK_LUA(vm, "local ok, e = pcall(require('sluice').sleep, 1) return not ok");
-    snprintf(p, sizeof(p), "%s/audit.log", dir);
+    audit_free(audit); /* writes out what was queued */
+    audit = NULL;
     f = fopen(p, "r");
     CHECK(f != NULL && fgets(line, sizeof(line), f) != NULL);
     if (f != NULL)
@@ -209,6 +216,7 @@ the_core_module_works_in_the_state(void)
     CHECK(strstr(line, "\"event_type\":\"unit_test\",") != NULL);
     CHECK(strstr(line, "\"list\":[\"a\",\"b\"]") != NULL);
 out:
+    audit_free(audit);
     policy_vm_free(vm);
     shdict_free(dict);
     config_free(cfg);

@@ -17,6 +17,7 @@
 #include "iplimit.h"
 #include "offload.h"
 #include "smtp_session.h"
+#include "generation.h"
 #include "worker.h"
 
 static char            tmpdir[] = "/tmp/sluice-session-XXXXXX";
@@ -57,17 +58,16 @@ setup(void)
              users);
     snprintf(path, sizeof(path), "%s/sluice.lua", tmpdir);
     write_file(path, conf);
-    cfg = config_load(path, err, sizeof(err));
-    if (cfg == NULL) {
+    daemon_.gen = generation_load(path, 1, err, sizeof(err));
+    if (daemon_.gen == NULL) {
         fprintf(stderr, "config: %s\n", err);
         exit(1);
     }
-    daemon_.cfg = cfg;
-    daemon_.authdb = authdb_load(users, err, sizeof(err));
+    cfg = daemon_.gen->parts.cfg;
     daemon_.offload = offload_new(1);
     daemon_.iplimit = iplimit_new(100, 100);
     worker = worker_new(0, &daemon_, NULL, NULL, 0, err, sizeof(err));
-    if (daemon_.authdb == NULL || worker == NULL) {
+    if (worker == NULL) {
         fprintf(stderr, "setup: %s\n", err);
         exit(1);
     }
@@ -432,7 +432,6 @@ main(void)
     worker_free(worker);
     offload_free(daemon_.offload);
     iplimit_free(daemon_.iplimit);
-    authdb_free(daemon_.authdb);
-    config_free(cfg);
+    generation_unref(daemon_.gen);
     return check_summary();
 }

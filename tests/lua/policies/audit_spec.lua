@@ -19,7 +19,7 @@ describe('policies/audit on_auth_result', function()
     assert.same({ {
       timestamp = '2023-11-14T22:13:20.000000Z', event_type = 'auth_attempt',
       email = 'Alice@Example.org', domain = 'example.org', ip_address = '192.0.2.7',
-      method = 'PLAIN', success = true, session_id = '00000001',
+      method = 'PLAIN', success = true, code = 235, session_id = '00000001',
     } }, e)
   end)
 

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# bench/policy_cost.sh: what the Lua policies cost, as an A/B of sluice configurations run
+# side by side (docs/benchmarks.md "Policy engine cost").
+#
+# Starts one plain `sluice sink --discard` and one sluice per variant (all at once, each
+# with the bench configuration, WORKERS workers, its own free ports), then for RUNS rounds
+# runs every scenario against every variant, the order of the variants rotated each round
+# so that drift and the machine's other load hit all alike. A variant is
+#   LABEL:SET[:ROOT[:BUILD]]
+# SET is which policies the configuration lists:
+#   none     policies/auth.lua only. AUTH needs a policy, and auth.lua has no hook but
+#            on_auth, which runs once per connection: with a reused connection this is the
+#            relay without per-message policy work (the reference);
+#   shipped  auth.lua and sender_domain.lua (what bench/run.sh runs);
+#   noop4    auth.lua and bench/conf/noop.lua four times: a chain of four no-op hooks on
+#            MAIL FROM, RCPT TO and the end of data.
+# ROOT (default: this repository) is the tree whose policies/ and lua/ the variant uses and
+# BUILD (default: $BUILD) the build directory of its sluice, so that one run compares two
+# source states. The first variant is the reference of the ratios.
+#
+# Prints markdown: per scenario and variant, msg/s of every run, the median, the median
+# over rounds of msg/s relative to the reference in the same round, and sluice's CPU per
+# message (CPU time of the sluice process during the measured part of the run over the
+# messages it relayed) with its difference to the reference. Progress goes to stderr.
+#
+# Environment (defaults): VARIANTS ("none:none shipped:shipped noop4:noop4"), IDS ("a c":
+# ids of bench/run.sh's scenarios with a reused connection), RUNS (3), DURATION (5),
+# WARMUP (1), and bench/run.sh's BUILD, WORKERS, OUT, QUIET_*, START_TIMEOUT.
+# Bounded like run.sh: each loadgen run has a duration and a `timeout`, and only the
+# processes started here are stopped, by PID.
+set -euo pipefail
+BENCH_LIB=1
+# shellcheck source=bench/run.sh
+source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
+RUNS=${RUNS:-3}
+VARIANTS=${VARIANTS:-"none:none shipped:shipped noop4:noop4"}
+SCENARIO_IDS=${IDS:-"a c"}
+
+policy_set() { # policy_set SET ROOT: the POLICIES list of a set
+    local r=$2 n=$ROOT/bench/conf/noop.lua
+    case $1 in
+        none) echo "$r/policies/auth.lua" ;;
+        shipped) echo "$r/policies/auth.lua $r/policies/sender_domain.lua" ;;
+        noop4) echo "$r/policies/auth.lua $n $n $n $n" ;;
+        *) log "unknown policy set $1 (none, shipped, noop4)"; exit 2 ;;
+    esac
+}
+
+scenario_of() { # the SCENARIOS line of run.sh for an id
+    local s id rest
+    for s in "${SCENARIOS[@]}"; do
+        IFS='|' read -r id rest <<<"$s"
+        [[ $id == "$1" ]] && { echo "$s"; return; }
+    done
+    log "unknown scenario $1"
+    exit 2
+}
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+start_sink sink-plain
+SINK_PLAIN_PID=$SINK_PID SINK_PLAIN_PORT=$SINK_PORT
+
+# One sluice per variant, each from its own copy of its binary.
+declare -A V_PID V_SMTPS V_SUB V_DESC
+LABELS=()
+for v in $VARIANTS; do
+    IFS=: read -r label set vroot vbuild <<<"$v"
+    vroot=${vroot:-$ROOT} vbuild=${vbuild:-$BUILD}
+    cp "$vbuild/sluice" "$OUT/bin/sluice-$label"
+    SLUICE=$OUT/bin/sluice-$label
+    POLICIES=$(policy_set "$set" "$vroot") LUA_DIR=$vroot/lua start_sluice "sluice-$label"
+    V_PID[$label]=$SLUICE_PID V_SMTPS[$label]=$SMTPS V_SUB[$label]=$SUBMISSION
+    V_DESC[$label]="$set policies from $vroot, sluice from $vbuild (sha256 $(sha256sum "$SLUICE" | cut -c1-12))"
+    LABELS+=("$label")
+    log "variant $label: pid $SLUICE_PID smtps $SMTPS submission $SUBMISSION; ${V_DESC[$label]}"
+done
+
+# run_one SCENARIO-ID LABEL ROUND: appends "scenario|label|round|msg/s|cpu us per msg"
+ROWS=()
+run_one() {
+    local id label server args json c0 c1 ok port pid=${V_PID[$2]}
+    IFS='|' read -r id label server args <<<"$(scenario_of "$1")"
+    case $server in
+        sluice-smtps) port=${V_SMTPS[$2]} ;;
+        sluice-submission) port=${V_SUB[$2]} ;;
+        *) log "scenario $1 is not a sluice scenario"; exit 2 ;;
+    esac
+    json=$OUT/$1.$2.$3.json
+    wait_quiet
+    # shellcheck disable=SC2086 # args is a word list on purpose
+    timeout $((WARMUP + DURATION + 45)) "$LOADGEN" --host 127.0.0.1 --port "$port" --insecure \
+        --duration "$DURATION" --warmup "$WARMUP" --timeout 10 --json $args \
+        >"$json" 2>"$OUT/$1.$2.$3.log" &
+    local lpid=$!
+    PIDS+=("$lpid")
+    sleep "$WARMUP"
+    c0=$(cpu_secs "$pid")
+    wait "$lpid" || true
+    forget_pid "$lpid"
+    c1=$(cpu_secs "$pid")
+    ok=$(jnum ok "$json")
+    local us
+    us=$(awk -v a="$c0" -v b="$c1" -v n="${ok:-0}" 'BEGIN { if (n > 0) printf "%.1f", (b - a) / n * 1e6; else print "-" }')
+    ROWS+=("$1|$2|$3|$(jnum msg_per_s "$json")|$us|$(jnum failed "$json")")
+    log "[$(elapsed)s] $1 $2 round $3: $(jnum msg_per_s "$json") msg/s, sluice $us us CPU/msg," \
+        "failed $(jnum failed "$json")"
+}
+
+for round in $(seq "$RUNS"); do
+    n=${#LABELS[@]}
+    for id in $SCENARIO_IDS; do
+        for i in $(seq 0 $((n - 1))); do
+            run_one "$id" "${LABELS[$(((i + round - 1) % n))]}" "$round"
+        done
+    done
+done
+
+col() { # col SCENARIO LABEL FIELD (3 msg/s, 4 CPU us/msg, 5 failed): one value per round
+    local r
+    for r in "${ROWS[@]}"; do
+        IFS='|' read -r -a f <<<"$r"
+        if [[ ${f[0]} == "$1" && ${f[1]} == "$2" ]]; then echo "${f[$3]}"; fi
+    done
+}
+ratio_rounds() { # ratio_rounds SCENARIO LABEL REF FIELD: value / reference, per round
+    paste <(col "$1" "$2" "$4") <(col "$1" "$3" "$4") | awk '$2 > 0 { printf "%.4f\n", $1 / $2 }'
+}
+
+REF=${LABELS[0]}
+echo "## Policy engine cost: $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo
+echo "Source: $SOURCE_STATE. $RUNS rounds, variants rotated each round; each run ${WARMUP} s"
+echo "warmup + ${DURATION} s measured, 2 KB messages, connection reused, c=12, WORKERS=$WORKERS."
+echo "Output: $OUT"
+echo
+for label in "${LABELS[@]}"; do echo "- $label: ${V_DESC[$label]}"; done
+echo
+for id in $SCENARIO_IDS; do
+    echo "### $(IFS='|' read -r _ l _ <<<"$(scenario_of "$id")"; echo "$l")"
+    echo
+    echo "| variant | msg/s (each round) | msg/s median | vs $REF (median of rounds) | sluice CPU us/msg (each round) | median | minus $REF | failed |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    ref_us=$(col "$id" "$REF" 4 | median)
+    for label in "${LABELS[@]}"; do
+        r=$(ratio_rounds "$id" "$label" "$REF" 3 | median)
+        us=$(col "$id" "$label" 4 | median)
+        echo "| $label | $(col "$id" "$label" 3 | paste -sd/ - | sed 's|/| / |g') |" \
+             "$(col "$id" "$label" 3 | median) |" \
+             "$(awk -v r="$r" 'BEGIN { printf "%+.1f %%", (r - 1) * 100 }') |" \
+             "$(col "$id" "$label" 4 | paste -sd/ - | sed 's|/| / |g') | $us |" \
+             "$(awk -v a="$us" -v b="$ref_us" 'BEGIN { printf "%+.1f", a - b }') |" \
+             "$(col "$id" "$label" 5 | awk '{ s += $1 } END { print s + 0 }') |"
+    done
+    echo
+done
+stop_all
+log "done in $(elapsed) s; files in $OUT"
