@@ -1,10 +1,12 @@
 /* core/authdb.c: per-domain user files and crypt(3) verification; see authdb.h.
  * Loads conf/users/DOMAIN.txt into per-domain arrays sorted for bsearch, refusing any
- * entry libcrypt could not verify (so a plaintext password never loads). Verification
- * is crypt_rn with a per-call struct crypt_data and a constant-time compare. Reading the
+ * entry libcrypt or libargon2 could not verify (so a plaintext password never loads).
+ * Verification is crypt_rn with a per-call struct crypt_data and a constant-time
+ * compare, or argon2_verify for argon2 hashes. Reading the
  * files is done once per (re)load; deciding who may send is for the policies. */
 #include "authdb.h"
 
+#include <argon2.h>
 #include <crypt.h>
 #include <ctype.h>
 #include <dirent.h>
@@ -16,6 +18,7 @@
 #include <strings.h>
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #define AUTHDB_DOMAIN_MAX 255 /* RFC 1035 section 2.3.4 */
 
@@ -54,6 +57,10 @@ static const struct {
     { "$5$", 43 },  { "$2b$", 53 }, { "$2a$", 53 }, { "$2y$", 53 },
 };
 
+#define AUTHDB_ARGON2_T 2
+#define AUTHDB_ARGON2_M 19456 /* KiB */
+#define AUTHDB_ARGON2_P 1
+
 static int
 authdb_err(char *err, size_t errlen, const char *path, unsigned line, const char *reason)
 {
@@ -78,8 +85,45 @@ authdb_is_crypt64(const char *p)
     return true;
 }
 
-/* NULL if libcrypt can verify hash, else why not. CRYPT_SALT_OK only: "legacy" covers
- * DES, whose 13-character hashes a plaintext password can look like. */
+/* Argon2 in the PHC string format libargon2 writes and reads:
+ * $argon2id$v=19$m=19456,t=2,p=1$SALT$HASH (SALT and HASH base64 without padding). */
+static bool
+authdb_is_argon2(const char *hash)
+{
+    return strncmp(hash, "$argon2id$", 10) == 0 || strncmp(hash, "$argon2i$", 9) == 0;
+}
+
+static bool
+authdb_is_b64(const char *p, const char *end)
+{
+    if (end - p < 11) /* 8 octets at least */
+        return false;
+    for (; p < end; p++)
+        if (!isalnum((unsigned char)*p) && *p != '+' && *p != '/')
+            return false;
+    return true;
+}
+
+static const char *
+authdb_argon2_problem(const char *hash)
+{
+    const char *params = strchr(hash + 1, '$') + 1, *salt, *digest;
+    unsigned    v, m, t, p;
+    int         n = 0;
+
+    if (sscanf(params, "v=%u$m=%u,t=%u,p=%u$%n", &v, &m, &t, &p, &n) != 4 || n == 0 ||
+        v != ARGON2_VERSION_13 || m < 8 * p || t < 1 || p < 1)
+        return "malformed argon2 hash: expected $argon2id$v=19$m=M,t=T,p=P$SALT$HASH";
+    salt = params + n;
+    digest = strchr(salt, '$');
+    if (digest == NULL || !authdb_is_b64(salt, digest) ||
+        !authdb_is_b64(digest + 1, digest + strlen(digest)))
+        return "malformed argon2 hash: salt or hash is not base64";
+    return NULL;
+}
+
+/* NULL if libcrypt (or libargon2) can verify hash, else why not. CRYPT_SALT_OK only:
+ * "legacy" covers DES, whose 13-character hashes a plaintext password can look like. */
 static const char *
 authdb_hash_problem(const char *hash)
 {
@@ -89,6 +133,8 @@ authdb_hash_problem(const char *hash)
 
     if (strlen(hash) >= CRYPT_OUTPUT_SIZE)
         return "hash too long";
+    if (authdb_is_argon2(hash))
+        return authdb_argon2_problem(hash);
     if (hash[0] != '$') /* DES crypt has no prefix, but 13 plaintext characters pass for it */
         return "not a crypt(3) hash (a plaintext password?): use 'sluice passwd'";
     switch (crypt_checksalt(hash)) {
@@ -329,6 +375,12 @@ authdb_scheme_len(const char *hash)
 
     if (p == NULL)
         return strlen(hash);
+    if (authdb_is_argon2(hash)) { /* "$argon2id$v=19$m=19456,t=2,p=1$" */
+        const char *q = strchr(p + 1, '$');
+
+        q = q != NULL ? strchr(q + 1, '$') : NULL;
+        return q ? (size_t)(q - hash) + 1 : strlen(hash);
+    }
     if (strncmp(hash, "$y$", 3) == 0 || strncmp(hash, "$2", 2) == 0 ||
         strncmp(p + 1, "rounds=", 7) == 0) {
         const char *q = strchr(p + 1, '$');
@@ -491,6 +543,12 @@ authdb_check(const char *password, const char *hash)
     size_t             hlen = strlen(hash);
     bool               ok;
 
+    if (authdb_is_argon2(hash)) { /* libargon2 compares in constant time */
+        free(cd);
+        return argon2_verify(hash, password, strlen(password),
+                             hash[7] == 'i' && hash[8] == 'd' ? Argon2_id : Argon2_i) ==
+               ARGON2_OK;
+    }
     if (cd == NULL)
         return false;
     out = crypt_rn(password, hash, cd, sizeof(*cd));
@@ -538,6 +596,22 @@ authdb_verify(const struct authdb *db, const char *identity, const char *passwor
     return AUTHDB_OK;
 }
 
+/* Argon2id with OWASP's recommended minimum cost (19 MiB, 2 passes, 1 lane): each
+ * check holds 19 MiB on an offload thread for some 20-30 ms. */
+static int
+authdb_hash_argon2(const char *password, char *out, size_t outlen)
+{
+    unsigned char salt[16];
+
+    if (RAND_bytes(salt, sizeof(salt)) != 1)
+        return -1;
+    return argon2id_hash_encoded(AUTHDB_ARGON2_T, AUTHDB_ARGON2_M, AUTHDB_ARGON2_P, password,
+                                 strlen(password), salt, sizeof(salt), 32, out, outlen) ==
+                   ARGON2_OK
+               ? 0
+               : -1;
+}
+
 int
 authdb_hash(const char *password, const char *prefix, char *out, size_t outlen)
 {
@@ -546,6 +620,8 @@ authdb_hash(const char *password, const char *prefix, char *out, size_t outlen)
     const char        *h;
     int                rc = -1;
 
+    if (prefix != NULL && strcmp(prefix, "$argon2id$") == 0)
+        return authdb_hash_argon2(password, out, outlen);
     /* count 0: libxcrypt's default cost; rbytes NULL: it reads the OS random source */
     if (crypt_gensalt_rn(prefix != NULL ? prefix : "$y$", 0, NULL, 0, salt, sizeof(salt)) ==
         NULL)

@@ -1,6 +1,7 @@
 /* core/authdb.h: per-domain user files (conf/users/DOMAIN.txt) and crypt(3) checks.
  * A file holds "localpart:hash" lines ('#' comments, blank lines allowed); the hash is
- * anything libcrypt verifies (yescrypt $y$, bcrypt $2b$, sha512-crypt $6$).
+ * anything libcrypt verifies (yescrypt $y$, bcrypt $2b$, sha512-crypt $6$) or argon2
+ * ($argon2id$, $argon2i$, through libargon2).
  * A loaded authdb is immutable and may be read from any thread; verification is
  * CPU-heavy by design and must run off the event loop (core/offload.c). */
 #ifndef SLUICE_AUTHDB_H
@@ -40,7 +41,8 @@ enum authdb_rc authdb_verify(const struct authdb *db, const char *identity,
                              const char *password, const char **domain_out);
 
 /* Hash a password with a fresh salt (prefix "$y$" yescrypt by default, "$2b$" bcrypt,
- * "$6$" sha512-crypt). Returns 0 and a NUL-terminated hash in out, -1 on failure. */
+ * "$6$" sha512-crypt, "$argon2id$" argon2id). Returns 0 and a NUL-terminated hash in
+ * out, -1 on failure. */
 int authdb_hash(const char *password, const char *prefix, char *out, size_t outlen);
 
 #endif

@@ -1,6 +1,6 @@
-/* core/cmd_passwd.c: `sluice passwd [-s yescrypt|bcrypt|sha512]`: read a password from
- * stdin (one line; prompted twice on a terminal) and print its crypt(3) hash for a
- * users file line "localpart:HASH". */
+/* core/cmd_passwd.c: `sluice passwd [-s yescrypt|bcrypt|sha512|argon2id]`: read a
+ * password from stdin (one line; prompted twice on a terminal) and print its hash for a
+ * users file line "localpart:HASH". `--import` is cmd_passwd_import.c's. */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +9,7 @@
 
 #include "authdb.h"
 #include "cmd.h"
+#include "cmd_passwd.h"
 
 static const char *
 cmd_passwd_prefix(const char *scheme)
@@ -19,6 +20,8 @@ cmd_passwd_prefix(const char *scheme)
         return "$2b$";
     if (strcmp(scheme, "sha512") == 0 || strcmp(scheme, "sha512-crypt") == 0)
         return "$6$";
+    if (strcmp(scheme, "argon2id") == 0 || strcmp(scheme, "argon2") == 0)
+        return "$argon2id$";
     return NULL;
 }
 
@@ -50,16 +53,36 @@ cmd_passwd_read(const char *prompt, char *buf, size_t len)
 int
 cmd_passwd_main(int argc, char **argv)
 {
-    const char *prefix = "$y$";
+    static const struct option longopts[] = {
+        { "import", no_argument, NULL, 'i' },
+        { "out", required_argument, NULL, 'o' },
+        { "default-domain", required_argument, NULL, 'd' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *prefix = "$y$", *out = NULL, *default_domain = NULL;
     char        pw[1024], again[1024], hash[512];
-    int         opt;
+    int         opt, import = 0;
 
     optind = 1;
-    while ((opt = getopt(argc, argv, "s:")) != -1) {
-        if (opt != 's' || (prefix = cmd_passwd_prefix(optarg)) == NULL) {
-            fprintf(stderr, "usage: sluice passwd [-s yescrypt|bcrypt|sha512] < password\n");
+    while ((opt = getopt_long(argc, argv, "s:", longopts, NULL)) != -1) {
+        if (opt == 'i')
+            import = 1;
+        else if (opt == 'o')
+            out = optarg;
+        else if (opt == 'd')
+            default_domain = optarg;
+        else if (opt != 's' || (prefix = cmd_passwd_prefix(optarg)) == NULL) {
+            fprintf(stderr, "usage: sluice passwd [-s yescrypt|bcrypt|sha512|argon2id] < password\n"
+                            "       sluice passwd --import --out DIR [-s SCHEME] "
+                            "[--default-domain DOMAIN] FILE...\n");
             return EXIT_USAGE;
         }
+    }
+    if (import)
+        return cmd_passwd_import(prefix, out, default_domain, argv + optind, argc - optind);
+    if (optind != argc || out != NULL || default_domain != NULL) {
+        fprintf(stderr, "usage: sluice passwd [-s yescrypt|bcrypt|sha512|argon2id] < password\n");
+        return EXIT_USAGE;
     }
     if (cmd_passwd_read("Password: ", pw, sizeof(pw)) != 0 || pw[0] == '\0') {
         fprintf(stderr, "sluice passwd: no password given\n");

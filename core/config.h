@@ -146,6 +146,8 @@ struct config {
     char                   *audit_log;    /* owns; absolute path, NULL = audit discarded */
     char                   *lua_dir;      /* owns; directory holding sluice/init.lua */
     size_t                  shdict_size;  /* bytes of the cross-worker dictionary */
+    size_t                  auth_cache_ttl; /* seconds a verified password is remembered, 0 = never */
+    char                   *default_domain; /* owns; lowercase; a bare user name's domain, or NULL */
     struct config_domain   *domains;      /* owns; sorted by name */
     size_t                  n_domains;
 

@@ -4,6 +4,7 @@
  * reason" is config_value.c's; loading the policies themselves is policy_vm.c's. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ctype.h>
 #include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,22 @@ cfg_policy_defaults(struct config *cfg)
 {
     cfg->hook_timeout = HOOK_TIMEOUT;
     cfg->shdict_size = SHDICT_SIZE;
+    cfg->auth_cache_ttl = AUTH_CACHE_TTL;
+}
+
+/* default_domain = 'example.org': one of the declared domains, lowercased. */
+static int
+cfg_default_domain(struct cfg_ctx *ctx, int top, struct config *cfg)
+{
+    if (cfg_get_string(ctx, top, "default_domain", false, &cfg->default_domain) != 0)
+        return -1;
+    if (cfg->default_domain == NULL)
+        return 0;
+    for (char *p = cfg->default_domain; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    if (config_domain_find(cfg, cfg->default_domain) == NULL)
+        return cfg_fail_key(ctx, "default_domain", "expected one of the declared domains");
+    return 0;
 }
 
 /* ---- policies, audit_log, lua_dir ------------------------------------------------------ */
@@ -287,7 +304,8 @@ cfg_policy(struct cfg_ctx *ctx, int top, struct config *cfg)
         cfg_audit_log(ctx, top, cfg) || cfg_lua_dir(ctx, top, cfg) ||
         cfg_get_uint(ctx, top, "shdict_size", CFG_MIN_SHDICT_SIZE, CFG_INT_MAX,
                      &cfg->shdict_size) ||
-        cfg_domains(ctx, top, cfg))
+        cfg_get_uint(ctx, top, "auth_cache_ttl", 0, 86400, &cfg->auth_cache_ttl) ||
+        cfg_domains(ctx, top, cfg) || cfg_default_domain(ctx, top, cfg))
         return -1;
     if (cfg->hook_timeout > CFG_MAX_HOOK_TIMEOUT)
         return cfg_fail_key(ctx, "hook_timeout", "expected at most 3600 seconds");
@@ -303,6 +321,7 @@ cfg_free_policy(struct config *cfg)
     cfg_free_strings(cfg->policies);
     free(cfg->audit_log);
     free(cfg->lua_dir);
+    free(cfg->default_domain);
     for (i = 0; i < cfg->n_domains; i++) {
         d = &cfg->domains[i];
         free(d->name);

@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth_cache.h"
 #include "authdb.h"
 #include "config.h"
 #include "generation.h"
 #include "hook_run.h"
 #include "lapi.h"
+#include "log.h"
 #include "offload.h"
 #include "smtp_session.h"
 #include "worker.h"
@@ -111,6 +113,10 @@ struct lapi_verify_job {
     char                *identity; /* owns */
     char                *password; /* owns; wiped before it is freed */
     enum authdb_rc       rc;   /* written by the pool thread */
+    struct shdict       *cache; /* borrows; where a success is remembered, or NULL */
+    double               cache_ttl;
+    struct ev_loop      *loop; /* borrows; the worker's */
+    char                 cache_key[AUTH_CACHE_KEY_MAX];
 };
 
 static void
@@ -139,6 +145,8 @@ lapi_verify_done(struct offload_job *job)
     struct hook_run        *run = j->run;
     bool                    ok = j->rc == AUTHDB_OK;
 
+    if (ok && j->cache != NULL)
+        auth_cache_store(j->cache, j->cache_key, j->cache_ttl, ev_now(j->loop));
     lapi_verify_job_free(j);
     if (run == NULL)
         return; /* the session is gone */
@@ -156,7 +164,30 @@ lapi_verify_cancel(struct hook_run *run)
     run->cancel = NULL;
 }
 
-/* ok, err = sluice.passwd.verify(identity, password); yields */
+/* True when these credentials were verified a moment ago (auth_cache.h); otherwise j
+ * learns where to remember a success. */
+static bool
+lapi_verify_cached(struct hook_run *run, struct lapi_verify_job *j, const char *identity,
+                   const char *password)
+{
+    struct smtp_session *s = run->session;
+    struct shdict       *dict = s->worker->daemon->shdict;
+
+    if (s->cfg->auth_cache_ttl == 0 || dict == NULL ||
+        auth_cache_key(s->wgen->gen->id, "file", identity, password, j->cache_key) != 0)
+        return false;
+    if (auth_cache_hit(dict, j->cache_key, ev_now(s->worker->loop))) {
+        log_msg(LOG_DEBUG, "auth.cache_hit", s->id, "%s", identity);
+        return true;
+    }
+    j->cache = dict;
+    j->cache_ttl = (double)s->cfg->auth_cache_ttl;
+    j->loop = s->worker->loop;
+    return false;
+}
+
+/* ok, err = sluice.passwd.verify(identity, password); yields (not when the check is
+ * remembered from a moment ago) */
 static int
 lapi_passwd_verify(lua_State *L)
 {
@@ -180,6 +211,11 @@ lapi_passwd_verify(lua_State *L)
         lua_pushnil(L);
         lua_pushstring(L, "out of memory");
         return 2;
+    }
+    if (lapi_verify_cached(run, j, identity, password)) {
+        lapi_verify_job_free(j);
+        lua_pushboolean(L, 1);
+        return 1;
     }
     j->run = run;
     j->gen = generation_ref(run->session->wgen->gen);

@@ -27,6 +27,7 @@
 #define POOL_MAX_REUSE      1000  /* messages per upstream connection, then reconnect */
 
 #define HOOK_TIMEOUT        10    /* hook_timeout: seconds one policy hook may take */
+#define AUTH_CACHE_TTL      60    /* auth_cache_ttl: seconds a verified password is remembered */
 #define SHDICT_SIZE         (16u * 1024 * 1024) /* shdict_size: the cross-worker dictionary */
 
 #endif

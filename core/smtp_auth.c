@@ -2,6 +2,7 @@
  * sasl.c, the decision through hook_auth_start(), and the replies. A refused bearer
  * token first gets the RFC 7628 error challenge, which the client must answer. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conn.h"
@@ -48,6 +49,24 @@ smtp_auth_log_fail(struct smtp_session *s, const char *user, int code, const cha
 static void smtp_auth_hook_done(struct smtp_session *s, const struct verdict *v);
 static enum smtp_rc smtp_auth_apply(struct smtp_session *s, const struct verdict *v);
 
+/* A bare user name ("alice") is alice@default_domain when one is configured, as the
+ * Python design served its global users.txt: policies and logs only ever see addresses. */
+static int
+smtp_auth_qualify(struct smtp_session *s)
+{
+    struct sasl_creds *c = &s->sasl.creds;
+    char              *full;
+
+    if (s->cfg->default_domain == NULL || c->authcid == NULL || c->authcid[0] == '\0' ||
+        strchr(c->authcid, '@') != NULL)
+        return 0;
+    if (asprintf(&full, "%s@%s", c->authcid, s->cfg->default_domain) < 0)
+        return -1;
+    free(c->authcid);
+    c->authcid = full;
+    return 0;
+}
+
 /* Credentials complete: ask the policies; wait if they take time. */
 static enum smtp_rc
 smtp_auth_decide(struct smtp_session *s)
@@ -55,6 +74,8 @@ smtp_auth_decide(struct smtp_session *s)
     struct verdict v;
 
     s->auth_mech = s->sasl.mech;
+    if (smtp_auth_qualify(s) != 0)
+        return smtp_auth_fail(s, 454, "4.3.0", "Out of memory, try again later");
     if (hook_auth(s, smtp_auth_hook_done, &v) == HOOK_DONE)
         return smtp_auth_apply(s, &v);
     return smtp_session_wait(s);

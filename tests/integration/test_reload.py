@@ -318,3 +318,56 @@ def test_reload_under_load_loses_nothing_and_never_mixes_generations(reloadable,
         assert a == b, tag  # on_data ran on the generation on_connect ran on
         seen.add(a)
     assert gens >= 3 and len(seen) >= 2, (gens, seen)
+
+
+def auth_plain(relay, user, password):
+    """One AUTH PLAIN on a new connection (smtplib's login() would try every mechanism,
+    and every try counts as a failure for the rate limiter)."""
+    with relay.raw() as c:
+        c.cmd(b'EHLO client.test')
+        return c.cmd('AUTH PLAIN ' + b64('\0%s\0%s' % (user, password)))[0]
+
+
+def test_auth_cache_remembers_successes_only_and_forgets_them_on_reload(reloadable, world):
+    r = reloadable()
+    assert [auth_plain(r, ALICE, 'wrong') for _ in range(2)] == [535, 535]
+    assert r.logs('auth.cache_hit') == []  # a failure is never remembered
+    assert [auth_plain(r, ALICE, PASSWORDS[ALICE]) for _ in range(2)] == [235, 235]
+    assert len(r.wait_logs('auth.cache_hit')) == 1
+    # A new password in the users file: after the reload the old one no longer works,
+    # though it was remembered a moment ago.
+    h = subprocess.run([SLUICE, 'passwd', '-s', 'sha512'], input='new-pw\n', text=True,
+                       capture_output=True, check=True).stdout.strip()
+    path = os.path.join(world, 'users', 'example.org.txt')
+    lines = [l for l in open(path).read().splitlines() if not l.startswith('alice:')]
+    open(path, 'w').write('\n'.join(lines + ['alice:' + h]) + '\n')
+    hup(r)
+    assert auth_plain(r, ALICE, PASSWORDS[ALICE]) == 535
+    assert auth_plain(r, ALICE, 'new-pw') == 235
+    assert len(r.logs('auth.cache_hit')) == 1
+
+
+def test_auth_cache_entries_expire_and_can_be_switched_off(reloadable):
+    r = reloadable(extra='auth_cache_ttl = 1,')
+    r.smtps().quit()
+    time.sleep(1.2)
+    r.smtps().quit()
+    assert r.logs('auth.cache_hit') == []
+    r.smtps().quit()
+    assert len(r.wait_logs('auth.cache_hit')) == 1
+    off = reloadable(extra='auth_cache_ttl = 0,')
+    for _ in range(3):
+        off.smtps().quit()
+    assert off.logs('auth.cache_hit') == []
+
+
+def test_default_domain_serves_bare_user_names(reloadable):
+    r = reloadable(extra="default_domain = 'example.org',")
+    c = r.smtps(login=None)
+    assert c.login('alice', PASSWORDS[ALICE])[0] == 235
+    # the session's identity is the whole address: MAIL FROM in example.org is allowed
+    c.sendmail(ALICE, ['x@example.com'], b'Subject: bare\r\n\r\nhi\r\n')
+    c.quit()
+    ok = r.logs('auth.ok')
+    assert ok[-1]['user'] == ALICE
+    assert auth_plain(r, 'carol', PASSWORDS['carol@example.net']) == 535  # example.net

@@ -4,9 +4,11 @@
 #include "authdb.h"
 #include "check.h"
 
+#include <argon2.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -348,6 +350,57 @@ load_refuses_weak_truncated_or_setting_only_hashes(void)
     check_load_error("x.test.txt", text, 1);
 }
 
+/* argon2id from authdb_hash, argon2i from libargon2 itself (as other tools write it). */
+static void
+argon2_hashes_load_and_verify(void)
+{
+    char           id[HASH_MAX], i[HASH_MAX], text[1024], err[512] = "";
+    unsigned char  salt[16] = "sixteen-octets!!";
+    char          *dir = make_dir();
+    struct authdb *db;
+
+    CHECK_EQ_INT(authdb_hash("eve-pw", "$argon2id$", id, sizeof(id)), 0);
+    CHECK(strncmp(id, "$argon2id$v=19$m=19456,t=2,p=1$", 31) == 0);
+    CHECK_EQ_INT(argon2i_hash_encoded(3, 4096, 1, "old-pw", 6, salt, sizeof(salt), 32, i,
+                                      sizeof(i)),
+                 ARGON2_OK);
+    snprintf(text, sizeof(text), "eve:%s\nold:%s\n", id, i);
+    write_file(dir, "ar.test.txt", text);
+    db = authdb_load(dir, err, sizeof(err));
+    CHECK(db != NULL);
+    if (db == NULL) {
+        fprintf(stderr, "  %s\n", err);
+        goto out;
+    }
+    CHECK_EQ_INT(authdb_verify(db, "eve@ar.test", "eve-pw", NULL), AUTHDB_OK);
+    CHECK_EQ_INT(authdb_verify(db, "Eve@AR.test", "eve-pw", NULL), AUTHDB_OK);
+    CHECK_EQ_INT(authdb_verify(db, "eve@ar.test", "eve-pW", NULL), AUTHDB_FAIL);
+    CHECK_EQ_INT(authdb_verify(db, "old@ar.test", "old-pw", NULL), AUTHDB_OK);
+    CHECK_EQ_INT(authdb_verify(db, "old@ar.test", "eve-pw", NULL), AUTHDB_FAIL);
+    CHECK_EQ_INT(authdb_verify(db, "nobody@ar.test", "eve-pw", NULL), AUTHDB_FAIL);
+out:
+    authdb_free(db);
+    rm_dir(dir);
+}
+
+static void
+load_refuses_malformed_argon2_hashes(void)
+{
+    char good[HASH_MAX], text[1024];
+
+    CHECK_EQ_INT(authdb_hash("x", "$argon2id$", good, sizeof(good)), 0);
+    check_load_error("x.test.txt", "eve:$argon2id$\n", 1);
+    check_load_error("x.test.txt", "eve:$argon2id$v=19$m=19456,t=2,p=1$\n", 1);
+    check_load_error("x.test.txt", "eve:$argon2id$v=16$m=19456,t=2,p=1$c2FsdHNhbHQ$"
+                                   "aGFzaGhhc2hoYXNoaGFzaA\n", 1);
+    check_load_error("x.test.txt", "eve:$argon2id$v=19$m=19456,t=0,p=1$c2FsdHNhbHQ$"
+                                   "aGFzaGhhc2hoYXNoaGFzaA\n", 1);
+    check_load_error("x.test.txt", "eve:$argon2id$v=19$m=19456,t=2,p=1$c2Fsd!NhbHQ$"
+                                   "aGFzaGhhc2hoYXNoaGFzaA\n", 1);
+    snprintf(text, sizeof(text), "ok:%s\neve:$argon2d$%s\n", good, good + 10);
+    check_load_error("x.test.txt", text, 2); /* argon2d is not for passwords */
+}
+
 static void
 load_refuses_empty_and_duplicate_users(void)
 {
@@ -418,6 +471,8 @@ main(void)
     }
     RUN(hash_makes_each_scheme_with_a_fresh_salt);
     RUN(verify_accepts_the_right_password_for_each_scheme);
+    RUN(argon2_hashes_load_and_verify);
+    RUN(load_refuses_malformed_argon2_hashes);
     RUN(load_counts_users_of_txt_files_only);
     RUN(verify_fails_alike_for_wrong_password_and_unknown_names);
     RUN(domain_and_local_part_are_case_insensitive);
