@@ -9,7 +9,8 @@ JOBS      ?= $(shell nproc)
 
 DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
 	libev-dev libluajit-5.1-dev luajit libssl-dev openssl libcrypt-dev libargon2-dev libldap-dev \
-	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest
+	slapd ldap-utils \
+	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest python3-cryptography
 
 .PHONY: all deps build asan fuzz certs run test unit unit-asan fuzz-run lua integration bench clean
 

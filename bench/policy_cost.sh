@@ -21,7 +21,8 @@
 # Prints markdown: per scenario and variant, msg/s of every run, the median, the median
 # over rounds of msg/s relative to the reference in the same round, and sluice's CPU per
 # message (CPU time of the sluice process during the measured part of the run over the
-# messages it relayed) with its difference to the reference. Progress goes to stderr.
+# messages it relayed; all of it, and user time alone, where the policy engine's work is)
+# with the median difference to the reference in the same round. Progress goes to stderr.
 #
 # Environment (defaults): VARIANTS ("none:none shipped:shipped noop4:noop4"), IDS ("a c":
 # ids of bench/run.sh's scenarios with a reused connection), RUNS (3), DURATION (5),
@@ -75,10 +76,17 @@ for v in $VARIANTS; do
     log "variant $label: pid $SLUICE_PID smtps $SMTPS submission $SUBMISSION; ${V_DESC[$label]}"
 done
 
-# run_one SCENARIO-ID LABEL ROUND: appends "scenario|label|round|msg/s|cpu us per msg"
+user_secs() { # user CPU seconds of a process so far (the policy engine's work is all there)
+    local st
+    st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+    awk -v t="$CLK_TCK" '{ printf "%.2f", $12 / t }' <<<"$st"
+}
+
+# run_one SCENARIO-ID LABEL ROUND: appends
+# "scenario|label|round|msg/s|CPU us/msg|user CPU us/msg|failed|other %"
 ROWS=()
 run_one() {
-    local id label server args json c0 c1 ok port pid=${V_PID[$2]}
+    local id label server args json c0 c1 u0 u1 m0 m1 t0 t1 ok port pid=${V_PID[$2]}
     IFS='|' read -r id label server args <<<"$(scenario_of "$1")"
     case $server in
         sluice-smtps) port=${V_SMTPS[$2]} ;;
@@ -93,17 +101,26 @@ run_one() {
         >"$json" 2>"$OUT/$1.$2.$3.log" &
     local lpid=$!
     PIDS+=("$lpid")
-    sleep "$WARMUP"
-    c0=$(cpu_secs "$pid")
+    sleep "$WARMUP" # sluice's CPU is counted from the end of the warmup
+    c0=$(cpu_secs "$pid") u0=$(user_secs "$pid") m0=$(machine_busy) t0=$(now)
     wait "$lpid" || true
     forget_pid "$lpid"
-    c1=$(cpu_secs "$pid")
+    c1=$(cpu_secs "$pid") u1=$(user_secs "$pid") m1=$(machine_busy) t1=$(now)
     ok=$(jnum ok "$json")
-    local us
-    us=$(awk -v a="$c0" -v b="$c1" -v n="${ok:-0}" 'BEGIN { if (n > 0) printf "%.1f", (b - a) / n * 1e6; else print "-" }')
-    ROWS+=("$1|$2|$3|$(jnum msg_per_s "$json")|$us|$(jnum failed "$json")")
-    log "[$(elapsed)s] $1 $2 round $3: $(jnum msg_per_s "$json") msg/s, sluice $us us CPU/msg," \
-        "failed $(jnum failed "$json")"
+    local us uus other
+    read -r us uus other < <(awk -v c0="$c0" -v c1="$c1" -v u0="$u0" -v u1="$u1" \
+        -v m0="$m0" -v m1="$m1" -v t0="$t0" -v t1="$t1" -v n="${ok:-0}" \
+        -v lu="$(jnum cpu_user_s "$json")" -v ls="$(jnum cpu_sys_s "$json")" -v w="$WARMUP" \
+        -v d="$DURATION" -v sk="$(cpu_secs "$SINK_PLAIN_PID")" 'BEGIN {
+            if (n == 0) { print "- - -"; exit }
+            # other: the machine minus sluice and the load generator (its CPU scaled to the
+            # measured part) and the sink (not sampled per run: counted with "other")
+            o = (m1 - m0) - (c1 - c0) - (lu + ls) * d / (w + d)
+            printf "%.1f %.1f %.0f\n", (c1 - c0) / n * 1e6, (u1 - u0) / n * 1e6,
+                   (o < 0 ? 0 : o) / (t1 - t0) * 100 }')
+    ROWS+=("$1|$2|$3|$(jnum msg_per_s "$json")|$us|$uus|$(jnum failed "$json")|$other")
+    log "[$(elapsed)s] $1 $2 round $3: $(jnum msg_per_s "$json") msg/s, sluice $us us CPU/msg" \
+        "($uus user), failed $(jnum failed "$json"), other+sink ${other}%"
 }
 
 for round in $(seq "$RUNS"); do
@@ -115,15 +132,20 @@ for round in $(seq "$RUNS"); do
     done
 done
 
-col() { # col SCENARIO LABEL FIELD (3 msg/s, 4 CPU us/msg, 5 failed): one value per round
+col() { # col SCENARIO LABEL FIELD: one value per round. FIELD: 3 msg/s, 4 CPU us/msg,
+    # 5 user CPU us/msg, 6 failed, 7 other %
     local r
     for r in "${ROWS[@]}"; do
         IFS='|' read -r -a f <<<"$r"
         if [[ ${f[0]} == "$1" && ${f[1]} == "$2" ]]; then echo "${f[$3]}"; fi
     done
 }
+each() { col "$@" | paste -sd/ - | sed 's|/| / |g'; }
 ratio_rounds() { # ratio_rounds SCENARIO LABEL REF FIELD: value / reference, per round
     paste <(col "$1" "$2" "$4") <(col "$1" "$3" "$4") | awk '$2 > 0 { printf "%.4f\n", $1 / $2 }'
+}
+diff_rounds() { # diff_rounds SCENARIO LABEL REF FIELD: value - reference, per round
+    paste <(col "$1" "$2" "$4") <(col "$1" "$3" "$4") | awk '{ printf "%.2f\n", $1 - $2 }'
 }
 
 REF=${LABELS[0]}
@@ -135,21 +157,26 @@ echo "Output: $OUT"
 echo
 for label in "${LABELS[@]}"; do echo "- $label: ${V_DESC[$label]}"; done
 echo
+echo "\"vs $REF\" and \"minus $REF\" are medians over the rounds of the difference to $REF in the"
+echo "same round. CPU is sluice's (user + system, and user alone) from the end of the warmup"
+echo "to the end of the run, over the messages of the run. \"other\" is the machine's busy time"
+echo "minus sluice and the load generator (the sink and everyone else), in % of one core."
+echo
 for id in $SCENARIO_IDS; do
     echo "### $(IFS='|' read -r _ l _ <<<"$(scenario_of "$id")"; echo "$l")"
     echo
-    echo "| variant | msg/s (each round) | msg/s median | vs $REF (median of rounds) | sluice CPU us/msg (each round) | median | minus $REF | failed |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-    ref_us=$(col "$id" "$REF" 4 | median)
+    echo "| variant | msg/s (each round) | median | vs $REF | CPU us/msg (each round) | median | minus $REF | user CPU us/msg (each round) | median | minus $REF | failed | other % |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for label in "${LABELS[@]}"; do
         r=$(ratio_rounds "$id" "$label" "$REF" 3 | median)
-        us=$(col "$id" "$label" 4 | median)
-        echo "| $label | $(col "$id" "$label" 3 | paste -sd/ - | sed 's|/| / |g') |" \
-             "$(col "$id" "$label" 3 | median) |" \
+        echo "| $label | $(each "$id" "$label" 3) | $(col "$id" "$label" 3 | median) |" \
              "$(awk -v r="$r" 'BEGIN { printf "%+.1f %%", (r - 1) * 100 }') |" \
-             "$(col "$id" "$label" 4 | paste -sd/ - | sed 's|/| / |g') | $us |" \
-             "$(awk -v a="$us" -v b="$ref_us" 'BEGIN { printf "%+.1f", a - b }') |" \
-             "$(col "$id" "$label" 5 | awk '{ s += $1 } END { print s + 0 }') |"
+             "$(each "$id" "$label" 4) | $(col "$id" "$label" 4 | median) |" \
+             "$(diff_rounds "$id" "$label" "$REF" 4 | median | awk '{ printf "%+.1f", $1 }') |" \
+             "$(each "$id" "$label" 5) | $(col "$id" "$label" 5 | median) |" \
+             "$(diff_rounds "$id" "$label" "$REF" 5 | median | awk '{ printf "%+.1f", $1 }') |" \
+             "$(col "$id" "$label" 6 | awk '{ s += $1 } END { print s + 0 }') |" \
+             "$(each "$id" "$label" 7) |"
     done
     echo
 done

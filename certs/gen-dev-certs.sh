@@ -32,3 +32,21 @@ issue dev-ecdsa ec -pkeyopt ec_paramgen_curve:P-256
 issue dev-rsa rsa:2048
 chmod 644 dev-ca.crt dev-ecdsa.crt dev-rsa.crt
 echo "dev certificates in $(pwd): dev-ca.crt (trust this), dev-ecdsa.crt, dev-rsa.crt"
+
+# The per-install dev key of `sluice token` (Ed25519) and its public JWKS, which a domain's
+# oauth2.jwks_file may trust for trying tokens out. The same files as
+# `sluice token --init`; the kid is sluice-dev- and 16 hex digits of the SHA-256 of the
+# raw public key, as core/cmd_token.c derives it.
+if [ ! -f dev-token.key ]; then
+    openssl genpkey -algorithm ed25519 -out dev-token.key 2>/dev/null
+fi
+if [ ! -f dev-token.jwks ]; then
+    openssl pkey -in dev-token.key -pubout -outform DER 2>/dev/null | tail -c 32 > dev-token.pub
+    x=$(base64 -w0 < dev-token.pub | tr '+/' '-_' | tr -d '=')
+    kid=sluice-dev-$(openssl dgst -sha256 -r < dev-token.pub | cut -c1-16)
+    rm -f dev-token.pub
+    printf '{"keys":[{"kty":"OKP","crv":"Ed25519","x":"%s","kid":"%s","use":"sig","alg":"EdDSA"}]}\n' \
+        "$x" "$kid" > dev-token.jwks
+    chmod 644 dev-token.jwks
+fi
+echo "dev token key in $(pwd): dev-token.key (sluice token signs with it), dev-token.jwks"

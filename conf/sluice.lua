@@ -45,6 +45,7 @@ return {
   policies = {
     '../policies/ratelimit.lua',      -- before auth.lua: its on_auth blocks first
     '../policies/auth.lua',
+    '../policies/oauth2.lua',         -- bearer tokens (XOAUTH2, OAUTHBEARER)
     '../policies/sender_domain.lua',
     '../policies/audit.lua',
   },
@@ -52,7 +53,19 @@ return {
   -- audit_log = '/var/log/sluice/audit.log',   -- default: audit events are discarded
 
   domains = {
-    ['example.org'] = {},
+    -- Passwords from users/example.org.txt, and OAuth2 bearer tokens. This oauth2 table
+    -- trusts the per-install dev key that certs/gen-dev-certs.sh (`make run`) makes, so
+    -- that `sluice token alice@example.org` mints a token to try (the daemon warns at
+    -- start: oauth2.dev_key). For a real identity provider see docs/authentication.md.
+    ['example.org'] = {
+      auth = { 'file', 'oauth2' },
+      oauth2 = {
+        issuer = 'https://sluice.invalid/dev',
+        audience = 'smtp://localhost',
+        scope = 'smtp.send',
+        jwks_file = '../certs/dev-token.jwks',
+      },
+    },
     ['example.net'] = {},
   },
 }

@@ -29,7 +29,11 @@ static const char ctl_usage[] =
     "          reload\n"
     "          ratelimit show NAME      keys of NAME (auth_fail:ip:192.0.2.7) and its block\n"
     "          ratelimit reset NAME     delete every key of NAME: unblocks it\n"
-    "          ratelimit list [PREFIX]  names blocked now (PREFIX: auth_fail:ip:)\n";
+    "          ratelimit list [PREFIX]  names blocked now (PREFIX: auth_fail:ip:)\n"
+    "          token deny jti|sub|client VALUE [SECONDS]\n"
+    "                                   refuse bearer tokens with that jti, subject or\n"
+    "                                   client for SECONDS (default 86400)\n"
+    "          token allow jti|sub|client VALUE   take VALUE off the deny-list\n";
 
 /* ---- a small JSON reader: the reply is ours, but is still checked ------------------------ */
 
@@ -358,6 +362,14 @@ ctl_print(const char *command, const char *sub, const struct ctl_json *r)
         ctl_print_flat("", r);
     else if (strcmp(command, "reload") == 0)
         printf("reload: %s\n", ctl_get_str(r, "message"));
+    else if (strcmp(command, "token") == 0 && strcmp(sub, "deny") == 0)
+        printf("%s: denied for %s s\n", ctl_get_str(r, "key"), ctl_get_str(r, "ttl"));
+    else if (strcmp(command, "token") == 0)
+        printf("%s: %s\n", ctl_get_str(r, "key"),
+               ctl_get(r, "removed") != NULL && ctl_get(r, "removed")->type == CTL_JBOOL &&
+                       ctl_get(r, "removed")->b
+                   ? "removed"
+                   : "was not denied");
     else if (strcmp(sub, "show") == 0)
         ctl_print_show(r);
     else if (strcmp(sub, "reset") == 0)
@@ -470,6 +482,23 @@ ctl_is_clean(const char *s)
     return true;
 }
 
+/* token deny KIND VALUE [SECONDS] | token allow KIND VALUE: one word each, no controls. */
+static bool
+ctl_is_token(int argc, char **argv)
+{
+    bool deny = argc >= 2 && strcmp(argv[1], "deny") == 0;
+
+    if (argc < 4 || strcmp(argv[0], "token") != 0 || argc > (deny ? 5 : 4) ||
+        (!deny && strcmp(argv[1], "allow") != 0) ||
+        (strcmp(argv[2], "jti") != 0 && strcmp(argv[2], "sub") != 0 &&
+         strcmp(argv[2], "client") != 0))
+        return false;
+    for (int i = 3; i < argc; i++)
+        if (argv[i][0] == '\0' || strchr(argv[i], ' ') != NULL || !ctl_is_clean(argv[i]))
+            return false;
+    return true;
+}
+
 /* argv after the options -> the request line with its LF in line[CONTROL_MAX_REQUEST];
  * -1 on a usage error. */
 static int
@@ -487,6 +516,9 @@ ctl_request(int argc, char **argv, char *line)
              ctl_is_clean(name))
         n = snprintf(line, CONTROL_MAX_REQUEST, "ratelimit %s%s%s\n", argv[1],
                      argc == 3 ? " " : "", name);
+    else if (ctl_is_token(argc, argv))
+        n = snprintf(line, CONTROL_MAX_REQUEST, "token %s %s %s%s%s\n", argv[1], argv[2],
+                     argv[3], argc == 5 ? " " : "", argc == 5 ? argv[4] : "");
     else
         return -1;
     return n > 0 && n < CONTROL_MAX_REQUEST ? 0 : -1;

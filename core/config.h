@@ -85,6 +85,39 @@ struct config_domain_limits {
     size_t domain_auth_failures_per_hour;
 };
 
+/* domains['name'].oauth2: how bearer tokens of this domain are checked
+ * (policies/oauth2.lua, docs/authentication.md); parsed by config_oauth2.c. */
+struct config_oauth2 {
+    char  *issuer;             /* owns; the `iss` a token must carry */
+    char **audience;           /* owns; NULL-terminated; `aud` must hold one of them */
+    char  *scope;              /* owns; required scope, default "smtp.send" */
+    char  *jwks_file;          /* owns; absolute path of the issuer's JWKS, readable */
+    char **clients;            /* owns; NULL-terminated azp/client_id allowed; NULL = any */
+    size_t leeway;             /* seconds of clock skew allowed on exp/nbf/iat, default 60 */
+    size_t max_token_lifetime; /* seconds exp - iat may span, default 86400 */
+};
+
+/* domains['name'].ldap: the domain's directory (core/ldap_client.c,
+ * docs/authentication.md "LDAP"); parsed by config_ldap.c. Bind mode when filter is NULL
+ * (bind_dn is the users' DN template), search mode otherwise (bind_dn is the service
+ * account's DN, NULL for an anonymous search). */
+struct config_ldap {
+    char  **uris;            /* owns; NULL-terminated ldap:// and ldaps:// URIs, in order */
+    size_t  n_uris;
+    bool    starttls;        /* StartTLS on ldap:// URIs; default true */
+    char   *ca_file;         /* owns; absolute path, NULL = the system's store */
+    void   *tls_ctx;         /* owns a reference: libldap's TLS context trusting ca_file
+                              * (ldap_dial_tls_ctx), made at load, before privileges are
+                              * dropped; every connection shares it */
+    char   *base_dn;         /* owns; search base (required in search mode), or NULL */
+    char   *bind_dn;         /* owns; template (%u %d %s) or service DN, or NULL */
+    char   *bind_password;   /* owns; the service account's: a secret, never logged or
+                              * given to Lua; NULL in bind mode */
+    char   *filter;          /* owns; search filter template, NULL = bind mode */
+    double  timeout;         /* seconds one verification may take; default 5 */
+    size_t  max_connections; /* per worker; default 4 */
+};
+
 struct config_domain {
     char                       *name;    /* owns; ASCII-lowercased, U-label or A-label */
     bool                        enabled; /* default true */
@@ -95,6 +128,8 @@ struct config_domain {
     bool                        allow_null_sender;
     bool                        check_header_from;
     struct config_domain_limits limits;
+    struct config_oauth2       *oauth2;  /* owns; NULL when the domain has no oauth2 table */
+    struct config_ldap         *ldap;    /* owns; NULL when the domain has no ldap table */
 };
 
 struct config {

@@ -132,6 +132,13 @@ void cfg_free_upstream(struct config_upstream *set);
 /* ---- config_policy.c: policies, hook_timeout, audit_log, lua_dir, shdict_size, domains */
 
 void cfg_policy_defaults(struct config *cfg);
+/* config_oauth2.c: domains[name].oauth2, and the check that an 'oauth2' in auth has it */
+int  cfg_domain_oauth2(struct cfg_ctx *ctx, int t, struct config_domain *d);
+void cfg_free_oauth2(struct config_oauth2 *o);
+/* config_ldap.c: domains[name].ldap, and the check that an 'ldap' in auth has it */
+int  cfg_domain_ldap(struct cfg_ctx *ctx, int t, const struct config *cfg,
+                     struct config_domain *d);
+void cfg_free_ldap(struct config_ldap *l);
 int  cfg_policy(struct cfg_ctx *ctx, int top, struct config *cfg);
 void cfg_free_policy(struct config *cfg);
 

@@ -221,11 +221,12 @@ cfg_domain_auth(struct cfg_ctx *ctx, int t, struct config_domain *d)
         return cfg_strdup(ctx, "file", &d->auth[0]);
     }
     for (i = 0; d->auth[i] != NULL; i++) {
-        if (strcmp(d->auth[i], "file") == 0)
+        if (strcmp(d->auth[i], "file") == 0 || strcmp(d->auth[i], "oauth2") == 0 ||
+            strcmp(d->auth[i], "ldap") == 0)
             continue;
         cfg_push_key(ctx, "auth");
         cfg_push_index(ctx, i + 1);
-        return cfg_fail(ctx, "expected 'file', not '%s'", d->auth[i]);
+        return cfg_fail(ctx, "expected 'file', 'ldap' or 'oauth2', not '%s'", d->auth[i]);
     }
     return 0;
 }
@@ -236,7 +237,7 @@ cfg_domain(struct cfg_ctx *ctx, struct config *cfg)
 {
     static const char *const keys[] = {
         "enabled", "auth", "senders", "allow_subdomains", "allow_null_sender",
-        "check_header_from", "limits", NULL,
+        "check_header_from", "limits", "oauth2", "ldap", NULL,
     };
     struct config_domain *d = &cfg->domains[cfg->n_domains];
     const char           *name = lua_tostring(ctx->L, -2);
@@ -259,7 +260,8 @@ cfg_domain(struct cfg_ctx *ctx, struct config *cfg)
         cfg_get_bool(ctx, -1, "allow_subdomains", &d->allow_subdomains) ||
         cfg_get_bool(ctx, -1, "allow_null_sender", &d->allow_null_sender) ||
         cfg_get_bool(ctx, -1, "check_header_from", &d->check_header_from) ||
-        cfg_domain_limits(ctx, -1, &d->limits))
+        cfg_domain_limits(ctx, -1, &d->limits) || cfg_domain_oauth2(ctx, -1, d) ||
+        cfg_domain_ldap(ctx, -1, cfg, d))
         return -1;
     cfg_pop(ctx, mark);
     return 0;
@@ -331,6 +333,8 @@ cfg_free_policy(struct config *cfg)
             cfg_free_strings(d->senders[j].addresses);
         }
         free(d->senders);
+        cfg_free_oauth2(d->oauth2);
+        cfg_free_ldap(d->ldap);
     }
     free(cfg->domains);
 }

@@ -205,6 +205,37 @@ out_finish(struct control_out *o)
         control_out_error(o, "reply too large, or out of memory");
 }
 
+void
+control_out_begin_ok(struct control_out *out)
+{
+    out_begin_ok(out);
+}
+
+void
+control_out_text(struct control_out *out, const char *key, const char *s, size_t n)
+{
+    out_text(out, key, s, n);
+}
+
+void
+control_out_secs(struct control_out *out, const char *key, double v)
+{
+    out_secs(out, key, v);
+}
+
+void
+control_out_bool(struct control_out *out, const char *key, bool v)
+{
+    out_key(out, key);
+    out_put(out, v ? "true" : "false", v ? 4 : 5);
+}
+
+void
+control_out_finish(struct control_out *out)
+{
+    out_finish(out);
+}
+
 /* ---- status and reload ------------------------------------------------------------- */
 
 static void
@@ -640,9 +671,11 @@ control_cmd_run(const struct control_env *env, const char *line, size_t len,
         control_reload(env, out);
     } else if (control_word(&s, &n, "ratelimit")) {
         control_ratelimit(env, s, n, rq, out);
+    } else if (control_word(&s, &n, "token")) {
+        control_token_run(env, s, n, rq, out);
     } else {
         control_out_error(out, "unknown command; the commands are status, reload, "
                                "ratelimit show NAME, ratelimit reset NAME, "
-                               "ratelimit list [PREFIX]");
+                               "ratelimit list [PREFIX], token deny|allow jti|sub|client VALUE");
     }
 }

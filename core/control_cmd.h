@@ -41,6 +41,17 @@ struct control_out {
 void control_cmd_run(const struct control_env *env, const char *line, size_t len,
                      struct control_request *rq, struct control_out *out);
 
+/* token deny / token allow (control_token.c); s is what follows "token ". */
+void control_token_run(const struct control_env *env, const char *s, size_t n,
+                       struct control_request *rq, struct control_out *out);
+
+/* Writers for the command files: {"ok":true, then "key":value members, then the end. */
+void control_out_begin_ok(struct control_out *out);
+void control_out_text(struct control_out *out, const char *key, const char *s, size_t n);
+void control_out_secs(struct control_out *out, const char *key, double v);
+void control_out_bool(struct control_out *out, const char *key, bool v);
+void control_out_finish(struct control_out *out);
+
 /* Replace whatever *out holds by {"ok":false,"error":error}. */
 void control_out_error(struct control_out *out, const char *error);
 void control_out_cleanup(struct control_out *out);

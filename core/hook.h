@@ -25,6 +25,10 @@ struct verdict {
     int               code;
     char              enhanced[16];
     char              text[256];
+    char              user[256];    /* accept in on_auth: the identity the session takes
+                                     * instead of the SASL one (sluice.accept(identity));
+                                     * "" = the SASL one. RFC 5321 4.5.3.1.3: a path is at
+                                     * most 256 octets with its brackets */
 };
 
 void verdict_set(struct verdict *v, enum verdict_kind kind, int code, const char *enhanced,

@@ -23,20 +23,39 @@
  * the function on its stack afresh (Lua 5.1 manual, lua_resume; LuaJIT's lua_resume checks
  * the same). One that raised, or was cancelled while suspended, is left to the collector,
  * and so is one whose globals a policy changed (setfenv(0, ...)). */
-#define HOOK_POOL_MAX 16
+#define HOOK_POOL_MAX  16
+#define HOOK_SPARE_MAX 4
 
+/* Also kept: a few freed runs, so that a steady stream of hook calls allocates nothing
+ * from the C heap either. (What lies next to a connection's read buffer decides whether
+ * conn.c's realloc of it grows in place or copies: docs/benchmarks.md, "Policy engine
+ * cost".) */
 struct hook_pool {
-    int n;
+    const void *globals; /* the state's globals table: a reused thread must have them */
+    int         n;
     struct {
         lua_State *L;
         int        ref; /* registry ref anchoring L */
     } idle[HOOK_POOL_MAX];
+    int              n_spare;
+    struct hook_run *spare[HOOK_SPARE_MAX]; /* owns */
 };
 
 /* Registry key of a state's pool: the address of this variable. */
 static const char hook_pool_key = 0;
 
 static void hook_budget_cb(struct ev_loop *loop, ev_timer *t, int revents);
+
+/* __gc of the pool: the state is being closed. */
+static int
+hook_pool_gc(lua_State *L)
+{
+    struct hook_pool *p = lua_touserdata(L, 1);
+
+    while (p->n_spare > 0)
+        free(p->spare[--p->n_spare]);
+    return 0;
+}
 
 /* The pool of L, a userdata in its registry, made on first use. */
 static struct hook_pool *
@@ -52,7 +71,13 @@ hook_pool_of(lua_State *L)
         return p;
     lua_pushlightuserdata(L, (void *)&hook_pool_key);
     p = lua_newuserdata(L, sizeof(*p));
+    p->globals = lua_topointer(L, LUA_GLOBALSINDEX);
     p->n = 0;
+    p->n_spare = 0;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, hook_pool_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
     lua_rawset(L, LUA_REGISTRYINDEX);
     return p;
 }
@@ -84,12 +109,7 @@ hook_thread_return(struct hook_run *run, lua_State *co, int ref, bool finished)
 
     if (finished && p->n < HOOK_POOL_MAX && lua_status(co) == 0) {
         lua_settop(co, 0);
-        lua_pushvalue(co, LUA_GLOBALSINDEX);
-        lua_pushvalue(L, LUA_GLOBALSINDEX);
-        lua_xmove(L, co, 1);
-        finished = lua_rawequal(co, 1, 2);
-        lua_settop(co, 0);
-        if (finished) {
+        if (lua_topointer(co, LUA_GLOBALSINDEX) == p->globals) {
             p->idle[p->n].L = co;
             p->idle[p->n].ref = ref;
             p->n++;
@@ -119,7 +139,10 @@ hook_run_free(struct hook_run *run)
     hook_call_end(run, false);
     if (run->argv != NULL)
         hook_thread_return(run, run->argv, run->argv_ref, true);
-    free(run);
+    if (run->pool->n_spare < HOOK_SPARE_MAX)
+        run->pool->spare[run->pool->n_spare++] = run;
+    else
+        free(run);
 }
 
 /* "file:12: message" -> 12; 0 when the message carries no position. */
@@ -250,6 +273,9 @@ hook_take_verdict(struct hook_run *run)
                                               : VERDICT_TEMPFAIL,
                 (int)lua_tointeger(L, base + 5), lua_tostring(L, base + 6),
                 lua_tostring(L, base + 7));
+    lua_getfield(L, base + 1, "user"); /* sluice.accept(identity); verdict.check saw it */
+    if (lua_type(L, -1) == LUA_TSTRING)
+        snprintf(run->verdict.user, sizeof(run->verdict.user), "%s", lua_tostring(L, -1));
     lua_settop(L, base);
 }
 
@@ -331,10 +357,13 @@ static enum hook_rc
 hook_run_begin(struct smtp_session *s, struct policy_vm *vm, enum policy_hook hook,
                int nargs, bool notify, hook_done_fn *done, struct verdict *out)
 {
-    lua_State       *L = policy_vm_state(vm);
-    struct hook_run *run = policy_vm_hook_count(vm, hook) ? malloc(sizeof(*run)) : NULL;
+    lua_State        *L = policy_vm_state(vm);
+    struct hook_pool *pool = hook_pool_of(L);
+    struct hook_run  *run = NULL;
 
     verdict_set(out, VERDICT_NONE, 0, NULL, NULL);
+    if (policy_vm_hook_count(vm, hook) != 0)
+        run = pool->n_spare > 0 ? pool->spare[--pool->n_spare] : malloc(sizeof(*run));
     if (run == NULL) {
         if (policy_vm_hook_count(vm, hook) != 0 && !notify)
             verdict_set(out, VERDICT_TEMPFAIL, 451, "4.3.0", HOOK_FAIL_TEXT); /* no memory */
@@ -342,7 +371,7 @@ hook_run_begin(struct smtp_session *s, struct policy_vm *vm, enum policy_hook ho
         return HOOK_DONE;
     }
     *run = (struct hook_run){.session = s, .vm = vm, .loop = s->worker->loop, .hook = hook,
-                             .pool = hook_pool_of(L), .argv_ref = LUA_NOREF, .nargs = nargs,
+                             .pool = pool, .argv_ref = LUA_NOREF, .nargs = nargs,
                              .co_ref = LUA_NOREF, .done = done, .notify = notify};
     ev_init(&run->budget, hook_budget_cb);
     ev_init(&run->timer, NULL);

@@ -31,6 +31,12 @@ int lapi_core_open(lua_State *L);
 /* Each adds its functions to the table at the stack top. */
 void lapi_log_open(lua_State *L);     /* log, audit */
 void lapi_shdict_open(lua_State *L);  /* shdict = { get, set, incr } */
+void lapi_crypto_open(lua_State *L);  /* crypto = { b64url_*, sha256, random, jwk } */
+void lapi_ldap_open(lua_State *L);    /* ldap = { verify } (lapi_ldap.c) */
+
+struct config_ldap;
+/* A domain's ldap settings as sluice.domains shows them: without the service password. */
+void lapi_ldap_push_settings(lua_State *L, const struct config_ldap *l);
 
 /* The hook running now; raises outside a hook. */
 struct hook_run *lapi_hook_run(lua_State *L, const char *fn);

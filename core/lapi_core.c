@@ -89,6 +89,30 @@ lapi_push_limits(lua_State *L, const struct config_domain_limits *lim)
 #undef LAPI_LIMIT
 }
 
+/* A domain's oauth2 table (config_oauth2.c), defaults filled in; nothing when absent. */
+static void
+lapi_push_oauth2(lua_State *L, const struct config_oauth2 *o)
+{
+    if (o == NULL)
+        return;
+    lua_createtable(L, 0, 7);
+    lua_pushstring(L, o->issuer);
+    lua_setfield(L, -2, "issuer");
+    lapi_push_strings(L, o->audience);
+    lua_setfield(L, -2, "audience");
+    lua_pushstring(L, o->scope);
+    lua_setfield(L, -2, "scope");
+    lua_pushstring(L, o->jwks_file);
+    lua_setfield(L, -2, "jwks_file");
+    lapi_push_strings(L, o->clients);
+    lua_setfield(L, -2, "clients");
+    lua_pushnumber(L, (lua_Number)o->leeway);
+    lua_setfield(L, -2, "leeway");
+    lua_pushnumber(L, (lua_Number)o->max_token_lifetime);
+    lua_setfield(L, -2, "max_token_lifetime");
+    lua_setfield(L, -2, "oauth2");
+}
+
 /* One domain's settings as a plain table, defaults filled in. */
 static void
 lapi_push_domain(lua_State *L, const struct config_domain *d)
@@ -114,6 +138,11 @@ lapi_push_domain(lua_State *L, const struct config_domain *d)
     lua_setfield(L, -2, "check_header_from");
     lapi_push_limits(L, &d->limits);
     lua_setfield(L, -2, "limits");
+    lapi_push_oauth2(L, d->oauth2);
+    if (d->ldap != NULL) {
+        lapi_ldap_push_settings(L, d->ldap);
+        lua_setfield(L, -2, "ldap");
+    }
 }
 
 static void
@@ -141,5 +170,7 @@ lapi_core_open(lua_State *L)
     lua_setfield(L, -2, "domains");
     lapi_log_open(L);
     lapi_shdict_open(L);
+    lapi_crypto_open(L);
+    lapi_ldap_open(L);
     return 1;
 }

@@ -148,6 +148,30 @@ lapi_session_release(lua_State *L, struct smtp_session *s)
     s->lua_session = 0;
 }
 
+/* "%08llx.%zu" of the session id and the message number, without snprintf (a tx table
+ * is made for every hook call): the transaction id of the 250 reply and the Received:
+ * header (smtp_data.c). Returns the length; buf has room for 16 + 1 + 20 digits. */
+static size_t
+lapi_tx_id(char *buf, unsigned long long sid, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char              tmp[24];
+    size_t            len = 0, k = 0;
+    int               shift;
+
+    for (shift = 60; shift >= 0; shift -= 4)
+        if ((sid >> shift) != 0 || shift < 32) /* at least 8 digits */
+            buf[len++] = hex[(sid >> shift) & 0xf];
+    buf[len++] = '.';
+    do {
+        tmp[k++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n != 0);
+    while (k > 0)
+        buf[len++] = tmp[--k];
+    return len;
+}
+
 void
 lapi_push_tx(lua_State *L, struct smtp_session *s, bool with_size)
 {
@@ -156,8 +180,8 @@ lapi_push_tx(lua_State *L, struct smtp_session *s, bool with_size)
     size_t                i;
 
     lua_createtable(L, 0, 6);
-    snprintf(id, sizeof(id), "%08llx.%zu", (unsigned long long)s->id, s->messages + 1);
-    lapi_set_str(L, "id", id);
+    lua_pushlstring(L, id, lapi_tx_id(id, (unsigned long long)s->id, s->messages + 1));
+    lua_setfield(L, -2, "id");
     lua_pushstring(L, tx->mail_from);
     lua_setfield(L, -2, "sender");
     lua_createtable(L, (int)tx->n_rcpts, 0);

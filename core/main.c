@@ -11,7 +11,8 @@ usage(FILE *f)
                "       sluice check [-c FILE]     validate configuration, certificates, users\n"
                "       sluice passwd [-s SCHEME]  hash a password read from stdin\n"
                "       sluice sink [OPTIONS]      capturing upstream SMTP server (--help)\n"
-               "       sluice ctl [-c FILE] CMD   talk to the running daemon (--help)\n");
+               "       sluice ctl [-c FILE] CMD   talk to the running daemon (--help)\n"
+               "       sluice token [OPTIONS] USER  mint a test JWT from the dev key (--help)\n");
     return f == stdout ? 0 : EXIT_USAGE;
 }
 
@@ -30,6 +31,8 @@ main(int argc, char **argv)
         return cmd_sink_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "ctl") == 0)
         return cmd_ctl_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "token") == 0)
+        return cmd_token_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)
         return usage(stdout);
     return usage(stderr);

@@ -232,7 +232,7 @@ smtp_auth_apply(struct smtp_session *s, const struct verdict *v)
     s->state = SMTP_STATE_CMD;
     *a = *v;
     if (a->kind == VERDICT_ACCEPT) {
-        smtp_auth_identity(s, s->sasl.creds.authcid);
+        smtp_auth_identity(s, a->user[0] != '\0' ? a->user : s->sasl.creds.authcid);
         verdict_set(a, VERDICT_ACCEPT, 235, "2.7.0", "Authentication successful");
     } else if (a->kind == VERDICT_NONE) {
         verdict_set(a, VERDICT_REJECT, 535, "5.7.8", "Authentication credentials invalid");

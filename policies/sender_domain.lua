@@ -24,9 +24,16 @@ local function aliases(cfg, user)
   return set
 end
 
--- May this session send as `addr` (a path or an addr-spec)?
-local function may_send_as(session, cfg, addr)
-  local own = session.domain and idna.to_ascii(session.domain)
+-- The session's domain settings (NO_SETTINGS when not declared) and its A-label form.
+local function own_domain(session)
+  local cfg, own = domains.get(session.domain)
+  if cfg then return cfg, own end
+  return NO_SETTINGS, session.domain and idna.to_ascii(session.domain)
+end
+
+-- May this session (authenticated in domain `own`, A-label) send as `addr` (a path or an
+-- addr-spec)?
+local function may_send_as(session, cfg, own, addr)
   local m = address.parse(addr)
   if not own or not m then return false end
   if m.domain == own then return true end
@@ -46,19 +53,19 @@ local function mismatch(session, sender, where)
 end
 
 local function on_mail_from(session, tx, sender)
-  local cfg = domains.get(session.domain) or NO_SETTINGS
+  local cfg, own = own_domain(session)
   if address.is_null(sender) then
     if cfg.allow_null_sender then return nil end
     mismatch(session, '', 'mail_from')
     return sluice.reject(550, '5.7.1', 'The null sender <> is not allowed for your domain')
   end
-  if may_send_as(session, cfg, sender) then return nil end
+  if may_send_as(session, cfg, own, sender) then return nil end
   mismatch(session, sender, 'mail_from')
   return sluice.reject(550, '5.7.1', 'Sender address is not in your domain')
 end
 
 local function on_data(session, tx)
-  local cfg = domains.get(session.domain) or NO_SETTINGS
+  local cfg, own = own_domain(session)
   if not cfg.check_header_from then return nil end
   local froms = tx:headers('From')
   local list = #froms == 1 and address.from_header(froms[1])
@@ -66,7 +73,7 @@ local function on_data(session, tx)
     return sluice.reject(550, '5.6.0', 'The message needs exactly one valid From: header')
   end
   for _, a in ipairs(list) do
-    if not may_send_as(session, cfg, a) then
+    if not may_send_as(session, cfg, own, a) then
       mismatch(session, a, 'header_from')
       return sluice.reject(550, '5.7.1', 'Header From: address is not in your domain')
     end
@@ -74,4 +81,10 @@ local function on_data(session, tx)
   return nil
 end
 
-return { on_mail_from = on_mail_from, on_data = on_data }
+-- on_data has an opinion only for domains with check_header_from; without one, leaving it
+-- out lets the engine skip the hook, and the tx table it would build, on every message.
+local hooks = { on_mail_from = on_mail_from }
+for _, cfg in pairs(sluice.domains) do
+  if cfg.check_header_from then hooks.on_data = on_data end
+end
+return hooks

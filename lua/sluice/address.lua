@@ -8,11 +8,17 @@ local idna = require('sluice.idna')
 
 local address = {}
 
--- Position of the '@' that ends the local part, or nil. A quoted local part may hold
--- '@' and backslash escapes (RFC 5321 4.1.2 Quoted-string).
-local function split_at(s)
-  if s:sub(1, 1) ~= '"' then
-    return s:match('^.*()@')
+-- Position of the '@' that ends the local part, or nil. A quoted local part (quoted: s
+-- starts with '"') may hold '@' and backslash escapes (RFC 5321 4.1.2 Quoted-string).
+local function split_at(s, quoted)
+  if not quoted then -- the last '@' (plain finds: cheaper than a backtracking pattern)
+    local at = s:find('@', 1, true)
+    while at do
+      local next_at = s:find('@', at + 1, true)
+      if not next_at then return at end
+      at = next_at
+    end
+    return nil
   end
   local i = 2
   while i <= #s do
@@ -35,8 +41,8 @@ end
 
 -- '"john.doe"' and 'john.doe' are the same local part (RFC 5321 4.1.2): unquote when
 -- the content is a plain dot-string, so both compare equal.
-local function canonical_local(lp)
-  local inner = lp:byte(1) == 34 and lp:match('^"(.*)"$')
+local function canonical_local(lp, quoted)
+  local inner = quoted and lp:match('^"(.*)"$')
   if inner and is_dot_string(inner) then
     lp = inner
   end
@@ -53,22 +59,31 @@ end
 -- is kept as written, lowercased, with literal = true); or nil and the reason.
 function address.parse(path)
   if type(path) ~= 'string' then return nil, 'not a string' end
-  local s = path:byte(1) == 60 and path:match('^<(.*)>$') or path
-  if s:byte(1) == 64 then
+  local s, c = path, path:byte(1)
+  if c == 60 then -- '<'
+    s = path:match('^<(.*)>$') or path
+    c = s:byte(1)
+  end
+  if c == 64 then -- '@'
     s = s:gsub('^@[^:]*:', '') -- RFC 5321 4.1.2: a source route is accepted and ignored
+    c = s:byte(1)
   end
   if s == '' then return nil, 'null path' end
-  local at = split_at(s)
+  local quoted = c == 34 -- '"'
+  local at = split_at(s, quoted)
   if not at or at == 1 or at == #s then return nil, 'not local@domain' end
   local lp, dom = s:sub(1, at - 1), s:sub(at + 1)
-  if dom:sub(1, 1) == '[' then
+  if s:byte(at + 1) == 91 then -- '['
     if not dom:match('^%[[^%[%]]+%]$') then return nil, 'bad address literal' end
-    return { local_part = canonical_local(lp), domain = dom:lower(), literal = true }
+    return { local_part = canonical_local(lp, quoted), domain = dom:lower(), literal = true }
   end
-  if dom:find('@', 1, true) then return nil, 'more than one @ after the local part' end
+  -- Without quotes the '@' is the last one already.
+  if quoted and dom:find('@', 1, true) then
+    return nil, 'more than one @ after the local part'
+  end
   local a, err = idna.to_ascii(dom)
   if not a then return nil, 'bad domain: ' .. err end
-  return { local_part = canonical_local(lp), domain = a, literal = false }
+  return { local_part = canonical_local(lp, quoted), domain = a, literal = false }
 end
 
 -- The domain of a path, lowercase A-label; nil and the reason when there is none.

@@ -225,24 +225,22 @@ end
 -- 64 label characters in a row: a label over 63 octets (RFC 1035 2.3.4).
 local LONG_LABEL = string.rep('[^.]', 64)
 
--- The common case, plain ASCII without an A-label: just the lowercase name, which is
--- what the general path below gives for it (lower_cp maps only A-Z below 0x80, and
--- LuaJIT's string.lower likewise maps only A-Z). nil sends everything else, errors
--- included, to the general path: any non-ASCII byte, any 'xn--' (an A-label to check),
--- an empty or overlong label, a name over 253 octets.
+-- The common case, letters, digits, '-' and '.' without an A-label: just the lowercase
+-- name, which is what the general path below gives for it (lower_cp maps only A-Z below
+-- 0x80, and LuaJIT's string.lower likewise maps only A-Z). nil sends everything else,
+-- errors included, to the general path: any other byte, any 'xn--' (an A-label to
+-- check), an empty or overlong label, a name over 253 octets.
 local function ascii_to_ascii(domain)
-  if domain:find('[\128-\255]') then return nil end
+  if not domain:find('^[%w%-][%w%-%.]*$') then return nil end -- no leading '.' either
   local s = domain:lower()
-  if #s > 253 or s:find('xn--', 1, true) or s:find('..', 1, true)
-      or s:byte(1) == 46 or s:byte(-1) == 46 or (#s > 63 and s:find(LONG_LABEL)) then
+  if #s > 253 or s:byte(-1) == 46 or s:find('..', 1, true) or s:find('xn--', 1, true)
+      or (#s > 63 and s:find(LONG_LABEL)) then
     return nil
   end
   return s
 end
 
--- A domain in either form -> lowercase ASCII form, or nil and the reason.
-function idna.to_ascii(domain)
-  if type(domain) ~= 'string' or domain == '' then return nil, 'empty domain' end
+local function general_to_ascii(domain)
   local fast = ascii_to_ascii(domain)
   if fast then return fast end
   local out = {}
@@ -254,6 +252,21 @@ function idna.to_ascii(domain)
   local s = table.concat(out, '.')
   if #s > 253 then return nil, 'domain longer than 253 octets' end
   return s
+end
+
+-- The last name converted and its result: policies ask about the same one or two names
+-- over and over (the session's domain, the sender's), and the answer depends on the
+-- name alone. Per Lua state, so per worker; nothing a caller can see.
+local last_in, last_out, last_err
+
+-- A domain in either form -> lowercase ASCII form, or nil and the reason.
+function idna.to_ascii(domain)
+  if type(domain) ~= 'string' or domain == '' then return nil, 'empty domain' end
+  if domain ~= last_in then
+    last_out, last_err = general_to_ascii(domain)
+    last_in = domain
+  end
+  return last_out, last_err
 end
 
 -- A domain in either form -> lowercase Unicode form, or nil and the reason.

@@ -17,5 +17,7 @@ return {
   shdict = core.shdict,
   passwd = core.passwd,
   domains = core.domains,
+  crypto = core.crypto,
+  ldap = core.ldap,
   json = require('sluice.json'),
 }

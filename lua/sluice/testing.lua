@@ -1,11 +1,12 @@
 -- lua/sluice/testing.lua: a pure-Lua double of the engine, so busted runs policy specs
 -- without a daemon. It replaces only the C half (`sluice.core`: clock, shared
--- dictionary, passwd, sleep, log and audit capture); the Lua half (verdicts, JSON,
+-- dictionary, passwd, ldap, sleep, log and audit capture); the Lua half (verdicts, JSON,
 -- ratelimit, idna...) is the real code. harness:run() applies the engine's rules:
 -- policies in order, first verdict wins, the documented default, and 451 4.3.0 plus a
 -- policy.error log line for a hook that raises, overruns its budget or returns a
 -- non-verdict. docs/policies.md shows how to use it.
 local json = require('sluice.json')
+local testing_crypto = require('sluice.testing_crypto')
 local testing_tx = require('sluice.testing_tx')
 local verdict = require('sluice.verdict')
 
@@ -94,7 +95,7 @@ end
 
 -- The fake C half: the functions docs/lua-api.md lists as the engine's.
 local function new_core(h)
-  local core = { domains = h.domains }
+  local core = { domains = h.domains, crypto = testing_crypto }
   core.shdict, h.store = new_shdict(h)
   function core.now() return h.clock end
   function core.sleep(seconds)
@@ -107,7 +108,8 @@ local function new_core(h)
   end
   function core.log(level, event, fields)
     argcheck(LEVELS[level], 'log', 'level must be debug, info, notice, warning or err')
-    argcheck(type(event) == 'string' and event:match('^[a-z_]+%.[a-z_]+$'), 'log',
+    argcheck(type(event) == 'string' and #event <= 64 and event:match('^[a-z0-9_.]+$')
+      and event:find('.', 1, true), 'log', -- core/lapi_log.c: lapi_is_name
       'event must be noun.verb in lowercase')
     argcheck(fields == nil or type(fields) == 'table', 'log', 'fields must be a table')
     for k, v in pairs(fields or {}) do
@@ -141,6 +143,21 @@ local function new_core(h)
     if h.passwd_error then return nil, h.passwd_error end
     return h.users[user:lower()] == password
   end
+  -- sluice.ldap.verify: the directory is opts.ldap_users; h.ldap_error makes it
+  -- unavailable. As the engine's: false at once for a domain without ldap settings or
+  -- an empty password (core/lapi_ldap.c).
+  core.ldap = {}
+  function core.ldap.verify(identity, password)
+    argcheck(not h.no_yield, 'ldap.verify', 'not available in on_disconnect')
+    argcheck(type(identity) == 'string' and type(password) == 'string', 'ldap.verify',
+      'identity and password must be strings')
+    local domain = identity:match('^[^%z]+@([^@%z]+)$')
+    local cfg = domain and h.domains[domain:lower()]
+    if not (cfg and cfg.ldap) or password == '' then return false end
+    h.ldap_verifications = h.ldap_verifications + 1
+    if h.ldap_error then return nil, h.ldap_error end
+    return h.ldap_users[identity:lower()] == password
+  end
   return core
 end
 
@@ -149,7 +166,57 @@ local function ascii_lower(s)
 end
 
 local DOMAIN_KEYS = { enabled = true, auth = true, senders = true, allow_subdomains = true,
-  allow_null_sender = true, check_header_from = true, limits = true }
+  allow_null_sender = true, check_header_from = true, limits = true, oauth2 = true,
+  ldap = true }
+local OAUTH2_KEYS = { issuer = true, audience = true, scope = true, jwks_file = true,
+  clients = true, leeway = true, max_token_lifetime = true }
+
+-- A domain's oauth2 table as core/config_oauth2.c stores it and lapi_core.c hands it
+-- over: audience always a list, clients a (possibly empty) list, defaults filled in.
+local function load_oauth2(name, o, auth)
+  local uses = false
+  for _, b in ipairs(auth) do uses = uses or b == 'oauth2' end
+  assert(o or not uses, 'domains[' .. name .. '].auth: lists \'oauth2\' but the domain has '
+    .. 'no oauth2 table')
+  if not o then return nil end
+  for k in pairs(o) do
+    assert(OAUTH2_KEYS[k], 'domains[' .. name .. '].oauth2: unknown key ' .. tostring(k))
+  end
+  for _, k in ipairs({ 'issuer', 'audience', 'jwks_file' }) do
+    assert(o[k], 'domains[' .. name .. '].oauth2.' .. k .. ': required')
+  end
+  return {
+    issuer = o.issuer, scope = o.scope or 'smtp.send', jwks_file = o.jwks_file,
+    audience = type(o.audience) == 'string' and { o.audience } or deep_copy(o.audience),
+    clients = deep_copy(o.clients or {}), leeway = o.leeway or 60,
+    max_token_lifetime = o.max_token_lifetime or 86400,
+  }
+end
+
+local LDAP_KEYS = { uris = true, starttls = true, ca_file = true, base_dn = true,
+  bind_dn = true, bind_password = true, bind_password_file = true, filter = true,
+  timeout = true, max_connections = true }
+
+-- A domain's ldap table as core/config_ldap.c stores it and lapi_ldap.c hands it over:
+-- uris a list, defaults filled in, the service password left out.
+local function load_ldap(name, l, auth)
+  local uses = false
+  for _, b in ipairs(auth) do uses = uses or b == 'ldap' end
+  assert(l or not uses, 'domains[' .. name .. '].auth: lists \'ldap\' but the domain has '
+    .. 'no ldap table')
+  if not l then return nil end
+  for k in pairs(l) do
+    assert(LDAP_KEYS[k], 'domains[' .. name .. '].ldap: unknown key ' .. tostring(k))
+  end
+  assert(l.uris, 'domains[' .. name .. '].ldap.uris: required')
+  assert(l.filter or l.bind_dn, 'domains[' .. name .. '].ldap.bind_dn: required')
+  return {
+    uris = type(l.uris) == 'string' and { l.uris } or deep_copy(l.uris),
+    starttls = l.starttls ~= false, ca_file = l.ca_file, base_dn = l.base_dn,
+    bind_dn = l.bind_dn, filter = l.filter, timeout = l.timeout or 5,
+    max_connections = l.max_connections or 4,
+  }
+end
 
 -- `domains` as the engine hands it to policies (core/config_policy.c, lapi_push_domain):
 -- names and senders keys ASCII-lowercased, every setting present with its default;
@@ -174,21 +241,25 @@ local function load_domains(domains)
       allow_null_sender = cfg.allow_null_sender == true,
       check_header_from = cfg.check_header_from == true, limits = deep_copy(cfg.limits or {}),
     }
+    out[key].oauth2 = load_oauth2(name, cfg.oauth2, out[key].auth)
+    out[key].ldap = load_ldap(name, cfg.ldap, out[key].auth)
   end
   return out
 end
 
 -- opts: domains (the configuration's table), users ({ ['a@b'] = 'password' }),
--- now (epoch seconds, default 1.7e9), budget (seconds per hook, default 10).
+-- ldap_users (the same, for sluice.ldap.verify), now (epoch seconds, default 1.7e9),
+-- budget (seconds per hook, default 10).
 function testing.new(opts)
   opts = opts or {}
   local h = setmetatable({
     clock = opts.now or 1700000000, budget = opts.budget or 10, budget_left = opts.budget or 10,
     domains = load_domains(opts.domains), domains_orig = load_domains(opts.domains),
     users = {}, logs = {}, audits = {}, sleeps = {}, verifications = 0, next_sid = 1,
-    paths = setmetatable({}, { __mode = 'k' }),
+    paths = setmetatable({}, { __mode = 'k' }), ldap_users = {}, ldap_verifications = 0,
   }, harness)
   for u, p in pairs(opts.users or {}) do h.users[u:lower()] = p end
+  for u, p in pairs(opts.ldap_users or {}) do h.ldap_users[u:lower()] = p end
   h.core = new_core(h)
   return h
 end
@@ -198,7 +269,8 @@ end
 local function bind(h)
   for name in pairs(package.loaded) do
     if (name == 'sluice' or name:match('^sluice%.')) and name ~= 'sluice.testing'
-        and name ~= 'sluice.testing_tx' and name ~= 'sluice.verdict' then
+        and name ~= 'sluice.testing_tx' and name ~= 'sluice.verdict'
+        and name ~= 'sluice.testing_crypto' then
       package.loaded[name] = nil
     end
   end
@@ -313,7 +385,7 @@ end
 function harness:auth(policies, session, auth)
   local v = self:run('on_auth', policies, session, auth)
   if v.kind == 'accept' then
-    session.user = auth.user:gsub('%u', string.lower)
+    session.user = (v.user or auth.user):gsub('%u', string.lower)
     session.domain = session.user:match('@([^@]+)$')
     session.auth_mechanism = auth.mechanism
   end
@@ -352,6 +424,20 @@ end
 -- The log lines written so far with this event.
 function harness:log_events(event)
   return where(self.logs, 'event', event)
+end
+
+-- Bearer tokens for specs (lua/sluice/testing_crypto.lua): testing.jwk(name[, kty[,
+-- kid]]) is a public JWK, testing.jwks_file(keys) writes a JWKS file and returns its path,
+-- testing.token(jwk, claims[, opts]) a token that the double's sluice.crypto verifies
+-- with that key (and no other).
+testing.jwk = testing_crypto.test_jwk
+testing.jwks_file = testing_crypto.test_jwks_file
+testing.token = testing_crypto.test_token
+
+-- h:token(claims, opts): testing.token with opts.key (default testing.jwk('test-key')).
+function harness:token(claims, opts)
+  opts = opts or {}
+  return testing_crypto.test_token(opts.key or testing.jwk('test-key'), claims, opts)
 end
 
 -- Shorthand: a fresh harness and one policy loaded into it; returns policy, harness.

@@ -47,9 +47,26 @@ local function make(kind, code, enhanced, text)
   return setmetatable({ kind = kind, code = code, enhanced = enhanced, text = text }, marker)
 end
 
--- sluice.accept(): go on (the core sends its usual reply, e.g. 235 2.7.0 for AUTH).
-function verdict.accept()
-  return setmetatable({ kind = 'accept' }, marker)
+local IDENTITY_MAX = 254 -- octets of an address (RFC 5321 4.5.3.1.3, less the brackets)
+
+-- nil, or why identity cannot be a session's identity.
+local function identity_problem(identity)
+  if identity == nil then return nil end
+  if type(identity) ~= 'string' or #identity == 0 or #identity > IDENTITY_MAX
+      or identity:find('[^\33-\126\128-\255]') then
+    return ('accept needs an identity of 1..%d octets without blanks or controls, got %s')
+      :format(IDENTITY_MAX, type(identity) == 'string' and 'another string' or type(identity))
+  end
+  return nil
+end
+
+-- sluice.accept([identity]): go on (the core sends its usual reply, e.g. 235 2.7.0 for
+-- AUTH). In on_auth, identity (an address) replaces the SASL identity as the session's:
+-- for a bearer token whose SASL identity is empty (OAUTHBEARER without a=), the token's.
+function verdict.accept(identity)
+  local why = identity_problem(identity)
+  if why then error('sluice.' .. why, 2) end
+  return setmetatable({ kind = 'accept', user = identity }, marker)
 end
 
 -- sluice.reject(code, enhanced, text): a 5xx reply.
@@ -76,6 +93,8 @@ function verdict.check(v)
     return nil, ('expected a verdict or nil, got %s'):format(type(v))
   end
   if v.kind == 'accept' then
+    local why = identity_problem(v.user)
+    if why then return nil, why end
     return true
   end
   if v.kind ~= 'reject' and v.kind ~= 'tempfail' then

@@ -703,8 +703,9 @@ policy_key_rules_are_enforced(void)
          "sluice.lua:5: domains['example.org'].enable: unknown key"},
         {WITH("  domains = { ['example.org'] = true },"),
          "sluice.lua:5: domains['example.org']: expected a table of settings"},
-        {WITH("  domains = { ['example.org'] = { auth = { 'ldap' } } },"),
-         "sluice.lua:5: domains['example.org'].auth[1]: expected 'file', not 'ldap'"},
+        {WITH("  domains = { ['example.org'] = { auth = { 'kerberos' } } },"),
+         "sluice.lua:5: domains['example.org'].auth[1]: expected 'file', 'ldap' or 'oauth2', "
+         "not 'kerberos'"},
         {WITH("  domains = { ['example.org'] = { limits = { messages_per_hour = 0 } } },"),
          "sluice.lua:5: domains['example.org'].limits.messages_per_hour: expected a positive "
          "integer"},

@@ -473,7 +473,11 @@ a_silent_client_is_dropped_after_the_timeout_and_the_next_is_served(void)
     CHECK(ask(path, "status", r, sizeof(r)) > 0); /* waits behind the silent one */
     took = mono() - t0;
     CHECK(has(r, "\"generation\":5"));
-    CHECK(took > CONTROL_TIMEOUT - 0.3 && took < CONTROL_TIMEOUT + 1);
+    /* served once the silent one timed out: not before, and not much later (a loaded
+     * machine may add a second or two) */
+    CHECK(took > CONTROL_TIMEOUT - 0.3 && took < CONTROL_TIMEOUT + 4);
+    if (!(took > CONTROL_TIMEOUT - 0.3 && took < CONTROL_TIMEOUT + 4))
+        fprintf(stderr, "  took %.3f s\n", took);
     CHECK(read_reply(silent, r, sizeof(r)) > 0);
     CHECK(has(r, "{\"ok\":false,\"error\":\"no request line within 2 seconds\"}"));
     close(silent);
@@ -482,7 +486,7 @@ a_silent_client_is_dropped_after_the_timeout_and_the_next_is_served(void)
     close(quiet_close);
     t0 = mono();
     CHECK(ask(path, "status", r, sizeof(r)) > 0 && has(r, "\"ok\":true"));
-    CHECK(mono() - t0 < 1);
+    CHECK(mono() - t0 < CONTROL_TIMEOUT - 0.3); /* not held for the timeout */
     control_free(c);
 }
 

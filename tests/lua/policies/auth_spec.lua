@@ -4,13 +4,28 @@ local DOMAINS = {
   ['example.org'] = { enabled = true, auth = { 'file' } },
   ['example.net'] = { enabled = false },
   ['bücher.example'] = {},
-  ['ldap-only.example'] = { auth = { 'ldap' } },
+  ['ldap-only.example'] = {
+    auth = { 'ldap' },
+    ldap = { uris = { 'ldaps://ldap.example:636' }, bind_dn = 'uid=%u,ou=people,dc=example' },
+  },
+  ['both.example'] = { -- the directory first, then the users file
+    auth = { 'ldap', 'file' },
+    ldap = { uris = 'ldaps://ldap.example', base_dn = 'ou=people,dc=example',
+      bind_dn = 'cn=sluice,dc=example', bind_password = 'service-secret',
+      filter = '(mail=%s)' },
+  },
+}
+local LDAP_USERS = {
+  ['lara@ldap-only.example'] = 'lara-secret',
+  ['bea@both.example'] = 'bea-directory-secret',
 }
 local USERS = {
   ['alice@example.org'] = 'alice-secret',
   ['carol@example.net'] = 'carol-secret',
   ['dora@xn--bcher-kva.example'] = 'dora-secret', -- users files are named by A-label
   ['eve@other.example'] = 'eve-secret',
+  ['bea@both.example'] = 'bea-file-secret',
+  ['finn@both.example'] = 'finn-secret', -- in the users file only
 }
 
 local function whole(v)
@@ -90,9 +105,88 @@ describe('policies/auth on_auth', function()
     assert.is_nil(policy.on_auth(h:session(), token))
   end)
 
-  it('rejects when the domain lists no backend this version has', function()
-    local v = policy.on_auth(h:session(), password('x@ldap-only.example', 'pw'))
+end)
+
+describe('policies/auth with an LDAP directory', function()
+  local h, policy
+  before_each(function()
+    h = testing.new({ domains = DOMAINS, users = USERS, ldap_users = LDAP_USERS })
+    policy = h:load_policy('policies/auth.lua')
+  end)
+
+  it('accepts the password the directory knows, without the users file', function()
+    local v = policy.on_auth(h:session(), password('lara@ldap-only.example', 'lara-secret'))
+    assert.same({ 'accept' }, whole(v))
+    assert.same({ 1, 0 }, { h.ldap_verifications, h.verifications })
+  end)
+
+  it('rejects a wrong password with 535 5.7.8', function()
+    local v = policy.on_auth(h:session(), password('lara@ldap-only.example', 'guess'))
     assert.same({ 'reject', 535, '5.7.8' }, whole(v))
+  end)
+
+  it('rejects a user the directory does not know exactly like a wrong password', function()
+    local unknown = policy.on_auth(h:session(), password('x@ldap-only.example', 'guess'))
+    local wrong = policy.on_auth(h:session(), password('lara@ldap-only.example', 'guess'))
+    assert.same({ 'reject', 535, '5.7.8', wrong.text }, { unknown.kind, unknown.code,
+      unknown.enhanced, unknown.text })
+  end)
+
+  it('tempfails with 454 4.7.0, not 535, when the directory cannot be asked', function()
+    h.ldap_error = 'no answer within 5 s (user bind)'
+    local v = policy.on_auth(h:session(), password('lara@ldap-only.example', 'lara-secret'))
+    assert.same({ 'tempfail', 454, '4.7.0' }, whole(v))
+    assert.same({ user = 'lara@ldap-only.example', error = h.ldap_error },
+      h:log_events('auth.backend_error')[1].fields)
+  end)
+
+  it('tempfails a wrong password too while the directory is down', function()
+    h.ldap_error = 'connect: Connection refused'
+    local v = policy.on_auth(h:session(), password('lara@ldap-only.example', 'guess'))
+    assert.same({ 'tempfail', 454, '4.7.0' }, whole(v))
+  end)
+
+  it('asks the directory first and accepts without the users file', function()
+    local v = policy.on_auth(h:session(), password('bea@both.example', 'bea-directory-secret'))
+    assert.same({ 'accept' }, whole(v))
+    assert.same({ 1, 0 }, { h.ldap_verifications, h.verifications })
+  end)
+
+  it('falls back to the users file when the directory says no', function()
+    local v = policy.on_auth(h:session(), password('finn@both.example', 'finn-secret'))
+    assert.same({ 'accept' }, whole(v))
+    assert.same({ 1, 1 }, { h.ldap_verifications, h.verifications })
+  end)
+
+  it('accepts from the users file while the directory is down', function()
+    h.ldap_error = 'connect: Connection refused'
+    local v = policy.on_auth(h:session(), password('bea@both.example', 'bea-file-secret'))
+    assert.same({ 'accept' }, whole(v))
+  end)
+
+  it('tempfails when the directory is down and the users file says no', function()
+    h.ldap_error = 'connect: Connection refused'
+    local v = policy.on_auth(h:session(), password('bea@both.example', 'guess'))
+    assert.same({ 'tempfail', 454, '4.7.0' }, whole(v))
+  end)
+
+  it('rejects with 535 when neither the directory nor the users file knows it', function()
+    local v = policy.on_auth(h:session(), password('nobody@both.example', 'guess'))
+    assert.same({ 'reject', 535, '5.7.8' }, whole(v))
+    assert.same({ 1, 1 }, { h.ldap_verifications, h.verifications })
+  end)
+
+  it('does not ask the directory for a domain whose auth list leaves it out', function()
+    local v = policy.on_auth(h:session(), password('alice@example.org', 'alice-secret'))
+    assert.same({ 'accept' }, whole(v))
+    assert.equal(0, h.ldap_verifications)
+  end)
+
+  it('shows the directory settings to policies without the service password', function()
+    local ldap = h:require('sluice').domains['both.example'].ldap
+    assert.same({ { 'ldaps://ldap.example' }, '(mail=%s)', 5, 4, true },
+      { ldap.uris, ldap.filter, ldap.timeout, ldap.max_connections, ldap.starttls })
+    assert.is_nil(ldap.bind_password)
   end)
 end)
 

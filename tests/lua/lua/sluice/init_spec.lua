@@ -10,8 +10,8 @@ describe('the sluice module', function()
     local names = {}
     for k in pairs(sluice) do names[#names + 1] = k end
     table.sort(names)
-    assert.same({ 'accept', 'audit', 'domains', 'json', 'log', 'now', 'passwd', 'reject',
-      'shdict', 'sleep', 'tempfail' }, names)
+    assert.same({ 'accept', 'audit', 'crypto', 'domains', 'json', 'ldap', 'log', 'now',
+      'passwd', 'reject', 'shdict', 'sleep', 'tempfail' }, names)
     assert.same({ 'get', 'incr', 'set' }, (function()
       local s = {}
       for k in pairs(sluice.shdict) do s[#s + 1] = k end
@@ -19,6 +19,7 @@ describe('the sluice module', function()
       return s
     end)())
     assert.is_function(sluice.passwd.verify)
+    assert.is_function(sluice.ldap.verify)
   end)
 
   it('takes its C half from sluice.core', function()

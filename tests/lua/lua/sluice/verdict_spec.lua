@@ -9,6 +9,21 @@ describe('sluice.verdict constructors', function()
     assert.same({ 'accept' }, whole(verdict.accept()))
   end)
 
+  it('makes an accept that carries the identity the session takes', function()
+    local v = verdict.accept('ann@example.org')
+    assert.same({ 'accept', 'ann@example.org' }, { v.kind, v.user })
+    assert.is_true(verdict.check(v))
+  end)
+
+  it('refuses an identity that is empty, too long, blank or not a string', function()
+    for _, id in ipairs({ '', ('a'):rep(251) .. '@x.y', 'a b@x', 'a\r@x', 42, {} }) do
+      assert.has_error(function() verdict.accept(id) end)
+    end
+    local v = verdict.accept()
+    v.user = 'a\n@x'
+    assert.is_nil(verdict.check(v))
+  end)
+
   it('makes a reject carrying code, enhanced code and text', function()
     assert.same({ 'reject', 550, '5.7.1', 'Not yours' },
       whole(verdict.reject(550, '5.7.1', 'Not yours')))

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# bench/policy_instr.sh: the policy engine's cost in instructions, which unlike time does
+# not depend on what else the machine runs (docs/benchmarks.md "Policy engine cost").
+#
+# For each variant (as bench/policy_cost.sh: LABEL:SET[:ROOT[:BUILD]], SET none, shipped
+# or noop4) it starts sluice under valgrind's callgrind, with the bench configuration and a
+# plain sink, sends N messages over reused connections (implicit TLS + AUTH PLAIN, c=4),
+# stops sluice and reads the profile: instructions per message in the worker threads, in
+# all hook calls (inclusive cost of core/hook.c's seam: hook_mail_from, hook_rcpt,
+# hook_data, hook_relayed, ...), and in buf_reserve (whose realloc copies vary a lot with
+# the heap's layout and so swamp small differences in the worker total).
+# Prints a markdown table. Needs valgrind (callgrind_annotate). About 30 s per variant.
+#
+# Environment (defaults): VARIANTS ("none:none shipped:shipped noop4:noop4"), N (2000),
+# and bench/run.sh's BUILD, OUT, START_TIMEOUT (raised to 60: valgrind starts slowly).
+set -euo pipefail
+BENCH_LIB=1
+START_TIMEOUT=${START_TIMEOUT:-60}
+# shellcheck source=bench/run.sh
+source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
+VARIANTS=${VARIANTS:-"none:none shipped:shipped noop4:noop4"}
+N=${N:-2000}
+WORKERS=1 # one worker thread: the profile's worker total is that thread's
+
+for tool in valgrind callgrind_annotate; do
+    command -v "$tool" >/dev/null || { log "$tool is needed (apt-get install valgrind)"; exit 1; }
+done
+
+policy_set() { # as in bench/policy_cost.sh
+    local r=$2 n=$ROOT/bench/conf/noop.lua
+    case $1 in
+        none) echo "$r/policies/auth.lua" ;;
+        shipped) echo "$r/policies/auth.lua $r/policies/sender_domain.lua" ;;
+        noop4) echo "$r/policies/auth.lua $n $n $n $n" ;;
+        *) log "unknown policy set $1 (none, shipped, noop4)"; exit 2 ;;
+    esac
+}
+
+# inclusive Ir of the functions matching a regex, summed, from a callgrind profile
+ir_of() {
+    callgrind_annotate --inclusive=yes --threshold=100 "$1" 2>/dev/null |
+        awk -v re="$2" 'match($0, /:[A-Za-z0-9_.]+ \[/) {
+            fn = substr($0, RSTART + 1, RLENGTH - 3)
+            if (fn ~ re) { gsub(",", "", $1); s += $1 } } END { print s + 0 }'
+}
+
+start_sink sink-plain
+SINK_PLAIN_PID=$SINK_PID SINK_PLAIN_PORT=$SINK_PORT
+# sluice drops privileges to cfg->user (nobody) after binding: callgrind's output file
+# must be writable by that user when it is written at exit.
+mkdir -p "$OUT/cg"
+chmod 1777 "$OUT" "$OUT/cg"
+ROWS=()
+for v in $VARIANTS; do
+    IFS=: read -r label set vroot vbuild <<<"$v"
+    vroot=${vroot:-$ROOT} vbuild=${vbuild:-$BUILD}
+    cp "$vbuild/sluice" "$OUT/bin/sluice-$label"
+    prof=$OUT/cg/$label.out
+    : >"$prof"
+    chown nobody "$prof" 2>/dev/null || chmod 666 "$prof"
+    printf '#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=%s %s "$@"\n' \
+        "$prof" "$OUT/bin/sluice-$label" >"$OUT/bin/cg-$label"
+    chmod +x "$OUT/bin/cg-$label"
+    SLUICE=$OUT/bin/cg-$label
+    POLICIES=$(policy_set "$set" "$vroot") LUA_DIR=$vroot/lua start_sluice "sluice-$label"
+    timeout 900 "$LOADGEN" --host 127.0.0.1 --port "$SMTPS" --insecure --tls implicit \
+        "${AUTH_ARGS[@]}" --user "$FROM" -c 4 --per-conn 0 -n "$N" --timeout 60 --json \
+        >"$OUT/$label.json" 2>"$OUT/$label.log" || true
+    stop_pid "$SLUICE_PID"
+    forget_pid "$SLUICE_PID"
+    ok=$(jnum ok "$OUT/$label.json")
+    worker=$(ir_of "$prof" '^worker_main$')
+    hooks=$(ir_of "$prof" '^hook_(connect|helo|auth|mail_from|rcpt|data|auth_result|relayed|session_gone)$')
+    bufr=$(ir_of "$prof" '^buf_reserve$')
+    ROWS+=("$label|$set|$ok|$worker|$hooks|$bufr")
+    log "$label: $ok messages; Ir worker $worker, hooks $hooks, buf_reserve $bufr"
+done
+stop_all
+
+echo "## Policy engine cost in instructions: $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo
+echo "Source: $SOURCE_STATE. sluice under callgrind, 1 worker, $N messages (2 KB, implicit TLS +"
+echo "AUTH PLAIN, c=4, connections reused; the 4 AUTHs are in the totals). Output: $OUT"
+echo
+echo "| variant | policies | messages | worker Ir/msg | worker minus buf_reserve Ir/msg | in hook calls Ir/msg |"
+echo "|---|---|---:|---:|---:|---:|"
+for r in "${ROWS[@]}"; do
+    IFS='|' read -r label set ok worker hooks bufr <<<"$r"
+    awk -v l="$label" -v s="$set" -v n="$ok" -v w="$worker" -v h="$hooks" -v b="$bufr" 'BEGIN {
+        if (n == 0) { printf "| %s | %s | 0 | - | - | - |\n", l, s; exit }
+        printf "| %s | %s | %d | %.0f | %.0f | %.0f |\n", l, s, n, w / n, (w - b) / n, h / n }'
+done
+echo

@@ -1,0 +1,145 @@
+-- policies/oauth2.lua: decides AUTH for bearer tokens (XOAUTH2, OAUTHBEARER); passwords
+-- are policies/auth.lua's. sluice is the resource server: it checks a JWT access token
+-- locally (lua/sluice/jwt.lua) against the keys of the issuer the token's domain trusts
+-- (domains[...].oauth2, docs/authentication.md), then who may use it:
+--  * the domain comes from the token (its `domain` claim, else its email's domain) and
+--    must be declared, list 'oauth2' in its `auth`, and be enabled;
+--  * the token's `email` (or an address-shaped `sub`) must be the SASL identity; with
+--    OAUTHBEARER's a= left empty, the token names the user;
+--  * its client (azp / client_id) must be one of the domain's `clients`, if it lists any;
+--  * its jti, sub and client must not be on the deny-list in sluice.shdict, written by
+--    `sluice ctl token deny` (keys oauth2:deny:jti:VALUE, :sub:, :client:).
+-- A refusal is 535 5.7.8, which the core sends after the RFC 7628 error challenge; a
+-- good token for a disabled domain is 525 5.7.13, as a good password is (auth.lua).
+-- Every decision raises the token_validation audit event (docs/audit.md).
+local sluice = require('sluice')
+local address = require('sluice.address')
+local domains = require('sluice.domains')
+local idna = require('sluice.idna')
+local jwks = require('sluice.jwks')
+local jwt = require('sluice.jwt')
+
+local INVALID = 'Authentication credentials invalid'
+local DISABLED = 'Accounts of this domain are disabled, ask your administrator'
+local DENY_PREFIX = 'oauth2:deny:'
+local KEY_MAX = 1024 -- sluice.shdict's longest key: a longer value cannot be denied
+
+local function has(list, wanted)
+  for _, v in ipairs(list or {}) do if v == wanted then return true end end
+  return false
+end
+
+local function uses_oauth2(cfg)
+  return cfg and cfg.oauth2 and has(cfg.auth, 'oauth2')
+end
+
+-- At load: read every key set a domain trusts, so that a missing or broken JWKS file
+-- fails `sluice check`, the start or the reload (the old generation stays), and say it
+-- loudly when one of them is the per-install dev key of `sluice token`.
+for name, cfg in pairs(sluice.domains) do
+  if uses_oauth2(cfg) then
+    local set, err = jwks.for_domain(cfg.oauth2)
+    if not set then
+      error(('policies/oauth2.lua: domains[\'%s\'].oauth2.jwks_file: %s'):format(name, err), 0)
+    end
+    if set.dev then
+      sluice.log('warning', 'oauth2.dev_key', { domain = name, kid = set.dev,
+        jwks_file = cfg.oauth2.jwks_file,
+        message = 'this domain accepts tokens minted by `sluice token`: for trying out only' })
+    end
+  end
+end
+
+-- The address a token is for: `email`, else `sub` when it is an address (Google and
+-- Entra ID put an opaque id in `sub`; Keycloak can be set to either).
+local function token_identity(claims)
+  for _, name in ipairs({ 'email', 'sub' }) do
+    local v = claims[name]
+    if type(v) == 'string' and v:find('@', 1, true) then
+      local n = address.normalize(v)
+      if n then return n end
+    end
+  end
+  return nil
+end
+
+local function client_of(claims)
+  local c = claims.azp or claims.client_id
+  return type(c) == 'string' and c or nil
+end
+
+-- true when an operator denied this token by jti, subject or client.
+local function denied(claims)
+  for _, kv in ipairs({ { 'jti', claims.jti }, { 'sub', claims.sub },
+                        { 'client', client_of(claims) } }) do
+    local v = kv[2]
+    if type(v) == 'string' and v ~= '' then
+      local key = DENY_PREFIX .. kv[1] .. ':' .. v
+      if #key <= KEY_MAX and sluice.shdict.get(key) ~= nil then return kv[1] end
+    end
+  end
+  return nil
+end
+
+local function audit(session, auth, fields)
+  fields.ip_address = session.client_address
+  fields.method = auth.mechanism
+  fields.session_id = session.id
+  sluice.audit('token_validation', fields)
+end
+
+local function refuse(session, auth, reason, facts)
+  facts = facts or {}
+  local claims = facts.claims or {}
+  audit(session, auth, { email = facts.email or (auth.user ~= '' and auth.user or nil),
+    domain = facts.domain, success = false, reason = reason,
+    client_id = client_of(claims), jti = type(claims.jti) == 'string' and claims.jti or nil })
+  sluice.log('info', 'oauth2.refuse', { reason = reason, user = auth.user,
+    domain = facts.domain, denied_by = facts.denied_by })
+  if reason == 'disabled' then
+    return sluice.reject(525, '5.7.13', DISABLED) -- RFC 5248: User Account Disabled
+  end
+  return sluice.reject(535, '5.7.8', INVALID)
+end
+
+local function on_auth(session, auth)
+  if auth.token == nil then return nil end -- a password: policies/auth.lua's
+  local t = jwt.decode(auth.token)
+  if not t then return refuse(session, auth, 'malformed') end
+  local email = token_identity(t.claims)
+  local claimed = type(t.claims.domain) == 'string' and t.claims.domain
+    or domains.of(email)
+  local cfg, domain = domains.get(claimed)
+  local facts = { domain = domain or (claimed and claimed:lower()), email = email }
+  if not cfg then return refuse(session, auth, 'unknown_domain', facts) end
+  if not uses_oauth2(cfg) then return refuse(session, auth, 'not_allowed', facts) end
+  local keys, err = jwks.for_domain(cfg.oauth2)
+  if not keys then
+    sluice.log('warning', 'oauth2.keys_unavailable', { domain = domain, error = err })
+    return sluice.tempfail(454, '4.7.0', 'Temporary authentication failure, try again later')
+  end
+  local o = cfg.oauth2
+  local claims, why = jwt.verify(t, { keys = keys, issuer = o.issuer, audience = o.audience,
+    scope = o.scope, leeway = o.leeway, max_lifetime = o.max_token_lifetime })
+  if not claims then return refuse(session, auth, why, facts) end
+  facts.claims = claims
+  -- From here on the claims are the issuer's word.
+  if not email or not idna.equal(domains.of(email), domain) then
+    return refuse(session, auth, email and 'user_mismatch' or 'no_identity', facts)
+  end
+  if auth.user ~= '' and address.normalize(auth.user) ~= email then
+    return refuse(session, auth, 'user_mismatch', facts)
+  end
+  if #(o.clients or {}) > 0 and not has(o.clients, client_of(claims)) then
+    return refuse(session, auth, 'client', facts)
+  end
+  facts.denied_by = denied(claims)
+  if facts.denied_by then return refuse(session, auth, 'revoked', facts) end
+  if cfg.enabled == false then return refuse(session, auth, 'disabled', facts) end
+  audit(session, auth, { email = email, domain = domain, success = true,
+    client_id = client_of(claims), jti = type(claims.jti) == 'string' and claims.jti or nil })
+  -- OAUTHBEARER without a=: the token names the user, and the session takes its address.
+  return sluice.accept(auth.user == '' and email or nil)
+end
+
+return { on_auth = on_auth }
