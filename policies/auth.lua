@@ -4,8 +4,9 @@
 -- off the loop; 'ldap': the domain's directory through sluice.ldap.verify, asynchronous).
 -- The first backend that says yes accepts; a no, or a backend that cannot check (nil),
 -- passes to the next. If none says yes: 454 4.7.0 when one could not check (a directory
--- that is down must not look like a wrong password), else 535 5.7.8. Bearer tokens (XOAUTH2, OAUTHBEARER) are left to policies/oauth2.lua;
--- with no policy deciding, the engine refuses them. The one policy that accepts.
+-- that is down must not look like a wrong password), else 535 5.7.8. Bearer tokens
+-- (XOAUTH2, OAUTHBEARER) are left to policies/oauth2.lua; with no policy deciding, the
+-- engine refuses them. The one policy that accepts.
 local sluice = require('sluice')
 local domains = require('sluice.domains')
 

@@ -59,6 +59,14 @@ end
 -- is kept as written, lowercased, with literal = true); or nil and the reason.
 function address.parse(path)
   if type(path) ~= 'string' then return nil, 'not a string' end
+  -- The common case in one match: one '@', no quotes, brackets or source route, not an
+  -- address literal. What the general path below would make of it.
+  local lp, dom = path:match('^([^@"<]+)@([^@%[]+)$')
+  if lp then
+    local a, err = idna.to_ascii(dom)
+    if not a then return nil, 'bad domain: ' .. err end
+    return { local_part = lp:lower(), domain = a, literal = false }
+  end
   local s, c = path, path:byte(1)
   if c == 60 then -- '<'
     s = path:match('^<(.*)>$') or path
@@ -72,7 +80,7 @@ function address.parse(path)
   local quoted = c == 34 -- '"'
   local at = split_at(s, quoted)
   if not at or at == 1 or at == #s then return nil, 'not local@domain' end
-  local lp, dom = s:sub(1, at - 1), s:sub(at + 1)
+  lp, dom = s:sub(1, at - 1), s:sub(at + 1)
   if s:byte(at + 1) == 91 then -- '['
     if not dom:match('^%[[^%[%]]+%]$') then return nil, 'bad address literal' end
     return { local_part = canonical_local(lp, quoted), domain = dom:lower(), literal = true }
