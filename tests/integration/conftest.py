@@ -13,11 +13,13 @@ import os
 import pathlib
 import re
 import resource
+import shutil
 import signal
 import smtplib
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -434,6 +436,21 @@ def make_relay(tmp_path, certs, users_dir):
         err = r.err.read_text(errors='replace')
         assert 'AddressSanitizer' not in err and 'runtime error' not in err, err
         assert rc == 0, 'sluice run exited %s on TERM:\n%s' % (rc, err[-3000:])
+
+
+@pytest.fixture
+def world(certs, users_dir):
+    """A directory the daemon can read after dropping privileges, with copies of the
+    certificates and users."""
+    d = tempfile.mkdtemp(prefix='sluice-reload-')
+    os.chmod(d, 0o755)
+    for sub, src in (('certs', certs), ('users', users_dir)):
+        shutil.copytree(src, os.path.join(d, sub))
+        os.chmod(os.path.join(d, sub), 0o755)
+        for f in os.listdir(os.path.join(d, sub)):
+            os.chmod(os.path.join(d, sub, f), 0o644)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import smtplib
 import subprocess
 import tempfile
@@ -21,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import ALICE, ROOT, SLUICE, b64, client_bytes, upstream_conf
+from conftest import ALICE, PASSWORDS, ROOT, Relay, SLUICE, b64, client_bytes, upstream_conf
 
 crypto = pytest.importorskip('cryptography')
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
@@ -438,3 +439,51 @@ def test_sluice_token_without_a_key_says_how_to_make_one(relay, tmp_path):
     assert r.returncode == 78 and "no domains['example.net'].oauth2" in r.stderr
     r = subprocess.run([SLUICE, 'token', 'no-domain'], capture_output=True, text=True)
     assert r.returncode == 64
+
+
+def test_migration_to_a_token_only_domain_and_listener(world, sink, keys, request):
+    """docs/authentication.md "Migrating": passwords and tokens side by side, then the
+    domain token-only, then a listener that offers tokens only; each step a reload (of
+    files the daemon reads as `nobody` when the tests run as root: all in `world`)."""
+    base = pathlib.Path(world)
+    (base / 'relay').mkdir(mode=0o755)
+    relay = Relay(base / 'relay', base / 'certs', base / 'users', upstream_conf(sink.port),
+                  policies=POLICIES, domains=domains_lua(keys['dir'] / 'trusted.jwks'))
+    os.chmod(relay.conf, 0o644)
+    request.addfinalizer(relay.stop)  # also when an assertion fails half way
+    token = dev_token(relay, keys)
+
+    def password():
+        c = connect(relay, 'smtps')
+        code = c.cmd('AUTH PLAIN ' + b64('\0%s\0%s' % (ALICE, PASSWORDS[ALICE]))).code
+        c.close()
+        return code
+
+    def with_token():
+        c = connect(relay, 'smtps')
+        reply = c.cmd('AUTH XOAUTH2 ' + PAYLOAD['XOAUTH2'](ALICE, token))
+        c.close()
+        return reply
+
+    def reload(text):
+        relay.conf.write_text(text)
+        n = len(relay.logs('reload.ok'))
+        relay.proc.send_signal(signal.SIGHUP)
+        assert len(relay.wait_logs('reload.ok', n + 1, timeout=15)) == n + 1, \
+            relay.logs('reload.fail')
+
+    assert (password(), with_token()) == (235, OK)
+    conf = relay.conf.read_text()
+    reload(conf.replace("['example.org'] = { auth = { 'file', 'oauth2' }",
+                        "['example.org'] = { auth = { 'oauth2' }"))
+    assert (password(), with_token()) == (535, OK)
+    reload(relay.conf.read_text().replace(
+        "tls = 'implicit' }", "tls = 'implicit', sasl = { 'XOAUTH2', 'OAUTHBEARER' } }"))
+    c = connect(relay, 'smtps')
+    ehlo = c.cmd(b'EHLO client.test')
+    assert b'AUTH XOAUTH2 OAUTHBEARER' in ehlo.text.split(b'\n'), ehlo
+    assert c.cmd('AUTH PLAIN ' + b64('\0%s\0%s' % (ALICE, PASSWORDS[ALICE]))) == (
+        504, b'5.5.4 Unrecognized authentication type')
+    c.close()
+    assert with_token() == OK
+    assert relay.stop() == 0

@@ -41,21 +41,6 @@ return {
 
 
 @pytest.fixture
-def world(certs, users_dir):
-    """A directory the daemon can read after dropping privileges, with copies of the
-    certificates and users."""
-    d = tempfile.mkdtemp(prefix='sluice-reload-')
-    os.chmod(d, 0o755)
-    for sub, src in (('certs', certs), ('users', users_dir)):
-        shutil.copytree(src, os.path.join(d, sub))
-        os.chmod(os.path.join(d, sub), 0o755)
-        for f in os.listdir(os.path.join(d, sub)):
-            os.chmod(os.path.join(d, sub, f), 0o644)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture
 def reloadable(world, sink):
     """A relay whose policies are the shipped ones plus site.lua (generation 'v1')."""
     import pathlib
