@@ -131,7 +131,10 @@ conn_read_plain(struct conn *c, char *dst, size_t room, size_t *got)
 static enum io_rc
 conn_read_tls(struct conn *c, char *dst, size_t room, size_t *got)
 {
-    int n = SSL_read(c->ssl, dst, (int)room);
+    int n;
+
+    ERR_clear_error(); /* SSL_get_error() reads this thread's queue: only our errors */
+    n = SSL_read(c->ssl, dst, (int)room);
 
     if (n > 0) {
         *got = (size_t)n;
@@ -184,7 +187,10 @@ conn_fill(struct conn *c, bool *progress)
 static enum conn_rc
 conn_handshake_step(struct conn *c)
 {
-    int r = c->is_server ? SSL_accept(c->ssl) : SSL_connect(c->ssl);
+    int r;
+
+    ERR_clear_error();
+    r = c->is_server ? SSL_accept(c->ssl) : SSL_connect(c->ssl);
 
     if (r == 1) {
         c->handshaking = false;
@@ -273,7 +279,10 @@ conn_send_some(struct conn *c, size_t *sent)
         }
         return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? IO_AGAIN : IO_ERR;
     }
-    int w = SSL_write(c->ssl, buf_head(&c->out), n > 65536 ? 65536 : (int)n);
+    int w;
+
+    ERR_clear_error();
+    w = SSL_write(c->ssl, buf_head(&c->out), n > 65536 ? 65536 : (int)n);
 
     if (w > 0) {
         *sent = (size_t)w;

@@ -9,6 +9,7 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/param_build.h>
 
 #define JOSE_P256_LEN 32 /* octets of a P-256 coordinate and of r and s */
@@ -345,6 +346,8 @@ jose_verify(EVP_PKEY *key, enum jose_alg alg, const void *input, size_t len,
     ok = EVP_DigestVerifyInit(md, NULL, digest, NULL, key) == 1 &&
          EVP_DigestVerify(md, sig, siglen, input, len) == 1;
     EVP_MD_CTX_free(md);
+    ERR_clear_error(); /* a bad signature leaves errors that the next SSL_read would take
+                        * for its own on this thread (a dropped session) */
     return ok ? JOSE_VERIFY_OK : JOSE_VERIFY_BAD;
 }
 
@@ -385,6 +388,7 @@ jose_sign(EVP_PKEY *key, const void *input, size_t len, unsigned char *sig)
                             key) == 1 &&
          EVP_DigestSign(md, buf, &n, input, len) == 1;
     EVP_MD_CTX_free(md);
+    ERR_clear_error();
     if (!ok)
         return 0;
     if (alg == JOSE_ALG_ES256)

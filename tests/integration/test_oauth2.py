@@ -248,6 +248,22 @@ def test_tokens_of_each_signature_algorithm_are_accepted(relay, keys, kind):
     c.close()
 
 
+@pytest.mark.parametrize('kind', ['RS256', 'ES256', 'EdDSA'])
+def test_a_bad_signature_of_each_algorithm_is_refused_and_the_session_goes_on(relay, keys,
+                                                                            kind):
+    """A failed signature check must leave nothing behind: OpenSSL's error queue is per
+    thread, and a stale error once made the session's next TLS read fail."""
+    good = make_token(keys[kind], claims())
+    head, body, sig = good.split('.')
+    bad = '.'.join((head, body, sig[:-6] + ('AAAAAA' if sig[-6:] != 'AAAAAA' else 'BBBBBB')))
+    c = connect(relay, 'smtps')
+    assert c.cmd('AUTH XOAUTH2 ' + xoauth2(ALICE, bad)).code == 334
+    assert c.cmd('') == INVALID
+    assert c.cmd(b'NOOP') == (250, b'2.0.0 Ok')
+    assert c.cmd('AUTH XOAUTH2 ' + xoauth2(ALICE, good)) == OK
+    c.close()
+
+
 def test_oauthbearer_without_authzid_takes_the_identity_from_the_token(relay, sink, keys):
     c = connect(relay, 'smtps')
     token = make_token(keys['ES256'], claims(email='Alice@Example.ORG'))
