@@ -9,7 +9,7 @@ JOBS      ?= $(shell nproc)
 
 DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
 	libev-dev libluajit-5.1-dev luajit libssl-dev openssl libcrypt-dev libargon2-dev libldap-dev \
-	slapd ldap-utils \
+	slapd ldap-utils nodejs \
 	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest python3-cryptography
 
 .PHONY: all deps build asan fuzz certs run test unit unit-asan fuzz-run lua integration bench clean
@@ -26,6 +26,9 @@ deps:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+	@# Debian's own nodejs comes without npm (NodeSource's includes it): test_idp.py needs it.
+	@command -v npm >/dev/null || { if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm; }
 
 build:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -75,6 +78,7 @@ lua:
 	busted
 
 integration: build asan certs
+	cd tests/integration/idp && npm ci --no-audit --no-fund   # test_idp.py's oidc-provider
 	SLUICE_BIN=$(CURDIR)/$(ASAN)/sluice $(PYTHON) -m pytest -q tests/integration
 
 # Every test: C unit tests (plain and ASan+UBSan), fuzzers (bounded), busted, integration.

@@ -284,7 +284,7 @@ token_from_config(struct token_opts *o, struct config **cfg, char *keybuf, size_
     o->audience = o->audience ? o->audience : d->oauth2->audience[0];
     o->scope = o->scope ? o->scope : d->oauth2->scope;
     if (o->key == NULL) {
-        n = strlen(d->oauth2->jwks_file);
+        n = d->oauth2->jwks_file != NULL ? strlen(d->oauth2->jwks_file) : 0;
         if (n < 5 || strcmp(d->oauth2->jwks_file + n - 5, ".jwks") != 0 || n + 1 > keylen) {
             fprintf(stderr, "sluice token: give the key with --key\n");
             return EXIT_USAGE;

@@ -92,6 +92,15 @@ struct config_oauth2 {
     char **audience;           /* owns; NULL-terminated; `aud` must hold one of them */
     char  *scope;              /* owns; required scope, default "smtp.send" */
     char  *jwks_file;          /* owns; absolute path of the issuer's JWKS, readable */
+    char  *jwks_url;           /* owns; https URL of the issuer's JWKS (not with jwks_file) */
+    size_t jwks_refresh;       /* seconds a fetched JWKS is kept, default 3600 */
+    char  *introspection_url;  /* owns; RFC 7662 endpoint for opaque tokens, or NULL */
+    char  *client_id;          /* owns; our client at the introspection endpoint */
+    char  *client_secret;      /* owns; its secret: never logged, never given to Lua
+                                * (lapi_http.c adds the Authorization header itself) */
+    size_t introspection_cache; /* seconds an answer is kept (never past exp), default 300 */
+    char  *ca_file;            /* owns; trust anchors for both URLs, NULL = system store */
+    double http_timeout;       /* seconds per request to the issuer, default 5 */
     char **clients;            /* owns; NULL-terminated azp/client_id allowed; NULL = any */
     size_t leeway;             /* seconds of clock skew allowed on exp/nbf/iat, default 60 */
     size_t max_token_lifetime; /* seconds exp - iat may span, default 86400 */

@@ -17,6 +17,7 @@
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 #define CONN_READ_CHUNK  16384
+#define CONN_READ_MIN    2048 /* octets of free buffer worth a read without growing it */
 #define CONN_IN_DEFAULT  (64 * 1024)
 
 enum io_rc {
@@ -171,6 +172,11 @@ conn_fill(struct conn *c, bool *progress)
         room = c->in_max - buf_used(&c->in);
         if (room > CONN_READ_CHUNK)
             room = CONN_READ_CHUNK;
+        /* Read into the space the buffer has when there is a fair amount of it: reserving
+         * a whole chunk on top of a partly filled one reallocated (and copied) the buffer
+         * on nearly every readable event, for a read that then said EAGAIN. */
+        if (c->in.cap - c->in.len >= CONN_READ_MIN && c->in.cap - c->in.len < room)
+            room = c->in.cap - c->in.len;
         if (buf_reserve(&c->in, room, c->in_max) != 0)
             return IO_ERR;
         rc = c->ssl ? conn_read_tls(c, buf_tail(&c->in), room, &got)

@@ -33,6 +33,7 @@ void lapi_log_open(lua_State *L);     /* log, audit */
 void lapi_shdict_open(lua_State *L);  /* shdict = { get, set, incr } */
 void lapi_crypto_open(lua_State *L);  /* crypto = { b64url_*, sha256, random, jwk } */
 void lapi_ldap_open(lua_State *L);    /* ldap = { verify } (lapi_ldap.c) */
+void lapi_http_open(lua_State *L);    /* http = { request } (lapi_http.c) */
 
 struct config_ldap;
 /* A domain's ldap settings as sluice.domains shows them: without the service password. */

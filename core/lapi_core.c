@@ -1,6 +1,6 @@
 /* core/lapi_core.c: the `sluice.core` module table (docs/lua-api.md "How the module is
  * put together"): now, domains, and the functions of lapi_log.c,
- * lapi_shdict.c and lapi_wait.c (sleep, passwd.verify). */
+ * lapi_shdict.c, lapi_wait.c (sleep, passwd.verify) and lapi_http.c. */
 #include <ev.h>
 #include <lauxlib.h>
 #include <stdio.h>
@@ -102,8 +102,22 @@ lapi_push_oauth2(lua_State *L, const struct config_oauth2 *o)
     lua_setfield(L, -2, "audience");
     lua_pushstring(L, o->scope);
     lua_setfield(L, -2, "scope");
-    lua_pushstring(L, o->jwks_file);
+    lua_pushstring(L, o->jwks_file); /* nil when absent, as the URLs below */
     lua_setfield(L, -2, "jwks_file");
+    lua_pushstring(L, o->jwks_url);
+    lua_setfield(L, -2, "jwks_url");
+    lua_pushnumber(L, (lua_Number)o->jwks_refresh);
+    lua_setfield(L, -2, "jwks_refresh");
+    lua_pushstring(L, o->introspection_url);
+    lua_setfield(L, -2, "introspection_url");
+    lua_pushstring(L, o->client_id);
+    lua_setfield(L, -2, "client_id"); /* the secret stays in C: lapi_http.c sends it */
+    lua_pushnumber(L, (lua_Number)o->introspection_cache);
+    lua_setfield(L, -2, "introspection_cache");
+    lua_pushstring(L, o->ca_file);
+    lua_setfield(L, -2, "ca_file");
+    lua_pushnumber(L, o->http_timeout);
+    lua_setfield(L, -2, "timeout");
     lapi_push_strings(L, o->clients);
     lua_setfield(L, -2, "clients");
     lua_pushnumber(L, (lua_Number)o->leeway);
@@ -172,5 +186,6 @@ lapi_core_open(lua_State *L)
     lapi_shdict_open(L);
     lapi_crypto_open(L);
     lapi_ldap_open(L);
+    lapi_http_open(L);
     return 1;
 }

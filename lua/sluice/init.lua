@@ -19,5 +19,6 @@ return {
   domains = core.domains,
   crypto = core.crypto,
   ldap = core.ldap,
+  http = core.http,
   json = require('sluice.json'),
 }

@@ -110,11 +110,21 @@ function jwt.verify(t, opts)
   end
   local ok, why = check_signature(t, opts.keys)
   if not ok then return nil, why end
-  local c = t.claims
-  ok, why = check_times(c, opts.now or sluice.now(), opts.leeway or 60,
+  return jwt.check_claims(t.claims, opts)
+end
+
+-- The claim checks of jwt.verify alone, for claims whose origin is already trusted (a
+-- verified signature, or an RFC 7662 introspection answer, policies/oauth2.lua): c, or
+-- nil and the reason. opts as jwt.verify's (keys unused), plus issuer_optional: an
+-- absent `iss` passes (RFC 7662 2.2 makes every field but `active` optional; the answer
+-- came from the configured endpoint over TLS).
+function jwt.check_claims(c, opts)
+  local ok, why = check_times(c, opts.now or sluice.now(), opts.leeway or 60,
     opts.max_lifetime or 86400)
   if not ok then return nil, why end
-  if c.iss ~= opts.issuer then return nil, 'issuer' end
+  if c.iss ~= opts.issuer and not (opts.issuer_optional and c.iss == nil) then
+    return nil, 'issuer'
+  end
   local audience = type(opts.audience) == 'table' and opts.audience or { opts.audience }
   if not contains(c.aud, audience) then return nil, 'audience' end
   if opts.scope and not has_scope(c, opts.scope) then return nil, 'scope' end

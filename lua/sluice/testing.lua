@@ -1,12 +1,14 @@
 -- lua/sluice/testing.lua: a pure-Lua double of the engine, so busted runs policy specs
 -- without a daemon. It replaces only the C half (`sluice.core`: clock, shared
--- dictionary, passwd, ldap, sleep, log and audit capture); the Lua half (verdicts, JSON,
+-- dictionary, passwd, ldap, http (lua/sluice/testing_http.lua), sleep, log and audit
+-- capture); the Lua half (verdicts, JSON,
 -- ratelimit, idna...) is the real code. harness:run() applies the engine's rules:
 -- policies in order, first verdict wins, the documented default, and 451 4.3.0 plus a
 -- policy.error log line for a hook that raises, overruns its budget or returns a
 -- non-verdict. docs/policies.md shows how to use it.
 local json = require('sluice.json')
 local testing_crypto = require('sluice.testing_crypto')
+local testing_http = require('sluice.testing_http')
 local testing_tx = require('sluice.testing_tx')
 local verdict = require('sluice.verdict')
 
@@ -143,6 +145,7 @@ local function new_core(h)
     if h.passwd_error then return nil, h.passwd_error end
     return h.users[user:lower()] == password
   end
+  testing_http.install(h, core, argcheck)
   -- sluice.ldap.verify: the directory is opts.ldap_users; h.ldap_error makes it
   -- unavailable. As the engine's: false at once for a domain without ldap settings or
   -- an empty password (core/lapi_ldap.c).
@@ -169,7 +172,9 @@ local DOMAIN_KEYS = { enabled = true, auth = true, senders = true, allow_subdoma
   allow_null_sender = true, check_header_from = true, limits = true, oauth2 = true,
   ldap = true }
 local OAUTH2_KEYS = { issuer = true, audience = true, scope = true, jwks_file = true,
-  clients = true, leeway = true, max_token_lifetime = true }
+  jwks_url = true, jwks_refresh = true, introspection_url = true, client_id = true,
+  client_secret = true, client_secret_file = true, introspection_cache = true,
+  ca_file = true, timeout = true, clients = true, leeway = true, max_token_lifetime = true }
 
 -- A domain's oauth2 table as core/config_oauth2.c stores it and lapi_core.c hands it
 -- over: audience always a list, clients a (possibly empty) list, defaults filled in.
@@ -182,11 +187,21 @@ local function load_oauth2(name, o, auth)
   for k in pairs(o) do
     assert(OAUTH2_KEYS[k], 'domains[' .. name .. '].oauth2: unknown key ' .. tostring(k))
   end
-  for _, k in ipairs({ 'issuer', 'audience', 'jwks_file' }) do
+  for _, k in ipairs({ 'issuer', 'audience' }) do
     assert(o[k], 'domains[' .. name .. '].oauth2.' .. k .. ': required')
   end
+  local where = 'domains[' .. name .. '].oauth2.'
+  assert(not (o.jwks_file and o.jwks_url), where .. 'jwks_url: give jwks_file or jwks_url')
+  assert(o.jwks_file or o.jwks_url or o.introspection_url, where .. 'jwks_file: required')
+  assert(not o.introspection_url or (o.client_id and (o.client_secret or o.client_secret_file)),
+    where .. 'client_id: introspection_url needs client_id and client_secret')
+  -- client_secret stays out, as the engine keeps it in C (testing_http.clients has it)
   return {
     issuer = o.issuer, scope = o.scope or 'smtp.send', jwks_file = o.jwks_file,
+    jwks_url = o.jwks_url, jwks_refresh = o.jwks_refresh or 3600,
+    introspection_url = o.introspection_url, client_id = o.client_id,
+    introspection_cache = o.introspection_cache or 300, ca_file = o.ca_file,
+    timeout = o.timeout or 5,
     audience = type(o.audience) == 'string' and { o.audience } or deep_copy(o.audience),
     clients = deep_copy(o.clients or {}), leeway = o.leeway or 60,
     max_token_lifetime = o.max_token_lifetime or 86400,
@@ -260,6 +275,7 @@ function testing.new(opts)
   }, harness)
   for u, p in pairs(opts.users or {}) do h.users[u:lower()] = p end
   for u, p in pairs(opts.ldap_users or {}) do h.ldap_users[u:lower()] = p end
+  h.oauth2_clients = testing_http.clients(opts.domains)
   h.core = new_core(h)
   return h
 end
@@ -270,7 +286,7 @@ local function bind(h)
   for name in pairs(package.loaded) do
     if (name == 'sluice' or name:match('^sluice%.')) and name ~= 'sluice.testing'
         and name ~= 'sluice.testing_tx' and name ~= 'sluice.verdict'
-        and name ~= 'sluice.testing_crypto' then
+        and name ~= 'sluice.testing_crypto' and name ~= 'sluice.testing_http' then
       package.loaded[name] = nil
     end
   end
@@ -289,6 +305,12 @@ function harness:load_policy(path)
   end
   self.paths[policy] = path
   return policy
+end
+
+-- Answer requests to url with fn(req) -> status, body[, headers] | nil, why
+-- (lua/sluice/testing_http.lua); fn nil removes the route.
+function harness:http_route(url, fn)
+  self.http_routes[url] = fn
 end
 
 -- require() a module (sluice, sluice.ratelimit...) bound to this harness, for specs of

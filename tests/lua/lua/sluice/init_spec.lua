@@ -10,7 +10,7 @@ describe('the sluice module', function()
     local names = {}
     for k in pairs(sluice) do names[#names + 1] = k end
     table.sort(names)
-    assert.same({ 'accept', 'audit', 'crypto', 'domains', 'json', 'ldap', 'log', 'now',
+    assert.same({ 'accept', 'audit', 'crypto', 'domains', 'http', 'json', 'ldap', 'log', 'now',
       'passwd', 'reject', 'shdict', 'sleep', 'tempfail' }, names)
     assert.same({ 'get', 'incr', 'set' }, (function()
       local s = {}
