@@ -172,6 +172,7 @@ write_conf() {
     sed -e "s|@WORKERS@|$2|; s|@USERS_DIR@|$ROOT/bench/conf/users|" \
         -e "s|@SMTPS_PORT@|$3|; s|@SUBMISSION_PORT@|$4|; s|@SINK_PORT@|$5|" \
         -e "s|@POLICIES@|$list|; s|@LUA_DIR@|$(abs_path "$LUA_DIR")|" \
+        -e "s|@DOMAIN@|${DOMAIN_CONF:-}|; s|@EXTRA@|${EXTRA_CONF:-}|" \
         -e "s|@CERTS_DIR@|$ROOT/certs|g; s|@ROOT@|$ROOT|g" bench/conf/sluice-bench.lua.in >"$1"
 }
 
