@@ -166,6 +166,26 @@ policy_verdict_check(struct policy_load *ld)
 }
 
 static int
+policy_refuse(lua_State *L)
+{
+    return luaL_error(L, "%s is not available to policies: it would lift the hook budget",
+                      lua_tostring(L, lua_upvalueindex(1)));
+}
+
+/* Replace lib.name with a function that raises. */
+static void
+policy_take_away(lua_State *L, const char *lib, const char *name)
+{
+    lua_getfield(L, LUA_GLOBALSINDEX, lib);
+    if (lua_istable(L, -1)) {
+        lua_pushfstring(L, "%s.%s", lib, name);
+        lua_pushcclosure(L, policy_refuse, 1);
+        lua_setfield(L, -2, name);
+    }
+    lua_pop(L, 1);
+}
+
+static int
 policy_load_cb(lua_State *L)
 {
     struct policy_load *ld = lua_touserdata(L, 1);
@@ -177,6 +197,9 @@ policy_load_cb(lua_State *L)
     /* Interpreted: the budget's count hook (lapi_budget_install) is never called from
      * JIT-compiled code, and a policy loop must not be able to hold the worker. */
     luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    /* ...nor turn the JIT back on, or remove the count hook itself. */
+    policy_take_away(L, "jit", "on");
+    policy_take_away(L, "debug", "sethook");
     policy_vm_paths(L, vm->env.cfg->lua_dir);
     if (policy_verdict_check(ld) != 0)
         return 0;

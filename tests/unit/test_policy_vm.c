@@ -205,6 +205,11 @@ the_core_module_works_in_the_state(void)
                   "local ok3 = pcall(s.audit, 'x', { f = print })\n"
                   "return not ok1 and not ok2 and not ok3");
     CHECK_LUA(vm, "local ok, e = pcall(require('sluice').sleep, 1) return not ok");
+    /* the budget cannot be lifted: no JIT (count hooks do not fire in traces), no sethook */
+    CHECK_LUA(vm, "local ok, e = pcall(jit.on) return not ok and e:find('jit.on is not', 1, true)");
+    CHECK_LUA(vm, "local ok, e = pcall(debug.sethook) return not ok and "
+                  "e:find('debug.sethook is not', 1, true) ~= nil");
+    CHECK_LUA(vm, "return jit.status() == false and type(debug.traceback) == 'function'");
     audit_free(audit); /* writes out what was queued */
     audit = NULL;
     f = fopen(p, "r");
