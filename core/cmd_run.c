@@ -155,28 +155,28 @@ cmd_run_make(struct cmd_run_state *st, const struct listener_set *ls, const char
     const struct config *cfg = st->d.gen->parts.cfg;
     size_t              *lindex = calloc(ls->n_per_worker + 1, sizeof(*lindex));
 
+    daemon_ctl_init(&st->ctl, path, &st->d, st->workers, st->n);
     if (lindex == NULL || st->workers == NULL)
-        return -1;
+        goto out;
     for (size_t i = 0; i < ls->n_per_worker; i++)
         lindex[i] = (size_t)(ls->cfgs[i] - cfg->listeners);
     st->d.shdict = shdict_new(cfg->shdict_size, CMD_RUN_SHDICT_SHARDS, err, errlen);
-    if (st->d.shdict != NULL && cfg->audit_log != NULL &&
-        cmd_run_audit_owner(cfg, err, errlen) == 0)
-        st->d.audit = audit_open(cfg->audit_log, err, errlen);
-    if (st->d.shdict != NULL && (cfg->audit_log == NULL || st->d.audit != NULL) &&
-        cfg->control_socket != NULL)
-        st->control = control_open(cfg->control_socket, err, errlen);
-    if (st->d.shdict != NULL && (cfg->audit_log == NULL || st->d.audit != NULL) &&
-        (cfg->control_socket == NULL || st->control != NULL))
-        while (st->made < st->n &&
-               (st->workers[st->made] = worker_new(st->made, &st->d,
-                                                   &ls->fds[(size_t)st->made * ls->n_per_worker],
-                                                   lindex, ls->n_per_worker, err,
-                                                   errlen)) != NULL)
-            st->made++;
+    if (st->d.shdict == NULL)
+        goto out;
+    if (cfg->audit_log != NULL && (cmd_run_audit_owner(cfg, err, errlen) != 0 ||
+                                   (st->d.audit = audit_open(cfg->audit_log, err, errlen)) == NULL))
+        goto out;
+    if (cfg->control_socket != NULL &&
+        (st->control = control_open(cfg->control_socket, err, errlen)) == NULL)
+        goto out;
+    while (st->made < st->n &&
+           (st->workers[st->made] = worker_new(st->made, &st->d,
+                                               &ls->fds[(size_t)st->made * ls->n_per_worker],
+                                               lindex, ls->n_per_worker, err, errlen)) != NULL)
+        st->made++;
+out:
     free(lindex);
-    daemon_ctl_init(&st->ctl, path, &st->d, st->workers, st->n);
-    return st->made == st->n ? 0 : -1;
+    return st->made == st->n && st->n > 0 ? 0 : -1;
 }
 
 /* As the unprivileged user: the thread pool, the workers, the control thread. */
