@@ -73,58 +73,20 @@ out_fmt(struct control_out *o, const char *fmt, ...)
         o->failed = true; /* only numbers come through here: cannot happen */
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 (RFC 3629, as log.c checks). */
-static size_t
-out_utf8_len(const unsigned char *s, size_t n)
-{
-    size_t need, i;
-
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        need = 2;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef)
-        need = 3;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        need = 4;
-    else
-        return 0;
-    if (n < need)
-        return 0;
-    for (i = 1; i < need; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f) ||
-        (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))
-        return 0;
-    return need;
-}
-
-/* A JSON string: quotes and backslashes escaped, control octets and octets outside valid
- * UTF-8 as \u00XX (as in the log, so a key looks the same in both). */
+/* A JSON string, escaped as in the log (log_json_char), so a key looks the same in both. */
 static void
 out_str(struct control_out *o, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
-    size_t               i = 0, k, run = 0;
-    char                 esc[8];
+    size_t               i = 0, len, used;
+    char                 out[8];
 
     out_put(o, "\"", 1);
     while (i < n) {
-        k = p[i] >= 0x80 ? out_utf8_len(p + i, n - i) : 1;
-        if (k > 0 && p[i] >= 0x20 && p[i] != 0x7f && p[i] != '"' && p[i] != '\\') {
-            i += k;
-            run += k;
-            continue;
-        }
-        out_put(o, s + i - run, run);
-        run = 0;
-        if (p[i] == '"' || p[i] == '\\')
-            snprintf(esc, sizeof(esc), "\\%c", p[i]);
-        else
-            snprintf(esc, sizeof(esc), "\\u%04x", p[i]);
-        out_put(o, esc, strlen(esc));
-        i++;
+        len = log_json_char(p + i, n - i, out, &used);
+        out_put(o, out, len);
+        i += used;
     }
-    out_put(o, s + i - run, run);
     out_put(o, "\"", 1);
 }
 

@@ -105,10 +105,8 @@ log_utf8_len(const unsigned char *s, size_t n)
     return need;
 }
 
-/* The JSON text for the character at p (at most n bytes): writes it to out and
- * returns its length, setting *used to the input bytes it stands for. */
-static size_t
-log_escape_char(const unsigned char *p, size_t n, char out[8], size_t *used)
+size_t
+log_json_char(const unsigned char *p, size_t n, char out[8], size_t *used)
 {
     size_t k = p[0] >= 0x80 ? log_utf8_len(p, n) : 1;
 
@@ -138,7 +136,7 @@ log_put_json_string(struct logline *l, const char *s, size_t n)
 
     log_put(l, "\"", 1);
     while (i < n) {
-        len = log_escape_char(p + i, n - i, out, &used);
+        len = log_json_char(p + i, n - i, out, &used);
         if (!log_has_room(l, len + 1))
             break;
         log_put(l, out, len);

@@ -41,4 +41,10 @@ void log_end(struct logline *l);
 void log_msg(int level, const char *event, uint64_t sid, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* JSON string escaping as the log does it, for others that write JSON (the control
+ * socket): the text for the character at p (at most n bytes) into out, its length as the
+ * result, and in *used the input bytes it stands for. Quotes and backslashes are escaped,
+ * control octets and octets outside valid UTF-8 (RFC 3629) become \u00XX. */
+size_t log_json_char(const unsigned char *p, size_t n, char out[8], size_t *used);
+
 #endif

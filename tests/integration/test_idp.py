@@ -45,6 +45,7 @@ import pytest
 
 from conftest import (ROOT, SLUICE, b64, client_bytes, lua_str, stop,
                       upstream_conf, wait_for_line)
+from bearer import CHALLENGE, INVALID, OK, PAYLOAD, b64url, connect, oauthbearer  # noqa: F401
 
 IDP_DIR = ROOT / 'tests' / 'integration' / 'idp'
 NODE = shutil.which('node') or '/usr/bin/node'
@@ -63,21 +64,13 @@ SECRETS = {'mail-app': 'mail-app-secret', 'other-app': 'other-app-secret',
            'sluice': 'sluice-introspection-secret'}
 INTROSPECTION_CACHE = 2  # seconds: how long sluice may keep an introspection answer
 
-OK = (235, b'2.7.0 Authentication successful')
-INVALID = (535, b'5.7.8 Authentication credentials invalid')
 DISABLED = (525, b'5.7.13 Accounts of this domain are disabled, ask your administrator')
-CHALLENGE = {
-    'XOAUTH2': {'status': '400', 'schemes': 'Bearer', 'scope': SCOPE},
-    'OAUTHBEARER': {'status': 'invalid_token', 'schemes': 'bearer', 'scope': SCOPE},
-}
 # The shipped policies in conf/sluice.lua's order. ratelimit.lua blocks an IP after five
 # failed AUTHs a minute: each test has its own relay and makes fewer than that.
 POLICIES = [str(ROOT / 'policies' / n) for n in
             ('ratelimit.lua', 'auth.lua', 'oauth2.lua', 'sender_domain.lua', 'audit.lua')]
 
 
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b'=').decode()
 
 
 def jwt_part(token, i):
@@ -299,28 +292,12 @@ def relay_for(make_relay, sink, world, tmp_path, idp):
     return factory
 
 
-def xoauth2(user, token):
-    return b64('user=%s\x01auth=Bearer %s\x01\x01' % (user, token))
 
 
-def oauthbearer(user, token):
-    return b64('n,%s,\x01host=relay.test\x01port=465\x01auth=Bearer %s\x01\x01' % (
-        'a=' + user if user else '', token))
 
 
-PAYLOAD = {'XOAUTH2': xoauth2, 'OAUTHBEARER': oauthbearer}
 
 
-def connect(relay, listener='smtps'):
-    """A RawClient after EHLO (and STARTTLS on the submission listener)."""
-    if listener == 'smtps':
-        c = relay.raw()
-    else:
-        c = relay.raw(tls=False)
-        c.cmd(b'EHLO client.test')
-        c.starttls(relay.tls_context())
-    assert c.cmd(b'EHLO client.test').code == 250
-    return c
 
 
 def auth(relay, token, mech='XOAUTH2', user=ALICE, listener='smtps'):

@@ -23,6 +23,7 @@ import time
 import pytest
 
 from conftest import ALICE, PASSWORDS, ROOT, Relay, SLUICE, b64, client_bytes, upstream_conf
+from bearer import CHALLENGE, INVALID, OK, PAYLOAD, b64url, connect, oauthbearer, xoauth2  # noqa: F401
 
 crypto = pytest.importorskip('cryptography')
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
@@ -32,18 +33,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 ISSUER = 'https://idp.test/realms/mail'
 AUDIENCE = 'smtp://relay.test'
 BOB = 'bob@example.org'
-OK = (235, b'2.7.0 Authentication successful')
-INVALID = (535, b'5.7.8 Authentication credentials invalid')
-CHALLENGE = {
-    'XOAUTH2': {'status': '400', 'schemes': 'Bearer', 'scope': 'smtp.send'},
-    'OAUTHBEARER': {'status': 'invalid_token', 'schemes': 'bearer', 'scope': 'smtp.send'},
-}
 POLICIES = [str(ROOT / 'policies' / n) for n in
             ('auth.lua', 'oauth2.lua', 'sender_domain.lua', 'audit.lua')]
 
 
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b'=').decode()
 
 
 def int_b64url(n, length=None):
@@ -101,16 +94,10 @@ def make_token(key, body, alg=None, kid=None, header=None):
     return signing_input + '.' + b64url(key.sign(signing_input.encode()))
 
 
-def xoauth2(user, token):
-    return b64('user=%s\x01auth=Bearer %s\x01\x01' % (user, token))
 
 
-def oauthbearer(user, token):
-    return b64('n,%s,\x01host=relay.test\x01port=465\x01auth=Bearer %s\x01\x01' % (
-        'a=' + user if user else '', token))
 
 
-PAYLOAD = {'XOAUTH2': xoauth2, 'OAUTHBEARER': oauthbearer}
 
 
 @pytest.fixture(scope='module')
@@ -164,16 +151,6 @@ def dev_token(relay, keys, user=ALICE, *args):
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-def connect(relay, listener):
-    """A RawClient after EHLO (and STARTTLS on the submission listener)."""
-    if listener == 'smtps':
-        c = relay.raw()
-    else:
-        c = relay.raw(tls=False)
-        c.cmd(b'EHLO client.test')
-        c.starttls(relay.tls_context())
-    assert c.cmd(b'EHLO client.test').code == 250
-    return c
 
 
 def send_one(c, sender=ALICE):
@@ -286,7 +263,7 @@ def test_smtplib_authenticates_with_a_custom_authobject(relay, sink, keys):
     assert len(sink.wait_messages(2)) == 2
 
 
-@pytest.mark.skipif(shutil.which('curl') is None, reason='curl not installed')
+# No skip without curl: make test installs it (Makefile DEB_PACKAGES).
 @pytest.mark.parametrize('listener', ['smtps', 'submission'])
 def test_curl_sends_with_oauth2_bearer(relay, sink, keys, tmp_path, listener):
     token = dev_token(relay, keys)
