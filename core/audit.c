@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "privfile.h"
 
 #define AUDIT_REPORT_EVERY 1.0 /* seconds between two audit.drop (or audit.error) lines */
 
@@ -57,7 +58,7 @@ audit_now(void)
 static int
 audit_open_fd(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    int fd = privfile_open(path, PRIVFILE_APPEND); /* root may have to: privfile.h */
 
     if (fd < 0)
         snprintf(err, errlen, "%s: cannot open for appending: %s", path, strerror(errno));

@@ -16,9 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+
+#include "privfile.h"
 
 #define AUTHDB_DOMAIN_MAX 255 /* RFC 1035 section 2.3.4 */
 
@@ -250,7 +253,7 @@ authdb_read_file(struct authdb_domain *d, FILE *f, char *err, size_t errlen)
     return rc;
 }
 
-/* scandir filter: DOMAIN.txt, not hidden (editors' .swp and .#lock files stay out) */
+/* DOMAIN.txt, not hidden (editors' .swp and .#lock files stay out) */
 static int
 authdb_user_file_filter(const struct dirent *de)
 {
@@ -310,15 +313,20 @@ authdb_load_file(struct authdb *db, const char *dir, const char *file, char *err
 {
     struct authdb_domain *d = authdb_new_domain(db, dir, file);
     FILE                 *f;
-    int                   rc;
+    int                   fd, rc;
 
     if (d == NULL)
         return authdb_err(err, errlen, file, 0, "out of memory");
     if (!authdb_is_domain(d->name))
         return authdb_err(err, errlen, d->path, 0, "file name is not a domain name");
-    f = fopen(d->path, "re");
-    if (f == NULL)
-        return authdb_err(err, errlen, d->path, 0, strerror(errno));
+    fd = privfile_open(d->path, PRIVFILE_READ);
+    f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (f == NULL) {
+        rc = errno;
+        if (fd >= 0)
+            close(fd);
+        return authdb_err(err, errlen, d->path, 0, strerror(rc));
+    }
     rc = authdb_read_file(d, f, err, errlen);
     fclose(f);
     return rc;
@@ -435,25 +443,72 @@ authdb_sort(struct authdb *db, char *err, size_t errlen)
     return 0;
 }
 
+static int
+authdb_name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The user files' names in dir, sorted (errors come in a stable order), through
+ * privfile.h: a reload may list a directory only root could. Caller frees each and the
+ * array; -1 with errno set on failure. */
+static int
+authdb_list(const char *dir, char ***out, size_t *n)
+{
+    DIR           *d = privfile_opendir(dir);
+    struct dirent *de;
+    char         **names = NULL, **grown;
+    size_t         cap = 0;
+    int            saved = 0;
+
+    *n = 0;
+    if (d == NULL)
+        return -1;
+    while (saved == 0 && (errno = 0, de = readdir(d)) != NULL) {
+        if (!authdb_user_file_filter(de))
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            grown = realloc(names, cap * sizeof(*names));
+            if (grown == NULL) {
+                saved = ENOMEM;
+                break;
+            }
+            names = grown;
+        }
+        if ((names[*n] = strdup(de->d_name)) == NULL)
+            saved = ENOMEM;
+        else
+            (*n)++;
+    }
+    saved = saved != 0 ? saved : errno;
+    closedir(d);
+    if (*n > 0)
+        qsort(names, *n, sizeof(*names), authdb_name_cmp);
+    *out = names;
+    errno = saved;
+    return saved != 0 ? -1 : 0;
+}
+
 struct authdb *
 authdb_load(const char *dir, char *err, size_t errlen)
 {
-    struct authdb  *db = calloc(1, sizeof(*db));
-    struct dirent **names = NULL;
-    int             n, i, rc = 0;
+    struct authdb *db = calloc(1, sizeof(*db));
+    char         **names = NULL;
+    size_t         n = 0, i;
+    int            rc = 0;
 
     if (db == NULL) {
         authdb_err(err, errlen, dir, 0, "out of memory");
         return NULL;
     }
-    n = scandir(dir, &names, authdb_user_file_filter, alphasort); /* errors in a stable order */
-    if (n < 0) {
+    if (authdb_list(dir, &names, &n) != 0) {
         authdb_err(err, errlen, dir, 0, strerror(errno));
-        goto fail;
+        rc = -1;
     }
     for (i = 0; i < n; i++) {
         if (rc == 0)
-            rc = authdb_load_file(db, dir, names[i]->d_name, err, errlen);
+            rc = authdb_load_file(db, dir, names[i], err, errlen);
         free(names[i]);
     }
     free(names);

@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "listener.h"
 #include "log.h"
 #include "offload.h"
+#include "privfile.h"
 #include "shdict.h"
 #include "worker.h"
 
@@ -141,33 +143,48 @@ struct cmd_run_state {
     struct daemon      d;
     struct worker    **workers;
     int                n, made, started;
+    bool               config_failed; /* the first generation did not load */
     struct control    *control;
     struct daemon_ctl  ctl;
 };
 
-/* Made while still root: the shared dictionary, the audit log, the control socket and
- * the workers (each one's upstream pool loads its CA files, which the unprivileged user
- * may not be able to read). */
+/* What needs root: the control socket (in a directory only root may write to) and the
+ * audit log's owner. */
 static int
-cmd_run_make(struct cmd_run_state *st, const struct listener_set *ls, const char *path,
+cmd_run_as_root(struct cmd_run_state *st, const struct config *cfg, char *err, size_t errlen)
+{
+    if (cfg->audit_log != NULL && cmd_run_audit_owner(cfg, err, errlen) != 0)
+        return -1;
+    if (cfg->control_socket != NULL &&
+        (st->control = control_open(cfg->control_socket, err, errlen)) == NULL)
+        return -1;
+    return 0;
+}
+
+/* Made as the service user, files read through privfile.h: the first generation (its
+ * policies, users and certificates), the shared dictionary, the audit writer and the
+ * workers (each one's Lua state and upstream pool). */
+static int
+cmd_run_make(struct cmd_run_state *st, struct config *cfg, const struct listener_set *ls,
              char *err, size_t errlen)
 {
-    const struct config *cfg = st->d.gen->parts.cfg;
-    size_t              *lindex = calloc(ls->n_per_worker + 1, sizeof(*lindex));
+    size_t *lindex = calloc(ls->n_per_worker + 1, sizeof(*lindex));
 
-    daemon_ctl_init(&st->ctl, path, &st->d, st->workers, st->n);
-    if (lindex == NULL || st->workers == NULL)
+    if (lindex == NULL || st->workers == NULL) {
+        config_free(cfg);
         goto out;
+    }
     for (size_t i = 0; i < ls->n_per_worker; i++)
         lindex[i] = (size_t)(ls->cfgs[i] - cfg->listeners);
+    st->d.gen = generation_new(cfg, 1, err, errlen); /* takes cfg */
+    if (st->d.gen == NULL) {
+        st->config_failed = true;
+        goto out;
+    }
     st->d.shdict = shdict_new(cfg->shdict_size, CMD_RUN_SHDICT_SHARDS, err, errlen);
     if (st->d.shdict == NULL)
         goto out;
-    if (cfg->audit_log != NULL && (cmd_run_audit_owner(cfg, err, errlen) != 0 ||
-                                   (st->d.audit = audit_open(cfg->audit_log, err, errlen)) == NULL))
-        goto out;
-    if (cfg->control_socket != NULL &&
-        (st->control = control_open(cfg->control_socket, err, errlen)) == NULL)
+    if (cfg->audit_log != NULL && (st->d.audit = audit_open(cfg->audit_log, err, errlen)) == NULL)
         goto out;
     while (st->made < st->n &&
            (st->workers[st->made] = worker_new(st->made, &st->d,
@@ -224,22 +241,31 @@ cmd_run_cleanup(struct cmd_run_state *st)
     free(st->workers);
 }
 
+/* cfg was loaded and the listeners bound as root; the rest runs as the service user. */
 static int
-cmd_run_serve(struct generation *g, const char *path, struct listener_set *ls)
+cmd_run_serve(struct config *cfg, const char *path, struct listener_set *ls)
 {
-    struct cmd_run_state st = { .d = { .gen = g }, .n = g->parts.cfg->workers };
+    struct cmd_run_state st = { .n = cfg->workers };
     char                 err[1024] = "out of memory";
     int                  rc = EXIT_OSERR;
 
     st.workers = calloc((size_t)st.n, sizeof(*st.workers));
-    if (cmd_run_make(&st, ls, path, err, sizeof(err)) == 0 &&
-        cmd_run_drop_privileges(g->parts.cfg, err, sizeof(err)) == 0 &&
-        cmd_run_start(&st, err, sizeof(err)) == 0)
-        rc = 0;
+    daemon_ctl_init(&st.ctl, path, &st.d, st.workers, st.n);
+    if (cmd_run_as_root(&st, cfg, err, sizeof(err)) != 0 ||
+        cmd_run_drop_privileges(cfg, err, sizeof(err)) != 0) {
+        config_free(cfg);
+    } else if (cmd_run_make(&st, cfg, ls, err, sizeof(err)) == 0) {
+        privfile_seal(); /* before the first connection is accepted */
+        if (cmd_run_start(&st, err, sizeof(err)) == 0)
+            rc = 0;
+    }
     if (rc == 0) {
-        cmd_run_log_ready(g->parts.cfg, g->parts.authdb);
+        cmd_run_log_ready(st.d.gen->parts.cfg, st.d.gen->parts.authdb);
         cmd_run_wait(&st.ctl);
         st.started = 0; /* drained and joined */
+    } else if (st.config_failed) {
+        log_msg(LOG_ERR, "config.fail", 0, "%s", err);
+        rc = EXIT_CONFIG;
     } else {
         log_msg(LOG_ERR, "daemon.fail", 0, "%s", err);
     }
@@ -247,11 +273,15 @@ cmd_run_serve(struct generation *g, const char *path, struct listener_set *ls)
     return rc;
 }
 
+/* Root only forks the privileged reader, reads the configuration (data: the sandboxed
+ * state of config_source.c), binds, and gives the control socket and the audit log away;
+ * policies, users files and certificates are loaded after the drop (privfile.h). */
 int
 cmd_run_main(int argc, char **argv)
 {
     const char         *path = daemon_config_arg(argc, argv);
-    struct generation  *g;
+    char               *real;
+    struct config      *cfg;
     struct listener_set ls;
     char                err[1024];
     int                 rc;
@@ -260,21 +290,33 @@ cmd_run_main(int argc, char **argv)
         fprintf(stderr, "usage: sluice run [-c FILE]\n");
         return EXIT_USAGE;
     }
-    g = generation_load(path, 1, err, sizeof(err));
-    if (g == NULL) {
+    if (geteuid() == 0 && privfile_start(err, sizeof(err)) != 0) {
+        log_msg(LOG_ERR, "daemon.fail", 0, "%s", err);
+        return EXIT_OSERR;
+    }
+    cfg = config_load(path, err, sizeof(err));
+    if (cfg == NULL) {
         log_msg(LOG_ERR, "config.fail", 0, "%s", err);
+        privfile_stop();
         return EXIT_CONFIG;
     }
-    log_set_level(g->parts.cfg->log_level);
-    if (listener_bind_all(g->parts.cfg, g->parts.cfg->workers, &ls, err, sizeof(err)) != 0) {
+    log_set_level(cfg->log_level);
+    if (listener_bind_all(cfg, cfg->workers, &ls, err, sizeof(err)) != 0) {
         log_msg(LOG_ERR, "daemon.fail", 0, "%s", err);
         listener_close_all(&ls);
-        generation_unref(g);
+        config_free(cfg);
+        privfile_stop();
         return EXIT_OSERR;
     }
     cmd_run_block_signals();
-    rc = cmd_run_serve(g, path, &ls); /* takes g */
+    /* Reloads read the file the root start-up found, by a path that needs no search
+     * permission on the directories above it: the service user's realpath() would fail
+     * under root's 0700 home, and relative paths would resolve differently. */
+    real = realpath(path, NULL);
+    rc = cmd_run_serve(cfg, real != NULL ? real : path, &ls); /* takes cfg */
+    free(real);
     listener_close_all(&ls);
+    privfile_stop();
     log_msg(LOG_NOTICE, "daemon.stop", 0, "exit %d", rc);
     return rc;
 }

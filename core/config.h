@@ -92,6 +92,7 @@ struct config_oauth2 {
     char **audience;           /* owns; NULL-terminated; `aud` must hold one of them */
     char  *scope;              /* owns; required scope, default "smtp.send" */
     char  *jwks_file;          /* owns; absolute path of the issuer's JWKS, readable */
+    char  *jwks_text;          /* owns; jwks_file's content, read with the configuration */
     char  *jwks_url;           /* owns; https URL of the issuer's JWKS (not with jwks_file) */
     size_t jwks_refresh;       /* seconds a fetched JWKS is kept, default 3600 */
     char  *introspection_url;  /* owns; RFC 7662 endpoint for opaque tokens, or NULL */

@@ -104,6 +104,10 @@ int  cfg_get_strings(struct cfg_ctx *ctx, int t, const char *key, bool single, b
                      char ***out);
 void cfg_free_strings(char **list);
 /* A path resolved against ctx->dir; with readable, it must name a readable file. */
+/* The first line of the file at path (through privfile.h), without its end, into buf
+ * (NUL-terminated); its length, 0 when the file cannot be read or the line is empty. A
+ * result of size - 1 means the line may go on. */
+size_t cfg_first_line(const char *path, char *buf, size_t size);
 int cfg_get_path(struct cfg_ctx *ctx, int t, const char *key, bool required, bool readable,
                  char **out);
 /* One of names[] (NULL-terminated); *out = values[i]. */

@@ -20,10 +20,12 @@
 #include "config_internal.h"
 #include "ldap_dial.h"
 #include "ldap_template.h"
+#include "privfile.h"
 
 #define CFG_LDAP_TIMEOUT         5.0 /* seconds: well inside the default hook_timeout */
 #define CFG_LDAP_MAX_CONNECTIONS 4   /* per worker: binds on one connection are serial */
 #define CFG_LDAP_MAX_PASSWORD    1024
+#define CFG_LDAP_MAX_CA_FILE     (4 * 1024 * 1024) /* octets of a PEM bundle */
 
 void
 cfg_free_ldap(struct config_ldap *l)
@@ -105,23 +107,24 @@ cfg_ldap_uris(struct cfg_ctx *ctx, const struct config *cfg, struct config_ldap 
 }
 
 /* The TLS context every connection of the domain uses (ldap_dial.h): made here so
- * that the CA file is read when the configuration is, before sluice drops privileges,
- * and once rather than per connection. ca_file (readable: the getter checked) must
+ * that the CA file is read when the configuration is (through privfile.h), and once
+ * rather than per connection. ca_file (readable: the getter checked) must
  * hold a PEM certificate: some TLS libraries take a file without one as an empty
  * store. */
 static int
 cfg_ldap_tls(struct cfg_ctx *ctx, struct config_ldap *l)
 {
-    char  err[256];
-    FILE *f;
-    X509 *x = NULL;
+    char   err[256], *text = NULL;
+    size_t len;
+    BIO   *bio = NULL;
+    X509  *x = NULL;
 
     if (l->ca_file != NULL) {
-        f = fopen(l->ca_file, "r");
-        if (f != NULL) {
-            x = PEM_read_X509(f, NULL, NULL, NULL);
-            fclose(f);
-        }
+        text = privfile_read(l->ca_file, CFG_LDAP_MAX_CA_FILE, &len, err, sizeof(err));
+        bio = text != NULL ? BIO_new_mem_buf(text, (int)len) : NULL;
+        x = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+        BIO_free(bio);
+        free(text);
         ERR_clear_error();
         if (x == NULL)
             return cfg_ldap_fail(ctx, "ca_file", "no PEM certificate in '%s'", l->ca_file);
@@ -160,7 +163,6 @@ static int
 cfg_ldap_password(struct cfg_ctx *ctx, int t, struct config_ldap *l)
 {
     char   *path = NULL, buf[CFG_LDAP_MAX_PASSWORD + 2];
-    FILE   *f;
     size_t  n;
 
     if (cfg_get_string(ctx, t, "bind_password", false, &l->bind_password) ||
@@ -173,11 +175,7 @@ cfg_ldap_password(struct cfg_ctx *ctx, int t, struct config_ldap *l)
         return cfg_fail_key(ctx, "bind_password_file", "give bind_password or "
                                                        "bind_password_file, not both");
     }
-    f = fopen(path, "r");
-    n = f != NULL && fgets(buf, sizeof(buf), f) != NULL ? strcspn(buf, "\r\n") : 0;
-    if (f != NULL)
-        fclose(f);
-    buf[n] = '\0';
+    n = cfg_first_line(path, buf, sizeof(buf));
     if (n == 0 || n > CFG_LDAP_MAX_PASSWORD) {
         explicit_bzero(buf, sizeof(buf));
         cfg_ldap_fail(ctx, "bind_password_file", n == 0 ? "no password on the first line of '%s'"

@@ -12,6 +12,7 @@
 
 #include "config_internal.h"
 #include "http_client.h"
+#include "privfile.h"
 
 #define CFG_OAUTH2_SCOPE    "smtp.send"
 #define CFG_OAUTH2_LEEWAY   60     /* seconds: RFC 7519 4.1.4 "a small leeway" */
@@ -22,6 +23,7 @@
 #define CFG_OAUTH2_INTROSPECTION_CACHE 300 /* seconds: the Python design's 5 minutes */
 #define CFG_OAUTH2_HTTP_TIMEOUT 5.0
 #define CFG_OAUTH2_MAX_SECRET   1024
+#define CFG_OAUTH2_MAX_JWKS     (1024 * 1024) /* octets of a JWKS file; real ones: a few KiB */
 
 void
 cfg_free_oauth2(struct config_oauth2 *o)
@@ -32,6 +34,7 @@ cfg_free_oauth2(struct config_oauth2 *o)
     cfg_free_strings(o->audience);
     free(o->scope);
     free(o->jwks_file);
+    free(o->jwks_text);
     free(o->jwks_url);
     free(o->introspection_url);
     free(o->client_id);
@@ -93,7 +96,6 @@ static int
 cfg_oauth2_secret(struct cfg_ctx *ctx, int t, struct config_oauth2 *o)
 {
     char  *path = NULL, buf[CFG_OAUTH2_MAX_SECRET + 2];
-    FILE  *f;
     size_t n;
     int    rc = 0;
 
@@ -107,11 +109,7 @@ cfg_oauth2_secret(struct cfg_ctx *ctx, int t, struct config_oauth2 *o)
         return cfg_fail_key(ctx, "client_secret_file",
                             "give client_secret or client_secret_file, not both");
     }
-    f = fopen(path, "r");
-    n = f != NULL && fgets(buf, sizeof(buf), f) != NULL ? strcspn(buf, "\r\n") : 0;
-    if (f != NULL)
-        fclose(f);
-    buf[n] = '\0';
+    n = cfg_first_line(path, buf, sizeof(buf));
     if (n == 0 || n > CFG_OAUTH2_MAX_SECRET)
         rc = cfg_fail_key(ctx, "client_secret_file",
                           n == 0 ? "no secret on the first line" : "secret too long");
@@ -120,6 +118,19 @@ cfg_oauth2_secret(struct cfg_ctx *ctx, int t, struct config_oauth2 *o)
     explicit_bzero(buf, sizeof(buf));
     free(path);
     return rc;
+}
+
+/* The JWKS file read now, with the configuration: a reload reads it again, and the
+ * policies get the text (lapi_core.c), since the service user may not be allowed to open
+ * it (privfile.h). Parsing it is lua/sluice/jwks.lua's. */
+static int
+cfg_oauth2_jwks_text(struct cfg_ctx *ctx, struct config_oauth2 *o)
+{
+    char   err[512];
+    size_t len;
+
+    o->jwks_text = privfile_read(o->jwks_file, CFG_OAUTH2_MAX_JWKS, &len, err, sizeof(err));
+    return o->jwks_text == NULL ? cfg_fail_key(ctx, "jwks_file", err) : 0;
 }
 
 /* Where keys and answers come from: a JWKS file or URL (not both), and introspection
@@ -139,6 +150,8 @@ cfg_oauth2_sources(struct cfg_ctx *ctx, int t, struct config_oauth2 *o)
         return -1;
     if (o->jwks_file != NULL && o->jwks_url != NULL)
         return cfg_fail_key(ctx, "jwks_url", "give jwks_file or jwks_url, not both");
+    if (o->jwks_file != NULL && cfg_oauth2_jwks_text(ctx, o) != 0)
+        return -1;
     if (o->jwks_file == NULL && o->jwks_url == NULL && o->introspection_url == NULL)
         return cfg_fail_key(ctx, "jwks_file",
                             "required (or jwks_url, or introspection_url for opaque tokens)");

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config_internal.h"
+#include "privfile.h"
 #include "limits.h"
 
 #define CFG_MIN_SHDICT_SIZE (256u * 1024)
@@ -77,7 +78,7 @@ cfg_policy_paths(struct cfg_ctx *ctx, struct config *cfg)
         free(cfg->policies[i]);
         cfg->policies[i] = full;
         cfg->n_policies++;
-        if (access(full, R_OK) != 0) {
+        if (privfile_check(full) != 0) {
             cfg_push_key(ctx, "policies");
             cfg_push_index(ctx, i + 1);
             return cfg_fail(ctx, "cannot read '%s': %s", full, strerror(errno));
@@ -96,7 +97,7 @@ cfg_audit_log(struct cfg_ctx *ctx, int top, struct config *cfg)
         return -1;
     if (cfg->audit_log == NULL)
         return 0;
-    fd = open(cfg->audit_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    fd = privfile_open(cfg->audit_log, PRIVFILE_APPEND);
     if (fd < 0) {
         cfg_push_key(ctx, "audit_log");
         return cfg_fail(ctx, "cannot open '%s' for appending: %s", cfg->audit_log,
@@ -117,7 +118,7 @@ cfg_lua_dir(struct cfg_ctx *ctx, int top, struct config *cfg)
     if (cfg->lua_dir == NULL && cfg_strdup(ctx, SLUICE_SOURCE_DIR "/lua", &cfg->lua_dir) != 0)
         return -1;
     snprintf(p, sizeof(p), "%s/sluice/init.lua", cfg->lua_dir);
-    if (access(p, R_OK) != 0) {
+    if (privfile_check(p) != 0) {
         cfg_push_key(ctx, "lua_dir");
         return cfg_fail(ctx, "cannot read '%s': %s", p, strerror(errno));
     }

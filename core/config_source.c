@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "config_internal.h"
+#include "privfile.h"
 
 #define CFG_MAX_FILE  (4u * 1024 * 1024)
 #define CFG_MAX_STEPS 10000000 /* VM instructions: a config is data, not a program */
@@ -24,30 +25,7 @@
 char *
 cfg_read_file(const char *path, size_t *len, char *err, size_t errlen)
 {
-    FILE  *f = fopen(path, "rb");
-    char  *buf = NULL;
-    size_t n = 0;
-
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    buf = malloc(CFG_MAX_FILE + 1);
-    if (buf != NULL)
-        n = fread(buf, 1, CFG_MAX_FILE + 1, f);
-    if (buf == NULL || ferror(f) || n > CFG_MAX_FILE) {
-        snprintf(err, errlen, "%s: %s", path,
-                 buf == NULL          ? "out of memory"
-                 : n > CFG_MAX_FILE ? "file too large (over 4 MiB)"
-                                    : "read error");
-        free(buf);
-        buf = NULL;
-    } else {
-        buf[n] = '\0';
-        *len = n;
-    }
-    fclose(f);
-    return buf;
+    return privfile_read(path, CFG_MAX_FILE, len, err, errlen);
 }
 
 /* Absolute directory of path (symlinks in the directory resolved, not the file). */

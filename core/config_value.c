@@ -4,6 +4,7 @@
  * key (the values are plain data by then: Lua keeps no line numbers for table fields).
  * Which keys exist and what they mean is config.c's business. */
 #include "config_internal.h"
+#include "privfile.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -508,6 +509,26 @@ cfg_resolve(const struct cfg_ctx *ctx, const char *path)
     return out;
 }
 
+size_t
+cfg_first_line(const char *path, char *buf, size_t size)
+{
+    int     fd = privfile_open(path, PRIVFILE_READ);
+    ssize_t got = 0;
+    size_t  n = 0;
+
+    while (fd >= 0 && n + 1 < size && (got = read(fd, buf + n, size - 1 - n)) != 0) {
+        if (got < 0 && errno != EINTR)
+            break;
+        n += got > 0 ? (size_t)got : 0;
+    }
+    if (fd >= 0)
+        close(fd);
+    buf[got < 0 ? 0 : n] = '\0';
+    n = strcspn(buf, "\r\n");
+    buf[n] = '\0';
+    return n;
+}
+
 int
 cfg_get_path(struct cfg_ctx *ctx, int t, const char *key, bool required, bool readable,
              char **out)
@@ -523,7 +544,7 @@ cfg_get_path(struct cfg_ctx *ctx, int t, const char *key, bool required, bool re
         full = cfg_resolve(ctx, raw);
         if (full == NULL)
             rc = cfg_fail(ctx, "out of memory");
-        else if (readable && access(full, R_OK) != 0)
+        else if (readable && privfile_check(full) != 0)
             rc = cfg_fail(ctx, "cannot read '%s': %s", full, strerror(errno));
         free(*out);
         *out = full;

@@ -49,10 +49,20 @@ daemon_check_policies(const struct config *cfg, char *err, size_t errlen)
 int
 daemon_parts_load(const char *path, struct daemon_parts *p, char *err, size_t errlen)
 {
-    memset(p, 0, sizeof(*p));
-    p->cfg = config_load(path, err, errlen);
-    if (p->cfg == NULL)
+    struct config *cfg = config_load(path, err, errlen);
+
+    if (cfg == NULL) {
+        memset(p, 0, sizeof(*p));
         return -1;
+    }
+    return daemon_parts_build(cfg, p, err, errlen);
+}
+
+int
+daemon_parts_build(struct config *cfg, struct daemon_parts *p, char *err, size_t errlen)
+{
+    memset(p, 0, sizeof(*p));
+    p->cfg = cfg;
     if (daemon_check_policies(p->cfg, err, errlen) != 0)
         goto fail;
     p->authdb = authdb_load(p->cfg->users_dir, err, errlen);

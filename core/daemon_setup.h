@@ -20,6 +20,9 @@ const char *daemon_config_arg(int argc, char **argv);
 
 /* Load everything. 0, or -1 with "file:line: reason" in err; *p is then empty. */
 int  daemon_parts_load(const char *path, struct daemon_parts *p, char *err, size_t errlen);
+/* The rest of everything for a configuration loaded already: the policies (loaded once
+ * to prove they do), the user files, the certificates. Takes cfg, even on failure. */
+int  daemon_parts_build(struct config *cfg, struct daemon_parts *p, char *err, size_t errlen);
 void daemon_parts_free(struct daemon_parts *p);
 
 #endif

@@ -10,6 +10,19 @@
 
 #include "config.h"
 
+static struct generation *
+generation_made(struct generation *g, int rc, unsigned id)
+{
+    if (rc != 0) {
+        free(g);
+        return NULL;
+    }
+    atomic_init(&g->refs, 1);
+    g->id = id;
+    g->loaded = ev_time();
+    return g;
+}
+
 struct generation *
 generation_load(const char *path, unsigned id, char *err, size_t errlen)
 {
@@ -19,14 +32,20 @@ generation_load(const char *path, unsigned id, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (daemon_parts_load(path, &g->parts, err, errlen) != 0) {
-        free(g);
+    return generation_made(g, daemon_parts_load(path, &g->parts, err, errlen), id);
+}
+
+struct generation *
+generation_new(struct config *cfg, unsigned id, char *err, size_t errlen)
+{
+    struct generation *g = calloc(1, sizeof(*g));
+
+    if (g == NULL) {
+        config_free(cfg);
+        snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    atomic_init(&g->refs, 1);
-    g->id = id;
-    g->loaded = ev_time();
-    return g;
+    return generation_made(g, daemon_parts_build(cfg, &g->parts, err, errlen), id);
 }
 
 struct generation *

@@ -21,6 +21,8 @@ struct generation {
 /* Load path into a new generation with one reference, or NULL and "file:line: reason"
  * in err (the same text `sluice check` prints for the same files). */
 struct generation *generation_load(const char *path, unsigned id, char *err, size_t errlen);
+/* The same from a configuration loaded already (taken, even on failure). */
+struct generation *generation_new(struct config *cfg, unsigned id, char *err, size_t errlen);
 
 struct generation *generation_ref(struct generation *g);
 /* Drop a reference; the last one frees the generation. NULL is fine. */

@@ -104,6 +104,8 @@ lapi_push_oauth2(lua_State *L, const struct config_oauth2 *o)
     lua_setfield(L, -2, "scope");
     lua_pushstring(L, o->jwks_file); /* nil when absent, as the URLs below */
     lua_setfield(L, -2, "jwks_file");
+    lua_pushstring(L, o->jwks_text); /* read with the configuration (privfile.h) */
+    lua_setfield(L, -2, "jwks_text");
     lua_pushstring(L, o->jwks_url);
     lua_setfield(L, -2, "jwks_url");
     lua_pushnumber(L, (lua_Number)o->jwks_refresh);

@@ -12,6 +12,7 @@
 #include "audit.h"
 #include "config.h"
 #include "lapi.h"
+#include "policy_loader.h"
 
 /* Where lua-cjson lives on Debian and with a /usr/local build. */
 #define POLICY_CPATH                                                                     \
@@ -58,23 +59,7 @@ policy_vm_paths(lua_State *L, const char *lua_dir)
     lua_pushcfunction(L, lapi_core_open);
     lua_setfield(L, -2, "sluice.core");
     lua_pop(L, 2);
-}
-
-/* Line (1-based) of the first occurrence of word in the file, 0 if not found. */
-static int
-policy_line_of(const char *path, const char *word)
-{
-    FILE  *f = fopen(path, "r");
-    char   line[4096];
-    int    n = 0, found = 0;
-
-    while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL) {
-        n++;
-        found = strstr(line, word) != NULL;
-    }
-    if (f != NULL)
-        fclose(f);
-    return found ? n : 0;
+    policy_loader_install(L);
 }
 
 static int
@@ -101,7 +86,7 @@ policy_take_hooks(struct policy_load *ld, struct policy *p)
         h = name != NULL ? policy_hook_index(name) : -1;
         if (h < 0 && name != NULL) {
             snprintf(ld->err, ld->errlen, "%s:%d: unknown hook '%s'", p->path,
-                     policy_line_of(p->path, name), name);
+                     policy_loader_line_of(p->path, name), name);
             return -1;
         }
         if (h < 0 || lua_type(L, -1) != LUA_TFUNCTION) {
@@ -127,7 +112,7 @@ policy_load_one(struct policy_load *ld, struct policy *p)
     for (h = 0; h < POLICY_N_HOOKS; h++)
         p->hooks[h] = LUA_NOREF;
     ld->vm->env.policy = p->path;
-    if (luaL_loadfile(L, p->path) != 0 || lua_pcall(L, 0, 1, 0) != 0) {
+    if (policy_loader_load(L, p->path) != 0 || lua_pcall(L, 0, 1, 0) != 0) {
         snprintf(ld->err, ld->errlen, "%s", lua_tostring(L, -1));
         return -1;
     }

@@ -284,18 +284,18 @@ static int
 tls_load_certs(SSL_CTX *ctx, const struct config_cert *certs, size_t n, char *err,
                size_t errlen)
 {
-    char   reason[256];
+    char   reason[256], why[768];
     int    types[8];
     size_t i, j;
 
     for (i = 0; i < n; i++) {
-        if (SSL_CTX_use_certificate_chain_file(ctx, certs[i].cert_file) != 1) {
-            snprintf(err, errlen, "%s: cannot load the certificate chain: %s",
-                     certs[i].cert_file, tls_error_string(reason, sizeof(reason)));
+        if (tls_use_cert_chain_file(ctx, certs[i].cert_file, err, errlen) != 0)
+            return -1;
+        if (tls_use_key_file(ctx, certs[i].key_file, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "%s (the key for %s)", why, certs[i].cert_file);
             return -1;
         }
-        if (SSL_CTX_use_PrivateKey_file(ctx, certs[i].key_file, SSL_FILETYPE_PEM) != 1 ||
-            SSL_CTX_check_private_key(ctx) != 1) {
+        if (SSL_CTX_check_private_key(ctx) != 1) {
             snprintf(err, errlen, "%s: cannot use the key for %s: %s", certs[i].key_file,
                      certs[i].cert_file, tls_error_string(reason, sizeof(reason)));
             return -1;
@@ -482,11 +482,13 @@ tls_client_ctx_new(const char *ca_file, bool verify, char *err, size_t errlen)
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     if (verify) {
-        ok = ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
-                             : SSL_CTX_set_default_verify_paths(ctx);
-        if (ok != 1) {
-            snprintf(err, errlen, "%s: cannot load CA certificates: %s",
-                     ca_file ? ca_file : "system store", tls_error_string(reason, sizeof(reason)));
+        if (ca_file != NULL) {
+            ok = tls_store_add_file(SSL_CTX_get_cert_store(ctx), ca_file, err, errlen) == 0;
+        } else if (!(ok = SSL_CTX_set_default_verify_paths(ctx) == 1)) {
+            snprintf(err, errlen, "system store: cannot load CA certificates: %s",
+                     tls_error_string(reason, sizeof(reason)));
+        }
+        if (!ok) {
             SSL_CTX_free(ctx);
             return NULL;
         }

@@ -38,6 +38,15 @@ const char *tls_version_name(SSL *ssl);
 const char *tls_cipher_name(SSL *ssl);
 const char *tls_sni_name(SSL *ssl);
 
+/* PEM files read through privfile.h (tls_files.c), so that a reload as the service
+ * user reads what start-up read as root. Each returns 0, or -1 with "path: reason" in err.
+ * The leaf certificate and its chain into ctx, as SSL_CTX_use_certificate_chain_file(): */
+int tls_use_cert_chain_file(SSL_CTX *ctx, const char *path, char *err, size_t errlen);
+/* The private key into ctx (the buffer holding it is cleared): */
+int tls_use_key_file(SSL_CTX *ctx, const char *path, char *err, size_t errlen);
+/* Every certificate (and CRL) of a PEM bundle into store; none is an error: */
+int tls_store_add_file(X509_STORE *store, const char *path, char *err, size_t errlen);
+
 /* Last OpenSSL error as text, for log lines (clears the error queue). */
 const char *tls_error_string(char *buf, size_t len);
 

@@ -74,13 +74,17 @@ function jwks.parse(text)
   return set
 end
 
--- Set, or nil and 'PATH: why'. Read once per Lua state and kept.
-function jwks.load_file(path)
+-- Set, or nil and 'PATH: why'. Read once per Lua state and kept. The daemon gives the
+-- text it read with the configuration (oauth2.jwks_text: the service user may not be
+-- allowed to open the file, core/privfile.h); without it the file is read here.
+function jwks.load_file(path, text)
   if cache[path] then return cache[path] end
-  local f, err = io.open(path, 'rb')
-  if not f then return nil, err end
-  local text = f:read(FILE_MAX + 1)
-  f:close()
+  if not text then
+    local f, err = io.open(path, 'rb')
+    if not f then return nil, err end
+    text = f:read(FILE_MAX + 1)
+    f:close()
+  end
   if text and #text > FILE_MAX then return nil, path .. ': larger than 1 MiB' end
   local set, why = jwks.parse(text or '')
   if not set then return nil, path .. ': ' .. why end
@@ -153,7 +157,7 @@ end
 function jwks.for_domain(oauth2)
   if oauth2.jwks_url then return for_url(oauth2) end
   if not oauth2.jwks_file then return nil, 'no key set (introspection only)' end
-  return jwks.load_file(oauth2.jwks_file)
+  return jwks.load_file(oauth2.jwks_file, oauth2.jwks_text)
 end
 
 -- After an unknown kid: the URL's set fetched again, at most once per JWKS_KID_INTERVAL

@@ -195,9 +195,16 @@ local function load_oauth2(name, o, auth)
   assert(o.jwks_file or o.jwks_url or o.introspection_url, where .. 'jwks_file: required')
   assert(not o.introspection_url or (o.client_id and (o.client_secret or o.client_secret_file)),
     where .. 'client_id: introspection_url needs client_id and client_secret')
-  -- client_secret stays out, as the engine keeps it in C (testing_http.clients has it)
+  -- client_secret stays out, as the engine keeps it in C (testing_http.clients has it);
+  -- the JWKS file's text is read now, as the engine reads it with the configuration
+  local text
+  local f = o.jwks_file and io.open(o.jwks_file, 'rb')
+  if f then
+    text = f:read('*a')
+    f:close()
+  end
   return {
-    issuer = o.issuer, scope = o.scope or 'smtp.send', jwks_file = o.jwks_file,
+    issuer = o.issuer, scope = o.scope or 'smtp.send', jwks_file = o.jwks_file, jwks_text = text,
     jwks_url = o.jwks_url, jwks_refresh = o.jwks_refresh or 3600,
     introspection_url = o.introspection_url, client_id = o.client_id,
     introspection_cache = o.introspection_cache or 300, ca_file = o.ca_file,
