@@ -17,8 +17,9 @@
 #include "http_client.h"
 #include "http_response.h"
 #include "offload.h"
+#include "tmpdir.h"
 
-static char dir[64];
+static const char *dir; /* removed at exit (tmpdir.h) */
 static char cert[128], key[128];
 
 /* ---- the server --------------------------------------------------------------------- */
@@ -487,9 +488,7 @@ main(void)
 {
     char cmd[512];
 
-    snprintf(dir, sizeof(dir), "/tmp/test_http_client.XXXXXX");
-    if (mkdtemp(dir) == NULL)
-        return 1;
+    dir = test_tmpdir("http-client");
     snprintf(cert, sizeof(cert), "%s/localhost.crt", dir);
     snprintf(key, sizeof(key), "%s/localhost.key", dir);
     snprintf(cmd, sizeof(cmd),
@@ -517,7 +516,5 @@ main(void)
     offload_free(pool);
     offload_return_free(pool_ret);
     ev_loop_destroy(loop);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    system(cmd);
     return check_summary();
 }

@@ -25,6 +25,7 @@
 #include "check.h"
 #include "config.h"
 #include "log.h"
+#include "tmpdir.h"
 #include "upstream_pool.h"
 
 #define SRV_CONNS_MAX 8
@@ -1549,7 +1550,7 @@ a_refusal_stands_when_the_rset_that_follows_it_gets_no_answer(void)
 
 struct tls_fixture {
     SSL_CTX *server;
-    char     ca_file[64];
+    char     ca_file[128];
 };
 
 static void
@@ -1577,7 +1578,7 @@ tls_fixture_init(struct tls_fixture *t)
     X509_add_ext(x, ext, -1);
     X509_EXTENSION_free(ext);
     X509_sign(x, key, EVP_sha256());
-    snprintf(t->ca_file, sizeof(t->ca_file), "/tmp/sluice-test-ca-XXXXXX");
+    snprintf(t->ca_file, sizeof(t->ca_file), "%s/ca-XXXXXX", test_tmpdir("upstream-pool"));
     fd = mkstemp(t->ca_file);
     f = fdopen(fd, "w");
     PEM_write_X509(f, x);
