@@ -1,9 +1,10 @@
 /* core/http_client.c: one HTTP/1.1 request per connection on a worker's loop. See
  * http_client.h. Steps, each from the loop: resolve (numeric at once, else getaddrinfo on
- * the offload pool) -> non-blocking connect -> TLS handshake (conn.c, verifying the
- * chain and the host name) -> send the request -> read until http_response.c says the
- * response is complete (or the peer closes) -> done(). One deadline covers all of it;
- * conn's timer bounds connect + handshake. */
+ * the offload pool) -> connect to the first address that answers (tcp_dial.c: every
+ * address the name has, in getaddrinfo's order, staggered) -> TLS handshake (conn.c,
+ * verifying the chain and the host name) -> send the request -> read until
+ * http_response.c says the response is complete (or the peer closes) -> done(). One
+ * deadline covers all of it; a second timer bounds connect + handshake. */
 #include "http_client.h"
 
 #include <arpa/inet.h>
@@ -22,7 +23,9 @@
 #include "buf.h"
 #include "conn.h"
 #include "http_response.h"
+#include "log.h"
 #include "offload.h"
+#include "tcp_dial.h"
 #include "tls.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -34,8 +37,8 @@ struct http_resolve_job {
     struct http_client_req *req;     /* NULL once cancelled (loop thread only) */
     char                    host[256];
     char                    port[8];
-    struct sockaddr_storage addr;    /* written by the pool thread */
-    socklen_t               addrlen;
+    struct tcp_dial_addr    addrs[TCP_DIAL_ADDRS_MAX]; /* written by the pool thread */
+    size_t                  n_addrs;
     int                     rc;      /* getaddrinfo's */
 };
 
@@ -48,12 +51,13 @@ struct http_client_req {
     SSL_CTX                 *ssl_ctx;  /* owns; https only */
     struct conn             *conn;     /* owns, once connecting */
     struct http_resolve_job *resolving; /* the job on the pool, or NULL */
-    ev_io                    connect_io;
+    struct tcp_dial          dial;      /* the connects, while dialing */
+    bool                     dialing;
     ev_timer                 deadline;  /* the whole request */
     ev_timer                 start;     /* 0 s: the first step runs from the loop */
-    struct sockaddr_storage  addr;
-    socklen_t                addrlen;
+    ev_timer                 connecting; /* connect + TLS handshake */
     double                   connect_timeout;
+    uint64_t                 sid;       /* for log lines */
     size_t                   body_max;
     bool                     insecure;
     http_client_done_fn      done;
@@ -171,7 +175,8 @@ http_client_release(struct http_client_req *req)
         req->resolving->req = NULL; /* http_resolve_done frees the job */
     ev_timer_stop(req->loop, &req->deadline);
     ev_timer_stop(req->loop, &req->start);
-    ev_io_stop(req->loop, &req->connect_io);
+    ev_timer_stop(req->loop, &req->connecting);
+    tcp_dial_stop(&req->dial);
     conn_free(req->conn);
     SSL_CTX_free(req->ssl_ctx);
     buf_cleanup(&req->request);
@@ -296,7 +301,7 @@ http_client_parse(struct http_client_req *req, bool eof)
 static enum conn_rc
 http_client_send(struct http_client_req *req)
 {
-    conn_set_timeout(req->conn, 0); /* connected: the deadline alone bounds the rest */
+    ev_timer_stop(req->loop, &req->connecting); /* the deadline alone bounds the rest */
     req->conn->in_max = 2 * req->body_max + HTTP_RESPONSE_HEAD_MAX + 65536;
     if (conn_write(req->conn, buf_head(&req->request), buf_used(&req->request)) != 0) {
         http_client_fail(req, "request too large");
@@ -317,8 +322,8 @@ http_client_conn_cb(void *owner, struct conn *c, enum conn_event ev)
         return http_client_send(req);
     case CONN_EV_INPUT:
         return http_client_parse(req, false);
-    case CONN_EV_TIMEOUT:
-        http_client_fail(req, "connect to %s timed out", req->url.host);
+    case CONN_EV_TIMEOUT: /* no conn_set_timeout: req->connecting, then the deadline */
+        http_client_fail(req, "connection to %s timed out", req->url.host);
         return CONN_GONE;
     case CONN_EV_CLOSED:
         if (c->reading && !c->handshaking && strcmp(c->error, "peer closed") == 0)
@@ -358,48 +363,80 @@ http_client_connected(struct http_client_req *req)
 }
 
 static void
-http_client_connect_cb(struct ev_loop *loop, ev_io *w, int revents)
+http_client_log_connect(const struct http_client_req *req, const struct tcp_dial_result *r)
 {
-    struct http_client_req *req = container_of(w, struct http_client_req, connect_io);
-    int                     err = 0;
-    socklen_t               len = sizeof(err);
+    struct logline l;
+    char           addr[64];
 
-    (void)revents;
-    ev_io_stop(loop, w);
-    if (getsockopt(req->conn->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-        err = errno;
-    if (err != 0) {
-        http_client_fail(req, "connect: %s", strerror(err));
+    tcp_dial_addr_text(r->addr, addr, sizeof(addr));
+    log_begin(&l, r->fd < 0 ? LOG_INFO : r->failed > 0 ? LOG_NOTICE : LOG_DEBUG,
+              r->fd < 0 ? "http.unreachable" : "http.connect", req->sid);
+    log_str(&l, "host", req->url.host);
+    log_str(&l, "addr", addr); /* the one that answered, or the last that failed */
+    log_int(&l, "port", req->url.port);
+    log_int(&l, "tried", (long long)r->tried);
+    if (r->failed > 0) {
+        log_int(&l, "failed", (long long)r->failed);
+        log_str(&l, "error", strerror(r->error)); /* the last failure */
+    }
+    log_end(&l);
+}
+
+static void
+http_client_dialed(void *owner, const struct tcp_dial_result *r)
+{
+    struct http_client_req *req = owner;
+
+    req->dialing = false;
+    http_client_log_connect(req, r);
+    if (r->fd < 0) {
+        tcp_dial_error(r, req->url.host, req->error, sizeof(req->error));
+        http_client_fail(req, "%s", req->error);
+        return;
+    }
+    req->conn = conn_new(req->loop, r->fd, req, http_client_conn_cb);
+    if (req->conn == NULL) {
+        close(r->fd);
+        http_client_fail(req, "out of memory");
         return;
     }
     http_client_connected(req);
 }
 
 static void
-http_client_connect(struct http_client_req *req)
+http_client_connecting_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    int fd;
+    struct http_client_req *req = container_of(w, struct http_client_req, connecting);
 
-    if (!req->url.is_https && !req->insecure &&
-        !http_is_loopback((const struct sockaddr *)&req->addr)) {
+    (void)loop;
+    (void)revents;
+    if (req->dialing && req->dial.next > 1)
+        http_client_fail(req, "connect to %s timed out (%zu addresses tried)", req->url.host,
+                         req->dial.next);
+    else
+        http_client_fail(req, "connect to %s timed out", req->url.host);
+}
+
+/* Connect to addrs in order (all of them: the first may be ::1 where the server listens
+ * on 127.0.0.1 only). Plain http goes only to loopback addresses: the others are dropped. */
+static void
+http_client_dial(struct http_client_req *req, const struct tcp_dial_addr *addrs, size_t n)
+{
+    struct tcp_dial_addr ok[TCP_DIAL_ADDRS_MAX];
+    size_t               k = 0;
+
+    for (size_t i = 0; i < n && k < TCP_DIAL_ADDRS_MAX; i++)
+        if (req->url.is_https || req->insecure ||
+            http_is_loopback((const struct sockaddr *)&addrs[i].ss))
+            ok[k++] = addrs[i];
+    if (k == 0) {
         http_client_fail(req, "plain http only to a loopback address (%s)", req->url.host);
         return;
     }
-    fd = socket(req->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || (req->conn = conn_new(req->loop, fd, req, http_client_conn_cb)) == NULL) {
-        if (fd >= 0)
-            close(fd);
-        http_client_fail(req, "socket: %s", strerror(errno));
-        return;
-    }
-    if (connect(fd, (const struct sockaddr *)&req->addr, req->addrlen) != 0 &&
-        errno != EINPROGRESS) {
-        http_client_fail(req, "connect: %s", strerror(errno));
-        return;
-    }
-    conn_set_timeout(req->conn, req->connect_timeout);
-    ev_io_init(&req->connect_io, http_client_connect_cb, fd, EV_WRITE);
-    ev_io_start(req->loop, &req->connect_io);
+    ev_timer_set(&req->connecting, req->connect_timeout, 0.);
+    ev_timer_start(req->loop, &req->connecting);
+    req->dialing = true;
+    tcp_dial_start(&req->dial, req->loop, ok, k, TCP_DIAL_STAGGER, http_client_dialed, req);
 }
 
 /* ---- resolving ---------------------------------------------------------------------- */
@@ -408,21 +445,23 @@ static void
 http_resolve_work(struct offload_job *job)
 {
     struct http_resolve_job *j = (struct http_resolve_job *)job;
-    struct addrinfo          hints = { 0 }, *res = NULL;
+    struct addrinfo          hints = { 0 }, *res = NULL, *ai;
 
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
     j->rc = getaddrinfo(j->host, j->port, &hints, &res);
-    if (j->rc == 0) {
-        if (res->ai_addrlen <= sizeof(j->addr)) {
-            memcpy(&j->addr, res->ai_addr, res->ai_addrlen);
-            j->addrlen = res->ai_addrlen;
-        } else {
-            j->rc = EAI_FAMILY;
-        }
-        freeaddrinfo(res);
+    if (j->rc != 0)
+        return;
+    for (ai = res; ai != NULL && j->n_addrs < TCP_DIAL_ADDRS_MAX; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof(j->addrs[0].ss))
+            continue;
+        memcpy(&j->addrs[j->n_addrs].ss, ai->ai_addr, ai->ai_addrlen);
+        j->addrs[j->n_addrs++].len = ai->ai_addrlen;
     }
+    freeaddrinfo(res);
+    if (j->n_addrs == 0)
+        j->rc = EAI_FAMILY;
 }
 
 static void
@@ -442,28 +481,27 @@ http_resolve_done(struct offload_job *job)
         http_client_fail(req, "cannot resolve %s", req->error);
         return;
     }
-    memcpy(&req->addr, &j->addr, j->addrlen);
-    req->addrlen = j->addrlen;
+    http_client_dial(req, j->addrs, j->n_addrs);
     free(j);
-    http_client_connect(req);
 }
 
 static bool
-http_numeric_host(struct http_client_req *req)
+http_numeric_host(const struct http_client_req *req, struct tcp_dial_addr *a)
 {
-    struct sockaddr_in  *sin = (struct sockaddr_in *)&req->addr;
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&req->addr;
+    struct sockaddr_in  *sin = (struct sockaddr_in *)&a->ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->ss;
 
+    memset(a, 0, sizeof(*a));
     if (inet_pton(AF_INET, req->url.host, &sin->sin_addr) == 1) {
         sin->sin_family = AF_INET;
         sin->sin_port = htons((uint16_t)req->url.port);
-        req->addrlen = sizeof(*sin);
+        a->len = sizeof(*sin);
         return true;
     }
     if (inet_pton(AF_INET6, req->url.host, &sin6->sin6_addr) == 1) {
         sin6->sin6_family = AF_INET6;
         sin6->sin6_port = htons((uint16_t)req->url.port);
-        req->addrlen = sizeof(*sin6);
+        a->len = sizeof(*sin6);
         return true;
     }
     return false;
@@ -474,11 +512,12 @@ http_client_start_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct http_client_req  *req = container_of(w, struct http_client_req, start);
     struct http_resolve_job *j;
+    struct tcp_dial_addr     numeric;
 
     (void)loop;
     (void)revents;
-    if (http_numeric_host(req)) {
-        http_client_connect(req);
+    if (http_numeric_host(req, &numeric)) {
+        http_client_dial(req, &numeric, 1);
         return;
     }
     if (req->offload == NULL || (j = calloc(1, sizeof(*j))) == NULL) {
@@ -501,7 +540,11 @@ http_client_deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     (void)loop;
     (void)revents;
-    http_client_fail(req, "request to %s timed out", req->url.host);
+    if (req->dialing && req->dial.next > 1)
+        http_client_fail(req, "request to %s timed out connecting (%zu addresses tried)",
+                         req->url.host, req->dial.next);
+    else
+        http_client_fail(req, "request to %s timed out", req->url.host);
 }
 
 /* ---- the request -------------------------------------------------------------------- */
@@ -609,6 +652,7 @@ http_client_request(struct ev_loop *loop, struct offload *offload, struct offloa
     req->done = done;
     req->arg = arg;
     req->insecure = o->insecure;
+    req->sid = o->sid;
     req->body_max = o->body_max > 0 ? o->body_max : HTTP_RESPONSE_BODY_MAX;
     req->connect_timeout =
         o->connect_timeout > 0 && o->connect_timeout < o->timeout ? o->connect_timeout
@@ -623,6 +667,7 @@ http_client_request(struct ev_loop *loop, struct offload *offload, struct offloa
     ev_timer_start(loop, &req->deadline);
     ev_timer_init(&req->start, http_client_start_cb, 0., 0.);
     ev_timer_start(loop, &req->start);
+    ev_init(&req->connecting, http_client_connecting_cb);
     return req;
 fail:
     http_client_release(req);

@@ -3,7 +3,11 @@
  * One request per connection (Connection: close): no pooling, no keep-alive, no
  * redirects, no proxies. https verifies the certificate chain and the host name (SNI
  * sent); plain http only to a loopback address, unless the caller says `insecure`.
- * Host names are resolved with getaddrinfo on the offload pool, never on the loop.
+ * Host names are resolved with getaddrinfo on the offload pool, never on the loop, and
+ * every address they have is tried in getaddrinfo's order until one connects, within
+ * the one deadline (tcp_dial.h: a refused address costs nothing, a silent one 250 ms
+ * before the next starts). Log lines: http.connect (debug; notice when an address
+ * failed before one answered), http.unreachable (info, when none did).
  *
  * Ownership: http_client_request() returns a request the caller owns until done() runs;
  * after done() the request is freed by this module. http_client_cancel() frees it
@@ -14,6 +18,7 @@
 #include <ev.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define HTTP_CLIENT_URL_MAX 2048
 
@@ -38,10 +43,12 @@ struct http_client_opts {
     const char        *body;        /* POST body, or NULL */
     size_t             body_len;
     double             timeout;     /* seconds for the whole request, DNS included */
-    double             connect_timeout; /* seconds to connect + TLS handshake; 0 = timeout */
+    double             connect_timeout; /* seconds to connect (every address) + TLS
+                                           handshake; 0 = timeout */
     const char        *ca_file;     /* trust anchors for https, NULL = the system's store */
     bool               insecure;    /* allow plain http to a non-loopback address */
     size_t             body_max;    /* 0 = HTTP_RESPONSE_BODY_MAX */
+    uint64_t           sid;         /* the session, for log lines; 0 = none */
 };
 
 struct http_client_header {

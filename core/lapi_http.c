@@ -218,6 +218,7 @@ lapi_http_request(lua_State *L)
     }
     ptrs[n] = NULL;
     o.headers = ptrs;
+    o.sid = run->session->id;
     req = http_client_request(run->loop, w->daemon->offload, w->offload_ret, &o, lapi_http_done,
                               run, err, sizeof(err));
     explicit_bzero(auth, sizeof(auth));

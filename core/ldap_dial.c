@@ -8,16 +8,16 @@
  * CPU for ever. With LDAP_OPT_CONNECT_ASYNC its handshake loop polls with what is left of
  * the network timeout instead; that option would also make its own connect return before
  * the TCP handshake is done, which we do not want, so we connect the socket ourselves
- * and hand it over. */
+ * and hand it over. Ours also tries every address of the host (tcp_dial.c, on a loop of
+ * the offload thread's own), where libldap's would give up at the first silent one. */
 #include "ldap_dial.h"
 
 #include <errno.h>
-#include <fcntl.h>
+#include <ev.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openldap.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "privfile.h"
+#include "tcp_dial.h"
 
 #define LDAP_DIAL_MAX_CA_FILE (4 * 1024 * 1024) /* octets of a PEM bundle */
 
@@ -139,60 +140,64 @@ ldap_dial_global_init(void)
     ldap_get_option(NULL, LDAP_OPT_PROTOCOL_VERSION, &version);
 }
 
-/* One address: a non-blocking connect, waited for until the deadline. */
-static int
-ldap_dial_addr(const struct addrinfo *ai, double deadline, int *err)
-{
-    int            fd, one = 1, rc, left_ms;
-    socklen_t      len = sizeof(*err);
-    struct pollfd  p;
-    struct timeval left = ldap_dial_left(deadline);
+/* A dial on a loop of this thread's own (an offload thread: the worker's loop is never
+ * touched), ended by the deadline. */
+struct ldap_dial_wait {
+    struct ev_loop        *loop;
+    struct tcp_dial        dial;
+    ev_timer               deadline;
+    struct tcp_dial_result r;    /* r.addr points into dial */
+    bool                   done;
+};
 
-    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) {
-        *err = errno;
-        return -1;
-    }
-    /* without it a TLS record and its ACK wait for each other: 40 ms per bind */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    /* libldap polls before each step of the TLS handshake, then makes the socket
-     * blocking (ldap_int_poll): a server that stops half-way through a flight would hold
-     * that read for ever. These bound it; on the loop the socket is non-blocking. */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &left, sizeof(left));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &left, sizeof(left));
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-        return fd;
-    if (errno != EINPROGRESS) {
-        *err = errno;
-        close(fd);
-        return -1;
-    }
-    p = (struct pollfd){.fd = fd, .events = POLLOUT};
-    do {
-        left_ms = (int)((deadline - ldap_dial_now()) * 1000);
-        rc = poll(&p, 1, left_ms > 0 ? left_ms : 0);
-    } while (rc < 0 && errno == EINTR);
-    if (rc == 0) {
-        *err = ETIMEDOUT;
-    } else if (rc < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, err, &len) != 0) {
-        *err = errno;
-    }
-    if (rc <= 0 || *err != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
+static void
+ldap_dial_connected(void *owner, const struct tcp_dial_result *r)
+{
+    struct ldap_dial_wait *w = owner;
+
+    w->r = *r;
+    w->done = true;
+    ev_break(w->loop, EVBREAK_ALL);
 }
 
-/* A connected TCP socket to the URI's host and port, or -1 and why in err. */
+static void
+ldap_dial_deadline_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)t;
+    (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* Socket options for libldap's part. It polls before each step of the TLS handshake,
+ * then makes the socket blocking (ldap_int_poll): a server that stops half-way through
+ * a flight would hold that read for ever. The timeouts bound it; on the worker's loop
+ * the socket is non-blocking. TCP_NODELAY: without it a TLS record and its ACK wait for
+ * each other, 40 ms per bind. */
+static void
+ldap_dial_sockopts(int fd, double deadline)
+{
+    struct timeval left = ldap_dial_left(deadline);
+    int            one = 1;
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &left, sizeof(left));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &left, sizeof(left));
+}
+
+/* A connected TCP socket to the URI's host and port, or -1 and why in err. Every address
+ * of the host is tried in order within the deadline, as tcp_dial.h does it: a refused
+ * one costs nothing, a silent one 250 ms before the next starts beside it. */
 static int
 ldap_dial_tcp(const LDAPURLDesc *lud, double deadline, char *err, size_t errlen)
 {
-    struct addrinfo  hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *res, *ai;
-    char             port[16];
-    int              fd = -1, e = 0, rc;
-    bool             tls = strcmp(lud->lud_scheme, "ldaps") == 0;
+    struct addrinfo       hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo      *res, *ai;
+    struct tcp_dial_addr  addrs[TCP_DIAL_ADDRS_MAX];
+    struct ldap_dial_wait w = {0};
+    size_t                n = 0;
+    char                  port[16];
+    int                   rc;
+    bool                  tls = strcmp(lud->lud_scheme, "ldaps") == 0;
 
     snprintf(port, sizeof(port), "%d", lud->lud_port ? lud->lud_port : tls ? 636 : 389);
     rc = getaddrinfo(lud->lud_host, port, &hints, &res);
@@ -200,12 +205,38 @@ ldap_dial_tcp(const LDAPURLDesc *lud, double deadline, char *err, size_t errlen)
         snprintf(err, errlen, "cannot resolve %s: %s", lud->lud_host, gai_strerror(rc));
         return -1;
     }
-    for (ai = res; ai != NULL && fd < 0 && ldap_dial_now() < deadline; ai = ai->ai_next)
-        fd = ldap_dial_addr(ai, deadline, &e);
+    for (ai = res; ai != NULL && n < TCP_DIAL_ADDRS_MAX; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof(addrs[0].ss))
+            continue;
+        memcpy(&addrs[n].ss, ai->ai_addr, ai->ai_addrlen);
+        addrs[n++].len = ai->ai_addrlen;
+    }
     freeaddrinfo(res);
-    if (fd < 0)
-        snprintf(err, errlen, "connect: %s", strerror(e != 0 ? e : ETIMEDOUT));
-    return fd;
+    if (n == 0 || (w.loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK)) == NULL) {
+        snprintf(err, errlen, n == 0 ? "no usable address for %s" : "cannot make a loop (%s)",
+                 lud->lud_host);
+        return -1;
+    }
+    tcp_dial_start(&w.dial, w.loop, addrs, n, TCP_DIAL_STAGGER, ldap_dial_connected, &w);
+    ev_timer_init(&w.deadline, ldap_dial_deadline_cb, deadline - ldap_dial_now(), 0.);
+    ev_timer_start(w.loop, &w.deadline);
+    ev_run(w.loop, 0); /* until connected, every address failed, or the deadline */
+    ev_timer_stop(w.loop, &w.deadline);
+    tcp_dial_stop(&w.dial); /* the deadline: close the attempts still in progress */
+    ev_loop_destroy(w.loop);
+    if (!w.done) {
+        snprintf(err, errlen, "connect to %s timed out", lud->lud_host);
+        if (w.dial.next > 1)
+            snprintf(err + strlen(err), errlen - strlen(err), " (%zu addresses tried)",
+                     w.dial.next);
+        return -1;
+    }
+    if (w.r.fd < 0) {
+        tcp_dial_error(&w.r, lud->lud_host, err, errlen);
+        return -1;
+    }
+    ldap_dial_sockopts(w.r.fd, deadline);
+    return w.r.fd;
 }
 
 static void

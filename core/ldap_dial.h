@@ -1,7 +1,8 @@
 /* core/ldap_dial.h: opening one connection to a directory server. This blocks, so it
  * runs on the offload pool's threads, never on a worker's loop (ldap_client.c submits
- * it). Every step is bounded by the domain's ldap.timeout: the TCP connect (our own
- * non-blocking connect and poll), the TLS handshake of ldaps:// or the StartTLS
+ * it). Every step is bounded by the domain's ldap.timeout: the TCP connect (tcp_dial.c
+ * on a loop of the offload thread's own: every address of the host, in order,
+ * staggered, within that one deadline), the TLS handshake of ldaps:// or the StartTLS
  * exchange and its handshake (libldap polls with LDAP_OPT_NETWORK_TIMEOUT and
  * LDAP_OPT_TIMEOUT; LDAP_OPT_CONNECT_ASYNC makes its handshake poll instead of spinning).
  * The certificate chain is verified against ca_file (or the system's store) and

@@ -8,6 +8,7 @@
  * fed with ev_feed_event, never started), so the pool never sees re-entrant events. */
 #include "upstream.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -65,6 +66,7 @@ struct upstream {
     struct sockaddr_storage              addr;
     socklen_t                            addrlen;
     char                                 name[300]; /* "host:port" */
+    char                                 addr_text[INET6_ADDRSTRLEN]; /* addr, logged */
     uint64_t                             sid;       /* the job this connection serves */
     void                                *owner;     /* borrows */
     upstream_event_fn                    on_event;  /* NULL while being freed */
@@ -201,6 +203,7 @@ upstream_fail(struct upstream *u, bool timed_out, const char *fmt, ...)
     u->state = U_DEAD;
     log_begin(&l, LOG_WARNING, "upstream.error", u->sid);
     log_str(&l, "upstream", u->name);
+    log_str(&l, "addr", u->addr_text);
     log_str(&l, "stage", upstream_stage_name(u->out.stage));
     log_str(&l, "error", u->out.error);
     if (u->out.code != 0) {
@@ -852,6 +855,7 @@ upstream_connected(struct upstream *u)
 
     log_begin(&l, LOG_INFO, "upstream.connect", u->sid);
     log_str(&l, "upstream", u->name);
+    log_str(&l, "addr", u->addr_text);
     log_str(&l, "tls", u->srv->tls == CONFIG_TLS_IMPLICIT   ? "implicit"
                        : u->srv->tls == CONFIG_TLS_STARTTLS ? "starttls"
                                                             : "none");
@@ -934,6 +938,12 @@ upstream_new(struct ev_loop *loop, const struct config *cfg,
     u->addrlen = addrlen;
     snprintf(u->name, sizeof(u->name), strchr(srv->host, ':') ? "[%s]:%d" : "%s:%d",
              srv->host, srv->port);
+    if (inet_ntop(addr->sa_family,
+                  addr->sa_family == AF_INET6
+                      ? (const void *)&((const struct sockaddr_in6 *)addr)->sin6_addr
+                      : (const void *)&((const struct sockaddr_in *)addr)->sin_addr,
+                  u->addr_text, sizeof(u->addr_text)) == NULL)
+        snprintf(u->addr_text, sizeof(u->addr_text), "?");
     u->sid = sid;
     u->owner = owner;
     u->on_event = on_event;

@@ -89,9 +89,9 @@ def only_done(relay):
     return done
 
 
-def server(port, tls='none', **kw):
+def server(port, tls='none', host='127.0.0.1', **kw):
     """One upstream server entry, as Lua."""
-    fields = ["host = '127.0.0.1'", 'port = %d' % port, "tls = '%s'" % tls]
+    fields = ["host = '%s'" % host, 'port = %d' % port, "tls = '%s'" % tls]
     for key, value in kw.items():
         if isinstance(value, bool):
             fields.append('%s = %s' % (key, 'true' if value else 'false'))
@@ -331,7 +331,27 @@ def test_failover_delivers_through_the_second_server_when_the_first_is_down(
     assert client_bytes(stored) == BODY
     assert only_done(relay)['upstream'] == '127.0.0.1:%d' % sink.port
     [error] = relay.logs('upstream.error')
-    assert (error['upstream'], error['stage']) == ('127.0.0.1:%d' % down, 'connect')
+    assert (error['upstream'], error['addr'], error['stage']) == (
+        '127.0.0.1:%d' % down, '127.0.0.1', 'connect')
+
+
+def test_an_upstream_named_localhost_is_reached_on_whichever_address_listens(
+        make_relay, sink):
+    """Debian's /etc/hosts gives localhost ::1 before 127.0.0.1, and the sink listens on
+    127.0.0.1 only: an address that refuses moves the same relay attempt on to the next.
+    (Where localhost is 127.0.0.1 alone this passes without a failover; the unit test
+    a_name_whose_first_address_refuses_relays_through_the_next fakes Debian's order.)"""
+    relay = make_relay(sets(default=[server(sink.port, host='localhost')]))
+    code, text = send_one(relay)
+
+    assert code == 250, text
+    [stored] = sink.wait_messages(1)
+    assert client_bytes(stored) == BODY
+    assert only_done(relay)['upstream'] == 'localhost:%d' % sink.port
+    [connect] = relay.logs('upstream.connect')
+    assert (connect['upstream'], connect['addr']) == ('localhost:%d' % sink.port, '127.0.0.1')
+    for error in relay.logs('upstream.error'):  # ::1 first, where nothing listens
+        assert error['stage'] == 'connect' and error['addr'] != '127.0.0.1', error
 
 
 def test_the_sender_domain_route_picks_the_upstream_set(make_relay, make_sink):

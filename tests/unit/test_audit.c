@@ -5,6 +5,7 @@
 #include "audit.h"
 #include "check.h"
 #include "log.h"
+#include "tmpdir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +20,7 @@
 #define THREADS 4
 #define PER_THREAD 10000
 
-static char dir[64];
+static const char *dir; /* removed at exit (tmpdir.h) */
 
 static void
 path_of(char *buf, size_t len, const char *name)
@@ -463,13 +464,7 @@ a_failed_write_is_counted_and_logged_and_its_lines_are_lost(void)
 int
 main(void)
 {
-    char cmd[128];
-
-    snprintf(dir, sizeof(dir), "/tmp/sluice-test-audit-XXXXXX");
-    if (mkdtemp(dir) == NULL) {
-        perror(dir);
-        return 1;
-    }
+    dir = test_tmpdir("audit");
     RUN(lines_from_several_threads_arrive_whole_once_and_in_order);
     RUN(after_a_rename_and_reopen_later_lines_go_to_the_new_file);
     RUN(lines_queued_before_a_reopen_still_go_to_the_old_file);
@@ -477,8 +472,5 @@ main(void)
     RUN(a_full_queue_drops_counts_and_logs_and_free_writes_what_was_queued);
     RUN(free_writes_everything_queued);
     RUN(a_failed_write_is_counted_and_logged_and_its_lines_are_lost);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
     return check_summary();
 }

@@ -3,6 +3,7 @@
  * outcomes, and load errors that name file:line. */
 #include "authdb.h"
 #include "check.h"
+#include "tmpdir.h"
 
 #include <argon2.h>
 #include <ftw.h>
@@ -20,25 +21,18 @@ static char hash_6[HASH_MAX];  /* "cat-pw" */
 static char hash_cr[HASH_MAX]; /* "crlf-pw" */
 static char hash_dan[HASH_MAX]; /* "dan-pw" */
 
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static void
 rm_dir(const char *dir)
 {
-    nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    nftw(dir, test_tmpdir_rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 static char *
 make_dir(void)
 {
-    static char dir[64];
+    static char dir[128];
 
-    snprintf(dir, sizeof(dir), "/tmp/sluice-authdb-XXXXXX");
+    snprintf(dir, sizeof(dir), "%s/d-XXXXXX", test_tmpdir("authdb")); /* removed at exit */
     if (mkdtemp(dir) == NULL) {
         perror("mkdtemp");
         exit(2);

@@ -12,8 +12,9 @@
 #include "config.h"
 #include "limits.h"
 #include "log.h"
+#include "tmpdir.h"
 
-static char dir[64];       /* as made by mkdtemp */
+static const char *dir;    /* removed at exit (tmpdir.h) */
 static char realdir[4096]; /* what config paths are resolved against */
 static char cfgpath[128];  /* dir/sluice.lua */
 
@@ -740,8 +741,8 @@ make_dir(void)
 {
     char p[256];
 
-    snprintf(dir, sizeof(dir), "/tmp/sluice-test-config-XXXXXX");
-    if (mkdtemp(dir) == NULL || realpath(dir, realdir) == NULL) {
+    dir = test_tmpdir("config");
+    if (realpath(dir, realdir) == NULL) {
         perror(dir);
         exit(1);
     }
@@ -758,8 +759,6 @@ make_dir(void)
 int
 main(void)
 {
-    char cmd[128];
-
     make_dir();
     RUN(a_minimal_file_gets_every_default);
     RUN(an_upstream_port_defaults_by_its_tls_mode);
@@ -778,8 +777,5 @@ main(void)
     RUN(policy_keys_are_loaded_and_paths_resolved);
     RUN(policy_key_rules_are_enforced);
     RUN(config_free_accepts_null);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
     return check_summary();
 }

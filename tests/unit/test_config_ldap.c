@@ -10,8 +10,9 @@
 
 #include "check.h"
 #include "config.h"
+#include "tmpdir.h"
 
-static char dir[64];
+static const char *dir; /* removed at exit (tmpdir.h) */
 static char realdir[4096];
 static char cfgpath[128];
 
@@ -276,10 +277,8 @@ cleartext_ldap_is_allowed_with_insecure(void)
 int
 main(void)
 {
-    char cmd[128];
-
-    snprintf(dir, sizeof(dir), "/tmp/sluice-test-config-ldap-XXXXXX");
-    if (mkdtemp(dir) == NULL || realpath(dir, realdir) == NULL) {
+    dir = test_tmpdir("config-ldap");
+    if (realpath(dir, realdir) == NULL) {
         perror(dir);
         return 1;
     }
@@ -291,8 +290,5 @@ main(void)
     RUN(a_domain_without_ldap_has_none);
     RUN(ldap_settings_are_validated_at_load);
     RUN(cleartext_ldap_is_allowed_with_insecure);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
     return check_summary();
 }

@@ -6,6 +6,7 @@
 #include "control.h"
 #include "log.h"
 #include "shdict.h"
+#include "tmpdir.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -24,7 +25,7 @@ struct fake_daemon {
     bool     reload_fails;
 };
 
-static char tmpdir[64];
+static const char *tmpdir; /* removed at exit (tmpdir.h) */
 
 static int
 fake_reload(void *ctx, char *msg, size_t msglen)
@@ -621,11 +622,7 @@ start_twice_and_free_of_null(void)
 int
 main(void)
 {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/sluice-test-control-XXXXXX");
-    if (mkdtemp(tmpdir) == NULL) {
-        perror("mkdtemp");
-        return 1;
-    }
+    tmpdir = test_tmpdir("control");
     log_set_level(LOG_ERR); /* control.command lines for every request: not read here */
     RUN(status_gives_the_daemon_counters_and_the_dictionary_stats);
     RUN(reload_answers_the_new_generation_or_the_error);
@@ -645,7 +642,5 @@ main(void)
     RUN(free_does_not_unlink_a_socket_that_replaced_its_own);
     RUN(a_peer_of_another_uid_is_refused);
     RUN(start_twice_and_free_of_null);
-    if (rmdir(tmpdir) != 0)
-        fprintf(stderr, "rmdir %s: %s\n", tmpdir, strerror(errno));
     return check_summary();
 }

@@ -1,7 +1,12 @@
 /* tests/unit/test_http_client.c: core/http_client.c against a real server on a loopback
  * listener (a thread of this test answering one connection with a canned response, in
  * plain text or TLS with a certificate made at test time for "localhost"), and
- * core/http_response.c on its own, including every response cut at every byte. */
+ * core/http_response.c on its own, including every response cut at every byte.
+ *
+ * Here localhost resolves as on Debian, ::1 first, then 127.0.0.1 (fake_getaddrinfo.h),
+ * whatever this machine's /etc/hosts says, while the server listens on 127.0.0.1 only:
+ * every request to localhost goes through a refused ::1 first. Other names get
+ * addresses that refuse or never answer, for the tests of what the client does then. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
@@ -14,17 +19,21 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "fake_getaddrinfo.h"
 #include "http_client.h"
 #include "http_response.h"
+#include "loopback.h"
 #include "offload.h"
+#include "tmpdir.h"
 
-static char dir[64];
+static const char *dir; /* removed at exit (tmpdir.h) */
 static char cert[128], key[128];
 
 /* ---- the server --------------------------------------------------------------------- */
 
 struct server {
     int         lfd;
+    int         v6fd;      /* [::1]:port bound, not listening: a connect there is refused */
     int         port;
     SSL_CTX    *ctx;       /* NULL: plain */
     const char *resp;
@@ -111,6 +120,7 @@ server_start(struct server *s, const char *resp, SSL_CTX *ctx)
     listen(s->lfd, 4);
     getsockname(s->lfd, (struct sockaddr *)&sin, &sl);
     s->port = ntohs(sin.sin_port);
+    s->v6fd = loopback_refusing_v6(s->port);
     pthread_create(&s->thread, NULL, server_main, s);
 }
 
@@ -120,6 +130,8 @@ server_stop(struct server *s)
     shutdown(s->lfd, SHUT_RDWR); /* an accept() never reached returns */
     pthread_join(s->thread, NULL);
     close(s->lfd);
+    if (s->v6fd >= 0)
+        close(s->v6fd);
 }
 
 /* ---- the client side ---------------------------------------------------------------- */
@@ -399,6 +411,105 @@ a_cancelled_request_never_calls_back(void)
     server_stop(&s);
 }
 
+/* ---- names with several addresses -------------------------------------------------- */
+
+static void
+localhost_with_a_refusing_ipv6_address_first_is_reached_on_127_0_0_1(void)
+{
+    struct server           s = { 0 };
+    struct outcome          o;
+    struct http_client_opts opts = { .method = "GET" };
+    double                  t0 = ev_time();
+
+    server_start(&s, JSON_OK, NULL); /* 127.0.0.1 only; [::1]:port refuses */
+    opts.url = url("http", "localhost", s.port, "/jwks");
+    fetch(&opts, &o);
+    server_stop(&s);
+    CHECK_EQ_INT(o.status, 200);
+    CHECK_MEM(o.body, o.body_len, "{\"keys\":[]}");
+    CHECK(ev_time() - t0 < 0.25); /* a refusal costs no stagger */
+    s.req[s.req_len] = '\0';
+    CHECK(strncmp(s.req, "GET /jwks HTTP/1.1\r\nHost: localhost:", 36) == 0);
+    free(o.body);
+}
+
+static void
+a_name_whose_first_address_never_answers_is_reached_on_the_next(void)
+{
+    struct server           s = { 0 };
+    struct outcome          o;
+    struct http_client_opts opts = { .method = "GET" };
+    int                     bport, filler, bfd = loopback_blackhole(&bport, &filler);
+    const struct fake_addr  addrs[] = { { "127.0.0.1", bport }, { "127.0.0.1", 0 } };
+    double                  t0 = ev_time(), elapsed;
+
+    fake_getaddrinfo_set("silent-first.test", addrs, 2);
+    server_start(&s, JSON_OK, NULL);
+    opts.url = url("http", "silent-first.test", s.port, "/");
+    fetch(&opts, &o);
+    elapsed = ev_time() - t0;
+    server_stop(&s);
+    CHECK_EQ_INT(o.status, 200);
+    CHECK(elapsed >= 0.25 && elapsed < 2); /* the second connect began after 250 ms */
+    free(o.body);
+    close(filler);
+    close(bfd);
+}
+
+static void
+when_every_address_refuses_the_error_names_the_last_one_and_the_count(void)
+{
+    struct outcome          o;
+    struct http_client_opts opts = { .method = "GET", .timeout = 5 };
+    const struct fake_addr  addrs[] = { { "::1", loopback_dead_port(AF_INET6) },
+                                        { "127.0.0.1", loopback_dead_port(AF_INET) } };
+    double                  t0 = ev_time();
+
+    fake_getaddrinfo_set("all-refuse.test", addrs, 2);
+    opts.url = "http://all-refuse.test:8080/";
+    fetch(&opts, &o);
+    CHECK_EQ_INT(o.status, 0);
+    CHECK(ev_time() - t0 < 1);
+    if (strcmp(o.error, "connect to all-refuse.test: Connection refused "
+                        "(2 addresses tried, the last 127.0.0.1)") != 0)
+        fprintf(stderr, "got: %s\n", o.error);
+    CHECK(strcmp(o.error, "connect to all-refuse.test: Connection refused "
+                          "(2 addresses tried, the last 127.0.0.1)") == 0);
+}
+
+static void
+when_no_address_answers_the_request_fails_at_its_deadline(void)
+{
+    static const struct {
+        double      connect_timeout;
+        const char *error;
+    } cases[] = {
+        { 0, "request to all-silent.test timed out connecting (2 addresses tried)" },
+        { 0.4, "connect to all-silent.test timed out (2 addresses tried)" },
+    };
+    int                    bport, filler, bfd = loopback_blackhole(&bport, &filler);
+    const struct fake_addr addrs[] = { { "127.0.0.1", bport }, { "127.0.0.1", bport } };
+
+    fake_getaddrinfo_set("all-silent.test", addrs, 2);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct outcome          o;
+        struct http_client_opts opts = { .method = "GET", .timeout = 0.6,
+                                         .connect_timeout = cases[i].connect_timeout,
+                                         .url = "http://all-silent.test/" };
+        double                  t0 = ev_time(), elapsed;
+
+        fetch(&opts, &o);
+        elapsed = ev_time() - t0;
+        CHECK_EQ_INT(o.status, 0);
+        CHECK(elapsed < 1.2); /* never past the deadline (plus scheduling) */
+        if (strcmp(o.error, cases[i].error) != 0)
+            fprintf(stderr, "case %zu: %s\n", i, o.error);
+        CHECK(strcmp(o.error, cases[i].error) == 0);
+    }
+    close(filler);
+    close(bfd);
+}
+
 /* ---- the parser alone --------------------------------------------------------------- */
 
 static void
@@ -485,11 +596,10 @@ a_huge_chunk_size_is_too_large_not_an_overflow(void)
 int
 main(void)
 {
-    char cmd[512];
+    static const struct fake_addr debian_localhost[] = { { "::1", 0 }, { "127.0.0.1", 0 } };
+    char                          cmd[512];
 
-    snprintf(dir, sizeof(dir), "/tmp/test_http_client.XXXXXX");
-    if (mkdtemp(dir) == NULL)
-        return 1;
+    dir = test_tmpdir("http-client");
     snprintf(cert, sizeof(cert), "%s/localhost.crt", dir);
     snprintf(key, sizeof(key), "%s/localhost.key", dir);
     snprintf(cmd, sizeof(cmd),
@@ -499,6 +609,7 @@ main(void)
              key, cert);
     if (system(cmd) != 0)
         return 1;
+    fake_getaddrinfo_set("localhost", debian_localhost, 2);
     loop = ev_loop_new(EVFLAG_AUTO);
     pool = offload_new(1);
     pool_ret = offload_return_new(loop);
@@ -514,10 +625,12 @@ main(void)
     RUN(plain_http_is_refused_off_loopback_and_a_closed_port_is_an_error);
     RUN(https_verifies_the_chain_and_the_host_name);
     RUN(a_cancelled_request_never_calls_back);
+    RUN(localhost_with_a_refusing_ipv6_address_first_is_reached_on_127_0_0_1);
+    RUN(a_name_whose_first_address_never_answers_is_reached_on_the_next);
+    RUN(when_every_address_refuses_the_error_names_the_last_one_and_the_count);
+    RUN(when_no_address_answers_the_request_fails_at_its_deadline);
     offload_free(pool);
     offload_return_free(pool_ret);
     ev_loop_destroy(loop);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    system(cmd);
     return check_summary();
 }

@@ -14,8 +14,9 @@
 #include "log.h"
 #include "policy_vm.h"
 #include "shdict.h"
+#include "tmpdir.h"
 
-static char dir[64]; /* as made by mkdtemp */
+static const char *dir; /* removed at exit (tmpdir.h) */
 
 static void
 write_file(const char *name, const char *text)
@@ -230,19 +231,10 @@ out:
 int
 main(void)
 {
-    char cmd[128];
-
     log_set_level(LOG_ERR + 1); /* quiet: sluice.log lines are not under test here */
-    snprintf(dir, sizeof(dir), "/tmp/sluice-test-vm-XXXXXX");
-    if (mkdtemp(dir) == NULL) {
-        perror(dir);
-        return 1;
-    }
+    dir = test_tmpdir("vm");
     RUN(the_shipped_policies_load_and_their_hooks_are_counted);
     RUN(load_errors_name_the_file_and_line);
     RUN(the_core_module_works_in_the_state);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
     return check_summary();
 }

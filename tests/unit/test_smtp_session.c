@@ -18,9 +18,10 @@
 #include "offload.h"
 #include "smtp_session.h"
 #include "generation.h"
+#include "tmpdir.h"
 #include "worker.h"
 
-static char            tmpdir[] = "/tmp/sluice-session-XXXXXX";
+static const char     *tmpdir; /* removed at exit (tmpdir.h) */
 static struct config  *cfg;
 static struct daemon   daemon_;
 static struct worker  *worker;
@@ -39,7 +40,7 @@ setup(void)
 {
     char path[512], users[256], conf[2048], hash[256], line[300], err[512];
 
-    mkdtemp(tmpdir);
+    tmpdir = test_tmpdir("session");
     snprintf(users, sizeof(users), "%s/users", tmpdir);
     mkdir(users, 0700);
     authdb_hash("secret", "$6$", hash, sizeof(hash));

@@ -15,8 +15,9 @@
 #include "check.h"
 #include "tls.h"
 #include "tls_internal.h"
+#include "tmpdir.h"
 
-static char dir[64];
+static const char *dir; /* removed at exit (tmpdir.h) */
 
 /* Files made by make_certs(), relative names resolved by path() */
 static char *
@@ -674,8 +675,8 @@ tls_error_string_reports_and_clears_the_queue(void)
 int
 main(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/sluice-test-tls-XXXXXX");
-    if (mkdtemp(dir) == NULL || make_certs() != 0) {
+    dir = test_tmpdir("tls");
+    if (make_certs() != 0) {
         fprintf(stderr, "cannot make test certificates in %s (is openssl installed?)\n", dir);
         return 1;
     }
@@ -701,12 +702,5 @@ main(void)
     RUN(a_client_without_verification_accepts_any_certificate);
     RUN(a_client_context_names_an_unreadable_ca_file);
     RUN(tls_error_string_reports_and_clears_the_queue);
-    {
-        char cmd[128];
-
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", dir);
-    }
     return check_summary();
 }

@@ -24,7 +24,10 @@
 
 #include "check.h"
 #include "config.h"
+#include "fake_getaddrinfo.h"
 #include "log.h"
+#include "loopback.h"
+#include "tmpdir.h"
 #include "upstream_pool.h"
 
 #define SRV_CONNS_MAX 8
@@ -874,6 +877,47 @@ connection_refused_on_the_first_server_fails_over_to_the_second(void)
     server_cleanup(&sv);
 }
 
+/* Debian's localhost: ::1 first, where nothing listens, then 127.0.0.1 where the
+ * upstream does. Both addresses are tried within the one relay attempt. */
+static void
+a_name_whose_first_address_refuses_relays_through_the_next(void)
+{
+    static const char *const c0[] = {"220 up\r\n", EHLO_CHUNK, "250 Ok\r\n", "250 Ok\r\n",
+                                     "250 Ok\r\n", NULL};
+    static const char *const *const scripts[] = {c0, NULL};
+    static const struct fake_addr   localhost[] = {{"::1", 0}, {"127.0.0.1", 0}};
+    struct server                   sv;
+    struct env                      e;
+    struct done_rec                 d = {0};
+    struct upstream_pool_stats      st;
+    char                            want[64];
+    int                             v6fd;
+
+    fake_getaddrinfo_set("localhost", localhost, 2);
+    server_start(&sv, scripts, NULL, false);
+    v6fd = loopback_refusing_v6(sv.port);
+    env_init(&e);
+    env_add_server(&e, sv.port);
+    e.srv[0].host = "localhost";
+    env_pool(&e);
+    relay(&e, &ENV_B, MSG, strlen(MSG), &d);
+    run_until(&e, &d, 1, 5);
+    CHECK_EQ_INT(d.res.status, RELAY_OK);
+    snprintf(want, sizeof(want), "localhost:%d", sv.port);
+    CHECK(strcmp(d.res.upstream, want) == 0);
+    upstream_pool_stats(e.pool, &st);
+    CHECK_EQ_INT(st.connects, 2); /* ::1, then 127.0.0.1 */
+    env_done(&e);
+    server_stop(&sv);
+    CHECK_EQ_INT(sv.n_recs, 1);
+    CHECK_MEM(sv.recs[0].data, sv.recs[0].len,
+              "EHLO relay.test\r\n" TX_B "BDAT 21 LAST\r\nSubject: t\r\n\r\nhello\r\nQUIT\r\n");
+    server_cleanup(&sv);
+    if (v6fd >= 0)
+        close(v6fd);
+    fake_getaddrinfo_set("localhost", NULL, 0);
+}
+
 static void
 no_server_answering_is_unavailable_451_4_4_1(void)
 {
@@ -1549,7 +1593,7 @@ a_refusal_stands_when_the_rset_that_follows_it_gets_no_answer(void)
 
 struct tls_fixture {
     SSL_CTX *server;
-    char     ca_file[64];
+    char     ca_file[128];
 };
 
 static void
@@ -1577,7 +1621,7 @@ tls_fixture_init(struct tls_fixture *t)
     X509_add_ext(x, ext, -1);
     X509_EXTENSION_free(ext);
     X509_sign(x, key, EVP_sha256());
-    snprintf(t->ca_file, sizeof(t->ca_file), "/tmp/sluice-test-ca-XXXXXX");
+    snprintf(t->ca_file, sizeof(t->ca_file), "%s/ca-XXXXXX", test_tmpdir("upstream-pool"));
     fd = mkstemp(t->ca_file);
     f = fdopen(fd, "w");
     PEM_write_X509(f, x);
@@ -1755,6 +1799,7 @@ main(void)
     RUN(an_upstream_4xx_to_mail_is_a_tempfail_with_its_code);
     RUN(a_5xx_final_reply_is_rejected_and_the_connection_stays_pooled);
     RUN(connection_refused_on_the_first_server_fails_over_to_the_second);
+    RUN(a_name_whose_first_address_refuses_relays_through_the_next);
     RUN(no_server_answering_is_unavailable_451_4_4_1);
     RUN(a_server_that_drops_the_connection_during_set_up_is_451_4_4_2);
     RUN(a_refused_greeting_or_a_timeout_before_mail_fails_over);
