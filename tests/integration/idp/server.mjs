@@ -1,6 +1,8 @@
 // tests/integration/idp/server.mjs: the authorization server of tests/integration/test_idp.py,
 // oidc-provider (npm, pinned in package.json / package-lock.json; `npm ci` in this
 // directory installs it) on 127.0.0.1, plain HTTP, an ephemeral port.
+// Version 8.x: the last line that runs on Node 18, Debian 12's nodejs (9.0 dropped Node
+// 18 and 20; 9.x calls URL.parse, which Node 18 lacks). It runs on later LTS releases too.
 //
 //   node server.mjs CONFIG.json
 //
@@ -80,10 +82,9 @@ function makeProvider(issuer) {
         allowedPolicy: async (ctx, client, token) =>
           client.clientAuthMethod !== 'none' || token.clientId === client.clientId,
       },
-      revocation: {
-        enabled: true,
-        allowedPolicy: async (ctx, client, token) => token.clientId === client.clientId,
-      },
+      // 8.x refuses to revoke another client's token by itself (invalid_request); it has
+      // no allowedPolicy here
+      revocation: { enabled: true },
       resourceIndicators: {
         enabled: true,
         defaultResource: (ctx, client, oneOf) => oneOf ?? undefined,
