@@ -59,6 +59,7 @@ static int
 cmd_run_audit_owner(const struct config *cfg, char *err, size_t errlen)
 {
     struct passwd *pw;
+    int            fd;
 
     if (geteuid() != 0 || cfg->audit_log == NULL)
         return 0;
@@ -67,11 +68,17 @@ cmd_run_audit_owner(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "user '%s' does not exist", cfg->user);
         return -1;
     }
-    if (chown(cfg->audit_log, pw->pw_uid, pw->pw_gid) != 0) {
+    /* The descriptor, never the path: a symlink or hard link the service user planted
+     * there is refused (privfile.h), so root cannot be made to chown another file. */
+    fd = privfile_open(cfg->audit_log, PRIVFILE_APPEND);
+    if (fd < 0 || fchown(fd, pw->pw_uid, pw->pw_gid) != 0) {
         snprintf(err, errlen, "%s: cannot give it to user '%s': %s", cfg->audit_log,
                  cfg->user, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
+    close(fd);
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -76,6 +77,22 @@ privfile_stop(void)
     privfile.pid = -1;
 }
 
+/* The audit log, as the reader opens it too: no symlink followed, one name only. */
+static int
+privfile_open_append(const char *path)
+{
+    int         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW,
+                          0640);
+    struct stat st;
+
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1)) {
+        close(fd);
+        errno = EMLINK;
+        return -1;
+    }
+    return fd;
+}
+
 static int
 privfile_open_local(const char *path, enum privfile_mode mode)
 {
@@ -83,7 +100,7 @@ privfile_open_local(const char *path, enum privfile_mode mode)
     case PRIVFILE_DIR:
         return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     case PRIVFILE_APPEND:
-        return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+        return privfile_open_append(path);
     case PRIVFILE_READ:
     default:
         return open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);

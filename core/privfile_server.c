@@ -48,28 +48,95 @@ privfile_remember(char **list, size_t *n, const char *path)
         (*n)++;
 }
 
-/* The real path of what op names into real (PATH_MAX): the file itself for READ and DIR
- * (symlinks followed: /etc/letsencrypt/live/x/privkey.pem is a link into archive/), the
- * real directory plus the last name for APPEND, which is opened without following a
- * link. 0, or an errno. */
+/* Append the next component of *todo (advancing it) to out, or handle "." and "..":
+ * 1 when a name was appended, 0 when not, -1 when out would be too long. */
 static int
-privfile_resolve(int op, const char *path, char *real)
+privfile_step(char *out, const char **todo)
 {
-    char copy[PATH_MAX], dir[PATH_MAX], *base;
+    const char *p = *todo;
+    size_t      n, used = strlen(out);
+    char       *slash;
 
-    if (op != PRIVFILE_OP_APPEND)
-        return realpath(path, real) != NULL ? 0 : errno;
+    while (*p == '/')
+        p++;
+    n = strcspn(p, "/");
+    *todo = p + n;
+    if (n == 0 || (n == 1 && p[0] == '.'))
+        return 0;
+    if (n == 2 && p[0] == '.' && p[1] == '.') {
+        slash = strrchr(out, '/');
+        if (slash != NULL)
+            *slash = '\0';
+        return 0;
+    }
+    if (used + 1 + n >= PATH_MAX)
+        return -1;
+    out[used] = '/';
+    memcpy(out + used + 1, p, n);
+    out[used + 1 + n] = '\0';
+    return 1;
+}
+
+/* True when nothing is left of todo but slashes. */
+static bool
+privfile_is_last(const char *todo)
+{
+    return todo[strspn(todo, "/")] == '\0';
+}
+
+/* Resolve path into real (PATH_MAX) as realpath() would, refusing any symbolic link that
+ * root does not own: a link root made (/etc/letsencrypt/live/x/privkey.pem into
+ * archive/) is followed, one the service user planted in a directory it can write to is
+ * not. The last component is left unresolved unless follow_last (APPEND opens it with
+ * O_NOFOLLOW). 0, or an errno (EPERM for a link that is not root's). */
+static int
+privfile_resolve(const char *path, bool follow_last, char *real)
+{
+    char        todo[2 * PATH_MAX + 2], target[PATH_MAX], out[PATH_MAX] = "";
+    const char *rest;
+    struct stat st;
+    int         links = 0, step;
+    ssize_t     n;
+
     if (strlen(path) >= PATH_MAX)
         return ENAMETOOLONG;
-    strcpy(copy, path);
-    if (realpath(dirname(copy), dir) == NULL)
+    if (path[0] != '/' && getcwd(out, sizeof(out)) == NULL)
         return errno;
-    strcpy(copy, path); /* dirname() wrote into it */
-    base = basename(copy);
-    if (strlen(dir) + 1 + strlen(base) >= PATH_MAX)
-        return ENAMETOOLONG;
-    strcpy(real, strcmp(dir, "/") == 0 ? "" : dir);
-    strcat(strcat(real, "/"), base);
+    if (strcmp(out, "/") == 0)
+        out[0] = '\0';
+    strcpy(todo, path);
+    rest = todo;
+    while (!privfile_is_last(rest)) {
+        if ((step = privfile_step(out, &rest)) <= 0) {
+            if (step < 0)
+                return ENAMETOOLONG;
+            continue;
+        }
+        if (privfile_is_last(rest) && !follow_last)
+            break;
+        if (lstat(out, &st) != 0)
+            return errno;
+        if (!S_ISLNK(st.st_mode))
+            continue;
+        if (st.st_uid != 0)
+            return EPERM;
+        if (++links > 40)
+            return ELOOP;
+        n = readlink(out, target, sizeof(target) - 1);
+        if (n < 0)
+            return errno;
+        target[n] = '\0';
+        *strrchr(out, '/') = '\0'; /* the link's directory */
+        if (target[0] == '/')
+            out[0] = '\0';
+        if (strlen(target) + 1 + strlen(rest) >= sizeof(todo))
+            return ENAMETOOLONG;
+        memmove(todo + strlen(target) + 1, rest, strlen(rest) + 1);
+        memcpy(todo, target, strlen(target));
+        todo[strlen(target)] = '/';
+        rest = todo;
+    }
+    strcpy(real, out[0] != '\0' ? out : "/");
     return 0;
 }
 
@@ -161,7 +228,10 @@ privfile_serve_one(struct privfile_places *p, int sock, int op, const char *path
     char real[PATH_MAX];
     int  rc, fd;
 
-    rc = privfile_resolve(op, path, real);
+    rc = privfile_resolve(path, op != PRIVFILE_OP_APPEND, real);
+    if (rc == EPERM)
+        log_msg(LOG_WARNING, "privfile.refuse", 0,
+                "%s: a symbolic link on the way is not root's: not followed", path);
     if (rc != 0) {
         privfile_reply(sock, rc, -1);
         return;

@@ -277,6 +277,70 @@ appending_through_a_hard_link_is_refused(void)
 }
 
 static void
+body_planted_link(void)
+{
+    int   e;
+    char *text = read_as_reload("secret/planted", &e);
+
+    CHECK(text == NULL);
+    CHECK_EQ_INT(e, EPERM);
+    free(text);
+}
+
+static void
+a_symlink_the_service_user_planted_is_never_followed(void)
+{
+    CHECK(symlink(at("secret/b.txt"), at("secret/planted")) == 0);
+    CHECK(lchown(at("secret/planted"), NOBODY, NOBODY) == 0);
+    in_sealed_child(NULL, body_planted_link);
+    unlink(at("secret/planted"));
+}
+
+static void
+plant_audit_symlink(void)
+{
+    CHECK(unlink(at("log/audit.log")) == 0);
+    CHECK(symlink(at("secret/a.txt"), at("log/audit.log")) == 0);
+}
+
+static void
+body_audit_symlink(void)
+{
+    int         fd = privfile_open(at("log/audit.log"), PRIVFILE_APPEND);
+
+    CHECK(fd < 0);
+    CHECK_EQ_INT(errno, ELOOP);
+}
+
+static void
+the_audit_log_is_never_opened_through_a_symlink(void)
+{
+    struct stat st;
+
+    in_sealed_child(plant_audit_symlink, body_audit_symlink);
+    CHECK(stat(at("secret/a.txt"), &st) == 0 && st.st_size == 5 && st.st_uid == 0);
+    unlink(at("log/audit.log"));
+}
+
+static void
+body_dot_dot(void)
+{
+    int   e;
+    char *text = read_as_reload("users/../secret/./b.txt", &e);
+
+    CHECK(text != NULL && strcmp(text, "beta") == 0);
+    if (text == NULL)
+        fprintf(stderr, "  errno %d\n", e);
+    free(text);
+}
+
+static void
+dot_and_dot_dot_resolve_as_realpath_does(void)
+{
+    in_sealed_child(NULL, body_dot_dot);
+}
+
+static void
 without_a_reader_files_open_directly(void)
 {
     char   err[512];
@@ -307,6 +371,9 @@ main(void)
     RUN(a_listed_directory_is_listed_again_and_its_files_read);
     RUN(the_audit_log_is_made_again_after_rotation_and_only_it);
     RUN(appending_through_a_hard_link_is_refused);
+    RUN(a_symlink_the_service_user_planted_is_never_followed);
+    RUN(the_audit_log_is_never_opened_through_a_symlink);
+    RUN(dot_and_dot_dot_resolve_as_realpath_does);
     RUN(without_a_reader_files_open_directly);
     return check_summary();
 }
