@@ -12,7 +12,7 @@ DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
 	slapd ldap-utils nodejs \
 	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest python3-cryptography
 
-.PHONY: all deps build asan fuzz certs run test unit unit-asan fuzz-run lua integration bench clean
+.PHONY: all deps service-user build asan fuzz certs run test unit unit-asan fuzz-run lua integration bench clean
 
 all: build
 
@@ -29,6 +29,13 @@ deps:
 	@# Debian's own nodejs comes without npm (NodeSource's includes it): test_idp.py needs it.
 	@command -v npm >/dev/null || { if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm; }
+
+# The dedicated service user sluice runs as when started as root (conf/sluice.lua's
+# `user`): a system account with no home and no shell, as a package would make it.
+service-user:
+	@getent passwd sluice >/dev/null || { if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+		$$SUDO useradd --system --user-group --no-create-home --home-dir /nonexistent \
+			--shell /usr/sbin/nologin sluice && echo "made the system user sluice"; }
 
 build:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -48,7 +55,7 @@ certs:
 
 # Sets up and runs sluice with conf/sluice.lua, relaying to a local `sluice sink`
 # that writes every message to run/maildir/new/.
-run: deps build certs
+run: deps service-user build certs
 	@mkdir -p run
 	@$(BUILD)/sluice sink --listen 127.0.0.1:2525 --maildir run/maildir \
 		--log run/sink.log --pid-file run/sink.pid 2>run/sink.err & \
@@ -82,7 +89,7 @@ integration: build asan certs
 	SLUICE_BIN=$(CURDIR)/$(ASAN)/sluice $(PYTHON) -m pytest -q tests/integration
 
 # Every test: C unit tests (plain and ASan+UBSan), fuzzers (bounded), busted, integration.
-test: deps
+test: deps service-user
 	$(MAKE) unit unit-asan fuzz-run lua integration
 
 bench: build certs

@@ -31,12 +31,10 @@ issue() { # name keyalg-args...
 issue dev-ecdsa ec -pkeyopt ec_paramgen_curve:P-256
 issue dev-rsa rsa:2048
 chmod 644 dev-ca.crt dev-ecdsa.crt dev-rsa.crt
-# Started as root, sluice drops to `nobody` and reads the keys again on SIGHUP: let that
-# user's group read the server keys (what Debian's ssl-cert group does for real keys).
-# The CA key and the token key stay root's.
-if [ "$(id -u)" = 0 ] && getent group nogroup >/dev/null; then
-    chgrp nogroup dev-ecdsa.key dev-rsa.key && chmod 640 dev-ecdsa.key dev-rsa.key
-fi
+# Every key stays its owner's alone (0600): started as root, sluice reads them through its
+# privileged reader, at start and on every reload (docs/security.md), so the service user
+# needs no access to them.
+chmod 600 dev-ecdsa.key dev-rsa.key
 echo "dev certificates in $(pwd): dev-ca.crt (trust this), dev-ecdsa.crt, dev-rsa.crt"
 
 # The per-install dev key of `sluice token` (Ed25519) and its public JWKS, which a domain's

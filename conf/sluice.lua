@@ -5,7 +5,7 @@
 return {
   -- hostname = 'mail.example.org',   -- default: this machine's host name
   workers = 0,                        -- one per online CPU
-  user = 'nobody',                    -- dropped to when started as root
+  user = 'sluice',                    -- dropped to when started as root (`make run` makes it)
   users_dir = 'users',                -- conf/users/<domain>.txt
   log_level = 'info',
   control_socket = '../run/sluice.ctl', -- `sluice ctl` (docs/ctl.md); run/ is made by `make run`

@@ -441,7 +441,7 @@ cfg_defaults(struct cfg_ctx *ctx, struct config *cfg)
     cfg->tls.ticket_lifetime = 3600;
     cfg_policy_defaults(cfg);
     cfg->users_dir = cfg_resolve(ctx, "users");
-    if (cfg_strdup(ctx, host, &cfg->hostname) || cfg_strdup(ctx, "nobody", &cfg->user) ||
+    if (cfg_strdup(ctx, host, &cfg->hostname) || cfg_strdup(ctx, "sluice", &cfg->user) ||
         cfg_strdup(ctx, CFG_DEFAULT_CIPHERS, &cfg->tls.ciphers) ||
         cfg_strdup(ctx, CFG_DEFAULT_CIPHERSUITES, &cfg->tls.ciphersuites) ||
         cfg_strdup(ctx, ctx->file, &cfg->path) || cfg->users_dir == NULL)

@@ -1,7 +1,7 @@
 """The command line as README.md and docs/smtp.md ("Exit codes") describe it: `sluice
 check`, `sluice run`, `sluice passwd` and their exit codes (0 clean, 64 usage, 71
 cannot bind or drop privileges, 78 configuration, certificate or users file invalid,
-with file:line on stderr), and `sluice run` started as root becoming `nobody`.
+with file:line on stderr), and `sluice run` started as root becoming `sluice`.
 
 Run: SLUICE_BIN=build-asan/sluice /usr/bin/python3 -m pytest tests/integration/test_cli.py
 """
@@ -257,10 +257,10 @@ def proc_ids(pid, field):
     return re.search(r'^%s:[ \t]*(.*)$' % field, status, re.M).group(1).split()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason='needs root: it checks the drop to nobody')
-def test_run_started_as_root_serves_its_port_as_nobody(make_relay, sink, certs):
+@pytest.mark.skipif(os.geteuid() != 0, reason='needs root: it checks the drop to the service user')
+def test_run_started_as_root_serves_its_port_as_the_sluice_user(make_relay, sink, certs):
     import pwd
-    nobody = pwd.getpwnam('nobody')
+    nobody = pwd.getpwnam('sluice')  # the default `user`
     # The upstream's CA file is readable by root only, like the keys: it must be loaded
     # before the privileges go.
     relay = make_relay(

@@ -5,7 +5,7 @@ next connection greeted again), reload (ok, and a broken policy naming file:line
 generation unchanged), exit codes (69 without a daemon, 64 on usage, 78 with no socket
 configured) and the socket's owner-only mode.
 
-The daemon reloads after it has dropped privileges (to `nobody` when the tests run as
+The daemon reloads after it has dropped privileges (to `sluice` when the tests run as
 root), so its files live in a world-readable directory of its own, as in test_reload.py."""
 import json
 import os

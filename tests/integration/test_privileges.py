@@ -8,6 +8,7 @@ These tests are about what root does: they run only as root (CI does), and fail
 otherwise rather than skip."""
 import os
 import pathlib
+import pwd
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 
 from conftest import ALICE, ROOT, SHIPPED_POLICIES, SLUICE, Relay, upstream_conf
 
-NOBODY = 65534
+SERVICE_UID = pwd.getpwnam('sluice').pw_uid  # the default `user`, made by `make test`
 
 
 @pytest.fixture
@@ -102,9 +103,9 @@ def add_user(home, local, password):
         f.write('%s:%s\n' % (local, h))
 
 
-def test_the_daemon_runs_as_nobody_and_only_its_reader_keeps_root(locked):
+def test_the_daemon_runs_as_the_service_user_and_only_its_reader_keeps_root(locked):
     r = locked()
-    assert uid_of(r.proc.pid) == NOBODY
+    assert uid_of(r.proc.pid) == SERVICE_UID
     readers = children_of(r.proc.pid)
     assert len(readers) == 1 and uid_of(readers[0]) == 0, readers
     assert r.logs('privfile.start')[0]['msg'] == 'privileged reader: pid %d' % readers[0]

@@ -3,7 +3,7 @@ edited on disk take effect for new sessions after `kill -HUP`; sessions in fligh
 on the generation they started with; a broken file changes nothing and is reported as
 `sluice check` reports it; nothing is lost while reloads happen under load.
 
-The daemon reads the files again after it has dropped privileges (to `nobody` when the
+The daemon reads the files again after it has dropped privileges (to `sluice` when the
 tests run as root), so every file here lives in a world-readable directory of its own."""
 import os
 import shutil
