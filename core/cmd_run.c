@@ -211,7 +211,8 @@ cmd_run_start(struct cmd_run_state *st, char *err, size_t errlen)
     struct control_ops   ops = { .ctx = &st->ctl, .reload = daemon_ctl_reload_cb,
                                  .status = daemon_ctl_status_cb };
 
-    st->d.offload = offload_new(st->n < 2 ? 2 : st->n);
+    st->d.offload = offload_new(st->n < 2 ? 2 : st->n, (unsigned)cfg->max_auth_jobs,
+                                (unsigned)cfg->max_auth_jobs_per_client);
     st->d.iplimit = iplimit_new(cfg->max_connections, cfg->max_connections_per_ip);
     while (st->d.offload != NULL && st->d.iplimit != NULL && st->started < st->n &&
            worker_start(st->workers[st->started]) == 0)

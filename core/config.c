@@ -70,12 +70,14 @@ cfg_limits(struct cfg_ctx *ctx, int top, struct config *cfg)
     static const char *const keys[] = {
         "max_message_size", "max_recipients",    "max_line_length",
         "max_errors",       "max_commands",      "max_messages",
-        "max_auth_failures", "max_connections",  "max_connections_per_ip", NULL,
+        "max_auth_failures", "max_connections",  "max_connections_per_ip",
+        "max_auth_jobs",     "max_auth_jobs_per_client", NULL,
     };
     size_t *const dst[] = {
         &cfg->max_message_size, &cfg->max_recipients,    &cfg->max_line_length,
         &cfg->max_errors,       &cfg->max_commands,      &cfg->max_messages,
         &cfg->max_auth_failures, &cfg->max_connections,  &cfg->max_connections_per_ip,
+        &cfg->max_auth_jobs,     &cfg->max_auth_jobs_per_client,
     };
     size_t mark, i;
     int    rc = cfg_enter(ctx, top, "limits", keys, &mark);
@@ -83,7 +85,9 @@ cfg_limits(struct cfg_ctx *ctx, int top, struct config *cfg)
     if (rc <= 0)
         return rc;
     for (i = 0; keys[i] != NULL; i++)
-        if (cfg_get_uint(ctx, -1, keys[i], 1, CFG_INT_MAX, dst[i]) != 0)
+        if (cfg_get_uint(ctx, -1, keys[i], 1,
+                         dst[i] == &cfg->max_auth_jobs ? LIMIT_MAX_AUTH_JOBS_CAP : CFG_INT_MAX,
+                         dst[i]) != 0)
             return -1;
     cfg_leave(ctx, mark);
     return 0;
@@ -425,6 +429,8 @@ cfg_defaults(struct cfg_ctx *ctx, struct config *cfg)
     cfg->max_commands = LIMIT_MAX_COMMANDS;
     cfg->max_messages = LIMIT_MAX_MESSAGES;
     cfg->max_auth_failures = LIMIT_MAX_AUTH_FAILURES;
+    cfg->max_auth_jobs = LIMIT_MAX_AUTH_JOBS;
+    cfg->max_auth_jobs_per_client = LIMIT_MAX_AUTH_JOBS_PER_CLIENT;
     cfg->max_connections = LIMIT_MAX_CONNECTIONS;
     cfg->max_connections_per_ip = LIMIT_MAX_CONNECTIONS_PER_IP;
     cfg->timeout_greeting = TIMEOUT_GREETING;

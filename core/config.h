@@ -169,6 +169,8 @@ struct config {
     size_t max_auth_failures;
     size_t max_connections;
     size_t max_connections_per_ip;
+    size_t max_auth_jobs;            /* password checks queued or running, all clients */
+    size_t max_auth_jobs_per_client; /* ... of one client (address or IPv6 network) */
 
     /* timeouts.* (seconds) */
     double timeout_greeting;

@@ -12,6 +12,7 @@
 #include "generation.h"
 #include "iplimit.h"
 #include "log.h"
+#include "offload.h"
 #include "worker.h"
 #include "worker_gen.h"
 
@@ -90,6 +91,8 @@ daemon_ctl_publish(struct daemon_ctl *c, struct generation *g, struct worker_gen
              audit_reopen(c->d->audit, cfg->audit_log, err, sizeof(err)) != 0)
         log_msg(LOG_ERR, "audit.error", 0, "%s", err);
     iplimit_set_limits(c->d->iplimit, cfg->max_connections, cfg->max_connections_per_ip);
+    offload_set_limits(c->d->offload, (unsigned)cfg->max_auth_jobs,
+                       (unsigned)cfg->max_auth_jobs_per_client);
     log_set_level(cfg->log_level);
     generation_unref(c->d->gen);
     c->d->gen = g;

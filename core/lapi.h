@@ -44,6 +44,10 @@ struct hook_run *lapi_hook_run(lua_State *L, const char *fn);
 /* Raise unless L is the hook's own coroutine (a policy's nested coroutine cannot yield
  * to the engine). */
 void lapi_require_yieldable(lua_State *L, struct hook_run *run, const char *fn);
+
+/* A backend found the password right (cache_key as auth_cache_key() made it): remember it
+ * for ttl seconds once the session has sent 235, not before (smtp_auth.c). */
+void lapi_remember_on_235(struct hook_run *run, const char *cache_key, double ttl);
 /* Raise in a hook past its budget that runs without yielding (a count hook). */
 void lapi_budget_install(lua_State *L);
 /* sleep and passwd.verify (lapi_wait.c) into the table at the stack top. */

@@ -74,7 +74,7 @@ lapi_ldap_done(void *arg, enum ldap_client_rc rc, const char *reason)
     struct hook_run       *run = w->run;
 
     if (rc == LDAP_CLIENT_OK && w->cache != NULL)
-        auth_cache_store(w->cache, w->cache_key, w->cache_ttl, ev_now(run->loop));
+        lapi_remember_on_235(run, w->cache_key, w->cache_ttl);
     free(w);
     run->cancel = NULL;
     run->wait = NULL;

@@ -5,6 +5,7 @@
  * itself when the pool hands it back (STYLE.md 3, late completions). */
 #include <ev.h>
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,6 +104,15 @@ lapi_sleep(lua_State *L)
 
 /* ---- sluice.passwd.verify --------------------------------------------------------------- */
 
+void
+lapi_remember_on_235(struct hook_run *run, const char *cache_key, double ttl)
+{
+    struct smtp_session *s = run->session;
+
+    snprintf(s->auth_cache_key, sizeof(s->auth_cache_key), "%s", cache_key);
+    s->auth_cache_ttl = ttl;
+}
+
 /* One check in flight. Owns copies of what the pool thread reads. */
 struct lapi_verify_job {
     struct offload_job   job;  /* first: the offload queue links through it */
@@ -115,7 +125,6 @@ struct lapi_verify_job {
     enum authdb_rc       rc;   /* written by the pool thread */
     struct shdict       *cache; /* borrows; where a success is remembered, or NULL */
     double               cache_ttl;
-    struct ev_loop      *loop; /* borrows; the worker's */
     char                 cache_key[AUTH_CACHE_KEY_MAX];
 };
 
@@ -145,11 +154,13 @@ lapi_verify_done(struct offload_job *job)
     struct hook_run        *run = j->run;
     bool                    ok = j->rc == AUTHDB_OK;
 
+    if (run == NULL) { /* the session is gone, or the hook ran out of time */
+        lapi_verify_job_free(j);
+        return;
+    }
     if (ok && j->cache != NULL)
-        auth_cache_store(j->cache, j->cache_key, j->cache_ttl, ev_now(j->loop));
+        lapi_remember_on_235(run, j->cache_key, j->cache_ttl);
     lapi_verify_job_free(j);
-    if (run == NULL)
-        return; /* the session is gone */
     run->cancel = NULL;
     run->wait = NULL;
     lua_pushboolean(run->co, ok);
@@ -159,7 +170,10 @@ lapi_verify_done(struct offload_job *job)
 static void
 lapi_verify_cancel(struct hook_run *run)
 {
-    ((struct lapi_verify_job *)run->wait)->run = NULL; /* lapi_verify_done frees it */
+    struct lapi_verify_job *j = run->wait;
+
+    j->run = NULL; /* lapi_verify_done frees it */
+    offload_cancel(&j->job); /* and the hash is not computed for nobody */
     run->wait = NULL;
     run->cancel = NULL;
 }
@@ -182,7 +196,6 @@ lapi_verify_cached(struct hook_run *run, struct lapi_verify_job *j, const char *
     }
     j->cache = dict;
     j->cache_ttl = (double)s->cfg->auth_cache_ttl;
-    j->loop = s->worker->loop;
     return false;
 }
 
@@ -196,6 +209,7 @@ lapi_passwd_verify(lua_State *L)
     struct hook_run        *run = lapi_hook_run(L, "sluice.passwd.verify");
     struct daemon          *d = run->session->worker->daemon;
     struct lapi_verify_job *j;
+    enum offload_rc         rc;
 
     lapi_require_yieldable(L, run, "sluice.passwd.verify");
     if (d->offload == NULL) {
@@ -222,9 +236,20 @@ lapi_passwd_verify(lua_State *L)
     j->db = j->gen->parts.authdb;
     j->job.work = lapi_verify_work;
     j->job.done = lapi_verify_done;
+    rc = offload_submit_for(d->offload, run->session->worker->offload_ret, &j->job,
+                            run->session->peer);
+    if (rc != OFFLOAD_QUEUED) {
+        lapi_verify_job_free(j);
+        log_msg(LOG_NOTICE, "auth.busy", run->session->id, "%s: %s", run->session->peer,
+                rc == OFFLOAD_CLIENT_FULL ? "limits.max_auth_jobs_per_client reached"
+                                          : "limits.max_auth_jobs reached");
+        lua_pushnil(L);
+        lua_pushstring(L, rc == OFFLOAD_CLIENT_FULL ? "busy: too many checks from this client"
+                                                    : "busy: too many checks in progress");
+        return 2;
+    }
     run->wait = j;
     run->cancel = lapi_verify_cancel;
-    offload_submit(d->offload, run->session->worker->offload_ret, &j->job);
     return lua_yield(L, 0);
 }
 

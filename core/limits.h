@@ -12,6 +12,12 @@
 #define LIMIT_MAX_AUTH_FAILURES     3      /* limits.max_auth_failures before 421 */
 #define LIMIT_MAX_CONNECTIONS       10000  /* limits.max_connections, whole daemon */
 #define LIMIT_MAX_CONNECTIONS_PER_IP 100   /* limits.max_connections_per_ip */
+/* Password checks on the thread pool (docs/security.md "AUTH floods"): at ~20 ms a hash
+ * on 2 threads, 64 queued is ~0.6 s of work, well inside hook_timeout; 4 per client
+ * leaves the rest to everyone else when one client floods. */
+#define LIMIT_MAX_AUTH_JOBS          64    /* limits.max_auth_jobs */
+#define LIMIT_MAX_AUTH_JOBS_CAP      1024  /* its largest value (core/offload.c) */
+#define LIMIT_MAX_AUTH_JOBS_PER_CLIENT 4   /* limits.max_auth_jobs_per_client */
 
 /* RFC 5321 section 4.5.3.2 timeouts, seconds */
 #define TIMEOUT_GREETING   300 /* a session waiting for its first command */

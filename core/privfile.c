@@ -77,7 +77,9 @@ privfile_stop(void)
     privfile.pid = -1;
 }
 
-/* The audit log, as the reader opens it too: no symlink followed, one name only. */
+/* The audit log, as the reader opens it too: no symlink followed, a regular file with one
+ * name only. (Not a regular file at all, a FIFO to a log shipper, is the unprivileged
+ * start's affair: the reader takes regular files only.) */
 static int
 privfile_open_append(const char *path)
 {
@@ -85,7 +87,7 @@ privfile_open_append(const char *path)
                           0640);
     struct stat st;
 
-    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1)) {
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink != 1) {
         close(fd);
         errno = EMLINK;
         return -1;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth_cache.h"
 #include "conn.h"
 #include "hook.h"
 #include "log.h"
@@ -12,23 +13,52 @@
 #include "smtp_session.h"
 #include "worker.h"
 
+static void smtp_auth_result_done(struct smtp_session *s, const struct verdict *v);
+static enum smtp_rc smtp_auth_send(struct smtp_session *s);
+
+/* An AUTH that ends before any policy decided (a cancel, bad base64, a broken or
+ * over-long line inside the exchange, no memory): a failed attempt like a wrong password
+ * (docs/security.md "AUTH floods"). on_auth_result hears of it, so that the client's
+ * limits count it, and smtp_auth_refuse() counts it towards limits.max_auth_failures. */
+static enum smtp_rc
+smtp_auth_fail_why(struct smtp_session *s, int code, const char *enh, const char *text,
+                   const char *why)
+{
+    struct verdict *a = &s->auth_verdict;
+
+    s->auth_why = why;
+    s->state = SMTP_STATE_CMD;
+    s->auth_mech = s->sasl.mech;
+    verdict_set(a, code / 100 == 4 ? VERDICT_TEMPFAIL : VERDICT_REJECT, code, enh, text);
+    if (hook_auth_result(s, a, smtp_auth_result_done) == HOOK_PENDING)
+        return smtp_session_wait(s);
+    return smtp_auth_send(s);
+}
+
 static enum smtp_rc
 smtp_auth_fail(struct smtp_session *s, int code, const char *enh, const char *text)
 {
-    sasl_reset(&s->sasl);
-    s->state = SMTP_STATE_CMD;
-    return smtp_session_error(s, code, enh, text);
+    return smtp_auth_fail_why(s, code, enh, text, NULL);
 }
 
-/* A refused attempt gets 535; the limits.max_auth_failures-th one also 421 and the end
- * of the session (docs/smtp.md), whichever way it failed. */
+enum smtp_rc
+smtp_auth_abort(struct smtp_session *s, int code, const char *enh, const char *text)
+{
+    return smtp_auth_fail(s, code, enh, text);
+}
+
+/* The client answered the RFC 7628 error challenge: the token's refusal (told to
+ * on_auth_result already) is final now, 535, and counts; the limits.max_auth_failures-th
+ * one also gets 421 and the end of the session (docs/smtp.md). */
 static enum smtp_rc
 smtp_auth_refused(struct smtp_session *s)
 {
-    if (++s->auth_failures < s->cfg->max_auth_failures)
-        return smtp_auth_fail(s, 535, "5.7.8", "Authentication credentials invalid");
     sasl_reset(&s->sasl);
-    smtp_reply(s->conn, 535, "5.7.8", "Authentication credentials invalid");
+    s->state = SMTP_STATE_CMD;
+    if (smtp_session_error(s, 535, "5.7.8", "Authentication credentials invalid") == SMTP_GONE)
+        return SMTP_GONE;
+    if (++s->auth_failures < s->cfg->max_auth_failures)
+        return SMTP_CONTINUE;
     return smtp_session_close_with(s, 421, "4.7.0", "Too many authentication failures");
 }
 
@@ -74,6 +104,7 @@ smtp_auth_decide(struct smtp_session *s)
     struct verdict v;
 
     s->auth_mech = s->sasl.mech;
+    s->auth_cache_key[0] = '\0';
     if (smtp_auth_qualify(s) != 0)
         return smtp_auth_fail(s, 454, "4.3.0", "Out of memory, try again later");
     if (hook_auth(s, smtp_auth_hook_done, &v) == HOOK_DONE)
@@ -96,8 +127,8 @@ smtp_auth_result(struct smtp_session *s, enum sasl_rc rc)
     case SASL_BAD_BASE64:
         return smtp_auth_fail(s, 501, "5.5.2", "Invalid base64 data");
     case SASL_AUTHZ_DENIED:
-        smtp_auth_log_fail(s, s->sasl.creds.authcid, 535, "authzid differs from authcid");
-        return smtp_auth_refused(s);
+        return smtp_auth_fail_why(s, 535, "5.7.8", "Authentication credentials invalid",
+                                  "authzid differs from authcid");
     case SASL_BAD_SYNTAX:
     default:
         return smtp_auth_fail(s, 501, "5.5.2", "Malformed authentication data");
@@ -178,12 +209,13 @@ smtp_auth_identity(struct smtp_session *s, const char *authcid)
     s->authenticated = true;
 }
 
-/* A refusal: a bearer token first gets the error challenge; a 5xx counts towards
- * limits.max_auth_failures; 421 closes. */
+/* A refusal: a bearer token first gets the error challenge; any other answer counts
+ * towards limits.max_auth_failures; 421 closes. */
 static enum smtp_rc
 smtp_auth_refuse(struct smtp_session *s, const struct verdict *v)
 {
-    smtp_auth_log_fail(s, s->sasl.creds.authcid, v->code, v->text);
+    smtp_auth_log_fail(s, s->sasl.creds.authcid, v->code, s->auth_why ? s->auth_why : v->text);
+    s->auth_why = NULL;
     WORKER_COUNT(s->worker, auth_failed);
     if (v->code == 535 && (s->auth_mech == SASL_MECH_XOAUTH2 ||
                            s->auth_mech == SASL_MECH_OAUTHBEARER)) {
@@ -192,12 +224,27 @@ smtp_auth_refuse(struct smtp_session *s, const struct verdict *v)
         return SMTP_CONTINUE;
     }
     sasl_reset(&s->sasl);
-    smtp_reply(s->conn, v->code, v->enhanced, "%s", v->text);
     if (v->code == 421)
         return smtp_session_close_with(s, 421, v->enhanced, v->text);
-    if (v->code / 100 == 5 && ++s->auth_failures >= s->cfg->max_auth_failures)
+    smtp_reply(s->conn, v->code, v->enhanced, "%s", v->text);
+    /* Every answer but 235 counts: a 454 (busy, blocked) or a 451 (a policy failed) as
+     * much as a 535, or a flood of them would be free guessing. */
+    if (++s->auth_failures >= s->cfg->max_auth_failures)
         return smtp_session_close_with(s, 421, "4.7.0", "Too many authentication failures");
     return SMTP_CONTINUE;
+}
+
+/* 235 is on its way to a live session: now, and only now, the password a backend found
+ * right is remembered (auth_cache.h). A success computed for a session that is gone or
+ * whose hook ran out of time never gets here. */
+static void
+smtp_auth_remember(struct smtp_session *s)
+{
+    struct shdict *dict = s->worker->daemon->shdict;
+
+    if (s->auth_cache_key[0] != '\0' && dict != NULL)
+        auth_cache_store(dict, s->auth_cache_key, s->auth_cache_ttl, ev_now(s->worker->loop));
+    s->auth_cache_key[0] = '\0';
 }
 
 /* Send the AUTH answer decided in s->auth_verdict. */
@@ -210,8 +257,10 @@ smtp_auth_send(struct smtp_session *s)
         smtp_auth_log_ok(s);
         WORKER_COUNT(s->worker, auth_ok);
         smtp_reply(s->conn, 235, "2.7.0", "Authentication successful");
+        smtp_auth_remember(s);
         return SMTP_CONTINUE;
     }
+    s->auth_cache_key[0] = '\0';
     return smtp_auth_refuse(s, &s->auth_verdict);
 }
 

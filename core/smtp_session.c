@@ -296,13 +296,13 @@ smtp_session_command_input(struct smtp_session *s)
         return SMTP_PAUSE;
     case PARSE_TOO_LONG:
         s->skip_line = true;
-        s->state = SMTP_STATE_CMD;
-        sasl_reset(&s->sasl);
+        if (s->state != SMTP_STATE_CMD) /* inside AUTH: a failed attempt (smtp_auth.c) */
+            return smtp_auth_abort(s, 500, "5.5.2", "Line too long");
         return smtp_session_error(s, 500, "5.5.2", "Line too long");
     case PARSE_BAD_ENDING:
         buf_consume(&c->in, used);
-        s->state = SMTP_STATE_CMD;
-        sasl_reset(&s->sasl);
+        if (s->state != SMTP_STATE_CMD)
+            return smtp_auth_abort(s, 500, "5.5.2", "Bare CR or LF in command; use CRLF");
         return smtp_session_error(s, 500, "5.5.2", "Bare CR or LF in command; use CRLF");
     default: {
         /* Copy out: the handler may consume or reset c->in (STARTTLS). */

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth_cache.h"
 #include "buf.h"
 #include "config.h"
 #include "data_decoder.h"
@@ -107,6 +108,11 @@ struct smtp_session {
     size_t   commands;
     size_t   messages;
     size_t   auth_failures;
+    /* A password a backend found right during this AUTH, remembered (auth_cache.h) only
+     * once 235 has been sent: "" when there is none. */
+    char     auth_cache_key[AUTH_CACHE_KEY_MAX];
+    double   auth_cache_ttl;
+    const char *auth_why; /* static; the log's reason for a failure the core decided */
     double   started;     /* ev_now at accept, for the close line */
 };
 
@@ -136,6 +142,9 @@ enum smtp_rc {
 enum smtp_rc smtp_verbs_dispatch(struct smtp_session *s, const struct smtp_cmd *cmd);
 enum smtp_rc smtp_auth_begin(struct smtp_session *s, const struct smtp_cmd *cmd);
 enum smtp_rc smtp_auth_line(struct smtp_session *s, const char *line, size_t len);
+/* The AUTH exchange broke (a bare LF, an over-long line): answer code and count it as a
+ * failed attempt, as every AUTH that does not end in 235 is. */
+enum smtp_rc smtp_auth_abort(struct smtp_session *s, int code, const char *enh, const char *text);
 enum smtp_rc smtp_data_begin(struct smtp_session *s);
 enum smtp_rc smtp_bdat_begin(struct smtp_session *s, const struct smtp_cmd *cmd);
 enum smtp_rc smtp_data_input(struct smtp_session *s);

@@ -122,7 +122,7 @@ a_minimal_file_gets_every_default(void)
     CHECK(strcmp(cfg->path, cfgpath) == 0);
     CHECK(cfg->hostname != NULL && cfg->hostname[0] != '\0');
     CHECK_EQ_INT(cfg->workers, cpus < 1 ? 1 : cpus);
-    CHECK(strcmp(cfg->user, "nobody") == 0);
+    CHECK(strcmp(cfg->user, "sluice") == 0);
     CHECK(strcmp(cfg->users_dir, in_dir("users")) == 0);
     CHECK_EQ_INT(cfg->log_level, LOG_INFO);
     CHECK(!cfg->insecure);

@@ -611,7 +611,7 @@ main(void)
         return 1;
     fake_getaddrinfo_set("localhost", debian_localhost, 2);
     loop = ev_loop_new(EVFLAG_AUTO);
-    pool = offload_new(1);
+    pool = offload_new(1, 0, 0);
     pool_ret = offload_return_new(loop);
     RUN(urls_parse_into_scheme_host_port_and_path);
     RUN(every_response_cut_short_is_incomplete);

@@ -65,7 +65,7 @@ setup(void)
         exit(1);
     }
     cfg = daemon_.gen->parts.cfg;
-    daemon_.offload = offload_new(1);
+    daemon_.offload = offload_new(1, 0, 0);
     daemon_.iplimit = iplimit_new(100, 100);
     worker = worker_new(0, &daemon_, NULL, NULL, 0, err, sizeof(err));
     if (worker == NULL) {
