@@ -7,6 +7,8 @@
 --    would let a stranger lock them out: above its (higher) thresholds each AUTH for
 --    it waits SLOW_DOWN seconds first, and a rate_limit audit event is raised;
 --  * messages per user and per domain per hour: 451 4.7.1 at MAIL FROM.
+-- Every count is reserved before the work it stands for and settled after it, so the
+-- limits hold however many sessions arrive at once (docs/security.md "Limits").
 -- Must come before policies/auth.lua in the configuration (its on_auth runs first).
 local sluice = require('sluice')
 local domains = require('sluice.domains')
@@ -62,37 +64,70 @@ local function on_connect(session)
   return nil
 end
 
+local function refund_all(held)
+  for _, r in ipairs(held or {}) do ratelimit.refund(r.receipt) end
+end
+
+-- Block a subject whose count reached its limit (once: the audit event says so).
+local function block_if_reached(session, user, r)
+  if r.subject.block and r.count >= r.limit[1] and not ratelimit.blocked(r.subject.name) then
+    ratelimit.block(r.subject.name, BLOCK_SECONDS)
+    raise(session, user, r.subject, 'block', r.count, r.limit)
+  elseif not r.subject.block and r.count >= r.limit[1] and r.count - 1 < r.limit[1] then
+    raise(session, user, r.subject, 'slow_down', r.count, r.limit) -- crossing: once
+  end
+end
+
+-- Each attempt is counted as a failure before the password is checked (reserved), and
+-- given back when it succeeds: however many arrive at once, no more than the limit are
+-- ever checked for one client (docs/security.md "Limits"). The attempt over a blocking
+-- limit is refused unchecked, and blocks.
 local function on_auth(session, auth)
-  local slow = false
-  for _, s in ipairs(subjects(session, auth.user:lower())) do
+  local user = (auth.user or ''):lower()
+  local held, slow = {}, false
+  for _, s in ipairs(subjects(session, user)) do
     if s.block and ratelimit.blocked(s.name) then
+      refund_all(held)
       return sluice.tempfail(454, '4.7.0', 'Too many failed logins, try again later')
     end
-    if not s.block then
-      for _, l in ipairs(s.limits) do
-        slow = slow or ratelimit.count(s.name, l[2]) >= l[1]
+    for _, l in ipairs(s.limits) do
+      local n, receipt = ratelimit.reserve(s.name, l[2])
+      held[#held + 1] = { subject = s, limit = l, count = n or 0, receipt = receipt }
+      if n and n > l[1] and s.block then
+        refund_all(held)
+        ratelimit.block(s.name, BLOCK_SECONDS)
+        raise(session, user, s, 'block', n, l)
+        return sluice.tempfail(454, '4.7.0', 'Too many failed logins, try again later')
       end
+      slow = slow or (n or 0) > l[1]
     end
   end
+  session.data.ratelimit_held = held
   if slow then sluice.sleep(SLOW_DOWN) end
   return nil
 end
 
--- Counts a refused password (535) against every subject; tempfails and 525 do not count.
+-- Settles what on_auth reserved: a success (235, or 525: the password was right) gives
+-- it back; anything else stays counted (535, and 454 or 451 too: a flood of them must not
+-- be free). An attempt that failed before on_auth (a cancel, bad base64, a broken line)
+-- is counted now.
 local function on_auth_result(session, auth, result)
-  if result.kind ~= 'reject' or result.code ~= 535 then return end
-  local user = auth.user:lower()
-  for _, s in ipairs(subjects(session, user)) do
-    for _, l in ipairs(s.limits) do
-      local n = ratelimit.incr(s.name, l[2]) or 0
-      if s.block and n >= l[1] and not ratelimit.blocked(s.name) then
-        ratelimit.block(s.name, BLOCK_SECONDS)
-        raise(session, user, s, 'block', n, l)
-      elseif not s.block and n >= l[1] and n - 1 < l[1] then -- crossing: once, not per try
-        raise(session, user, s, 'slow_down', n, l)
+  local user = (auth.user or ''):lower()
+  local held = session.data.ratelimit_held
+  session.data.ratelimit_held = nil
+  if result.kind == 'accept' or result.code == 525 then
+    refund_all(held)
+    return
+  end
+  if not held then
+    held = {}
+    for _, s in ipairs(subjects(session, user)) do
+      for _, l in ipairs(s.limits) do
+        held[#held + 1] = { subject = s, limit = l, count = ratelimit.incr(s.name, l[2]) or 0 }
       end
     end
   end
+  for _, r in ipairs(held) do block_if_reached(session, user, r) end
 end
 
 local function message_subjects(session)
@@ -109,26 +144,44 @@ local function message_subjects(session)
   return list
 end
 
+-- A message is counted when its transaction starts (reserved) and given back when the
+-- upstream did not take it, or when the transaction ends without a relay (RSET, QUIT, a
+-- later MAIL, the connection lost): parallel sessions cannot all pass the check.
+local function give_back_message(session)
+  refund_all(session.data.ratelimit_message)
+  session.data.ratelimit_message = nil
+end
+
 local function on_mail_from(session, tx, sender)
+  give_back_message(session) -- a transaction before this one that never relayed
+  local held = {}
   for _, s in ipairs(message_subjects(session)) do
-    local n = ratelimit.count(s.name, 3600)
-    if n >= s.limit[1] then
-      raise(session, session.user, s, 'refuse', n, s.limit)
+    local n, receipt = ratelimit.reserve(s.name, 3600)
+    held[#held + 1] = { receipt = receipt }
+    if n and n > s.limit[1] then
+      refund_all(held)
+      raise(session, session.user, s, 'refuse', n - 1, s.limit)
       return sluice.tempfail(451, '4.7.1', 'Message rate limit reached, try again later')
     end
   end
+  session.data.ratelimit_message = held
   return nil
 end
 
--- Only messages the upstream accepted count against the hourly limits.
+-- Only messages the upstream accepted stay counted against the hourly limits.
 local function on_relayed(session, tx, reply)
-  if not reply.success then return end
-  for _, s in ipairs(message_subjects(session)) do
-    ratelimit.incr(s.name, 3600)
+  if reply.success then
+    session.data.ratelimit_message = nil
+  else
+    give_back_message(session)
   end
+end
+
+local function on_disconnect(session)
+  give_back_message(session)
 end
 
 return {
   on_connect = on_connect, on_auth = on_auth, on_auth_result = on_auth_result,
-  on_mail_from = on_mail_from, on_relayed = on_relayed,
+  on_mail_from = on_mail_from, on_relayed = on_relayed, on_disconnect = on_disconnect,
 }

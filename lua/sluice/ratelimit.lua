@@ -43,6 +43,29 @@ function ratelimit.incr(name, window, by)
   return estimate(name, window, current)
 end
 
+-- Count one event now, before the work it stands for, so that concurrent callers can
+-- never all pass a check made before any of them counted (docs/security.md "Limits"):
+-- returns the estimate with this event in it, and a receipt for refund(); or nil and the
+-- reason. Compare the estimate with the limit; over it, refund and refuse.
+function ratelimit.reserve(name, window)
+  check_args('reserve', name, window)
+  local key = name .. ':' .. window .. ':' .. math.floor(sluice.now() / window)
+  local current, err = sluice.shdict.incr(key, 1, 2 * window)
+  if not current then return nil, err end
+  return estimate(name, window, current), key
+end
+
+-- Take back an event reserve() counted (what it stood for succeeded, or never happened).
+-- The window it was counted in may have passed: then there is nothing to take back.
+function ratelimit.refund(receipt)
+  if type(receipt) ~= 'string' then return end
+  local left = sluice.shdict.get(receipt)
+  if type(left) == 'number' and left > 0 then
+    local n = sluice.shdict.incr(receipt, -1)
+    if n and n < 0 then sluice.shdict.incr(receipt, 1) end -- raced with its expiry
+  end
+end
+
 -- The estimated number of events in the last `window` seconds, counting nothing.
 function ratelimit.count(name, window)
   check_args('count', name, window)

@@ -188,9 +188,10 @@ class RawClient:
     """SMTP over a bare socket (optionally implicit TLS): send exactly the bytes a test
     wants, read whole replies. Every read is bounded by the socket timeout."""
 
-    def __init__(self, host, port, context=None, timeout=10, greeting=True):
+    def __init__(self, host, port, context=None, timeout=10, greeting=True, source=None):
         self.host = host
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         if context is not None:
             self.sock = context.wrap_socket(self.sock, server_hostname=host)
         self.buf = b''
@@ -373,12 +374,13 @@ class Relay:
             c.login(login, PASSWORDS[login])
         return c
 
-    def raw(self, tls=True, timeout=10, greeting=True):
-        """RawClient: implicit TLS (tls=True) or cleartext on the STARTTLS listener."""
+    def raw(self, tls=True, timeout=10, greeting=True, source=None):
+        """RawClient: implicit TLS (tls=True) or cleartext on the STARTTLS listener, from
+        the loopback address `source` if given (127.0.0.2: another client)."""
         if tls:
             return RawClient(self.host, self.smtps_port, self.tls_context(), timeout,
-                             greeting)
-        return RawClient(self.host, self.submission_port, None, timeout, greeting)
+                             greeting, source)
+        return RawClient(self.host, self.submission_port, None, timeout, greeting, source)
 
     def raw_authed(self, user=ALICE):
         """RawClient over implicit TLS after EHLO and AUTH PLAIN."""
@@ -426,8 +428,9 @@ def make_sink(tmp_path):
 def make_relay(tmp_path, certs, users_dir):
     made = []
 
-    def factory(upstreams, **kw):
-        r = Relay(_mk(tmp_path / ('relay%d' % len(made))), certs, users_dir, upstreams, **kw)
+    def factory(upstreams, users=None, **kw):
+        r = Relay(_mk(tmp_path / ('relay%d' % len(made))), certs, users or users_dir,
+                  upstreams, **kw)
         made.append(r)
         return r
     yield factory

@@ -86,14 +86,48 @@ describe('policies/ratelimit per client address', function()
     assert.same({ 'reject', 535, '5.7.8' }, whole(v))
   end)
 
-  it('does not count tempfails as failures', function()
+  it('counts tempfails like failures, so that a flood of them is not free', function()
     h.passwd_error = 'down'
-    for _ = 1, 6 do
+    for _ = 1, 5 do
       assert.same({ 'tempfail', 454, '4.7.0' },
         whole(login(h, policies, '192.0.2.1', 'alice@example.org', 'right')))
     end
     h.passwd_error = nil
-    assert.same({ 'accept' }, whole(login(h, policies, '192.0.2.1', 'alice@example.org', 'right')))
+    assert.same({ 'tempfail', 454, '4.7.0' },
+      whole(login(h, policies, '192.0.2.1', 'alice@example.org', 'right')))
+    assert.same({ 'accept' }, whole(login(h, policies, '192.0.2.2', 'alice@example.org', 'right')))
+  end)
+
+  it('lets no more than 5 attempts through to the password check however many arrive at once',
+    function()
+      -- ten AUTHs whose on_auth all run before any of their results is known
+      local passed, refused = 0, 0
+      local sessions = {}
+      for i = 1, 10 do
+        sessions[i] = h:session({ client_address = '192.0.2.1' })
+        local v = h:run('on_auth', { policies[1] }, sessions[i],
+          { mechanism = 'PLAIN', user = 'u' .. i .. '@example.org', password = 'x' })
+        if v.kind == 'tempfail' and v.code == 454 then refused = refused + 1 else passed = passed + 1 end
+      end
+      assert.same({ 5, 5 }, { passed, refused })
+      assert.same({ 'tempfail', 421, '4.7.0' },
+        whole(h:run('on_connect', policies, h:session({ client_address = '192.0.2.1' }))))
+    end)
+
+  it('gives the reservation back when the password was right', function()
+    for _ = 1, 12 do
+      assert.same({ 'accept' }, whole(login(h, policies, '192.0.2.1', 'alice@example.org', 'right')))
+    end
+  end)
+
+  it('counts an AUTH that failed before any policy decided (a cancel, bad base64)', function()
+    for _ = 1, 5 do
+      h:run('on_auth_result', policies, h:session({ client_address = '192.0.2.1' }),
+        { mechanism = 'PLAIN', user = '' },
+        { kind = 'reject', code = 501, enhanced = '5.0.0', text = 'Authentication cancelled' })
+    end
+    assert.same({ 'tempfail', 454, '4.7.0' },
+      whole(login(h, policies, '192.0.2.1', 'alice@example.org', 'right')))
   end)
 end)
 
@@ -196,5 +230,48 @@ describe('policies/ratelimit messages per hour', function()
     send(ann)
     h:advance(2 * 3600)
     assert.same({ 'accept' }, whole(send(ann)))
+  end)
+end)
+
+describe('policies/ratelimit messages in parallel', function()
+  local h, policy
+  before_each(function()
+    h = testing.new({ domains = DOMAINS, now = HOUR })
+    policy = h:load_policy('policies/ratelimit.lua')
+  end)
+
+  local function start(session)
+    return h:run('on_mail_from', { policy }, session, h:transaction({ sender = session.user }),
+      session.user)
+  end
+
+  it('lets no more than the hourly limit start however many sessions ask at once', function()
+    local accepted = 0
+    for _ = 1, 5 do -- five sessions of ann at MAIL FROM before any message is relayed
+      if start(h:session({ user = 'ann@small.example' })).kind == 'accept' then
+        accepted = accepted + 1
+      end
+    end
+    assert.equal(2, accepted)
+  end)
+
+  it('gives a message back when its transaction ends without a relay', function()
+    local ann = h:session({ user = 'ann@small.example' })
+    assert.equal('accept', start(ann).kind)
+    h:run('on_disconnect', { policy }, ann) -- the client left before DATA
+    local again = h:session({ user = 'ann@small.example' })
+    assert.equal('accept', start(again).kind)
+    assert.equal('accept', start(again).kind) -- a second MAIL gives the first one back
+    assert.equal('accept', start(h:session({ user = 'ann@small.example' })).kind) -- 2 of 2
+    assert.equal('tempfail', start(h:session({ user = 'ann@small.example' })).kind)
+  end)
+
+  it('gives a message back when the upstream refused it', function()
+    local ann = h:session({ user = 'ann@small.example' })
+    for _ = 1, 3 do
+      local tx = h:transaction({ sender = ann.user })
+      assert.equal('accept', h:run('on_mail_from', { policy }, ann, tx, ann.user).kind)
+      h:run('on_relayed', { policy }, ann, tx, { success = false, code = 550 })
+    end
   end)
 end)
