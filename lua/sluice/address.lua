@@ -268,12 +268,39 @@ local function mailbox(toks, i)
   return addr_spec(toks, i)
 end
 
+-- The forms nearly every message has, without the tokenizer: 'local@domain',
+-- '<local@domain>' and 'Name <local@domain>', with a name of ASCII atoms (RFC 2047
+-- encoded words included) and dot-atoms of letters, digits and '._+-' around the '@'.
+-- The same answer as the parser below (tests/lua/lua/sluice/address_spec.lua holds them
+-- to each other), or false for anything else. Short classes: the interpreter's pattern
+-- matcher scans a class once per character it tests.
+local function from_header_fast(value)
+  local lt, spec = value:find('<', 1, true), nil
+  if lt then
+    spec = value:match('^<([%w._+-]+@[%w.-]+)>[ \t]*$', lt)
+    -- the name is what precedes the '<' (which the class leaves out: found at lt at most)
+    if not spec or value:find('[^%w \t_=?-]') < lt then return false end
+  else
+    spec = value:match('^[ \t]*([%w._+-]+@[%w.-]+)[ \t]*$')
+    if not spec then return false end
+  end
+  local first, last = spec:byte(1), spec:byte(-1)
+  if first == 46 or last == 46 or spec:find('..', 1, true) or spec:find('.@', 1, true)
+      or spec:find('@.', 1, true) then
+    return false
+  end
+  if not address.parse(spec) then return nil, 'bad mailbox ' .. spec end
+  return { spec }
+end
+
 -- An RFC 5322 From: or Sender: value (unfolded) -> the list of its mailboxes' addresses
 -- ('local@domain', the local part as written or re-quoted, the domain as written); or nil
 -- and the reason when it is not an address list or holds no mailbox. Group members
 -- (RFC 6854 allows groups in From:) count as mailboxes.
 function address.from_header(value)
   if type(value) ~= 'string' then return nil, 'not a string' end
+  local fast, why = from_header_fast(value)
+  if fast ~= false then return fast, why end
   local toks, err = tokenize(value)
   if not toks then return nil, err end
   local list, i, n, in_group = {}, 1, #toks, false
