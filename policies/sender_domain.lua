@@ -71,12 +71,20 @@ local function malformed(text)
   return sluice.reject(550, '5.6.0', text)
 end
 
+-- Longer From: or Sender: values are refused before they are parsed: a reader's From: is
+-- a few hundred octets, and the parser's tables grow with the value (folding makes a
+-- field as long as the message).
+local MAX_ADDRESS_LIST = 8192
+
 -- The header From: and Sender: (RFC 5322 3.6.2), as tx:headers lists them: the mailboxes
 -- they name, or nil and the reply. Exactly one From: (3.6); at most one Sender:, of one
 -- mailbox; a From: of several mailboxes needs a Sender: (3.6.2).
 local function originators(froms, senders)
   if #froms == 0 then return nil, malformed('The message has no From: header') end
   if #froms > 1 then return nil, malformed('The message has more than one From: header') end
+  if #froms[1] > MAX_ADDRESS_LIST or (senders[1] and #senders[1] > MAX_ADDRESS_LIST) then
+    return nil, malformed('The From: or Sender: header is too long')
+  end
   local from = address.from_header(froms[1])
   if not from then return nil, malformed('The From: header is not a valid address list') end
   if #senders > 1 then return nil, malformed('The message has more than one Sender: header') end

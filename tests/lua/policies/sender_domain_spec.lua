@@ -202,6 +202,15 @@ describe('policies/sender_domain on_data', function()
     end
   end)
 
+  it('refuses a From: or Sender: over 8192 octets before reading it', function()
+    local long = ('"' .. ('x'):rep(8180) .. '" <alice@example.org>')
+    local v = data(alice, 'From: ' .. long .. '\r\n\r\nhi\r\n')
+    assert.same(MALFORMED, whole(v))
+    assert.equal('The From: or Sender: header is too long', v.text)
+    assert.same(MALFORMED, from(alice, 'alice@example.org', 'Sender: ' .. long .. '\r\n'))
+    assert.same(ACCEPT, from(alice, '"' .. ('x'):rep(8160) .. '" <alice@example.org>'))
+  end)
+
   it('takes a display name for what it is: text, not an address', function()
     -- the name is the sender's to choose, as in every mail system; the address is checked
     assert.same(ACCEPT, from(alice, '"ceo@example.net" <alice@example.org>'))
