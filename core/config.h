@@ -136,7 +136,7 @@ struct config_domain {
     size_t                      n_senders;
     bool                        allow_subdomains;
     bool                        allow_null_sender;
-    bool                        check_header_from;
+    bool                        check_header_from; /* default true */
     struct config_domain_limits limits;
     struct config_oauth2       *oauth2;  /* owns; NULL when the domain has no oauth2 table */
     struct config_ldap         *ldap;    /* owns; NULL when the domain has no ldap table */

@@ -250,6 +250,7 @@ cfg_domain(struct cfg_ctx *ctx, struct config *cfg)
         return -1;
     cfg->n_domains++;
     d->enabled = true;
+    d->check_header_from = true; /* on unless a domain opts out: docs/security.md */
     cfg_lowercase(d->name);
     for (i = 0; i + 1 < cfg->n_domains; i++)
         if (strcmp(cfg->domains[i].name, d->name) == 0)

@@ -1,7 +1,9 @@
 /* core/message.c: the message in transit: an index of its header block. A field is a
  * line "name:" plus the continuation lines after it that start with SP or HTAB (RFC 5322
  * section 2.2.3); the block ends at the first empty line. Lines that are not fields are
- * skipped, not refused: the message is the client's, we only look things up in it. */
+ * skipped, not refused: the message is the client's, we only look things up in it.
+ * What a mail reader would take for a field, this must too: a policy that counts From:
+ * fields must see every one the recipient's reader will show, or a second one gets by. */
 #include <string.h>
 #include <strings.h>
 
@@ -42,24 +44,33 @@ message_body_offset(const char *msg, size_t len)
     return len;
 }
 
-/* RFC 5322 section 3.6.8: field-name = 1*ftext, printable US-ASCII except ':'. */
+/* RFC 5322 section 3.6.8: field-name = 1*ftext, printable US-ASCII except ':'; section
+ * 4.5.8 (obsolete syntax, which readers still accept): white space may stand between the
+ * name and the ':' ("From :"). Returns the name's length and sets *colon to the offset of
+ * the ':', or returns 0 when the line at pos is not a field. */
 static size_t
-message_name_len(const char *msg, size_t len, size_t pos)
+message_name_len(const char *msg, size_t len, size_t pos, size_t *colon)
 {
-    size_t i = pos;
+    size_t i = pos, n;
 
     while (i < len && msg[i] >= 33 && msg[i] <= 126 && msg[i] != ':')
         i++;
-    return i < len && msg[i] == ':' ? i - pos : 0;
+    n = i - pos;
+    while (i < len && (msg[i] == ' ' || msg[i] == '\t'))
+        i++;
+    if (n == 0 || i >= len || msg[i] != ':')
+        return 0;
+    *colon = i;
+    return n;
 }
 
 bool
 message_header_next(const char *msg, size_t len, size_t *pos, struct message_header *h)
 {
-    size_t p = *pos, n;
+    size_t p = *pos, n, colon = 0;
 
     while (p < len && !message_is_empty_line(msg, len, p)) {
-        n = message_is_continuation(msg, len, p) ? 0 : message_name_len(msg, len, p);
+        n = message_is_continuation(msg, len, p) ? 0 : message_name_len(msg, len, p, &colon);
         h->start = p;
         p = message_line_end(msg, len, p);
         while (message_is_continuation(msg, len, p))
@@ -67,7 +78,7 @@ message_header_next(const char *msg, size_t len, size_t *pos, struct message_hea
         if (n == 0)
             continue; /* malformed, or a continuation of nothing */
         h->name_len = n;
-        h->value = h->start + n + 1;
+        h->value = colon + 1;
         h->end = p;
         *pos = p;
         return true;

@@ -10,7 +10,8 @@
 /* One header field; offsets into the message given to message_header_next(). */
 struct message_header {
     size_t start;    /* the first octet of the name */
-    size_t name_len; /* the name ends at start + name_len, where the ':' is */
+    size_t name_len; /* the name ends at start + name_len: at the ':', or at the white
+                      * space before it (RFC 5322 section 4.5.8, "From :") */
     size_t value;    /* the first octet after the ':' */
     size_t end;      /* past the CRLF of its last line (or the end of the message) */
 };
@@ -20,7 +21,8 @@ struct message_header {
 size_t message_body_offset(const char *msg, size_t len);
 
 /* The header field at or after *pos, skipping malformed lines (no ':', a name that is not
- * printable ASCII, a continuation line with no field before it). True and *h filled,
+ * printable ASCII, a continuation line with no field before it). A name may be followed
+ * by SP or HTAB before its ':' (obsolete syntax, RFC 5322 section 4.5.8). True and *h filled,
  * *pos moved past it; false at the end of the header block. Start with *pos = 0. */
 bool message_header_next(const char *msg, size_t len, size_t *pos, struct message_header *h);
 

@@ -261,7 +261,7 @@ local function load_domains(domains)
       enabled = cfg.enabled ~= false, auth = deep_copy(cfg.auth or { 'file' }),
       senders = senders, allow_subdomains = cfg.allow_subdomains == true,
       allow_null_sender = cfg.allow_null_sender == true,
-      check_header_from = cfg.check_header_from == true, limits = deep_copy(cfg.limits or {}),
+      check_header_from = cfg.check_header_from ~= false, limits = deep_copy(cfg.limits or {}),
     }
     out[key].oauth2 = load_oauth2(name, cfg.oauth2, out[key].auth)
     out[key].ldap = load_ldap(name, cfg.ldap, out[key].auth)

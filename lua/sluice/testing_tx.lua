@@ -9,18 +9,33 @@ local mt = { __index = methods }
 
 local MAX_HEADER_LINE = 998 -- RFC 5322 2.1.1, without CRLF
 
--- 'Name: value\r\n folded\r\n' -> { name, value } list; values unfolded (CRLF removed,
--- the folding whitespace kept, RFC 5322 2.2.3) and without the leading blanks.
+-- The header block -> { name, value } list, as core/message.c indexes it: a field is a
+-- line 'name:' (name printable ASCII but ':'; white space may stand before the ':', RFC
+-- 5322 4.5.8 obsolete syntax) and the lines after it that start with SP or HTAB (RFC 5322
+-- 2.2.3); any other line is skipped with its continuations. A last line without CRLF
+-- counts (BDAT). Values unfolded: CR and LF removed, the folding whitespace kept, the
+-- blanks after the ':' dropped even across a fold.
 local function parse_headers(block)
-  local list = {}
-  for line in block:gmatch('([^\r\n]*)\r\n') do
-    if line:match('^[ \t]') and #list > 0 then
-      list[#list].value = list[#list].value .. line
-    else
-      local name, value = line:match('^([!-9;-~]+):[ \t]*(.*)$')
-      if name then list[#list + 1] = { name = name, value = value } end
+  local list, cur, pos = {}, nil, 1
+  local function close()
+    if cur then
+      cur.value = cur.value:gsub('^[ \t]+', '')
+      list[#list + 1] = cur
     end
   end
+  while pos <= #block do
+    local eol = block:find('\r\n', pos, true)
+    local line = block:sub(pos, (eol or #block + 1) - 1)
+    pos = eol and eol + 2 or #block + 1
+    if line:match('^[ \t]') then
+      if cur then cur.value = cur.value .. line end
+    else
+      close()
+      local name, value = line:match('^([!-9;-~]+)[ \t]*:(.*)$')
+      cur = name and { name = name, value = value } or nil
+    end
+  end
+  close()
   return list
 end
 
@@ -102,8 +117,15 @@ end
 function testing_tx.new(fields)
   fields = fields or {}
   local message = (fields.message or ''):gsub('\r?\n', '\r\n')
-  local head, body = message:match('^(.-\r\n)\r\n(.*)$')
-  if not head then head, body = '', message end
+  -- the header block ends at the first empty line (core/message.c); without one, the
+  -- whole message is header
+  local head, body = message, ''
+  if message:sub(1, 2) == '\r\n' then
+    head, body = '', message:sub(3)
+  else
+    local blank = message:find('\r\n\r\n', 1, true)
+    if blank then head, body = message:sub(1, blank + 1), message:sub(blank + 4) end
+  end
   local recipients = {}
   for j, r in ipairs(fields.recipients or {}) do recipients[j] = r end
   return setmetatable({

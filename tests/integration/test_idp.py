@@ -318,7 +318,8 @@ def auth(relay, token, mech='XOAUTH2', user=ALICE, listener='smtps'):
 def send_one(c, sender=ALICE):
     c.send(('MAIL FROM:<%s>\r\nRCPT TO:<x@example.com>\r\nDATA\r\n' % sender).encode())
     assert [r.code for r in c.replies(3)] == [250, 250, 354]
-    return c.cmd(b'Subject: idp\r\n\r\nsent with a token from the IdP\r\n.')
+    return c.cmd(b'From: <%s>\r\nSubject: idp\r\n\r\nsent with a token from the IdP\r\n.'
+                 % sender.encode())
 
 
 def refused(relay, token, mech='XOAUTH2', user=ALICE, n=1):
@@ -369,7 +370,8 @@ def test_a_token_from_the_token_endpoint_relays_a_message(idp, relay_for, sink, 
     assert reply.code == 250, reply
     c.close()
     [stored] = sink.wait_messages(1)
-    assert client_bytes(stored) == b'Subject: idp\r\n\r\nsent with a token from the IdP\r\n'
+    assert client_bytes(stored) == (b'From: <alice@example.org>\r\nSubject: idp\r\n\r\n'
+                                    b'sent with a token from the IdP\r\n')
     [ok] = relay.wait_logs('auth.ok')
     assert (ok['mech'], ok['user'], ok['domain']) == (mech, ALICE, 'example.org')
     [event] = relay.audit('token_validation')

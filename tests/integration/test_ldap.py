@@ -235,7 +235,8 @@ def ehlo_auth(relay, user, password):
 
 def send(s, sender, subject):
     return s.sendmail(sender, ['rcpt@example.com'],
-                      b'Subject: %s\r\n\r\nbody\r\n' % subject.encode())
+                      b'From: <%s>\r\nSubject: %s\r\n\r\nbody\r\n'
+                      % (sender.encode(), subject.encode()))
 
 
 ALICE = ('alice@example.org', LDAP_PASSWORDS['alice@example.org'])
@@ -251,8 +252,9 @@ def test_directory_users_of_both_modes_send_on_both_listeners(ldap_relay, sink, 
             assert s.login(user, LDAP_PASSWORDS[user]) == OK
             assert send(s, user, subject) == {}
     first, second = sink.wait_messages(2)
-    assert client_bytes(first) == b'Subject: bind\r\n\r\nbody\r\n'
-    assert client_bytes(second) == b'Subject: search\r\n\r\nbody\r\n'
+    assert client_bytes(first) == b'From: <alice@example.org>\r\nSubject: bind\r\n\r\nbody\r\n'
+    assert client_bytes(second) == (b'From: <carol@example.net>\r\nSubject: search\r\n\r\n'
+                                    b'body\r\n')
     assert [e['mail_from'] for e in sink.events()] == ['alice@example.org', 'carol@example.net']
     assert [(o['user'], o['domain']) for o in relay.logs('auth.ok')] == [
         ('alice@example.org', 'example.org'), ('carol@example.net', 'example.net')]
@@ -443,7 +445,7 @@ def test_a_reload_takes_new_directory_settings_and_a_broken_one_changes_nothing(
 def send_raw(c):
     c.send(b'MAIL FROM:<alice@example.org>\r\nRCPT TO:<rcpt@example.com>\r\nDATA\r\n')
     assert [r.code for r in c.replies(3)] == [250, 250, 354]
-    return c.cmd(b'Subject: x\r\n\r\nbody\r\n.').code
+    return c.cmd(b'From: <alice@example.org>\r\nSubject: x\r\n\r\nbody\r\n.').code
 
 
 def timed(c, line):

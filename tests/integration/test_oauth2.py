@@ -156,7 +156,8 @@ def dev_token(relay, keys, user=ALICE, *args):
 def send_one(c, sender=ALICE):
     c.send(('MAIL FROM:<%s>\r\nRCPT TO:<x@example.com>\r\nDATA\r\n' % sender).encode())
     assert [r.code for r in c.replies(3)] == [250, 250, 354]
-    return c.cmd(b'Subject: token\r\n\r\nsent with a token\r\n.')
+    return c.cmd(b'From: <%s>\r\nSubject: token\r\n\r\nsent with a token\r\n.'
+                 % sender.encode())
 
 
 def refused(relay, token, mech='XOAUTH2', user=ALICE):
@@ -187,7 +188,8 @@ def test_a_sluice_token_authenticates_and_the_message_is_relayed(relay, sink, ke
     assert reply.code == 250, reply
     c.close()
     [stored] = sink.wait_messages(1)
-    assert client_bytes(stored) == b'Subject: token\r\n\r\nsent with a token\r\n'
+    assert client_bytes(stored) == (b'From: <alice@example.org>\r\nSubject: token\r\n\r\n'
+                                    b'sent with a token\r\n')
     [ok] = relay.wait_logs('auth.ok')
     assert (ok['mech'], ok['user'], ok['domain']) == (mech, ALICE, 'example.org')
     [event] = relay.audit('token_validation')
@@ -258,7 +260,8 @@ def test_smtplib_authenticates_with_a_custom_authobject(relay, sink, keys):
         code, _ = client.auth('XOAUTH2', lambda challenge=None: 'user=%s\x01auth=Bearer %s\x01\x01'
                               % (ALICE, token), initial_response_ok=True)
         assert code == 235
-        client.sendmail(ALICE, ['x@example.com'], b'Subject: smtplib\r\n\r\nhi\r\n')
+        client.sendmail(ALICE, ['x@example.com'],
+                        b'From: <alice@example.org>\r\nSubject: smtplib\r\n\r\nhi\r\n')
         client.quit()
     assert len(sink.wait_messages(2)) == 2
 
@@ -268,7 +271,7 @@ def test_smtplib_authenticates_with_a_custom_authobject(relay, sink, keys):
 def test_curl_sends_with_oauth2_bearer(relay, sink, keys, tmp_path, listener):
     token = dev_token(relay, keys)
     mail = tmp_path / 'mail.txt'
-    mail.write_bytes(b'Subject: curl\r\n\r\nsent by curl\r\n')
+    mail.write_bytes(b'From: <alice@example.org>\r\nSubject: curl\r\n\r\nsent by curl\r\n')
     url = ('smtps://127.0.0.1:%d' % relay.smtps_port if listener == 'smtps'
            else 'smtp://127.0.0.1:%d' % relay.submission_port)
     cmd = ['curl', '-sS', '--url', url, '--cacert', relay.cafile, '--user', ALICE,
@@ -279,7 +282,7 @@ def test_curl_sends_with_oauth2_bearer(relay, sink, keys, tmp_path, listener):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     [stored] = sink.wait_messages(1)
-    assert client_bytes(stored) == b'Subject: curl\r\n\r\nsent by curl\r\n'
+    assert client_bytes(stored) == mail.read_bytes()
     [ok] = relay.wait_logs('auth.ok')
     assert ok['mech'] in ('OAUTHBEARER', 'XOAUTH2') and ok['user'] == ALICE
 

@@ -629,7 +629,7 @@ check_policy_domains(const struct config *cfg)
     CHECK(d != NULL && strcmp(d->name, "example.org") == 0);
     if (d == NULL)
         return;
-    CHECK(!d->enabled && d->allow_subdomains && d->allow_null_sender && d->check_header_from);
+    CHECK(!d->enabled && d->allow_subdomains && d->allow_null_sender && !d->check_header_from);
     CHECK(strcmp(d->auth[0], "file") == 0 && d->auth[1] == NULL);
     CHECK_EQ_INT(d->n_senders, 1);
     CHECK(strcmp(d->senders[0].user, "alice@example.org") == 0);
@@ -640,7 +640,8 @@ check_policy_domains(const struct config *cfg)
     CHECK(d != NULL);
     if (d == NULL)
         return;
-    CHECK(d->enabled && !d->allow_subdomains && !d->allow_null_sender);
+    /* the header From: check is on unless the domain opts out */
+    CHECK(d->enabled && !d->allow_subdomains && !d->allow_null_sender && d->check_header_from);
     CHECK(strcmp(d->auth[0], "file") == 0 && d->auth[1] == NULL);
     CHECK_EQ_INT(d->n_senders, 0);
 }
@@ -661,7 +662,7 @@ policy_keys_are_loaded_and_paths_resolved(void)
                     "      senders = { ['Alice@Example.org'] = { 'sales@example.org',\n"
                     "                                            'Alice@example.net' } },\n"
                     "      allow_subdomains = true, allow_null_sender = true,\n"
-                    "      check_header_from = true, limits = { messages_per_hour = 100 } },\n"
+                    "      check_header_from = false, limits = { messages_per_hour = 100 } },\n"
                     "    ['example.net'] = {},\n"
                     "  },"),
                err, sizeof(err));

@@ -108,11 +108,88 @@ find_goes_on_from_where_it_stopped(void)
     CHECK(!message_header_find(msg, strlen(msg), &pos, "A", 1, &h));
 }
 
+/* RFC 5322 section 4.5.8: "From :" is the obsolete form of "From:", and readers show it
+ * as the From: field; a lookup that skipped it would let a second From: past a check. */
+static void
+white_space_before_the_colon_is_obsolete_syntax_for_the_same_field(void)
+{
+    static const struct {
+        const char *msg, *value;
+    } cases[] = {
+        { "From : a@x\r\n\r\n", "a@x" },
+        { "From\t:\tb@x\r\n\r\n", "b@x" },
+        { "From \t  :c@x\r\n\r\n", "c@x" },
+        { "FROM :\r\n d@x\r\n\r\n", "d@x" },
+        { "Subject: s\r\nfrom  : e@x\r\n\r\n", "e@x" },
+    };
+    struct message_header h;
+    size_t                i, pos;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *v = value_of(cases[i].msg, "From");
+
+        CHECK(v != NULL && strcmp(v, cases[i].value) == 0);
+        pos = 0;
+        CHECK(message_header_find(cases[i].msg, strlen(cases[i].msg), &pos, "from", 4, &h));
+        CHECK_EQ_INT(h.name_len, 4); /* the name is "From", without the blanks */
+        CHECK(cases[i].msg[h.value - 1] == ':');
+    }
+}
+
+static void
+a_name_with_white_space_inside_or_none_before_the_colon_is_not_a_field(void)
+{
+    const char *msg = "From x: a@x\r\n : b@x\r\n\t: c@x\r\n: d@x\r\nFr om: e@x\r\n\r\n";
+    struct message_header h[8];
+
+    CHECK_EQ_INT(message_header_index(msg, strlen(msg), h, 8), 0);
+    CHECK(value_of(msg, "From") == NULL);
+}
+
+/* How many fields named name, and the unfolded value of the last one. */
+static size_t
+count_of(const char *msg, const char *name)
+{
+    struct message_header h;
+    size_t                pos = 0, n = 0, len;
+
+    while (message_header_find(msg, strlen(msg), &pos, name, strlen(name), &h)) {
+        len = message_header_unfold(msg, &h, unfolded);
+        unfolded[len] = '\0';
+        n++;
+    }
+    return n;
+}
+
+static void
+every_from_field_is_counted_whatever_its_case_form_or_folding(void)
+{
+    CHECK_EQ_INT(count_of("From: a@x\r\nSubject: s\r\n\r\nFrom: b@x\r\n", "From"), 1);
+    CHECK_EQ_INT(count_of("From: a@x\r\nfrom: b@x\r\n\r\n", "From"), 2);
+    CHECK_EQ_INT(count_of("From: a@x\r\nFROM : b@x\r\n\r\n", "From"), 2);
+    CHECK(strcmp(unfolded, "b@x") == 0);
+    CHECK_EQ_INT(count_of("fRoM\t:\r\n\tAlice\r\n <a@x>\r\nX: 1\r\nFrom:b@x\r\n\r\n",
+                          "From"), 2);
+    CHECK_EQ_INT(count_of("From: a@x\r\nno colon\r\nFrom: b@x\r\nFrom: c@x", "From"), 3);
+    CHECK(strcmp(unfolded, "c@x") == 0); /* a last line without CRLF (BDAT) counts */
+    /* a folded line is part of the field before it, never a field of its own */
+    CHECK_EQ_INT(count_of("Subject: s\r\n From: b@x\r\n\r\n", "From"), 0);
+    CHECK_EQ_INT(count_of("Resent-From: a@x\r\nFrom-X: b@x\r\n\r\n", "From"), 0);
+}
+
+static void
+a_folded_from_unfolds_to_its_display_name_and_address(void)
+{
+    const char *msg = "From:\r\n \"Alice\r\n A.\" (the boss)\r\n\t<alice@example.org>\r\n\r\n";
+
+    CHECK(strcmp(value_of(msg, "From"), "\"Alice A.\" (the boss)\t<alice@example.org>") == 0);
+}
+
 /* Every prefix of a message parses without reading past its end (ASan watches). */
 static void
 every_cut_of_a_message_stays_in_bounds(void)
 {
-    const char *msg = "A: 1\r\nB:\r\n\t2\r\nno colon\r\n\r\nbody\r\n";
+    const char *msg = "A: 1\r\nB \t:\r\n\t2\r\nno colon\r\nC  \r\n\r\nbody\r\n";
     struct message_header h[8];
     size_t                len, i, n;
 
@@ -123,7 +200,8 @@ every_cut_of_a_message_stays_in_bounds(void)
         n = message_header_index(copy, len, h, 8);
         CHECK(n <= 2);
         for (i = 0; i < n; i++)
-            CHECK(h[i].end <= len && h[i].value <= h[i].end);
+            CHECK(h[i].end <= len && h[i].value <= h[i].end &&
+                  h[i].start + h[i].name_len < h[i].value);
         CHECK(message_body_offset(copy, len) <= len);
         free(copy);
     }
@@ -140,6 +218,10 @@ main(void)
     RUN(malformed_lines_are_skipped_with_their_continuations);
     RUN(the_index_lists_every_field_in_order_with_its_extent);
     RUN(find_goes_on_from_where_it_stopped);
+    RUN(white_space_before_the_colon_is_obsolete_syntax_for_the_same_field);
+    RUN(a_name_with_white_space_inside_or_none_before_the_colon_is_not_a_field);
+    RUN(every_from_field_is_counted_whatever_its_case_form_or_folding);
+    RUN(a_folded_from_unfolds_to_its_display_name_and_address);
     RUN(every_cut_of_a_message_stays_in_bounds);
     return check_summary();
 }

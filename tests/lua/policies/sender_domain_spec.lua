@@ -5,7 +5,8 @@ local DOMAINS = {
     senders = { ['alice@example.org'] = { 'Sales@Partner.example', 'news@bücher.example' } },
   },
   ['example.net'] = { allow_subdomains = true, allow_null_sender = true },
-  ['bücher.example'] = { check_header_from = true },
+  ['bücher.example'] = {},
+  ['loose.example'] = { check_header_from = false },
 }
 
 local function whole(v)
@@ -92,52 +93,211 @@ describe('policies/sender_domain on_mail_from', function()
 end)
 
 describe('policies/sender_domain on_data', function()
-  local h, policy, dora
+  local h, policy, dora, alice
   before_each(function()
     h, policy = setup()
     dora = h:session({ user = 'dora@bücher.example' })
+    alice = h:session({ user = 'alice@example.org' })
   end)
 
-  local function data(session, message)
+  local function data(session, message, policies)
     local tx = h:transaction({ sender = session.user, message = message })
-    return h:run('on_data', { policy }, session, tx)
+    return h:run('on_data', policies or { policy }, session, tx)
   end
 
-  it('accepts a header From: in the domain when the domain checks it', function()
-    local v = data(dora, 'From: "Dora, B." <dora@xn--bcher-kva.example>\r\n\r\nhi\r\n')
-    assert.same({ 'accept' }, whole(v))
+  local function from(session, value, extra)
+    return whole(data(session, 'From: ' .. value .. '\r\n' .. (extra or '')
+      .. 'Subject: s\r\n\r\nhi\r\n'))
+  end
+
+  local ACCEPT, SPOOF, MALFORMED = { 'accept' }, { 'reject', 550, '5.7.1' },
+    { 'reject', 550, '5.6.0' }
+
+  it('checks every domain that does not opt out: the default is on', function()
+    assert.same(SPOOF, from(alice, 'ceo@example.net'))
+    assert.same(ACCEPT, from(alice, 'alice@example.org'))
   end)
 
-  it('rejects a header From: outside the domain with 550 5.7.1', function()
+  it('accepts the forms a mail reader writes for an address in the domain', function()
+    for _, value in ipairs({
+      'alice@example.org', 'Alice@EXAMPLE.ORG', '<alice@example.org>',
+      'Alice Liddell <alice@example.org>', '"Liddell, Alice" <alice@example.org>',
+      '"Alice \\"the boss\\" L." <alice@example.org>',
+      'alice@example.org (Alice Liddell, Example Org)',
+      '=?UTF-8?B?QWxpY2UgTGlkZGVsbA==?= <alice@example.org>',
+      '=?utf-8?q?Alice_L=C3=BCdell?= <alice@example.org>', 'Älice Lüddell <alice@example.org>',
+      'Alice (the (nested) comment) <alice (here) @ example . org>',
+      'John.Q. Public <alice@example.org>', '"alice"@example.org', '"ali ce"@example.org',
+      '<@relay.example:alice@example.org>', 'Team: Alice <alice@example.org>;',
+    }) do
+      assert.same(ACCEPT, from(alice, value), value)
+    end
+    assert.same(ACCEPT, from(dora, '"Dora, B." <dora@xn--bcher-kva.example>'))
+    assert.same(ACCEPT, from(dora, 'Dora <dora@BÜCHER.example>'))
+  end)
+
+  it('accepts the user\'s listed senders and, where allowed, subdomains', function()
+    assert.same(ACCEPT, from(alice, 'Sales <sales@partner.example>'))
+    local carol = h:session({ user = 'carol@example.net' })
+    assert.same(ACCEPT, from(carol, 'carol@lists.example.net'))
+    assert.same(SPOOF, from(carol, 'carol@badexample.net'))
+    assert.same(SPOOF, from(h:session({ user = 'bob@example.org' }), 'sales@partner.example'))
+  end)
+
+  it('rejects a header From: outside the domain with 550 5.7.1 and an audit event', function()
     local v = data(dora, 'From: Dora <dora@bücher.example.evil.test>\r\n\r\nhi\r\n')
-    assert.same({ 'reject', 550, '5.7.1' }, whole(v))
-    assert.equal('header_from', h:audit_events('domain_mismatch')[1].source)
+    assert.same(SPOOF, whole(v))
+    assert.equal('Header From: address is not in your domain', v.text)
+    local e = h:audit_events('domain_mismatch')[1]
+    assert.same({ 'dora@bücher.example', 'dora@bücher.example.evil.test', 'header_from' },
+      { e.email, e.sender, e.source })
   end)
 
-  it('rejects when any mailbox of a From: list is outside the domain', function()
-    local v = data(dora, 'From: dora@bücher.example, boss@evil.test\r\n\r\nhi\r\n')
-    assert.same({ 'reject', 550, '5.7.1' }, whole(v))
+  it('sees a From: however it is spelt: case, obsolete blanks before the colon, folding', function()
+    for _, message in ipairs({
+      'from: ceo@example.net\r\n\r\nhi\r\n',
+      'FROM:ceo@example.net\r\n\r\nhi\r\n',
+      'From : ceo@example.net\r\n\r\nhi\r\n',
+      'From\t: CEO <ceo@example.net>\r\n\r\nhi\r\n',
+      'From:\r\n "Alice"\r\n\t<ceo@example.net>\r\n\r\nhi\r\n',
+      'From: Alice\r\n <ceo@example.net>\r\nSubject: x\r\n\r\nhi\r\n',
+      'Subject: x\r\nFrom: ceo@example.net', -- no blank line, no final CRLF (BDAT)
+    }) do
+      assert.same(SPOOF, whole(data(alice, message)), message)
+    end
   end)
 
-  it('rejects a message with no From:, two of them, or one it cannot read: 550 5.6.0', function()
-    assert.same({ 'reject', 550, '5.6.0' }, whole(data(dora, 'Subject: x\r\n\r\nhi\r\n')))
-    assert.same({ 'reject', 550, '5.6.0' }, whole(data(dora,
-      'From: dora@bücher.example\r\nFrom: dora@bücher.example\r\n\r\nhi\r\n')))
-    assert.same({ 'reject', 550, '5.6.0' }, whole(data(dora, 'From: "Dora <x@y>\r\n\r\nhi\r\n')))
+  it('refuses a second From: in any spelling with 550 5.6.0', function()
+    for _, second in ipairs({ 'From: ceo@example.net', 'From : ceo@example.net',
+        'from\t:ceo@example.net', 'FROM: alice@example.org', 'From:\r\n ceo@example.net' }) do
+      local v = data(alice, 'From: alice@example.org\r\n' .. second .. '\r\n\r\nhi\r\n')
+      assert.same(MALFORMED, whole(v), second)
+      assert.equal('The message has more than one From: header', v.text)
+    end
   end)
 
-  it('does not look at From: for a domain that does not ask for it', function()
-    local alice = h:session({ user = 'alice@example.org' })
-    assert.same({ 'accept' }, whole(data(alice, 'From: boss@evil.test\r\n\r\nhi\r\n')))
+  it('refuses a message with no From: with 550 5.6.0', function()
+    local v = data(alice, 'Subject: x\r\n\r\nFrom: alice@example.org\r\n')
+    assert.same(MALFORMED, whole(v))
+    assert.equal('The message has no From: header', v.text)
+    assert.same(MALFORMED, whole(data(alice, '\r\nFrom: alice@example.org\r\n')))
+    -- Resent-From:, a folded line or a malformed one are not From: fields
+    assert.same(MALFORMED, whole(data(alice,
+      'Resent-From: alice@example.org\r\nSubject: x\r\n From: alice@example.org\r\n'
+      .. 'From alice@example.org\r\n\r\nhi\r\n')))
+  end)
+
+  it('refuses a From: it cannot read with 550 5.6.0, rather than guess', function()
+    for _, value in ipairs({
+      '"Alice <alice@example.org>', 'Alice <alice@example.org', 'Alice',
+      '', 'undisclosed-senders:;',
+      'ceo@example.net <alice@example.org>', -- '@' is not allowed in a display name
+      '=?utf-8?q?<ceo@example.net>?= <alice@example.org>',
+      '<alice@example.org> <ceo@example.net>', 'alice@example.org; ceo@example.net',
+      'alice@example.org (unclosed', 'alice@', '@example.org', 'a\1lice@example.org',
+    }) do
+      local v = data(alice, 'From: ' .. value .. '\r\n\r\nhi\r\n')
+      assert.same(MALFORMED, whole(v), value)
+      assert.equal('The From: header is not a valid address list', v.text, value)
+    end
+  end)
+
+  it('refuses a From: or Sender: over 8192 octets before reading it', function()
+    local long = ('"' .. ('x'):rep(8180) .. '" <alice@example.org>')
+    local v = data(alice, 'From: ' .. long .. '\r\n\r\nhi\r\n')
+    assert.same(MALFORMED, whole(v))
+    assert.equal('The From: or Sender: header is too long', v.text)
+    assert.same(MALFORMED, from(alice, 'alice@example.org', 'Sender: ' .. long .. '\r\n'))
+    assert.same(ACCEPT, from(alice, '"' .. ('x'):rep(8160) .. '" <alice@example.org>'))
+  end)
+
+  it('takes a display name for what it is: text, not an address', function()
+    -- the name is the sender's to choose, as in every mail system; the address is checked
+    assert.same(ACCEPT, from(alice, '"ceo@example.net" <alice@example.org>'))
+    assert.same(SPOOF, from(alice, '"alice@example.org" <ceo@example.net>'))
+  end)
+
+  it('holds every mailbox of a From: list to the domain, and wants a Sender: with them', function()
+    local two = 'alice@example.org, Bob <bob@example.org>'
+    assert.same(ACCEPT, from(alice, two, 'Sender: alice@example.org\r\n'))
+    local v = data(alice, 'From: ' .. two .. '\r\n\r\nhi\r\n')
+    assert.same(MALFORMED, whole(v))
+    assert.equal('A From: header with several addresses needs a Sender: header', v.text)
+    assert.same(SPOOF, from(alice, 'alice@example.org, ceo@example.net',
+      'Sender: alice@example.org\r\n'))
+    assert.same(SPOOF, from(alice, 'ceo@example.net,, alice@example.org',
+      'Sender: alice@example.org\r\n'))
+    assert.same(SPOOF, from(alice, 'Board: alice@example.org, ceo@example.net;',
+      'Sender: alice@example.org\r\n'))
+  end)
+
+  it('holds a Sender: to the domain too, and wants at most one of one mailbox', function()
+    local v = data(alice, 'From: alice@example.org\r\nSender: CEO <ceo@example.net>\r\n\r\n')
+    assert.same(SPOOF, whole(v))
+    assert.equal('Header Sender: address is not in your domain', v.text)
+    assert.equal('header_sender', h:audit_events('domain_mismatch')[1].source)
+    assert.same(MALFORMED, from(alice, 'alice@example.org',
+      'Sender: alice@example.org\r\nsender : alice@example.org\r\n'))
+    assert.same(MALFORMED, from(alice, 'alice@example.org',
+      'Sender: alice@example.org, bob@example.org\r\n'))
+    assert.same(MALFORMED, from(alice, 'alice@example.org', 'Sender: nobody\r\n'))
+    assert.same(ACCEPT, from(alice, 'alice@example.org', 'Sender: Alice <alice@example.org>\r\n'))
+  end)
+
+  it('sees headers other policies added before it', function()
+    local sluice = h:require('sluice')
+    local function adder(name, value)
+      return { on_data = function(_, tx) tx:add_header(name, value) end }
+    end
+    local ok = 'From: alice@example.org\r\n\r\nhi\r\n'
+    assert.same(ACCEPT, whole(data(alice, ok, { adder('X-Scanned', 'yes'), policy })))
+    assert.same(MALFORMED, whole(data(alice, ok, { adder('From', 'ceo@example.net'), policy })))
+    assert.same(SPOOF, whole(data(alice, 'Subject: x\r\n\r\nhi\r\n',
+      { adder('From', 'ceo@example.net'), policy })))
+    assert.same(ACCEPT, whole(data(alice, 'Subject: x\r\n\r\nhi\r\n',
+      { adder('From', 'alice@example.org'), policy })))
+    -- and a policy after it that accepts does not undo a refusal
+    local accept = { on_data = function() return sluice.accept() end }
+    assert.same(SPOOF, whole(data(alice, 'From: ceo@example.net\r\n\r\nhi\r\n',
+      { policy, accept })))
+  end)
+
+  it('holds each message to the rule, whoever sent the one before on this state', function()
+    local bob = h:session({ user = 'bob@example.org' })
+    local dora_a = h:session({ user = 'dora@xn--bcher-kva.example' })
+    local alias = 'From: sales@partner.example\r\n\r\nhi\r\n'
+    for _ = 1, 2 do
+      assert.same(ACCEPT, whole(data(alice, alias)))
+      assert.same(SPOOF, whole(data(bob, alias)))
+      assert.same(ACCEPT, whole(data(alice, 'From: sales@partner.example\r\n'
+        .. 'Sender: alice@example.org\r\n\r\nhi\r\n')))
+      assert.same(SPOOF, whole(data(alice, 'From: sales@partner.example\r\n'
+        .. 'Sender: bob@example.net\r\n\r\nhi\r\n')))
+      assert.same(MALFORMED, whole(data(alice, 'From: sales@partner.example\r\n' .. alias)))
+      assert.same(ACCEPT, whole(data(dora, 'From: dora@bücher.example\r\n\r\nhi\r\n')))
+      assert.same(ACCEPT, whole(data(dora_a, 'From: dora@bücher.example\r\n\r\nhi\r\n')))
+      assert.same(SPOOF, whole(data(alice, 'From: dora@bücher.example\r\n\r\nhi\r\n')))
+    end
+  end)
+
+  it('does not look at From: for a domain that opts out', function()
+    local lou = h:session({ user = 'lou@loose.example' })
+    assert.same(ACCEPT, whole(data(lou, 'From: boss@evil.test\r\n\r\nhi\r\n')))
+    assert.same(ACCEPT, whole(data(lou, 'Subject: none\r\n\r\nhi\r\n')))
   end)
 end)
 
 describe('policies/sender_domain hooks', function()
-  it('has on_data only when some domain sets check_header_from (no hook call per message otherwise)', function()
-    local with = testing.new({ domains = DOMAINS }):load_policy('policies/sender_domain.lua')
-    local without = testing.new({ domains = { ['example.org'] = {} } })
-      :load_policy('policies/sender_domain.lua')
-    assert.is_function(with.on_data)
+  local function hooks(domains)
+    return testing.new({ domains = domains }):load_policy('policies/sender_domain.lua')
+  end
+
+  it('has on_data unless every declared domain opts out (no hook call per message then)', function()
+    assert.is_function(hooks(DOMAINS).on_data)
+    assert.is_function(hooks({ ['example.org'] = {} }).on_data)
+    assert.is_function(hooks({}).on_data)
+    local without = hooks({ ['example.org'] = { check_header_from = false },
+      ['example.net'] = { check_header_from = false } })
     assert.is_nil(without.on_data)
     assert.is_function(without.on_mail_from)
   end)

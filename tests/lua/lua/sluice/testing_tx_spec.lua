@@ -42,6 +42,35 @@ describe('sluice.testing transaction headers', function()
   end)
 end)
 
+describe('sluice.testing transaction header block, as core/message.c reads it', function()
+  local function headers(message)
+    return testing.new():transaction({ message = message }):headers()
+  end
+
+  it('takes white space before the colon as the obsolete form of the field', function()
+    assert.same({ { name = 'From', value = 'a@x' }, { name = 'from', value = 'b@x' } },
+      headers('From : a@x\r\nfrom\t:\tb@x\r\n\r\n'))
+  end)
+
+  it('skips malformed lines together with their continuation lines', function()
+    assert.same({ { name = 'A', value = '1' }, { name = 'B', value = '2' } },
+      headers(' stray\r\nA: 1\r\nno colon\r\n\tFrom: x\r\nFr om: y\r\nB: 2\r\n\r\n'))
+  end)
+
+  it('drops the blanks after the colon even across a fold', function()
+    assert.same({ { name = 'A', value = 'folded\tmore' } }, headers('A:\r\n folded\tmore\r\n\r\n'))
+  end)
+
+  it('reads a message without a blank line as all header, its last line too', function()
+    local tx = testing.new():transaction({ message = 'A: 1\r\nFrom: x@y' })
+    assert.equal('x@y', tx:header('from'))
+    assert.equal('', tx:body())
+    tx = testing.new():transaction({ message = '\r\nFrom: x@y\r\n' })
+    assert.same({}, tx:headers())
+    assert.equal('From: x@y\r\n', tx:body())
+  end)
+end)
+
 describe('sluice.testing transaction phases', function()
   it('allows header changes only in on_data, as the engine does', function()
     local h = testing.new()
