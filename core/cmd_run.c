@@ -19,6 +19,7 @@
 #include "daemon_ctl.h"
 #include "daemon_setup.h"
 #include "generation.h"
+#include "inflight.h"
 #include "iplimit.h"
 #include "listener.h"
 #include "log.h"
@@ -206,12 +207,14 @@ cmd_run_start(struct cmd_run_state *st, char *err, size_t errlen)
 
     st->d.offload = offload_new(st->n < 2 ? 2 : st->n);
     st->d.iplimit = iplimit_new(cfg->max_connections, cfg->max_connections_per_ip);
-    while (st->d.offload != NULL && st->d.iplimit != NULL && st->started < st->n &&
-           worker_start(st->workers[st->started]) == 0)
+    st->d.inflight = inflight_new(cfg->max_inflight_bytes, cfg->max_inflight_bytes_per_client);
+    while (st->d.offload != NULL && st->d.iplimit != NULL && st->d.inflight != NULL &&
+           st->started < st->n && worker_start(st->workers[st->started]) == 0)
         st->started++;
     if (st->started < st->n) {
-        snprintf(err, errlen, st->d.offload != NULL && st->d.iplimit != NULL
-                                  ? "cannot start worker threads" : "out of memory");
+        snprintf(err, errlen,
+                 st->d.offload != NULL && st->d.iplimit != NULL && st->d.inflight != NULL
+                     ? "cannot start worker threads" : "out of memory");
         return -1;
     }
     if (st->control != NULL &&
@@ -235,6 +238,7 @@ cmd_run_cleanup(struct cmd_run_state *st)
     daemon_ctl_cleanup(&st->ctl);
     offload_free(st->d.offload);
     iplimit_free(st->d.iplimit);
+    inflight_free(st->d.inflight); /* after worker_free: every transaction has ended */
     audit_free(st->d.audit);
     shdict_free(st->d.shdict);
     generation_unref(st->d.gen);

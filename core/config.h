@@ -169,6 +169,8 @@ struct config {
     size_t max_auth_failures;
     size_t max_connections;
     size_t max_connections_per_ip;
+    size_t max_inflight_bytes;            /* message buffers, whole daemon */
+    size_t max_inflight_bytes_per_client; /* ... and per client address */
 
     /* timeouts.* (seconds) */
     double timeout_greeting;

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "control.h"
 #include "generation.h"
+#include "inflight.h"
 #include "iplimit.h"
 #include "log.h"
 #include "worker.h"
@@ -90,6 +91,8 @@ daemon_ctl_publish(struct daemon_ctl *c, struct generation *g, struct worker_gen
              audit_reopen(c->d->audit, cfg->audit_log, err, sizeof(err)) != 0)
         log_msg(LOG_ERR, "audit.error", 0, "%s", err);
     iplimit_set_limits(c->d->iplimit, cfg->max_connections, cfg->max_connections_per_ip);
+    inflight_set_limits(c->d->inflight, cfg->max_inflight_bytes,
+                        cfg->max_inflight_bytes_per_client);
     log_set_level(cfg->log_level);
     generation_unref(c->d->gen);
     c->d->gen = g;
