@@ -176,6 +176,16 @@ daemon_ctl_status(struct daemon_ctl *c, struct control_status *st)
     pthread_mutex_unlock(&c->mu);
     st->started = c->started;
     st->workers = c->n_workers;
+    if (c->d->inflight != NULL) {
+        struct inflight_stats is;
+
+        inflight_stats(c->d->inflight, &is);
+        st->inflight_bytes = is.bytes;
+        st->inflight_max_bytes = is.max_bytes;
+        st->inflight_max_per_client = is.max_per_client;
+        st->inflight_clients = is.clients;
+        st->inflight_refused = is.refused;
+    }
     for (int i = 0; i < c->n_workers; i++) {
         struct worker *w = c->workers[i];
 
