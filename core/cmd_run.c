@@ -3,6 +3,7 @@
  * (daemon_ctl.c). Exit codes in cmd.h. */
 #include <errno.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -29,6 +30,7 @@
 #include "worker.h"
 
 #define CMD_RUN_SHDICT_SHARDS 64 /* sluice.shdict: one mutex each */
+#define CMD_RUN_MMAP_THRESHOLD (1024 * 1024) /* malloc: own mappings from here up */
 
 /* Started as root: bound the listeners, loaded the keys; now become cfg->user for good. */
 static int
@@ -205,6 +207,14 @@ cmd_run_start(struct cmd_run_state *st, char *err, size_t errlen)
     struct control_ops   ops = { .ctx = &st->ctl, .reload = daemon_ctl_reload_cb,
                                  .status = daemon_ctl_status_cb };
 
+#ifdef M_MMAP_THRESHOLD
+    /* Message buffers of 1 MiB and more get mappings of their own: realloc moves their
+     * pages instead of copying them (never old and new at once), and free gives them
+     * back at once. A fixed threshold also stops glibc raising it after each large
+     * free, which would put the next large buffers in worker arenas that keep freed
+     * memory resident (docs/security.md "Memory for messages"). */
+    mallopt(M_MMAP_THRESHOLD, CMD_RUN_MMAP_THRESHOLD);
+#endif
     st->d.offload = offload_new(st->n < 2 ? 2 : st->n);
     st->d.iplimit = iplimit_new(cfg->max_connections, cfg->max_connections_per_ip);
     st->d.inflight = inflight_new(cfg->max_inflight_bytes, cfg->max_inflight_bytes_per_client);
