@@ -31,6 +31,8 @@ return {
     max_recipients = 100,
     max_connections = 10000,
     max_connections_per_ip = 100,
+    max_inflight_bytes = 256 * 1024 * 1024,           -- messages in transit, in all
+    max_inflight_bytes_per_client = 64 * 1024 * 1024, -- ... and per client address
   },
 
   upstreams = {

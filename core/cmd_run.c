@@ -3,6 +3,7 @@
  * (daemon_ctl.c). Exit codes in cmd.h. */
 #include <errno.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -19,6 +20,7 @@
 #include "daemon_ctl.h"
 #include "daemon_setup.h"
 #include "generation.h"
+#include "inflight.h"
 #include "iplimit.h"
 #include "listener.h"
 #include "log.h"
@@ -28,6 +30,7 @@
 #include "worker.h"
 
 #define CMD_RUN_SHDICT_SHARDS 64 /* sluice.shdict: one mutex each */
+#define CMD_RUN_MMAP_THRESHOLD (1024 * 1024) /* malloc: own mappings from here up */
 
 /* Started as root: bound the listeners, loaded the keys; now become cfg->user for good. */
 static int
@@ -211,15 +214,25 @@ cmd_run_start(struct cmd_run_state *st, char *err, size_t errlen)
     struct control_ops   ops = { .ctx = &st->ctl, .reload = daemon_ctl_reload_cb,
                                  .status = daemon_ctl_status_cb };
 
+#ifdef M_MMAP_THRESHOLD
+    /* Message buffers of 1 MiB and more get mappings of their own: realloc moves their
+     * pages instead of copying them (never old and new at once), and free gives them
+     * back at once. A fixed threshold also stops glibc raising it after each large
+     * free, which would put the next large buffers in worker arenas that keep freed
+     * memory resident (docs/security.md "Memory for messages"). */
+    mallopt(M_MMAP_THRESHOLD, CMD_RUN_MMAP_THRESHOLD);
+#endif
     st->d.offload = offload_new(st->n < 2 ? 2 : st->n, (unsigned)cfg->max_auth_jobs,
                                 (unsigned)cfg->max_auth_jobs_per_client);
     st->d.iplimit = iplimit_new(cfg->max_connections, cfg->max_connections_per_ip);
-    while (st->d.offload != NULL && st->d.iplimit != NULL && st->started < st->n &&
-           worker_start(st->workers[st->started]) == 0)
+    st->d.inflight = inflight_new(cfg->max_inflight_bytes, cfg->max_inflight_bytes_per_client);
+    while (st->d.offload != NULL && st->d.iplimit != NULL && st->d.inflight != NULL &&
+           st->started < st->n && worker_start(st->workers[st->started]) == 0)
         st->started++;
     if (st->started < st->n) {
-        snprintf(err, errlen, st->d.offload != NULL && st->d.iplimit != NULL
-                                  ? "cannot start worker threads" : "out of memory");
+        snprintf(err, errlen,
+                 st->d.offload != NULL && st->d.iplimit != NULL && st->d.inflight != NULL
+                     ? "cannot start worker threads" : "out of memory");
         return -1;
     }
     if (st->control != NULL &&
@@ -243,6 +256,7 @@ cmd_run_cleanup(struct cmd_run_state *st)
     daemon_ctl_cleanup(&st->ctl);
     offload_free(st->d.offload);
     iplimit_free(st->d.iplimit);
+    inflight_free(st->d.inflight); /* after worker_free: every transaction has ended */
     audit_free(st->d.audit);
     shdict_free(st->d.shdict);
     generation_unref(st->d.gen);

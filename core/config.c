@@ -64,6 +64,32 @@ cfg_general(struct cfg_ctx *ctx, int top, struct config *cfg)
     return 0;
 }
 
+/* limits.max_inflight_bytes{,_per_client}: 0 = not set, derived from max_message_size.
+ * One message of the largest size must fit in a client's share, and the share in the
+ * total; only a value the file sets can be wrong (the limits table is then on top). */
+static int
+cfg_inflight(struct cfg_ctx *ctx, struct config *cfg)
+{
+    size_t  one = cfg->max_message_size + LIMIT_INFLIGHT_MESSAGE_ROOM;
+    size_t *share = &cfg->max_inflight_bytes_per_client, *total = &cfg->max_inflight_bytes;
+    bool    set_share = *share != 0;
+
+    if (*share == 0) /* two of the largest messages at once */
+        *share = 2 * one > LIMIT_MAX_INFLIGHT_PER_CLIENT ? 2 * one : LIMIT_MAX_INFLIGHT_PER_CLIENT;
+    if (*total == 0)
+        *total = *share > LIMIT_MAX_INFLIGHT_BYTES / 4 ? 4 * *share : LIMIT_MAX_INFLIGHT_BYTES;
+    else if (*share > *total && !set_share)
+        *share = *total;
+    if (*share < one)
+        return cfg_fail_key(ctx, set_share ? "max_inflight_bytes_per_client"
+                                           : "max_inflight_bytes",
+                            "must hold one message of max_message_size + 131072 octets");
+    if (*share > *total)
+        return cfg_fail_key(ctx, "max_inflight_bytes_per_client",
+                            "must not be larger than max_inflight_bytes");
+    return 0;
+}
+
 static int
 cfg_limits(struct cfg_ctx *ctx, int top, struct config *cfg)
 {
@@ -71,24 +97,28 @@ cfg_limits(struct cfg_ctx *ctx, int top, struct config *cfg)
         "max_message_size", "max_recipients",    "max_line_length",
         "max_errors",       "max_commands",      "max_messages",
         "max_auth_failures", "max_connections",  "max_connections_per_ip",
-        "max_auth_jobs",     "max_auth_jobs_per_client", NULL,
+        "max_auth_jobs",     "max_auth_jobs_per_client",
+        "max_inflight_bytes", "max_inflight_bytes_per_client", NULL,
     };
     size_t *const dst[] = {
         &cfg->max_message_size, &cfg->max_recipients,    &cfg->max_line_length,
         &cfg->max_errors,       &cfg->max_commands,      &cfg->max_messages,
         &cfg->max_auth_failures, &cfg->max_connections,  &cfg->max_connections_per_ip,
         &cfg->max_auth_jobs,     &cfg->max_auth_jobs_per_client,
+        &cfg->max_inflight_bytes, &cfg->max_inflight_bytes_per_client,
     };
     size_t mark, i;
     int    rc = cfg_enter(ctx, top, "limits", keys, &mark);
 
     if (rc <= 0)
-        return rc;
+        return rc < 0 ? rc : cfg_inflight(ctx, cfg);
     for (i = 0; keys[i] != NULL; i++)
         if (cfg_get_uint(ctx, -1, keys[i], 1,
                          dst[i] == &cfg->max_auth_jobs ? LIMIT_MAX_AUTH_JOBS_CAP : CFG_INT_MAX,
                          dst[i]) != 0)
             return -1;
+    if (cfg_inflight(ctx, cfg) != 0)
+        return -1;
     cfg_leave(ctx, mark);
     return 0;
 }

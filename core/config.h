@@ -171,6 +171,8 @@ struct config {
     size_t max_connections_per_ip;
     size_t max_auth_jobs;            /* password checks queued or running, all clients */
     size_t max_auth_jobs_per_client; /* ... of one client (address or IPv6 network) */
+    size_t max_inflight_bytes;            /* message buffers, whole daemon */
+    size_t max_inflight_bytes_per_client; /* ... and per client address */
 
     /* timeouts.* (seconds) */
     double timeout_greeting;

@@ -33,6 +33,10 @@ struct control_status {
     size_t   sessions;               /* open now */
     uint64_t sessions_total, messages_relayed, messages_failed, auth_ok, auth_failed;
     size_t   old_generations;        /* older generations still finishing sessions */
+    /* memory for messages in transit (core/inflight.h): octets reserved now, the limits,
+     * clients holding some, transactions refused with 452 4.3.1 since start */
+    size_t   inflight_bytes, inflight_max_bytes, inflight_max_per_client, inflight_clients;
+    uint64_t inflight_refused;
 };
 
 /* The daemon's side. Both are called on the control thread, one request at a time. */

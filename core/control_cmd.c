@@ -233,6 +233,16 @@ control_status(const struct control_env *env, struct control_out *o)
     out_u64(o, "auth_ok", st.auth_ok);
     out_u64(o, "auth_failed", st.auth_failed);
     out_u64(o, "old_generations", st.old_generations);
+    if (st.inflight_max_bytes > 0) {
+        out_key(o, "inflight");
+        out_put(o, "{", 1);
+        out_u64(o, "bytes", st.inflight_bytes);
+        out_u64(o, "max_bytes", st.inflight_max_bytes);
+        out_u64(o, "max_bytes_per_client", st.inflight_max_per_client);
+        out_u64(o, "clients", st.inflight_clients);
+        out_u64(o, "refused", st.inflight_refused);
+        out_put(o, "}", 1);
+    }
     if (env->dict != NULL) {
         shdict_stats(env->dict, &ds);
         out_key(o, "shdict");

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "control.h"
 #include "generation.h"
+#include "inflight.h"
 #include "iplimit.h"
 #include "log.h"
 #include "offload.h"
@@ -93,6 +94,8 @@ daemon_ctl_publish(struct daemon_ctl *c, struct generation *g, struct worker_gen
     iplimit_set_limits(c->d->iplimit, cfg->max_connections, cfg->max_connections_per_ip);
     offload_set_limits(c->d->offload, (unsigned)cfg->max_auth_jobs,
                        (unsigned)cfg->max_auth_jobs_per_client);
+    inflight_set_limits(c->d->inflight, cfg->max_inflight_bytes,
+                        cfg->max_inflight_bytes_per_client);
     log_set_level(cfg->log_level);
     generation_unref(c->d->gen);
     c->d->gen = g;
@@ -176,6 +179,16 @@ daemon_ctl_status(struct daemon_ctl *c, struct control_status *st)
     pthread_mutex_unlock(&c->mu);
     st->started = c->started;
     st->workers = c->n_workers;
+    if (c->d->inflight != NULL) {
+        struct inflight_stats is;
+
+        inflight_stats(c->d->inflight, &is);
+        st->inflight_bytes = is.bytes;
+        st->inflight_max_bytes = is.max_bytes;
+        st->inflight_max_per_client = is.max_per_client;
+        st->inflight_clients = is.clients;
+        st->inflight_refused = is.refused;
+    }
     for (int i = 0; i < c->n_workers; i++) {
         struct worker *w = c->workers[i];
 

@@ -120,14 +120,16 @@ lapi_tx_is_field_name(const char *s, size_t len)
     return len > 0;
 }
 
-/* Open a gap of n octets at off (relative to the client's message). */
+/* Open a gap of n octets at off (relative to the client's message), charged to the
+ * memory budget like the message itself. */
 static int
-lapi_tx_insert(struct smtp_tx *tx, size_t off, const char *p, size_t n)
+lapi_tx_insert(struct smtp_session *s, size_t off, const char *p, size_t n)
 {
-    size_t at = tx->body_start + off, used = buf_used(&tx->msg);
-    char  *head;
+    struct smtp_tx *tx = s->tx;
+    size_t          at = tx->body_start + off, used = buf_used(&tx->msg);
+    char           *head;
 
-    if (buf_reserve(&tx->msg, n, used + n) != 0)
+    if (smtp_budget_reserve(s, n, used + n) != INFLIGHT_OK)
         return -1;
     head = buf_head(&tx->msg);
     memmove(head + at + n, head + at, used - at);
@@ -166,7 +168,8 @@ lapi_tx_add_header(lua_State *L)
     luaL_addlstring(&b, value, value_len);
     luaL_addlstring(&b, "\r\n", 2);
     luaL_pushresult(&b);
-    if (lapi_tx_insert(tx, added, lua_tostring(L, -1), lua_objlen(L, -1)) != 0) {
+    if (lapi_tx_insert(lapi_hook_run(L, "tx:add_header")->session, added, lua_tostring(L, -1),
+                       lua_objlen(L, -1)) != 0) {
         lua_pushnil(L);
         lua_pushliteral(L, "out of memory");
         return 2;

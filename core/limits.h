@@ -19,6 +19,16 @@
 #define LIMIT_MAX_AUTH_JOBS_CAP      1024  /* its largest value (core/offload.c) */
 #define LIMIT_MAX_AUTH_JOBS_PER_CLIENT 4   /* limits.max_auth_jobs_per_client */
 
+/* Memory for messages in transit (docs/security.md "Memory for messages"). Unset, the
+ * share is max(64 MiB, 2 * (max_message_size + 128 KiB)) and the total
+ * max(256 MiB, 4 * the share). */
+#define LIMIT_MAX_INFLIGHT_BYTES    (256u * 1024 * 1024) /* limits.max_inflight_bytes */
+#define LIMIT_MAX_INFLIGHT_PER_CLIENT (64u * 1024 * 1024) /* ..._bytes_per_client */
+#define LIMIT_INFLIGHT_MESSAGE_ROOM (128u * 1024) /* a message's octets past max_message_size:
+                                                   * our Received:, tx:add_header */
+#define INFLIGHT_FIRST_CHUNK        (64u * 1024)  /* reserved at MAIL FROM */
+#define INFLIGHT_MAX_CHUNK          (1024u * 1024) /* growth steps double up to this */
+
 /* RFC 5321 section 4.5.3.2 timeouts, seconds */
 #define TIMEOUT_GREETING   300 /* a session waiting for its first command */
 #define TIMEOUT_COMMAND    300 /* server waiting for the next command */

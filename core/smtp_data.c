@@ -17,8 +17,6 @@
 #include "worker.h"
 #include "worker_gen.h"
 
-#define SMTP_HEADER_ROOM 2048 /* our Received: header on top of max_message_size */
-
 /* RFC 3848 / RFC 6531 section 3.7.4: the "with" keyword records TLS and AUTH. */
 static const char *
 smtp_with_keyword(const struct smtp_session *s)
@@ -51,6 +49,8 @@ smtp_received_header(struct smtp_session *s)
     char            date[64], tls[160] = "";
     size_t          cap = s->cfg->max_message_size + SMTP_HEADER_ROOM;
 
+    if (cap > tx->charged) /* MAIL charged a first chunk, more than this header needs */
+        cap = tx->charged;
     smtp_received_date(date, sizeof(date));
     if (s->tls)
         snprintf(tls, sizeof(tls), "\r\n\t(using %s with cipher %s)",
@@ -109,6 +109,8 @@ smtp_bdat_discard(struct smtp_session *s, int code, const char *enh, const char 
 enum smtp_rc
 smtp_bdat_begin(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
+    enum inflight_rc mem;
+
     s->bdat_left = cmd->chunk_size;
     s->bdat_last = cmd->last;
     s->bdat_discard = false;
@@ -116,6 +118,10 @@ smtp_bdat_begin(struct smtp_session *s, const struct smtp_cmd *cmd)
         return smtp_bdat_discard(s, 503, "5.5.1", "Need MAIL command first");
     if (s->tx->n_rcpts == 0)
         return smtp_bdat_discard(s, 554, "5.5.1", "No valid recipients");
+    if ((mem = smtp_budget_expect(s, cmd->chunk_size)) != INFLIGHT_OK) {
+        smtp_session_reset_tx(s); /* as a chunk over the size limit: RFC 3030 4.2 */
+        return smtp_bdat_discard(s, 452, "4.3.1", smtp_budget_refusal(s, mem));
+    }
     if (!s->tx->bdat_used) {
         if (!smtp_message_start(s, DATA_MODE_CHUNK))
             return smtp_bdat_discard(s, 451, "4.3.0", "Out of memory");
@@ -125,10 +131,13 @@ smtp_bdat_begin(struct smtp_session *s, const struct smtp_cmd *cmd)
     return s->bdat_left == 0 ? smtp_bdat_chunk_done(s) : SMTP_CONTINUE;
 }
 
-/* Decode into the message buffer; past the size limit the decoder writes nothing and
- * a scratch buffer takes the (empty) output. Input is fed no faster than the buffer has
- * room for: what follows the message in c->in (pipelined commands, the next message)
- * may be longer than the room left, and must never push message octets to scratch. */
+/* Decode into the message buffer, which grows only as far as the memory budget lets it
+ * (smtp_budget.c). Past the size limit, or once the budget said no, the message is
+ * refused at its end: its buffer goes at once and a scratch buffer takes the decoder's
+ * output, so that the session still finds the real end. Input is fed no faster than the
+ * buffer has room for: what follows the message in c->in (pipelined commands, the next
+ * message) may be longer than the room left, and must never push message octets to
+ * scratch. */
 static enum data_rc
 smtp_data_feed(struct smtp_session *s, const char *in, size_t len, size_t *used)
 {
@@ -138,17 +147,20 @@ smtp_data_feed(struct smtp_session *s, const char *in, size_t len, size_t *used)
     size_t          n = len > 65536 ? 65536 : len, out_len = 0;
     char            scratch[4096];
     char           *out = scratch;
+    bool            keep = !(tx->dec.errors & DATA_ERR_TOO_BIG) && tx->refused == INFLIGHT_OK;
     enum data_rc    rc;
 
-    if (n > room && !(tx->dec.errors & DATA_ERR_TOO_BIG))
+    if (n > room && keep)
         n = room;
-    if (!(tx->dec.errors & DATA_ERR_TOO_BIG) && buf_reserve(&tx->msg, n, cap) == 0)
+    if (keep && (tx->refused = smtp_budget_reserve(s, n, cap)) == INFLIGHT_OK)
         out = buf_tail(&tx->msg);
     else if (n > sizeof(scratch))
         n = sizeof(scratch);
     rc = data_decoder_feed(&tx->dec, in, n, out, &out_len, used);
     if (out != scratch)
         tx->msg.len += out_len;
+    if (tx->charged > 0 && (tx->refused != INFLIGHT_OK || (tx->dec.errors & DATA_ERR_TOO_BIG)))
+        smtp_budget_drop(s, tx); /* refused at its end whatever comes: free it now */
     return rc;
 }
 
@@ -186,6 +198,12 @@ smtp_bdat_chunk_done(struct smtp_session *s)
         smtp_session_reset_tx(s);
         return smtp_session_error(s, 552, "5.3.4", "Message size exceeds fixed maximum size");
     }
+    if (s->tx->refused != INFLIGHT_OK) { /* the same for memory: the rest would not fit */
+        enum inflight_rc mem = s->tx->refused;
+
+        smtp_session_reset_tx(s);
+        return smtp_budget_refuse(s, mem);
+    }
     snprintf(msg, sizeof(msg), "%llu octets received", (unsigned long long)s->tx->dec.size);
     smtp_reply(s->conn, 250, "2.0.0", "%s", msg);
     return SMTP_CONTINUE;
@@ -216,13 +234,17 @@ smtp_data_input(struct smtp_session *s)
     return s->state == SMTP_STATE_DATA ? smtp_data_dot_input(s) : smtp_bdat_input(s);
 }
 
-/* A decoder error found at the end: the whole message is refused, the session goes on. */
+/* A decoder error found at the end, or no memory to keep the message (decoder errors
+ * first: they are permanent): the whole message is refused, the session goes on. */
 static enum smtp_rc
 smtp_message_refuse(struct smtp_session *s, unsigned errors)
 {
-    char text[96];
+    enum inflight_rc mem = s->tx->refused;
+    char             text[96];
 
     smtp_session_reset_tx(s);
+    if (errors == 0)
+        return smtp_budget_refuse(s, mem);
     if (errors & DATA_ERR_TOO_BIG)
         return smtp_session_error(s, 552, "5.3.4", "Message size exceeds fixed maximum size");
     if (errors & (DATA_ERR_BARE_CR | DATA_ERR_BARE_LF))
@@ -380,7 +402,7 @@ smtp_message_end(struct smtp_session *s)
     struct verdict v;
 
     s->state = SMTP_STATE_CMD;
-    if (errors != 0)
+    if (errors != 0 || s->tx->refused != INFLIGHT_OK)
         return smtp_message_refuse(s, errors);
     if (hook_data(s, smtp_data_hook_done, &v) == HOOK_PENDING)
         return smtp_session_wait(s);

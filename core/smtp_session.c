@@ -4,6 +4,7 @@
  * smtp_verbs.c, AUTH in smtp_auth.c, DATA/BDAT in smtp_data.c. */
 #include "smtp_session.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -169,6 +170,7 @@ smtp_tx_free(struct smtp_tx *tx)
 {
     if (tx == NULL)
         return;
+    assert(tx->charged == 0); /* smtp_session_reset_tx released it */
     free(tx->mail_from);
     for (size_t i = 0; i < tx->n_rcpts; i++)
         free(tx->rcpts[i]);
@@ -180,6 +182,8 @@ smtp_tx_free(struct smtp_tx *tx)
 void
 smtp_session_reset_tx(struct smtp_session *s)
 {
+    if (s->tx != NULL)
+        smtp_budget_drop(s, s->tx);
     smtp_tx_free(s->tx);
     s->tx = NULL;
 }

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "data_decoder.h"
 #include "hook.h"
+#include "inflight.h"
 #include "sasl.h"
 #include "smtp_parse.h"
 #include "upstream_pool.h"
@@ -46,6 +47,10 @@ struct smtp_tx {
     bool               bdat_used;  /* CHUNKING: DATA no longer allowed in this tx */
     bool               failed;     /* a BDAT chunk failed: discard the rest */
     struct buf         msg;        /* Received: + message, unstuffed, CRLF */
+    size_t             charged;    /* octets reserved for msg in the daemon's inflight
+                                    * budget (smtp_budget.c): always >= msg.cap */
+    enum inflight_rc   refused;    /* the budget would not let msg grow: msg was dropped,
+                                    * the rest is read and the message refused with 452 */
     size_t             body_start; /* offset of the client's bytes in msg */
     size_t             added_end;  /* offset past the headers tx:add_header put below our
                                     * Received: (lapi_tx.c); 0 until the first */
@@ -131,8 +136,16 @@ void smtp_session_drain(struct smtp_session *s);
 /* The drain timeout ran out: 421 where the client can hear it, then free. */
 void smtp_session_cut(struct smtp_session *s);
 
+/* Room for n more octets in s->tx->msg, charged to the daemon's budget for messages in
+ * transit before the buffer grows (smtp_budget.c); our own growth steps stop at cap.
+ * INFLIGHT_OK, or the limit that said no (a failed malloc counts as INFLIGHT_TOTAL);
+ * the buffer is unchanged then. Neither frees nor yields. */
+enum inflight_rc smtp_budget_reserve(struct smtp_session *s, size_t n, size_t cap);
+
 
 /* --- between the smtp_*.c files only --- */
+#define SMTP_HEADER_ROOM 2048 /* our Received: header on top of max_message_size */
+
 enum smtp_rc {
     SMTP_CONTINUE, /* keep processing input */
     SMTP_PAUSE,    /* stop processing: waiting for something */
@@ -163,5 +176,17 @@ void         smtp_session_decided(struct smtp_session *s, enum smtp_rc rc);
 enum smtp_rc smtp_session_policy_reply(struct smtp_session *s, const struct verdict *v);
 enum smtp_rc smtp_session_starttls(struct smtp_session *s);
 void         smtp_session_set_timeout(struct smtp_session *s);
+/* smtp_budget.c. MAIL: reserve a first chunk for tx (not yet s->tx), or all of a
+ * declared SIZE; nothing is held unless INFLIGHT_OK. */
+enum inflight_rc smtp_budget_open(struct smtp_session *s, struct smtp_tx *tx);
+/* BDAT: charge for the chunk's `more` octets before they come. INFLIGHT_OK or the limit
+ * (nothing more charged then). */
+enum inflight_rc smtp_budget_expect(struct smtp_session *s, unsigned long long more);
+/* Free tx's message buffer and release all it holds (a refused or ended message). */
+void         smtp_budget_drop(struct smtp_session *s, struct smtp_tx *tx);
+/* 452 4.3.1 for a refusal of the budget, counted as an error; or, to send it later, the
+ * text alone (static). Either counts the refusal once in `sluice ctl status`. */
+enum smtp_rc smtp_budget_refuse(struct smtp_session *s, enum inflight_rc rc);
+const char  *smtp_budget_refusal(struct smtp_session *s, enum inflight_rc rc);
 
 #endif

@@ -203,9 +203,10 @@ smtp_mail_hook_done(struct smtp_session *s, const struct verdict *v)
 static enum smtp_rc
 smtp_verb_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
-    struct smtp_tx *tx;
-    struct verdict  v;
-    enum smtp_rc    rc;
+    struct smtp_tx  *tx;
+    struct verdict   v;
+    enum smtp_rc     rc;
+    enum inflight_rc mem;
 
     if (!s->ehlo_seen)
         return smtp_session_error(s, 503, "5.5.1", "Send EHLO first");
@@ -230,6 +231,10 @@ smtp_verb_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
     if (tx->mail_from == NULL) {
         smtp_tx_free(tx);
         return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+    }
+    if ((mem = smtp_budget_open(s, tx)) != INFLIGHT_OK) {
+        smtp_tx_free(tx);
+        return smtp_budget_refuse(s, mem);
     }
     s->tx = tx; /* dropped again if the policies refuse the sender */
     if (hook_mail_from(s, smtp_mail_hook_done, &v) == HOOK_PENDING)

@@ -20,6 +20,7 @@ struct generation;
 struct offload;
 struct offload_return;
 struct smtp_session;
+struct inflight;
 struct iplimit;
 struct shdict;
 struct worker_gen;
@@ -29,6 +30,7 @@ struct daemon {
     struct generation *gen;     /* borrows; the generation worker_new() starts with */
     struct offload    *offload; /* borrows */
     struct iplimit    *iplimit; /* borrows; internally locked */
+    struct inflight   *inflight; /* borrows; memory for messages, internally locked */
     struct shdict     *shdict;  /* borrows; sluice.shdict, internally locked (sharded) */
     struct audit      *audit;   /* borrows; NULL: each policy state opens its own */
     int                exit_code;

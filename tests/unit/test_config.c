@@ -97,6 +97,8 @@ check_default_limits(const struct config *cfg)
     CHECK_EQ_INT(cfg->max_auth_failures, LIMIT_MAX_AUTH_FAILURES);
     CHECK_EQ_INT(cfg->max_connections, LIMIT_MAX_CONNECTIONS);
     CHECK_EQ_INT(cfg->max_connections_per_ip, LIMIT_MAX_CONNECTIONS_PER_IP);
+    CHECK_EQ_INT(cfg->max_inflight_bytes, 256 * 1024 * 1024);
+    CHECK_EQ_INT(cfg->max_inflight_bytes_per_client, 64 * 1024 * 1024);
     CHECK(cfg->timeout_greeting == TIMEOUT_GREETING && cfg->timeout_command == TIMEOUT_COMMAND);
     CHECK(cfg->timeout_data == TIMEOUT_DATA_BLOCK && cfg->timeout_tls == TIMEOUT_TLS);
     CHECK(cfg->timeout_upstream == TIMEOUT_UPSTREAM);
@@ -358,6 +360,62 @@ a_bad_value_names_its_key_path_and_line(void)
         {WITH("  log_level = 'verbose',"),
          "sluice.lua:5: log_level: expected 'debug', 'info', 'notice', 'warning' or 'err'"},
         {WITH("  limits = 5,"), "sluice.lua:5: limits: expected a table"},
+    };
+
+    check_errors(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+/* Unset, the share holds two of the largest messages (at least 64 MiB) and the total four
+ * shares (at least 256 MiB); set, they must hold one message and each other. */
+static void
+the_inflight_budget_follows_max_message_size_unless_set(void)
+{
+    static const struct {
+        const char *limits;
+        size_t      total, share;
+    } cases[] = {
+        {"max_message_size = 40 * 1024 * 1024",
+         4 * 2 * (40u * 1024 * 1024 + 131072), 2 * (40u * 1024 * 1024 + 131072)},
+        {"max_inflight_bytes = 32 * 1024 * 1024", 32u * 1024 * 1024, 32u * 1024 * 1024},
+        {"max_inflight_bytes_per_client = 100 * 1024 * 1024", 400u * 1024 * 1024,
+         100u * 1024 * 1024},
+        {"max_message_size = 1000000, max_inflight_bytes = 3000000, "
+         "max_inflight_bytes_per_client = 1131072", 3000000, 1131072},
+    };
+    char           text[1024], err[1024];
+    struct config *cfg;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(text, sizeof(text), WITH("  limits = { %s },"), cases[i].limits);
+        cfg = load(text, err, sizeof(err));
+        CHECK(cfg != NULL);
+        if (cfg == NULL) {
+            fprintf(stderr, "  case %zu: %s\n", i, err);
+            continue;
+        }
+        CHECK_EQ_INT(cfg->max_inflight_bytes, cases[i].total);
+        CHECK_EQ_INT(cfg->max_inflight_bytes_per_client, cases[i].share);
+        config_free(cfg);
+    }
+}
+
+static void
+an_inflight_budget_too_small_for_one_message_is_refused(void)
+{
+    static const struct error_case cases[] = {
+        {WITH("  limits = { max_inflight_bytes_per_client = 1024 * 1024 },"),
+         "sluice.lua:5: limits.max_inflight_bytes_per_client: must hold one message of "
+         "max_message_size + 131072 octets"},
+        {WITH("  limits = { max_message_size = 1000000,\n"
+              "    max_inflight_bytes = 1000000 },"),
+         "sluice.lua:6: limits.max_inflight_bytes: must hold one message of "
+         "max_message_size + 131072 octets"},
+        {WITH("  limits = { max_inflight_bytes = 64 * 1024 * 1024,\n"
+              "    max_inflight_bytes_per_client = 65 * 1024 * 1024 },"),
+         "sluice.lua:6: limits.max_inflight_bytes_per_client: must not be larger than "
+         "max_inflight_bytes"},
+        {WITH("  limits = { max_inflight_bytes = 0 },"),
+         "sluice.lua:5: limits.max_inflight_bytes: expected a positive integer"},
     };
 
     check_errors(cases, sizeof(cases) / sizeof(cases[0]));
@@ -765,6 +823,8 @@ main(void)
     RUN(an_upstream_port_defaults_by_its_tls_mode);
     RUN(a_full_file_sets_every_key);
     RUN(a_bad_value_names_its_key_path_and_line);
+    RUN(the_inflight_budget_follows_max_message_size_unless_set);
+    RUN(an_inflight_budget_too_small_for_one_message_is_refused);
     RUN(an_unknown_key_is_refused_wherever_it_is);
     RUN(lua_errors_keep_luas_own_file_and_line);
     RUN(listener_rules_are_enforced);

@@ -14,12 +14,16 @@
 #include "authdb.h"
 #include "check.h"
 #include "config.h"
+#include "inflight.h"
 #include "iplimit.h"
 #include "offload.h"
 #include "smtp_session.h"
 #include "generation.h"
 #include "tmpdir.h"
 #include "worker.h"
+
+#define T_INFLIGHT_TOTAL (2u * 1024 * 1024)
+#define T_INFLIGHT_SHARE (512u * 1024) /* every client here is "" (a socketpair) */
 
 static const char     *tmpdir; /* removed at exit (tmpdir.h) */
 static struct config  *cfg;
@@ -67,6 +71,7 @@ setup(void)
     cfg = daemon_.gen->parts.cfg;
     daemon_.offload = offload_new(1, 0, 0);
     daemon_.iplimit = iplimit_new(100, 100);
+    daemon_.inflight = inflight_new(T_INFLIGHT_TOTAL, T_INFLIGHT_SHARE);
     worker = worker_new(0, &daemon_, NULL, NULL, 0, err, sizeof(err));
     if (worker == NULL) {
         fprintf(stderr, "setup: %s\n", err);
@@ -371,6 +376,140 @@ mail_parameters_are_checked(void)
     close(fd);
 }
 
+/* ---- memory for messages (core/inflight.h, core/smtp_budget.c) ---- */
+
+static size_t
+inflight_bytes(void)
+{
+    struct inflight_stats st;
+
+    inflight_stats(daemon_.inflight, &st);
+    return st.bytes;
+}
+
+/* Run the loop until the budget holds at least (or, exact, exactly) want octets, or 5 s. */
+static size_t
+wait_inflight(size_t want, bool exact)
+{
+    double deadline = now() + 5;
+
+    while ((exact ? inflight_bytes() != want : inflight_bytes() < want) && now() < deadline) {
+        ev_run(worker->loop, EVRUN_NOWAIT);
+        usleep(1000);
+    }
+    return inflight_bytes();
+}
+
+/* n octets of message text in 80-octet lines, NUL-terminated; the caller frees. */
+static char *
+body_of(size_t n)
+{
+    char *b = malloc(n + 1);
+
+    for (size_t i = 0; i < n; i++)
+        b[i] = i % 80 == 78 ? '\r' : i % 80 == 79 ? '\n' : 'x';
+    b[n] = '\0';
+    return b;
+}
+
+static void
+every_way_out_of_a_transaction_gives_its_memory_back(void)
+{
+    int   fd = client_authenticated();
+    char *body = body_of(300 * 80);
+
+    CHECK_EQ_INT(inflight_bytes(), 0);
+    exchange(fd, "MAIL FROM:<ann@example.org>\r\n", 1);
+    CHECK_EQ_INT(inflight_bytes(), 65536); /* the first chunk, at MAIL */
+    CHECK(strstr(exchange(fd, "RSET\r\n", 1), "250 2.0.0") != NULL);
+    CHECK_EQ_INT(inflight_bytes(), 0);
+    exchange(fd, "MAIL FROM:<ann@example.org>\r\n", 1);
+    CHECK(strstr(exchange(fd, "EHLO client.test\r\n", 1), "250") != NULL);
+    CHECK_EQ_INT(inflight_bytes(), 0);
+    /* the upstream (a closed port) fails: 4xx, and the message's memory is back */
+    exchange(fd, "MAIL FROM:<ann@example.org>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n", 3);
+    send_str(fd, body);
+    CHECK(strstr(exchange(fd, ".\r\n", 1), "451 4.4.") != NULL);
+    CHECK_EQ_INT(inflight_bytes(), 0);
+    /* BDAT: a chunk received, the next one never comes: QUIT is inside it, so close */
+    exchange(fd, "MAIL FROM:<ann@example.org>\r\nRCPT TO:<a@x.test>\r\n", 2);
+    send_str(fd, "BDAT 24000\r\n");
+    send_str(fd, body);
+    CHECK(strstr(replies(fd, 1), "250 2.0.0 24000 octets received") != NULL);
+    CHECK(inflight_bytes() >= 24000);
+    send_str(fd, "BDAT 100000 LAST\r\n");
+    send_str(fd, body);
+    CHECK(wait_inflight(48000, false) >= 48000);
+    close(fd); /* mid-chunk */
+    CHECK_EQ_INT(wait_inflight(0, true), 0);
+    /* DATA: the client goes away in the middle of its message */
+    fd = client_authenticated();
+    exchange(fd, "MAIL FROM:<ann@example.org>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n", 3);
+    send_str(fd, body);
+    CHECK(wait_inflight(24000, false) >= 24000);
+    close(fd);
+    CHECK_EQ_INT(wait_inflight(0, true), 0);
+    /* QUIT with a transaction open */
+    fd = client_authenticated();
+    exchange(fd, "MAIL FROM:<ann@example.org>\r\n", 1);
+    CHECK(strstr(exchange(fd, "QUIT\r\n", 1), "221") != NULL);
+    close(fd);
+    CHECK_EQ_INT(wait_inflight(0, true), 0);
+    free(body);
+}
+
+static void
+a_message_past_the_clients_share_gets_452_4_3_1_and_the_session_goes_on(void)
+{
+    int         fd = client_authenticated();
+    char       *body = body_of(7000 * 80); /* 560000 > T_INFLIGHT_SHARE */
+    const char *r;
+
+    exchange(fd, "MAIL FROM:<ann@example.org>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n", 3);
+    send_str(fd, body);
+    r = exchange(fd, ".\r\nNOOP\r\n", 2);
+    CHECK(strcmp(r, "452 4.3.1 Mail system full: too much mail in transit from your address, "
+                    "try again later\r\n250 2.0.0 Ok\r\n") == 0);
+    CHECK_EQ_INT(inflight_bytes(), 0);
+    /* a declared SIZE over what is free: at once, before any octet */
+    r = exchange(fd, "MAIL FROM:<ann@example.org> SIZE=560000\r\n", 1);
+    CHECK(strstr(r, "452 4.3.1 Mail system full: too much") == r);
+    CHECK_EQ_INT(inflight_bytes(), 0);
+    /* BDAT: a chunk that cannot fit is read, not kept, and the transaction ends */
+    exchange(fd, "MAIL FROM:<ann@example.org>\r\nRCPT TO:<a@x.test>\r\n", 2);
+    send_str(fd, "BDAT 560000\r\n");
+    send_str(fd, body);
+    r = exchange(fd, "NOOP\r\n", 2);
+    CHECK(strstr(r, "452 4.3.1 Mail system full: too much") == r);
+    CHECK(strstr(r, "\r\n250 2.0.0 Ok\r\n") != NULL);
+    CHECK(strstr(exchange(fd, "BDAT 0 LAST\r\n", 1), "503 5.5.1") != NULL);
+    CHECK_EQ_INT(inflight_bytes(), 0);
+    close(fd);
+    CHECK_EQ_INT(wait_inflight(0, true), 0);
+    free(body);
+}
+
+static void
+a_client_at_its_share_gets_452_at_mail_from_until_its_message_ends(void)
+{
+    int   a = client_authenticated(), b = client_authenticated();
+    char *body = body_of(5600 * 80); /* 448000: held in 524288 = the whole share */
+
+    exchange(a, "MAIL FROM:<ann@example.org>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n", 3);
+    send_str(a, body);
+    CHECK_EQ_INT(wait_inflight(T_INFLIGHT_SHARE, false), T_INFLIGHT_SHARE);
+    CHECK(strstr(exchange(b, "MAIL FROM:<ann@example.org>\r\n", 1),
+                 "452 4.3.1 Mail system full: too much mail in transit from your address")
+          != NULL);
+    CHECK(strstr(exchange(a, ".\r\n", 1), "451 4.4.") != NULL); /* the upstream is down */
+    CHECK_EQ_INT(inflight_bytes(), 0);
+    CHECK(strstr(exchange(b, "MAIL FROM:<ann@example.org>\r\n", 1), "250 2.1.0") != NULL);
+    close(a);
+    close(b);
+    CHECK_EQ_INT(wait_inflight(0, true), 0);
+    free(body);
+}
+
 static void
 too_many_errors_end_the_session_with_421(void)
 {
@@ -427,12 +566,16 @@ main(void)
     RUN(smuggled_end_of_data_is_not_an_end_and_the_message_is_refused);
     RUN(a_refused_bdat_chunk_is_read_and_not_executed);
     RUN(mail_parameters_are_checked);
+    RUN(every_way_out_of_a_transaction_gives_its_memory_back);
+    RUN(a_message_past_the_clients_share_gets_452_4_3_1_and_the_session_goes_on);
+    RUN(a_client_at_its_share_gets_452_at_mail_from_until_its_message_ends);
     RUN(too_many_errors_end_the_session_with_421);
     RUN(starttls_is_refused_where_not_offered);
     RUN(quit_says_221_and_closes);
     worker_free(worker);
     offload_free(daemon_.offload);
     iplimit_free(daemon_.iplimit);
+    inflight_free(daemon_.inflight);
     generation_unref(daemon_.gen);
     return check_summary();
 }
