@@ -59,7 +59,7 @@ setup(void)
              "  upstreams = { default = { { host = '127.0.0.1', port = 1, tls = 'none' } } },\n"
              "  policies = { '" SLUICE_SOURCE_DIR "/policies/auth.lua',\n"
              "               '" SLUICE_SOURCE_DIR "/policies/sender_domain.lua' },\n"
-             "  domains = { ['example.org'] = {} } }\n",
+             "  domains = { ['example.org'] = { check_header_from = false } } }\n",
              users);
     snprintf(path, sizeof(path), "%s/sluice.lua", tmpdir);
     write_file(path, conf);
