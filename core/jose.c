@@ -291,14 +291,12 @@ jose_okp_key(const struct jose_jwk *jwk, char *err, size_t errlen)
 EVP_PKEY *
 jose_key_from_jwk(const struct jose_jwk *jwk, char *err, size_t errlen)
 {
-    EVP_PKEY     *key;
+    EVP_PKEY     *key = NULL;
     enum jose_alg want;
 
     if (jwk->kty == NULL) {
         snprintf(err, errlen, "member 'kty' is missing");
-        return NULL;
-    }
-    if (strcmp(jwk->kty, "RSA") == 0) {
+    } else if (strcmp(jwk->kty, "RSA") == 0) {
         key = jose_rsa_key(jwk, err, errlen);
     } else if (strcmp(jwk->kty, "EC") == 0) {
         key = jose_ec_key(jwk, err, errlen);
@@ -306,16 +304,16 @@ jose_key_from_jwk(const struct jose_jwk *jwk, char *err, size_t errlen)
         key = jose_okp_key(jwk, err, errlen);
     } else {
         snprintf(err, errlen, "key type '%s' is not supported: RSA, EC and OKP are", jwk->kty);
-        return NULL;
     }
     if (key != NULL && jwk->alg != NULL) {
         want = jose_alg_from_name(jwk->alg, strlen(jwk->alg));
         if (want == JOSE_ALG_UNKNOWN || want != jose_key_alg(key)) {
             snprintf(err, errlen, "alg '%s' does not fit a %s key", jwk->alg, jwk->kty);
             EVP_PKEY_free(key);
-            return NULL;
+            key = NULL;
         }
     }
+    ERR_clear_error(); /* a refused key leaves errors, as jose_verify's bad signatures do */
     return key;
 }
 

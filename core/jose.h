@@ -6,7 +6,9 @@
  *
  * A resource server holds no shared secrets: HS256 and "none" have no enum value here,
  * so nothing can verify with them. Nothing here keeps state; every function may be called
- * from any thread. Verifying costs tens of microseconds: it runs on the worker's loop. */
+ * from any thread. Verifying costs tens of microseconds: it runs on the worker's loop.
+ * Making a key and verifying leave OpenSSL's per-thread error queue empty, refused or
+ * not: the next SSL_read on that worker would take an error left there for its own. */
 #ifndef SLUICE_JOSE_H
 #define SLUICE_JOSE_H
 

@@ -5,6 +5,7 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -581,6 +582,39 @@ signatures_of_any_other_length_do_not_verify(void)
     }
 }
 
+/* OpenSSL's error queue is per thread and SSL_read on the same worker reads it: a key
+ * refused or a signature checked must leave it empty, or a TLS session dies later. */
+static void
+refused_keys_and_signatures_leave_no_openssl_errors(void)
+{
+    struct made   ec = make_ec(), rsa = make_rsa(2048);
+    char          err[160];
+    unsigned char sig[64] = {0};
+    EVP_PKEY     *k;
+    struct jose_jwk cases[] = {
+        {.kty = "EC", .crv = "P-256", .x = ec.jwk.x, .y = ec.jwk.x},  /* off the curve */
+        {.kty = "RSA", .n = rsa.jwk.n, .e = "AA"},                   /* e = 0 */
+        {.kty = "RSA", .n = rsa.jwk.n, .e = "Ag"},                   /* e = 2 */
+        {.kty = "OKP", .crv = "Ed25519", .x = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+    };
+
+    ERR_clear_error();
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        k = jose_key_from_jwk(&cases[i], err, sizeof(err));
+        if (ERR_peek_error() != 0)
+            fprintf(stderr, "  case %zu (%s) left an OpenSSL error\n", i, k ? "made" : err);
+        CHECK(ERR_peek_error() == 0);
+        if (k != NULL)
+            CHECK_EQ_INT(jose_verify(k, jose_key_alg(k), INPUT, strlen(INPUT), sig, 64),
+                         JOSE_VERIFY_BAD);
+        CHECK(ERR_peek_error() == 0);
+        EVP_PKEY_free(k);
+        ERR_clear_error();
+    }
+    made_free(&ec);
+    made_free(&rsa);
+}
+
 int
 main(void)
 {
@@ -603,5 +637,6 @@ main(void)
     RUN(p256_coordinates_are_accepted_at_32_octets_only);
     RUN(rsa_members_are_bounded_by_their_buffers);
     RUN(signatures_of_any_other_length_do_not_verify);
+    RUN(refused_keys_and_signatures_leave_no_openssl_errors);
     return check_summary();
 }
