@@ -3,6 +3,8 @@
  * point off the curve or a malformed RSA key never reaches a verification. */
 #include "jose.h"
 
+#include <assert.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,13 +39,26 @@ jose_b64_value(unsigned char c)
 }
 
 long
-jose_b64url_decode(const char *in, size_t len, unsigned char *out)
+jose_b64url_decoded_len(size_t len)
+{
+    /* RFC 7515 appendix C: 4 characters carry 3 octets; a tail of 2 or 3 characters
+     * carries 1 or 2; a tail of 1 carries 6 bits, no whole octet: no text has it. */
+    static const long tail[4] = {0, -1, 1, 2};
+
+    if (tail[len % 4] < 0 || len / 4 > (size_t)(LONG_MAX / 3 - 2))
+        return -1;
+    return (long)(len / 4 * 3) + tail[len % 4];
+}
+
+long
+jose_b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap)
 {
     unsigned long acc = 0;
+    long          want = jose_b64url_decoded_len(len);
     size_t        i, o = 0;
     int           bits = 0, v;
 
-    if (len % 4 == 1)
+    if (want < 0 || (size_t)want > cap)
         return -1;
     for (i = 0; i < len; i++) {
         v = jose_b64_value((unsigned char)in[i]);
@@ -57,9 +72,10 @@ jose_b64url_decode(const char *in, size_t len, unsigned char *out)
             acc &= (1ul << bits) - 1;
         }
     }
+    assert(o == (size_t)want);
     if (acc != 0) /* RFC 4648 section 3.5: the pad bits are zero in the canonical text */
         return -1;
-    return (long)o;
+    return want;
 }
 
 size_t
@@ -132,29 +148,38 @@ jose_key_alg(const EVP_PKEY *key)
 
 /* ---- keys from JWK members ------------------------------------------------------------- */
 
-/* A base64url member of at most max octets (exactly max when exact) into out. */
+/* A base64url member into out, a buffer of cap octets: exactly cap of them when exact,
+ * else 1 to cap. Its length is judged from the text's length (exactly, RFC 7515
+ * appendix C) before a character is decoded, and the decoder is held to cap as well. */
 static long
-jose_member(const char *b64, unsigned char *out, size_t max, bool exact, const char *name,
+jose_member(const char *b64, unsigned char *out, size_t cap, bool exact, const char *name,
             char *err, size_t errlen)
 {
     size_t len = b64 != NULL ? strlen(b64) : 0;
-    long   n;
+    long   want, n;
 
-    if (b64 == NULL || len == 0) {
+    if (len == 0) {
         snprintf(err, errlen, "member '%s' is missing", name);
         return -1;
     }
-    if (len > (max + 2) / 3 * 4) {
-        snprintf(err, errlen, "member '%s' is too long", name);
-        return -1;
-    }
-    n = jose_b64url_decode(b64, len, out);
-    if (n < 0) {
+    want = jose_b64url_decoded_len(len);
+    if (want < 0) {
         snprintf(err, errlen, "member '%s' is not base64url", name);
         return -1;
     }
-    if ((size_t)n > max || (exact && (size_t)n != max)) {
-        snprintf(err, errlen, "member '%s' has the wrong length", name);
+    if (exact && (size_t)want != cap) {
+        snprintf(err, errlen, "member '%s' has the wrong length: %ld octets, not %zu", name,
+                 want, cap);
+        return -1;
+    }
+    if ((size_t)want > cap) {
+        snprintf(err, errlen, "member '%s' is too long: %ld octets, at most %zu", name, want,
+                 cap);
+        return -1;
+    }
+    n = jose_b64url_decode(b64, len, out, cap);
+    if (n < 0) {
+        snprintf(err, errlen, "member '%s' is not base64url", name);
         return -1;
     }
     return n;
@@ -187,7 +212,7 @@ done:
 static EVP_PKEY *
 jose_rsa_key(const struct jose_jwk *jwk, char *err, size_t errlen)
 {
-    unsigned char   n[JOSE_RSA_MAX_BITS / 8 + 1], e[16];
+    unsigned char   n[JOSE_RSA_MAX_BITS / 8 + 1], e[JOSE_RSA_E_MAX]; /* +1: a leading 0 */
     long            nlen, elen;
     BIGNUM         *bn = NULL, *be = NULL;
     OSSL_PARAM_BLD *bld = NULL;
@@ -266,14 +291,12 @@ jose_okp_key(const struct jose_jwk *jwk, char *err, size_t errlen)
 EVP_PKEY *
 jose_key_from_jwk(const struct jose_jwk *jwk, char *err, size_t errlen)
 {
-    EVP_PKEY     *key;
+    EVP_PKEY     *key = NULL;
     enum jose_alg want;
 
     if (jwk->kty == NULL) {
         snprintf(err, errlen, "member 'kty' is missing");
-        return NULL;
-    }
-    if (strcmp(jwk->kty, "RSA") == 0) {
+    } else if (strcmp(jwk->kty, "RSA") == 0) {
         key = jose_rsa_key(jwk, err, errlen);
     } else if (strcmp(jwk->kty, "EC") == 0) {
         key = jose_ec_key(jwk, err, errlen);
@@ -281,16 +304,16 @@ jose_key_from_jwk(const struct jose_jwk *jwk, char *err, size_t errlen)
         key = jose_okp_key(jwk, err, errlen);
     } else {
         snprintf(err, errlen, "key type '%s' is not supported: RSA, EC and OKP are", jwk->kty);
-        return NULL;
     }
     if (key != NULL && jwk->alg != NULL) {
         want = jose_alg_from_name(jwk->alg, strlen(jwk->alg));
         if (want == JOSE_ALG_UNKNOWN || want != jose_key_alg(key)) {
             snprintf(err, errlen, "alg '%s' does not fit a %s key", jwk->alg, jwk->kty);
             EVP_PKEY_free(key);
-            return NULL;
+            key = NULL;
         }
     }
+    ERR_clear_error(); /* a refused key leaves errors, as jose_verify's bad signatures do */
     return key;
 }
 
@@ -323,6 +346,19 @@ jose_ecdsa_to_der(const unsigned char *sig, size_t siglen, unsigned char *der, s
     return n > 0 ? (size_t)n : 0;
 }
 
+/* The one length a signature of alg by key has: RFC 7518 section 3.3 (RSASSA-PKCS1-v1_5:
+ * the modulus' octets), 3.4 (ES256: r || s), RFC 8037 section 3.1 (Ed25519: 64). */
+static size_t
+jose_sig_len(const EVP_PKEY *key, enum jose_alg alg)
+{
+    int n;
+
+    if (alg != JOSE_ALG_RS256)
+        return 2 * JOSE_P256_LEN; /* 64 for Ed25519 as well */
+    n = EVP_PKEY_get_size(key);
+    return n > 0 && n <= JOSE_SIG_MAX ? (size_t)n : 0;
+}
+
 enum jose_verify_rc
 jose_verify(EVP_PKEY *key, enum jose_alg alg, const void *input, size_t len,
             const unsigned char *sig, size_t siglen)
@@ -334,6 +370,8 @@ jose_verify(EVP_PKEY *key, enum jose_alg alg, const void *input, size_t len,
 
     if (alg == JOSE_ALG_UNKNOWN || alg != jose_key_alg(key))
         return JOSE_VERIFY_BAD_ALG;
+    if (siglen == 0 || siglen != jose_sig_len(key, alg))
+        return JOSE_VERIFY_BAD;
     if (alg == JOSE_ALG_ES256) {
         siglen = jose_ecdsa_to_der(sig, siglen, der, sizeof(der));
         if (siglen == 0)

@@ -6,7 +6,9 @@
  *
  * A resource server holds no shared secrets: HS256 and "none" have no enum value here,
  * so nothing can verify with them. Nothing here keeps state; every function may be called
- * from any thread. Verifying costs tens of microseconds: it runs on the worker's loop. */
+ * from any thread. Verifying costs tens of microseconds: it runs on the worker's loop.
+ * Making a key and verifying leave OpenSSL's per-thread error queue empty, refused or
+ * not: the next SSL_read on that worker would take an error left there for its own. */
 #ifndef SLUICE_JOSE_H
 #define SLUICE_JOSE_H
 
@@ -18,6 +20,7 @@
 #define JOSE_RSA_MIN_BITS 2048 /* RFC 7518 section 3.3: 2048 bits or larger */
 #define JOSE_RSA_MAX_BITS 8192 /* a bound on the work one verification may cost */
 #define JOSE_SIG_MAX      1024 /* octets of a signature: RSA-8192 */
+#define JOSE_RSA_E_MAX    16   /* octets of a public exponent (OpenSSL takes e < 2^256) */
 
 enum jose_alg {
     JOSE_ALG_UNKNOWN, /* anything else, "none" and HS* included */
@@ -38,12 +41,19 @@ struct jose_jwk {
     const char *alg; /* optional: when present it must be the one alg the key fits */
 };
 
-/* Base64url without padding. Decode returns the length, or -1 for a character outside
- * the alphabet, '=' padding, a length that is 1 mod 4 or non-zero unused bits (only the
- * canonical text of a value is accepted); out needs len / 4 * 3 + 2 octets.
- * Encode writes a NUL-terminated string and returns its length; out needs
+/* Base64url without padding (RFC 7515 section 2 and appendix C, RFC 4648 section 5).
+ * jose_b64url_decoded_len: the exact number of octets a text of len characters decodes
+ * to (3 per 4 characters; a tail of 2 characters is 1 octet, of 3 is 2), or -1 when no
+ * text of that length is valid (len % 4 == 1, and lengths whose octets overflow a long).
+ * jose_b64url_decode: at most cap octets into out; returns how many, or -1 for a length
+ * the above refuses, a text that decodes to more than cap octets (refused before anything
+ * is written), a character outside the alphabet, '=' padding, or non-zero unused bits in
+ * the last character (only the canonical text of a value is accepted, so a value has one
+ * text). out's contents are unspecified after -1.
+ * jose_b64url_encode: a NUL-terminated string; returns its length; out needs
  * (len + 2) / 3 * 4 + 1 octets. */
-long   jose_b64url_decode(const char *in, size_t len, unsigned char *out);
+long   jose_b64url_decoded_len(size_t len);
+long   jose_b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap);
 size_t jose_b64url_encode(const unsigned char *in, size_t len, char *out);
 
 /* "RS256", "ES256", "EdDSA" (case-sensitive, RFC 7515 section 4.1.1) -> enum. */
@@ -51,9 +61,11 @@ enum jose_alg jose_alg_from_name(const char *name, size_t len);
 const char   *jose_alg_name(enum jose_alg alg);
 
 /* A public key, or NULL and the reason in err. Refused: an unknown kty or crv, members
- * missing or of the wrong length, a point not on the curve, RSA below JOSE_RSA_MIN_BITS
- * or above JOSE_RSA_MAX_BITS, an alg that does not fit the key. The caller owns the key
- * (EVP_PKEY_free). */
+ * missing, not base64url or of the wrong length (x and y exactly 32 octets; n at most
+ * JOSE_RSA_MAX_BITS / 8 + 1, a leading zero allowed; e at most JOSE_RSA_E_MAX), a point
+ * not on the curve, RSA below JOSE_RSA_MIN_BITS or above JOSE_RSA_MAX_BITS, an alg that
+ * does not fit the key. A member's length is judged from its text's length before it is
+ * decoded. The caller owns the key (EVP_PKEY_free). */
 EVP_PKEY *jose_key_from_jwk(const struct jose_jwk *jwk, char *err, size_t errlen);
 
 /* The one algorithm a key of ours signs or verifies with. */
@@ -65,7 +77,9 @@ enum jose_verify_rc {
     JOSE_VERIFY_BAD_ALG, /* alg is unknown or does not fit the key: nothing was checked */
 };
 
-/* Check sig over input (the JWS signing input, "header.payload") with key and alg. */
+/* Check sig over input (the JWS signing input, "header.payload") with key and alg. A
+ * signature of any length but the alg's (64 octets for ES256 and EdDSA, the modulus'
+ * octets for RS256, never over JOSE_SIG_MAX) is JOSE_VERIFY_BAD before OpenSSL sees it. */
 enum jose_verify_rc jose_verify(EVP_PKEY *key, enum jose_alg alg, const void *input,
                                 size_t len, const unsigned char *sig, size_t siglen);
 

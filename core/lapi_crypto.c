@@ -23,18 +23,19 @@ lapi_b64url_decode(lua_State *L)
 {
     size_t         len;
     const char    *s = luaL_checklstring(L, 1, &len);
+    long           want = jose_b64url_decoded_len(len), n = -1;
     unsigned char *out;
-    long           n;
 
     if (len > LAPI_B64_MAX) {
         lua_pushnil(L);
         lua_pushstring(L, "too long");
         return 2;
     }
-    out = malloc(len / 4 * 3 + 2);
+    out = malloc(want > 0 ? (size_t)want : 1); /* exactly what the text decodes to */
     if (out == NULL)
         return luaL_error(L, "sluice.crypto.b64url_decode: out of memory");
-    n = jose_b64url_decode(s, len, out);
+    if (want >= 0)
+        n = jose_b64url_decode(s, len, out, (size_t)want);
     if (n < 0) {
         free(out);
         lua_pushnil(L);
@@ -110,40 +111,45 @@ lapi_random(lua_State *L)
     return 1;
 }
 
-/* A string member of the table at index 1, or NULL; raises on another type. */
-static const char *
-lapi_jwk_member(lua_State *L, const char *name)
+/* A string member of the table at index 1 into *out (NULL when absent); raises on
+ * another type. -1 for a string with a NUL in it (JSON's \u0000): jose.c reads members as
+ * C strings, and "x\0junk" must not pass for "x". */
+static int
+lapi_jwk_member(lua_State *L, const char *name, const char **out)
 {
-    const char *s;
+    size_t len;
 
+    *out = NULL;
     lua_getfield(L, 1, name);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
-        return NULL;
+        return 0;
     }
     if (lua_type(L, -1) != LUA_TSTRING)
         luaL_error(L, "sluice.crypto.jwk: member '%s' must be a string", name);
-    s = lua_tostring(L, -1);
+    *out = lua_tolstring(L, -1, &len);
     lua_pop(L, 1); /* the table still holds the string */
-    return s;
+    return strlen(*out) == len ? 0 : -1;
 }
 
 /* key, err = crypto.jwk(table) */
 static int
 lapi_jwk(lua_State *L)
 {
-    struct jose_jwk jwk;
-    EVP_PKEY      **ud;
-    char            err[160];
+    static const char *const names[] = {"kty", "crv", "n", "e", "x", "y", "alg"};
+    struct jose_jwk          jwk;
+    const char             **members[] = {&jwk.kty, &jwk.crv, &jwk.n, &jwk.e,
+                                          &jwk.x,   &jwk.y,   &jwk.alg};
+    EVP_PKEY               **ud;
+    char                     err[160];
 
     luaL_checktype(L, 1, LUA_TTABLE);
-    jwk.kty = lapi_jwk_member(L, "kty");
-    jwk.crv = lapi_jwk_member(L, "crv");
-    jwk.n = lapi_jwk_member(L, "n");
-    jwk.e = lapi_jwk_member(L, "e");
-    jwk.x = lapi_jwk_member(L, "x");
-    jwk.y = lapi_jwk_member(L, "y");
-    jwk.alg = lapi_jwk_member(L, "alg");
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (lapi_jwk_member(L, names[i], members[i]) < 0) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "member '%s' has a NUL in it", names[i]);
+            return 2;
+        }
     ud = lua_newuserdata(L, sizeof(*ud)); /* before the key: a raise here leaks nothing */
     *ud = NULL;
     luaL_getmetatable(L, LAPI_KEY_MT);

@@ -153,7 +153,9 @@ local function member(t, name, len)
   if v == nil then return nil, ("member '%s' is missing"):format(name) end
   local raw = crypto.b64url_decode(v)
   if not raw or raw == '' then return nil, ("member '%s' is not base64url"):format(name) end
-  if len and #raw ~= len then return nil, ("member '%s' has the wrong length"):format(name) end
+  if len and #raw ~= len then
+    return nil, ("member '%s' has the wrong length: %d octets, not %d"):format(name, #raw, len)
+  end
   return raw
 end
 
@@ -165,6 +167,9 @@ local function check_jwk(t)
       return nil, ('RSA key of %d bits: 2048 to 8192 are accepted'):format(#m * 8)
     end
     if m then m, err = member(t, 'e') end
+    if m and #m > 16 then -- JOSE_RSA_E_MAX
+      return nil, ("member 'e' is too long: %d octets, at most 16"):format(#m)
+    end
   elseif t.kty == 'EC' then
     if t.crv ~= 'P-256' then
       return nil, ("EC curve '%s' is not supported: P-256 is"):format(t.crv or '')
@@ -193,6 +198,9 @@ function crypto.jwk(t)
   for _, k in ipairs({ 'kty', 'crv', 'n', 'e', 'x', 'y', 'alg' }) do
     if t[k] ~= nil and type(t[k]) ~= 'string' then
       error(("sluice.crypto.jwk: member '%s' must be a string"):format(k), 2)
+    end
+    if t[k] ~= nil and t[k]:find('\0', 1, true) then
+      return nil, ("member '%s' has a NUL in it"):format(k)
     end
   end
   local ok, err = check_jwk(t)

@@ -173,6 +173,44 @@ def test_unknown_kids_refetch_the_key_set_at_most_once_a_minute(make, idp):
     assert reasons == ['unknown_key'] * 4
 
 
+def test_a_fetched_key_set_with_members_a_length_off_keeps_only_its_good_keys(make, idp):
+    """An IdP's JWKS is the other party's bytes: keys whose members are one or two octets
+    longer or shorter than their buffers, or carry a NUL, are skipped (before the fix a
+    44-character x overran a stack buffer: the ASan daemon died on the fetch), and a
+    token naming one of them is refused as unknown_key, not verified by a truncated key."""
+    from bearer import b64url
+    good, ed, ec, rs = (Key('EdDSA', 'good'), Key('EdDSA', 'ed'), Key('ES256', 'ec'),
+                        Key('RS256', 'rs'))
+
+    def bad(key, kid, **members):
+        return dict(key.jwk, kid=kid, **members)
+    idp.jwks = {'keys': [
+        bad(ed, 'x44', x=ed.jwk['x'] + 'A'),
+        bad(ed, 'x42', x=ed.jwk['x'][:42]),
+        bad(ed, 'nul', x=ed.jwk['x'] + '\0'),
+        bad(ec, 'y33', y=ec.jwk['y'] + 'A'),
+        bad(ec, 'x34', x=b64url(b'\x01' * 34)),
+        bad(rs, 'n1026', n=b64url(b'\x80' * 1026)),
+        bad(rs, 'e18', e=b64url(b'\x01' + b'\x00' * 16 + b'\x01')),
+        good.jwk,
+    ]}
+    relay = make()
+    reply, c = auth(relay, make_token(good, claims()))
+    assert reply == OK
+    c.close()
+    [fetched] = relay.wait_logs('oauth2.jwks_fetched')
+    assert fetched['keys'] == 1
+    for kid, key in (('nul', ed), ('x44', ed), ('y33', ec), ('e18', rs)):
+        reply, c = auth(relay, make_token(key, claims(), kid=kid))
+        assert reply == INVALID, kid
+        c.close()
+    reasons = [e['reason'] for e in relay.audit('token_validation', 5)[1:]]
+    assert reasons == ['unknown_key'] * 4
+    reply, c = auth(relay, make_token(good, claims()))
+    assert reply == OK  # still up, same keys
+    c.close()
+
+
 def test_opaque_tokens_are_introspected_with_client_authentication_and_cached(make, idp):
     token = opaque()
     idp.tokens[token] = claims()

@@ -148,6 +148,23 @@ describe('sluice.jwks', function()
     assert.same({ nil, 'not a JWKS (expected {"keys": [...]})' }, { jwks.parse('[]') })
   end)
 
+  it('skips keys whose members are a length off or carry a NUL, as the engine does', function()
+    local good = testing.jwk('good')
+    local x44 = good.x .. 'A' -- 33 octets: the report's 44-character x
+    local set = assert(jwks.parse(json.encode({ keys = {
+      { kty = 'OKP', crv = 'Ed25519', kid = 'long', x = x44 },
+      { kty = 'OKP', crv = 'Ed25519', kid = 'nul', x = good.x .. '\0' },
+      { kty = 'RSA', kid = 'e17', n = string.rep('gICA', 86), e = 'AQAAAAAAAAAAAAAAAAAAAAE' },
+      good,
+    } })))
+    assert.same({ 1, 3 }, { #set.list, #set.skipped })
+    assert.same({
+      "key 1: member 'x' has the wrong length: 33 octets, not 32",
+      "key 2: member 'x' has a NUL in it",
+      "key 3: member 'e' is too long: 17 octets, at most 16",
+    }, set.skipped)
+  end)
+
   it('marks a set holding a sluice token dev key', function()
     local set = assert(jwks.parse(json.encode({ keys = { testing.jwk('sluice-dev-abc') } })))
     assert.equal('sluice-dev-abc', set.dev)
