@@ -230,10 +230,10 @@ cmd_run_cleanup(struct cmd_run_state *st)
         worker_drain(st->workers[i]);
     for (int i = 0; i < st->started; i++)
         worker_join(st->workers[i]);
+    offload_free(st->d.offload); /* before the workers: a job in flight returns to one */
     for (int i = 0; i < st->made; i++)
         worker_free(st->workers[i]);
     daemon_ctl_cleanup(&st->ctl);
-    offload_free(st->d.offload);
     iplimit_free(st->d.iplimit);
     audit_free(st->d.audit);
     shdict_free(st->d.shdict);
