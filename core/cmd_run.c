@@ -246,6 +246,7 @@ static int
 cmd_run_serve(struct config *cfg, const char *path, struct listener_set *ls)
 {
     struct cmd_run_state st = { .n = cfg->workers };
+    struct generation   *first = NULL; /* holds a ref: a reload may replace st.d.gen */
     char                 err[1024] = "out of memory";
     int                  rc = EXIT_OSERR;
 
@@ -256,11 +257,17 @@ cmd_run_serve(struct config *cfg, const char *path, struct listener_set *ls)
         config_free(cfg);
     } else if (cmd_run_make(&st, cfg, ls, err, sizeof(err)) == 0) {
         privfile_seal(); /* before the first connection is accepted */
+        /* From cmd_run_start() on, st.d.gen is the control thread's too (a `ctl reload`
+         * may come before daemon.ready): read it under st.ctl.mu or, as here, through a
+         * reference taken before. */
+        first = generation_ref(st.d.gen);
         if (cmd_run_start(&st, err, sizeof(err)) == 0)
             rc = 0;
     }
     if (rc == 0) {
-        cmd_run_log_ready(st.d.gen->parts.cfg, st.d.gen->parts.authdb);
+        cmd_run_log_ready(first->parts.cfg, first->parts.authdb);
+        generation_unref(first);
+        first = NULL;
         cmd_run_wait(&st.ctl);
         st.started = 0; /* drained and joined */
     } else if (st.config_failed) {
@@ -269,6 +276,7 @@ cmd_run_serve(struct config *cfg, const char *path, struct listener_set *ls)
     } else {
         log_msg(LOG_ERR, "daemon.fail", 0, "%s", err);
     }
+    generation_unref(first);
     cmd_run_cleanup(&st);
     return rc;
 }
