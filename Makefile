@@ -2,6 +2,7 @@
 # commands a fresh Debian 12 machine needs.
 BUILD     ?= build
 ASAN      ?= build-asan
+TSAN      ?= build-tsan
 FUZZ      ?= build-fuzz
 FUZZ_SECS ?= 30
 PYTHON    ?= /usr/bin/python3
@@ -12,7 +13,8 @@ DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
 	slapd ldap-utils nodejs \
 	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest python3-cryptography
 
-.PHONY: all deps service-user build asan fuzz certs run test unit unit-asan fuzz-run lua integration bench clean
+.PHONY: all deps service-user build asan tsan fuzz certs run test unit unit-asan unit-tsan \
+	fuzz-run lua integration integration-tsan bench clean
 
 all: build
 
@@ -46,6 +48,15 @@ asan:
 	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON >/dev/null
 	cmake --build $(ASAN) -j $(JOBS)
 
+tsan:
+	cmake -S . -B $(TSAN) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_TSAN=ON >/dev/null
+	cmake --build $(TSAN) -j $(JOBS)
+
+# A race fails the run: halt_on_error makes the process exit 66 at the first report.
+# tests/tsan.supp names only uninstrumented libraries, each entry with its reason.
+TSAN_OPTIONS_ALL = halt_on_error=1 second_deadlock_stack=1 \
+	suppressions=$(CURDIR)/tests/tsan.supp
+
 fuzz:
 	CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON >/dev/null
 	cmake --build $(FUZZ) -j $(JOBS)
@@ -70,6 +81,9 @@ unit-asan: asan
 	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		ctest --output-on-failure
 
+unit-tsan: tsan
+	cd $(TSAN) && TSAN_OPTIONS="$(TSAN_OPTIONS_ALL)" ctest --output-on-failure
+
 # Each target FUZZ_SECS seconds (and no input over 10 s) from its seeds in
 # tests/fuzz/corpus/<name without fuzz_>/; what it finds on the way is dropped. Its log,
 # $(FUZZ)/fuzz_<name>.log, is not a target.
@@ -92,12 +106,19 @@ integration: build asan certs
 	cd tests/integration/idp && npm ci --no-audit --no-fund   # test_idp.py's oidc-provider
 	SLUICE_BIN=$(CURDIR)/$(ASAN)/sluice $(PYTHON) -m pytest -q tests/integration
 
-# Every test: C unit tests (plain and ASan+UBSan), fuzzers (bounded), busted, integration.
+# The integration tests that run threads against each other (marker `threads`, see
+# tests/integration/conftest.py) under ThreadSanitizer: about a minute on 2 cores.
+integration-tsan: tsan certs
+	SLUICE_BIN=$(CURDIR)/$(TSAN)/sluice TSAN_OPTIONS="$(TSAN_OPTIONS_ALL)" \
+		$(PYTHON) -m pytest -q -m threads tests/integration
+
+# Every test: C unit tests (plain, ASan+UBSan, TSan), fuzzers (bounded), busted,
+# integration (ASan+UBSan; the threaded ones again under TSan).
 test: deps service-user
-	$(MAKE) unit unit-asan fuzz-run lua integration
+	$(MAKE) unit unit-asan unit-tsan fuzz-run lua integration integration-tsan
 
 bench: build certs
 	bench/run.sh
 
 clean:
-	rm -rf $(BUILD) $(ASAN) $(FUZZ) run
+	rm -rf $(BUILD) $(ASAN) $(TSAN) $(FUZZ) run

@@ -251,10 +251,10 @@ cmd_run_cleanup(struct cmd_run_state *st)
         worker_drain(st->workers[i]);
     for (int i = 0; i < st->started; i++)
         worker_join(st->workers[i]);
+    offload_free(st->d.offload); /* before the workers: a job in flight returns to one */
     for (int i = 0; i < st->made; i++)
         worker_free(st->workers[i]);
     daemon_ctl_cleanup(&st->ctl);
-    offload_free(st->d.offload);
     iplimit_free(st->d.iplimit);
     inflight_free(st->d.inflight); /* after worker_free: every transaction has ended */
     audit_free(st->d.audit);
@@ -268,6 +268,7 @@ static int
 cmd_run_serve(struct config *cfg, const char *path, struct listener_set *ls)
 {
     struct cmd_run_state st = { .n = cfg->workers };
+    struct generation   *first = NULL; /* holds a ref: a reload may replace st.d.gen */
     char                 err[1024] = "out of memory";
     int                  rc = EXIT_OSERR;
 
@@ -278,11 +279,17 @@ cmd_run_serve(struct config *cfg, const char *path, struct listener_set *ls)
         config_free(cfg);
     } else if (cmd_run_make(&st, cfg, ls, err, sizeof(err)) == 0) {
         privfile_seal(); /* before the first connection is accepted */
+        /* From cmd_run_start() on, st.d.gen is the control thread's too (a `ctl reload`
+         * may come before daemon.ready): read it under st.ctl.mu or, as here, through a
+         * reference taken before. */
+        first = generation_ref(st.d.gen);
         if (cmd_run_start(&st, err, sizeof(err)) == 0)
             rc = 0;
     }
     if (rc == 0) {
-        cmd_run_log_ready(st.d.gen->parts.cfg, st.d.gen->parts.authdb);
+        cmd_run_log_ready(first->parts.cfg, first->parts.authdb);
+        generation_unref(first);
+        first = NULL;
         cmd_run_wait(&st.ctl);
         st.started = 0; /* drained and joined */
     } else if (st.config_failed) {
@@ -291,6 +298,7 @@ cmd_run_serve(struct config *cfg, const char *path, struct listener_set *ls)
     } else {
         log_msg(LOG_ERR, "daemon.fail", 0, "%s", err);
     }
+    generation_unref(first);
     cmd_run_cleanup(&st);
     return rc;
 }

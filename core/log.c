@@ -14,14 +14,17 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-/* The one mutable global: written once by log_set_level() before threads exist,
- * only read afterwards. */
-static int log_threshold = LOG_INFO;
+/* The one mutable global: set at start-up and again by every reload (daemon_ctl.c, on
+ * the main or the control thread) while every thread logs. An atomic, relaxed: it
+ * publishes nothing else, and a line logged a moment after a reload at the old level is
+ * harmless. */
+static atomic_int log_threshold = LOG_INFO;
 
 static const char *const log_level_names[] = {
     [LOG_DEBUG] = "debug",   [LOG_INFO] = "info", [LOG_NOTICE] = "notice",
@@ -41,7 +44,13 @@ log_set_level(int level)
         level = LOG_DEBUG;
     if (level > LOG_ERR)
         level = LOG_ERR;
-    log_threshold = level;
+    atomic_store_explicit(&log_threshold, level, memory_order_relaxed);
+}
+
+static bool
+log_is_skipped(int level)
+{
+    return level < atomic_load_explicit(&log_threshold, memory_order_relaxed);
 }
 
 int
@@ -207,7 +216,7 @@ log_begin(struct logline *l, int level, const char *event, uint64_t sid)
     char ts[40], id[24];
 
     l->len = 0;
-    l->skip = level < log_threshold;
+    l->skip = log_is_skipped(level);
     if (l->skip)
         return;
     if (level > LOG_ERR)
@@ -306,7 +315,7 @@ log_msg(int level, const char *event, uint64_t sid, const char *fmt, ...)
     char           msg[LOG_LINE_MAX];
     va_list        ap;
 
-    if (level < log_threshold)
+    if (log_is_skipped(level))
         return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);

@@ -24,7 +24,7 @@ struct logline {
     bool   skip; /* below the threshold: calls are no-ops */
 };
 
-/* Process-wide threshold; set once at start-up before threads exist. */
+/* Process-wide threshold: set at start-up and on reload; any thread (an atomic). */
 void log_set_level(int level);
 int  log_level_from_name(const char *name); /* -1 if unknown */
 

@@ -33,7 +33,7 @@ struct offload {
 struct offload_return {
     struct ev_loop     *loop;  /* borrows */
     ev_async            async;
-    pthread_mutex_t     mu;    /* guards done_head */
+    pthread_mutex_t     mu;    /* guards done_head and the ev_async_send() on async */
     struct offload_job *done_head;
 };
 
@@ -91,8 +91,10 @@ offload_thread(void *arg)
         pthread_mutex_lock(&r->mu);
         job->next = r->done_head;
         r->done_head = job;
-        pthread_mutex_unlock(&r->mu);
+        /* Under mu: once the job is on the list, its loop may run done(), finish and
+         * free r; offload_return_free() takes mu, so it waits for this send. */
         ev_async_send(r->loop, &r->async);
+        pthread_mutex_unlock(&r->mu);
     }
 }
 
@@ -186,6 +188,8 @@ offload_return_free(struct offload_return *r)
         return;
     ev_ref(r->loop);
     ev_async_stop(r->loop, &r->async);
+    pthread_mutex_lock(&r->mu); /* a pool thread may still be in ev_async_send() on r */
+    pthread_mutex_unlock(&r->mu);
     pthread_mutex_destroy(&r->mu);
     free(r);
 }

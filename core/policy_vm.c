@@ -221,7 +221,11 @@ policy_vm_new(const struct config *cfg, struct shdict *dict, struct ev_loop *loo
 
     if (vm == NULL)
         goto oom;
-    vm->env = (struct lapi_env){.cfg = cfg, .dict = dict, .loop = loop};
+    /* No loop while the policies load: a reload loads them on its own thread while the
+     * worker runs loop, and ev_now(loop) there would read the worker's clock without
+     * synchronisation. Top-level code gets the wall clock; hooks, on the worker, its
+     * loop's time (the vm reaches the worker through worker_set_gen()'s mutex). */
+    vm->env = (struct lapi_env){.cfg = cfg, .dict = dict, .loop = NULL};
     vm->verdict_check = LUA_NOREF;
     vm->L = luaL_newstate();
     if (vm->L == NULL)
@@ -241,6 +245,7 @@ policy_vm_new(const struct config *cfg, struct shdict *dict, struct ev_loop *loo
         goto fail;
     lua_settop(vm->L, 0);
     lapi_budget_install(vm->L);
+    vm->env.loop = loop;
     return vm;
 oom:
     snprintf(err, errlen, "policies: out of memory");

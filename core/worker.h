@@ -25,14 +25,19 @@ struct iplimit;
 struct shdict;
 struct worker_gen;
 
-/* What all workers share. Read-only after start-up except where noted. */
+/* What all workers share. The pointers are set before any thread starts; a worker reads
+ * gen and audit only in worker_new() (it then reaches its generation through its own
+ * worker_gen, handed over by worker_set_gen()), the other three for its whole life. */
 struct daemon {
-    struct generation *gen;     /* borrows; the generation worker_new() starts with */
-    struct offload    *offload; /* borrows */
-    struct iplimit    *iplimit; /* borrows; internally locked */
+    struct generation *gen;     /* holds a ref: the current generation. Rewritten by
+                                 * every reload, on the main or the control thread:
+                                 * once those run, read and written under daemon_ctl.mu */
+    struct offload    *offload; /* borrows; internally locked (offload.h) */
+    struct iplimit    *iplimit; /* borrows; a mutex per shard, atomic totals and limits */
     struct inflight   *inflight; /* borrows; memory for messages, internally locked */
-    struct shdict     *shdict;  /* borrows; sluice.shdict, internally locked (sharded) */
-    struct audit      *audit;   /* borrows; NULL: each policy state opens its own */
+    struct shdict     *shdict;  /* borrows; sluice.shdict, a mutex per shard */
+    struct audit      *audit;   /* borrows; internally locked. NULL: none yet; a reload
+                                 * may set it (under daemon_ctl.mu), never change it */
     int                exit_code;
 };
 
@@ -62,7 +67,8 @@ struct worker_stats {
 struct worker {
     int                     index;
     struct daemon          *daemon;   /* borrows */
-    struct ev_loop         *loop;     /* owns */
+    struct ev_loop         *loop;     /* owns; run by this thread only: others only
+                                       * ev_async_send() to it (wake, offload returns) */
     pthread_t               thread;
     struct worker_listener *listeners; /* owns */
     size_t                  n_listeners;

@@ -42,6 +42,32 @@ DOMAINS = ("{ ['example.org'] = { check_header_from = false },"
 DEFAULT_DOMAINS = "{ ['example.org'] = {}, ['example.net'] = {} }"
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'threads: runs threads of the daemon against each other (reloads, the '
+        'control socket, the thread pool, shared zones); `make integration-tsan` runs '
+        'these under ThreadSanitizer')
+
+
+# What a sanitizer writes on stderr when it finds something (ASan, UBSan, TSan).
+SANITIZER_MARKS = ('AddressSanitizer', 'ThreadSanitizer', 'runtime error:')
+
+
+def sanitizer_report(err):
+    """The sanitizer report in a process's stderr text (from its first line), or None."""
+    at = [err.find(m) for m in SANITIZER_MARKS if m in err]
+    if not at:
+        return None
+    start = err.rfind('\n', 0, min(at)) + 1
+    return err[start:start + 6000]
+
+
+def assert_no_sanitizer_report(err, who='sluice'):
+    report = sanitizer_report(err)
+    if report is not None:
+        pytest.fail('%s: sanitizer report:\n%s' % (who, report), pytrace=False)
+
+
 def free_port(host='127.0.0.1'):
     with socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET) as s:
         s.bind((host, 0))
@@ -411,6 +437,7 @@ def sink(tmp_path):
     s = Sink(_mk(tmp_path / 'sink'))
     yield s
     s.stop()
+    assert_no_sanitizer_report(s.err.read_text(errors='replace'), 'sluice sink')
 
 
 def _mk(p):
@@ -444,7 +471,7 @@ def make_relay(tmp_path, certs, users_dir):
     for r in made:
         rc = r.stop()
         err = r.err.read_text(errors='replace')
-        assert 'AddressSanitizer' not in err and 'runtime error' not in err, err
+        assert_no_sanitizer_report(err)
         assert rc == 0, 'sluice run exited %s on TERM:\n%s' % (rc, err[-3000:])
 
 

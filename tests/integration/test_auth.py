@@ -50,6 +50,7 @@ PASSWORD_EXCHANGES = {
 }
 
 
+@pytest.mark.threads  # hashes in the thread pool
 @pytest.mark.parametrize('name', PASSWORD_EXCHANGES)
 def test_password_mechanism_authenticates_and_the_message_is_relayed(relay, sink, name):
     c = relay.raw()
@@ -334,6 +335,7 @@ def test_listener_offers_and_accepts_only_its_configured_mechanisms(make_relay, 
     assert [o['mech'] for o in relay.logs('auth.ok')] == ['PLAIN']
 
 
+@pytest.mark.threads  # the thread pool
 def test_unknown_user_costs_the_same_time_as_a_wrong_password(make_relay, sink):
     # policies/ratelimit.lua would block 127.0.0.1 after 5 failures (454): not here
     relay = make_relay(upstream_conf(sink.port), policies=[

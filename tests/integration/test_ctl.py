@@ -18,7 +18,11 @@ import time
 
 import pytest
 
-from conftest import ALICE, PASSWORDS, SHIPPED_POLICIES, SLUICE, Relay, b64, upstream_conf
+from conftest import (ALICE, PASSWORDS, SHIPPED_POLICIES, SLUICE, Relay,
+                      assert_no_sanitizer_report, b64, upstream_conf)
+
+# The control thread against the workers: `make integration-tsan`.
+pytestmark = pytest.mark.threads
 
 SITE = """-- a site policy that does nothing: only here to be broken and reloaded
 return { on_connect = function(session) return nil end }
@@ -66,7 +70,7 @@ def ctl_relay(world, sink):
     for r in relays:
         rc = r.stop()
         err = r.err.read_text(errors='replace')
-        assert 'AddressSanitizer' not in err and 'runtime error' not in err, err
+        assert_no_sanitizer_report(err)
         assert rc == 0, err[-3000:]
 
 

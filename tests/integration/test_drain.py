@@ -18,6 +18,9 @@ import pytest
 
 from conftest import ALICE, client_bytes, upstream_conf
 
+# The main thread drains the workers while they serve: `make integration-tsan`.
+pytestmark = pytest.mark.threads
+
 BODY = b'Subject: drain\r\n\r\nsent while the relay was asked to stop\r\n'
 
 

@@ -266,6 +266,7 @@ def test_directory_users_of_both_modes_send_on_both_listeners(ldap_relay, sink, 
     assert LDAP_PASSWORDS['alice@example.org'] not in log and SERVICE_PW not in log
 
 
+@pytest.mark.threads  # LDAP dials in the thread pool
 def test_connections_are_reused_across_sessions(ldap_relay, sink):
     relay = ldap_relay(extra=NO_CACHE)
     for _ in range(4):
@@ -407,6 +408,7 @@ def world(certs, users_dir):
     shutil.rmtree(d, ignore_errors=True)
 
 
+@pytest.mark.threads  # a reload
 def test_a_reload_takes_new_directory_settings_and_a_broken_one_changes_nothing(
         world, sink, slapd):
     certs = world / 'certs'
@@ -454,6 +456,7 @@ def timed(c, line):
     return reply, time.monotonic() - started
 
 
+@pytest.mark.threads  # the thread pool
 def test_hung_directory_gives_454_after_the_timeout_and_never_blocks_the_worker(
         ldap_relay, sink, slapd, certs):
     timeout = 3.0  # generous: this machine may be shared, and stall a second now and then

@@ -38,6 +38,7 @@ def hash_of(password, scheme):
                           capture_output=True, check=True).stdout.strip()
 
 
+@pytest.mark.threads  # hashes in the thread pool
 def test_argon2id_users_log_in_beside_crypt_ones(tmp_path, run_relay):
     users = tmp_path / 'users'
     users.mkdir()

@@ -7,6 +7,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from conftest import ALICE, PASSWORDS, SHIPPED_POLICIES, SLUICE, b64, upstream_conf
 
 TEMPFAIL = (451, b'4.3.0 Temporary policy failure, try again later')
@@ -203,6 +205,7 @@ def test_check_fails_with_78_on_a_policy_that_does_not_load(make_relay, sink, tm
         assert want in out.stderr, out.stderr
 
 
+@pytest.mark.threads  # the audit writer thread
 def test_the_audit_log_has_logins_and_relayed_messages(relay, sink):
     c = relay.raw()
     c.cmd(b'EHLO client.test')
@@ -225,6 +228,7 @@ def test_the_audit_log_has_logins_and_relayed_messages(relay, sink):
     assert sent['size'] > 0 and sent['tls_version'] == 'TLSv1.3'
 
 
+@pytest.mark.threads  # sluice.shdict
 def test_the_shipped_ratelimit_blocks_an_address_after_five_failures(relay, sink):
     c = relay.raw()
     c.cmd(b'EHLO client.test')

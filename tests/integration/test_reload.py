@@ -18,8 +18,11 @@ import time
 
 import pytest
 
-from conftest import (ALICE, PASSWORDS, ROOT, SHIPPED_POLICIES, SLUICE, Relay, b64,
-                      upstream_conf)
+from conftest import (ALICE, PASSWORDS, ROOT, SHIPPED_POLICIES, SLUICE, Relay,
+                      assert_no_sanitizer_report, b64, upstream_conf)
+
+# Reloads run on the main thread while the workers serve: `make integration-tsan`.
+pytestmark = pytest.mark.threads
 
 POLICY = """-- a site policy whose behaviour names its generation
 local sluice = require('sluice')
@@ -64,7 +67,7 @@ def reloadable(world, sink):
     for r in relays:
         rc = r.stop()
         err = r.err.read_text(errors='replace')
-        assert 'AddressSanitizer' not in err and 'runtime error' not in err, err
+        assert_no_sanitizer_report(err)
         assert rc == 0, err[-3000:]
 
 

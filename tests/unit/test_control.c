@@ -112,17 +112,23 @@ static ssize_t
 ask(const char *path, const char *line, char *buf, size_t cap)
 {
     int     fd = connect_to(path);
-    ssize_t n;
+    size_t  len = strlen(line);
+    char   *req = malloc(len + 1);
+    ssize_t n = -1;
 
     buf[0] = '\0';
-    if (fd < 0)
-        return -1;
-    if (send(fd, line, strlen(line), MSG_NOSIGNAL) < 0 || send(fd, "\n", 1, MSG_NOSIGNAL) < 0) {
+    if (fd < 0 || req == NULL)
+        goto out;
+    /* One send: the daemon may answer an overlong line and close before a second one,
+     * which would then fail with EPIPE and lose the reply. */
+    memcpy(req, line, len);
+    req[len] = '\n';
+    if (send(fd, req, len + 1, MSG_NOSIGNAL) == (ssize_t)(len + 1))
+        n = read_reply(fd, buf, cap);
+out:
+    free(req);
+    if (fd >= 0)
         close(fd);
-        return -1;
-    }
-    n = read_reply(fd, buf, cap);
-    close(fd);
     return n;
 }
 
