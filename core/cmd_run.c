@@ -181,7 +181,7 @@ cmd_run_make(struct cmd_run_state *st, struct config *cfg, const struct listener
         st->config_failed = true;
         goto out;
     }
-    st->d.shdict = shdict_new(cfg->shdict_size, CMD_RUN_SHDICT_SHARDS, err, errlen);
+    st->d.shdict = shdict_new(cfg->shdict_size, CMD_RUN_SHDICT_SHARDS, SHDICT_EVICT, err, errlen);
     if (st->d.shdict == NULL)
         goto out;
     if (cfg->audit_log != NULL && (st->d.audit = audit_open(cfg->audit_log, err, errlen)) == NULL)

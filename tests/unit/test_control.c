@@ -151,7 +151,7 @@ static struct shdict *
 new_dict(void)
 {
     char           err[128];
-    struct shdict *d = shdict_new(1 << 20, 8, err, sizeof(err));
+    struct shdict *d = shdict_new(1 << 20, 8, SHDICT_EVICT, err, sizeof(err));
 
     if (d == NULL) {
         fprintf(stderr, "shdict_new: %s\n", err);
@@ -336,7 +336,7 @@ reset_of_many_keys_removes_them_all(void)
     struct shdict_stats st;
     int                i;
 
-    d = shdict_new(16 << 20, 8, err, sizeof(err));
+    d = shdict_new(16 << 20, 8, SHDICT_EVICT, err, sizeof(err));
     c = serve("many.ctl", &fd, d, path, sizeof(path));
     for (i = 0; i < 25000; i++) { /* over CONTROL_MAX_ENTRIES: several passes */
         snprintf(key, sizeof(key), "many:60:%d", i);

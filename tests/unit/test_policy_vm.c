@@ -164,7 +164,7 @@ the_core_module_works_in_the_state(void)
 {
     char              err[1024] = "", p[256], line[512] = "";
     struct config    *cfg = load_config("");
-    struct shdict    *dict = shdict_new(1 << 20, 4, err, sizeof(err));
+    struct shdict    *dict = shdict_new(1 << 20, 4, SHDICT_EVICT, err, sizeof(err));
     struct policy_vm *vm = cfg && dict ? policy_vm_new(cfg, dict, NULL, err, sizeof(err)) : NULL;
     struct audit     *audit = NULL;
     FILE             *f;
