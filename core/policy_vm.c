@@ -212,7 +212,7 @@ policy_vm_set_audit(struct policy_vm *vm, struct audit *a)
 }
 
 struct policy_vm *
-policy_vm_new(const struct config *cfg, struct shdict *dict, struct ev_loop *loop,
+policy_vm_new(const struct config *cfg, struct zones *zones, struct ev_loop *loop,
               char *err, size_t errlen)
 {
     struct policy_vm  *vm = calloc(1, sizeof(*vm));
@@ -221,7 +221,7 @@ policy_vm_new(const struct config *cfg, struct shdict *dict, struct ev_loop *loo
 
     if (vm == NULL)
         goto oom;
-    vm->env = (struct lapi_env){.cfg = cfg, .dict = dict, .loop = loop};
+    vm->env = (struct lapi_env){.cfg = cfg, .zones = zones, .loop = loop};
     vm->verdict_check = LUA_NOREF;
     vm->L = luaL_newstate();
     if (vm->L == NULL)

@@ -21,7 +21,7 @@ struct offload;
 struct offload_return;
 struct smtp_session;
 struct iplimit;
-struct shdict;
+struct zones;
 struct worker_gen;
 
 /* What all workers share. Read-only after start-up except where noted. */
@@ -29,7 +29,7 @@ struct daemon {
     struct generation *gen;     /* borrows; the generation worker_new() starts with */
     struct offload    *offload; /* borrows */
     struct iplimit    *iplimit; /* borrows; internally locked */
-    struct shdict     *shdict;  /* borrows; sluice.shdict, internally locked (sharded) */
+    struct zones      *zones;   /* borrows; sluice.zone, internally locked (sharded) */
     struct audit      *audit;   /* borrows; NULL: each policy state opens its own */
     int                exit_code;
 };
