@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shdict.h"
+#include "zone.h"
 
 static unsigned char  auth_cache_secret[32];
 static int            auth_cache_ready = -1; /* 1 ready, 0 no randomness */
@@ -52,18 +52,18 @@ auth_cache_key(unsigned gen, const char *backend, const char *identity, const ch
 }
 
 bool
-auth_cache_hit(struct shdict *d, const char *key, double now)
+auth_cache_hit(struct zone *z, const char *key, double now)
 {
     struct shdict_value v = { 0 };
 
-    return d != NULL && shdict_get(d, key, strlen(key), &v, now) == SHDICT_OK;
+    return z != NULL && zone_get(z, key, strlen(key), &v, now) == SHDICT_OK;
 }
 
 void
-auth_cache_store(struct shdict *d, const char *key, double ttl, double now)
+auth_cache_store(struct zone *z, const char *key, double ttl, double now)
 {
     struct shdict_value v = { .type = SHDICT_NUMBER, .num = 1 };
 
-    if (d != NULL && ttl > 0)
-        shdict_set(d, key, strlen(key), &v, ttl, now);
+    if (z != NULL && ttl > 0)
+        zone_set(z, key, strlen(key), &v, ttl, now);
 }

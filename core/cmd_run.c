@@ -26,10 +26,9 @@
 #include "log.h"
 #include "offload.h"
 #include "privfile.h"
-#include "shdict.h"
+#include "zone.h"
 #include "worker.h"
 
-#define CMD_RUN_SHDICT_SHARDS 64 /* sluice.shdict: one mutex each */
 #define CMD_RUN_MMAP_THRESHOLD (1024 * 1024) /* malloc: own mappings from here up */
 
 /* Started as root: bound the listeners, loaded the keys; now become cfg->user for good. */
@@ -191,8 +190,8 @@ cmd_run_make(struct cmd_run_state *st, struct config *cfg, const struct listener
         st->config_failed = true;
         goto out;
     }
-    st->d.shdict = shdict_new(cfg->shdict_size, CMD_RUN_SHDICT_SHARDS, err, errlen);
-    if (st->d.shdict == NULL)
+    st->d.zones = zones_new(cfg, err, errlen);
+    if (st->d.zones == NULL)
         goto out;
     if (cfg->audit_log != NULL && (st->d.audit = audit_open(cfg->audit_log, err, errlen)) == NULL)
         goto out;
@@ -236,7 +235,7 @@ cmd_run_start(struct cmd_run_state *st, char *err, size_t errlen)
         return -1;
     }
     if (st->control != NULL &&
-        control_start(st->control, &ops, st->d.shdict, st->d.audit) != 0) {
+        control_start(st->control, &ops, st->d.zones, st->d.audit) != 0) {
         snprintf(err, errlen, "cannot start the control thread");
         return -1;
     }
@@ -258,7 +257,7 @@ cmd_run_cleanup(struct cmd_run_state *st)
     iplimit_free(st->d.iplimit);
     inflight_free(st->d.inflight); /* after worker_free: every transaction has ended */
     audit_free(st->d.audit);
-    shdict_free(st->d.shdict);
+    zones_free(st->d.zones);
     generation_unref(st->d.gen);
     free(st->workers);
 }

@@ -422,7 +422,7 @@ cfg_walk_cb(lua_State *L)
         "hostname", "workers", "user",      "users_dir", "insecure", "log_level", "listeners",
         "tls",      "limits",  "timeouts",  "upstreams", "routes",   "pool",
         "policies", "hook_timeout", "audit_log", "lua_dir", "shdict_size", "domains",
-        "control_socket", "auth_cache_ttl", "default_domain", NULL,
+        "control_socket", "auth_cache_ttl", "default_domain", "zones", NULL,
     };
     struct cfg_walk *w = lua_touserdata(L, 1);
     struct cfg_ctx  *ctx = w->ctx;

@@ -142,6 +142,28 @@ struct config_domain {
     struct config_ldap         *ldap;    /* owns; NULL when the domain has no ldap table */
 };
 
+/* Shared state zones (config_zones.c, docs/configuration.md `zones`). The built-in zones
+ * are always there, at these indices of config.zones; a configuration may add its own. */
+enum config_zone_builtin {
+    CONFIG_ZONE_DEFAULT,    /* sluice.shdict: site policies' own counters and notes */
+    CONFIG_ZONE_LIMITS,     /* sluice.ratelimit's counters */
+    CONFIG_ZONE_BLOCKS,     /* sluice.ratelimit's active blocks: never evicted */
+    CONFIG_ZONE_DENYLIST,   /* the bearer-token deny-list (sluice ctl token): never evicted */
+    CONFIG_ZONE_AUTH_CACHE, /* remembered password checks, introspection answers */
+    CONFIG_ZONE_JWKS,       /* fetched JSON Web Key Sets */
+    CONFIG_ZONE_N_BUILTIN,
+};
+
+#define CONFIG_ZONE_NAME_MAX 32 /* octets: [a-z][a-z0-9_]* */
+#define CONFIG_ZONES_MAX     32
+
+struct config_zone {
+    char  *name;  /* owns */
+    size_t size;  /* bytes the zone may hold */
+    bool   evict; /* true: least recently used entries make room; false: never evicted,
+                   * a full zone refuses new entries */
+};
+
 struct config {
     char                   *path;      /* owns; the file this came from */
     char                   *hostname;  /* owns; greeting, EHLO to upstreams, Received: */
@@ -194,7 +216,10 @@ struct config {
     double                  hook_timeout; /* seconds one hook may take, yields included */
     char                   *audit_log;    /* owns; absolute path, NULL = audit discarded */
     char                   *lua_dir;      /* owns; directory holding sluice/init.lua */
-    size_t                  shdict_size;  /* bytes of the cross-worker dictionary */
+    size_t                  shdict_size;  /* bytes of the zone 'default' (zones[0]) */
+    struct config_zone     *zones;        /* owns; the built-in ones first, in enum
+                                           * config_zone_builtin order, then the others */
+    size_t                  n_zones;
     size_t                  auth_cache_ttl; /* seconds a verified password is remembered, 0 = never */
     char                   *default_domain; /* owns; lowercase; a bare user name's domain, or NULL */
     struct config_domain   *domains;      /* owns; sorted by name */
@@ -210,6 +235,10 @@ void           config_free(struct config *cfg);
 
 /* Index into cfg->upstreams for a sender's domain (routes), 0 when no route matches. */
 int config_route_for_domain(const struct config *cfg, const char *domain, size_t len);
+
+/* The zone named name (n octets), or NULL. */
+const struct config_zone *config_zone_find(const struct config *cfg, const char *name,
+                                           size_t n);
 
 /* The declared domain named exactly name (ASCII case-insensitive), or NULL. */
 const struct config_domain *config_domain_find(const struct config *cfg, const char *name);

@@ -143,6 +143,9 @@ void cfg_free_oauth2(struct config_oauth2 *o);
 int  cfg_domain_ldap(struct cfg_ctx *ctx, int t, const struct config *cfg,
                      struct config_domain *d);
 void cfg_free_ldap(struct config_ldap *l);
+/* config_zones.c: zones (after shdict_size, which sizes the zone 'default') */
+int  cfg_zones(struct cfg_ctx *ctx, int top, struct config *cfg);
+void cfg_free_zones(struct config *cfg);
 int  cfg_policy(struct cfg_ctx *ctx, int top, struct config *cfg);
 void cfg_free_policy(struct config *cfg);
 

@@ -1,7 +1,8 @@
 /* core/config_policy.c: the policy engine's keys of conf/sluice.lua (docs/lua-api.md
  * "Configuration", docs/configuration.md): policies, hook_timeout, audit_log, lua_dir,
- * shdict_size and the domains table. Checking values and writing "file:line: key:
- * reason" is config_value.c's; loading the policies themselves is policy_vm.c's. */
+ * shdict_size (and zones, config_zones.c) and the domains table. Checking values and
+ * writing "file:line: key: reason" is config_value.c's; loading the policies themselves
+ * is policy_vm.c's. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ctype.h>
@@ -308,6 +309,7 @@ cfg_policy(struct cfg_ctx *ctx, int top, struct config *cfg)
         cfg_audit_log(ctx, top, cfg) || cfg_lua_dir(ctx, top, cfg) ||
         cfg_get_uint(ctx, top, "shdict_size", CFG_MIN_SHDICT_SIZE, CFG_INT_MAX,
                      &cfg->shdict_size) ||
+        cfg_zones(ctx, top, cfg) ||
         cfg_get_uint(ctx, top, "auth_cache_ttl", 0, 86400, &cfg->auth_cache_ttl) ||
         cfg_domains(ctx, top, cfg) || cfg_default_domain(ctx, top, cfg))
         return -1;
@@ -322,6 +324,7 @@ cfg_free_policy(struct config *cfg)
     struct config_domain *d;
     size_t                i, j;
 
+    cfg_free_zones(cfg);
     cfg_free_strings(cfg->policies);
     free(cfg->audit_log);
     free(cfg->lua_dir);

@@ -366,7 +366,7 @@ control_thread(void *arg)
 }
 
 int
-control_start(struct control *c, const struct control_ops *ops, struct shdict *dict,
+control_start(struct control *c, const struct control_ops *ops, struct zones *zones,
               struct audit *audit)
 {
     sigset_t all, old;
@@ -375,7 +375,7 @@ control_start(struct control *c, const struct control_ops *ops, struct shdict *d
     if (c->started)
         return -1;
     c->env.ops = *ops;
-    c->env.dict = dict;
+    c->env.zones = zones;
     c->env.audit = audit;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old); /* signals are the main thread's business */

@@ -18,7 +18,7 @@
 #define CONTROL_MAX_REPLY   (8u << 20) /* octets: a bigger reply becomes an error reply */
 #define CONTROL_MAX_ENTRIES 10000 /* keys in one show or list reply, then "truncated":true */
 
-struct shdict;
+struct zones;
 struct audit;
 struct control;
 
@@ -58,11 +58,12 @@ struct control_ops {
  * serving), or NULL and the reason, naming path, in err. The caller frees it. */
 struct control *control_open(const char *path, char *err, size_t errlen);
 
-/* Serve on a thread of its own, all signals blocked in it. ops is copied; ops->ctx, dict
- * and audit are borrowed and must outlive control_free(); dict and audit may be NULL
- * (the ratelimit commands then answer an error; status has no audit part). 0, or -1 if
+/* Serve on a thread of its own, all signals blocked in it. ops is copied; ops->ctx, zones
+ * and audit are borrowed and must outlive control_free(); zones and audit may be NULL
+ * (the ratelimit and token commands then answer an error; status has no zones or audit
+ * part). 0, or -1 if
  * the thread cannot start (or was started already). */
-int  control_start(struct control *c, const struct control_ops *ops, struct shdict *dict,
+int  control_start(struct control *c, const struct control_ops *ops, struct zones *zones,
                    struct audit *audit);
 
 /* Stop the thread (a client still sending or reading is dropped; a reload in progress

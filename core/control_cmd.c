@@ -1,13 +1,17 @@
 /* core/control_cmd.c: one control request line -> one JSON reply line (control_cmd.h,
- * docs/ctl.md): status, reload, and the rate-limit commands over
- * lua/sluice/ratelimit.lua's key layout in the shared dictionary:
- *   NAME:W:INDEX   a window's counter        NAME:block   the block's end time
- * A name is "blocked" exactly when ratelimit.blocked() says so: NAME:block holds a number
- * later than now. `now` is the wall clock (ev_time()), the clock workers' ev_now() follows,
- * so TTLs here and in policies agree.
+ * docs/ctl.md): status (with every zone's usage), reload, and the rate-limit commands
+ * over lua/sluice/ratelimit.lua's key layout in the zones limits and blocks:
+ *   limits: NAME:W:INDEX   a window's counter
+ *   blocks: NAME:block     the block's end time (in limits when blocks refused it)
+ * where NAME is the name a policy gave, bounded as the library bounds it (zone_key_part,
+ * CONTROL_NAME_MAX). A name is "blocked" exactly when ratelimit.blocked() says so:
+ * NAME:block holds a number later than now. `now` is the wall clock (ev_time()), the clock
+ * workers' ev_now() follows, so TTLs here and in policies agree. `ratelimit show` and
+ * `reset` look at every zone, so they also show and clear other keys under a prefix (the
+ * deny-list's oauth2:deny:...).
  *
- * Walks copy what they need inside the shdict_keys() callback (no dictionary call there:
- * the shard is locked) and act on the copy afterwards. The JSON is written here; there is
+ * Walks copy what they need inside the zone_keys() callback (no zone call there: the
+ * shard is locked) and act on the copy afterwards. The JSON is written here; there is
  * no Lua on this thread. */
 #include "control_cmd.h"
 
@@ -22,10 +26,13 @@
 
 #include "audit.h"
 #include "log.h"
-#include "shdict.h"
+#include "config.h"
+#include "zone.h"
 
 #define CONTROL_BLOCK_SUFFIX ":block"
 #define CONTROL_RESET_PASSES 64 /* walks of CONTROL_MAX_ENTRIES keys one reset may make */
+#define CONTROL_NAME_MAX     128 /* lua/sluice/ratelimit.lua's NAME_MAX: longer names are
+                                  * bounded with zone_key_part() */
 
 /* ---- JSON output ---------------------------------------------------------------------- */
 
@@ -200,11 +207,35 @@ control_out_finish(struct control_out *out)
 
 /* ---- status and reload ------------------------------------------------------------- */
 
+/* "zones": { "NAME": { usage }, ... } in the configuration's order. */
+static void
+control_status_zones(struct zones *zs, struct control_out *o)
+{
+    struct zone_stats st;
+
+    out_key(o, "zones");
+    out_put(o, "{", 1);
+    for (size_t i = 0; i < zones_count(zs); i++) {
+        zone_stats(zones_at(zs, i), &st);
+        out_key(o, st.name);
+        out_put(o, "{", 1);
+        out_key(o, "evict");
+        out_put(o, st.evict ? "true" : "false", st.evict ? 4 : 5);
+        out_u64(o, "capacity", st.capacity);
+        out_u64(o, "bytes", st.bytes);
+        out_u64(o, "entries", st.entries);
+        out_u64(o, "evictions", st.evictions);
+        out_u64(o, "refusals", st.refusals);
+        out_u64(o, "expired", st.expired);
+        out_put(o, "}", 1);
+    }
+    out_put(o, "}", 1);
+}
+
 static void
 control_status(const struct control_env *env, struct control_out *o)
 {
     struct control_status st;
-    struct shdict_stats   ds;
     struct audit_stats    as;
     double                now = ev_time();
 
@@ -243,17 +274,8 @@ control_status(const struct control_env *env, struct control_out *o)
         out_u64(o, "refused", st.inflight_refused);
         out_put(o, "}", 1);
     }
-    if (env->dict != NULL) {
-        shdict_stats(env->dict, &ds);
-        out_key(o, "shdict");
-        out_put(o, "{", 1);
-        out_u64(o, "entries", ds.entries);
-        out_u64(o, "bytes", ds.bytes);
-        out_u64(o, "max_bytes", ds.max_bytes);
-        out_u64(o, "evictions", ds.evictions);
-        out_u64(o, "expired", ds.expired);
-        out_put(o, "}", 1);
-    }
+    if (env->zones != NULL)
+        control_status_zones(env->zones, o);
     if (env->audit != NULL) {
         audit_stats(env->audit, &as);
         out_key(o, "audit");
@@ -294,11 +316,12 @@ control_reload(const struct control_env *env, struct control_out *o)
     out_finish(o);
 }
 
-/* ---- walking the dictionary ------------------------------------------------------------ */
+/* ---- walking the zones ------------------------------------------------------------------ */
 
 struct control_entry {
     char            *key;     /* owns; klen octets and a NUL */
     size_t           klen;
+    const char      *zone;    /* borrows the zone's name */
     enum shdict_type type;
     double           num;
     char            *str;     /* owns; SHDICT_STRING: the first slen octets, tag included */
@@ -310,6 +333,7 @@ struct control_entry {
 struct control_walk {
     struct control_entry *v;           /* owns */
     size_t                n, cap;
+    const char           *zone;        /* the zone being walked: entries get its name */
     bool                  keys_only;   /* reset: no values */
     bool                  blocks_only; /* list: only NAME:block keys holding a number */
     bool                  truncated;   /* stopped at CONTROL_MAX_ENTRIES */
@@ -336,7 +360,7 @@ control_memdup(const char *s, size_t n)
     return p;
 }
 
-/* shdict_key_fn: runs with a shard locked; copies, and calls nothing in shdict. */
+/* shdict_key_fn: runs with a shard locked; copies, and calls nothing in the zone. */
 static int
 control_walk_cb(void *ctx, const char *key, size_t klen, const struct shdict_value *v)
 {
@@ -364,6 +388,7 @@ control_walk_cb(void *ctx, const char *key, size_t klen, const struct shdict_val
     memset(e, 0, sizeof(*e));
     e->key = control_memdup(key, klen);
     e->klen = klen;
+    e->zone = w->zone;
     e->type = v->type;
     e->num = v->num;
     e->expires = v->expires;
@@ -400,21 +425,49 @@ control_entry_cmp(const void *a, const void *b)
     const struct control_entry *x = a, *y = b;
     int c = memcmp(x->key, y->key, x->klen < y->klen ? x->klen : y->klen);
 
-    return c != 0 ? c : (x->klen > y->klen) - (x->klen < y->klen);
+    if (c == 0)
+        c = (x->klen > y->klen) - (x->klen < y->klen);
+    return c != 0 ? c : strcmp(x->zone, y->zone);
 }
 
+/* Walk the zones of which[] (n of them; which NULL: every zone), then sort by key. */
 static void
-control_walk_run(struct shdict *d, const char *prefix, size_t plen, double now,
-                 struct control_walk *w)
+control_walk_run(struct zones *zs, const size_t *which, size_t n, const char *prefix,
+                 size_t plen, double now, struct control_walk *w)
 {
-    shdict_keys(d, prefix, plen, now, control_walk_cb, w);
+    size_t count = which != NULL ? n : zones_count(zs);
+
+    for (size_t i = 0; i < count && !w->truncated && !w->failed; i++) {
+        struct zone *z = zones_at(zs, which != NULL ? which[i] : i);
+
+        w->zone = zone_name(z);
+        zone_keys(z, prefix, plen, now, control_walk_cb, w);
+    }
     if (w->n > 1)
         qsort(w->v, w->n, sizeof(*w->v), control_entry_cmp);
 }
 
 /* ---- ratelimit show / reset / list ------------------------------------------------------ */
 
-/* "NAME:" into buf (SHDICT_MAX_KEY + 1 octets), or an error in *out. */
+/* Where blocks are: the zone blocks, and limits, which takes those blocks refused. */
+static const size_t control_block_zones[] = {CONFIG_ZONE_BLOCKS, CONFIG_ZONE_LIMITS};
+
+/* A name already bounded: what `ratelimit list` shows for a long one. */
+static bool
+control_is_bounded_name(const char *name, size_t n)
+{
+    size_t keep = CONTROL_NAME_MAX - 64;
+
+    if (n != CONTROL_NAME_MAX + 1 || name[keep] != '~')
+        return false;
+    for (size_t i = keep + 1; i < n; i++)
+        if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/* "NAME:" into buf (SHDICT_MAX_KEY + 1 octets), NAME bounded as the library bounds it, or
+ * an error in *out. */
 static int
 control_name_prefix(const char *name, size_t n, char *buf, size_t *plen,
                     struct control_out *out)
@@ -427,13 +480,21 @@ control_name_prefix(const char *name, size_t n, char *buf, size_t *plen,
         control_out_error(out, "rate-limit name too long");
         return -1;
     }
-    memcpy(buf, name, n);
-    buf[n] = ':';
-    *plen = n + 1;
+    if (control_is_bounded_name(name, n)) {
+        memcpy(buf, name, n);
+        *plen = n;
+    } else {
+        *plen = zone_key_part(name, n, CONTROL_NAME_MAX, buf);
+    }
+    if (*plen == 0) {
+        control_out_error(out, "out of memory");
+        return -1;
+    }
+    buf[(*plen)++] = ':';
     return 0;
 }
 
-/* The value as sluice.shdict.get would return it (lapi_shdict.c's tagging). */
+/* The value as sluice.zone(...):get would return it (lapi_zone.c's tagging). */
 static void
 control_out_value(struct control_out *o, const struct control_entry *e)
 {
@@ -452,21 +513,26 @@ control_out_value(struct control_out *o, const struct control_entry *e)
 
 /* Seconds left on NAME's block, or 0 when it is not blocked (ratelimit.blocked()). */
 static double
-control_block_left(struct shdict *d, const char *prefix, size_t plen, double now)
+control_block_left(struct zones *zs, const char *prefix, size_t plen, double now)
 {
-    char                key[SHDICT_MAX_KEY + 1];
-    struct shdict_value v = {0};
-    size_t              n = plen - 1 + sizeof(CONTROL_BLOCK_SUFFIX) - 1;
+    char   key[SHDICT_MAX_KEY + 1];
+    size_t n = plen - 1 + sizeof(CONTROL_BLOCK_SUFFIX) - 1;
+    double left = 0;
 
     memcpy(key, prefix, plen - 1);
     memcpy(key + plen - 1, CONTROL_BLOCK_SUFFIX, sizeof(CONTROL_BLOCK_SUFFIX) - 1);
-    if (shdict_get(d, key, n, &v, now) != SHDICT_OK || v.type != SHDICT_NUMBER)
-        return 0;
-    return v.num > now ? v.num - now : 0;
+    for (size_t i = 0; i < sizeof(control_block_zones) / sizeof(*control_block_zones); i++) {
+        struct shdict_value v = {0};
+
+        if (zone_get(zones_at(zs, control_block_zones[i]), key, n, &v, now) == SHDICT_OK &&
+            v.type == SHDICT_NUMBER && v.num - now > left)
+            left = v.num - now;
+    }
+    return left;
 }
 
 static void
-control_show(struct shdict *d, const char *name, size_t n, struct control_out *o)
+control_show(struct zones *zs, const char *name, size_t n, struct control_out *o)
 {
     char                prefix[SHDICT_MAX_KEY + 1];
     size_t              plen;
@@ -475,10 +541,10 @@ control_show(struct shdict *d, const char *name, size_t n, struct control_out *o
 
     if (control_name_prefix(name, n, prefix, &plen, o) != 0)
         return;
-    control_walk_run(d, prefix, plen, now, &w);
-    left = control_block_left(d, prefix, plen, now);
+    control_walk_run(zs, NULL, 0, prefix, plen, now, &w);
+    left = control_block_left(zs, prefix, plen, now);
     out_begin_ok(o);
-    out_text(o, "name", name, n);
+    out_text(o, "name", prefix, plen - 1);
     if (left > 0)
         out_secs(o, "blocked", left);
     else
@@ -488,6 +554,7 @@ control_show(struct shdict *d, const char *name, size_t n, struct control_out *o
     for (size_t i = 0; i < w.n; i++) {
         out_put(o, i ? ",{" : "{", i ? 2 : 1);
         out_text(o, "key", w.v[i].key, w.v[i].klen);
+        out_text(o, "zone", w.v[i].zone, strlen(w.v[i].zone));
         control_out_value(o, &w.v[i]);
         if (w.v[i].expires > 0)
             out_secs(o, "ttl", w.v[i].expires - now);
@@ -505,34 +572,38 @@ control_show(struct shdict *d, const char *name, size_t n, struct control_out *o
 }
 
 /* Collect a bounded batch of keys, delete them, again until a walk finds the end: memory
- * stays bounded however many keys the name has. */
+ * stays bounded however many keys the name has. Zone by zone. */
 static void
-control_reset(struct shdict *d, const char *name, size_t n, struct control_out *o)
+control_reset(struct zones *zs, const char *name, size_t n, struct control_out *o)
 {
     char                prefix[SHDICT_MAX_KEY + 1];
     size_t              plen, removed = 0;
     double              now = ev_time();
     struct control_walk w = {.keys_only = true};
-    int                 pass;
+    int                 pass = 0;
 
     if (control_name_prefix(name, n, prefix, &plen, o) != 0)
         return;
-    for (pass = 0; pass < CONTROL_RESET_PASSES; pass++) {
-        w.truncated = false;
-        shdict_keys(d, prefix, plen, now, control_walk_cb, &w);
-        for (size_t i = 0; i < w.n; i++)
-            if (shdict_delete(d, w.v[i].key, w.v[i].klen, now) == SHDICT_OK)
-                removed++;
-        control_walk_cleanup(&w);
-        if (!w.truncated || w.failed)
-            break;
+    for (size_t zi = 0; zi < zones_count(zs) && !w.failed; zi++) {
+        struct zone *z = zones_at(zs, zi);
+
+        for (; pass < CONTROL_RESET_PASSES; pass++) {
+            w.truncated = false;
+            zone_keys(z, prefix, plen, now, control_walk_cb, &w);
+            for (size_t i = 0; i < w.n; i++)
+                if (zone_delete(z, w.v[i].key, w.v[i].klen, now) == SHDICT_OK)
+                    removed++;
+            control_walk_cleanup(&w);
+            if (!w.truncated || w.failed)
+                break;
+        }
     }
     if (w.failed) {
         control_out_error(o, "out of memory (some keys may have been removed)");
         return;
     }
     out_begin_ok(o);
-    out_text(o, "name", name, n);
+    out_text(o, "name", prefix, plen - 1);
     out_u64(o, "removed", removed);
     if (pass == CONTROL_RESET_PASSES)
         out_put(o, ",\"truncated\":true", 17);
@@ -540,13 +611,15 @@ control_reset(struct shdict *d, const char *name, size_t n, struct control_out *
 }
 
 static void
-control_list(struct shdict *d, const char *prefix, size_t plen, struct control_out *o)
+control_list(struct zones *zs, const char *prefix, size_t plen, struct control_out *o)
 {
     double              now = ev_time();
     struct control_walk w = {.blocks_only = true};
     size_t              nlen, shown = 0;
 
-    control_walk_run(d, prefix, plen, now, &w);
+    control_walk_run(zs, control_block_zones,
+                     sizeof(control_block_zones) / sizeof(*control_block_zones), prefix, plen,
+                     now, &w);
     out_begin_ok(o);
     out_text(o, "prefix", prefix, plen);
     out_key(o, "blocked");
@@ -554,6 +627,9 @@ control_list(struct shdict *d, const char *prefix, size_t plen, struct control_o
     for (size_t i = 0; i < w.n; i++) {
         if (!(w.v[i].num > now)) /* ended, its key not expired yet: not blocked */
             continue;
+        if (i > 0 && w.v[i].klen == w.v[i - 1].klen && w.v[i - 1].num > now &&
+            memcmp(w.v[i].key, w.v[i - 1].key, w.v[i].klen) == 0)
+            continue; /* in both zones (blocks took it after limits did): once */
         nlen = w.v[i].klen - (sizeof(CONTROL_BLOCK_SUFFIX) - 1);
         out_put(o, shown > 0 ? ",{" : "{", shown > 0 ? 2 : 1);
         shown++;
@@ -607,14 +683,14 @@ control_ratelimit(const struct control_env *env, const char *s, size_t n,
     rq->name_len = n;
     if (reset)
         rq->log_level = LOG_NOTICE;
-    if (env->dict == NULL)
-        control_out_error(out, "the rate-limit dictionary is not available");
+    if (env->zones == NULL)
+        control_out_error(out, "the zones are not available");
     else if (show)
-        control_show(env->dict, s, n, out);
+        control_show(env->zones, s, n, out);
     else if (reset)
-        control_reset(env->dict, s, n, out);
+        control_reset(env->zones, s, n, out);
     else
-        control_list(env->dict, s, n, out);
+        control_list(env->zones, s, n, out);
 }
 
 void

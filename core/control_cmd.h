@@ -15,7 +15,8 @@
 /* What requests run against: copied or borrowed by control_start(). */
 struct control_env {
     struct control_ops ops;
-    struct shdict     *dict;  /* borrows; NULL: the ratelimit commands answer an error */
+    struct zones      *zones; /* borrows; NULL: the ratelimit and token commands answer an
+                               * error */
     struct audit      *audit; /* borrows; NULL: status has no "audit" part */
 };
 

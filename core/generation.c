@@ -84,6 +84,19 @@ generation_same_listener(const struct config_listener *a, const struct config_li
     return a->addresses[i] == NULL && b->addresses[i] == NULL;
 }
 
+/* Zones are made once, at start (zone.c): none may be added, removed or resized. */
+static bool
+generation_same_zones(const struct config *a, const struct config *b)
+{
+    if (a->n_zones != b->n_zones)
+        return false;
+    for (size_t i = 0; i < a->n_zones; i++)
+        if (strcmp(a->zones[i].name, b->zones[i].name) != 0 ||
+            a->zones[i].size != b->zones[i].size || a->zones[i].evict != b->zones[i].evict)
+            return false;
+    return true;
+}
+
 const char *
 generation_restart_needed(const struct config *running, const struct config *next)
 {
@@ -96,8 +109,8 @@ generation_restart_needed(const struct config *running, const struct config *nex
         return "workers changed";
     if (strcmp(running->user, next->user) != 0)
         return "user changed";
-    if (running->shdict_size != next->shdict_size)
-        return "shdict_size changed";
+    if (!generation_same_zones(running, next))
+        return "zones changed (names, sizes or evict; shdict_size is the zone 'default')";
     if (!generation_same_str(running->control_socket, next->control_socket))
         return "control_socket changed";
     return "";

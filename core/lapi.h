@@ -6,7 +6,7 @@
 #include <lua.h>
 
 struct config;
-struct shdict;
+struct zones;
 struct ev_loop;
 struct hook_run;
 struct audit;
@@ -14,7 +14,7 @@ struct audit;
 /* Owned by the policy vm; lives as long as its lua_State. */
 struct lapi_env {
     const struct config *cfg;    /* borrows; the configuration the state was made from */
-    struct shdict       *dict;   /* borrows; NULL: sluice.shdict raises (sluice check) */
+    struct zones        *zones;  /* borrows; NULL: zone operations raise (sluice check) */
     struct ev_loop      *loop;   /* borrows; NULL: sluice.now is the wall clock */
     struct audit        *audit;  /* borrows; NULL: sluice.audit discards */
     const char          *policy; /* borrows; file of the policy running now, or NULL */
@@ -30,7 +30,7 @@ int lapi_core_open(lua_State *L);
 
 /* Each adds its functions to the table at the stack top. */
 void lapi_log_open(lua_State *L);     /* log, audit */
-void lapi_shdict_open(lua_State *L);  /* shdict = { get, set, incr } */
+void lapi_zone_open(lua_State *L);    /* zone(name), shdict = { get, set, incr } */
 void lapi_crypto_open(lua_State *L);  /* crypto = { b64url_*, sha256, random, jwk } */
 void lapi_ldap_open(lua_State *L);    /* ldap = { verify } (lapi_ldap.c) */
 void lapi_http_open(lua_State *L);    /* http = { request } (lapi_http.c) */

@@ -1,6 +1,6 @@
 /* core/lapi_core.c: the `sluice.core` module table (docs/lua-api.md "How the module is
  * put together"): now, domains, and the functions of lapi_log.c,
- * lapi_shdict.c, lapi_wait.c (sleep, passwd.verify) and lapi_http.c. */
+ * lapi_zone.c, lapi_wait.c (sleep, passwd.verify) and lapi_http.c. */
 #include <ev.h>
 #include <lauxlib.h>
 #include <stdio.h>
@@ -185,7 +185,7 @@ lapi_core_open(lua_State *L)
     lapi_push_domains(L, env->cfg);
     lua_setfield(L, -2, "domains");
     lapi_log_open(L);
-    lapi_shdict_open(L);
+    lapi_zone_open(L);
     lapi_crypto_open(L);
     lapi_ldap_open(L);
     lapi_http_open(L);

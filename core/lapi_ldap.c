@@ -20,12 +20,13 @@
 #include "smtp_session.h"
 #include "worker.h"
 #include "worker_gen.h"
+#include "zone.h"
 
 /* One check in flight: run->wait. */
 struct lapi_ldap_wait {
     struct hook_run     *run;      /* borrows */
     struct ldap_request *req;      /* the check; ldap_client_cancel() drops it */
-    struct shdict       *cache;    /* borrows; where a success is remembered, or NULL */
+    struct zone         *cache;    /* borrows; where a success is remembered, or NULL */
     double               cache_ttl;
     char                 cache_key[AUTH_CACHE_KEY_MAX];
 };
@@ -107,16 +108,16 @@ lapi_ldap_cached(struct hook_run *run, struct lapi_ldap_wait *w, const char *ide
                  const char *password, size_t password_len)
 {
     struct smtp_session *s = run->session;
-    struct shdict       *dict = s->worker->daemon->shdict;
+    struct zone         *cache = zones_at(s->worker->daemon->zones, CONFIG_ZONE_AUTH_CACHE);
 
-    if (s->cfg->auth_cache_ttl == 0 || dict == NULL || strlen(password) != password_len ||
+    if (s->cfg->auth_cache_ttl == 0 || cache == NULL || strlen(password) != password_len ||
         auth_cache_key(s->wgen->gen->id, "ldap", identity, password, w->cache_key) != 0)
         return false;
-    if (auth_cache_hit(dict, w->cache_key, ev_now(run->loop))) {
+    if (auth_cache_hit(cache, w->cache_key, ev_now(run->loop))) {
         log_msg(LOG_DEBUG, "auth.cache_hit", s->id, "%s", identity);
         return true;
     }
-    w->cache = dict;
+    w->cache = cache;
     w->cache_ttl = (double)s->cfg->auth_cache_ttl;
     return false;
 }

@@ -20,6 +20,7 @@
 #include "smtp_session.h"
 #include "worker.h"
 #include "worker_gen.h"
+#include "zone.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
@@ -123,7 +124,7 @@ struct lapi_verify_job {
     char                *identity; /* owns */
     char                *password; /* owns; wiped before it is freed */
     enum authdb_rc       rc;   /* written by the pool thread */
-    struct shdict       *cache; /* borrows; where a success is remembered, or NULL */
+    struct zone         *cache; /* borrows; where a success is remembered, or NULL */
     double               cache_ttl;
     char                 cache_key[AUTH_CACHE_KEY_MAX];
 };
@@ -185,16 +186,16 @@ lapi_verify_cached(struct hook_run *run, struct lapi_verify_job *j, const char *
                    const char *password)
 {
     struct smtp_session *s = run->session;
-    struct shdict       *dict = s->worker->daemon->shdict;
+    struct zone         *cache = zones_at(s->worker->daemon->zones, CONFIG_ZONE_AUTH_CACHE);
 
-    if (s->cfg->auth_cache_ttl == 0 || dict == NULL ||
+    if (s->cfg->auth_cache_ttl == 0 || cache == NULL ||
         auth_cache_key(s->wgen->gen->id, "file", identity, password, j->cache_key) != 0)
         return false;
-    if (auth_cache_hit(dict, j->cache_key, ev_now(s->worker->loop))) {
+    if (auth_cache_hit(cache, j->cache_key, ev_now(s->worker->loop))) {
         log_msg(LOG_DEBUG, "auth.cache_hit", s->id, "%s", identity);
         return true;
     }
-    j->cache = dict;
+    j->cache = cache;
     j->cache_ttl = (double)s->cfg->auth_cache_ttl;
     return false;
 }

@@ -44,6 +44,11 @@
 
 #define HOOK_TIMEOUT        10    /* hook_timeout: seconds one policy hook may take */
 #define AUTH_CACHE_TTL      60    /* auth_cache_ttl: seconds a verified password is remembered */
-#define SHDICT_SIZE         (16u * 1024 * 1024) /* shdict_size: the cross-worker dictionary */
+#define SHDICT_SIZE         (16u * 1024 * 1024) /* shdict_size: the zone 'default' */
+#define ZONE_LIMITS_SIZE     (8u * 1024 * 1024)  /* zones.limits: rate-limit counters */
+#define ZONE_BLOCKS_SIZE     (1u * 1024 * 1024)  /* zones.blocks: never evicted */
+#define ZONE_DENYLIST_SIZE   (1u * 1024 * 1024)  /* zones.denylist: never evicted */
+#define ZONE_AUTH_CACHE_SIZE (4u * 1024 * 1024)  /* zones.auth_cache */
+#define ZONE_JWKS_SIZE       (1u * 1024 * 1024)  /* zones.jwks: 64 KiB a key set at most */
 
 #endif

@@ -212,7 +212,7 @@ policy_vm_set_audit(struct policy_vm *vm, struct audit *a)
 }
 
 struct policy_vm *
-policy_vm_new(const struct config *cfg, struct shdict *dict, struct ev_loop *loop,
+policy_vm_new(const struct config *cfg, struct zones *zones, struct ev_loop *loop,
               char *err, size_t errlen)
 {
     struct policy_vm  *vm = calloc(1, sizeof(*vm));
@@ -225,7 +225,7 @@ policy_vm_new(const struct config *cfg, struct shdict *dict, struct ev_loop *loo
      * worker runs loop, and ev_now(loop) there would read the worker's clock without
      * synchronisation. Top-level code gets the wall clock; hooks, on the worker, its
      * loop's time (the vm reaches the worker through worker_set_gen()'s mutex). */
-    vm->env = (struct lapi_env){.cfg = cfg, .dict = dict, .loop = NULL};
+    vm->env = (struct lapi_env){.cfg = cfg, .zones = zones, .loop = NULL};
     vm->verdict_check = LUA_NOREF;
     vm->L = luaL_newstate();
     if (vm->L == NULL)

@@ -13,7 +13,7 @@
 #include <stddef.h>
 
 struct config;
-struct shdict;
+struct zones;
 struct ev_loop;
 struct audit;
 
@@ -38,9 +38,9 @@ struct policy_vm;
 
 /* A state with every policy of cfg loaded, or NULL and "file:line: reason" in err (or
  * "PATH: cannot open for appending: REASON" when cfg->audit_log cannot be written).
- * dict (may be NULL: sluice.shdict raises) and loop (may be NULL: sluice.now is the
+ * zones (may be NULL: zone operations raise) and loop (may be NULL: sluice.now is the
  * wall clock) are borrowed and must outlive the vm. */
-struct policy_vm *policy_vm_new(const struct config *cfg, struct shdict *dict,
+struct policy_vm *policy_vm_new(const struct config *cfg, struct zones *zones,
                                 struct ev_loop *loop, char *err, size_t errlen);
 void              policy_vm_free(struct policy_vm *vm);
 

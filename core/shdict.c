@@ -1,9 +1,11 @@
-/* core/shdict.c: the sharded dictionary behind sluice.shdict; see shdict.h for the contract.
- * Each shard is a chained hash table that doubles up to a fixed ceiling, an intrusive LRU
- * list and a byte count, all under one mutex. malloc and free stay outside the lock: new
- * entries and bucket arrays are made before locking, and removed entries are collected on
- * a list that is freed after unlocking, so one slow allocation never stalls other workers.
- * The Lua binding, the sweep timer and the control socket commands live elsewhere. */
+/* core/shdict.c: the sharded dictionary behind each local zone; see shdict.h for the
+ * contract. Each shard is a chained hash table that doubles up to a fixed ceiling, an
+ * intrusive LRU list and a byte count, all under one mutex; a SHDICT_REFUSE dictionary
+ * also has one atomic count of its entries' bytes, reserved before an entry goes in.
+ * malloc and free stay outside the lock: new entries and bucket arrays are made before
+ * locking, and removed entries are collected on a list that is freed after unlocking, so
+ * one slow allocation never stalls other workers. Zones, the Lua binding and the control
+ * socket commands live elsewhere. */
 #include "shdict.h"
 
 #include <assert.h>
@@ -46,6 +48,8 @@ struct shdict_shard {
     size_t                entry_budget; /* immutable; the share minus that reserve */
     size_t                entry_bytes;  /* charged for the entries now in the table */
     size_t                count;
+    atomic_size_t        *pool;         /* SHDICT_REFUSE: the dictionary's pool_used, which
+                                         * counts this shard's entries too; NULL: EVICT */
     double                min_expires;  /* no entry expires earlier; INFINITY if none can */
     struct shdict_link    lru;          /* sentinel: next is most recent, prev least */
     uint64_t              evictions;
@@ -55,6 +59,12 @@ struct shdict_shard {
 struct shdict {
     uint64_t             key[2];     /* SipHash key from getrandom(); immutable */
     size_t               max_bytes;  /* immutable */
+    enum shdict_full     full;       /* immutable */
+    size_t               pool_budget; /* SHDICT_REFUSE: the shares' sum; immutable */
+    atomic_size_t        pool_used;  /* SHDICT_REFUSE: bytes of all entries; only
+                                      * shdict_reserve() adds, so it never passes the
+                                      * budget; relaxed: it guards nothing but itself */
+    atomic_uint_fast64_t refusals;   /* relaxed: a statistic */
     unsigned             nshards;    /* immutable once shdict_new() returns */
     atomic_uint          sweep_next; /* shard where a bounded flush resumes; relaxed is
                                       * enough, it only spreads the work */
@@ -193,9 +203,10 @@ shdict_insert(struct shdict_shard *sh, struct shdict_entry *e)
     shdict_note_expiry(sh, e->expires);
 }
 
-/* Unlink *pp from the table and put it on *dead, to be freed once the lock is dropped. */
+/* Unlink *pp from the table and put it on *dead, to be freed once the lock is dropped.
+ * Its bytes stay charged to the pool: the caller hands them on to a replacement. */
 static void
-shdict_remove(struct shdict_shard *sh, struct shdict_entry **pp, struct shdict_entry **dead)
+shdict_unlink(struct shdict_shard *sh, struct shdict_entry **pp, struct shdict_entry **dead)
 {
     struct shdict_entry *e = *pp;
 
@@ -205,6 +216,33 @@ shdict_remove(struct shdict_shard *sh, struct shdict_entry **pp, struct shdict_e
     sh->entry_bytes -= shdict_entry_size(e->klen, e->vlen);
     e->next = *dead;
     *dead = e;
+}
+
+/* Unlink *pp and give its bytes back to the pool. */
+static void
+shdict_remove(struct shdict_shard *sh, struct shdict_entry **pp, struct shdict_entry **dead)
+{
+    size_t size = shdict_entry_size((*pp)->klen, (*pp)->vlen);
+
+    shdict_unlink(sh, pp, dead);
+    if (sh->pool != NULL)
+        atomic_fetch_sub_explicit(sh->pool, size, memory_order_relaxed);
+}
+
+/* SHDICT_REFUSE: take n bytes from the pool, or false when they are not there. A
+ * compare-and-swap, so that two shards can never both take the last bytes. */
+static bool
+shdict_reserve(struct shdict *d, size_t n)
+{
+    size_t used = atomic_load_explicit(&d->pool_used, memory_order_relaxed);
+
+    do {
+        if (n > d->pool_budget - used)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&d->pool_used, &used, used + n,
+                                                    memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return true;
 }
 
 static void
@@ -420,40 +458,111 @@ shdict_get(struct shdict *d, const char *key, size_t klen, struct shdict_value *
     return rc;
 }
 
-enum shdict_rc
-shdict_set(struct shdict *d, const char *key, size_t klen, const struct shdict_value *v,
-           double ttl, double now)
+/* Under the lock: put e (not in any table yet) under its key, replacing the entry there
+ * unless only_if_absent and that one is live. SHDICT_EVICT makes room by evicting;
+ * SHDICT_REFUSE reserves the difference in size, or gives SHDICT_FULL with nothing
+ * changed. On success the table owns e. */
+static enum shdict_rc
+shdict_put(struct shdict *d, struct shdict_shard *sh, struct shdict_entry *e,
+           bool only_if_absent, double now, struct shdict_entry **dead)
 {
-    struct shdict_entry *e, **pp, *dead = NULL;
+    size_t                size = shdict_entry_size(e->klen, e->vlen), old;
+    struct shdict_entry **pp = shdict_find(sh, e->hash, e->data, e->klen);
+
+    if (*pp != NULL && !shdict_is_live(*pp, now)) {
+        shdict_remove(sh, pp, dead);
+        sh->expired++;
+        pp = shdict_find(sh, e->hash, e->data, e->klen); /* *pp is NULL now */
+    }
+    if (*pp != NULL && only_if_absent)
+        return SHDICT_EXISTS;
+    if (d->full == SHDICT_EVICT) {
+        if (*pp != NULL)
+            shdict_remove(sh, pp, dead);
+        shdict_make_room(sh, size, now, dead);
+    } else {
+        old = *pp != NULL ? shdict_entry_size((*pp)->klen, (*pp)->vlen) : 0;
+        if (size > old && !shdict_reserve(d, size - old))
+            return SHDICT_FULL;
+        if (size < old)
+            atomic_fetch_sub_explicit(&d->pool_used, old - size, memory_order_relaxed);
+        if (*pp != NULL)
+            shdict_unlink(sh, pp, dead); /* its bytes now count for e */
+    }
+    shdict_insert(sh, e);
+    return SHDICT_OK;
+}
+
+/* A refused write is counted; a SHDICT_FULL one is tried once more if removing the expired
+ * entries of every shard freed anything. */
+static bool
+shdict_retry_full(struct shdict *d, enum shdict_rc rc, double now)
+{
+    return rc == SHDICT_FULL && shdict_flush_expired(d, now, 0) > 0;
+}
+
+static enum shdict_rc
+shdict_refused(struct shdict *d, enum shdict_rc rc)
+{
+    if (rc == SHDICT_FULL)
+        atomic_fetch_add_explicit(&d->refusals, 1, memory_order_relaxed);
+    return rc;
+}
+
+static enum shdict_rc
+shdict_store(struct shdict *d, const char *key, size_t klen, const struct shdict_value *v,
+             double ttl, double now, bool only_if_absent)
+{
+    struct shdict_entry *e, *dead = NULL;
     struct shdict_shard *sh;
     enum shdict_rc       rc;
     uint64_t             h;
     size_t               size;
 
-    if (v->type == SHDICT_NIL) {
-        rc = shdict_delete(d, key, klen, now);
-        return rc == SHDICT_NOT_FOUND ? SHDICT_OK : rc;
-    }
     if ((rc = shdict_check_value(key, klen, v, ttl)) != SHDICT_OK)
         return rc;
     h = shdict_hash(d->key, key, klen);
     sh = shdict_shard_of(d, h);
     size = shdict_entry_size(klen, v->type == SHDICT_STRING ? v->len : 0);
-    if (size > sh->entry_budget) /* refuse before evicting anything for it */
+    if (size > sh->entry_budget) { /* refuse before evicting anything for it */
+        atomic_fetch_add_explicit(&d->refusals, 1, memory_order_relaxed);
         return SHDICT_NO_MEMORY;
+    }
     if ((e = shdict_entry_new(h, key, klen, v, shdict_expiry(ttl, now))) == NULL)
         return SHDICT_NO_MEMORY;
-    pthread_mutex_lock(&sh->mu);
-    pp = shdict_find(sh, h, key, klen);
-    if (*pp != NULL) {
-        if (!shdict_is_live(*pp, now))
-            sh->expired++;
-        shdict_remove(sh, pp, &dead);
+    for (int attempt = 0;; attempt++) {
+        pthread_mutex_lock(&sh->mu);
+        rc = shdict_put(d, sh, e, only_if_absent, now, &dead);
+        shdict_unlock(sh, dead);
+        dead = NULL;
+        if (rc == SHDICT_OK)
+            return rc;
+        if (attempt > 0 || !shdict_retry_full(d, rc, now))
+            break;
     }
-    shdict_make_room(sh, size, now, &dead);
-    shdict_insert(sh, e);
-    shdict_unlock(sh, dead);
-    return SHDICT_OK;
+    free(e);
+    return shdict_refused(d, rc);
+}
+
+enum shdict_rc
+shdict_set(struct shdict *d, const char *key, size_t klen, const struct shdict_value *v,
+           double ttl, double now)
+{
+    enum shdict_rc rc;
+
+    if (v->type == SHDICT_NIL) {
+        rc = shdict_delete(d, key, klen, now);
+        return rc == SHDICT_NOT_FOUND ? SHDICT_OK : rc;
+    }
+    return shdict_store(d, key, klen, v, ttl, now, false);
+}
+
+enum shdict_rc
+shdict_add(struct shdict *d, const char *key, size_t klen, const struct shdict_value *v,
+           double ttl, double now)
+{
+    return v->type == SHDICT_NIL ? SHDICT_BAD_VALUE
+                                 : shdict_store(d, key, klen, v, ttl, now, true);
 }
 
 /* Under the lock, for incr: the entry for key, or NULL. An expired number is restarted in
@@ -478,23 +587,27 @@ shdict_incr_find(struct shdict_shard *sh, uint64_t h, const char *key, size_t kl
     return e;
 }
 
-enum shdict_rc
-shdict_incr(struct shdict *d, const char *key, size_t klen, double by, double init,
-            double ttl, double now, double *newval)
+/* Under the lock: make room for a new counter (SHDICT_EVICT evicts, SHDICT_REFUSE
+ * reserves or says no). */
+static bool
+shdict_room_for(struct shdict *d, struct shdict_shard *sh, size_t size, double now,
+                struct shdict_entry **dead)
+{
+    if (d->full == SHDICT_REFUSE)
+        return shdict_reserve(d, size);
+    shdict_make_room(sh, size, now, dead);
+    return true;
+}
+
+static enum shdict_rc
+shdict_incr_once(struct shdict *d, const char *key, size_t klen, uint64_t h, double by,
+                 double init, double expires, double now, double *newval)
 {
     struct shdict_value  v = {.type = SHDICT_NUMBER, .num = init};
     struct shdict_entry *e, *spare = NULL, *dead = NULL;
-    struct shdict_shard *sh;
+    struct shdict_shard *sh = shdict_shard_of(d, h);
     enum shdict_rc       rc = SHDICT_OK;
-    double               expires = shdict_expiry(ttl, now);
-    uint64_t             h;
 
-    if (!shdict_key_ok(key, klen))
-        return SHDICT_BAD_KEY;
-    if (!shdict_ttl_ok(ttl) || isnan(by) || isnan(init)) /* NaN would pass every limit */
-        return SHDICT_BAD_VALUE;
-    h = shdict_hash(d->key, key, klen);
-    sh = shdict_shard_of(d, h);
     pthread_mutex_lock(&sh->mu);
     /* A missing key needs an entry: make it without the lock, then look again, because
      * another thread may have created the key in between. */
@@ -507,13 +620,14 @@ shdict_incr(struct shdict *d, const char *key, size_t klen, double by, double in
         }
         pthread_mutex_lock(&sh->mu);
     }
-    if (e == NULL) {
-        shdict_make_room(sh, shdict_entry_size(klen, 0), now, &dead);
+    if (e == NULL && shdict_room_for(d, sh, shdict_entry_size(klen, 0), now, &dead)) {
         shdict_insert(sh, spare);
         e = spare;
         spare = NULL;
     }
-    if (e->type == SHDICT_NUMBER) {
+    if (e == NULL) {
+        rc = SHDICT_FULL;
+    } else if (e->type == SHDICT_NUMBER) {
         e->num += by;
         *newval = e->num;
         shdict_touch(sh, e);
@@ -523,6 +637,24 @@ shdict_incr(struct shdict *d, const char *key, size_t klen, double by, double in
     shdict_unlock(sh, dead);
     free(spare);
     return rc;
+}
+
+enum shdict_rc
+shdict_incr(struct shdict *d, const char *key, size_t klen, double by, double init,
+            double ttl, double now, double *newval)
+{
+    enum shdict_rc rc;
+    uint64_t       h;
+
+    if (!shdict_key_ok(key, klen))
+        return SHDICT_BAD_KEY;
+    if (!shdict_ttl_ok(ttl) || isnan(by) || isnan(init)) /* NaN would pass every limit */
+        return SHDICT_BAD_VALUE;
+    h = shdict_hash(d->key, key, klen);
+    rc = shdict_incr_once(d, key, klen, h, by, init, shdict_expiry(ttl, now), now, newval);
+    if (shdict_retry_full(d, rc, now))
+        rc = shdict_incr_once(d, key, klen, h, by, init, shdict_expiry(ttl, now), now, newval);
+    return shdict_refused(d, rc);
 }
 
 enum shdict_rc
@@ -617,6 +749,7 @@ shdict_stats(struct shdict *d, struct shdict_stats *st)
 {
     memset(st, 0, sizeof(*st));
     st->max_bytes = d->max_bytes;
+    st->refusals = atomic_load_explicit(&d->refusals, memory_order_relaxed);
     for (unsigned s = 0; s < d->nshards; s++) {
         struct shdict_shard *sh = &d->shards[s];
 
@@ -640,6 +773,8 @@ shdict_rc_str(enum shdict_rc rc)
     case SHDICT_BAD_KEY:    return "bad key";
     case SHDICT_BAD_VALUE:  return "bad value";
     case SHDICT_NO_MEMORY:  return "no memory";
+    case SHDICT_FULL:       return "full";
+    case SHDICT_EXISTS:     return "exists";
     }
     return "unknown";
 }
@@ -649,7 +784,7 @@ shdict_rc_str(enum shdict_rc rc)
 /* One eighth of the share is set aside for the largest bucket array the shard may grow
  * to, so growing never has to evict; the rest is for entries. */
 static int
-shdict_shard_init(struct shdict_shard *sh, size_t share)
+shdict_shard_init(struct shdict_shard *sh, size_t share, atomic_size_t *pool)
 {
     size_t max_buckets = SHDICT_MIN_BUCKETS;
 
@@ -666,6 +801,7 @@ shdict_shard_init(struct shdict_shard *sh, size_t share)
     sh->max_buckets = max_buckets;
     sh->entry_budget = share - max_buckets * sizeof(*sh->buckets);
     sh->min_expires = INFINITY;
+    sh->pool = pool;
     sh->lru.prev = sh->lru.next = &sh->lru;
     return 0;
 }
@@ -685,7 +821,8 @@ shdict_seed(uint64_t key[2], char *err, size_t errlen)
 }
 
 struct shdict *
-shdict_new(size_t max_bytes, unsigned nshards, char *err, size_t errlen)
+shdict_new(size_t max_bytes, unsigned nshards, enum shdict_full full, char *err,
+           size_t errlen)
 {
     struct shdict *d;
 
@@ -703,13 +840,19 @@ shdict_new(size_t max_bytes, unsigned nshards, char *err, size_t errlen)
     if (shdict_seed(d->key, err, errlen) != 0)
         goto fail;
     d->max_bytes = max_bytes;
+    d->full = full;
+    atomic_init(&d->pool_used, 0);
+    atomic_init(&d->refusals, 0);
     d->shards = aligned_alloc(SHDICT_CACHE_LINE, nshards * sizeof(*d->shards));
     if (d->shards == NULL)
         goto nomem;
     memset(d->shards, 0, nshards * sizeof(*d->shards));
-    for (; d->nshards < nshards; d->nshards++) /* counts what shdict_free() must undo */
-        if (shdict_shard_init(&d->shards[d->nshards], max_bytes / nshards) != 0)
+    for (; d->nshards < nshards; d->nshards++) { /* counts what shdict_free() must undo */
+        if (shdict_shard_init(&d->shards[d->nshards], max_bytes / nshards,
+                              full == SHDICT_REFUSE ? &d->pool_used : NULL) != 0)
             goto nomem;
+        d->pool_budget += d->shards[d->nshards].entry_budget;
+    }
     return d;
 nomem:
     snprintf(err, errlen, "shdict: out of memory");

@@ -1,6 +1,7 @@
-/* core/shdict.h: the dictionary all workers share (sluice.shdict: rate-limit counters,
- * caches). Keys map to a number or a byte string, with an optional TTL. The Lua binding
- * (lapi_shdict.c), the periodic sweep and the control socket are left to others.
+/* core/shdict.h: the in-process dictionary all workers share, the local backend of one
+ * zone (core/zone.h: rate-limit counters, blocks, the token deny-list, caches). Keys map
+ * to a number or a byte string, with an optional TTL. Names, configuration, logging and
+ * the Lua binding are zone.c's and lapi_zone.c's; the control socket is control_cmd.c's.
  *
  * Thread-safety: every function but shdict_free() may be called from any thread at any
  * time. The dictionary is split into shards by a keyed hash of the key; each shard has
@@ -14,8 +15,17 @@
  *
  * Memory: max_bytes bounds entries (header, key, value and an estimate of malloc's own
  * overhead) plus the bucket arrays. Each shard gets max_bytes / nshards and keeps one
- * eighth of that for its buckets. A shard that is full removes its expired entries first,
- * then evicts the least recently used ones (get, set and incr count as use). */
+ * eighth of that for its buckets; the rest is its share for entries. What happens when
+ * there is no room is chosen at creation (enum shdict_full):
+ *  - SHDICT_EVICT: each shard is bounded by its share. A full shard removes its expired
+ *    entries first, then evicts the least recently used ones (get, set and incr count as
+ *    use). Nothing is ever refused for lack of room. For counters and caches.
+ *  - SHDICT_REFUSE: nothing is ever evicted. The dictionary as a whole is bounded by the
+ *    sum of the shares (one atomic count, reserved before an entry goes in, so the bound
+ *    holds under any concurrency and a shard may hold more than its share). A write that
+ *    does not fit removes expired entries everywhere and tries once more; then it is
+ *    refused with SHDICT_FULL and the dictionary is unchanged. For security state (the
+ *    token deny-list, active blocks), which a client must not be able to push out. */
 #ifndef SLUICE_SHDICT_H
 #define SLUICE_SHDICT_H
 
@@ -28,6 +38,12 @@
 #define SHDICT_MAX_SHARDS    1024
 
 struct shdict;
+
+/* What a write does when there is no room for it (see above). */
+enum shdict_full {
+    SHDICT_EVICT,  /* evict the least recently used entries of the shard */
+    SHDICT_REFUSE, /* evict nothing: refuse the write with SHDICT_FULL */
+};
 
 enum shdict_type {
     SHDICT_NIL,    /* set: delete the key */
@@ -60,6 +76,9 @@ enum shdict_rc {
                          * not finite, incr by or init NaN */
     SHDICT_NO_MEMORY,   /* the entry is larger than a shard can ever hold, or malloc
                          * failed; the dictionary is unchanged */
+    SHDICT_FULL,        /* set, add, incr (SHDICT_REFUSE only): no room without evicting,
+                         * even after removing the expired entries; nothing changed */
+    SHDICT_EXISTS,      /* add: the key is there and live; it is unchanged */
 };
 
 struct shdict_stats {
@@ -68,6 +87,7 @@ struct shdict_stats {
     size_t   max_bytes;
     uint64_t evictions; /* live entries evicted to make room: lost counters, lost cache */
     uint64_t expired;   /* expired entries removed (lazily, for room, or by a sweep) */
+    uint64_t refusals;  /* writes refused with SHDICT_FULL or for an entry too large */
 };
 
 /* Called by shdict_keys() for each live key with the key's shard locked: it must not
@@ -80,7 +100,8 @@ typedef int shdict_key_fn(void *ctx, const char *key, size_t klen,
 /* A new empty dictionary, or NULL with the reason in err. The hash key is drawn from
  * getrandom(2) so that clients cannot choose keys that collide. The caller owns the
  * result and frees it with shdict_free() after every other thread has stopped using it. */
-struct shdict *shdict_new(size_t max_bytes, unsigned nshards, char *err, size_t errlen);
+struct shdict *shdict_new(size_t max_bytes, unsigned nshards, enum shdict_full full,
+                          char *err, size_t errlen);
 void           shdict_free(struct shdict *d);
 
 /* Copy the value of key into *out. A string is copied into out->buf only if it fits in
@@ -90,15 +111,23 @@ enum shdict_rc shdict_get(struct shdict *d, const char *key, size_t klen,
 
 /* Store a copy of *v under key, replacing any value and its TTL. ttl > 0 sets an expiry
  * of now + ttl; ttl 0 means none. A SHDICT_NIL value deletes the key and returns SHDICT_OK
- * whether or not it existed. May evict other entries; never fails for lack of room unless
- * the entry alone is larger than its shard's share. */
+ * whether or not it existed. SHDICT_EVICT: may evict other entries, and never fails for
+ * lack of room unless the entry alone is larger than its shard's share. SHDICT_REFUSE:
+ * SHDICT_FULL when the new value does not fit; the old one, if any, stays. */
 enum shdict_rc shdict_set(struct shdict *d, const char *key, size_t klen,
+                          const struct shdict_value *v, double ttl, double now);
+
+/* As shdict_set, but only when key is absent or expired: SHDICT_EXISTS otherwise, and
+ * the live entry is unchanged (its TTL too). v must not be SHDICT_NIL. */
+enum shdict_rc shdict_add(struct shdict *d, const char *key, size_t klen,
                           const struct shdict_value *v, double ttl, double now);
 
 /* Atomically add by to the number under key and store the result in *newval. A missing
  * or expired key is created as init + by, with expiry now + ttl (ttl 0: none). An existing
  * key keeps its expiry: incr never refreshes a TTL, so a counter created with ttl W counts
- * a fixed window of W seconds. On any error *newval is not written. */
+ * a fixed window of W seconds. Creating a key may evict (SHDICT_EVICT) or be refused with
+ * SHDICT_FULL (SHDICT_REFUSE); adding to an existing one never is. On any error *newval is
+ * not written. */
 enum shdict_rc shdict_incr(struct shdict *d, const char *key, size_t klen, double by,
                            double init, double ttl, double now, double *newval);
 

@@ -12,6 +12,7 @@
 #include "smtp_reply.h"
 #include "smtp_session.h"
 #include "worker.h"
+#include "zone.h"
 
 static void smtp_auth_result_done(struct smtp_session *s, const struct verdict *v);
 static enum smtp_rc smtp_auth_send(struct smtp_session *s);
@@ -240,10 +241,10 @@ smtp_auth_refuse(struct smtp_session *s, const struct verdict *v)
 static void
 smtp_auth_remember(struct smtp_session *s)
 {
-    struct shdict *dict = s->worker->daemon->shdict;
+    struct zone *cache = zones_at(s->worker->daemon->zones, CONFIG_ZONE_AUTH_CACHE);
 
-    if (s->auth_cache_key[0] != '\0' && dict != NULL)
-        auth_cache_store(dict, s->auth_cache_key, s->auth_cache_ttl, ev_now(s->worker->loop));
+    if (s->auth_cache_key[0] != '\0' && cache != NULL)
+        auth_cache_store(cache, s->auth_cache_key, s->auth_cache_ttl, ev_now(s->worker->loop));
     s->auth_cache_key[0] = '\0';
 }
 

@@ -77,7 +77,7 @@ worker_new(int index, struct daemon *d, const int *fds, const size_t *lindex, si
         snprintf(err, errlen, "worker %d: out of memory", index);
         goto fail;
     }
-    w->gen = worker_gen_new(d->gen, w->loop, d->shdict, d->audit, err, errlen);
+    w->gen = worker_gen_new(d->gen, w->loop, d->zones, d->audit, err, errlen);
     if (w->gen == NULL)
         goto fail;
     worker_seed(w);

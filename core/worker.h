@@ -22,7 +22,7 @@ struct offload_return;
 struct smtp_session;
 struct inflight;
 struct iplimit;
-struct shdict;
+struct zones;
 struct worker_gen;
 
 /* What all workers share. The pointers are set before any thread starts; a worker reads
@@ -35,7 +35,7 @@ struct daemon {
     struct offload    *offload; /* borrows; internally locked (offload.h) */
     struct iplimit    *iplimit; /* borrows; a mutex per shard, atomic totals and limits */
     struct inflight   *inflight; /* borrows; memory for messages, internally locked */
-    struct shdict     *shdict;  /* borrows; sluice.shdict, a mutex per shard */
+    struct zones      *zones;   /* borrows; sluice.zone, a mutex per shard of each zone */
     struct audit      *audit;   /* borrows; internally locked. NULL: none yet; a reload
                                  * may set it (under daemon_ctl.mu), never change it */
     int                exit_code;

@@ -11,7 +11,7 @@
 #include "upstream_pool.h"
 
 struct worker_gen *
-worker_gen_new(struct generation *g, struct ev_loop *loop, struct shdict *dict,
+worker_gen_new(struct generation *g, struct ev_loop *loop, struct zones *zones,
                struct audit *audit, char *err, size_t errlen)
 {
     struct worker_gen *wg = calloc(1, sizeof(*wg));
@@ -25,7 +25,7 @@ worker_gen_new(struct generation *g, struct ev_loop *loop, struct shdict *dict,
     wg->pool = upstream_pool_new(loop, wg->cfg, err, errlen);
     if (wg->pool == NULL)
         goto fail;
-    wg->vm = policy_vm_new(wg->cfg, dict, loop, err, errlen);
+    wg->vm = policy_vm_new(wg->cfg, zones, loop, err, errlen);
     if (wg->vm == NULL)
         goto fail;
     if (audit != NULL)

@@ -4,16 +4,19 @@
 -- (domains[...].oauth2, docs/authentication.md: a jwks_file, or a jwks_url fetched and
 -- refreshed by lua/sluice/jwks.lua, refetched once on an unknown kid), or an opaque token
 -- (not three base64url parts) at the RFC 7662 introspection endpoint of the SASL
--- identity's domain, with the answers cached in sluice.shdict under a hash of the token
--- (never past its exp; "inactive" for INACTIVE_TTL seconds). The same claim checks then
+-- identity's domain, with the answers cached in the zone auth_cache under a hash of the
+-- token (never past its exp; "inactive" for INACTIVE_TTL seconds). The same claim checks then
 -- apply to both (exp, iss when present, aud, scope), then who may use it:
 --  * the domain comes from the token (its `domain` claim, else its email's domain) and
 --    must be declared, list 'oauth2' in its `auth`, and be enabled;
 --  * the token's `email` (or an address-shaped `sub`) must be the SASL identity; with
 --    OAUTHBEARER's a= left empty, the token names the user;
 --  * its client (azp / client_id) must be one of the domain's `clients`, if it lists any;
---  * its jti, sub and client must not be on the deny-list in sluice.shdict, written by
---    `sluice ctl token deny` (keys oauth2:deny:jti:VALUE, :sub:, :client:).
+--  * its jti, sub and client must not be on the deny-list in the zone denylist, written
+--    by `sluice ctl token deny` (keys oauth2:deny:jti:VALUE, :sub:, :client:, VALUE
+--    bounded by sluice.key_part as the control socket bounds it). That zone is never
+--    evicted; when it could not take a deny (full), a miss cannot be trusted, and every
+--    token gets 454 4.7.0 until a deny succeeds again (fail closed, docs/security.md).
 -- A refusal is 535 5.7.8, which the core sends after the RFC 7628 error challenge; a
 -- good token for a disabled domain is 525 5.7.13, as a good password is (auth.lua). Keys
 -- or an introspection endpoint that cannot be reached give 454 4.7.0.
@@ -29,7 +32,8 @@ local cjson = require('cjson.safe')
 local INVALID = 'Authentication credentials invalid'
 local DISABLED = 'Accounts of this domain are disabled, ask your administrator'
 local DENY_PREFIX = 'oauth2:deny:'
-local KEY_MAX = 1024 -- sluice.shdict's longest key: a longer value cannot be denied
+local denylist = sluice.zone('denylist')
+local cache = sluice.zone('auth_cache')
 local INTROSPECT_PREFIX = 'oauth2:introspect:'
 local INACTIVE_TTL = 30 -- seconds an "active": false answer is remembered
 -- The fields of an introspection answer that the checks read (and that the cache keeps).
@@ -80,17 +84,20 @@ local function client_of(claims)
   return type(c) == 'string' and c or nil
 end
 
--- true when an operator denied this token by jti, subject or client.
+-- What an operator denied this token by ('jti', 'sub' or 'client'), or nil; or nil and
+-- why the deny-list cannot answer ('full': a deny could not be written).
 local function denied(claims)
+  local why
   for _, kv in ipairs({ { 'jti', claims.jti }, { 'sub', claims.sub },
                         { 'client', client_of(claims) } }) do
     local v = kv[2]
     if type(v) == 'string' and v ~= '' then
-      local key = DENY_PREFIX .. kv[1] .. ':' .. v
-      if #key <= KEY_MAX and sluice.shdict.get(key) ~= nil then return kv[1] end
+      local found, err = denylist:get(DENY_PREFIX .. kv[1] .. ':' .. sluice.key_part(v))
+      if found ~= nil then return kv[1] end
+      why = why or err
     end
   end
-  return nil
+  return nil, why
 end
 
 local function audit(session, auth, fields)
@@ -152,7 +159,7 @@ end
 local function introspect(o, domain, token)
   local key = INTROSPECT_PREFIX .. sluice.crypto.b64url_encode(
     sluice.crypto.sha256(o.introspection_url .. '\0' .. token))
-  local cached = sluice.shdict.get(key)
+  local cached = cache:get(key)
   local doc = type(cached) == 'string' and cjson.decode(cached)
   if type(doc) == 'table' then return doc end
   local status, body = sluice.http.request({ method = 'POST', url = o.introspection_url,
@@ -172,7 +179,7 @@ local function introspect(o, domain, token)
     local left = type(doc.exp) == 'number' and doc.exp - sluice.now() or 0
     ttl = math.min(o.introspection_cache or 300, left) -- never outlives the token
   end
-  if ttl >= 1 then sluice.shdict.set(key, cjson.encode(doc), math.floor(ttl)) end
+  if ttl >= 1 then cache:set(key, cjson.encode(doc), math.floor(ttl)) end
   return doc
 end
 
@@ -254,8 +261,13 @@ local function on_auth(session, auth)
   if #(o.clients or {}) > 0 and not has(o.clients, client_of(claims)) then
     return refuse(session, auth, 'client', facts)
   end
-  facts.denied_by = denied(claims)
+  local deny_err
+  facts.denied_by, deny_err = denied(claims)
   if facts.denied_by then return refuse(session, auth, 'revoked', facts) end
+  if deny_err then
+    sluice.log('warning', 'oauth2.denylist_unavailable', { error = deny_err, user = auth.user })
+    return unavailable()
+  end
   if cfg.enabled == false then return refuse(session, auth, 'disabled', facts) end
   audit(session, auth, { email = email, domain = domain, success = true,
     client_id = client_of(claims), jti = type(claims.jti) == 'string' and claims.jti or nil })

@@ -1,5 +1,5 @@
 -- policies/ratelimit.lua: failed authentications and messages per hour, counted in
--- sluice.shdict (all workers) through sluice.ratelimit. docs/policies.md gives the why.
+-- the zones limits and blocks (all workers) via sluice.ratelimit. docs/policies.md: why.
 --  * a client address, and a (user, client address) pair, that fails 5 times in a
 --    minute or 20 in an hour is blocked for 5 minutes (the Python design's numbers):
 --    421 4.7.0 at connect, 454 4.7.0 at AUTH (RFC 4954 6: temporary failure);

@@ -2,7 +2,7 @@
 -- made by sluice.crypto.jwk (OpenSSL in the daemon, the double under busted). Keys come
 -- from a domain's oauth2.jwks_file, read once per Lua state (each worker, each policy
 -- generation: a reload reads the file again), or from its oauth2.jwks_url, fetched with
--- sluice.http (so only inside a hook, which yields) and kept as text in sluice.shdict,
+-- sluice.http (so only inside a hook, which yields) and kept as text in the zone jwks,
 -- shared by every worker:
 --   oauth2:jwks:H          the document, kept jwks_refresh + JWKS_STALE seconds
 --   oauth2:jwks_fresh:H    set for jwks_refresh seconds after each fetch: when it is gone,
@@ -26,13 +26,14 @@ jwks.DEV_KID_PREFIX = 'sluice-dev-'
 
 local FILE_MAX = 1024 * 1024 -- octets of a JWKS file; real ones are a few KiB
 
+local zone = sluice.zone('jwks')
 local cache = {} -- path -> set; per Lua state, so fresh after a reload
 local parsed = {} -- url -> { text = document, set = its set }: parse each document once
 
 local JWKS_STALE = 86400      -- seconds a document outlives its refresh, for outages
 local JWKS_KID_INTERVAL = 60  -- seconds between refetches for unknown kids, per URL
 local JWKS_FAIL_BACKOFF = 5   -- seconds without fetching after a failure, per URL
-local JWKS_MAX = 64 * 1024    -- octets: sluice.shdict's largest value
+local JWKS_MAX = 64 * 1024    -- octets: a zone's largest value
 
 -- Set, or nil and why. A set is { by_kid = { [kid] = entry }, list = { entry... },
 -- dev = true when a key is a dev key }, entry = { kid, key, alg }. Keys that are not for
@@ -109,7 +110,7 @@ end
 -- GET the document; on success keep it and return its set, else nil and why.
 local function fetch(oauth2)
   local url = oauth2.jwks_url
-  if sluice.shdict.get(url_key('jwks_fail', url)) then return nil, 'recent fetch failed' end
+  if zone:get(url_key('jwks_fail', url)) then return nil, 'recent fetch failed' end
   local status, body = sluice.http.request({ method = 'GET', url = url,
     timeout = oauth2.timeout, ca_file = oauth2.ca_file,
     headers = { Accept = 'application/json, application/jwk-set+json' } })
@@ -124,13 +125,13 @@ local function fetch(oauth2)
     set, why = parse_cached(url, body)
   end
   if not set then
-    sluice.shdict.set(url_key('jwks_fail', url), true, JWKS_FAIL_BACKOFF)
+    zone:set(url_key('jwks_fail', url), true, JWKS_FAIL_BACKOFF)
     sluice.log('warning', 'oauth2.jwks_fetch_failed', { url = url, error = why })
     return nil, why
   end
   local refresh = oauth2.jwks_refresh or 3600
-  sluice.shdict.set(url_key('jwks', url), body, refresh + JWKS_STALE)
-  sluice.shdict.set(url_key('jwks_fresh', url), true, refresh)
+  zone:set(url_key('jwks', url), body, refresh + JWKS_STALE)
+  zone:set(url_key('jwks_fresh', url), true, refresh)
   sluice.log('info', 'oauth2.jwks_fetched', { url = url, keys = #set.list })
   return set
 end
@@ -139,10 +140,10 @@ end
 -- 'unavailable: why'.
 local function for_url(oauth2)
   local url = oauth2.jwks_url
-  local text = sluice.shdict.get(url_key('jwks', url))
+  local text = zone:get(url_key('jwks', url))
   local stale = text and parse_cached(url, text)
-  if stale and sluice.shdict.get(url_key('jwks_fresh', url)) then return stale end
-  if stale and (sluice.shdict.incr(url_key('jwks_lock', url), 1,
+  if stale and zone:get(url_key('jwks_fresh', url)) then return stale end
+  if stale and (zone:incr(url_key('jwks_lock', url), 1,
       (oauth2.timeout or 5) + 1) or 2) > 1 then
     return stale -- another worker is refetching it
   end
@@ -164,7 +165,7 @@ end
 -- per URL (for all workers); nil when not allowed now or when the fetch fails.
 function jwks.refetch(oauth2)
   if not oauth2.jwks_url then return nil end
-  if (sluice.shdict.incr(url_key('jwks_kid', oauth2.jwks_url), 1, JWKS_KID_INTERVAL) or 2)
+  if (zone:incr(url_key('jwks_kid', oauth2.jwks_url), 1, JWKS_KID_INTERVAL) or 2)
       > 1 then
     return nil
   end

@@ -1,20 +1,30 @@
 -- lua/sluice/ratelimit.lua: counters over a sliding window and timed blocks, kept in
--- sluice.shdict so every worker sees the same numbers. Pure Lua over the API.
+-- zones so every worker sees the same numbers: the counters in 'limits', which may evict
+-- (a lost counter starts again), the blocks in 'blocks', which never does (a client
+-- cannot push a block out by filling the counters). Pure Lua over the API.
 --
 -- The window is the sliding-window counter (as Cloudflare and nginx-style limiters use):
 -- one counter per fixed window, and the estimate for "the last W seconds" weights the
--- previous window by how much of it still overlaps. Each hit is one atomic
--- sluice.shdict.incr, so workers never lose a count; a GCRA would need compare-and-set,
--- which the dictionary does not offer. Error of the estimate: events are assumed evenly
--- spread over the previous window.
+-- previous window by how much of it still overlaps. Each hit is one atomic zone incr,
+-- so workers never lose a count; a GCRA would need compare-and-set, which zones do not
+-- offer. Error of the estimate: events are assumed evenly spread over the previous window.
 --
 -- Key layout (sluice ctl resets a name by deleting every key that starts with 'NAME:'):
---   NAME:W:INDEX   hits in window INDEX (= floor(now / W)) of length W; TTL 2W
---   NAME:block     the time the block ends; TTL = the block's length
+--   limits: NAME:W:INDEX   hits in window INDEX (= floor(now / W)) of length W; TTL 2W
+--   blocks: NAME:block     the time the block ends; TTL = the block's length
+-- NAME is the name given, bounded by sluice.key_part(name, NAME_MAX) (names carry user
+-- names, which clients choose). A block that 'blocks' refuses (full) goes to 'limits'
+-- instead, where blocked() looks too, and block() says nil, 'full' so that a policy can
+-- refuse the attempt (fail closed).
 local sluice = require('sluice')
 
 local ratelimit = {}
 
+local NAME_MAX = 128 -- octets of a name kept as it is (core/control_cmd.c: CONTROL_NAME_MAX)
+local limits = sluice.zone('limits')
+local blocks = sluice.zone('blocks')
+
+-- Checks the arguments; returns the name as keys hold it.
 local function check_args(fn, name, window)
   if type(name) ~= 'string' or name == '' then
     error('sluice.ratelimit.' .. fn .. ': name must be a non-empty string', 3)
@@ -22,23 +32,23 @@ local function check_args(fn, name, window)
   if type(window) ~= 'number' or window <= 0 or window % 1 ~= 0 then
     error('sluice.ratelimit.' .. fn .. ': window must be a positive integer (seconds)', 3)
   end
+  return sluice.key_part(name, NAME_MAX)
 end
 
 local function estimate(name, window, current)
   local now = sluice.now()
   local index = math.floor(now / window)
-  local previous = sluice.shdict.get(name .. ':' .. window .. ':' .. (index - 1)) or 0
+  local previous = limits:get(name .. ':' .. window .. ':' .. (index - 1)) or 0
   local elapsed = (now - index * window) / window
   return previous * (1 - elapsed) + current
 end
 
 -- Count `by` (default 1) events now; returns the estimated number of events in the
--- last `window` seconds, this one included; or nil and the reason (dictionary full).
+-- last `window` seconds, this one included; or nil and the reason (zone full).
 function ratelimit.incr(name, window, by)
-  check_args('incr', name, window)
+  name = check_args('incr', name, window)
   local index = math.floor(sluice.now() / window)
-  local current, err = sluice.shdict.incr(name .. ':' .. window .. ':' .. index, by or 1,
-    2 * window)
+  local current, err = limits:incr(name .. ':' .. window .. ':' .. index, by or 1, 2 * window)
   if not current then return nil, err end
   return estimate(name, window, current)
 end
@@ -48,9 +58,9 @@ end
 -- returns the estimate with this event in it, and a receipt for refund(); or nil and the
 -- reason. Compare the estimate with the limit; over it, refund and refuse.
 function ratelimit.reserve(name, window)
-  check_args('reserve', name, window)
+  name = check_args('reserve', name, window)
   local key = name .. ':' .. window .. ':' .. math.floor(sluice.now() / window)
-  local current, err = sluice.shdict.incr(key, 1, 2 * window)
+  local current, err = limits:incr(key, 1, 2 * window)
   if not current then return nil, err end
   return estimate(name, window, current), key
 end
@@ -59,30 +69,36 @@ end
 -- The window it was counted in may have passed: then there is nothing to take back.
 function ratelimit.refund(receipt)
   if type(receipt) ~= 'string' then return end
-  local left = sluice.shdict.get(receipt)
+  local left = limits:get(receipt)
   if type(left) == 'number' and left > 0 then
-    local n = sluice.shdict.incr(receipt, -1)
-    if n and n < 0 then sluice.shdict.incr(receipt, 1) end -- raced with its expiry
+    local n = limits:incr(receipt, -1)
+    if n and n < 0 then limits:incr(receipt, 1) end -- raced with its expiry
   end
 end
 
 -- The estimated number of events in the last `window` seconds, counting nothing.
 function ratelimit.count(name, window)
-  check_args('count', name, window)
+  name = check_args('count', name, window)
   local index = math.floor(sluice.now() / window)
-  return estimate(name, window, sluice.shdict.get(name .. ':' .. window .. ':' .. index) or 0)
+  return estimate(name, window, limits:get(name .. ':' .. window .. ':' .. index) or 0)
 end
 
--- Block `name` for `seconds`. Returns true, or nil and the reason.
+-- Block `name` for `seconds`. Returns true, or nil and the reason: 'full' when the zone
+-- blocks has no room (the block is then kept in 'limits', where blocked() sees it but a
+-- flood of counters may evict it: refuse the attempt at hand).
 function ratelimit.block(name, seconds)
-  check_args('block', name, seconds)
-  return sluice.shdict.set(name .. ':block', sluice.now() + seconds, seconds)
+  local key = check_args('block', name, seconds) .. ':block'
+  local ends = sluice.now() + seconds
+  local ok, err = blocks:set(key, ends, seconds)
+  if not ok then limits:set(key, ends, seconds) end
+  return ok, err
 end
 
 -- Seconds left on the block of `name`, or nil when it is not blocked.
 function ratelimit.blocked(name)
-  check_args('blocked', name, 1)
-  local ends = sluice.shdict.get(name .. ':block')
+  local key = check_args('blocked', name, 1) .. ':block'
+  local ends = blocks:get(key)
+  if ends == nil then ends = limits:get(key) end
   local left = type(ends) == 'number' and ends - sluice.now()
   return left and left > 0 and left or nil
 end

@@ -1,11 +1,10 @@
 -- lua/sluice/testing.lua: a pure-Lua double of the engine, so busted runs policy specs
--- without a daemon. It replaces only the C half (`sluice.core`: clock, shared
--- dictionary, passwd, ldap, http (lua/sluice/testing_http.lua), sleep, log and audit
--- capture); the Lua half (verdicts, JSON,
--- ratelimit, idna...) is the real code. harness:run() applies the engine's rules:
--- policies in order, first verdict wins, the documented default, and 451 4.3.0 plus a
--- policy.error log line for a hook that raises, overruns its budget or returns a
--- non-verdict. docs/policies.md shows how to use it.
+-- without a daemon. It replaces only the C half (`sluice.core`: clock, zones (sluice.zone,
+-- sluice.shdict), passwd, ldap, http (lua/sluice/testing_http.lua), sleep, log and audit
+-- capture); the Lua half (verdicts, JSON, ratelimit, idna...) is the real code.
+-- harness:run() applies the engine's rules: policies in order, first verdict wins, the
+-- documented default, and 451 4.3.0 plus a policy.error log line for a hook that raises,
+-- overruns its budget or returns a non-verdict. docs/policies.md shows how to use it.
 local json = require('sluice.json')
 local testing_crypto = require('sluice.testing_crypto')
 local testing_http = require('sluice.testing_http')
@@ -50,44 +49,201 @@ local function key_ok(key)
   return type(key) == 'string' and #key > 0 and #key <= KEY_MAX
 end
 
--- The shared dictionary: get, set, incr with TTL on the harness's clock.
-local function new_shdict(h)
-  local store = {}
+-- The zones (core/zone.c, core/config_zones.c): the built-in ones with their default
+-- sizes, and opts.zones as the configuration's `zones` table. Like the engine's, a zone
+-- with evict = false is bounded by its size: a write that does not fit (entries charged as
+-- core/shdict.c charges them) first drops the expired entries, then is refused with
+-- nil, 'full', and until a write succeeds again a miss is nil, 'full'. A zone that evicts
+-- never does here: the double keeps everything (nothing a spec can count on anyway).
+local K, M = 1024, 1024 * 1024
+local BUILTIN_ZONES = { -- name, size, evict, locked (security state: never evicted)
+  { 'default', 16 * M, true }, { 'limits', 8 * M, true }, { 'blocks', 1 * M, false, true },
+  { 'denylist', 1 * M, false, true }, { 'auth_cache', 4 * M, true }, { 'jwks', 1 * M, true },
+}
+local ENTRY_OVERHEAD = 72 -- shdict_entry_size(0, 0): header and malloc's own
+local ZONE_SHARD_BYTES, ZONE_MAX_SHARDS = 128 * K, 64
+
+-- size = 8388608 or '8m' (core/config_zones.c)
+local function zone_size(name, v)
+  local n
+  if type(v) == 'number' then
+    n = v
+  elseif type(v) == 'string' then
+    local digits, unit = v:match('^(%d+)([kKmMgG]?)$')
+    local units = { [''] = 1, k = K, m = M, g = 1024 * M }
+    n = digits and tonumber(digits) * units[unit:lower()]
+  end
+  assert(n and n % 1 == 0 and n >= 32 * K and n <= 64 * 1024 * M, 'zones.' .. name
+    .. '.size: expected octets, or a size like \'512k\', \'8m\' or \'1g\', from 32k to 64g')
+  return n
+end
+
+-- What the engine's dictionary can hold for entries (core/shdict.c, core/zone.c): the
+-- whole budget, and the largest entry one shard takes.
+local function zone_budget(size)
+  local nshards = math.max(1, math.min(ZONE_MAX_SHARDS, math.floor(size / ZONE_SHARD_BYTES)))
+  local share = math.floor(size / nshards)
+  local buckets = 16
+  while 2 * buckets * 8 <= math.floor(share / 8) do buckets = buckets * 2 end
+  return nshards * (share - buckets * 8), share - buckets * 8
+end
+
+local function load_zones(zones, shdict_size)
+  local out, order = {}, {}
+  for _, z in ipairs(BUILTIN_ZONES) do
+    out[z[1]] = { size = z[1] == 'default' and shdict_size or z[2], evict = z[3], locked = z[4] }
+    order[#order + 1] = z[1]
+  end
+  for name, cfg in pairs(zones or {}) do
+    assert(type(name) == 'string' and #name <= 32 and name:match('^[a-z][a-z0-9_]*$'),
+      'zones: expected a zone name: a lowercase letter, then lowercase letters, digits or _')
+    assert(type(cfg) == 'table', 'zones.' .. name .. ': expected a table')
+    for k in pairs(cfg) do
+      assert(k == 'size' or k == 'evict', 'zones.' .. name .. ': unknown key ' .. tostring(k))
+    end
+    local z = out[name]
+    if not z then
+      assert(cfg.size, 'zones.' .. name .. '.size: required')
+      z = { evict = true }
+      out[name] = z
+      order[#order + 1] = name
+    end
+    assert(not (name == 'default' and shdict_size and cfg.size),
+      'zones.default: shdict_size is the size of this zone: give only one of them')
+    if cfg.size then z.size = zone_size(name, cfg.size) end
+    if cfg.evict ~= nil then z.evict = cfg.evict == true end
+    assert(not (z.locked and z.evict), 'zones.' .. name .. '.evict: this zone holds '
+      .. 'security state, which is never evicted: leave evict out, or false')
+  end
+  out.default.size = out.default.size or 16 * M
+  return out, order
+end
+
+-- The octets a value takes in the engine: a number none, a string or boolean its tag too.
+local function value_len(v)
+  if type(v) == 'number' then return 0 end
+  if type(v) == 'boolean' then return 1 end
+  return #v + 1
+end
+
+-- One zone: get, set, add, incr, delete, ttl on the harness's clock; the methods take the
+-- zone first (zone:get(key)), the zone 'default' also serves sluice.shdict.
+local function new_zone(h, name, cfg)
+  local store, used = {}, 0
+  local budget, largest = zone_budget(cfg.size)
+  local zone = { refusing = false, refusals = 0, store = store }
+  local function drop(key)
+    local e = store[key]
+    if e then used = used - e.size; store[key] = nil end
+  end
   local function live(key)
     local e = store[key]
-    if e and e.expires and e.expires <= h.clock then store[key] = nil; e = nil end
+    if e and e.expires and e.expires <= h.clock then drop(key); e = nil end
     return e
   end
-  local shdict = {}
-  function shdict.get(key)
-    argcheck(key_ok(key), 'shdict.get', 'key must be a string of 1..1024 bytes')
-    local e = live(key)
-    return e and e.value
+  local function fits(size, old)
+    if cfg.evict then return true end
+    if used - old + size <= budget then return true end
+    for key in pairs(store) do live(key) end
+    return used - old + size <= budget
   end
-  function shdict.set(key, value, ttl)
-    argcheck(key_ok(key), 'shdict.set', 'key must be a string of 1..1024 bytes')
-    local t = type(value)
-    argcheck(value == nil or t == 'string' or t == 'number' or t == 'boolean', 'shdict.set',
-      'value must be a string, number, boolean or nil')
-    argcheck(ttl == nil or (type(ttl) == 'number' and ttl >= 0), 'shdict.set', 'bad ttl')
-    store[key] = value ~= nil and { value = value, expires = ttl and ttl > 0 and h.clock + ttl }
-      or nil
+  local function check(fn, key, ttl)
+    argcheck(key_ok(key), 'zone:' .. fn, 'key must be a string of 1..1024 bytes')
+    argcheck(ttl == nil or (type(ttl) == 'number' and ttl >= 0), 'zone:' .. fn, 'bad ttl')
+  end
+  -- Store value under key (live: the entry there now): true, or nil and why.
+  local function put(key, value, ttl, e)
+    local size = ENTRY_OVERHEAD + #key + value_len(value)
+    local why = size > largest and 'no memory' or not fits(size, e and e.size or 0) and 'full'
+    if why then
+      zone.refusals = zone.refusals + 1
+      zone.refusing = not cfg.evict
+      return nil, why
+    end
+    drop(key)
+    store[key] = { value = value, size = size, expires = ttl and ttl > 0 and h.clock + ttl or nil }
+    used = used + size
+    zone.refusing = false
     return true
   end
-  function shdict.incr(key, by, ttl)
-    argcheck(key_ok(key), 'shdict.incr', 'key must be a string of 1..1024 bytes')
-    argcheck(type(by) == 'number', 'shdict.incr', 'by must be a number')
-    argcheck(ttl == nil or (type(ttl) == 'number' and ttl >= 0), 'shdict.incr', 'bad ttl')
+  local function miss()
+    if zone.refusing then return nil, 'full' end
+    return nil
+  end
+  function zone.get(_, key)
+    check('get', key)
+    local e = live(key)
+    if e then return e.value end
+    return miss()
+  end
+  function zone.ttl(_, key)
+    check('ttl', key)
+    local e = live(key)
+    if not e then return miss() end
+    return e.expires and e.expires - h.clock or 0
+  end
+  local function check_value(fn, value, allow_nil)
+    local t = type(value)
+    argcheck((allow_nil and value == nil) or t == 'string' or t == 'number' or t == 'boolean',
+      'zone:' .. fn, 'value must be a string, number, boolean' .. (allow_nil and ' or nil' or ''))
+  end
+  function zone.set(_, key, value, ttl)
+    check('set', key, ttl)
+    check_value('set', value, true)
+    if value == nil then drop(key); return true end
+    return put(key, value, ttl, live(key))
+  end
+  function zone.add(_, key, value, ttl)
+    check('add', key, ttl)
+    check_value('add', value, false)
+    if live(key) then return nil, 'exists' end
+    return put(key, value, ttl, nil)
+  end
+  function zone.incr(_, key, by, ttl)
+    check('incr', key, ttl)
+    argcheck(type(by) == 'number' and by == by, 'zone:incr', 'by must be a number')
     local e = live(key)
     if not e then
-      store[key] = { value = by, expires = ttl and ttl > 0 and h.clock + ttl or nil }
+      local ok, err = put(key, by, ttl, nil)
+      if not ok then return nil, err end
       return by
     end
     if type(e.value) ~= 'number' then return nil, 'not a number' end
     e.value = e.value + by
+    zone.refusing = false
     return e.value
   end
-  return shdict, store
+  function zone.delete(_, key)
+    check('delete', key)
+    local was = live(key) ~= nil
+    drop(key)
+    return was
+  end
+  return setmetatable(zone, { __tostring = function() return "sluice.zone('" .. name .. "')" end })
+end
+
+-- sluice.zone(name), and sluice.shdict = the zone 'default' with plain functions.
+local function new_zones(h)
+  local zones, stores = {}, {}
+  for name, cfg in pairs(h.zone_config) do
+    zones[name] = new_zone(h, name, cfg)
+    stores[name] = zones[name].store
+  end
+  local function open(name)
+    argcheck(type(name) == 'string', 'zone', 'name must be a string')
+    if not zones[name] then
+      error('sluice.zone: no zone named \'' .. name .. '\' (zones in the configuration, '
+        .. 'docs/configuration.md)', 2)
+    end
+    return zones[name]
+  end
+  local d = zones.default
+  local shdict = {
+    get = function(key) return d:get(key) end,
+    set = function(key, value, ttl) return d:set(key, value, ttl) end,
+    incr = function(key, by, ttl) return d:incr(key, by, ttl) end,
+  }
+  return open, shdict, zones, stores
 end
 
 local function iso8601(t)
@@ -98,7 +254,8 @@ end
 -- The fake C half: the functions docs/lua-api.md lists as the engine's.
 local function new_core(h)
   local core = { domains = h.domains, crypto = testing_crypto }
-  core.shdict, h.store = new_shdict(h)
+  core.zone, core.shdict, h.zones, h.stores = new_zones(h)
+  h.store = h.stores.default
   function core.now() return h.clock end
   function core.sleep(seconds)
     argcheck(not h.no_yield, 'sleep', 'not available in on_disconnect')
@@ -271,7 +428,7 @@ end
 
 -- opts: domains (the configuration's table), users ({ ['a@b'] = 'password' }),
 -- ldap_users (the same, for sluice.ldap.verify), now (epoch seconds, default 1.7e9),
--- budget (seconds per hook, default 10).
+-- budget (seconds per hook, default 10), zones and shdict_size (as in the configuration).
 function testing.new(opts)
   opts = opts or {}
   local h = setmetatable({
@@ -283,6 +440,7 @@ function testing.new(opts)
   for u, p in pairs(opts.users or {}) do h.users[u:lower()] = p end
   for u, p in pairs(opts.ldap_users or {}) do h.ldap_users[u:lower()] = p end
   h.oauth2_clients = testing_http.clients(opts.domains)
+  h.zone_config = load_zones(opts.zones, opts.shdict_size)
   h.core = new_core(h)
   return h
 end
@@ -353,7 +511,7 @@ function harness:transaction(fields)
   return testing_tx.new(fields)
 end
 
--- Move the clock forward (shared dictionary TTLs, ratelimit windows).
+-- Move the clock forward (zone TTLs, ratelimit windows).
 function harness:advance(seconds)
   self.clock = self.clock + seconds
 end

@@ -43,6 +43,7 @@ from conftest import (ROOT, SHIPPED_POLICIES, SLUICE, RawClient, Relay, Sink, b6
 
 DRIVER = ROOT / 'tests' / 'integration' / 'agreement' / 'run_double.lua'
 PROBE = str(ROOT / 'tests' / 'integration' / 'agreement' / 'probe.lua')
+FILL_ZONE = str(ROOT / 'tests' / 'integration' / 'agreement' / 'fill_zone.lua')
 EXAMPLES = [str(ROOT / 'policies' / 'examples' / n)
             for n in ('recipient_domains.lua', 'max_recipients.lua')]
 
@@ -81,6 +82,9 @@ CONFIGS = {
     'examples': {'policies': SHIPPED_POLICIES + EXAMPLES, 'domains': DOMAINS},
     'probe': {'policies': SHIPPED_POLICIES + [PROBE], 'domains': DOMAINS},
     'mixed_case': {'policies': SHIPPED_POLICIES, 'domains': MIXED_CASE_DOMAINS},
+    # a zone blocks small enough for agreement/fill_zone.lua to fill (EHLO fill-blocks.test)
+    'full_blocks': {'policies': SHIPPED_POLICIES + [FILL_ZONE], 'domains': DOMAINS,
+                    'zones': {'blocks': {'size': '32k'}}},
 }
 
 # The core's reply when the chain accepts: (code, enhanced, text). None: the text is the
@@ -250,6 +254,16 @@ SCENARIOS = [
              [connect((421, '4.7.0'))]),
     # (Failures per user add up across scenarios in the daemon, not in the double: each
     # user stays under the 10 a minute that would slow its AUTH down, ratelimit.lua.)
+    # The zone blocks is full and never evicts: the fifth failure's block does not fit, and
+    # is enforced all the same (kept in limits, lua/sluice/ratelimit.lua), on both sides.
+    scenario('a_block_that_does_not_fit_the_full_zone_still_blocks', 'full_blocks',
+             [connect(), ehlo('fill-blocks.test'), auth('bob@example.org', 'x1', INVALID),
+              auth('bob@example.org', 'x2', INVALID)],
+             [connect(), ehlo(), auth('bob@example.org', 'x3', INVALID),
+              auth('bob@example.org', 'x4', INVALID)],
+             [connect(), ehlo(), auth('bob@example.org', 'x5', INVALID),
+              auth('bob@example.org', 'bob-pw', (454, '4.7.0'))],
+             [connect((421, '4.7.0'))]),
     scenario('four_failed_logins_do_not_block', 'shipped',
              [connect(), ehlo(), auth('alice@example.org', 'y1', INVALID),
               auth('alice@example.org', 'y2', INVALID)],
@@ -381,10 +395,11 @@ def daemon(tmp_path_factory, certs, agreement_users, agreement_sink):
     def get(name):
         if name not in started:
             cfg = CONFIGS[name]
+            zones = 'zones = %s,' % lua_value(cfg['zones']) if 'zones' in cfg else ''
             started[name] = Relay(tmp_path_factory.mktemp('agreement-' + name), certs,
                                   agreement_users, upstream_conf(agreement_sink.port),
                                   workers=1, policies=cfg['policies'],
-                                  domains=lua_value(cfg['domains']))
+                                  domains=lua_value(cfg['domains']), extra=zones)
         return started[name]
     yield get
     for relay in started.values():
@@ -399,6 +414,7 @@ def daemon(tmp_path_factory, certs, agreement_users, agreement_sink):
 def run_double(tmp_path, sc, address):
     cfg = CONFIGS[sc['config']]
     spec = {'policies': cfg['policies'], 'domains': cfg['domains'], 'users': PASSWORDS,
+            'zones': cfg.get('zones'),
             'connections': [{'client_address': address,
                              'steps': [{k: v for k, v in s.items()
                                         if v is not None and k != 'expect'} for s in steps]}

@@ -125,7 +125,7 @@ def test_status_gives_generation_1_and_counts_a_connected_client(ctl_relay):
     assert (st['generation'], st['sessions'], st['workers']) == (1, 0, 1)
     assert st['reloads_ok'] == 0 and st['last_reload_error'] is None
     assert st['pid'] == r.proc.pid
-    assert st['shdict']['max_bytes'] > 0
+    assert st['zones']['default']['capacity'] > 0 and st['zones']['denylist']['evict'] is False
     assert 'audit' in st  # the relay writes an audit log
     c = r.raw_authed()
     st = wait_sessions(r, 1)
@@ -139,7 +139,7 @@ def test_status_gives_generation_1_and_counts_a_connected_client(ctl_relay):
     lines = p.stdout.splitlines()
     assert 'generation: 1' in lines and 'sessions: 0' in lines
     assert any(l.startswith('started: 20') and l.endswith('Z') for l in lines), lines
-    assert any(l.startswith('shdict.entries: ') for l in lines), lines
+    assert any(l.startswith('zones.limits.entries: ') for l in lines), lines
     logs = r.wait_logs('control.command', 3)
     assert logs[-1]['command'] == 'status' and logs[-1]['ok'] is True
     assert logs[-1]['uid'] == os.geteuid()

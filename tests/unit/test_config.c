@@ -788,6 +788,115 @@ policy_key_rules_are_enforced(void)
         fprintf(stderr, "  got %s\n", got);
 }
 
+/* ---- zones ------------------------------------------------------------------------------ */
+
+static void
+zones_default_to_the_built_in_ones(void)
+{
+    static const struct {
+        const char *name;
+        size_t      size;
+        bool        evict;
+    } want[CONFIG_ZONE_N_BUILTIN] = {
+        {"default", SHDICT_SIZE, true},          {"limits", ZONE_LIMITS_SIZE, true},
+        {"blocks", ZONE_BLOCKS_SIZE, false},     {"denylist", ZONE_DENYLIST_SIZE, false},
+        {"auth_cache", ZONE_AUTH_CACHE_SIZE, true}, {"jwks", ZONE_JWKS_SIZE, true},
+    };
+    char           err[512] = "";
+    struct config *cfg = load(MINIMAL, err, sizeof(err));
+
+    CHECK(cfg != NULL);
+    if (cfg == NULL)
+        return;
+    CHECK_EQ_INT(cfg->n_zones, CONFIG_ZONE_N_BUILTIN);
+    for (size_t i = 0; i < CONFIG_ZONE_N_BUILTIN && i < cfg->n_zones; i++) {
+        CHECK(strcmp(cfg->zones[i].name, want[i].name) == 0);
+        CHECK_EQ_INT(cfg->zones[i].size, want[i].size);
+        CHECK(cfg->zones[i].evict == want[i].evict);
+    }
+    CHECK(config_zone_find(cfg, "blocks", 6) == &cfg->zones[CONFIG_ZONE_BLOCKS]);
+    CHECK(config_zone_find(cfg, "block", 5) == NULL);
+    config_free(cfg);
+}
+
+static void
+zones_are_sized_and_added_by_the_file(void)
+{
+    char           err[512] = "";
+    struct config *cfg;
+
+    cfg = load(WITH("  shdict_size = 1048576,\n"
+                    "  zones = { limits = { size = '2m' }, blocks = { size = 65536 },\n"
+                    "    zgrey = { size = '512K', evict = false }, agrey = { size = '1g' },\n"
+                    "    auth_cache = { evict = false }, denylist = { evict = false } },"),
+               err, sizeof(err));
+    CHECK(cfg != NULL);
+    if (cfg == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return;
+    }
+    CHECK_EQ_INT(cfg->n_zones, CONFIG_ZONE_N_BUILTIN + 2);
+    CHECK_EQ_INT(cfg->zones[CONFIG_ZONE_DEFAULT].size, 1048576); /* shdict_size */
+    CHECK_EQ_INT(cfg->zones[CONFIG_ZONE_LIMITS].size, 2 * 1024 * 1024);
+    CHECK(cfg->zones[CONFIG_ZONE_LIMITS].evict);
+    CHECK_EQ_INT(cfg->zones[CONFIG_ZONE_BLOCKS].size, 65536);
+    CHECK(!cfg->zones[CONFIG_ZONE_BLOCKS].evict);
+    CHECK(!cfg->zones[CONFIG_ZONE_AUTH_CACHE].evict);
+    /* the file's own, after the built-in ones, sorted so that a reload compares them */
+    CHECK(strcmp(cfg->zones[CONFIG_ZONE_N_BUILTIN].name, "agrey") == 0);
+    CHECK_EQ_INT(cfg->zones[CONFIG_ZONE_N_BUILTIN].size, 1024u * 1024 * 1024);
+    CHECK(cfg->zones[CONFIG_ZONE_N_BUILTIN].evict);
+    CHECK(strcmp(cfg->zones[CONFIG_ZONE_N_BUILTIN + 1].name, "zgrey") == 0);
+    CHECK_EQ_INT(cfg->zones[CONFIG_ZONE_N_BUILTIN + 1].size, 512 * 1024);
+    CHECK(!cfg->zones[CONFIG_ZONE_N_BUILTIN + 1].evict);
+    config_free(cfg);
+    cfg = load(WITH("  zones = { default = { size = '2m' } },"), err, sizeof(err));
+    CHECK(cfg != NULL && cfg->shdict_size == 2 * 1024 * 1024);
+    config_free(cfg);
+}
+
+static void
+zone_rules_are_enforced(void)
+{
+    static const struct error_case cases[] = {
+        {WITH("  zones = { blocks = { evict = true } },"),
+         "sluice.lua:5: zones.blocks.evict: this zone holds security state, which is never "
+         "evicted: leave evict out, or false"},
+        {WITH("  zones = { denylist = { size = '4m', evict = true } },"),
+         "sluice.lua:5: zones.denylist.evict: this zone holds security state, which is never "
+         "evicted: leave evict out, or false"},
+        {WITH("  zones = { limits = { size = '16k' } },"),
+         "sluice.lua:5: zones.limits.size: expected octets, or a size like '512k', '8m' or "
+         "'1g', from 32k to 64g"},
+        {WITH("  zones = { limits = { size = '1.5m' } },"),
+         "sluice.lua:5: zones.limits.size: expected octets, or a size like '512k', '8m' or "
+         "'1g', from 32k to 64g"},
+        {WITH("  zones = { limits = { size = '8mb' } },"),
+         "sluice.lua:5: zones.limits.size: expected octets, or a size like '512k', '8m' or "
+         "'1g', from 32k to 64g"},
+        {WITH("  zones = { limits = { size = 100000.5 } },"),
+         "sluice.lua:5: zones.limits.size: expected octets, or a size like '512k', '8m' or "
+         "'1g', from 32k to 64g"},
+        {WITH("  zones = { mine = { evict = true } },"), "sluice.lua:5: zones.mine.size: required"},
+        {WITH("  zones = { Mine = { size = '1m' } },"),
+         "sluice.lua:5: zones.Mine: expected a zone name: a lowercase letter, then lowercase "
+         "letters, digits or '_', at most 32 octets"},
+        {WITH("  zones = { limits = { size = '1m', lru = true } },"),
+         "sluice.lua:5: zones.limits.lru: unknown key"},
+        {WITH("  zones = { limits = '1m' },"),
+         "sluice.lua:5: zones.limits: expected a table: { size = '1m', evict = true }"},
+        {WITH("  zones = { limits = { evict = 'no' } },"),
+         "sluice.lua:5: zones.limits.evict: expected true or false"},
+        {WITH("  shdict_size = 1048576,\n  zones = { default = { size = '1m' } },"),
+         "sluice.lua:6: zones.default: shdict_size is the size of this zone: give only one of "
+         "them"},
+        {WITH("  zones = { 'limits' },"),
+         "sluice.lua:5: zones: expected { limits = { size = '8m', evict = true }, ... }"},
+    };
+
+    check_errors(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
 static void
 config_free_accepts_null(void)
 {
@@ -837,6 +946,9 @@ main(void)
     RUN(policy_keys_default_to_no_policies_and_no_domains);
     RUN(policy_keys_are_loaded_and_paths_resolved);
     RUN(policy_key_rules_are_enforced);
+    RUN(zones_default_to_the_built_in_ones);
+    RUN(zones_are_sized_and_added_by_the_file);
+    RUN(zone_rules_are_enforced);
     RUN(config_free_accepts_null);
     return check_summary();
 }

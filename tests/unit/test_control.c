@@ -1,12 +1,15 @@
-/* tests/unit/test_control.c: core/control.c and control_cmd.c -- a real control server on a
- * socket in a temporary directory, with fake daemon ops and a real shdict: each command's
- * reply, that reset removes exactly the keys of its name, the socket's mode, the 2 s
- * deadline for a silent client, the line limit, stale and live sockets, and SO_PEERCRED. */
+/* tests/unit/test_control.c: core/control.c, control_cmd.c and control_token.c -- a real
+ * control server on a socket in a temporary directory, with fake daemon ops and real zones:
+ * each command's reply, every zone's usage in status, that reset removes exactly the keys
+ * of its name in every zone, token deny into the zone denylist (long values bounded, a
+ * full zone refused), the socket's mode, the 2 s deadline for a silent client, the line
+ * limit, stale and live sockets, and SO_PEERCRED. */
 #include "check.h"
+#include "config.h"
 #include "control.h"
 #include "log.h"
-#include "shdict.h"
 #include "tmpdir.h"
+#include "zone.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -153,38 +156,59 @@ num_after(const char *reply, const char *key)
     return p != NULL ? strtod(p + strlen(pat), NULL) : -1;
 }
 
-static struct shdict *
-new_dict(void)
+/* The built-in zones, each of size octets except denylist (deny octets). */
+static struct zones *
+new_zones_sized(size_t size, size_t deny)
 {
-    char           err[128];
-    struct shdict *d = shdict_new(1 << 20, 8, err, sizeof(err));
+    char                names[CONFIG_ZONE_N_BUILTIN][16] = {"default", "limits", "blocks",
+                                                            "denylist", "auth_cache", "jwks"};
+    struct config_zone  zc[CONFIG_ZONE_N_BUILTIN];
+    struct config       cfg = {.zones = zc, .n_zones = CONFIG_ZONE_N_BUILTIN};
+    char                err[128];
+    struct zones       *zs;
 
-    if (d == NULL) {
-        fprintf(stderr, "shdict_new: %s\n", err);
+    for (size_t i = 0; i < CONFIG_ZONE_N_BUILTIN; i++)
+        zc[i] = (struct config_zone){.name = names[i], .size = size,
+                                     .evict = i != CONFIG_ZONE_BLOCKS && i != CONFIG_ZONE_DENYLIST};
+    zc[CONFIG_ZONE_DENYLIST].size = deny;
+    if ((zs = zones_new(&cfg, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "zones_new: %s\n", err);
         abort();
     }
-    return d;
+    return zs;
+}
+
+static struct zones *
+new_zones(void)
+{
+    return new_zones_sized(1 << 20, 1 << 20);
+}
+
+static struct zone *
+zone(struct zones *zs, enum config_zone_builtin i)
+{
+    return zones_at(zs, i);
 }
 
 static void
-set_num(struct shdict *d, const char *key, double num, double ttl)
+set_num(struct zone *z, const char *key, double num, double ttl)
 {
     struct shdict_value v = {.type = SHDICT_NUMBER, .num = num};
 
-    shdict_set(d, key, strlen(key), &v, ttl, ev_time());
+    zone_set(z, key, strlen(key), &v, ttl, ev_time());
 }
 
 static bool
-exists(struct shdict *d, const char *key)
+exists(struct zone *z, const char *key)
 {
     struct shdict_value v = {0};
 
-    return shdict_get(d, key, strlen(key), &v, ev_time()) == SHDICT_OK;
+    return zone_get(z, key, strlen(key), &v, ev_time()) == SHDICT_OK;
 }
 
-/* A served control socket at tmpdir/name with the fake daemon and dict (may be NULL). */
+/* A served control socket at tmpdir/name with the fake daemon and zones (may be NULL). */
 static struct control *
-serve(const char *name, struct fake_daemon *fd, struct shdict *dict, char *path, size_t len)
+serve(const char *name, struct fake_daemon *fd, struct zones *zs, char *path, size_t len)
 {
     struct control_ops ops = {.ctx = fd, .reload = fake_reload, .status = fake_status};
     char               err[256] = "";
@@ -196,7 +220,7 @@ serve(const char *name, struct fake_daemon *fd, struct shdict *dict, char *path,
         fprintf(stderr, "control_open: %s\n", err);
         abort();
     }
-    if (control_start(c, &ops, dict, NULL) != 0)
+    if (control_start(c, &ops, zs, NULL) != 0)
         abort();
     return c;
 }
@@ -204,14 +228,14 @@ serve(const char *name, struct fake_daemon *fd, struct shdict *dict, char *path,
 /* ---- commands ----------------------------------------------------------------------- */
 
 static void
-status_gives_the_daemon_counters_and_the_dictionary_stats(void)
+status_gives_the_daemon_counters_and_every_zones_usage(void)
 {
     struct fake_daemon fd = {.generation = 3};
-    struct shdict     *d = new_dict();
+    struct zones      *d = new_zones();
     char               path[128], r[4096];
     struct control    *c = serve("status.ctl", &fd, d, path, sizeof(path));
 
-    set_num(d, "a", 1, 0);
+    set_num(zone(d, CONFIG_ZONE_LIMITS), "a", 1, 0);
     CHECK(ask(path, "status", r, sizeof(r)) > 0);
     CHECK(has(r, "{\"ok\":true,\"pid\":"));
     CHECK(has(r, "\"generation\":3,"));
@@ -221,13 +245,20 @@ status_gives_the_daemon_counters_and_the_dictionary_stats(void)
     CHECK(has(r, "\"workers\":4,\"sessions\":7,\"sessions_total\":12345678901,"));
     CHECK(has(r, "\"messages_relayed\":42,\"messages_failed\":3,\"auth_ok\":40,"));
     CHECK(has(r, "\"auth_failed\":9,\"old_generations\":1,"));
-    CHECK(has(r, "\"shdict\":{\"entries\":1,"));
-    CHECK(has(r, "\"max_bytes\":1048576,"));
+    CHECK(has(r, "\"zones\":{\"default\":{\"evict\":true,\"capacity\":1048576,\"bytes\":"));
+    CHECK(has(r, "\"entries\":0,\"evictions\":0,\"refusals\":0,\"expired\":0},"
+                 "\"limits\":{\"evict\":true,\"capacity\":1048576,\"bytes\":"));
+    CHECK(has(r, "\"entries\":1,\"evictions\":0,\"refusals\":0,\"expired\":0},"
+                 "\"blocks\":{\"evict\":false,"));
+    CHECK(has(r, "\"denylist\":{\"evict\":false,"));
+    CHECK(has(r, "\"auth_cache\":{\"evict\":true,"));
+    CHECK(has(r, "\"jwks\":{\"evict\":true,"));
+    CHECK(num_after(strstr(r, "\"limits\""), "bytes") > 0);
     CHECK(strstr(r, "\"audit\"") == NULL); /* no audit writer given */
     CHECK(r[strlen(r) - 1] == '}');
     CHECK(ask(path, "status\r", r, sizeof(r)) > 0 && has(r, "\"ok\":true")); /* CRLF too */
     control_free(c);
-    shdict_free(d);
+    zones_free(d);
 }
 
 static void
@@ -254,50 +285,51 @@ static void
 show_gives_each_key_of_a_name_with_its_ttl_and_the_block(void)
 {
     struct fake_daemon  fd = {.generation = 1};
-    struct shdict      *d = new_dict();
+    struct zones       *d = new_zones();
     char                path[128], r[4096];
     struct control     *c = serve("show.ctl", &fd, d, path, sizeof(path));
     double              now = ev_time();
     struct shdict_value s = {.type = SHDICT_STRING, .str = "sa\"b", .len = 4};
 
-    set_num(d, "auth_fail:ip:192.0.2.7:60:28000000", 5, 120);
-    set_num(d, "auth_fail:ip:192.0.2.7:block", now + 300, 300);
-    set_num(d, "auth_fail:ip:192.0.2.70:60:28000000", 9, 120); /* another name */
-    shdict_set(d, "auth_fail:ip:192.0.2.7:note", 27, &s, 0, now);
+    set_num(zone(d, CONFIG_ZONE_LIMITS), "auth_fail:ip:192.0.2.7:60:28000000", 5, 120);
+    set_num(zone(d, CONFIG_ZONE_BLOCKS), "auth_fail:ip:192.0.2.7:block", now + 300, 300);
+    set_num(zone(d, CONFIG_ZONE_LIMITS), "auth_fail:ip:192.0.2.70:60:28000000", 9, 120);
+    zone_set(zone(d, CONFIG_ZONE_DEFAULT), "auth_fail:ip:192.0.2.7:note", 27, &s, 0, now);
     CHECK(ask(path, "ratelimit show auth_fail:ip:192.0.2.7", r, sizeof(r)) > 0);
     CHECK(has(r, "{\"ok\":true,\"name\":\"auth_fail:ip:192.0.2.7\",\"blocked\":"));
     CHECK(num_after(r, "blocked") > 299 && num_after(r, "blocked") <= 300);
-    CHECK(has(r, "\"keys\":[{\"key\":\"auth_fail:ip:192.0.2.7:60:28000000\",\"value\":5,"
-                 "\"ttl\":")); /* sorted by key */
+    CHECK(has(r, "\"keys\":[{\"key\":\"auth_fail:ip:192.0.2.7:60:28000000\","
+                 "\"zone\":\"limits\",\"value\":5,\"ttl\":")); /* sorted by key */
     CHECK(num_after(r, "ttl") > 119 && num_after(r, "ttl") <= 120);
-    CHECK(has(r, "{\"key\":\"auth_fail:ip:192.0.2.7:block\",\"value\":"));
-    CHECK(has(r, "{\"key\":\"auth_fail:ip:192.0.2.7:note\",\"value\":\"a\\\"b\",\"ttl\":null}"));
+    CHECK(has(r, "{\"key\":\"auth_fail:ip:192.0.2.7:block\",\"zone\":\"blocks\",\"value\":"));
+    CHECK(has(r, "{\"key\":\"auth_fail:ip:192.0.2.7:note\",\"zone\":\"default\","
+                 "\"value\":\"a\\\"b\",\"ttl\":null}"));
     CHECK(strstr(r, "192.0.2.70") == NULL);
 
     CHECK(ask(path, "ratelimit show auth_fail:ip:192.0.2.70", r, sizeof(r)) > 0);
     CHECK(has(r, "\"blocked\":false,\"keys\":[{\"key\":\"auth_fail:ip:192.0.2.70:60:"));
     /* a block that has ended while its key lives on is no block (ratelimit.blocked) */
-    set_num(d, "old:block", now - 5, 60);
+    set_num(zone(d, CONFIG_ZONE_BLOCKS), "old:block", now - 5, 60);
     CHECK(ask(path, "ratelimit show old", r, sizeof(r)) > 0 && has(r, "\"blocked\":false"));
     CHECK(ask(path, "ratelimit show nobody", r, sizeof(r)) > 0);
     CHECK(has(r, "{\"ok\":true,\"name\":\"nobody\",\"blocked\":false,\"keys\":[]}"));
     control_free(c);
-    shdict_free(d);
+    zones_free(d);
 }
 
 static void
 show_escapes_keys_that_are_not_clean_text(void)
 {
     struct fake_daemon fd = {0};
-    struct shdict     *d = new_dict();
+    struct zones      *d = new_zones();
     char               path[128], r[4096];
     struct control    *c = serve("escape.ctl", &fd, d, path, sizeof(path));
 
-    set_num(d, "n:\x01\xff\\\xc3\xa9", 1, 0);
+    set_num(zone(d, CONFIG_ZONE_DEFAULT), "n:\x01\xff\\\xc3\xa9", 1, 0);
     CHECK(ask(path, "ratelimit show n", r, sizeof(r)) > 0);
     CHECK(has(r, "\"key\":\"n:\\u0001\\u00ff\\\\\xc3\xa9\""));
     control_free(c);
-    shdict_free(d);
+    zones_free(d);
 }
 
 static void
@@ -311,66 +343,70 @@ reset_removes_the_keys_of_the_name_and_only_those(void)
         "auth_fail:user_ip:ann@example.org|10.0.0.1:60:1", "xauth_fail:ip:10.0.0.1:60:1",
     };
     struct fake_daemon fd = {0};
-    struct shdict     *d = new_dict();
+    struct zones      *d = new_zones();
     char               path[128], r[4096];
     struct control    *c = serve("reset.ctl", &fd, d, path, sizeof(path));
     size_t             i;
 
-    for (i = 0; i < 3; i++)
-        set_num(d, gone[i], 1, 600);
+    for (i = 0; i < 3; i++) /* in two zones */
+        set_num(zone(d, i == 2 ? CONFIG_ZONE_BLOCKS : CONFIG_ZONE_LIMITS), gone[i], 1, 600);
     for (i = 0; i < 5; i++)
-        set_num(d, kept[i], 1, 600);
+        set_num(zone(d, i == 2 ? CONFIG_ZONE_BLOCKS : CONFIG_ZONE_LIMITS), kept[i], 1, 600);
     CHECK(ask(path, "ratelimit reset auth_fail:ip:10.0.0.1", r, sizeof(r)) > 0);
     CHECK(has(r, "{\"ok\":true,\"name\":\"auth_fail:ip:10.0.0.1\",\"removed\":3}"));
     for (i = 0; i < 3; i++)
-        CHECK(!exists(d, gone[i]));
+        CHECK(!exists(zone(d, i == 2 ? CONFIG_ZONE_BLOCKS : CONFIG_ZONE_LIMITS), gone[i]));
     for (i = 0; i < 5; i++)
-        CHECK(exists(d, kept[i]));
+        CHECK(exists(zone(d, i == 2 ? CONFIG_ZONE_BLOCKS : CONFIG_ZONE_LIMITS), kept[i]));
     CHECK(ask(path, "ratelimit reset auth_fail:ip:10.0.0.1", r, sizeof(r)) > 0);
     CHECK(has(r, "\"removed\":0}"));
     control_free(c);
-    shdict_free(d);
+    zones_free(d);
 }
 
 static void
 reset_of_many_keys_removes_them_all(void)
 {
     struct fake_daemon fd = {0};
-    struct shdict     *d;
-    char               path[128], r[4096], key[64], err[64];
+    struct zones      *d;
+    char               path[128], r[4096], key[64];
     struct control    *c;
-    struct shdict_stats st;
+    struct zone_stats  st;
     int                i;
 
-    d = shdict_new(16 << 20, 8, err, sizeof(err));
+    d = new_zones_sized(16 << 20, 1 << 20);
     c = serve("many.ctl", &fd, d, path, sizeof(path));
     for (i = 0; i < 25000; i++) { /* over CONTROL_MAX_ENTRIES: several passes */
         snprintf(key, sizeof(key), "many:60:%d", i);
-        set_num(d, key, i, 600);
+        set_num(zone(d, CONFIG_ZONE_LIMITS), key, i, 600);
     }
-    set_num(d, "other:60:1", 1, 600);
+    set_num(zone(d, CONFIG_ZONE_LIMITS), "other:60:1", 1, 600);
     CHECK(ask(path, "ratelimit reset many", r, sizeof(r)) > 0);
     CHECK(has(r, "\"removed\":25000}"));
-    shdict_stats(d, &st);
+    zone_stats(zone(d, CONFIG_ZONE_LIMITS), &st);
     CHECK_EQ_INT(st.entries, 1);
     control_free(c);
-    shdict_free(d);
+    zones_free(d);
 }
 
 static void
 list_gives_the_names_blocked_now_filtered_by_prefix(void)
 {
     struct fake_daemon fd = {0};
-    struct shdict     *d = new_dict();
+    struct zones      *d = new_zones();
     char               path[128], r[4096];
     struct control    *c = serve("list.ctl", &fd, d, path, sizeof(path));
     double             now = ev_time();
 
-    set_num(d, "auth_fail:ip:192.0.2.9:block", now + 100, 100);
-    set_num(d, "auth_fail:ip:192.0.2.1:block", now + 200, 200);
-    set_num(d, "auth_fail:user_ip:ann@example.org|192.0.2.1:block", now + 50, 50);
-    set_num(d, "auth_fail:ip:192.0.2.5:block", now - 1, 100); /* over, key not yet expired */
-    set_num(d, "auth_fail:ip:192.0.2.9:60:1", 5, 100);
+    struct zone       *b = zone(d, CONFIG_ZONE_BLOCKS), *l = zone(d, CONFIG_ZONE_LIMITS);
+
+    set_num(b, "auth_fail:ip:192.0.2.9:block", now + 100, 100);
+    set_num(l, "auth_fail:ip:192.0.2.1:block", now + 200, 200); /* blocks was full */
+    set_num(b, "auth_fail:user_ip:ann@example.org|192.0.2.1:block", now + 50, 50);
+    set_num(l, "auth_fail:user_ip:ann@example.org|192.0.2.1:block", now + 50, 50);
+    set_num(b, "auth_fail:ip:192.0.2.5:block", now - 1, 100); /* over, key not yet expired */
+    set_num(l, "auth_fail:ip:192.0.2.9:60:1", 5, 100);
+    set_num(zone(d, CONFIG_ZONE_DEFAULT), "auth_fail:ip:192.0.2.6:block", now + 9, 9);
     CHECK(ask(path, "ratelimit list auth_fail:ip:", r, sizeof(r)) > 0);
     CHECK(has(r, "{\"ok\":true,\"prefix\":\"auth_fail:ip:\",\"blocked\":["
                  "{\"name\":\"auth_fail:ip:192.0.2.1\",\"seconds_left\":"));
@@ -378,13 +414,16 @@ list_gives_the_names_blocked_now_filtered_by_prefix(void)
     CHECK(has(r, "},{\"name\":\"auth_fail:ip:192.0.2.9\",\"seconds_left\":"));
     CHECK(num_after(strstr(r, "192.0.2.9"), "seconds_left") > 99);
     CHECK(strstr(r, "192.0.2.5") == NULL && strstr(r, "user_ip") == NULL);
+    CHECK(strstr(r, "192.0.2.6") == NULL); /* not a zone blocks are kept in */
     CHECK(ask(path, "ratelimit list", r, sizeof(r)) > 0);
     CHECK(has(r, "\"prefix\":\"\""));
     CHECK(has(r, "{\"name\":\"auth_fail:user_ip:ann@example.org|192.0.2.1\",\"seconds_left\":"));
+    /* in both zones, shown once */
+    CHECK(strstr(strstr(r, "ann@") + 1, "ann@") == NULL);
     CHECK(ask(path, "ratelimit list messages:", r, sizeof(r)) > 0);
     CHECK(has(r, "\"blocked\":[]}"));
     control_free(c);
-    shdict_free(d);
+    zones_free(d);
 }
 
 static void
@@ -395,7 +434,7 @@ bad_requests_get_an_error_reply(void)
         "ratelimit reset", "ratelimit reset ", "ratelimit drop x", "ratelimit show a\tb",
     };
     struct fake_daemon fd = {0};
-    struct shdict     *d = new_dict();
+    struct zones      *d = new_zones();
     char               path[128], r[4096], big[2048];
     struct control    *c = serve("bad.ctl", &fd, d, path, sizeof(path));
 
@@ -409,11 +448,11 @@ bad_requests_get_an_error_reply(void)
     big[sizeof(big) - 1] = '\0';
     CHECK(ask(path, big, r, sizeof(r)) > 0 && has(r, "\"error\":\"rate-limit name too long\""));
     control_free(c);
-    shdict_free(d);
+    zones_free(d);
 }
 
 static void
-ratelimit_commands_without_a_dictionary_answer_an_error(void)
+ratelimit_commands_without_zones_answer_an_error(void)
 {
     struct fake_daemon fd = {0};
     char               path[128], r[4096];
@@ -421,8 +460,97 @@ ratelimit_commands_without_a_dictionary_answer_an_error(void)
 
     CHECK(ask(path, "ratelimit list", r, sizeof(r)) > 0 && has(r, "\"ok\":false"));
     CHECK(ask(path, "status", r, sizeof(r)) > 0 && has(r, "\"ok\":true"));
-    CHECK(strstr(r, "\"shdict\"") == NULL);
+    CHECK(strstr(r, "\"zones\"") == NULL);
+    CHECK(ask(path, "token deny jti x", r, sizeof(r)) > 0 && has(r, "\"ok\":false"));
     control_free(c);
+}
+
+/* lua/sluice/ratelimit.lua keeps a name over 128 octets as its first 64, '~' and its
+ * SHA-256 (sluice.key_part): show and reset take the long name, and the short form. */
+static void
+show_and_reset_find_a_long_name_under_its_bounded_key(void)
+{
+    struct fake_daemon fd = {0};
+    struct zones      *d = new_zones();
+    char               path[128], r[8192], name[400], bounded[200], key[256], line[512];
+    struct control    *c = serve("long.ctl", &fd, d, path, sizeof(path));
+    size_t             blen;
+
+    memset(name, 'u', 300);
+    memcpy(name, "auth_fail:user:", 15);
+    name[300] = '\0';
+    blen = zone_key_part(name, 300, 128, bounded);
+    CHECK_EQ_INT(blen, 129);
+    snprintf(key, sizeof(key), "%s:60:1", bounded);
+    set_num(zone(d, CONFIG_ZONE_LIMITS), key, 7, 600);
+    snprintf(line, sizeof(line), "ratelimit show %s", name);
+    CHECK(ask(path, line, r, sizeof(r)) > 0);
+    CHECK(has(r, key) && has(r, "\"value\":7"));
+    snprintf(line, sizeof(line), "ratelimit show %s", bounded); /* as list shows it */
+    CHECK(ask(path, line, r, sizeof(r)) > 0 && has(r, key));
+    snprintf(line, sizeof(line), "ratelimit reset %s", name);
+    CHECK(ask(path, line, r, sizeof(r)) > 0 && has(r, "\"removed\":1}"));
+    CHECK(!exists(zone(d, CONFIG_ZONE_LIMITS), key));
+    control_free(c);
+    zones_free(d);
+}
+
+static void
+token_deny_writes_the_zone_denylist_with_long_values_bounded(void)
+{
+    struct fake_daemon fd = {0};
+    struct zones      *d = new_zones();
+    char               path[128], r[4096], value[301], line[512];
+    struct control    *c = serve("deny.ctl", &fd, d, path, sizeof(path));
+
+    CHECK(ask(path, "token deny jti j-1", r, sizeof(r)) > 0);
+    CHECK(has(r, "{\"ok\":true,\"key\":\"oauth2:deny:jti:j-1\",\"ttl\":86400.000}"));
+    CHECK(exists(zone(d, CONFIG_ZONE_DENYLIST), "oauth2:deny:jti:j-1"));
+    CHECK(!exists(zone(d, CONFIG_ZONE_DEFAULT), "oauth2:deny:jti:j-1"));
+    memset(value, 'x', 300);
+    value[300] = '\0';
+    snprintf(line, sizeof(line), "token deny sub %s", value);
+    CHECK(ask(path, line, r, sizeof(r)) > 0);
+    /* SHA-256 of 300 'x': what sluice.key_part(value) gives policies/oauth2.lua */
+    CHECK(has(r, "\"key\":\"oauth2:deny:sub:~"));
+    CHECK(strlen(strstr(r, "oauth2:deny:sub:~")) > 17 + 64);
+    snprintf(line, sizeof(line), "token allow sub %s", value);
+    CHECK(ask(path, line, r, sizeof(r)) > 0 && has(r, "\"removed\":true"));
+    control_free(c);
+    zones_free(d);
+}
+
+static void
+token_deny_into_a_full_denylist_is_refused_and_evicts_nothing(void)
+{
+    struct fake_daemon fd = {0};
+    struct zones      *d = new_zones_sized(1 << 20, 32 * 1024);
+    char               path[128], r[4096], line[128], key[64];
+    struct control    *c = serve("full.ctl", &fd, d, path, sizeof(path));
+    struct zone_stats  st;
+    int                n = 0;
+
+    do {
+        snprintf(line, sizeof(line), "token deny jti j-%d", ++n);
+        CHECK(ask(path, line, r, sizeof(r)) > 0);
+    } while (has(r, "\"ok\":true") && n < 10000);
+    CHECK(n > 100 && n < 10000);
+    CHECK(has(r, "{\"ok\":false,\"error\":\"the zone denylist is full: nothing was denied"));
+    CHECK(zone_is_refusing(zone(d, CONFIG_ZONE_DENYLIST)));
+    for (int i = 1; i < n; i++) {
+        snprintf(key, sizeof(key), "oauth2:deny:jti:j-%d", i);
+        CHECK(exists(zone(d, CONFIG_ZONE_DENYLIST), key));
+    }
+    zone_stats(zone(d, CONFIG_ZONE_DENYLIST), &st);
+    CHECK(st.refusals == 1 && st.evictions == 0 && st.bytes <= st.capacity);
+    CHECK(ask(path, "status", r, sizeof(r)) > 0);
+    CHECK(num_after(strstr(r, "\"denylist\""), "refusals") == 1);
+    /* room again (an allow), and a deny that succeeds ends the refusing state */
+    CHECK(ask(path, "token allow jti j-1", r, sizeof(r)) > 0 && has(r, "\"removed\":true"));
+    CHECK(ask(path, "token deny jti j-new", r, sizeof(r)) > 0 && has(r, "\"ok\":true"));
+    CHECK(!zone_is_refusing(zone(d, CONFIG_ZONE_DENYLIST)));
+    control_free(c);
+    zones_free(d);
 }
 
 /* ---- the socket ----------------------------------------------------------------------- */
@@ -630,7 +758,7 @@ main(void)
 {
     tmpdir = test_tmpdir("control");
     log_set_level(LOG_ERR); /* control.command lines for every request: not read here */
-    RUN(status_gives_the_daemon_counters_and_the_dictionary_stats);
+    RUN(status_gives_the_daemon_counters_and_every_zones_usage);
     RUN(reload_answers_the_new_generation_or_the_error);
     RUN(show_gives_each_key_of_a_name_with_its_ttl_and_the_block);
     RUN(show_escapes_keys_that_are_not_clean_text);
@@ -638,7 +766,10 @@ main(void)
     RUN(reset_of_many_keys_removes_them_all);
     RUN(list_gives_the_names_blocked_now_filtered_by_prefix);
     RUN(bad_requests_get_an_error_reply);
-    RUN(ratelimit_commands_without_a_dictionary_answer_an_error);
+    RUN(ratelimit_commands_without_zones_answer_an_error);
+    RUN(show_and_reset_find_a_long_name_under_its_bounded_key);
+    RUN(token_deny_writes_the_zone_denylist_with_long_values_bounded);
+    RUN(token_deny_into_a_full_denylist_is_refused_and_evicts_nothing);
     RUN(socket_file_is_owner_only_and_goes_away_on_free);
     RUN(umask_is_restored_after_open);
     RUN(a_silent_client_is_dropped_after_the_timeout_and_the_next_is_served);

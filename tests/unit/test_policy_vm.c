@@ -13,7 +13,7 @@
 #include "config.h"
 #include "log.h"
 #include "policy_vm.h"
-#include "shdict.h"
+#include "zone.h"
 #include "tmpdir.h"
 
 static const char *dir; /* removed at exit (tmpdir.h) */
@@ -123,6 +123,9 @@ load_errors_name_the_file_and_line(void)
          "x.lua:3: unknown hook 'on_rpct'"},
         {"return { on_rcpt = 'yes' }\n", "x.lua: hook 'on_rcpt' must be a function"},
         {"return { function() end }\n", "x.lua: a non-string key must be a function"},
+        /* a zone the configuration does not have fails the load (sluice check, reload) */
+        {"local z = require('sluice').zone('nosuch')\nreturn {}\n",
+         "x.lua:1: sluice.zone: no zone named 'nosuch'"},
     };
     const char *got;
     size_t      i;
@@ -134,6 +137,9 @@ load_errors_name_the_file_and_line(void)
             fprintf(stderr, "  case %zu:\n    got  %s\n    want %s\n", i, got, cases[i].want);
     }
     CHECK(strcmp(vm_error("return { on_auth = function() end }\n"), "(loaded)") == 0);
+    /* taking a zone at load works without zones (sluice check); using one does not */
+    CHECK(strcmp(vm_error("local z = require('sluice').zone('blocks')\nreturn {}\n"),
+                 "(loaded)") == 0);
 }
 
 /* Run chunk in vm's state: "ok" when it returns true, else the error or "false". */
@@ -164,8 +170,8 @@ the_core_module_works_in_the_state(void)
 {
     char              err[1024] = "", p[256], line[512] = "";
     struct config    *cfg = load_config("");
-    struct shdict    *dict = shdict_new(1 << 20, 4, err, sizeof(err));
-    struct policy_vm *vm = cfg && dict ? policy_vm_new(cfg, dict, NULL, err, sizeof(err)) : NULL;
+    struct zones     *zones = cfg ? zones_new(cfg, err, sizeof(err)) : NULL;
+    struct policy_vm *vm = zones ? policy_vm_new(cfg, zones, NULL, err, sizeof(err)) : NULL;
     struct audit     *audit = NULL;
     FILE             *f;
 
@@ -189,6 +195,23 @@ the_core_module_works_in_the_state(void)
                   "  v == nil and e == 'not a number' and d.get('none') == nil and\n"
                   "  d.set('k', nil) and d.get('k') == nil");
     CHECK_LUA(vm, "local ok = pcall(require('sluice').shdict.get, '') return not ok");
+    CHECK_LUA(vm, "local s = require('sluice'); local z = s.zone('limits')\n"
+                  "assert(z:set('k', 1, 10) and z:add('a', 'x') and not z:add('a', 'y'))\n"
+                  "local _, e = z:add('a', 'y')\n"
+                  "return e == 'exists' and z:get('a') == 'x' and z:incr('k', 2) == 3 and\n"
+                  "  z:ttl('k') > 9 and z:ttl('k') <= 10 and z:ttl('a') == 0 and\n"
+                  "  z:ttl('none') == nil and z:delete('a') and not z:delete('a') and\n"
+                  "  s.shdict.get('k') == nil and s.zone('default'):get('k') == nil and\n"
+                  "  tostring(z) == \"sluice.zone('limits')\"");
+    CHECK_LUA(vm, "local s = require('sluice'); s.shdict.set('d', 1)\n"
+                  "return s.zone('default'):get('d') == 1");
+    CHECK_LUA(vm, "local ok, e = pcall(require('sluice').zone, 'nosuch')\n"
+                  "return not ok and e:find(\"no zone named 'nosuch'\") ~= nil");
+    CHECK_LUA(vm, "local z = require('sluice').zone('blocks')\n"
+                  "local ok = pcall(z.get, {}, 'k') return not ok"); /* not a zone */
+    CHECK_LUA(vm, "local s = require('sluice')\n"
+                  "return s.key_part(('x'):rep(65)) == "
+                  "'~9537c5fdf120482f7d58d25e9ed583f52c02b4e304ea814db1633ad565aed7e9'");
     CHECK_LUA(vm, "local s = require('sluice')\n"
                   "s.log('debug', 'test.event', { a = 1, b = 'x', c = true })\n"
                   "local ok1 = pcall(s.log, 'loud', 'test.event')\n"
@@ -224,7 +247,7 @@ the_core_module_works_in_the_state(void)
 out:
     audit_free(audit);
     policy_vm_free(vm);
-    shdict_free(dict);
+    zones_free(zones);
     config_free(cfg);
 }
 

@@ -1,6 +1,8 @@
 /* tests/unit/test_shdict.c: core/shdict.c -- values in and out, bounds, TTL against a fake
- * clock, incr semantics, eviction order under memory pressure, many keys over many shards,
- * the sweep and key walk, and exact sums from concurrent incr (run this under TSan too). */
+ * clock, incr and add semantics, eviction order under memory pressure (SHDICT_EVICT), and
+ * refusal without eviction (SHDICT_REFUSE: every entry kept, the bound held under
+ * concurrency), many keys over many shards, the sweep and key walk, and exact sums from
+ * concurrent incr (run this under TSan too). */
 #include "check.h"
 #include "shdict.h"
 
@@ -12,16 +14,30 @@
 #define T0 1000.0 /* the fake clock's start; tests move it forward by hand */
 
 static struct shdict *
-dict(size_t max_bytes, unsigned nshards)
+dict_full(size_t max_bytes, unsigned nshards, enum shdict_full full)
 {
     char           err[128] = "";
-    struct shdict *d = shdict_new(max_bytes, nshards, err, sizeof(err));
+    struct shdict *d = shdict_new(max_bytes, nshards, full, err, sizeof(err));
 
     if (d == NULL) {
         fprintf(stderr, "shdict_new: %s\n", err);
         abort();
     }
     return d;
+}
+
+/* A dictionary that evicts. */
+static struct shdict *
+dict(size_t max_bytes, unsigned nshards)
+{
+    return dict_full(max_bytes, nshards, SHDICT_EVICT);
+}
+
+/* A dictionary that never evicts. */
+static struct shdict *
+refusing(size_t max_bytes, unsigned nshards)
+{
+    return dict_full(max_bytes, nshards, SHDICT_REFUSE);
 }
 
 static enum shdict_rc
@@ -230,11 +246,13 @@ new_refuses_shard_counts_and_sizes_out_of_range(void)
     char err[128];
 
     err[0] = 0;
-    CHECK(shdict_new(1 << 20, 0, err, sizeof(err)) == NULL && err[0] != 0);
+    CHECK(shdict_new(1 << 20, 0, SHDICT_EVICT, err, sizeof(err)) == NULL && err[0] != 0);
     err[0] = 0;
-    CHECK(shdict_new(1 << 30, SHDICT_MAX_SHARDS + 1, err, sizeof(err)) == NULL && err[0]);
+    CHECK(shdict_new(1 << 30, SHDICT_MAX_SHARDS + 1, SHDICT_REFUSE, err, sizeof(err)) == NULL &&
+          err[0]);
     err[0] = 0;
-    CHECK(shdict_new(4 * SHDICT_MIN_SHARD - 1, 4, err, sizeof(err)) == NULL && err[0]);
+    CHECK(shdict_new(4 * SHDICT_MIN_SHARD - 1, 4, SHDICT_EVICT, err, sizeof(err)) == NULL &&
+          err[0]);
     shdict_free(NULL);
 }
 
@@ -513,6 +531,120 @@ bytes_return_to_baseline_when_entries_go(void)
     shdict_free(d);
 }
 
+/* ---- add ---- */
+
+static void
+add_stores_only_what_is_absent_or_expired(void)
+{
+    struct shdict      *d = dict(1 << 20, 4);
+    struct shdict_value v = {.type = SHDICT_NUMBER, .num = 1};
+    struct shdict_value w = {.type = SHDICT_NUMBER, .num = 2};
+
+    CHECK_EQ_INT(shdict_add(d, "k", 1, &v, 10, T0), SHDICT_OK);
+    CHECK_EQ_INT(shdict_add(d, "k", 1, &w, 100, T0 + 5), SHDICT_EXISTS);
+    CHECK(num_of(d, "k", T0 + 9) == 1); /* value and TTL unchanged */
+    CHECK(!has(d, "k", T0 + 10));
+    CHECK_EQ_INT(shdict_add(d, "k", 1, &w, 0, T0 + 10), SHDICT_OK);
+    CHECK(num_of(d, "k", T0 + 1000) == 2);
+    v.type = SHDICT_NIL;
+    CHECK_EQ_INT(shdict_add(d, "n", 1, &v, 0, T0), SHDICT_BAD_VALUE);
+    shdict_free(d);
+}
+
+/* ---- SHDICT_REFUSE: never evicted ---- */
+
+/* Fill d with k0000, k0001... until a set is refused; the number stored. */
+static int
+fill_until_refused(struct shdict *d, double ttl, double now)
+{
+    char key[16];
+    int  i;
+
+    for (i = 0; i < 100000; i++) {
+        snprintf(key, sizeof(key), "k%04d", i);
+        if (set_num(d, key, i, ttl, now) != SHDICT_OK)
+            break;
+    }
+    return i;
+}
+
+static void
+a_full_refusing_dict_refuses_and_keeps_every_entry(void)
+{
+    struct shdict      *d = refusing(8 * SHDICT_MIN_SHARD, 4);
+    struct shdict_stats st;
+    int                 n = fill_until_refused(d, 0, T0);
+    double              v;
+    static char         big[600];
+
+    CHECK(n > 100);
+    st = stats(d);
+    CHECK(st.bytes <= st.max_bytes);
+    CHECK_EQ_INT(st.evictions, 0);
+    CHECK_EQ_INT(st.refusals, 1);
+    CHECK_EQ_INT(st.entries, n);
+    for (int i = 0; i < n; i++)
+        CHECK(has_k(d, i, T0)); /* not one pushed out */
+    CHECK_EQ_INT(set_num(d, "another", 1, 0, T0), SHDICT_FULL);
+    CHECK_EQ_INT(incr(d, "counter", 1, 0, 0, T0, &v), SHDICT_FULL);
+    CHECK_EQ_INT(incr(d, "k0007", 1, 0, 0, T0, &v), SHDICT_OK); /* an existing one grows */
+    CHECK(v == 8);
+    /* a replacement that needs more room is refused, and the old value stays */
+    CHECK_EQ_INT(set_str(d, "k0001", big, sizeof(big), 0, T0), SHDICT_FULL);
+    CHECK(num_of(d, "k0001", T0) == 1);
+    CHECK_EQ_INT(set_num(d, "k0001", 5, 0, T0), SHDICT_OK); /* the same size fits */
+    CHECK_EQ_INT(stats(d).refusals, 4);
+    CHECK_EQ_INT(stats(d).evictions, 0);
+    /* a delete makes room for exactly one more */
+    CHECK_EQ_INT(shdict_delete(d, "k0002", 5, T0), SHDICT_OK);
+    CHECK_EQ_INT(set_num(d, "k9999", 1, 0, T0), SHDICT_OK);
+    CHECK_EQ_INT(set_num(d, "k9998", 1, 0, T0), SHDICT_FULL);
+    shdict_free(d);
+}
+
+static void
+a_refusing_dict_removes_expired_entries_of_every_shard_before_refusing(void)
+{
+    struct shdict *d = refusing(8 * SHDICT_MIN_SHARD, 8);
+    int            n = fill_until_refused(d, 60, T0), m;
+
+    CHECK(!has(d, "new", T0));
+    CHECK_EQ_INT(set_num(d, "new", 1, 0, T0 + 59), SHDICT_FULL);
+    m = 0; /* all expired: a full dictionary's worth fits again */
+    for (int i = 0; i < n; i++) {
+        char key[16];
+
+        snprintf(key, sizeof(key), "n%04d", i);
+        m += set_num(d, key, i, 0, T0 + 60) == SHDICT_OK;
+    }
+    CHECK_EQ_INT(m, n);
+    CHECK_EQ_INT(stats(d).expired, n);
+    CHECK_EQ_INT(stats(d).evictions, 0);
+    shdict_free(d);
+}
+
+static void
+an_entry_larger_than_a_shard_share_is_refused_without_evicting_too(void)
+{
+    struct shdict *d = refusing(2 * SHDICT_MIN_SHARD, 1);
+    char          *big = calloc(1, 2 * SHDICT_MIN_SHARD);
+
+    set_num(d, "keep", 1, 0, T0);
+    CHECK_EQ_INT(set_str(d, "big", big, 2 * SHDICT_MIN_SHARD - 100, 0, T0), SHDICT_NO_MEMORY);
+    CHECK(has(d, "keep", T0));
+    CHECK_EQ_INT(stats(d).refusals, 1);
+    free(big);
+    shdict_free(d);
+}
+
+/* The entry size the Lua double (lua/sluice/testing.lua) charges: keep them in step. */
+static void
+an_entry_is_charged_its_header_key_value_and_malloc_overhead(void)
+{
+    CHECK_EQ_INT(shdict_entry_size(0, 0), 72);
+    CHECK_EQ_INT(shdict_entry_size(10, 5), 87);
+}
+
 /* ---- many keys, sweep, walk ---- */
 
 static void
@@ -701,6 +833,78 @@ concurrent_mixed_operations_keep_the_books_straight(void)
     shdict_free(d);
 }
 
+#define ADDERS       4
+#define ADDS         20000
+
+struct add_arg {
+    struct shdict *d;
+    int            id;
+    int            stored;  /* sets that succeeded */
+    int            refused; /* SHDICT_FULL */
+};
+
+/* Distinct keys (and some deletes) into a dictionary too small for them all. */
+static void *
+add_worker(void *arg)
+{
+    struct add_arg *a = arg;
+    char            key[32];
+
+    for (int i = 0; i < ADDS; i++) {
+        snprintf(key, sizeof(key), "t%d:%d", a->id, i);
+        switch (set_num(a->d, key, i, 0, T0)) {
+        case SHDICT_OK: a->stored++; break;
+        case SHDICT_FULL: a->refused++; break;
+        default: abort();
+        }
+        if (i % 5 == 4) { /* and give some back: the pool must balance exactly */
+            snprintf(key, sizeof(key), "t%d:%d", a->id, i - 2);
+            if (shdict_delete(a->d, key, strlen(key), T0) == SHDICT_OK)
+                a->stored--;
+        }
+    }
+    return NULL;
+}
+
+static void
+concurrent_writes_to_a_refusing_dict_never_pass_its_bound(void)
+{
+    struct shdict      *d = refusing(16 * SHDICT_MIN_SHARD, 8), *fresh;
+    struct add_arg      a[ADDERS];
+    pthread_t           t[ADDERS];
+    struct shdict_stats st;
+    int                 stored = 0, refused = 0;
+
+    for (int i = 0; i < ADDERS; i++) {
+        a[i] = (struct add_arg){.d = d, .id = i};
+        pthread_create(&t[i], NULL, add_worker, &a[i]);
+    }
+    for (int i = 0; i < ADDERS; i++) {
+        pthread_join(t[i], NULL);
+        stored += a[i].stored;
+        refused += a[i].refused;
+    }
+    st = stats(d);
+    CHECK(refused > 0);
+    CHECK_EQ_INT(st.entries, stored); /* every write that said OK is there */
+    CHECK_EQ_INT(st.refusals, refused);
+    CHECK_EQ_INT(st.evictions, 0);
+    CHECK(st.bytes <= st.max_bytes);
+    /* delete everything: the pool returns to empty, so it fills to the same point again */
+    for (int i = 0; i < ADDERS; i++)
+        for (int j = 0; j < ADDS; j++) {
+            char key[32];
+
+            snprintf(key, sizeof(key), "t%d:%d", i, j);
+            shdict_delete(d, key, strlen(key), T0);
+        }
+    CHECK_EQ_INT(stats(d).entries, 0);
+    fresh = refusing(16 * SHDICT_MIN_SHARD, 8);
+    CHECK_EQ_INT(fill_until_refused(d, 0, T0), fill_until_refused(fresh, 0, T0));
+    shdict_free(fresh);
+    shdict_free(d);
+}
+
 int
 main(void)
 {
@@ -728,10 +932,16 @@ main(void)
     RUN(expired_entries_are_evicted_before_live_ones);
     RUN(a_value_larger_than_a_shard_fails_without_evicting);
     RUN(bytes_return_to_baseline_when_entries_go);
+    RUN(add_stores_only_what_is_absent_or_expired);
+    RUN(a_full_refusing_dict_refuses_and_keeps_every_entry);
+    RUN(a_refusing_dict_removes_expired_entries_of_every_shard_before_refusing);
+    RUN(an_entry_larger_than_a_shard_share_is_refused_without_evicting_too);
+    RUN(an_entry_is_charged_its_header_key_value_and_malloc_overhead);
     RUN(many_keys_over_many_shards_all_come_back);
     RUN(flush_expired_removes_only_expired_entries_up_to_max);
     RUN(keys_walks_live_keys_with_the_prefix_and_can_stop);
     RUN(concurrent_incr_on_shared_keys_sums_exactly);
     RUN(concurrent_mixed_operations_keep_the_books_straight);
+    RUN(concurrent_writes_to_a_refusing_dict_never_pass_its_bound);
     return check_summary();
 }

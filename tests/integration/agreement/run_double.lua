@@ -7,7 +7,7 @@
 -- Run from the repository root:  luajit tests/integration/agreement/run_double.lua FILE
 -- where FILE holds the scenario as JSON:
 --   { "policies": [ path, ... ], "domains": { ...the configuration's domains... },
---     "users": { "local@a-label": "password", ... },
+--     "users": { "local@a-label": "password", ... }, "zones": { ...or null... },
 --     "connections": [ { "client_address": "127.0.0.9", "steps": [ step, ... ] }, ... ] }
 -- A step is { "op": "connect" | "ehlo" | "auth" | "mail" | "rcpt" | "data", ... }:
 --   ehlo: name; auth: mechanism, user, password; mail: sender, smtputf8, size (SIZE=);
@@ -101,7 +101,8 @@ local function replay(h, policies, conn, n)
 end
 
 local function run(scenario)
-  local h = testing.new({ domains = scenario.domains, users = scenario.users })
+  local h = testing.new({ domains = scenario.domains, users = scenario.users,
+    zones = scenario.zones ~= json.null and scenario.zones or nil })
   local policies = {}
   for i, path in ipairs(scenario.policies) do policies[i] = h:load_policy(path) end
   local result = {}

@@ -173,7 +173,8 @@ describe('policies/oauth2 introspection of opaque tokens', function()
     auth()
     auth()
     assert.equal(1, calls)
-    for key in pairs(h.store) do assert.is_nil(key:find(OPAQUE, 1, true)) end
+    assert.is_not_nil(next(h.stores.auth_cache))
+    for key in pairs(h.stores.auth_cache) do assert.is_nil(key:find(OPAQUE, 1, true)) end
     answer = { active = false } -- revoked at the IdP
     h:advance(299)
     assert.same(ACCEPT, whole(auth()))
@@ -213,7 +214,7 @@ describe('policies/oauth2 introspection of opaque tokens', function()
   end)
 
   it('refuses a token on the deny-list even when the IdP says active', function()
-    h.core.shdict.set('oauth2:deny:jti:jti-1', true)
+    h.zones.denylist:set('oauth2:deny:jti:jti-1', true)
     assert.same(INVALID, whole(auth()))
     assert.equal('revoked', h:audit_events('token_validation')[1].reason)
   end)

@@ -180,7 +180,7 @@ describe('policies/oauth2', function()
 
     for _, by in ipairs({ { 'jti', 'jti-1' }, { 'sub', 'u-1234' }, { 'client', 'mail-app' } }) do
       it('refuses a token denied by ' .. by[1] .. ' until the entry expires', function()
-        h.core.shdict.set('oauth2:deny:' .. by[1] .. ':' .. by[2], true, 300)
+        h.zones.denylist:set('oauth2:deny:' .. by[1] .. ':' .. by[2], true, 300)
         refused_for('revoked', policy.on_auth(session, auth(token())))
         h:advance(301)
         assert.same({ 'accept' }, whole(policy.on_auth(session,
@@ -189,7 +189,35 @@ describe('policies/oauth2', function()
     end
 
     it('leaves other tokens alone when one is denied', function()
-      h.core.shdict.set('oauth2:deny:jti:jti-2', true)
+      h.zones.denylist:set('oauth2:deny:jti:jti-2', true)
+      assert.same({ 'accept' }, whole(policy.on_auth(session, auth(token()))))
+    end)
+
+    it('finds a long jti under its bounded key, as sluice ctl writes it', function()
+      local jti = ('j'):rep(300)
+      local key = 'oauth2:deny:jti:~' .. h.core.crypto.sha256(jti, 'hex')
+      h.zones.denylist:set(key, true)
+      refused_for('revoked', policy.on_auth(session, auth(token({ jti = jti }))))
+      assert.same({ 'accept' }, whole(policy.on_auth(session,
+        auth(token({ jti = jti .. 'x' })))))
+    end)
+
+    it('answers 454 4.7.0 to every token while a deny could not be written', function()
+      h = testing.new({ now = NOW, domains = domains(file, dev_file),
+        zones = { denylist = { size = '32k' } } })
+      policy = h:load_policy('policies/oauth2.lua')
+      h.zones.denylist:set('oauth2:deny:client:scanner', true)
+      local n = 0
+      repeat n = n + 1 until not h.zones.denylist:set('oauth2:deny:jti:x' .. n, true)
+      -- a token the list names is still refused as revoked, by any of its three names
+      refused_for('revoked', policy.on_auth(session,
+        auth(token({ azp = false, client_id = 'scanner' }))))
+      h.audits = {}
+      assert.same({ 'tempfail', 454, '4.7.0' }, whole(policy.on_auth(session, auth(token()))))
+      assert.equal(1, #h:log_events('oauth2.denylist_unavailable'))
+      assert.same({}, h:audit_events('token_validation'))
+      h.zones.denylist:delete('oauth2:deny:jti:x1')  -- room again, and a deny succeeds:
+      assert.is_true(h.zones.denylist:set('oauth2:deny:jti:jti-9', true))
       assert.same({ 'accept' }, whole(policy.on_auth(session, auth(token()))))
     end)
 

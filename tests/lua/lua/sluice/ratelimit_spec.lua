@@ -36,10 +36,22 @@ describe('sluice.ratelimit counting', function()
     assert.equal(0, ratelimit.count('k', 60))
   end)
 
-  it('lets counters expire from the shared dictionary', function()
+  it('keeps counters in the zone limits, where they expire', function()
     ratelimit.incr('k', 60)
+    assert.equal(1, h.zones.limits:get('k:60:100'))
     h:advance(121)
-    assert.is_nil(h.core.shdict.get('k:60:100'))
+    assert.is_nil(h.zones.limits:get('k:60:100'))
+  end)
+
+  it('bounds a long name in its keys with sluice.key_part(name, 128)', function()
+    local name = 'auth_fail:user_ip:' .. ('u'):rep(500) .. '|192.0.2.1'
+    assert.equal(1, ratelimit.incr(name, 60))
+    assert.equal(2, ratelimit.incr(name, 60))
+    local bounded = name:sub(1, 64) .. '~' .. h.core.crypto.sha256(name, 'hex')
+    assert.equal(2, h.zones.limits:get(bounded .. ':60:100'))
+    assert.equal(0, ratelimit.count(name .. 'x', 60))
+    ratelimit.incr(('n'):rep(128), 60) -- 128 octets: kept as they are
+    assert.equal(1, h.zones.limits:get(('n'):rep(128) .. ':60:100'))
   end)
 
   it('raises on a bad name or window', function()
@@ -66,9 +78,24 @@ describe('sluice.ratelimit blocks', function()
     assert.is_nil(ratelimit.blocked('ip'))
   end)
 
-  it('keeps a block under NAME:block for sluice ctl to find', function()
+  it('keeps a block under NAME:block in the zone blocks for sluice ctl to find', function()
     ratelimit.block('auth_fail:ip:192.0.2.1', 300)
-    assert.equal(h.clock + 300, h.core.shdict.get('auth_fail:ip:192.0.2.1:block'))
+    assert.equal(h.clock + 300, h.zones.blocks:get('auth_fail:ip:192.0.2.1:block'))
+    assert.is_nil(h.zones.limits:get('auth_fail:ip:192.0.2.1:block'))
+  end)
+
+  it('says full when the zone blocks is, and keeps the block in limits instead', function()
+    h = testing.new({ zones = { blocks = { size = '32k' } } })
+    ratelimit = h:require('sluice.ratelimit')
+    local n = 0
+    repeat n = n + 1 until not ratelimit.block('filler:' .. n, 300)
+    assert.is_not_nil(ratelimit.blocked('filler:1')) -- nothing was pushed out
+    assert.same({ nil, 'full' }, { ratelimit.block('late', 300) })
+    assert.equal(300, ratelimit.blocked('late'))
+    assert.equal(h.clock + 300, h.zones.limits:get('late:block'))
+    h:advance(300)
+    assert.is_nil(ratelimit.blocked('late'))
+    assert.is_true(ratelimit.block('later', 300)) -- the first ones expired: room again
   end)
 end)
 

@@ -145,6 +145,76 @@ describe('sluice.testing fake core', function()
     assert.has_error(function() sluice.shdict.get(('k'):rep(1025)) end)
   end)
 
+  it('offers the built-in zones, and the configuration\'s own, with their methods', function()
+    for _, name in ipairs({ 'default', 'limits', 'blocks', 'denylist', 'auth_cache', 'jwks' }) do
+      local z = sluice.zone(name)
+      for _, m in ipairs({ 'get', 'set', 'add', 'incr', 'delete', 'ttl' }) do
+        assert.is_function(z[m])
+      end
+    end
+    assert.has_error(function() sluice.zone('nosuch') end,
+      "sluice.zone: no zone named 'nosuch' (zones in the configuration, docs/configuration.md)")
+    local own = testing.new({ zones = { greylist = { size = '64k' } } }):require('sluice')
+    assert.is_true(own.zone('greylist'):set('k', 1))
+  end)
+
+  it('serves sluice.shdict from the zone default', function()
+    sluice.shdict.set('k', 'v')
+    assert.equal('v', sluice.zone('default'):get('k'))
+    assert.is_nil(sluice.zone('limits'):get('k'))
+  end)
+
+  it('adds only absent keys, deletes, and says the seconds left', function()
+    local z = sluice.zone('limits')
+    assert.is_true(z:add('k', 1, 10))
+    assert.same({ nil, 'exists' }, { z:add('k', 2, 10) })
+    h:advance(4)
+    assert.equal(6, z:ttl('k'))
+    assert.is_nil(z:ttl('absent'))
+    z:set('forever', true)
+    assert.equal(0, z:ttl('forever'))
+    assert.is_true(z:delete('k'))
+    assert.is_false(z:delete('k'))
+    h:advance(6)
+    assert.is_true(z:add('k', 3)) -- gone: may be added again
+  end)
+
+  it('refuses writes to a full zone that does not evict, and keeps every entry', function()
+    h = testing.new({ zones = { denylist = { size = '32k' } } })
+    local z = h:require('sluice').zone('denylist')
+    local n = 0
+    repeat n = n + 1 until not z:set('entry:' .. n, n)
+    assert.is_true(n > 100, n)
+    assert.same({ nil, 'full' }, { z:set('entry:' .. n, n) })
+    assert.same({ nil, 'full' }, { z:incr('counter', 1) })
+    for i = 1, n - 1 do assert.equal(i, z:get('entry:' .. i)) end
+    assert.same({ nil, 'full' }, { z:get('absent') }) -- absent, or never written?
+    assert.is_true(z:set('entry:1', 0)) -- a value of the same size still fits
+    assert.same({ nil }, { z:get('absent') })
+  end)
+
+  it('makes room in a full zone from expired entries only', function()
+    h = testing.new({ zones = { blocks = { size = '32k' } } })
+    local z = h:require('sluice').zone('blocks')
+    assert.is_true(z:set('short', 1, 10))
+    local n = 0
+    repeat n = n + 1 until not z:set('long:' .. n, n, 3600)
+    h:advance(10)
+    assert.is_true(z:set('new', 1))
+    assert.equal(1, z:get('long:1'))
+  end)
+
+  it('checks zones as the configuration loader does', function()
+    assert.has_error(function() testing.new({ zones = { blocks = { evict = true } } }) end)
+    assert.has_error(function() testing.new({ zones = { mine = { evict = false } } }) end)
+    assert.has_error(function() testing.new({ zones = { limits = { size = '16k' } } }) end)
+    assert.has_error(function() testing.new({ zones = { limits = { size = '1.5m' } } }) end)
+    assert.has_error(function() testing.new({ zones = { Bad = { size = '1m' } } }) end)
+    assert.has_error(function()
+      testing.new({ shdict_size = 1048576, zones = { default = { size = '1m' } } })
+    end)
+  end)
+
   it('verifies passwords case-insensitively on the user and reports failures', function()
     assert.is_true(sluice.passwd.verify('ann@EXAMPLE.org', 'secret'))
     assert.is_false(sluice.passwd.verify('ann@example.org', 'Secret'))
