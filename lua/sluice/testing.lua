@@ -143,7 +143,16 @@ local function new_core(h)
       'user and password must be strings')
     h.verifications = h.verifications + 1
     if h.passwd_error then return nil, h.passwd_error end
-    return h.users[user:lower()] == password
+    -- false with the engine's reasons (core/authdb.c authdb_rc_name)
+    local id = user:lower()
+    local domain = id:match('^.+@([^@]+)$')
+    if not domain then return false, 'malformed identity' end
+    if h.users[id] == password then return true end
+    if h.users[id] ~= nil then return false, 'wrong password' end
+    for known in pairs(h.users) do
+      if known:match('@([^@]+)$') == domain then return false, 'unknown user' end
+    end
+    return false, 'unknown domain'
   end
   testing_http.install(h, core, argcheck)
   -- sluice.ldap.verify: the directory is opts.ldap_users; h.ldap_error makes it
