@@ -183,7 +183,7 @@ smtp_auth_identity(struct smtp_session *s, const char *authcid)
 static enum smtp_rc
 smtp_auth_refuse(struct smtp_session *s, const struct verdict *v)
 {
-    smtp_auth_log_fail(s, s->sasl.creds.authcid, v->code, v->text);
+    smtp_auth_log_fail(s, s->sasl.creds.authcid, v->code, v->reason[0] ? v->reason : v->text);
     WORKER_COUNT(s->worker, auth_failed);
     if (v->code == 535 && (s->auth_mech == SASL_MECH_XOAUTH2 ||
                            s->auth_mech == SASL_MECH_OAUTHBEARER)) {

@@ -427,7 +427,8 @@ function harness:auth(policies, session, auth)
     session.domain = session.user:match('@([^@]+)$')
     session.auth_mechanism = auth.mechanism
   end
-  local reply = { kind = v.kind, code = v.code, enhanced = v.enhanced, text = v.text }
+  local reply = { kind = v.kind, code = v.code, enhanced = v.enhanced, text = v.text,
+    reason = v.reason }
   if v.kind == 'accept' then
     reply.code, reply.enhanced, reply.text = 235, '2.7.0', 'Authentication successful'
   end
