@@ -165,10 +165,14 @@ local function new_core(h)
       'identity and password must be strings')
     local domain = identity:match('^[^%z]+@([^@%z]+)$')
     local cfg = domain and h.domains[domain:lower()]
-    if not (cfg and cfg.ldap) or password == '' then return false end
+    if not (cfg and cfg.ldap) then return false, 'no directory for the domain' end
+    if password == '' then return false, 'empty password' end
     h.ldap_verifications = h.ldap_verifications + 1
     if h.ldap_error then return nil, h.ldap_error end
-    return h.ldap_users[identity:lower()] == password
+    local known = h.ldap_users[identity:lower()]
+    if known == password then return true end
+    -- false with a reason in the double's own words (the engine's name the DN or base)
+    return false, known == nil and 'no such user' or 'wrong password'
   end
   return core
 end
