@@ -1,9 +1,11 @@
 /* core/authdb.c: per-domain user files and crypt(3) verification; see authdb.h.
  * Loads conf/users/DOMAIN.txt into per-domain arrays sorted for bsearch, refusing any
- * entry libcrypt or libargon2 could not verify (so a plaintext password never loads).
- * Verification is crypt_rn with a per-call struct crypt_data and a constant-time
- * compare, or argon2_verify for argon2 hashes. Reading the
- * files is done once per (re)load; deciding who may send is for the policies. */
+ * entry libcrypt or libargon2 could not verify (so a plaintext password never loads);
+ * authdb_class.c groups each domain's hashes in cost classes. Verification is crypt_rn with a
+ * per-call struct crypt_data and a constant-time compare, or argon2_verify for argon2
+ * hashes, once per class of the domain, so that every check of a domain costs the same.
+ * Reading the files is done once per (re)load; deciding who may send is for the
+ * policies. */
 #include "authdb.h"
 
 #include <argon2.h>
@@ -21,33 +23,10 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "authdb_internal.h"
 #include "privfile.h"
 
 #define AUTHDB_DOMAIN_MAX 255 /* RFC 1035 section 2.3.4 */
-
-struct authdb_user {
-    char    *local; /* owns; also holds hash in the same block */
-    char    *hash;  /* borrows from local's block */
-    unsigned line;  /* for duplicate errors at load */
-};
-
-struct authdb_domain {
-    char               *name;  /* owns, lowercase */
-    char               *path;  /* owns: the file it came from, for load errors */
-    struct authdb_user *users; /* owns, sorted by local part (strcasecmp) */
-    size_t              n;
-    size_t              cap;
-    const char         *stand_in; /* borrows users[k].hash: the domain's usual scheme */
-};
-
-/* Immutable once authdb_load returns; readers on any thread need no lock. */
-struct authdb {
-    struct authdb_domain *domains; /* owns, sorted by name */
-    size_t                n;
-    size_t                cap;
-    size_t                users;   /* over all domains */
-    char                  dummy[CRYPT_OUTPUT_SIZE]; /* yescrypt hash of nothing anyone knows */
-};
 
 /* One scheme's full hash length, past the last '$' (bcrypt has no '$' before its hash,
  * so its salt is counted in). crypt_checksalt() looks at the setting only: these
@@ -90,7 +69,7 @@ authdb_is_crypt64(const char *p)
 
 /* Argon2 in the PHC string format libargon2 writes and reads:
  * $argon2id$v=19$m=19456,t=2,p=1$SALT$HASH (SALT and HASH base64 without padding). */
-static bool
+bool
 authdb_is_argon2(const char *hash)
 {
     return strncmp(hash, "$argon2id$", 10) == 0 || strncmp(hash, "$argon2i$", 9) == 0;
@@ -374,56 +353,6 @@ authdb_sort_users(struct authdb_domain *d, char *err, size_t errlen)
     return 0;
 }
 
-/* The part of a hash that sets its cost: "$y$j9T$", "$2b$12$", "$6$" or
- * "$6$rounds=N$" (the salt and the digest follow). */
-static size_t
-authdb_scheme_len(const char *hash)
-{
-    const char *p = strchr(hash + 1, '$');
-
-    if (p == NULL)
-        return strlen(hash);
-    if (authdb_is_argon2(hash)) { /* "$argon2id$v=19$m=19456,t=2,p=1$" */
-        const char *q = strchr(p + 1, '$');
-
-        q = q != NULL ? strchr(q + 1, '$') : NULL;
-        return q ? (size_t)(q - hash) + 1 : strlen(hash);
-    }
-    if (strncmp(hash, "$y$", 3) == 0 || strncmp(hash, "$2", 2) == 0 ||
-        strncmp(p + 1, "rounds=", 7) == 0) {
-        const char *q = strchr(p + 1, '$');
-
-        return q ? (size_t)(q - hash) + 1 : strlen(hash);
-    }
-    return (size_t)(p - hash) + 1;
-}
-
-/* An unknown user is checked against a hash of the scheme and cost most of the
- * domain's users have (ties: the first in sort order), so a miss takes as long as a
- * typical wrong password. A handful of distinct schemes at most: counting is cheap. */
-static void
-authdb_pick_stand_in(struct authdb_domain *d)
-{
-    size_t best = 0, best_count = 0;
-
-    for (size_t i = 0; i < d->n && i < 64; i++) {
-        const char *h = d->users[i].hash;
-        size_t      len = authdb_scheme_len(h), count = 0;
-
-        for (size_t j = 0; j < d->n; j++) {
-            const char *other = d->users[j].hash;
-
-            if (strncmp(other, h, len) == 0 && authdb_scheme_len(other) == len)
-                count++;
-        }
-        if (count > best_count) {
-            best = i;
-            best_count = count;
-        }
-    }
-    d->stand_in = d->n > 0 ? d->users[best].hash : NULL;
-}
-
 static int
 authdb_sort(struct authdb *db, char *err, size_t errlen)
 {
@@ -435,9 +364,9 @@ authdb_sort(struct authdb *db, char *err, size_t errlen)
         if (i > 0 && strcmp(db->domains[i - 1].name, db->domains[i].name) == 0)
             return authdb_err(err, errlen, db->domains[i].path, 0,
                               "same domain as another file");
-        if (authdb_sort_users(&db->domains[i], err, errlen) != 0)
+        if (authdb_sort_users(&db->domains[i], err, errlen) != 0 ||
+            authdb_classify(&db->domains[i], err, errlen) != 0)
             return -1;
-        authdb_pick_stand_in(&db->domains[i]);
         db->users += db->domains[i].n;
     }
     return 0;
@@ -514,9 +443,19 @@ authdb_load(const char *dir, char *err, size_t errlen)
     free(names);
     if (rc != 0 || authdb_sort(db, err, errlen) != 0)
         goto fail;
-    if (authdb_hash("sluice: no such user", "$y$", db->dummy, sizeof(db->dummy)) != 0) {
-        authdb_err(err, errlen, dir, 0, "cannot make a yescrypt hash (libcrypt)");
+    if (authdb_pick_typical(db) != 0) {
+        authdb_err(err, errlen, dir, 0, "out of memory");
         goto fail;
+    }
+    if (db->typical == NULL) { /* no users at all: a check still costs a default hash */
+        if (authdb_hash("sluice: no such user", "$y$", db->dummy, sizeof(db->dummy)) != 0) {
+            authdb_err(err, errlen, dir, 0, "cannot make a yescrypt hash (libcrypt)");
+            goto fail;
+        }
+        db->dummy_class.rep = db->dummy;
+        db->dummy_class.len = authdb_scheme_len(db->dummy);
+        db->typical = &db->dummy_class;
+        db->n_typical = 1;
     }
     return db;
 fail:
@@ -613,41 +552,98 @@ authdb_check(const char *password, const char *hash)
     return ok;
 }
 
-/* The hash an unknown user is checked against: one of the same domain's (same scheme
- * and cost as its real users, so a miss takes as long as a wrong password), or the
- * dummy for an unknown domain. The result is ignored: u == NULL always fails. */
-static const char *
-authdb_stand_in(const struct authdb *db, const struct authdb_domain *d)
+const char *
+authdb_rc_name(enum authdb_rc rc)
 {
-    if (d != NULL && d->stand_in != NULL)
-        return d->stand_in;
-    return db->dummy;
+    switch (rc) {
+    case AUTHDB_OK:
+        return "ok";
+    case AUTHDB_WRONG_PASSWORD:
+        return "wrong password";
+    case AUTHDB_NO_USER:
+        return "unknown user";
+    case AUTHDB_NO_DOMAIN:
+        return "unknown domain";
+    default:
+        return "malformed identity";
+    }
+}
+
+/* What one verification hashes: the classes of the identity's domain (or the typical
+ * ones), the user's own hash in its class. */
+struct authdb_plan {
+    const struct authdb_domain *d;       /* NULL: no such domain */
+    const struct authdb_user   *u;       /* NULL: no such user */
+    const struct authdb_class  *classes; /* borrows */
+    size_t                      n;
+    enum authdb_rc              miss;    /* the outcome when u is NULL */
+};
+
+static void
+authdb_plan(const struct authdb *db, const char *identity, struct authdb_plan *p)
+{
+    const char       *at = strrchr(identity, '@');
+    struct authdb_key key;
+
+    memset(p, 0, sizeof(*p));
+    p->classes = db->typical;
+    p->n = db->n_typical;
+    p->miss = AUTHDB_BAD_INPUT;
+    if (at == NULL || at == identity || at[1] == '\0')
+        return;
+    p->miss = AUTHDB_NO_DOMAIN;
+    p->d = authdb_find_domain(db, at + 1);
+    if (p->d == NULL || p->d->n == 0)
+        return;
+    p->miss = AUTHDB_NO_USER;
+    p->classes = p->d->classes;
+    p->n = p->d->n_classes;
+    key.p = identity;
+    key.len = (size_t)(at - identity);
+    p->u = bsearch(&key, p->d->users, p->d->n, sizeof(*p->d->users), authdb_key_cmp);
+}
+
+/* The hash checked in class k of plan p. */
+static const char *
+authdb_plan_hash(const struct authdb_plan *p, size_t k)
+{
+    return p->u != NULL && p->u->cls == k ? p->u->hash : p->classes[k].rep;
+}
+
+size_t
+authdb_verify_hashes(const struct authdb *db, const char *identity, const char **hashes,
+                     size_t max)
+{
+    struct authdb_plan p;
+    size_t             k;
+
+    authdb_plan(db, identity, &p);
+    for (k = 0; k < p.n && k < max; k++)
+        hashes[k] = authdb_plan_hash(&p, k);
+    return p.n;
 }
 
 enum authdb_rc
 authdb_verify(const struct authdb *db, const char *identity, const char *password,
               const char **domain_out)
 {
-    const char                 *at = strrchr(identity, '@');
-    const struct authdb_domain *d;
-    const struct authdb_user   *u = NULL;
-    struct authdb_key           key;
-    bool                        ok;
+    struct authdb_plan p;
+    bool               ok = false, match;
+    size_t             k;
 
-    if (at == NULL || at == identity || at[1] == '\0')
-        return AUTHDB_BAD_INPUT;
-    d = authdb_find_domain(db, at + 1);
-    if (d != NULL && d->n > 0) {
-        key.p = identity;
-        key.len = (size_t)(at - identity);
-        u = bsearch(&key, d->users, d->n, sizeof(*d->users), authdb_key_cmp);
+    authdb_plan(db, identity, &p);
+    /* every class, whatever the answer: the same work for every name (authdb.h) */
+    for (k = 0; k < p.n; k++) {
+        match = authdb_check(password, authdb_plan_hash(&p, k));
+        if (p.u != NULL && p.u->cls == k)
+            ok = match;
     }
-    /* an unknown user costs one hash too, so timing does not tell who exists */
-    ok = authdb_check(password, u != NULL ? u->hash : authdb_stand_in(db, d));
-    if (u == NULL || !ok)
-        return AUTHDB_FAIL;
+    if (p.u == NULL)
+        return p.miss; /* a stand-in's match means nothing */
+    if (!ok)
+        return AUTHDB_WRONG_PASSWORD;
     if (domain_out != NULL)
-        *domain_out = d->name;
+        *domain_out = p.d->name;
     return AUTHDB_OK;
 }
 

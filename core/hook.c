@@ -33,6 +33,7 @@ verdict_set(struct verdict *v, enum verdict_kind kind, int code, const char *enh
     v->code = code;
     verdict_copy(v->enhanced, sizeof(v->enhanced), enhanced);
     verdict_copy(v->text, sizeof(v->text), text);
+    v->reason[0] = '\0';
     v->user[0] = '\0';
 }
 

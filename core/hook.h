@@ -25,6 +25,9 @@ struct verdict {
     int               code;
     char              enhanced[16];
     char              text[256];
+    char              reason[256];  /* for the log line instead of text, never sent (the
+                                     * verdict's reason, sluice.reject's 4th argument);
+                                     * "" = the text */
     char              user[256];    /* accept in on_auth: the identity the session takes
                                      * instead of the SASL one (sluice.accept(identity));
                                      * "" = the SASL one. RFC 5321 4.5.3.1.3: a path is at

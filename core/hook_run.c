@@ -276,6 +276,9 @@ hook_take_verdict(struct hook_run *run)
     lua_getfield(L, base + 1, "user"); /* sluice.accept(identity); verdict.check saw it */
     if (lua_type(L, -1) == LUA_TSTRING)
         snprintf(run->verdict.user, sizeof(run->verdict.user), "%s", lua_tostring(L, -1));
+    lua_getfield(L, base + 1, "reason"); /* for the log line; verdict.check saw it */
+    if (lua_type(L, -1) == LUA_TSTRING)
+        snprintf(run->verdict.reason, sizeof(run->verdict.reason), "%s", lua_tostring(L, -1));
     lua_settop(L, base);
 }
 

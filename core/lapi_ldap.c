@@ -79,14 +79,17 @@ lapi_ldap_done(void *arg, enum ldap_client_rc rc, const char *reason)
     free(w);
     run->cancel = NULL;
     run->wait = NULL;
-    if (rc == LDAP_CLIENT_UNAVAILABLE) {
-        lua_pushnil(run->co);
-        lua_pushstring(run->co, reason);
-        hook_run_resume(run, 2);
+    if (rc == LDAP_CLIENT_OK) {
+        lua_pushboolean(run->co, 1);
+        hook_run_resume(run, 1);
         return;
     }
-    lua_pushboolean(run->co, rc == LDAP_CLIENT_OK);
-    hook_run_resume(run, 1);
+    if (rc == LDAP_CLIENT_UNAVAILABLE)
+        lua_pushnil(run->co);
+    else
+        lua_pushboolean(run->co, 0);
+    lua_pushstring(run->co, reason); /* for the logs, never the reply */
+    hook_run_resume(run, 2);
 }
 
 static void
@@ -124,7 +127,7 @@ lapi_ldap_cached(struct hook_run *run, struct lapi_ldap_wait *w, const char *ide
 
 /* ok, err = sluice.ldap.verify(identity, password); yields (not for an identity no
  * directory can know: false at once; not when the check is remembered from a moment
- * ago: true at once) */
+ * ago: true at once). false and nil come with why, for the logs. */
 static int
 lapi_ldap_verify(lua_State *L)
 {
@@ -151,7 +154,10 @@ lapi_ldap_verify(lua_State *L)
     if (d == NULL || d->ldap == NULL || local_len == 0 || pw_len == 0 ||
         memchr(identity, '\0', id_len) != NULL) {
         lua_pushboolean(L, 0);
-        return 1;
+        lua_pushstring(L, d == NULL || d->ldap == NULL ? "no directory for the domain"
+                          : pw_len == 0                ? "empty password"
+                                                       : "malformed identity");
+        return 2;
     }
     if (run->session->worker->daemon->offload == NULL) {
         lua_pushnil(L);

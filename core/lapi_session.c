@@ -221,7 +221,7 @@ lapi_push_auth(lua_State *L, const struct sasl_creds *creds, bool with_secret)
 void
 lapi_push_verdict(lua_State *L, const struct verdict *v)
 {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
     lapi_set_str(L, "kind", v->kind == VERDICT_ACCEPT   ? "accept"
                             : v->kind == VERDICT_REJECT ? "reject"
                                                         : "tempfail");
@@ -229,6 +229,8 @@ lapi_push_verdict(lua_State *L, const struct verdict *v)
     lua_setfield(L, -2, "code");
     lapi_set_str(L, "enhanced", v->enhanced);
     lapi_set_str(L, "text", v->text);
+    if (v->reason[0] != '\0')
+        lapi_set_str(L, "reason", v->reason);
 }
 
 void

@@ -145,7 +145,8 @@ lapi_verify_work(struct offload_job *job)
 {
     struct lapi_verify_job *j = (struct lapi_verify_job *)job;
 
-    j->rc = j->db != NULL ? authdb_verify(j->db, j->identity, j->password, NULL) : AUTHDB_FAIL;
+    j->rc = j->db != NULL ? authdb_verify(j->db, j->identity, j->password, NULL)
+                          : AUTHDB_NO_DOMAIN;
 }
 
 static void
@@ -154,6 +155,7 @@ lapi_verify_done(struct offload_job *job)
     struct lapi_verify_job *j = (struct lapi_verify_job *)job;
     struct hook_run        *run = j->run;
     bool                    ok = j->rc == AUTHDB_OK;
+    const char             *rc_name = authdb_rc_name(j->rc);
 
     if (run == NULL) { /* the session is gone, or the hook ran out of time */
         lapi_verify_job_free(j);
@@ -165,7 +167,12 @@ lapi_verify_done(struct offload_job *job)
     run->cancel = NULL;
     run->wait = NULL;
     lua_pushboolean(run->co, ok);
-    hook_run_resume(run, 1);
+    if (ok) {
+        hook_run_resume(run, 1);
+        return;
+    }
+    lua_pushstring(run->co, rc_name); /* for the policy's log line, never the reply */
+    hook_run_resume(run, 2);
 }
 
 static void
@@ -201,7 +208,8 @@ lapi_verify_cached(struct hook_run *run, struct lapi_verify_job *j, const char *
 }
 
 /* ok, err = sluice.passwd.verify(identity, password); yields (not when the check is
- * remembered from a moment ago) */
+ * remembered from a moment ago). false comes with why: "wrong password", "unknown user",
+ * "unknown domain" or "malformed identity" (all the same work and the same wait). */
 static int
 lapi_passwd_verify(lua_State *L)
 {

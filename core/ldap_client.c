@@ -28,11 +28,18 @@ enum ldap_step {
     LDAP_STEP_SERVICE_BIND, /* search mode: bind as the service account (or anonymous) */
     LDAP_STEP_SEARCH,       /* search mode: find the user's entry under base_dn */
     LDAP_STEP_USER_BIND,    /* bind as the user: the check itself */
+    LDAP_STEP_DECOY_BIND,   /* search mode, no (single) user found: the bind a user would
+                             * cost, as LDAP_DECOY_RDN under base_dn, refused whatever the
+                             * answer (docs/security.md "User enumeration by timing") */
     LDAP_STEP_DONE,         /* the result is known; the timer hands it over */
 };
 
 static const char *const ldap_step_names[] = {"queued", "service bind", "search",
-                                              "user bind", "done"};
+                                              "user bind", "decoy bind", "done"};
+
+/* The entry a decoy bind names: nobody's (a directory that has it still refuses the
+ * bind, as the password is the client's guess, and the answer is ignored). */
+#define LDAP_DECOY_RDN "cn=sluice-no-such-user"
 
 struct ldap_dir;
 struct ldap_conn;
@@ -55,7 +62,8 @@ struct ldap_request {
     char                *password; /* owns; counted; wiped before it is freed */
     size_t               password_len;
     char                *user_dn;  /* owns; built (bind mode) or found (search mode) */
-    int                  entries;  /* search entries seen */
+    int                  entries;  /* search entries seen; at LDAP_STEP_DECOY_BIND, what
+                                    * the search found: 0 or more than 1 */
     bool                 retried;  /* the one retry after a broken connection is used */
     enum ldap_client_rc  rc;       /* at LDAP_STEP_DONE */
     char                 reason[320];
@@ -363,7 +371,7 @@ ldap_request_send(struct ldap_request *r)
                              NULL, NULL, 2, &c->msgid);
         free(filter);
         break;
-    default: /* LDAP_STEP_USER_BIND */
+    default: /* LDAP_STEP_USER_BIND, LDAP_STEP_DECOY_BIND */
         cred.bv_val = r->password;
         cred.bv_len = r->password_len;
         rc = ldap_sasl_bind(c->ld, r->user_dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, &c->msgid);
@@ -413,6 +421,26 @@ ldap_bind_refused(int err)
            err == LDAP_UNWILLING_TO_PERFORM; /* e.g. a disabled account (389-ds) */
 }
 
+/* Search mode found no user, or more than one: bind as LDAP_DECOY_RDN under base_dn
+ * with the client's password, so that a name nobody has costs the directory round trip
+ * (and shows the directory the failed bind) that a wrong password does. false: c is
+ * gone. */
+static bool
+ldap_request_decoy(struct ldap_request *r)
+{
+    const char *base = r->dir->cfg->base_dn != NULL ? r->dir->cfg->base_dn : "";
+
+    free(r->user_dn);
+    if (asprintf(&r->user_dn, "%s%s%s", LDAP_DECOY_RDN, base[0] != '\0' ? "," : "", base) < 0) {
+        r->user_dn = NULL;
+        ldap_conn_release(r->conn);
+        ldap_request_finish(r, LDAP_CLIENT_UNAVAILABLE, "out of memory");
+        return true;
+    }
+    r->step = LDAP_STEP_DECOY_BIND;
+    return ldap_request_send(r);
+}
+
 /* A result (bind or search done) for r's operation, with code err. false: c is gone. */
 static bool
 ldap_request_result(struct ldap_request *r, int err)
@@ -437,15 +465,22 @@ ldap_request_result(struct ldap_request *r, int err)
             r->step = LDAP_STEP_USER_BIND;
             return ldap_request_send(r);
         }
+        if (err == LDAP_SUCCESS || err == LDAP_SIZELIMIT_EXCEEDED)
+            return ldap_request_decoy(r);
         ldap_conn_release(c);
-        if (err == LDAP_SUCCESS && r->entries == 0)
+        ldap_request_finish(r, LDAP_CLIENT_UNAVAILABLE, "search under '%s': %s", cfg->base_dn,
+                            ldap_err2string(err));
+        return true;
+    case LDAP_STEP_DECOY_BIND: /* answered as the user's bind would be, never accepted */
+        ldap_conn_release(c);
+        if (err != LDAP_SUCCESS && !ldap_bind_refused(err))
+            ldap_request_finish(r, LDAP_CLIENT_UNAVAILABLE, "bind as '%s': %s", r->user_dn,
+                                ldap_err2string(err));
+        else if (r->entries == 0)
             ldap_request_finish(r, LDAP_CLIENT_INVALID, "no such user under '%s'", cfg->base_dn);
-        else if (err == LDAP_SUCCESS || err == LDAP_SIZELIMIT_EXCEEDED)
+        else
             ldap_request_finish(r, LDAP_CLIENT_INVALID, "the filter matches more than one "
                                                         "entry under '%s'", cfg->base_dn);
-        else
-            ldap_request_finish(r, LDAP_CLIENT_UNAVAILABLE, "search under '%s': %s",
-                                cfg->base_dn, ldap_err2string(err));
         return true;
     default: /* LDAP_STEP_USER_BIND */
         ldap_conn_release(c);

@@ -215,7 +215,8 @@ smtp_auth_identity(struct smtp_session *s, const char *authcid)
 static enum smtp_rc
 smtp_auth_refuse(struct smtp_session *s, const struct verdict *v)
 {
-    smtp_auth_log_fail(s, s->sasl.creds.authcid, v->code, s->auth_why ? s->auth_why : v->text);
+    smtp_auth_log_fail(s, s->sasl.creds.authcid, v->code,
+                       s->auth_why ? s->auth_why : v->reason[0] ? v->reason : v->text);
     s->auth_why = NULL;
     WORKER_COUNT(s->worker, auth_failed);
     if (v->code == 535 && (s->auth_mech == SASL_MECH_XOAUTH2 ||

@@ -300,7 +300,16 @@ local function new_core(h)
       'user and password must be strings')
     h.verifications = h.verifications + 1
     if h.passwd_error then return nil, h.passwd_error end
-    return h.users[user:lower()] == password
+    -- false with the engine's reasons (core/authdb.c authdb_rc_name)
+    local id = user:lower()
+    local domain = id:match('^.+@([^@]+)$')
+    if not domain then return false, 'malformed identity' end
+    if h.users[id] == password then return true end
+    if h.users[id] ~= nil then return false, 'wrong password' end
+    for known in pairs(h.users) do
+      if known:match('@([^@]+)$') == domain then return false, 'unknown user' end
+    end
+    return false, 'unknown domain'
   end
   testing_http.install(h, core, argcheck)
   -- sluice.ldap.verify: the directory is opts.ldap_users; h.ldap_error makes it
@@ -313,10 +322,14 @@ local function new_core(h)
       'identity and password must be strings')
     local domain = identity:match('^[^%z]+@([^@%z]+)$')
     local cfg = domain and h.domains[domain:lower()]
-    if not (cfg and cfg.ldap) or password == '' then return false end
+    if not (cfg and cfg.ldap) then return false, 'no directory for the domain' end
+    if password == '' then return false, 'empty password' end
     h.ldap_verifications = h.ldap_verifications + 1
     if h.ldap_error then return nil, h.ldap_error end
-    return h.ldap_users[identity:lower()] == password
+    local known = h.ldap_users[identity:lower()]
+    if known == password then return true end
+    -- false with a reason in the double's own words (the engine's name the DN or base)
+    return false, known == nil and 'no such user' or 'wrong password'
   end
   return core
 end
@@ -576,7 +589,8 @@ function harness:auth(policies, session, auth)
     session.domain = session.user:match('@([^@]+)$')
     session.auth_mechanism = auth.mechanism
   end
-  local reply = { kind = v.kind, code = v.code, enhanced = v.enhanced, text = v.text }
+  local reply = { kind = v.kind, code = v.code, enhanced = v.enhanced, text = v.text,
+    reason = v.reason }
   if v.kind == 'accept' then
     reply.code, reply.enhanced, reply.text = 235, '2.7.0', 'Authentication successful'
   end

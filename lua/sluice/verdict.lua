@@ -1,7 +1,8 @@
 -- lua/sluice/verdict.lua: the three verdicts a hook returns, and the check the engine
 -- applies to whatever a hook returned before it becomes an SMTP reply.
 -- A verdict is { kind = 'accept' } or { kind = 'reject' | 'tempfail', code, enhanced,
--- text }. The constructors raise on misuse, so the error names the policy's own line;
+-- text, reason }; reason (optional) is for the log line only, never sent. The
+-- constructors raise on misuse, so the error names the policy's own line;
 -- verdict.check() repeats the rules for a verdict altered after it was made. Turning a
 -- verdict into reply bytes is the core's business (core/hook.c, core/smtp_reply.c).
 local verdict = {}
@@ -39,12 +40,26 @@ local function check_fields(kind, code, enhanced, text)
   return true
 end
 
-local function make(kind, code, enhanced, text)
+-- nil, or why reason cannot be a log reason: a string of 1..255 bytes without control
+-- bytes (the core's struct verdict.reason holds 255), or nil.
+local function reason_problem(reason)
+  if reason == nil then return nil end
+  if type(reason) ~= 'string' or #reason == 0 or #reason > TEXT_MAX
+      or reason:find('[%z\1-\31\127]') then
+    return ('a reason must be 1..%d bytes without control bytes, got %s')
+      :format(TEXT_MAX, type(reason) == 'string' and 'another string' or type(reason))
+  end
+  return nil
+end
+
+local function make(kind, code, enhanced, text, reason)
   local ok, why = check_fields(kind, code, enhanced, text)
-  if not ok then
+  if ok then why = reason_problem(reason) end
+  if why then
     error('sluice.' .. kind .. ': ' .. why, 3) -- level 3: the policy's call site
   end
-  return setmetatable({ kind = kind, code = code, enhanced = enhanced, text = text }, marker)
+  return setmetatable({ kind = kind, code = code, enhanced = enhanced, text = text,
+    reason = reason }, marker)
 end
 
 local IDENTITY_MAX = 254 -- octets of an address (RFC 5321 4.5.3.1.3, less the brackets)
@@ -69,15 +84,18 @@ function verdict.accept(identity)
   return setmetatable({ kind = 'accept', user = identity }, marker)
 end
 
--- sluice.reject(code, enhanced, text): a 5xx reply.
-function verdict.reject(code, enhanced, text)
-  local v = make('reject', code, enhanced, text) -- not a tail call: keeps error level 3
+-- sluice.reject(code, enhanced, text[, reason]): a 5xx reply. reason, when given, is
+-- what the log line (e.g. auth.fail) says instead of text: replies that must not tell
+-- cases apart can still be told apart by the operator.
+function verdict.reject(code, enhanced, text, reason)
+  local v = make('reject', code, enhanced, text, reason) -- not a tail call: error level 3
   return v
 end
 
--- sluice.tempfail(code, enhanced, text): a 4xx reply (421 also closes the session).
-function verdict.tempfail(code, enhanced, text)
-  local v = make('tempfail', code, enhanced, text)
+-- sluice.tempfail(code, enhanced, text[, reason]): a 4xx reply (421 also closes the
+-- session); reason as for reject.
+function verdict.tempfail(code, enhanced, text, reason)
+  local v = make('tempfail', code, enhanced, text, reason)
   return v
 end
 
@@ -100,6 +118,8 @@ function verdict.check(v)
   if v.kind ~= 'reject' and v.kind ~= 'tempfail' then
     return nil, ('unknown verdict kind %s'):format(tostring(v.kind))
   end
+  local why = reason_problem(v.reason)
+  if why then return nil, why end
   return check_fields(v.kind, v.code, v.enhanced, v.text)
 end
 

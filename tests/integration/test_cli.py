@@ -78,7 +78,12 @@ def test_check_accepts_the_shipped_configuration(tmp_path, certs):
     got = sluice('check', '-c', str(conf))
 
     assert got.returncode == 0, got.stderr
-    assert got.stdout.decode() == '%s: ok (2 listeners, 1 upstream sets, 3 users)\n' % conf
+    # the dev users of example.org show both schemes: every AUTH there costs both hashes
+    # (docs/security.md "User enumeration by timing")
+    assert got.stdout.decode() == (
+        '%s: ok (2 listeners, 1 upstream sets, 3 users)\n'
+        '%s/example.org.txt: 2 hash cost classes, every AUTH of the domain hashes 2: '
+        '$6$ (1 user), $y$j9T$ (1 user)\n' % (conf, ROOT / 'conf' / 'users'))
     # The only thing said besides: it trusts the dev token key (docs/authentication.md).
     [warning] = [json.loads(line) for line in got.stderr.decode().splitlines()]
     assert (warning['level'], warning['event'], warning['domain']) == (

@@ -103,7 +103,10 @@ def ldif(dc):
 class Slapd:
     """slapd on 127.0.0.1: ldap:// (StartTLS) on `port`, ldaps:// on `tls_port` (and on
     127.0.0.2, which its certificate does not name), in `dir`; start(), stop() (TERM, by
-    PID), pause() / resume() (STOP / CONT)."""
+    PID), pause() / resume() (STOP / CONT). DEBUG is slapd's -d level: what it writes to
+    slapd.err."""
+
+    DEBUG = '0'
 
     def __init__(self, tmp, certs):
         self.dir = tmp
@@ -135,7 +138,7 @@ class Slapd:
     def start(self):
         self.proc = subprocess.Popen(
             [SLAPD, '-f', str(self.conf), '-h', '%s/ %s/ %s/' % (
-                self.ldap_uri, self.ldaps_uri, self.other_name_uri), '-d', '0'],
+                self.ldap_uri, self.ldaps_uri, self.other_name_uri), '-d', self.DEBUG],
             stdout=subprocess.DEVNULL, stderr=open(self.dir / 'slapd.err', 'ab'))
         deadline = time.monotonic() + 10
         for port in (self.port, self.tls_port):
@@ -325,7 +328,7 @@ def test_an_empty_password_is_refused_without_asking_the_directory(ldap_relay, s
     assert reply == OK
     c.close()
     [line] = relay.logs('test.empty_password')
-    assert (line['result'], line['err']) == ('false', 'nil')
+    assert (line['result'], line['err']) == ('false', 'empty password')
     assert len(relay.logs('ldap.result')) == 1  # auth.lua's check only
 
 

@@ -71,15 +71,16 @@ describe('policies/auth on_auth', function()
     assert.equal(2, h.verifications) -- both cost a hash
   end)
 
-  it('does not serve a domain that is not declared, without hashing', function()
+  it('does not serve a domain that is not declared, after the hash a user costs', function()
     local v = policy.on_auth(h:session(), password('eve@other.example', 'eve-secret'))
     assert.same({ 'reject', 535, '5.7.8' }, whole(v))
-    assert.equal(0, h.verifications)
+    assert.same({ 1, 0 }, { h.verifications, h.ldap_verifications })
   end)
 
-  it('rejects an identity without a domain', function()
+  it('rejects an identity without a domain, after the hash a user costs', function()
     local v = policy.on_auth(h:session(), password('alice', 'x'))
     assert.same({ 'reject', 535, '5.7.8' }, whole(v))
+    assert.equal(1, h.verifications)
   end)
 
   it('tells the right password of a disabled domain 525 5.7.13', function()
@@ -204,5 +205,104 @@ describe('policies/auth in the chain', function()
     local s = h:session()
     h:auth({ h:load_policy('policies/auth.lua') }, s, password('Alice@Example.org', 'alice-secret'))
     assert.same({ 'alice@example.org', 'example.org' }, { s.user, s.domain })
+  end)
+end)
+
+describe('policies/auth: the refusals look alike and cost alike', function()
+  local ANSWER = { 'reject', 535, '5.7.8', 'Authentication credentials invalid' }
+  local function reply(v) return { v.kind, v.code, v.enhanced, v.text } end
+
+  it('gives a wrong password, an unknown user, an unknown domain and no domain the same '
+    .. 'reply and one hash each, and the log line each its own reason', function()
+    local cases = {
+      { 'alice@example.org', 'file: wrong password' },
+      { 'mallory@example.org', 'file: unknown user' },
+      { 'eve@other.example', 'domain not declared' },
+      { 'alice', 'no domain in the user name' },
+    }
+    for _, case in ipairs(cases) do
+      local h = testing.new({ domains = DOMAINS, users = USERS, ldap_users = LDAP_USERS })
+      local v = h:load_policy('policies/auth.lua').on_auth(h:session(),
+        password(case[1], 'guess'))
+      assert.same(ANSWER, reply(v))
+      assert.same({ case[2], 1, 0 }, { v.reason, h.verifications, h.ldap_verifications })
+    end
+  end)
+
+  it('names every backend that said no in the reason', function()
+    local h = testing.new({ domains = DOMAINS, users = USERS, ldap_users = LDAP_USERS })
+    local v = h:load_policy('policies/auth.lua').on_auth(h:session(),
+      password('nobody@both.example', 'guess'))
+    assert.same(ANSWER, reply(v))
+    assert.equal('ldap: no such user; file: unknown user', v.reason)
+  end)
+
+  it('asks the directory of the stand-in domain, for nobody, when most domains use one',
+    function()
+    local ldap = { uris = { 'ldaps://ldap.example' }, bind_dn = 'uid=%u,ou=people,dc=example' }
+    local h = testing.new({ domains = {
+      ['a.example'] = { auth = { 'ldap' }, ldap = ldap },
+      ['b.example'] = { auth = { 'ldap' }, ldap = ldap },
+      ['c.example'] = {},
+    }, users = USERS, ldap_users = { ['sluice-no-such-user@a.example'] = 'guess' } })
+    local v = h:load_policy('policies/auth.lua').on_auth(h:session(),
+      password('eve@other.example', 'guess'))
+    assert.same(ANSWER, reply(v)) -- whatever the stand-in's directory says
+    assert.same({ 0, 1, 'domain not declared' },
+      { h.verifications, h.ldap_verifications, v.reason })
+  end)
+
+  it('costs a domain that checks no passwords the stand-in\'s checks too', function()
+    local h = testing.new({ domains = {
+      ['example.org'] = {},
+      ['tokens.example'] = { auth = { 'oauth2' }, oauth2 = { issuer = 'https://idp.example',
+        audience = 'smtp://relay.test', jwks_file = '/nonexistent.jwks' } },
+    }, users = USERS })
+    local v = h:load_policy('policies/auth.lua').on_auth(h:session(),
+      password('tom@tokens.example', 'guess'))
+    assert.same(ANSWER, reply(v))
+    assert.same({ 1, 'no password backend for the domain' }, { h.verifications, v.reason })
+  end)
+
+  it('answers at once when no domain checks passwords at all', function()
+    local h = testing.new({ domains = {}, users = USERS })
+    local v = h:load_policy('policies/auth.lua').on_auth(h:session(),
+      password('eve@other.example', 'guess'))
+    assert.same(ANSWER, reply(v))
+    assert.equal(0, h.verifications)
+  end)
+
+  it('keeps control bytes of a backend\'s words out of the log reason', function()
+    local h = testing.new({ domains = DOMAINS, users = USERS, ldap_users = LDAP_USERS })
+    h.ldap_error = 'bind as \'uid=a\1b\': \r\nBusy'
+    local v = h:load_policy('policies/auth.lua').on_auth(h:session(),
+      password('lara@ldap-only.example', 'guess'))
+    assert.same({ 'tempfail', 454, '4.7.0' }, whole(v))
+    assert.equal('ldap: bind as \'uid=a?b\': ??Busy', v.reason)
+  end)
+
+  it('cuts a long reason to what a verdict holds', function()
+    local h = testing.new({ domains = DOMAINS, users = USERS, ldap_users = LDAP_USERS })
+    h.ldap_error = ('x'):rep(400)
+    local v = h:load_policy('policies/auth.lua').on_auth(h:session(),
+      password('lara@ldap-only.example', 'guess'))
+    assert.equal(255, #v.reason)
+    assert.matches('%.%.%.$', v.reason)
+  end)
+end)
+
+describe('policies/auth: a domain not declared while the stand-in cannot check', function()
+  it('tempfails with 454 4.7.0, as the stand-in domain\'s unknown users are', function()
+    local ldap = { uris = { 'ldaps://ldap.example' }, bind_dn = 'uid=%u,ou=people,dc=example' }
+    local h = testing.new({ domains = { ['a.example'] = { auth = { 'ldap' }, ldap = ldap } } })
+    h.ldap_error = 'connect: Connection refused'
+    local policy = h:load_policy('policies/auth.lua')
+    local undeclared = policy.on_auth(h:session(), password('eve@other.example', 'guess'))
+    local unknown = policy.on_auth(h:session(), password('eve@a.example', 'guess'))
+    assert.same(whole(unknown), whole(undeclared))
+    assert.same({ 'tempfail', 454, '4.7.0', unknown.text }, { undeclared.kind,
+      undeclared.code, undeclared.enhanced, undeclared.text })
+    assert.equal('domain not declared; stand-in ldap: connect: Connection refused',
+      undeclared.reason)
   end)
 end)

@@ -33,3 +33,44 @@ describe('sluice.domains.of', function()
     assert.is_nil(domains.of(nil))
   end)
 end)
+
+describe('sluice.domains.stand_in', function()
+  local LDAP = { uris = { 'ldaps://ldap.example' }, bind_dn = 'uid=%u,ou=people,dc=example' }
+  local OAUTH2 = { issuer = 'https://idp.example', audience = 'smtp://relay.test',
+    jwks_file = '/nonexistent.jwks' }
+  local function stand_in(decl)
+    local name, cfg = testing.new({ domains = decl }):require('sluice.domains').stand_in()
+    return name, cfg
+  end
+
+  it('is the first by name of the domains with the most common password backends', function()
+    local name, cfg = stand_in({
+      ['z.example'] = {}, ['m.example'] = { auth = { 'file' } },
+      ['a.example'] = { auth = { 'ldap' }, ldap = LDAP },
+    })
+    assert.same({ 'm.example', { 'file' } }, { name, cfg.auth })
+  end)
+
+  it('counts only backends that check passwords', function()
+    local name = stand_in({
+      ['a.example'] = { auth = { 'oauth2' }, oauth2 = OAUTH2 },
+      ['b.example'] = { auth = { 'oauth2' }, oauth2 = OAUTH2 },
+      ['c.example'] = { auth = { 'oauth2', 'ldap' }, oauth2 = OAUTH2, ldap = LDAP },
+    })
+    assert.equal('c.example', name)
+  end)
+
+  it('breaks a tie by the list that sorts first', function()
+    local name = stand_in({
+      ['a.example'] = { auth = { 'ldap' }, ldap = LDAP },
+      ['b.example'] = { auth = { 'ldap', 'file' }, ldap = LDAP },
+      ['c.example'] = { auth = { 'file' } },
+    })
+    assert.equal('c.example', name) -- 'file' < 'ldap' < 'ldap,file'
+  end)
+
+  it('is nil when no domain checks passwords', function()
+    assert.is_nil(stand_in({}))
+    assert.is_nil(stand_in({ ['a.example'] = { auth = { 'oauth2' }, oauth2 = OAUTH2 } }))
+  end)
+end)

@@ -85,6 +85,29 @@ describe('sluice.verdict constructors', function()
   end)
 end)
 
+describe('sluice.verdict log reasons', function()
+  it('carries a reason for the log line beside the text the client gets', function()
+    local v = verdict.reject(535, '5.7.8', 'Authentication credentials invalid',
+      'unknown user')
+    assert.same({ 'reject', 535, '5.7.8', 'Authentication credentials invalid',
+      'unknown user' }, { v.kind, v.code, v.enhanced, v.text, v.reason })
+    assert.is_true(verdict.check(v))
+    assert.equal('bind as \'uid=jörg\'', verdict.tempfail(454, '4.7.0', 'Later',
+      'bind as \'uid=jörg\'').reason)
+    assert.is_nil(verdict.reject(550, '5.7.1', 'No').reason)
+  end)
+
+  it('refuses a reason that is empty, too long, not a string or has control bytes',
+    function()
+    for _, r in ipairs({ '', ('r'):rep(256), 42, {}, 'a\r\nb', 'a\0b', 'a\127' }) do
+      assert.has_error(function() verdict.reject(535, '5.7.8', 'No', r) end)
+    end
+    local v = verdict.reject(535, '5.7.8', 'No', 'fine')
+    v.reason = 'not\nfine'
+    assert.is_nil(verdict.check(v))
+  end)
+end)
+
 describe('sluice.verdict.check', function()
   it('accepts the verdicts the constructors make', function()
     assert.is_true(verdict.check(verdict.accept()))
