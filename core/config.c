@@ -64,13 +64,16 @@ cfg_general(struct cfg_ctx *ctx, int top, struct config *cfg)
     return 0;
 }
 
+/* limits.*: positive integers, and client_ipv6_prefix, the bits of an IPv6 address that
+ * name one client network (iplimit.h). */
 static int
 cfg_limits(struct cfg_ctx *ctx, int top, struct config *cfg)
 {
     static const char *const keys[] = {
         "max_message_size", "max_recipients",    "max_line_length",
         "max_errors",       "max_commands",      "max_messages",
-        "max_auth_failures", "max_connections",  "max_connections_per_ip", NULL,
+        "max_auth_failures", "max_connections",  "max_connections_per_ip",
+        "client_ipv6_prefix", NULL,
     };
     size_t *const dst[] = {
         &cfg->max_message_size, &cfg->max_recipients,    &cfg->max_line_length,
@@ -82,9 +85,11 @@ cfg_limits(struct cfg_ctx *ctx, int top, struct config *cfg)
 
     if (rc <= 0)
         return rc;
-    for (i = 0; keys[i] != NULL; i++)
+    for (i = 0; i < sizeof(dst) / sizeof(dst[0]); i++)
         if (cfg_get_uint(ctx, -1, keys[i], 1, CFG_INT_MAX, dst[i]) != 0)
             return -1;
+    if (cfg_get_uint(ctx, -1, "client_ipv6_prefix", 1, 128, &cfg->client_ipv6_prefix) != 0)
+        return -1;
     cfg_leave(ctx, mark);
     return 0;
 }
@@ -427,6 +432,7 @@ cfg_defaults(struct cfg_ctx *ctx, struct config *cfg)
     cfg->max_auth_failures = LIMIT_MAX_AUTH_FAILURES;
     cfg->max_connections = LIMIT_MAX_CONNECTIONS;
     cfg->max_connections_per_ip = LIMIT_MAX_CONNECTIONS_PER_IP;
+    cfg->client_ipv6_prefix = LIMIT_CLIENT_IPV6_PREFIX;
     cfg->timeout_greeting = TIMEOUT_GREETING;
     cfg->timeout_command = TIMEOUT_COMMAND;
     cfg->timeout_data = TIMEOUT_DATA_BLOCK;

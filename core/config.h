@@ -168,7 +168,8 @@ struct config {
     size_t max_messages;
     size_t max_auth_failures;
     size_t max_connections;
-    size_t max_connections_per_ip;
+    size_t max_connections_per_ip; /* per client network (iplimit.h), the name kept */
+    size_t client_ipv6_prefix;     /* bits of an IPv6 address naming one client, 1..128 */
 
     /* timeouts.* (seconds) */
     double timeout_greeting;

@@ -11,7 +11,8 @@
 #define LIMIT_MAX_MESSAGES          1000   /* limits.max_messages per session */
 #define LIMIT_MAX_AUTH_FAILURES     3      /* limits.max_auth_failures before 421 */
 #define LIMIT_MAX_CONNECTIONS       10000  /* limits.max_connections, whole daemon */
-#define LIMIT_MAX_CONNECTIONS_PER_IP 100   /* limits.max_connections_per_ip */
+#define LIMIT_MAX_CONNECTIONS_PER_IP 100   /* limits.max_connections_per_ip: per client network */
+#define LIMIT_CLIENT_IPV6_PREFIX    64     /* limits.client_ipv6_prefix: an IPv6 client's bits */
 
 /* RFC 5321 section 4.5.3.2 timeouts, seconds */
 #define TIMEOUT_GREETING   300 /* a session waiting for its first command */

@@ -103,7 +103,7 @@ smtp_session_log_open(struct smtp_session *s)
 static bool
 smtp_session_admit(struct smtp_session *s)
 {
-    enum iplimit_rc rc = iplimit_acquire(s->worker->daemon->iplimit, s->peer);
+    enum iplimit_rc rc = iplimit_acquire(s->worker->daemon->iplimit, s->client);
     struct logline  l;
 
     if (rc == IPLIMIT_OK) {
@@ -112,6 +112,7 @@ smtp_session_admit(struct smtp_session *s)
     }
     log_begin(&l, LOG_NOTICE, "session.refuse", s->id);
     log_str(&l, "ip", s->peer);
+    log_str(&l, "client", s->client);
     log_str(&l, "reason", rc == IPLIMIT_TOTAL ? "max_connections" : "max_connections_per_ip");
     log_end(&l);
     return false;
@@ -135,6 +136,7 @@ smtp_session_new(struct worker *w, const struct config_listener *lcfg, int fd)
     s->started = ev_now(w->loop);
     s->conn->in_max = SMTP_PARSE_AUTH_MAX * 2 + 65536;
     conn_peer(s->conn, s->peer, sizeof(s->peer), &s->peer_port);
+    iplimit_client_key(s->peer, (unsigned)s->cfg->client_ipv6_prefix, s->client);
     smtp_session_log_open(s);
     if (!smtp_session_admit(s)) {
         /* RFC 5321 3.8: 421 instead of the greeting. Not for implicit TLS: there is no
@@ -203,7 +205,7 @@ smtp_session_free(struct smtp_session *s, const char *reason)
     smtp_session_reset_tx(s);
     sasl_reset(&s->sasl);
     if (s->counted)
-        iplimit_release(s->worker->daemon->iplimit, s->peer);
+        iplimit_release(s->worker->daemon->iplimit, s->client);
     conn_free(s->conn);
     worker_session_gone(s->worker, s);
     free(s);

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "data_decoder.h"
 #include "hook.h"
+#include "iplimit.h"
 #include "sasl.h"
 #include "smtp_parse.h"
 #include "upstream_pool.h"
@@ -85,6 +86,8 @@ struct smtp_session {
 
     char     peer[64];
     int      peer_port;
+    char     client[IPLIMIT_CLIENT_MAX]; /* peer's client network: the iplimit key and
+                                          * session.client; fixed at accept */
     char     helo[256];
     bool     ehlo_seen;   /* EHLO or HELO accepted since connect/STARTTLS */
     bool     esmtp;       /* EHLO (not HELO): parameters allowed */
