@@ -73,12 +73,13 @@ cfg_limits(struct cfg_ctx *ctx, int top, struct config *cfg)
         "max_message_size", "max_recipients",    "max_line_length",
         "max_errors",       "max_commands",      "max_messages",
         "max_auth_failures", "max_connections",  "max_connections_per_ip",
-        "client_ipv6_prefix", NULL,
+        "min_data_rate",    "client_ipv6_prefix", NULL,
     };
     size_t *const dst[] = {
         &cfg->max_message_size, &cfg->max_recipients,    &cfg->max_line_length,
         &cfg->max_errors,       &cfg->max_commands,      &cfg->max_messages,
         &cfg->max_auth_failures, &cfg->max_connections,  &cfg->max_connections_per_ip,
+        &cfg->min_data_rate,
     };
     size_t mark, i;
     int    rc = cfg_enter(ctx, top, "limits", keys, &mark);
@@ -432,6 +433,7 @@ cfg_defaults(struct cfg_ctx *ctx, struct config *cfg)
     cfg->max_auth_failures = LIMIT_MAX_AUTH_FAILURES;
     cfg->max_connections = LIMIT_MAX_CONNECTIONS;
     cfg->max_connections_per_ip = LIMIT_MAX_CONNECTIONS_PER_IP;
+    cfg->min_data_rate = LIMIT_MIN_DATA_RATE;
     cfg->client_ipv6_prefix = LIMIT_CLIENT_IPV6_PREFIX;
     cfg->timeout_greeting = TIMEOUT_GREETING;
     cfg->timeout_command = TIMEOUT_COMMAND;

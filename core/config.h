@@ -169,9 +169,10 @@ struct config {
     size_t max_auth_failures;
     size_t max_connections;
     size_t max_connections_per_ip; /* per client network (iplimit.h), the name kept */
+    size_t min_data_rate;          /* octets/s DATA and BDAT must average (smtp_data.c) */
     size_t client_ipv6_prefix;     /* bits of an IPv6 address naming one client, 1..128 */
 
-    /* timeouts.* (seconds) */
+    /* timeouts.* (seconds; docs/security.md says which ones bytes cannot extend) */
     double timeout_greeting;
     double timeout_command;
     double timeout_data;
