@@ -30,7 +30,7 @@ return {
     max_message_size = 25 * 1024 * 1024,
     max_recipients = 100,
     max_connections = 10000,
-    max_connections_per_ip = 100,
+    max_connections_per_ip = 100,   -- per client: an IPv4 address or an IPv6 /64
     max_inflight_bytes = 256 * 1024 * 1024,           -- messages in transit, in all
     max_inflight_bytes_per_client = 64 * 1024 * 1024, -- ... and per client address
   },

@@ -90,6 +90,8 @@ cfg_inflight(struct cfg_ctx *ctx, struct config *cfg)
     return 0;
 }
 
+/* limits.*: positive integers, and client_ipv6_prefix, the bits of an IPv6 address that
+ * name one client network (iplimit.h). */
 static int
 cfg_limits(struct cfg_ctx *ctx, int top, struct config *cfg)
 {
@@ -98,7 +100,8 @@ cfg_limits(struct cfg_ctx *ctx, int top, struct config *cfg)
         "max_errors",       "max_commands",      "max_messages",
         "max_auth_failures", "max_connections",  "max_connections_per_ip",
         "max_auth_jobs",     "max_auth_jobs_per_client",
-        "max_inflight_bytes", "max_inflight_bytes_per_client", NULL,
+        "max_inflight_bytes", "max_inflight_bytes_per_client",
+        "min_data_rate",    "client_ipv6_prefix", NULL,
     };
     size_t *const dst[] = {
         &cfg->max_message_size, &cfg->max_recipients,    &cfg->max_line_length,
@@ -106,17 +109,20 @@ cfg_limits(struct cfg_ctx *ctx, int top, struct config *cfg)
         &cfg->max_auth_failures, &cfg->max_connections,  &cfg->max_connections_per_ip,
         &cfg->max_auth_jobs,     &cfg->max_auth_jobs_per_client,
         &cfg->max_inflight_bytes, &cfg->max_inflight_bytes_per_client,
+        &cfg->min_data_rate,
     };
     size_t mark, i;
     int    rc = cfg_enter(ctx, top, "limits", keys, &mark);
 
     if (rc <= 0)
         return rc < 0 ? rc : cfg_inflight(ctx, cfg);
-    for (i = 0; keys[i] != NULL; i++)
+    for (i = 0; i < sizeof(dst) / sizeof(dst[0]); i++)
         if (cfg_get_uint(ctx, -1, keys[i], 1,
                          dst[i] == &cfg->max_auth_jobs ? LIMIT_MAX_AUTH_JOBS_CAP : CFG_INT_MAX,
                          dst[i]) != 0)
             return -1;
+    if (cfg_get_uint(ctx, -1, "client_ipv6_prefix", 1, 128, &cfg->client_ipv6_prefix) != 0)
+        return -1;
     if (cfg_inflight(ctx, cfg) != 0)
         return -1;
     cfg_leave(ctx, mark);
@@ -463,6 +469,8 @@ cfg_defaults(struct cfg_ctx *ctx, struct config *cfg)
     cfg->max_auth_jobs_per_client = LIMIT_MAX_AUTH_JOBS_PER_CLIENT;
     cfg->max_connections = LIMIT_MAX_CONNECTIONS;
     cfg->max_connections_per_ip = LIMIT_MAX_CONNECTIONS_PER_IP;
+    cfg->min_data_rate = LIMIT_MIN_DATA_RATE;
+    cfg->client_ipv6_prefix = LIMIT_CLIENT_IPV6_PREFIX;
     cfg->timeout_greeting = TIMEOUT_GREETING;
     cfg->timeout_command = TIMEOUT_COMMAND;
     cfg->timeout_data = TIMEOUT_DATA_BLOCK;

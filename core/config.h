@@ -190,13 +190,15 @@ struct config {
     size_t max_messages;
     size_t max_auth_failures;
     size_t max_connections;
-    size_t max_connections_per_ip;
+    size_t max_connections_per_ip; /* per client network (iplimit.h), the name kept */
+    size_t min_data_rate;          /* octets/s DATA and BDAT must average (smtp_data.c) */
+    size_t client_ipv6_prefix;     /* bits of an IPv6 address naming one client, 1..128 */
     size_t max_auth_jobs;            /* password checks queued or running, all clients */
     size_t max_auth_jobs_per_client; /* ... of one client (address or IPv6 network) */
     size_t max_inflight_bytes;            /* message buffers, whole daemon */
     size_t max_inflight_bytes_per_client; /* ... and per client address */
 
-    /* timeouts.* (seconds) */
+    /* timeouts.* (seconds; docs/security.md says which ones bytes cannot extend) */
     double timeout_greeting;
     double timeout_command;
     double timeout_data;

@@ -1,18 +1,20 @@
-/* core/iplimit.c: sharded counters of connections per client IP; see iplimit.h. */
+/* core/iplimit.c: sharded counters of connections per client network, and the name of a
+ * client network; see iplimit.h. */
 #include "iplimit.h"
 
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define IPLIMIT_SHARDS  64
 #define IPLIMIT_BUCKETS 256 /* per shard */
-#define IPLIMIT_IP_MAX  48  /* INET6_ADDRSTRLEN + margin */
 
 struct iplimit_entry {
-    char                  ip[IPLIMIT_IP_MAX];
+    char                  ip[IPLIMIT_CLIENT_MAX];
     size_t                count;
     struct iplimit_entry *next;
 };
@@ -24,7 +26,7 @@ struct iplimit_shard {
 
 struct iplimit {
     _Atomic size_t       max_total;  /* a reload may change them */
-    _Atomic size_t       max_per_ip;
+    _Atomic size_t       max_per_client;
     _Atomic size_t       total;
     struct iplimit_shard shards[IPLIMIT_SHARDS];
 };
@@ -40,14 +42,14 @@ iplimit_hash(const char *s)
 }
 
 struct iplimit *
-iplimit_new(size_t max_total, size_t max_per_ip)
+iplimit_new(size_t max_total, size_t max_per_client)
 {
     struct iplimit *l = calloc(1, sizeof(*l));
 
     if (l == NULL)
         return NULL;
     l->max_total = max_total;
-    l->max_per_ip = max_per_ip;
+    l->max_per_client = max_per_client;
     for (int i = 0; i < IPLIMIT_SHARDS; i++)
         pthread_mutex_init(&l->shards[i].mu, NULL);
     return l;
@@ -101,8 +103,8 @@ iplimit_acquire(struct iplimit *l, const char *ip)
         strncpy(e->ip, ip, sizeof(e->ip) - 1);
         *pp = e;
     }
-    if (e == NULL || e->count >= l->max_per_ip)
-        rc = IPLIMIT_PER_IP;
+    if (e == NULL || e->count >= l->max_per_client)
+        rc = IPLIMIT_PER_CLIENT;
     else
         e->count++;
     pthread_mutex_unlock(&sh->mu);
@@ -135,9 +137,87 @@ iplimit_total(struct iplimit *l)
     return atomic_load(&l->total);
 }
 
+size_t
+iplimit_count(struct iplimit *l, const char *client)
+{
+    uint32_t              h = iplimit_hash(client);
+    struct iplimit_shard *sh = &l->shards[h % IPLIMIT_SHARDS];
+    struct iplimit_entry *e;
+    size_t                n;
+
+    pthread_mutex_lock(&sh->mu);
+    e = *iplimit_find(sh, h, client);
+    n = e != NULL ? e->count : 0;
+    pthread_mutex_unlock(&sh->mu);
+    return n;
+}
+
 void
-iplimit_set_limits(struct iplimit *l, size_t max_total, size_t max_per_ip)
+iplimit_set_limits(struct iplimit *l, size_t max_total, size_t max_per_client)
 {
     atomic_store_explicit(&l->max_total, max_total, memory_order_relaxed);
-    atomic_store_explicit(&l->max_per_ip, max_per_ip, memory_order_relaxed);
+    atomic_store_explicit(&l->max_per_client, max_per_client, memory_order_relaxed);
+}
+
+/* RFC 5952 section 4: lowercase hex without leading zeros; the longest run of two or
+ * more zero groups (the first of equals) as "::"; no IPv4 dotted tail (section 5 keeps
+ * that for well-known prefixes only, and a key must not change form with the bits). */
+static void
+iplimit_format_v6(const unsigned char a[16], char *out, size_t len)
+{
+    unsigned w[8];
+    int      best = -1, best_len = 1, run = -1, i;
+    size_t   n = 0;
+
+    for (i = 0; i < 8; i++)
+        w[i] = (unsigned)a[2 * i] << 8 | a[2 * i + 1];
+    for (i = 0; i <= 8; i++) {
+        if (i < 8 && w[i] == 0) {
+            if (run < 0)
+                run = i;
+            continue;
+        }
+        if (run >= 0 && i - run > best_len) {
+            best = run;
+            best_len = i - run;
+        }
+        run = -1;
+    }
+    for (i = 0; i < 8; i++) {
+        if (i == best) {
+            n += (size_t)snprintf(out + n, len - n, "::");
+            i += best_len - 1;
+            continue;
+        }
+        n += (size_t)snprintf(out + n, len - n, "%s%x", n > 0 && out[n - 1] != ':' ? ":" : "",
+                              w[i]);
+    }
+    if (n == 0)
+        snprintf(out, len, "::");
+}
+
+void
+iplimit_client_key(const char *addr, unsigned ipv6_prefix, char out[IPLIMIT_CLIENT_MAX])
+{
+    static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    unsigned char              a[16];
+    char                       text[40]; /* 8 groups of 4, 7 colons, NUL */
+    unsigned                   bits = ipv6_prefix < 1 ? 1 : ipv6_prefix > 128 ? 128 : ipv6_prefix;
+
+    if (inet_pton(AF_INET6, addr, a) != 1) {
+        /* IPv4 text is its own key; anything else (no address at all) is kept as is */
+        snprintf(out, IPLIMIT_CLIENT_MAX, "%s", addr);
+        return;
+    }
+    if (memcmp(a, v4mapped, sizeof(v4mapped)) == 0) {
+        inet_ntop(AF_INET, a + 12, out, IPLIMIT_CLIENT_MAX);
+        return;
+    }
+    for (unsigned i = 0; i < 16; i++) {
+        unsigned keep = bits >= 8 * (i + 1) ? 8 : bits > 8 * i ? bits - 8 * i : 0;
+
+        a[i] &= (unsigned char)(0xff00u >> keep);
+    }
+    iplimit_format_v6(a, text, sizeof(text));
+    snprintf(out, IPLIMIT_CLIENT_MAX, "%s/%u", text, bits);
 }

@@ -109,11 +109,12 @@ lapi_session_make(lua_State *L, struct smtp_session *s)
 
     lua_newtable(L);                 /* the proxy */
     lua_createtable(L, 1, 3);        /* its metatable; [1]: see lapi_session_fill */
-    lua_createtable(L, 0, 12);       /* the fields */
+    lua_createtable(L, 0, 13);       /* the fields */
     snprintf(id, sizeof(id), "%08llx", (unsigned long long)s->id);
     lapi_set_str(L, "id", id);
     lapi_set_str(L, "listener", s->lcfg->name);
     lapi_set_str(L, "client_address", s->peer);
+    lapi_set_str(L, "client", s->client); /* the connection caps' key (iplimit.h) */
     lua_pushinteger(L, s->peer_port);
     lua_setfield(L, -2, "client_port");
     lua_newtable(L);

@@ -11,7 +11,9 @@
 #define LIMIT_MAX_MESSAGES          1000   /* limits.max_messages per session */
 #define LIMIT_MAX_AUTH_FAILURES     3      /* limits.max_auth_failures before 421 */
 #define LIMIT_MAX_CONNECTIONS       10000  /* limits.max_connections, whole daemon */
-#define LIMIT_MAX_CONNECTIONS_PER_IP 100   /* limits.max_connections_per_ip */
+#define LIMIT_MAX_CONNECTIONS_PER_IP 100   /* limits.max_connections_per_ip: per client network */
+#define LIMIT_CLIENT_IPV6_PREFIX    64     /* limits.client_ipv6_prefix: an IPv6 client's bits */
+#define LIMIT_MIN_DATA_RATE         500    /* limits.min_data_rate, octets/s (Postfix's default) */
 /* Password checks on the thread pool (docs/security.md "AUTH floods"): at ~20 ms a hash
  * on 2 threads, 64 queued is ~0.6 s of work, well inside hook_timeout; 4 per client
  * leaves the rest to everyone else when one client floods. */
@@ -29,11 +31,12 @@
 #define INFLIGHT_FIRST_CHUNK        (64u * 1024)  /* reserved at MAIL FROM */
 #define INFLIGHT_MAX_CHUNK          (1024u * 1024) /* growth steps double up to this */
 
-/* RFC 5321 section 4.5.3.2 timeouts, seconds */
+/* RFC 5321 section 4.5.3.2 timeouts, seconds. Deadlines, not idle timers: bytes that
+ * trickle in never push them back (docs/security.md, "Connections and slow clients"). */
 #define TIMEOUT_GREETING   300 /* a session waiting for its first command */
-#define TIMEOUT_COMMAND    300 /* server waiting for the next command */
-#define TIMEOUT_DATA_BLOCK 180 /* between two reads of DATA content */
-#define TIMEOUT_TLS        30  /* TLS handshake */
+#define TIMEOUT_COMMAND    300 /* the next command's first octet; then its whole line */
+#define TIMEOUT_DATA_BLOCK 180 /* DATA/BDAT content: grace before min_data_rate counts */
+#define TIMEOUT_TLS        30  /* a whole TLS handshake */
 #define TIMEOUT_UPSTREAM   60  /* any one upstream reply (RFC: 5 min for MAIL; we fail over) */
 #define TIMEOUT_UPSTREAM_DATA_END 600 /* RFC 5321 4.5.3.2.6: DATA termination, 10 minutes */
 #define TIMEOUT_DRAIN      30  /* TERM: how long transactions in flight may take */

@@ -74,6 +74,33 @@ smtp_message_start(struct smtp_session *s, enum data_mode mode)
     return smtp_received_header(s) == 0;
 }
 
+/* Message content has a deadline rather than an idle timer (docs/security.md): it starts
+ * timeouts.data after the 354 (or the first BDAT), and every n octets push it back by
+ * n / limits.min_data_rate seconds, but never to more than timeouts.data ahead of now. A
+ * client above the rate never meets it; one below it does, within timeouts.data /
+ * (1 - its rate / min_data_rate); one that stops, within timeouts.data. Postfix's
+ * smtpd_min_data_rate (with per-request deadlines) credits time the same way. */
+void
+smtp_data_clock_start(struct smtp_session *s)
+{
+    s->data_since = ev_now(s->worker->loop);
+    s->data_deadline = s->data_since + s->cfg->timeout_data;
+    s->data_octets = 0;
+}
+
+void
+smtp_data_credit(struct smtp_session *s, size_t n)
+{
+    double now = ev_now(s->worker->loop);
+    double cap = now + s->cfg->timeout_data;
+    double d = s->data_deadline + (double)n / (double)s->cfg->min_data_rate;
+
+    s->data_octets += n;
+    if (s->data_deadline <= now) /* already late: octets do not revive it */
+        return;
+    s->data_deadline = d < cap ? d : cap;
+}
+
 enum smtp_rc
 smtp_data_begin(struct smtp_session *s)
 {
@@ -89,6 +116,7 @@ smtp_data_begin(struct smtp_session *s)
     }
     smtp_reply(s->conn, 354, NULL, "End data with <CR><LF>.<CR><LF>");
     s->state = SMTP_STATE_DATA;
+    smtp_data_clock_start(s);
     return SMTP_CONTINUE;
 }
 
@@ -114,6 +142,8 @@ smtp_bdat_begin(struct smtp_session *s, const struct smtp_cmd *cmd)
     s->bdat_left = cmd->chunk_size;
     s->bdat_last = cmd->last;
     s->bdat_discard = false;
+    if (s->tx == NULL || !s->tx->bdat_used) /* later chunks share the first one's clock */
+        smtp_data_clock_start(s);
     if (s->tx == NULL)
         return smtp_bdat_discard(s, 503, "5.5.1", "Need MAIL command first");
     if (s->tx->n_rcpts == 0)
@@ -174,6 +204,7 @@ smtp_data_dot_input(struct smtp_session *s)
     enum data_rc rc = smtp_data_feed(s, buf_head(&c->in), buf_used(&c->in), &used);
 
     buf_consume(&c->in, used);
+    smtp_data_credit(s, used);
     if (rc == DATA_DONE)
         return smtp_message_end(s);
     return SMTP_CONTINUE;
@@ -222,6 +253,7 @@ smtp_bdat_input(struct smtp_session *s)
     else
         smtp_data_feed(s, buf_head(&c->in), avail, &used);
     buf_consume(&c->in, used);
+    smtp_data_credit(s, used);
     s->bdat_left -= used;
     if (s->bdat_left == 0)
         return smtp_bdat_chunk_done(s);

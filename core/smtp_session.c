@@ -23,28 +23,88 @@
 static enum conn_rc smtp_session_event(void *owner, struct conn *c, enum conn_event ev);
 static enum conn_rc smtp_session_flushed(struct smtp_session *s);
 
-void
-smtp_session_set_timeout(struct smtp_session *s)
+/* What the session waits for when its timer fires: names the log line's phase and
+ * the reply. */
+enum smtp_wait {
+    SMTP_WAIT_NONE,     /* BUSY, CLOSING: other timers rule */
+    SMTP_WAIT_TLS,      /* the whole handshake, from its start */
+    SMTP_WAIT_GREETING, /* the first command's first octet */
+    SMTP_WAIT_COMMAND,  /* the next command's first octet */
+    SMTP_WAIT_LINE,     /* the rest of a command line, from its first octet */
+    SMTP_WAIT_AUTH,     /* a line answering our 334 */
+    SMTP_WAIT_DATA,     /* message content, at limits.min_data_rate */
+};
+
+static const char *const smtp_wait_phase[] = {
+    "none", "tls", "greeting", "command", "command_line", "auth", "data",
+};
+
+/* The deadline of the current wait (*at, an ev_now time) and what it is for. Every one
+ * is fixed when its wait begins; see docs/security.md, "Connections and slow clients". */
+static enum smtp_wait
+smtp_session_deadline(const struct smtp_session *s, double *at, double *limit)
 {
     const struct config *cfg = s->cfg;
-    double               t;
+    enum smtp_wait       w;
 
     switch (s->state) {
     case SMTP_STATE_TLS_ACCEPT:
     case SMTP_STATE_STARTTLS:
-        t = cfg->timeout_tls;
-        break;
+        *limit = cfg->timeout_tls;
+        *at = s->wait_since + *limit;
+        return SMTP_WAIT_TLS;
     case SMTP_STATE_DATA:
     case SMTP_STATE_BDAT:
-        t = cfg->timeout_data;
-        break;
-    case SMTP_STATE_BUSY:
-        t = 0; /* the upstream and the hooks have their own timers */
+        *limit = cfg->timeout_data;
+        *at = s->data_deadline;
+        return SMTP_WAIT_DATA;
+    case SMTP_STATE_CMD:
+    case SMTP_STATE_AUTH:
+    case SMTP_STATE_AUTH_ERROR:
         break;
     default:
-        t = s->commands == 0 ? cfg->timeout_greeting : cfg->timeout_command;
+        return SMTP_WAIT_NONE;
     }
-    conn_set_timeout(s->conn, t);
+    if (s->line_since > 0) {
+        *limit = cfg->timeout_command;
+        *at = s->line_since + *limit;
+        w = SMTP_WAIT_LINE;
+    } else {
+        *limit = s->commands == 0 ? cfg->timeout_greeting : cfg->timeout_command;
+        *at = s->wait_since + *limit;
+        w = s->commands == 0 ? SMTP_WAIT_GREETING : SMTP_WAIT_COMMAND;
+    }
+    if (s->state != SMTP_STATE_CMD)
+        return SMTP_WAIT_AUTH;
+    /* Between the chunks of a BDAT transaction the content's deadline still runs: a
+     * client must not get a fresh one by sending its message one-octet chunk at a time. */
+    if (s->tx != NULL && s->tx->bdat_used && s->data_deadline < *at) {
+        *limit = cfg->timeout_data;
+        *at = s->data_deadline;
+        w = SMTP_WAIT_DATA;
+    }
+    return w;
+}
+
+void
+smtp_session_set_timeout(struct smtp_session *s)
+{
+    double at, limit, left;
+
+    if (smtp_session_deadline(s, &at, &limit) == SMTP_WAIT_NONE) {
+        conn_set_timeout(s->conn, 0);
+        return;
+    }
+    left = at - ev_now(s->worker->loop);
+    conn_set_timeout(s->conn, left > 0.001 ? left : 0.001); /* passed: fire at once */
+}
+
+/* A new wait begins now: the client was answered, or a handshake or a state began. */
+static void
+smtp_session_clock_start(struct smtp_session *s)
+{
+    s->wait_since = ev_now(s->worker->loop);
+    s->line_since = 0;
 }
 
 static void
@@ -52,6 +112,7 @@ smtp_session_greet(struct smtp_session *s)
 {
     smtp_reply(s->conn, 220, NULL, "%s ESMTP sluice ready", s->cfg->hostname);
     s->state = SMTP_STATE_CMD;
+    smtp_session_clock_start(s);
     smtp_session_set_timeout(s);
     conn_read_start(s->conn);
 }
@@ -104,7 +165,7 @@ smtp_session_log_open(struct smtp_session *s)
 static bool
 smtp_session_admit(struct smtp_session *s)
 {
-    enum iplimit_rc rc = iplimit_acquire(s->worker->daemon->iplimit, s->peer);
+    enum iplimit_rc rc = iplimit_acquire(s->worker->daemon->iplimit, s->client);
     struct logline  l;
 
     if (rc == IPLIMIT_OK) {
@@ -113,6 +174,7 @@ smtp_session_admit(struct smtp_session *s)
     }
     log_begin(&l, LOG_NOTICE, "session.refuse", s->id);
     log_str(&l, "ip", s->peer);
+    log_str(&l, "client", s->client);
     log_str(&l, "reason", rc == IPLIMIT_TOTAL ? "max_connections" : "max_connections_per_ip");
     log_end(&l);
     return false;
@@ -136,6 +198,7 @@ smtp_session_new(struct worker *w, const struct config_listener *lcfg, int fd)
     s->started = ev_now(w->loop);
     s->conn->in_max = SMTP_PARSE_AUTH_MAX * 2 + 65536;
     conn_peer(s->conn, s->peer, sizeof(s->peer), &s->peer_port);
+    iplimit_client_key(s->peer, (unsigned)s->cfg->client_ipv6_prefix, s->client);
     smtp_session_log_open(s);
     if (!smtp_session_admit(s)) {
         /* RFC 5321 3.8: 421 instead of the greeting. Not for implicit TLS: there is no
@@ -155,6 +218,7 @@ smtp_session_new(struct worker *w, const struct config_listener *lcfg, int fd)
             return NULL;
         }
         s->state = SMTP_STATE_TLS_ACCEPT;
+        smtp_session_clock_start(s);
         smtp_session_set_timeout(s);
         conn_start_tls(s->conn, ssl);
         return s;
@@ -207,7 +271,7 @@ smtp_session_free(struct smtp_session *s, const char *reason)
     smtp_session_reset_tx(s);
     sasl_reset(&s->sasl);
     if (s->counted)
-        iplimit_release(s->worker->daemon->iplimit, s->peer);
+        iplimit_release(s->worker->daemon->iplimit, s->client);
     conn_free(s->conn);
     worker_session_gone(s->worker, s);
     free(s);
@@ -277,6 +341,7 @@ smtp_session_skip_long_line(struct smtp_session *s)
     if (rc != PARSE_OK)
         return SMTP_PAUSE;
     s->skip_line = false;
+    s->lines_in++;
     return SMTP_CONTINUE;
 }
 
@@ -305,6 +370,7 @@ smtp_session_command_input(struct smtp_session *s)
         return smtp_session_error(s, 500, "5.5.2", "Line too long");
     case PARSE_BAD_ENDING:
         buf_consume(&c->in, used);
+        s->lines_in++;
         if (s->state != SMTP_STATE_CMD)
             return smtp_auth_abort(s, 500, "5.5.2", "Bare CR or LF in command; use CRLF");
         return smtp_session_error(s, 500, "5.5.2", "Bare CR or LF in command; use CRLF");
@@ -315,6 +381,7 @@ smtp_session_command_input(struct smtp_session *s)
 
         memcpy(copy, line, line_len);
         buf_consume(&c->in, used);
+        s->lines_in++;
         r = smtp_session_line(s, copy, line_len);
         explicit_bzero(copy, line_len < sizeof(copy) ? line_len : sizeof(copy));
         return r;
@@ -322,11 +389,30 @@ smtp_session_command_input(struct smtp_session *s)
     }
 }
 
+/* After a batch of input: a completed line or a new state starts a new wait; the first
+ * octets of a line start its line deadline. Nothing else moves a deadline. */
+static void
+smtp_session_clock_update(struct smtp_session *s, unsigned long long lines_before,
+                          enum smtp_state state_before)
+{
+    bool in_line = s->state == SMTP_STATE_CMD || s->state == SMTP_STATE_AUTH ||
+                   s->state == SMTP_STATE_AUTH_ERROR;
+
+    if (s->lines_in != lines_before)
+        smtp_session_clock_start(s);
+    else if (s->state != state_before)
+        s->wait_since = ev_now(s->worker->loop);
+    if (in_line && s->line_since == 0 && (buf_used(&s->conn->in) > 0 || s->skip_line))
+        s->line_since = ev_now(s->worker->loop);
+}
+
 /* Process everything buffered, then flush the batch of replies. */
 static enum conn_rc
 smtp_session_process(struct smtp_session *s)
 {
-    enum smtp_rc r = SMTP_CONTINUE;
+    enum smtp_rc       r = SMTP_CONTINUE;
+    unsigned long long lines_before = s->lines_in;
+    enum smtp_state    state_before = s->state;
 
     while (r == SMTP_CONTINUE && buf_used(&s->conn->in) > 0) {
         switch (s->state) {
@@ -347,6 +433,7 @@ smtp_session_process(struct smtp_session *s)
         return CONN_GONE;
     if (s->state == SMTP_STATE_CLOSING || s->state == SMTP_STATE_STARTTLS)
         return CONN_OK;
+    smtp_session_clock_update(s, lines_before, state_before);
     if (s->state != SMTP_STATE_BUSY)
         smtp_session_set_timeout(s);
     if (s->worker->draining && s->state == SMTP_STATE_CMD && s->tx == NULL) {
@@ -361,6 +448,7 @@ smtp_session_process(struct smtp_session *s)
 void
 smtp_session_resume(struct smtp_session *s)
 {
+    smtp_session_clock_start(s); /* the answer goes out now: the client's turn begins */
     if (smtp_session_process(s) == CONN_GONE)
         return;
     if (s->state != SMTP_STATE_CLOSING && s->state != SMTP_STATE_BUSY &&
@@ -430,6 +518,7 @@ smtp_session_tls_ready(struct smtp_session *s)
         return smtp_session_close_with(s, 421, "4.3.2", "Service shutting down") == SMTP_GONE
                    ? CONN_GONE
                    : CONN_OK;
+    smtp_session_clock_start(s);
     smtp_session_set_timeout(s);
     conn_read_start(s->conn);
     return CONN_OK;
@@ -445,6 +534,7 @@ smtp_session_starttls(struct smtp_session *s)
     buf_reset(&s->conn->in);
     s->state = SMTP_STATE_STARTTLS;
     conn_read_stop(s->conn);
+    smtp_session_clock_start(s); /* timeouts.tls covers flushing the 220 and the handshake */
     smtp_session_set_timeout(s);
     if (conn_flush(s->conn, true) == CONN_GONE)
         return SMTP_GONE;
@@ -475,6 +565,50 @@ smtp_session_flushed(struct smtp_session *s)
     return CONN_OK;
 }
 
+/* A deadline passed: one session.timeout line, then 421 4.4.2 (RFC 5321 4.5.3.2: a
+ * server that times out should say so), or just the close where there is no SMTP channel
+ * (mid-handshake) or no one listening (CLOSING: the client does not read). */
+static enum conn_rc
+smtp_session_timed_out(struct smtp_session *s)
+{
+    static const char *const text[] = {
+        [SMTP_WAIT_GREETING] = "Timeout waiting for a command, closing connection",
+        [SMTP_WAIT_COMMAND] = "Timeout waiting for a command, closing connection",
+        [SMTP_WAIT_LINE] = "Timeout: command line not completed in time, closing connection",
+        [SMTP_WAIT_AUTH] = "Timeout: authentication not completed in time, closing connection",
+        [SMTP_WAIT_DATA] = "Timeout: message data too slow, closing connection",
+    };
+    double         at, limit, now = ev_now(s->worker->loop), since;
+    enum smtp_wait w = smtp_session_deadline(s, &at, &limit);
+    struct logline l;
+
+    if (w == SMTP_WAIT_NONE) {
+        smtp_session_free(s, "timeout");
+        return CONN_GONE;
+    }
+    if (at > now + 0.001) { /* moved since the timer was set (DATA octets): not yet */
+        smtp_session_set_timeout(s);
+        return CONN_OK;
+    }
+    since = w == SMTP_WAIT_DATA ? s->data_since : s->line_since > 0 ? s->line_since
+                                                                     : s->wait_since;
+    log_begin(&l, LOG_NOTICE, "session.timeout", s->id);
+    log_str(&l, "phase", smtp_wait_phase[w]);
+    log_str(&l, "ip", s->peer);
+    log_dbl(&l, "limit", limit);
+    log_dbl(&l, "elapsed", now - since);
+    if (w == SMTP_WAIT_DATA)
+        log_int(&l, "octets", (long long)s->data_octets);
+    log_end(&l);
+    if (w == SMTP_WAIT_TLS) {
+        smtp_session_free(s, "TLS handshake timeout");
+        return CONN_GONE;
+    }
+    sasl_reset(&s->sasl);
+    return smtp_session_close_with(s, 421, "4.4.2", text[w]) == SMTP_GONE ? CONN_GONE
+                                                                          : CONN_OK;
+}
+
 static enum conn_rc
 smtp_session_event(void *owner, struct conn *c, enum conn_event ev)
 {
@@ -489,16 +623,7 @@ smtp_session_event(void *owner, struct conn *c, enum conn_event ev)
     case CONN_EV_FLUSHED:
         return smtp_session_flushed(s);
     case CONN_EV_TIMEOUT:
-        if (s->state == SMTP_STATE_TLS_ACCEPT || s->state == SMTP_STATE_STARTTLS ||
-            s->state == SMTP_STATE_CLOSING) {
-            smtp_session_free(s, "timeout");
-            return CONN_GONE;
-        }
-        /* RFC 5321 4.5.3.2: a server that times out should say so with 421. */
-        return smtp_session_close_with(s, 421, "4.4.2", "Timeout, closing connection") ==
-                       SMTP_GONE
-                   ? CONN_GONE
-                   : CONN_OK;
+        return smtp_session_timed_out(s);
     case CONN_EV_CLOSED:
     default:
         smtp_session_free(s, c->error ? c->error : "closed");

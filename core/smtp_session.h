@@ -14,6 +14,7 @@
 #include "data_decoder.h"
 #include "hook.h"
 #include "inflight.h"
+#include "iplimit.h"
 #include "sasl.h"
 #include "smtp_parse.h"
 #include "upstream_pool.h"
@@ -91,6 +92,8 @@ struct smtp_session {
 
     char     peer[64];
     int      peer_port;
+    char     client[IPLIMIT_CLIENT_MAX]; /* peer's client network: the iplimit key and
+                                          * session.client; fixed at accept */
     char     helo[256];
     bool     ehlo_seen;   /* EHLO or HELO accepted since connect/STARTTLS */
     bool     esmtp;       /* EHLO (not HELO): parameters allowed */
@@ -108,6 +111,16 @@ struct smtp_session {
     int      bdat_reject_code;     /* reply to send after a discarded chunk */
     const char *bdat_reject_enh;
     const char *bdat_reject_text;
+
+    /* Deadlines (ev_now times; smtp_session_set_timeout() turns them into the timer).
+     * Only a completed line, a state change or DATA octets at limits.min_data_rate move
+     * them; a byte that trickles in does not. */
+    double   wait_since;    /* the current wait began: reply sent, handshake started */
+    double   line_since;    /* first octet of the command line still incomplete; 0 none */
+    double   data_since;    /* 354, or the transaction's first BDAT */
+    double   data_deadline; /* message content must have arrived by then (smtp_data.c) */
+    unsigned long long data_octets; /* of this message so far, for the log */
+    unsigned long long lines_in;    /* complete command and AUTH lines consumed */
 
     size_t   errors;
     size_t   commands;
@@ -175,6 +188,7 @@ void         smtp_session_decided(struct smtp_session *s, enum smtp_rc rc);
 /* A policy's refusal: its reply (counted as an error), or 421 and the end. */
 enum smtp_rc smtp_session_policy_reply(struct smtp_session *s, const struct verdict *v);
 enum smtp_rc smtp_session_starttls(struct smtp_session *s);
+/* Arm the connection's timer for the deadline of the current state (see the fields). */
 void         smtp_session_set_timeout(struct smtp_session *s);
 /* smtp_budget.c. MAIL: reserve a first chunk for tx (not yet s->tx), or all of a
  * declared SIZE; nothing is held unless INFLIGHT_OK. */
@@ -188,5 +202,10 @@ void         smtp_budget_drop(struct smtp_session *s, struct smtp_tx *tx);
  * text alone (static). Either counts the refusal once in `sluice ctl status`. */
 enum smtp_rc smtp_budget_refuse(struct smtp_session *s, enum inflight_rc rc);
 const char  *smtp_budget_refusal(struct smtp_session *s, enum inflight_rc rc);
+/* DATA/BDAT: n more octets of content arrived; the deadline moves by n/min_data_rate
+ * seconds, never to more than timeouts.data from now and never once it has passed. */
+void         smtp_data_credit(struct smtp_session *s, size_t n);
+/* DATA or the first BDAT of a transaction: the content's clock starts. */
+void         smtp_data_clock_start(struct smtp_session *s);
 
 #endif

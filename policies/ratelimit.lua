@@ -31,7 +31,7 @@ end
 -- What one AUTH attempt counts against. A user of a declared domain is named with the
 -- domain's A-label, so 'ann@bücher.example' and 'ann@xn--bcher-kva.example' are one user.
 local function subjects(session, user)
-  local ip = ratelimit.client_key(session.client_address)
+  local ip = session.client -- the core's client network (limits.client_ipv6_prefix)
   local cfg, canonical = domains.get(domains.of(user))
   if cfg then user = user:match('^(.*)@') .. '@' .. canonical end
   local list = {
@@ -58,7 +58,7 @@ local function raise(session, user, subject, action, count, limit)
 end
 
 local function on_connect(session)
-  if ratelimit.blocked('auth_fail:ip:' .. ratelimit.client_key(session.client_address)) then
+  if ratelimit.blocked('auth_fail:ip:' .. session.client) then
     return sluice.tempfail(421, '4.7.0', 'Too many failed logins from your address, try later')
   end
   return nil

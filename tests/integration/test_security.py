@@ -319,12 +319,12 @@ def test_idle_session_times_out_with_421(make_relay, sink):
     c = relay.raw()
     assert c.cmd(b'EHLO client.test').code == 250
     started = time.monotonic()
-    assert c.reply() == (421, b'4.4.2 Timeout, closing connection')
+    assert c.reply() == (421, b'4.4.2 Timeout waiting for a command, closing connection')
     assert 0.8 < time.monotonic() - started < 10  # 1 s, on a busy machine
     assert c.at_eof()
     c.close()
     [close] = relay.wait_logs('session.close')
-    assert close['reason'] == 'Timeout, closing connection'
+    assert close['reason'] == 'Timeout waiting for a command, closing connection'
     assert list(sink.transcripts.iterdir()) == []
 
 
@@ -434,16 +434,20 @@ def test_command_beyond_max_commands_gets_421_and_the_session_ends(make_relay, s
     assert close['reason'] == 'Too many commands, closing connection'
 
 
-@pytest.mark.parametrize('timeouts, before', [
-    ('greeting = 1', []),
+WAITING = 'Timeout waiting for a command, closing connection'
+TOO_SLOW = 'Timeout: message data too slow, closing connection'
+
+
+@pytest.mark.parametrize('timeouts, before, text', [
+    ('greeting = 1', [], WAITING),
     ('data = 1', [b'EHLO client.test', 'AUTH PLAIN ' + b64('\0%s\0%s' % (
         ALICE, PASSWORDS[ALICE])), b'MAIL FROM:<alice@example.org>',
-        b'RCPT TO:<bob@example.com>', b'DATA', b'Subject: half a message\r\n']),
+        b'RCPT TO:<bob@example.com>', b'DATA', b'Subject: half a message\r\n'], TOO_SLOW),
     ('data = 1', [b'EHLO client.test', 'AUTH PLAIN ' + b64('\0%s\0%s' % (
         ALICE, PASSWORDS[ALICE])), b'MAIL FROM:<alice@example.org>',
-        b'RCPT TO:<bob@example.com>', b'BDAT 100 LAST\r\nonly some']),
+        b'RCPT TO:<bob@example.com>', b'BDAT 100 LAST\r\nonly some'], TOO_SLOW),
 ], ids=['greeting', 'data', 'bdat'])
-def test_each_state_times_out_with_421(make_relay, sink, timeouts, before):
+def test_each_state_times_out_with_421(make_relay, sink, timeouts, before, text):
     relay = make_relay(upstream_conf(sink.port), timeouts=timeouts)
     c = relay.raw()
     for line in before:
@@ -453,12 +457,12 @@ def test_each_state_times_out_with_421(make_relay, sink, timeouts, before):
         else:
             assert c.cmd(line).code in (235, 250, 354), line
     started = time.monotonic()
-    assert c.reply() == (421, b'4.4.2 Timeout, closing connection')
+    assert c.reply() == (421, b'4.4.2 ' + text.encode())
     assert 0.8 < time.monotonic() - started < 10
     assert c.at_eof()
     c.close()
     [close] = relay.wait_logs('session.close')
-    assert close['reason'] == 'Timeout, closing connection'
+    assert close['reason'] == text
     assert list(sink.transcripts.iterdir()) == []
 
 
@@ -470,7 +474,7 @@ def test_tls_handshake_timeout_closes_a_silent_client(make_relay, sink):
     assert 0.8 < time.monotonic() - started < 10
     sock.close()
     [close] = relay.wait_logs('session.close')
-    assert close['reason'] == 'timeout'
+    assert close['reason'] == 'TLS handshake timeout'
 
 
 def test_message_lines_over_1000_octets_are_refused_with_550(relay, sink):

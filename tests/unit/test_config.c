@@ -99,6 +99,8 @@ check_default_limits(const struct config *cfg)
     CHECK_EQ_INT(cfg->max_connections_per_ip, LIMIT_MAX_CONNECTIONS_PER_IP);
     CHECK_EQ_INT(cfg->max_inflight_bytes, 256 * 1024 * 1024);
     CHECK_EQ_INT(cfg->max_inflight_bytes_per_client, 64 * 1024 * 1024);
+    CHECK_EQ_INT(cfg->min_data_rate, LIMIT_MIN_DATA_RATE);
+    CHECK_EQ_INT(cfg->client_ipv6_prefix, 64);
     CHECK(cfg->timeout_greeting == TIMEOUT_GREETING && cfg->timeout_command == TIMEOUT_COMMAND);
     CHECK(cfg->timeout_data == TIMEOUT_DATA_BLOCK && cfg->timeout_tls == TIMEOUT_TLS);
     CHECK(cfg->timeout_upstream == TIMEOUT_UPSTREAM);
@@ -194,7 +196,8 @@ static const char full_config[] =
     "  },\n"
     "  limits = { max_message_size = 10 * M, max_recipients = 50, max_line_length = 2000,\n"
     "    max_errors = 5, max_commands = 500, max_messages = 20, max_auth_failures = 2,\n"
-    "    max_connections = 900, max_connections_per_ip = 9 },\n"
+    "    max_connections = 900, max_connections_per_ip = 9, min_data_rate = 100,\n"
+    "    client_ipv6_prefix = 56 },\n"
     "  timeouts = { greeting = 11, command = 12, data = 13, tls = 14, upstream = 15,\n"
     "    upstream_data = 16, drain = 17.5 },\n"
     "  upstreams = {\n"
@@ -296,6 +299,7 @@ a_full_file_sets_every_key(void)
     CHECK(cfg->max_recipients == 50 && cfg->max_line_length == 2000 && cfg->max_errors == 5);
     CHECK(cfg->max_commands == 500 && cfg->max_messages == 20 && cfg->max_auth_failures == 2);
     CHECK(cfg->max_connections == 900 && cfg->max_connections_per_ip == 9);
+    CHECK(cfg->min_data_rate == 100 && cfg->client_ipv6_prefix == 56);
     CHECK(cfg->timeout_greeting == 11 && cfg->timeout_command == 12 && cfg->timeout_data == 13);
     CHECK(cfg->timeout_tls == 14 && cfg->timeout_upstream == 15);
     CHECK(cfg->timeout_upstream_data == 16 && cfg->timeout_drain == 17.5);
@@ -346,6 +350,10 @@ a_bad_value_names_its_key_path_and_line(void)
          "sluice.lua:7: limits.max_recipients: expected a positive integer"},
         {WITH("  limits = { max_message_size = '10M' },"),
          "sluice.lua:5: limits.max_message_size: expected a positive integer"},
+        {WITH("  limits = { client_ipv6_prefix = 129 },"),
+         "sluice.lua:5: limits.client_ipv6_prefix: expected an integer from 1 to 128"},
+        {WITH("  limits = { min_data_rate = 0 },"),
+         "sluice.lua:5: limits.min_data_rate: expected a positive integer"},
         {WITH("  timeouts = { data = 0 },"),
          "sluice.lua:5: timeouts.data: expected a positive number of seconds"},
         {WITH("  timeouts = { command = 300000 },"),

@@ -71,6 +71,28 @@ describe('policies/ratelimit per client address', function()
     for i = 1, 5 do login(h, policies, '2001:db8:1:2::' .. i, 'u' .. i .. '@example.org', 'x') end
     local v = login(h, policies, '2001:db8:1:2:ffff::9', 'alice@example.org', 'right')
     assert.same({ 'tempfail', 454, '4.7.0' }, whole(v))
+    assert.same({ 'accept' },
+      whole(login(h, policies, '2001:db8:1:3::1', 'alice@example.org', 'right')))
+  end)
+
+  it('counts a client by session.client, the network the core names', function()
+    -- limits.client_ipv6_prefix = 48: two /64s of one site are one client
+    local function login48(ip, user, pw)
+      return h:auth(policies, h:session({ client_address = ip, client = '2001:db8:1::/48' }),
+        { mechanism = 'PLAIN', user = user, password = pw })
+    end
+    for i = 1, 5 do login48('2001:db8:1:' .. i .. '::1', 'u' .. i .. '@example.org', 'x') end
+    assert.same({ 'tempfail', 454, '4.7.0' },
+      whole(login48('2001:db8:1:ff::1', 'alice@example.org', 'right')))
+    local v = h:run('on_connect', policies,
+      h:session({ client_address = '2001:db8:1:9::1', client = '2001:db8:1::/48' }))
+    assert.same({ 'tempfail', 421, '4.7.0' }, whole(v))
+  end)
+
+  it('counts an IPv4-mapped client as its IPv4 address', function()
+    for i = 1, 5 do login(h, policies, '::ffff:192.0.2.1', 'u' .. i .. '@example.org', 'x') end
+    assert.same({ 'tempfail', 454, '4.7.0' },
+      whole(login(h, policies, '192.0.2.1', 'alice@example.org', 'right')))
   end)
 
   it('raises one rate_limit audit event when it blocks', function()

@@ -261,3 +261,38 @@ describe('sluice.testing load_policy', function()
     assert.matches('on_mailfrom is not a hook', err)
   end)
 end)
+
+describe('sluice.testing session.client', function()
+  it('names the client network as core/iplimit.c does', function()
+    local cases = {
+      { '192.0.2.7', '192.0.2.7' },
+      { '::ffff:192.0.2.7', '192.0.2.7' },
+      { '::FFFF:c000:0207', '192.0.2.7' },
+      { '2001:db8:1:2::7', '2001:db8:1:2::/64' },
+      { '2001:0DB8:0001:0002:1:2:3:4', '2001:db8:1:2::/64' },
+      { '2001:db8::1', '2001:db8::/64' },
+      { '2001:db8:0:1::5', '2001:db8:0:1::/64' },
+      { '2001:0:0:1::5', '2001:0:0:1::/64' },
+      { '::1', '::/64' },
+      { 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 'ffff:ffff:ffff:ffff::/64' },
+      { 'not-an-address', 'not-an-address' },
+    }
+    for _, c in ipairs(cases) do
+      assert.equal(c[2], testing.client_of(c[1], 64), c[1])
+    end
+    assert.equal('2001:db8:1::/48', testing.client_of('2001:db8:1:2::7', 48))
+    assert.equal('2001:db8:1:200::/56', testing.client_of('2001:db8:1:2ff::7', 56))
+    assert.equal('2001:db8:a000::/36', testing.client_of('2001:db8:abcd::', 36))
+    assert.equal('1::2:0:0:3:4/128', testing.client_of('1:0:0:2:0:0:3:4', 128))
+    assert.equal('::a00:1/128', testing.client_of('::10.0.0.1', 128))
+  end)
+
+  it('follows client_address unless given, with the harness\'s prefix', function()
+    local h = testing.new()
+    assert.equal('192.0.2.10', h:session().client)
+    assert.equal('2001:db8:1:2::/64', h:session({ client_address = '2001:db8:1:2::9' }).client)
+    assert.equal('x', h:session({ client_address = '2001:db8::1', client = 'x' }).client)
+    h = testing.new({ client_ipv6_prefix = 48 })
+    assert.equal('2001:db8:1::/48', h:session({ client_address = '2001:db8:1:2::9' }).client)
+  end)
+end)
