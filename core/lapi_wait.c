@@ -246,10 +246,10 @@ lapi_passwd_verify(lua_State *L)
     j->job.work = lapi_verify_work;
     j->job.done = lapi_verify_done;
     rc = offload_submit_for(d->offload, run->session->worker->offload_ret, &j->job,
-                            run->session->peer);
+                            run->session->client); /* its network, as iplimit counts */
     if (rc != OFFLOAD_QUEUED) {
         lapi_verify_job_free(j);
-        log_msg(LOG_NOTICE, "auth.busy", run->session->id, "%s: %s", run->session->peer,
+        log_msg(LOG_NOTICE, "auth.busy", run->session->id, "%s: %s", run->session->client,
                 rc == OFFLOAD_CLIENT_FULL ? "limits.max_auth_jobs_per_client reached"
                                           : "limits.max_auth_jobs reached");
         lua_pushnil(L);

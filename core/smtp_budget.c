@@ -15,13 +15,12 @@
 #include "limits.h"
 #include "worker.h"
 
-/* The client's key in the budget: its exact address. An IPv6 client would better be
- * keyed by its /64 (one subscriber holds a whole /64); that waits for the per-network
- * client key, which connection counting will share. */
+/* The client's key in the budget: its network (an IPv4 address, an IPv6 /64 by
+ * default), the key the connection caps count by (iplimit.h). */
 static const char *
 smtp_budget_key(const struct smtp_session *s)
 {
-    return s->peer;
+    return s->client; /* the client network, as the connection caps count it */
 }
 
 static struct inflight *
