@@ -14,12 +14,13 @@
 #define LIMIT_MAX_CONNECTIONS_PER_IP 100   /* limits.max_connections_per_ip: per client network */
 #define LIMIT_CLIENT_IPV6_PREFIX    64     /* limits.client_ipv6_prefix: an IPv6 client's bits */
 #define LIMIT_MIN_DATA_RATE         500    /* limits.min_data_rate, octets/s (Postfix's default) */
-/* Password checks on the thread pool (docs/security.md "AUTH floods"): at ~20 ms a hash
- * on 2 threads, 64 queued is ~0.6 s of work, well inside hook_timeout; 4 per client
- * leaves the rest to everyone else when one client floods. */
+/* Password checks on the thread pool (docs/security.md "AUTH floods"): at ~20-40 ms a
+ * hash on 2 threads, 64 queued is 1 s of work at most, well inside hook_timeout; 16 per
+ * client lets an application server log in a dozen connections at once, and leaves 48
+ * places to everyone else when one client floods. */
 #define LIMIT_MAX_AUTH_JOBS          64    /* limits.max_auth_jobs */
 #define LIMIT_MAX_AUTH_JOBS_CAP      1024  /* its largest value (core/offload.c) */
-#define LIMIT_MAX_AUTH_JOBS_PER_CLIENT 4   /* limits.max_auth_jobs_per_client */
+#define LIMIT_MAX_AUTH_JOBS_PER_CLIENT 16  /* limits.max_auth_jobs_per_client */
 
 /* Memory for messages in transit (docs/security.md "Memory for messages"). Unset, the
  * share is max(64 MiB, 2 * (max_message_size + 128 KiB)) and the total

@@ -7,8 +7,9 @@
 --    would let a stranger lock them out: above its (higher) thresholds each AUTH for
 --    it waits SLOW_DOWN seconds first, and a rate_limit audit event is raised;
 --  * messages per user and per domain per hour: 451 4.7.1 at MAIL FROM.
--- Every count is reserved before the work it stands for and settled after it, so the
--- limits hold however many sessions arrive at once (docs/security.md "Limits").
+-- Every limit holds however many sessions arrive at once (docs/security.md "Limits"):
+-- AUTHs being checked count against a client's failure limit until they end; a message
+-- is reserved at MAIL FROM and given back if it never relays.
 -- Must come before policies/auth.lua in the configuration (its on_auth runs first).
 local sluice = require('sluice')
 local domains = require('sluice.domains')
@@ -68,66 +69,88 @@ local function refund_all(held)
   for _, r in ipairs(held or {}) do ratelimit.refund(r.receipt) end
 end
 
--- Block a subject whose count reached its limit (once: the audit event says so).
-local function block_if_reached(session, user, r)
-  if r.subject.block and r.count >= r.limit[1] and not ratelimit.blocked(r.subject.name) then
-    ratelimit.block(r.subject.name, BLOCK_SECONDS)
-    raise(session, user, r.subject, 'block', r.count, r.limit)
-  elseif not r.subject.block and r.count >= r.limit[1] and r.count - 1 < r.limit[1] then
-    raise(session, user, r.subject, 'slow_down', r.count, r.limit) -- crossing: once
+-- Count one failed AUTH against every subject; block a client subject that reached its
+-- limit (once: the audit event says so), slow down a user or domain that crossed it.
+local function count_failure(session, user)
+  for _, s in ipairs(subjects(session, user)) do
+    for _, l in ipairs(s.limits) do
+      local n = ratelimit.incr(s.name, l[2]) or 0
+      if s.block and n >= l[1] and not ratelimit.blocked(s.name) then
+        ratelimit.block(s.name, BLOCK_SECONDS)
+        raise(session, user, s, 'block', n, l)
+      elseif not s.block and n >= l[1] and n - 1 < l[1] then -- crossing: once, not per try
+        raise(session, user, s, 'slow_down', n, l)
+      end
+    end
   end
 end
 
--- Each attempt is counted as a failure before the password is checked (reserved), and
--- given back when it succeeds: however many arrive at once, no more than the limit are
--- ever checked for one client (docs/security.md "Limits"). The attempt over a blocking
--- limit is refused unchecked, and blocks.
+local function leave_all(held)
+  for _, name in ipairs(held or {}) do ratelimit.leave(name) end
+end
+
+local TOO_MANY = 'Too many failed logins, try again later'
+
+local ADMIT_WAIT = 1    -- seconds an attempt may wait for others from its client to end
+local ADMIT_STEP = 0.02 -- seconds between two looks
+
+-- Admit one attempt for a client subject: true once its failures in the window plus the
+-- attempts being checked (this one included: taken first, atomically) are within every
+-- limit; false when it is blocked or waited ADMIT_WAIT in vain. Right passwords end
+-- quickly and leave, so a burst from one address waits a hash or two; wrong ones fail,
+-- block, and those waiting behind them are refused unchecked.
+local function admit(s)
+  local waited = 0
+  while true do
+    local inflight = ratelimit.enter(s.name) or 1
+    local within = true
+    for _, l in ipairs(s.limits) do
+      within = within and ratelimit.count(s.name, l[2]) + inflight <= l[1]
+    end
+    if within then return true end
+    ratelimit.leave(s.name)
+    if ratelimit.blocked(s.name) or waited >= ADMIT_WAIT
+        or not pcall(sluice.sleep, ADMIT_STEP) then -- pcall: the hook's budget may be short
+      return false
+    end
+    waited = waited + ADMIT_STEP
+  end
+end
+
+-- However many AUTHs arrive at once, no more than a client's limit can be checked and
+-- fail (docs/security.md "Limits"): an attempt goes to the password check only when
+-- admit() says so. One refused is not counted and does not block: it may have been right,
+-- and it cost nothing.
 local function on_auth(session, auth)
   local user = (auth.user or ''):lower()
   local held, slow = {}, false
   for _, s in ipairs(subjects(session, user)) do
-    if s.block and ratelimit.blocked(s.name) then
-      refund_all(held)
-      return sluice.tempfail(454, '4.7.0', 'Too many failed logins, try again later')
-    end
-    for _, l in ipairs(s.limits) do
-      local n, receipt = ratelimit.reserve(s.name, l[2])
-      held[#held + 1] = { subject = s, limit = l, count = n or 0, receipt = receipt }
-      if n and n > l[1] and s.block then
-        refund_all(held)
-        ratelimit.block(s.name, BLOCK_SECONDS)
-        raise(session, user, s, 'block', n, l)
-        return sluice.tempfail(454, '4.7.0', 'Too many failed logins, try again later')
+    if s.block and (ratelimit.blocked(s.name) or not admit(s)) then
+      leave_all(held)
+      return sluice.tempfail(454, '4.7.0', TOO_MANY)
+    elseif s.block then
+      held[#held + 1] = s.name
+    else
+      for _, l in ipairs(s.limits) do
+        slow = slow or ratelimit.count(s.name, l[2]) >= l[1]
       end
-      slow = slow or (n or 0) > l[1]
     end
   end
   session.data.ratelimit_held = held
+  session.data.ratelimit_user = user
   if slow then sluice.sleep(SLOW_DOWN) end
   return nil
 end
 
--- Settles what on_auth reserved: a success (235, or 525: the password was right) gives
--- it back; anything else stays counted (535, and 454 or 451 too: a flood of them must not
--- be free). An attempt that failed before on_auth (a cancel, bad base64, a broken line)
--- is counted now.
+-- The attempt is over: it leaves the in-flight counts, and anything but a success (235,
+-- or 525: the password was right) counts as a failure: 535, and 454 or 451 too (a flood
+-- of them must not be free), and an AUTH that failed before on_auth (a cancel, bad
+-- base64, a broken line).
 local function on_auth_result(session, auth, result)
-  local user = (auth.user or ''):lower()
-  local held = session.data.ratelimit_held
+  leave_all(session.data.ratelimit_held)
   session.data.ratelimit_held = nil
-  if result.kind == 'accept' or result.code == 525 then
-    refund_all(held)
-    return
-  end
-  if not held then
-    held = {}
-    for _, s in ipairs(subjects(session, user)) do
-      for _, l in ipairs(s.limits) do
-        held[#held + 1] = { subject = s, limit = l, count = ratelimit.incr(s.name, l[2]) or 0 }
-      end
-    end
-  end
-  for _, r in ipairs(held) do block_if_reached(session, user, r) end
+  if result.kind == 'accept' or result.code == 525 then return end
+  count_failure(session, (auth.user or ''):lower())
 end
 
 local function message_subjects(session)
@@ -177,8 +200,15 @@ local function on_relayed(session, tx, reply)
   end
 end
 
+-- The connection ended: a message that never relayed is given back; an AUTH still being
+-- checked (the client left) counts as failed.
 local function on_disconnect(session)
   give_back_message(session)
+  if session.data.ratelimit_held then
+    leave_all(session.data.ratelimit_held)
+    session.data.ratelimit_held = nil
+    count_failure(session, session.data.ratelimit_user or '')
+  end
 end
 
 return {

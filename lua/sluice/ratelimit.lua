@@ -76,6 +76,23 @@ function ratelimit.refund(receipt)
   end
 end
 
+-- Work in progress for `name` (an AUTH being checked): enter() counts one in and returns
+-- how many are in now, this one included (or nil and the reason); leave() counts it out.
+-- The count lives INFLIGHT_TTL seconds past its last entry, so that one a crashed worker
+-- never left cannot hold a client out for ever.
+local INFLIGHT_TTL = 120
+
+function ratelimit.enter(name)
+  name = check_args('enter', name, 1)
+  return limits:incr(name .. ':inflight', 1, INFLIGHT_TTL)
+end
+
+function ratelimit.leave(name)
+  name = check_args('leave', name, 1)
+  local n = limits:incr(name .. ':inflight', -1, INFLIGHT_TTL)
+  if n and n < 0 then limits:incr(name .. ':inflight', 1, INFLIGHT_TTL) end -- expired
+end
+
 -- The estimated number of events in the last `window` seconds, counting nothing.
 function ratelimit.count(name, window)
   name = check_args('count', name, window)

@@ -123,18 +123,56 @@ describe('policies/ratelimit per client address', function()
   it('lets no more than 5 attempts through to the password check however many arrive at once',
     function()
       -- ten AUTHs whose on_auth all run before any of their results is known
-      local passed, refused = 0, 0
-      local sessions = {}
+      local passed, refused = {}, 0
       for i = 1, 10 do
-        sessions[i] = h:session({ client_address = '192.0.2.1' })
-        local v = h:run('on_auth', { policies[1] }, sessions[i],
-          { mechanism = 'PLAIN', user = 'u' .. i .. '@example.org', password = 'x' })
-        if v.kind == 'tempfail' and v.code == 454 then refused = refused + 1 else passed = passed + 1 end
+        local session = h:session({ client_address = '192.0.2.1' })
+        local auth = { mechanism = 'PLAIN', user = 'u' .. i .. '@example.org', password = 'x' }
+        local v = h:run('on_auth', { policies[1] }, session, auth)
+        if v.kind == 'tempfail' and v.code == 454 then
+          refused = refused + 1
+        else
+          passed[#passed + 1] = { session, auth }
+        end
       end
-      assert.same({ 5, 5 }, { passed, refused })
+      assert.same({ 5, 5 }, { #passed, refused })
+      -- the five fail: now the address is blocked, at connect too
+      for _, p in ipairs(passed) do
+        h:run('on_auth_result', policies, p[1], { mechanism = 'PLAIN', user = p[2].user },
+          { kind = 'reject', code = 535, enhanced = '5.7.8', text = 'no' })
+      end
       assert.same({ 'tempfail', 421, '4.7.0' },
         whole(h:run('on_connect', policies, h:session({ client_address = '192.0.2.1' }))))
     end)
+
+  it('never blocks an address for many right passwords at once', function()
+    local passed = {}
+    for _ = 1, 10 do
+      local session = h:session({ client_address = '192.0.2.1' })
+      local auth = { mechanism = 'PLAIN', user = 'alice@example.org', password = 'right' }
+      if h:run('on_auth', { policies[1] }, session, auth).kind ~= 'tempfail' then
+        passed[#passed + 1] = { session, auth }
+      end
+    end
+    assert.equal(5, #passed) -- the other five are asked to come back, not counted
+    for _, p in ipairs(passed) do
+      h:run('on_auth_result', policies, p[1], { mechanism = 'PLAIN', user = p[2].user },
+        { kind = 'accept', code = 235, enhanced = '2.7.0', text = 'ok' })
+    end
+    assert.same({ 'accept' },
+      whole(h:run('on_connect', policies, h:session({ client_address = '192.0.2.1' }))))
+    assert.same({ 'accept' }, whole(login(h, policies, '192.0.2.1', 'alice@example.org', 'right')))
+  end)
+
+  it('counts an AUTH whose client left during the check as failed', function()
+    for i = 1, 5 do
+      local session = h:session({ client_address = '192.0.2.1' })
+      h:run('on_auth', { policies[1] }, session,
+        { mechanism = 'PLAIN', user = 'u' .. i .. '@example.org', password = 'x' })
+      h:run('on_disconnect', policies, session)
+    end
+    assert.same({ 'tempfail', 454, '4.7.0' },
+      whole(login(h, policies, '192.0.2.1', 'alice@example.org', 'right')))
+  end)
 
   it('gives the reservation back when the password was right', function()
     for _ = 1, 12 do
