@@ -8,7 +8,7 @@ return {
   user = 'nobody',                    -- dropped to when started as root
   users_dir = 'users',                -- conf/users/<domain>.txt
   log_level = 'info',
-  control_socket = '../run/sluice.ctl', -- `sluice ctl` (docs/ctl.md); run/ is made by `make run`
+  control_socket = '../run/sluice.ctl', -- `sluice ctl` (docs/ctl.md); ./dev.sh run makes run/
 
   listeners = {
     { name = 'smtps', address = { '127.0.0.1', '::1' }, port = 8465, tls = 'implicit',
@@ -54,7 +54,7 @@ return {
 
   domains = {
     -- Passwords from users/example.org.txt, and OAuth2 bearer tokens. This oauth2 table
-    -- trusts the per-install dev key that certs/gen-dev-certs.sh (`make run`) makes, so
+    -- trusts the per-install dev key that certs/gen-dev-certs.sh (`./dev.sh run`) makes, so
     -- that `sluice token alice@example.org` mints a token to try (the daemon warns at
     -- start: oauth2.dev_key). For a real identity provider see docs/authentication.md.
     ['example.org'] = {
