@@ -1,5 +1,6 @@
-# Thin wrapper around CMake; see README.md. `make run` and `make test` are the two
-# commands a fresh Debian 12 machine needs.
+# Thin wrapper around CMake; see README.md. `make run` and `make test` (`./dev.sh run` and
+# `./dev.sh test` where make is not installed yet) are the two commands a fresh Debian 12
+# machine needs: `deps` installs everything else, on top of a minbase debootstrap root.
 BUILD     ?= build
 ASAN      ?= build-asan
 TSAN      ?= build-tsan
@@ -8,9 +9,11 @@ FUZZ_SECS ?= 30
 PYTHON    ?= /usr/bin/python3
 JOBS      ?= $(shell nproc)
 
+# Everything `run` and `test` use that a minimal Debian 12 (debootstrap --variant=minbase)
+# lacks; .ci/run proves the list on such a root. ca-certificates: npm ci (https).
 DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
 	libev-dev libluajit-5.1-dev luajit libssl-dev openssl libcrypt-dev libargon2-dev libldap-dev \
-	slapd ldap-utils nodejs \
+	slapd ldap-utils nodejs ca-certificates \
 	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest python3-cryptography
 
 .PHONY: all deps service-user build asan tsan fuzz certs run test unit unit-asan unit-tsan \
@@ -23,14 +26,15 @@ deps:
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
 		|| echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-		echo "installing: $$missing"; \
+		echo "deps: installing" $$missing; \
 		if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	@# Debian's own nodejs comes without npm (NodeSource's includes it): test_idp.py needs it.
 	@command -v npm >/dev/null || { if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm; }
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
+	@echo "deps: every package run and test need is installed"
 
 # The dedicated service user sluice runs as when started as root (conf/sluice.lua's
 # `user`): a system account with no home and no shell, as a package would make it.
@@ -114,8 +118,9 @@ integration-tsan: tsan certs
 
 # Every test: C unit tests (plain, ASan+UBSan, TSan), fuzzers (bounded), busted,
 # integration (ASan+UBSan; the threaded ones again under TSan).
+# -k: a failing stage does not hide the stages after it; make still exits non-zero.
 test: deps service-user
-	$(MAKE) unit unit-asan unit-tsan fuzz-run lua integration integration-tsan
+	$(MAKE) -k unit unit-asan unit-tsan fuzz-run lua integration integration-tsan
 
 bench: build certs
 	bench/run.sh

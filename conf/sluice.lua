@@ -5,10 +5,10 @@
 return {
   -- hostname = 'mail.example.org',   -- default: this machine's host name
   workers = 0,                        -- one per online CPU
-  user = 'sluice',                    -- dropped to when started as root (`make run` makes it)
+  user = 'sluice',                    -- dropped to when started as root (`./dev.sh run` makes it)
   users_dir = 'users',                -- conf/users/<domain>.txt
   log_level = 'info',
-  control_socket = '../run/sluice.ctl', -- `sluice ctl` (docs/ctl.md); run/ is made by `make run`
+  control_socket = '../run/sluice.ctl', -- `sluice ctl` (docs/ctl.md); ./dev.sh run makes run/
 
   listeners = {
     { name = 'smtps', address = { '127.0.0.1', '::1' }, port = 8465, tls = 'implicit',
@@ -56,7 +56,7 @@ return {
 
   domains = {
     -- Passwords from users/example.org.txt, and OAuth2 bearer tokens. This oauth2 table
-    -- trusts the per-install dev key that certs/gen-dev-certs.sh (`make run`) makes, so
+    -- trusts the per-install dev key that certs/gen-dev-certs.sh (`./dev.sh run`) makes, so
     -- that `sluice token alice@example.org` mints a token to try (the daemon warns at
     -- start: oauth2.dev_key). For a real identity provider see docs/authentication.md.
     ['example.org'] = {
