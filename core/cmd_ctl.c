@@ -559,7 +559,7 @@ cmd_ctl_main(int argc, char **argv)
     struct ctl_json r = {0};
     struct ctl_parse ps;
     char            line[CONTROL_MAX_REQUEST], *reply = NULL;
-    size_t          len;
+    size_t          len = 0;
     int             opt, rc = EXIT_UNAVAILABLE;
 
     optind = 1;
