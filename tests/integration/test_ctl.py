@@ -10,6 +10,7 @@ root), so its files live in a world-readable directory of its own, as in test_re
 import json
 import os
 import pathlib
+import re
 import shutil
 import stat
 import subprocess
@@ -264,11 +265,19 @@ def test_the_socket_is_owner_only(ctl_relay, world):
     # Someone else is kept out by the file mode (and would be by SO_PEERCRED after it).
     # They run a copy of sluice from the world-readable test directory: the build tree
     # may be under root's 0700 home (CI's fresh root), where nobody cannot exec it.
+    # So is a TSan build's suppressions file: nobody reads a copy of it too.
     other = pathlib.Path(world) / 'sluice-copy'
     shutil.copy(SLUICE, other)
     os.chmod(other, 0o755)
+    env = dict(os.environ)
+    supp = re.search(r'suppressions=([^: ]+)', env.get('TSAN_OPTIONS', ''))
+    if supp:
+        shutil.copy(supp.group(1), pathlib.Path(world) / 'tsan.supp')
+        os.chmod(pathlib.Path(world) / 'tsan.supp', 0o644)
+        env['TSAN_OPTIONS'] = env['TSAN_OPTIONS'].replace(
+            supp.group(0), 'suppressions=%s' % (pathlib.Path(world) / 'tsan.supp'))
     p = subprocess.run([str(other), 'ctl', '-s', str(r.sock), 'status'], capture_output=True,
-                       text=True, timeout=60,
+                       text=True, timeout=60, env=env,
                        preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
     assert p.returncode == 69, p
     assert 'Permission denied' in p.stderr
