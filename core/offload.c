@@ -184,12 +184,25 @@ offload_return_new(struct ev_loop *loop)
 void
 offload_return_free(struct offload_return *r)
 {
+    struct offload_job *list;
+
     if (r == NULL)
         return;
     ev_ref(r->loop);
     ev_async_stop(r->loop, &r->async);
     pthread_mutex_lock(&r->mu); /* a pool thread may still be in ev_async_send() on r */
+    list = r->done_head;
+    r->done_head = NULL;
     pthread_mutex_unlock(&r->mu);
+    /* Jobs that finished after the loop stopped: their owners are gone by now (sessions
+     * drained, clients freed), and each done() frees an orphaned job. Not calling them
+     * leaked the job and the generation it holds at every stop with a check in flight. */
+    while (list != NULL) {
+        struct offload_job *next = list->next;
+
+        list->done(list);
+        list = next;
+    }
     pthread_mutex_destroy(&r->mu);
     free(r);
 }

@@ -57,7 +57,8 @@ unsigned offload_client_jobs(struct offload *o);
 /* The per-loop side: an ev_async started on loop. */
 struct offload_return *offload_return_new(struct ev_loop *loop);
 /* No job submitted through r may still be queued or running: free the pool first
- * (offload_free() finishes every job). Finished jobs whose done() never ran are dropped. */
+ * (offload_free() finishes every job). Finished jobs whose done() never ran get it now:
+ * their owners must have let go of them (each done() frees an orphaned job). */
 void                   offload_return_free(struct offload_return *r);
 
 /* Queue job (work and done set by the caller) to come back through r, not counted
