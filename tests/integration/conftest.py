@@ -175,6 +175,21 @@ class Sink:
         return stop(self.proc)
 
 
+def hup(relay, event='reload.ok'):
+    """SIGHUP, then wait (bounded) for the next reload.ok or reload.fail line; the last
+    line of `event`, which must be there."""
+    done = len(relay.logs('reload.ok')) + len(relay.logs('reload.fail'))
+    relay.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if len(relay.logs('reload.ok')) + len(relay.logs('reload.fail')) > done:
+            break
+        time.sleep(0.02)
+    lines = relay.logs(event)
+    assert lines, 'no %s after SIGHUP:\n%s' % (event, relay.err.read_text()[-3000:])
+    return lines[-1]
+
+
 def lua_str(s):
     return "'" + str(s).replace('\\', '\\\\').replace("'", "\\'") + "'"
 

@@ -10,14 +10,13 @@ import os
 import pathlib
 import pwd
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 
 import pytest
 
-from conftest import ALICE, ROOT, SHIPPED_POLICIES, SLUICE, Relay, upstream_conf
+from conftest import ALICE, ROOT, SHIPPED_POLICIES, SLUICE, Relay, hup, upstream_conf
 
 SERVICE_UID = pwd.getpwnam('sluice').pw_uid  # the default `user`, made by `make test`
 
@@ -81,19 +80,6 @@ def children_of(pid):
             if int(stat.rsplit(')', 1)[1].split()[1]) == pid:
                 out.append(int(p.name))
     return out
-
-
-def hup(relay, event):
-    done = len(relay.logs('reload.ok')) + len(relay.logs('reload.fail'))
-    relay.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if len(relay.logs('reload.ok')) + len(relay.logs('reload.fail')) > done:
-            break
-        time.sleep(0.02)
-    lines = relay.logs(event)
-    assert lines, 'no %s after SIGHUP:\n%s' % (event, relay.err.read_text()[-3000:])
-    return lines[-1]
 
 
 def add_user(home, local, password):

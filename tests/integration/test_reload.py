@@ -19,7 +19,7 @@ import time
 import pytest
 
 from conftest import (ALICE, PASSWORDS, ROOT, SHIPPED_POLICIES, SLUICE, Relay,
-                      assert_no_sanitizer_report, b64, upstream_conf)
+                      assert_no_sanitizer_report, b64, hup, upstream_conf)
 
 # Reloads run on the main thread while the workers serve: `make integration-tsan`.
 pytestmark = pytest.mark.threads
@@ -69,20 +69,6 @@ def reloadable(world, sink):
         err = r.err.read_text(errors='replace')
         assert_no_sanitizer_report(err)
         assert rc == 0, err[-3000:]
-
-
-def hup(relay, event='reload.ok', n=None):
-    """SIGHUP, then wait for the n-th reload.ok or reload.fail line."""
-    done = len(relay.logs('reload.ok')) + len(relay.logs('reload.fail'))
-    relay.proc.send_signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if len(relay.logs('reload.ok')) + len(relay.logs('reload.fail')) > done:
-            break
-        time.sleep(0.02)
-    lines = relay.logs(event)
-    assert lines, 'no %s after SIGHUP:\n%s' % (event, relay.err.read_text()[-2000:])
-    return lines[-1]
 
 
 def rcpt_reply(c, rcpt='blocked@example.com'):
