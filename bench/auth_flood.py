@@ -14,10 +14,12 @@ seconds, in one run, the order rotated over ROUNDS:
 Prints a markdown table: the legitimate client's AUTHs done, p50/p99 of the AUTH round
 trip (the AUTH line to its reply), its failures (anything but 235), and the flood's
 replies by code. Bounded in time (ROUNDS x 3 x DURATION plus start-up); stops only the
-processes it started. Usage: python3 bench/auth_flood.py [DURATION] [ROUNDS] [FLOODERS]"""
+processes it started, and removes its scratch directory (KEEP=1 keeps it, with the logs).
+Usage: python3 bench/auth_flood.py [DURATION] [ROUNDS] [FLOODERS]"""
 import base64
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import ssl
@@ -203,6 +205,8 @@ def main():
                 p.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 p.kill()
+        if os.environ.get('KEEP') is None:
+            shutil.rmtree(work, ignore_errors=True)  # its logs too; KEEP=1 keeps them
 
 
 if __name__ == '__main__':
