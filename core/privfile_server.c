@@ -48,19 +48,19 @@ privfile_remember(char **list, size_t *n, const char *path)
         (*n)++;
 }
 
-/* Append the next component of *todo (advancing it) to out, or handle "." and "..":
+/* Append the next component of *rest (advancing it) to out, or handle "." and "..":
  * 1 when a name was appended, 0 when not, -1 when out would be too long. */
 static int
-privfile_step(char *out, const char **todo)
+privfile_step(char *out, const char **rest)
 {
-    const char *p = *todo;
+    const char *p = *rest;
     size_t      n, used = strlen(out);
     char       *slash;
 
     while (*p == '/')
         p++;
     n = strcspn(p, "/");
-    *todo = p + n;
+    *rest = p + n;
     if (n == 0 || (n == 1 && p[0] == '.'))
         return 0;
     if (n == 2 && p[0] == '.' && p[1] == '.') {
@@ -77,11 +77,11 @@ privfile_step(char *out, const char **todo)
     return 1;
 }
 
-/* True when nothing is left of todo but slashes. */
+/* True when nothing is left of rest but slashes. */
 static bool
-privfile_is_last(const char *todo)
+privfile_is_last(const char *rest)
 {
-    return todo[strspn(todo, "/")] == '\0';
+    return rest[strspn(rest, "/")] == '\0';
 }
 
 /* Resolve path into real (PATH_MAX) as realpath() would, refusing any symbolic link that
@@ -92,7 +92,7 @@ privfile_is_last(const char *todo)
 static int
 privfile_resolve(const char *path, bool follow_last, char *real)
 {
-    char        todo[2 * PATH_MAX + 2], target[PATH_MAX], out[PATH_MAX] = "";
+    char        unresolved[2 * PATH_MAX + 2], target[PATH_MAX], out[PATH_MAX] = "";
     const char *rest;
     struct stat st;
     int         links = 0, step;
@@ -104,8 +104,8 @@ privfile_resolve(const char *path, bool follow_last, char *real)
         return errno;
     if (strcmp(out, "/") == 0)
         out[0] = '\0';
-    strcpy(todo, path);
-    rest = todo;
+    strcpy(unresolved, path);
+    rest = unresolved;
     while (!privfile_is_last(rest)) {
         if ((step = privfile_step(out, &rest)) <= 0) {
             if (step < 0)
@@ -129,12 +129,12 @@ privfile_resolve(const char *path, bool follow_last, char *real)
         *strrchr(out, '/') = '\0'; /* the link's directory */
         if (target[0] == '/')
             out[0] = '\0';
-        if (strlen(target) + 1 + strlen(rest) >= sizeof(todo))
+        if (strlen(target) + 1 + strlen(rest) >= sizeof(unresolved))
             return ENAMETOOLONG;
-        memmove(todo + strlen(target) + 1, rest, strlen(rest) + 1);
-        memcpy(todo, target, strlen(target));
-        todo[strlen(target)] = '/';
-        rest = todo;
+        memmove(unresolved + strlen(target) + 1, rest, strlen(rest) + 1);
+        memcpy(unresolved, target, strlen(target));
+        unresolved[strlen(target)] = '/';
+        rest = unresolved;
     }
     strcpy(real, out[0] != '\0' ? out : "/");
     return 0;

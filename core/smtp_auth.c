@@ -20,32 +20,27 @@ static enum smtp_rc smtp_auth_send(struct smtp_session *s);
 /* An AUTH that ends before any policy decided (a cancel, bad base64, a broken or
  * over-long line inside the exchange, no memory): a failed attempt like a wrong password
  * (docs/security.md "AUTH floods"). on_auth_result hears of it, so that the client's
- * limits count it, and smtp_auth_refuse() counts it towards limits.max_auth_failures. */
+ * limits count it, and smtp_auth_refuse() counts it towards limits.max_auth_failures.
+ * why, when not NULL, is the log's reason (the verdict's, never sent). */
 static enum smtp_rc
-smtp_auth_fail_why(struct smtp_session *s, int code, const char *enh, const char *text,
-                   const char *why)
+smtp_auth_fail(struct smtp_session *s, int code, const char *enh, const char *text,
+               const char *why)
 {
     struct verdict *a = &s->auth_verdict;
 
-    s->auth_why = why;
     s->state = SMTP_STATE_CMD;
     s->auth_mech = s->sasl.mech;
     verdict_set(a, code / 100 == 4 ? VERDICT_TEMPFAIL : VERDICT_REJECT, code, enh, text);
+    snprintf(a->reason, sizeof(a->reason), "%s", why != NULL ? why : "");
     if (hook_auth_result(s, a, smtp_auth_result_done) == HOOK_PENDING)
         return smtp_session_wait(s);
     return smtp_auth_send(s);
 }
 
-static enum smtp_rc
-smtp_auth_fail(struct smtp_session *s, int code, const char *enh, const char *text)
-{
-    return smtp_auth_fail_why(s, code, enh, text, NULL);
-}
-
 enum smtp_rc
 smtp_auth_abort(struct smtp_session *s, int code, const char *enh, const char *text)
 {
-    return smtp_auth_fail(s, code, enh, text);
+    return smtp_auth_fail(s, code, enh, text, NULL);
 }
 
 /* The client answered the RFC 7628 error challenge: the token's refusal (told to
@@ -107,7 +102,7 @@ smtp_auth_decide(struct smtp_session *s)
     s->auth_mech = s->sasl.mech;
     s->auth_cache_key[0] = '\0';
     if (smtp_auth_qualify(s) != 0)
-        return smtp_auth_fail(s, 454, "4.3.0", "Out of memory, try again later");
+        return smtp_auth_fail(s, 454, "4.3.0", "Out of memory, try again later", NULL);
     if (hook_auth(s, smtp_auth_hook_done, &v) == HOOK_DONE)
         return smtp_auth_apply(s, &v);
     return smtp_session_wait(s);
@@ -124,15 +119,15 @@ smtp_auth_result(struct smtp_session *s, enum sasl_rc rc)
         s->state = SMTP_STATE_AUTH;
         return SMTP_CONTINUE;
     case SASL_CANCELLED:
-        return smtp_auth_fail(s, 501, "5.0.0", "Authentication cancelled");
+        return smtp_auth_fail(s, 501, "5.0.0", "Authentication cancelled", NULL);
     case SASL_BAD_BASE64:
-        return smtp_auth_fail(s, 501, "5.5.2", "Invalid base64 data");
+        return smtp_auth_fail(s, 501, "5.5.2", "Invalid base64 data", NULL);
     case SASL_AUTHZ_DENIED:
-        return smtp_auth_fail_why(s, 535, "5.7.8", "Authentication credentials invalid",
-                                  "authzid differs from authcid");
+        return smtp_auth_fail(s, 535, "5.7.8", "Authentication credentials invalid",
+                              "authzid differs from authcid");
     case SASL_BAD_SYNTAX:
     default:
-        return smtp_auth_fail(s, 501, "5.5.2", "Malformed authentication data");
+        return smtp_auth_fail(s, 501, "5.5.2", "Malformed authentication data", NULL);
     }
 }
 
@@ -215,9 +210,7 @@ smtp_auth_identity(struct smtp_session *s, const char *authcid)
 static enum smtp_rc
 smtp_auth_refuse(struct smtp_session *s, const struct verdict *v)
 {
-    smtp_auth_log_fail(s, s->sasl.creds.authcid, v->code,
-                       s->auth_why ? s->auth_why : v->reason[0] ? v->reason : v->text);
-    s->auth_why = NULL;
+    smtp_auth_log_fail(s, s->sasl.creds.authcid, v->code, v->reason[0] ? v->reason : v->text);
     WORKER_COUNT(s->worker, auth_failed);
     if (v->code == 535 && (s->auth_mech == SASL_MECH_XOAUTH2 ||
                            s->auth_mech == SASL_MECH_OAUTHBEARER)) {

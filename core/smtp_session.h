@@ -130,7 +130,6 @@ struct smtp_session {
      * once 235 has been sent: "" when there is none. */
     char     auth_cache_key[AUTH_CACHE_KEY_MAX];
     double   auth_cache_ttl;
-    const char *auth_why; /* static; the log's reason for a failure the core decided */
     double   started;     /* ev_now at accept, for the close line */
 };
 

@@ -120,26 +120,8 @@ function ratelimit.blocked(name)
   return left and left > 0 and left or nil
 end
 
--- The address a client is counted under: an IPv4 address as it is (an IPv4-mapped IPv6
--- address as its IPv4 one), an IPv6 address as its /64 ('2001:db8:1:2::/64'), because
--- one subscriber usually holds a whole /64 and could otherwise step around a limit.
-function ratelimit.client_key(addr)
-  if type(addr) ~= 'string' then return '?' end
-  local v4 = addr:match('^::[fF][fF][fF][fF]:(%d+%.%d+%.%d+%.%d+)$')
-  if v4 or not addr:find(':', 1, true) then return v4 or addr end
-  local head, tail = addr:match('^(.-)::(.*)$')
-  local groups = {}
-  for g in ((head or addr) .. ':'):gmatch('([^:]*):') do
-    if g ~= '' then groups[#groups + 1] = g end
-  end
-  if head then -- '::' stands for as many zero groups as are missing
-    local rest = select(2, tail:gsub('[^:]+', '')) -- groups after '::'
-    for _ = 1, 8 - #groups - rest do groups[#groups + 1] = '0' end
-  end
-  for j = 1, 4 do
-    groups[j] = ((groups[j] or '0'):lower():gsub('^0+(%x)', '%1'))
-  end
-  return table.concat(groups, ':', 1, 4) .. '::/64'
-end
+-- The key a client address is counted under: session.client's (lua/sluice/client_key.lua),
+-- with the default /64 unless prefix is given.
+ratelimit.client_key = require('sluice.client_key')
 
 return ratelimit

@@ -190,6 +190,25 @@ def hup(relay, event='reload.ok'):
     return lines[-1]
 
 
+def peer_cert(relay):
+    """The DER certificate the relay's implicit-TLS listener serves now."""
+    ctx = ssl.create_default_context(cafile=relay.cafile)
+    with socket.create_connection((relay.host, relay.smtps_port)) as raw:
+        with ctx.wrap_socket(raw, server_hostname='localhost') as s:
+            return s.getpeercert(binary_form=True)
+
+
+def renew_certs(scratch, certs_dir, mode):
+    """New dev certificates (certs/gen-dev-certs.sh into scratch) copied over certs_dir's
+    under the same names, each with mode, as a renewal would leave them."""
+    scratch.mkdir()
+    subprocess.run(['sh', str(ROOT / 'certs' / 'gen-dev-certs.sh'), str(scratch)], check=True,
+                   capture_output=True)
+    for f in os.listdir(scratch):
+        shutil.copy(scratch / f, os.path.join(certs_dir, f))
+        os.chmod(os.path.join(certs_dir, f), mode)
+
+
 def lua_str(s):
     return "'" + str(s).replace('\\', '\\\\').replace("'", "\\'") + "'"
 

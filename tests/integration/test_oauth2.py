@@ -15,7 +15,6 @@ import os
 import pathlib
 import shutil
 import signal
-import smtplib
 import subprocess
 import tempfile
 import time

@@ -2,7 +2,6 @@
 configured policies in order, a failing or slow hook gives 451 4.3.0 and a policy.error
 log line naming the policy file and line, a waiting hook holds up only its own session,
 and with no policies at all AUTH is refused."""
-import json
 import subprocess
 import threading
 import time

@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from conftest import ALICE, ROOT, SHIPPED_POLICIES, SLUICE, Relay, hup, upstream_conf
+from conftest import (ALICE, ROOT, SHIPPED_POLICIES, SLUICE, Relay, hup, peer_cert,
+                      renew_certs, upstream_conf)
 
 SERVICE_UID = pwd.getpwnam('sluice').pw_uid  # the default `user`, made by `make test`
 
@@ -117,13 +118,7 @@ def test_a_user_added_under_a_root_only_home_logs_in_after_a_reload(locked, home
 def test_a_renewed_certificate_with_a_root_only_key_takes_effect(locked, home, tmp_path):
     r = locked()
     before = peer_cert(r)
-    fresh = tmp_path / 'fresh'
-    fresh.mkdir()
-    subprocess.run(['sh', str(ROOT / 'certs' / 'gen-dev-certs.sh'), str(fresh)], check=True,
-                   capture_output=True)
-    for f in os.listdir(fresh):
-        shutil.copy(fresh / f, home / 'certs' / f)
-        os.chmod(home / 'certs' / f, 0o600)
+    renew_certs(tmp_path / 'fresh', home / 'certs', 0o600)
     r.cafile = str(home / 'certs' / 'dev-ca.crt')
     hup(r, 'reload.ok')
     assert peer_cert(r) != before
@@ -159,11 +154,3 @@ def test_the_audit_log_in_a_root_only_directory_is_made_again_after_rotation(loc
     assert ALICE in r.audit_log.read_text()
     assert ALICE in rotated.read_text()
 
-
-def peer_cert(relay):
-    import socket
-    import ssl
-    ctx = ssl.create_default_context(cafile=relay.cafile)
-    with socket.create_connection((relay.host, relay.smtps_port)) as raw:
-        with ctx.wrap_socket(raw, server_hostname='localhost') as s:
-            return s.getpeercert(binary_form=True)

@@ -6,20 +6,16 @@ on the generation they started with; a broken file changes nothing and is report
 The daemon reads the files again after it has dropped privileges (to `sluice` when the
 tests run as root), so every file here lives in a world-readable directory of its own."""
 import os
-import shutil
-import signal
 import smtplib
-import socket
-import ssl
 import subprocess
-import tempfile
 import threading
 import time
 
 import pytest
 
-from conftest import (ALICE, PASSWORDS, ROOT, SHIPPED_POLICIES, SLUICE, Relay,
-                      assert_no_sanitizer_report, b64, hup, upstream_conf)
+from conftest import (ALICE, PASSWORDS, SHIPPED_POLICIES, SLUICE, Relay,
+                      assert_no_sanitizer_report, b64, hup, peer_cert, renew_certs,
+                      upstream_conf)
 
 # Reloads run on the main thread while the workers serve: `make integration-tsan`.
 pytestmark = pytest.mark.threads
@@ -161,24 +157,10 @@ def test_a_plaintext_password_on_reload_is_refused_with_file_and_line(reloadable
     r.smtps().quit()  # alice still logs in: the old users stay in force
 
 
-def peer_cert(relay):
-    ctx = ssl.create_default_context(cafile=relay.cafile)
-    with socket.create_connection((relay.host, relay.smtps_port)) as raw:
-        with ctx.wrap_socket(raw, server_hostname='localhost') as s:
-            return s.getpeercert(binary_form=True)
-
-
 def test_certificate_reload(reloadable, world, tmp_path):
     r = reloadable()
     before = peer_cert(r)
-    # New dev certificates from the same script, under the same file names.
-    fresh = tmp_path / 'fresh'
-    fresh.mkdir()
-    subprocess.run(['sh', str(ROOT / 'certs' / 'gen-dev-certs.sh'), str(fresh)], check=True,
-                   capture_output=True)
-    for f in os.listdir(fresh):
-        shutil.copy(fresh / f, os.path.join(world, 'certs', f))
-        os.chmod(os.path.join(world, 'certs', f), 0o644)
+    renew_certs(tmp_path / 'fresh', os.path.join(world, 'certs'), 0o644)
     r.cafile = os.path.join(world, 'certs', 'dev-ca.crt')
     hup(r)
     after = peer_cert(r)
