@@ -40,7 +40,7 @@ echo "dev certificates in $(pwd): dev-ca.crt (trust this), dev-ecdsa.crt, dev-rs
 # The per-install dev key of `sluice token` (Ed25519) and its public JWKS, which a domain's
 # oauth2.jwks_file may trust for trying tokens out. The same files as
 # `sluice token --init`; the kid is sluice-dev- and 16 hex digits of the SHA-256 of the
-# raw public key, as core/cmd_token.c derives it.
+# raw public key, as core/dev/cmd_token.c derives it.
 if [ ! -f dev-token.key ]; then
     openssl genpkey -algorithm ed25519 -out dev-token.key 2>/dev/null
 fi

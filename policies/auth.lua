@@ -21,7 +21,7 @@ local INVALID = 'Authentication credentials invalid'
 local DISABLED = 'Accounts of this domain are disabled, ask your administrator'
 local TEMPFAIL = 'Temporary authentication failure, try again later'
 local REASON_MAX = 255 -- bytes, as sluice.reject takes it
--- The local part a stand-in directory check asks for: nobody's (core/ldap_client.c
+-- The local part a stand-in directory check asks for: nobody's (core/auth/ldap_client.c
 -- names no real entry either).
 local NO_SUCH_USER = 'sluice-no-such-user'
 

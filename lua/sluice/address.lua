@@ -4,7 +4,7 @@
 -- ('"a@b"@example.org' is in example.org). from_header() reads the mailboxes of an
 -- RFC 5322 From: or Sender: field (display names, comments, groups, obsolete forms) and
 -- refuses what it cannot read. Syntax checking of paths is the core's
--- (core/smtp_parse.c); this only takes them apart. Pure Lua, no state.
+-- (core/proto/smtp_parse.c); this only takes them apart. Pure Lua, no state.
 local idna = require('sluice.idna')
 
 local address = {}

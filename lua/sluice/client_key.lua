@@ -1,4 +1,4 @@
--- lua/sluice/client_key.lua: what one client is, as core/iplimit.c counts it and policies
+-- lua/sluice/client_key.lua: what one client is, as core/net/iplimit.c counts it and policies
 -- see it as session.client: an IPv4 address as it is, an IPv4-mapped IPv6 address as its
 -- IPv4 address, any other IPv6 address as its network of `prefix` bits (default 64,
 -- limits.client_ipv6_prefix) in RFC 5952 text ('2001:db8:1:2::/64'); anything else
@@ -36,7 +36,7 @@ local function ipv6_groups(addr)
   return h
 end
 
--- session.client as core/iplimit.c names it: an IPv4 address as it is, an IPv4-mapped
+-- session.client as core/net/iplimit.c names it: an IPv4 address as it is, an IPv4-mapped
 -- IPv6 address as its IPv4 address, any other IPv6 address as its first `prefix` bits in
 -- RFC 5952 text with '/prefix' ('2001:db8:1:2::/64'); anything else unchanged.
 local function client_key(addr, prefix)

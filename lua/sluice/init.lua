@@ -9,7 +9,7 @@ local verdict = require('sluice.verdict')
 -- A string a client chose (a user name, a token id), bounded for use in a zone key: s
 -- itself when it is at most max octets (default 64, at most 512); otherwise its first
 -- max - 64 octets, '~' and the 64 hex digits of its SHA-256: max + 1 octets, which no
--- string that was kept can equal. core/zone.c's zone_key_part() is the same, so keys
+-- string that was kept can equal. core/store/zone.c's zone_key_part() is the same, so keys
 -- built here and by `sluice ctl` agree.
 local function key_part(s, max)
   max = max or 64

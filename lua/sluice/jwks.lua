@@ -77,7 +77,7 @@ end
 
 -- Set, or nil and 'PATH: why'. Read once per Lua state and kept. The daemon gives the
 -- text it read with the configuration (oauth2.jwks_text: the service user may not be
--- allowed to open the file, core/privfile.h); without it the file is read here.
+-- allowed to open the file, core/util/privfile.h); without it the file is read here.
 function jwks.load_file(path, text)
   if cache[path] then return cache[path] end
   if not text then

@@ -13,7 +13,7 @@ local cjson = require('cjson.safe')
 
 local jwt = {}
 
-local TOKEN_MAX = 9216 -- octets: the largest secret SASL hands over (core/sasl.h)
+local TOKEN_MAX = 9216 -- octets: the largest secret SASL hands over (core/proto/sasl.h)
 local ALGS = { RS256 = true, ES256 = true, EdDSA = true }
 -- RFC 9068 2.1 wants "at+jwt"; most providers still send "JWT" or nothing.
 local TYPES = { jwt = true, ['at+jwt'] = true, ['application/at+jwt'] = true }

@@ -20,7 +20,7 @@ local sluice = require('sluice')
 
 local ratelimit = {}
 
-local NAME_MAX = 128 -- octets of a name kept as it is (core/control_cmd.c: CONTROL_NAME_MAX)
+local NAME_MAX = 128 -- octets of a name kept as it is (core/daemon/control_cmd.c: CONTROL_NAME_MAX)
 local limits = sluice.zone('limits')
 local blocks = sluice.zone('blocks')
 

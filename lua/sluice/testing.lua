@@ -49,10 +49,10 @@ local function key_ok(key)
   return type(key) == 'string' and #key > 0 and #key <= KEY_MAX
 end
 
--- The zones (core/zone.c, core/config_zones.c): the built-in ones with their default
+-- The zones (core/store/zone.c, core/config/config_zones.c): the built-in ones with their default
 -- sizes, and opts.zones as the configuration's `zones` table. Like the engine's, a zone
 -- with evict = false is bounded by its size: a write that does not fit (entries charged as
--- core/shdict.c charges them) first drops the expired entries, then is refused with
+-- core/store/shdict.c charges them) first drops the expired entries, then is refused with
 -- nil, 'full', and until a write succeeds again a miss is nil, 'full'. A zone that evicts
 -- never does here: the double keeps everything (nothing a spec can count on anyway).
 local K, M = 1024, 1024 * 1024
@@ -63,7 +63,7 @@ local BUILTIN_ZONES = { -- name, size, evict, locked (security state: never evic
 local ENTRY_OVERHEAD = 72 -- shdict_entry_size(0, 0): header and malloc's own
 local ZONE_SHARD_BYTES, ZONE_MAX_SHARDS = 128 * K, 64
 
--- size = 8388608 or '8m' (core/config_zones.c)
+-- size = 8388608 or '8m' (core/config/config_zones.c)
 local function zone_size(name, v)
   local n
   if type(v) == 'number' then
@@ -78,7 +78,7 @@ local function zone_size(name, v)
   return n
 end
 
--- What the engine's dictionary can hold for entries (core/shdict.c, core/zone.c): the
+-- What the engine's dictionary can hold for entries (core/store/shdict.c, core/store/zone.c): the
 -- whole budget, and the largest entry one shard takes.
 local function zone_budget(size)
   local nshards = math.max(1, math.min(ZONE_MAX_SHARDS, math.floor(size / ZONE_SHARD_BYTES)))
@@ -268,7 +268,7 @@ local function new_core(h)
   function core.log(level, event, fields)
     argcheck(LEVELS[level], 'log', 'level must be debug, info, notice, warning or err')
     argcheck(type(event) == 'string' and #event <= 64 and event:match('^[a-z0-9_.]+$')
-      and event:find('.', 1, true), 'log', -- core/lapi_log.c: lapi_is_name
+      and event:find('.', 1, true), 'log', -- core/policy/lapi_log.c: lapi_is_name
       'event must be noun.verb in lowercase')
     argcheck(fields == nil or type(fields) == 'table', 'log', 'fields must be a table')
     for k, v in pairs(fields or {}) do
@@ -300,7 +300,7 @@ local function new_core(h)
       'user and password must be strings')
     h.verifications = h.verifications + 1
     if h.passwd_error then return nil, h.passwd_error end
-    -- false with the engine's reasons (core/authdb.c authdb_rc_name)
+    -- false with the engine's reasons (core/auth/authdb.c authdb_rc_name)
     local id = user:lower()
     local domain = id:match('^.+@([^@]+)$')
     if not domain then return false, 'malformed identity' end
@@ -314,7 +314,7 @@ local function new_core(h)
   testing_http.install(h, core, argcheck)
   -- sluice.ldap.verify: the directory is opts.ldap_users; h.ldap_error makes it
   -- unavailable. As the engine's: false at once for a domain without ldap settings or
-  -- an empty password (core/lapi_ldap.c).
+  -- an empty password (core/policy/lapi_ldap.c).
   core.ldap = {}
   function core.ldap.verify(identity, password)
     argcheck(not h.no_yield, 'ldap.verify', 'not available in on_disconnect')
@@ -338,7 +338,7 @@ local function ascii_lower(s)
   return (s:gsub('%u', string.lower))
 end
 
--- session.client as core/iplimit.c names it (lua/sluice/client_key.lua).
+-- session.client as core/net/iplimit.c names it (lua/sluice/client_key.lua).
 testing.client_of = require('sluice.client_key')
 
 local DOMAIN_KEYS = { enabled = true, auth = true, senders = true, allow_subdomains = true,
@@ -392,7 +392,7 @@ local LDAP_KEYS = { uris = true, starttls = true, ca_file = true, base_dn = true
   bind_dn = true, bind_password = true, bind_password_file = true, filter = true,
   timeout = true, max_connections = true }
 
--- A domain's ldap table as core/config_ldap.c stores it and lapi_ldap.c hands it over:
+-- A domain's ldap table as core/config/config_ldap.c stores it and lapi_ldap.c hands it over:
 -- uris a list, defaults filled in, the service password left out.
 local function load_ldap(name, l, auth)
   local uses = false
@@ -413,7 +413,7 @@ local function load_ldap(name, l, auth)
   }
 end
 
--- `domains` as the engine hands it to policies (core/config_policy.c, lapi_push_domain):
+-- `domains` as the engine hands it to policies (core/config/config_policy.c, lapi_push_domain):
 -- names and senders keys ASCII-lowercased, every setting present with its default;
 -- unknown keys and names equal after lowercasing are errors, as `sluice check` says.
 local function load_domains(domains)
@@ -590,7 +590,7 @@ end
 -- AUTH as the core runs it: on_auth; on accept the session gets its identity (the SASL
 -- identity, ASCII-lowercased, and its domain); then on_auth_result without the secret,
 -- with the reply the client gets as a plain table (235 2.7.0 on accept), as the core
--- passes it (core/lapi_session.c).
+-- passes it (core/policy/lapi_session.c).
 function harness:auth(policies, session, auth)
   local v = self:run('on_auth', policies, session, auth)
   if v.kind == 'accept' then

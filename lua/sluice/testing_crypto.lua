@@ -1,7 +1,7 @@
 -- lua/sluice/testing_crypto.lua: the test double's sluice.crypto (lua/sluice/testing.lua),
 -- pure Lua so busted specs of token policies run without the daemon. base64url, SHA-256
 -- and random are real; keys are fakes: jwk() checks the members as the engine does
--- (core/jose.c: types, curves, lengths, RSA >= 2048 bits, a fitting alg) and key:verify()
+-- (core/proto/jose.c: types, curves, lengths, RSA >= 2048 bits, a fitting alg) and key:verify()
 -- accepts exactly the signatures testing_crypto.sign() makes, a keyed SHA-256 of the
 -- signing input. Real signatures are tested in C (tests/unit/test_jose.c) and against
 -- the daemon (tests/integration/test_oauth2.py).
@@ -21,7 +21,7 @@ local function argcheck(ok, fn, msg)
   if not ok then error('sluice.crypto.' .. fn .. ': ' .. msg, 3) end
 end
 
--- As core/jose.c: no padding, no other alphabet, unused bits zero, length not 1 mod 4.
+-- As core/proto/jose.c: no padding, no other alphabet, unused bits zero, length not 1 mod 4.
 function crypto.b64url_decode(s)
   argcheck(type(s) == 'string', 'b64url_decode', 'expected a string')
   if #s % 4 == 1 then return nil, 'not base64url' end

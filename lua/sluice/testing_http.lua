@@ -3,7 +3,7 @@
 -- headers], or nil and why (an endpoint that is down or slow). req = { method, url,
 -- headers, body, timeout, ca_file }; every request is kept in h.http_requests, in order.
 -- A URL without a route answers nil, 'connection refused'. As in the engine
--- (core/lapi_http.c), oauth2_client_auth = DOMAIN adds the domain's HTTP Basic client
+-- (core/policy/lapi_http.c), oauth2_client_auth = DOMAIN adds the domain's HTTP Basic client
 -- authentication, whose secret the policy never sees.
 local testing_crypto = require('sluice.testing_crypto')
 

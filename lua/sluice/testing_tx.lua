@@ -9,7 +9,7 @@ local mt = { __index = methods }
 
 local MAX_HEADER_LINE = 998 -- RFC 5322 2.1.1, without CRLF
 
--- The header block -> { name, value } list, as core/message.c indexes it: a field is a
+-- The header block -> { name, value } list, as core/proto/message.c indexes it: a field is a
 -- line 'name:' (name printable ASCII but ':'; white space may stand before the ':', RFC
 -- 5322 4.5.8 obsolete syntax) and the lines after it that start with SP or HTAB (RFC 5322
 -- 2.2.3); any other line is skipped with its continuations. A last line without CRLF
@@ -117,7 +117,7 @@ end
 function testing_tx.new(fields)
   fields = fields or {}
   local message = (fields.message or ''):gsub('\r?\n', '\r\n')
-  -- the header block ends at the first empty line (core/message.c); without one, the
+  -- the header block ends at the first empty line (core/proto/message.c); without one, the
   -- whole message is header
   local head, body = message, ''
   if message:sub(1, 2) == '\r\n' then

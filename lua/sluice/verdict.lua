@@ -4,7 +4,7 @@
 -- text, reason }; reason (optional) is for the log line only, never sent. The
 -- constructors raise on misuse, so the error names the policy's own line;
 -- verdict.check() repeats the rules for a verdict altered after it was made. Turning a
--- verdict into reply bytes is the core's business (core/hook.c, core/smtp_reply.c).
+-- verdict into reply bytes is the core's business (core/policy/hook.c, core/smtp/smtp_reply.c).
 local verdict = {}
 
 local marker = {} -- metatable of every verdict made here: a look-alike table is not one

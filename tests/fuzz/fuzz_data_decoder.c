@@ -1,10 +1,10 @@
-/* tests/fuzz/fuzz_data_decoder.c: libFuzzer target for core/data_decoder.c.
+/* tests/fuzz/fuzz_data_decoder.c: libFuzzer target for core/proto/data_decoder.c.
  * The first five input octets choose the mode, the limits and a cut point; the rest is
  * the body. It is decoded four ways (one feed, two feeds cut at the chosen point, one
  * octet per feed, one feed in place) and each must match a reference model that applies
  * the rules one octet at a time, straight from the header's contract, to the whole input.
  * Every feed goes into an output buffer of exactly its input's size. */
-#include "data_decoder.h"
+#include "proto/data_decoder.h"
 
 #include <stdbool.h>
 #include <stdint.h>

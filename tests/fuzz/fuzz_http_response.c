@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http_response.h"
+#include "proto/http_response.h"
 
 #define FUZZ_BODY_MAX 4096
 

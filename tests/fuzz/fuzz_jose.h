@@ -1,5 +1,5 @@
 /* tests/fuzz/fuzz_jose.h: what both JOSE fuzz targets (fuzz_jose_jwk.c, fuzz_jose_jwt.c)
- * check of core/jose.c's base64url decoder on every text they are given. */
+ * check of core/proto/jose.c's base64url decoder on every text they are given. */
 #ifndef SLUICE_FUZZ_JOSE_H
 #define SLUICE_FUZZ_JOSE_H
 
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jose.h"
+#include "proto/jose.h"
 
 #define FUZZ_ASSERT(e)                                                                   \
     do {                                                                                 \

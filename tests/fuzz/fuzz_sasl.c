@@ -1,11 +1,11 @@
-/* tests/fuzz/fuzz_sasl.c: libFuzzer target for core/sasl.c.
+/* tests/fuzz/fuzz_sasl.c: libFuzzer target for core/proto/sasl.c.
  * Input: lines separated by '\n'. Line 1 names the mechanism, line 2 is the initial
  * response ("!" alone: none), every further line answers a challenge. Each line is copied
  * into its own heap block so that ASan sees any read past its end.
  * Besides "no crash", it checks what sasl.h promises: bounded, NUL-free credentials on
  * SASL_DONE, no secret kept on failure, a zeroed struct after sasl_reset, and base64
  * that is canonical (decode then encode gives back the same text). */
-#include "sasl.h"
+#include "proto/sasl.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,11 +1,11 @@
-/* tests/fuzz/fuzz_smtp_parse.c: libFuzzer target for core/smtp_parse.c.
+/* tests/fuzz/fuzz_smtp_parse.c: libFuzzer target for core/proto/smtp_parse.c.
  * The input is read as a client stream, line by line as the session does, with the real
  * limits and with small ones; each line found is parsed as a command. The whole input is
  * also parsed as one command line and as an ESMTP parameter list. Checks: every pointer in
  * a result lies inside its input; a line's fate is decided by the octets up to its LF or
  * limit, one fewer says PARSE_AGAIN; an accepted command has no control octets and only
  * well-formed parameters; a parsed mailbox parses again to itself. */
-#include "smtp_parse.h"
+#include "proto/smtp_parse.h"
 
 #include <errno.h>
 #include <stdint.h>

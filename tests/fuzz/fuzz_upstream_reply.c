@@ -7,8 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "smtp_reply.h"
-#include "upstream_reply.h"
+#include "smtp/smtp_reply.h"
+#include "relay/upstream_reply.h"
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -212,7 +212,7 @@ SCENARIOS = [
                      (550, '5.6.0'))]
              + send('hank@strict.example',
                     message='From: "Hank, H." <hank@strict.example>\n\nhi\n')),
-    # What core/message.c and the double must read alike: obsolete blanks before the
+    # What core/proto/message.c and the double must read alike: obsolete blanks before the
     # colon, case, folding, a Sender:, an address list, a name that is no phrase.
     scenario('header_from_is_read_alike_in_every_spelling', 'shipped',
              login('hank@strict.example')

@@ -446,7 +446,7 @@ def test_outlook_on_587_sends_its_machine_name_starts_tls_and_answers_the_auth_l
 def test_older_outlook_writes_a_space_after_the_colon_and_the_address_as_the_user_typed_it(
         relay, sink):
     # "MAIL FROM: <a>" is not RFC 5321 syntax, but Outlook Express and older Outlook wrote
-    # it and servers accept it (core/smtp_parse.c does, deliberately). The address comes
+    # it and servers accept it (core/proto/smtp_parse.c does, deliberately). The address comes
     # from the account settings as typed: the domain check is case-insensitive.
     sender = 'Alice@EXAMPLE.ORG'
     w = open_client(relay, '587', b'DESKTOP-7Q2M4KD')

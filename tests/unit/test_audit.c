@@ -1,10 +1,10 @@
-/* tests/unit/test_audit.c: core/audit.c -- lines from many threads arrive whole and in
+/* tests/unit/test_audit.c: core/util/audit.c -- lines from many threads arrive whole and in
  * order, reopen after logrotate's rename, unwritable paths, a full queue, write errors and
  * the flush on free. A FIFO nobody reads stands for a disk that does not keep up: the
  * writer blocks on it and the queue fills without any sleep. Run this under ASan and TSan. */
-#include "audit.h"
+#include "util/audit.h"
 #include "check.h"
-#include "log.h"
+#include "util/log.h"
 #include "tmpdir.h"
 
 #include <errno.h>

@@ -1,8 +1,8 @@
-/* tests/unit/test_authdb.c: core/authdb.c -- user files in a temporary directory,
+/* tests/unit/test_authdb.c: core/auth/authdb.c -- user files in a temporary directory,
  * hashes made by authdb_hash for yescrypt, bcrypt and sha512-crypt, verification
  * outcomes, the cost classes every check hashes (each scheme mix: one hash per setting,
  * whoever asks), and load errors that name file:line. */
-#include "authdb.h"
+#include "auth/authdb.h"
 #include "check.h"
 #include "tmpdir.h"
 

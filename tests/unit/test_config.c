@@ -1,4 +1,4 @@
-/* tests/unit/test_config.c: core/config.c and friends. Each test writes a config file
+/* tests/unit/test_config.c: core/config/config.c and friends. Each test writes a config file
  * into a fresh temporary directory (with empty files standing in for certificates:
  * loading only checks that they are readable; tls.c parses them) and loads it. */
 #include <openssl/tls1.h>
@@ -9,9 +9,9 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "config.h"
-#include "limits.h"
-#include "log.h"
+#include "config/config.h"
+#include "util/limits.h"
+#include "util/log.h"
 #include "tmpdir.h"
 
 static const char *dir;    /* removed at exit (tmpdir.h) */

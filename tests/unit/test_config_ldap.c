@@ -1,4 +1,4 @@
-/* tests/unit/test_config_ldap.c: core/config_ldap.c, a domain's `ldap` table: what it
+/* tests/unit/test_config_ldap.c: core/config/config_ldap.c, a domain's `ldap` table: what it
  * stores, its defaults, and every refusal naming its key path and file:line, as
  * `sluice check` prints them. Each case writes a config file into a temporary
  * directory and loads it. */
@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "config.h"
+#include "config/config.h"
 #include "tmpdir.h"
 
 static const char *dir; /* removed at exit (tmpdir.h) */

@@ -1,15 +1,15 @@
-/* tests/unit/test_control.c: core/control.c, control_cmd.c and control_token.c -- a real
+/* tests/unit/test_control.c: core/daemon/control.c, control_cmd.c and control_token.c -- a real
  * control server on a socket in a temporary directory, with fake daemon ops and real zones:
  * each command's reply, every zone's usage in status, that reset removes exactly the keys
  * of its name in every zone, token deny into the zone denylist (long values bounded, a
  * full zone refused), the socket's mode, the 2 s deadline for a silent client, the line
  * limit, stale and live sockets, and SO_PEERCRED. */
 #include "check.h"
-#include "config.h"
-#include "control.h"
-#include "log.h"
+#include "config/config.h"
+#include "daemon/control.h"
+#include "util/log.h"
 #include "tmpdir.h"
-#include "zone.h"
+#include "store/zone.h"
 
 #include <errno.h>
 #include <ev.h>

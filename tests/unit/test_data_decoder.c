@@ -1,9 +1,9 @@
-/* tests/unit/test_data_decoder.c: core/data_decoder.c: the end of DATA, dot-unstuffing,
+/* tests/unit/test_data_decoder.c: core/proto/data_decoder.c: the end of DATA, dot-unstuffing,
  * SMTP smuggling (every bare CR/LF variant of the end line), the size and line limits,
  * BDAT chunks. Every case is also fed cut at every byte and every pair of bytes, and one
  * byte at a time, into buffers of exactly the fed size, and must decode the same. */
 #include "check.h"
-#include "data_decoder.h"
+#include "proto/data_decoder.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
-/* tests/unit/test_http_client.c: core/http_client.c against a real server on a loopback
+/* tests/unit/test_http_client.c: core/auth/http_client.c against a real server on a loopback
  * listener (a thread of this test answering one connection with a canned response, in
  * plain text or TLS with a certificate made at test time for "localhost"), and
- * core/http_response.c on its own, including every response cut at every byte.
+ * core/proto/http_response.c on its own, including every response cut at every byte.
  *
  * Here localhost resolves as on Debian, ::1 first, then 127.0.0.1 (fake_getaddrinfo.h),
  * whatever this machine's /etc/hosts says, while the server listens on 127.0.0.1 only:
@@ -20,10 +20,10 @@
 
 #include "check.h"
 #include "fake_getaddrinfo.h"
-#include "http_client.h"
-#include "http_response.h"
+#include "auth/http_client.h"
+#include "proto/http_response.h"
 #include "loopback.h"
-#include "offload.h"
+#include "util/offload.h"
 #include "tmpdir.h"
 
 static const char *dir; /* removed at exit (tmpdir.h) */

@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 #include "check.h"
-#include "inflight.h"
+#include "util/inflight.h"
 
 static void
 a_client_gets_up_to_its_share_and_no_more(void)

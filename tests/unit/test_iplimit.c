@@ -1,9 +1,9 @@
-/* tests/unit/test_iplimit.c: core/iplimit.c -- the client network an address is counted
+/* tests/unit/test_iplimit.c: core/net/iplimit.c -- the client network an address is counted
  * under (IPv4 as is, IPv4-mapped as IPv4, IPv6 by prefix in RFC 5952 text), counts shared
  * within one network and apart across networks, the total cap, slots given back, and exact
  * counts from concurrent acquire/release. */
 #include "check.h"
-#include "iplimit.h"
+#include "net/iplimit.h"
 
 #include <pthread.h>
 #include <stdio.h>

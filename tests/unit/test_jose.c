@@ -1,4 +1,4 @@
-/* tests/unit/test_jose.c: core/jose.c with keys OpenSSL generates here: base64url both
+/* tests/unit/test_jose.c: core/proto/jose.c with keys OpenSSL generates here: base64url both
  * ways and cut at every length, JWKs of each type (and the ones refused), signatures
  * made by OpenSSL verified by jose_verify, tampered ones and ones with the wrong alg
  * refused, and `sluice token`'s signing read back by the verifier. */
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "jose.h"
+#include "proto/jose.h"
 
 static const char INPUT[] = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZUBleGFtcGxlLm9yZyJ9";
 

@@ -1,4 +1,4 @@
-/* tests/unit/test_ldap_dial.c: the TCP part of core/ldap_dial.c, for a directory whose
+/* tests/unit/test_ldap_dial.c: the TCP part of core/auth/ldap_dial.c, for a directory whose
  * host name has several addresses (fake_getaddrinfo.h): one that refuses, one that never
  * answers (a listener with backlog 0 whose one slot is taken) and a live listener, all
  * on loopback. ldap:// without StartTLS, so that a connection needs no server that
@@ -15,9 +15,9 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "config.h"
+#include "config/config.h"
 #include "fake_getaddrinfo.h"
-#include "ldap_dial.h"
+#include "auth/ldap_dial.h"
 #include "loopback.h"
 
 static void *tls_ctx;

@@ -1,11 +1,11 @@
-/* tests/unit/test_ldap_template.c: core/ldap_template.c: what a user name becomes in a
+/* tests/unit/test_ldap_template.c: core/proto/ldap_template.c: what a user name becomes in a
  * bind DN and in a search filter, and which filters pass the load-time check. */
 #include <ldap.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
-#include "ldap_template.h"
+#include "proto/ldap_template.h"
 
 static char *
 expand(const char *tmpl, enum ldap_template_kind kind, const char *local, const char *domain)

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "log.h"
+#include "util/log.h"
 
 static int  saved_stderr = -1;
 static int  pipe_rd = -1;

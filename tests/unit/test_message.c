@@ -1,9 +1,9 @@
-/* tests/unit/test_message.c: the header index of core/message.c. */
+/* tests/unit/test_message.c: the header index of core/proto/message.c. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
-#include "message.h"
+#include "proto/message.h"
 
 static char unfolded[4096];
 

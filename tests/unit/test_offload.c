@@ -1,4 +1,4 @@
-/* tests/unit/test_offload.c: the thread pool's bounds and cancellation (core/offload.c):
+/* tests/unit/test_offload.c: the thread pool's bounds and cancellation (core/util/offload.c):
  * work a client causes is bounded in total and per client, a cancelled job is never
  * computed, and every job's done() still comes back to free it. One pool thread, held
  * by a gate job, so that what is queued is known exactly. */
@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "offload.h"
+#include "util/offload.h"
 
 struct gate {
     pthread_mutex_t mu;

@@ -1,4 +1,4 @@
-/* tests/unit/test_policy_vm.c: core/policy_vm.c and the C half of the Lua API
+/* tests/unit/test_policy_vm.c: core/policy/policy_vm.c and the C half of the Lua API
  * (core/lapi_*.c). Each test writes a config and policy files into a fresh temporary
  * directory, makes a vm from them, and for the API runs Lua chunks in the vm's state. */
 #include <lauxlib.h>
@@ -9,11 +9,11 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "audit.h"
-#include "config.h"
-#include "log.h"
-#include "policy_vm.h"
-#include "zone.h"
+#include "util/audit.h"
+#include "config/config.h"
+#include "util/log.h"
+#include "policy/policy_vm.h"
+#include "store/zone.h"
 #include "tmpdir.h"
 
 static const char *dir; /* removed at exit (tmpdir.h) */

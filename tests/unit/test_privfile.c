@@ -1,4 +1,4 @@
-/* tests/unit/test_privfile.c: the privileged reader (core/privfile.c, privfile_server.c)
+/* tests/unit/test_privfile.c: the privileged reader (core/util/privfile.c, privfile_server.c)
  * with real privileges: each case forks a child that starts the reader as root, opens
  * what "start-up" opens, becomes nobody, seals, and checks what a reload may and may not
  * open. Needs root, as `sluice run` does to need the reader at all (CI runs as root). */
@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "privfile.h"
+#include "util/privfile.h"
 #include "tmpdir.h"
 
 #define NOBODY 65534

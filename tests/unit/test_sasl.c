@@ -1,7 +1,7 @@
-/* tests/unit/test_sasl.c: core/sasl.c -- base64, the four mechanisms in initial-response
+/* tests/unit/test_sasl.c: core/proto/sasl.c -- base64, the four mechanisms in initial-response
  * and challenge forms, cancel, bounds, authzid rules, and the token error challenge. */
 #include "check.h"
-#include "sasl.h"
+#include "proto/sasl.h"
 
 #include <stdlib.h>
 

@@ -1,10 +1,10 @@
-/* tests/unit/test_shdict.c: core/shdict.c -- values in and out, bounds, TTL against a fake
+/* tests/unit/test_shdict.c: core/store/shdict.c -- values in and out, bounds, TTL against a fake
  * clock, incr and add semantics, eviction order under memory pressure (SHDICT_EVICT), and
  * refusal without eviction (SHDICT_REFUSE: every entry kept, the bound held under
  * concurrency), many keys over many shards, the sweep and key walk, and exact sums from
  * concurrent incr (run this under TSan too). */
 #include "check.h"
-#include "shdict.h"
+#include "store/shdict.h"
 
 #include <math.h>
 #include <pthread.h>

@@ -1,9 +1,9 @@
-/* tests/unit/test_smtp_parse.c: core/smtp_parse.c: line framing (CRLF only, the AUTH and
+/* tests/unit/test_smtp_parse.c: core/proto/smtp_parse.c: line framing (CRLF only, the AUTH and
  * command limits), every verb, RFC 5321 mailbox syntax and ESMTP parameters.
  * Line framing is also checked with every input cut at every byte, through a reader that
  * drives the parser the way the session does. */
 #include "check.h"
-#include "smtp_parse.h"
+#include "proto/smtp_parse.h"
 
 #include <stdbool.h>
 #include <stdlib.h>

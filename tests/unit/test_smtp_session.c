@@ -11,16 +11,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "authdb.h"
+#include "auth/authdb.h"
 #include "check.h"
-#include "config.h"
-#include "inflight.h"
-#include "iplimit.h"
-#include "offload.h"
-#include "smtp_session.h"
-#include "generation.h"
+#include "config/config.h"
+#include "util/inflight.h"
+#include "net/iplimit.h"
+#include "util/offload.h"
+#include "smtp/smtp_session.h"
+#include "daemon/generation.h"
 #include "tmpdir.h"
-#include "worker.h"
+#include "daemon/worker.h"
 
 #define T_INFLIGHT_TOTAL (2u * 1024 * 1024)
 #define T_INFLIGHT_SHARE (512u * 1024) /* every client here is "" (a socketpair) */
@@ -376,7 +376,7 @@ mail_parameters_are_checked(void)
     close(fd);
 }
 
-/* ---- memory for messages (core/inflight.h, core/smtp_budget.c) ---- */
+/* ---- memory for messages (core/util/inflight.h, core/smtp/smtp_budget.c) ---- */
 
 static size_t
 inflight_bytes(void)

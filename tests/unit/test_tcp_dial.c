@@ -1,4 +1,4 @@
-/* tests/unit/test_tcp_dial.c: core/tcp_dial.c against loopback addresses only: a closed
+/* tests/unit/test_tcp_dial.c: core/net/tcp_dial.c against loopback addresses only: a closed
  * port (refused at once), a listener that never answers (backlog 0, its one slot taken:
  * the kernel drops further SYNs, as a host that blackholes them would) and a live
  * listener, on 127.0.0.1 and ::1. Every test waits for done() (or for the dial to reach
@@ -16,7 +16,7 @@
 
 #include "check.h"
 #include "loopback.h"
-#include "tcp_dial.h"
+#include "net/tcp_dial.h"
 
 static struct ev_loop *loop;
 

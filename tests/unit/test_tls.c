@@ -1,4 +1,4 @@
-/* tests/unit/test_tls.c: core/tls.c with real handshakes over socketpairs. Certificates
+/* tests/unit/test_tls.c: core/net/tls.c with real handshakes over socketpairs. Certificates
  * are made at test time with the openssl command (RSA and ECDSA defaults, ECDSA for SNI
  * names), the client side is a plain OpenSSL client, and both sides are driven by
  * non-blocking calls in one thread. */
@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "tls.h"
-#include "tls_internal.h"
+#include "net/tls.h"
+#include "net/tls_internal.h"
 #include "tmpdir.h"
 
 static const char *dir; /* removed at exit (tmpdir.h) */

@@ -1,5 +1,5 @@
-/* tests/unit/test_upstream_pool.c: the upstream pool and client (core/upstream_pool.c,
- * core/upstream.c) against a real SMTP peer: a scripted server in a forked child on
+/* tests/unit/test_upstream_pool.c: the upstream pool and client (core/relay/upstream_pool.c,
+ * core/relay/upstream.c) against a real SMTP peer: a scripted server in a forked child on
  * 127.0.0.1 (ephemeral port) that answers from a script and records every byte it
  * received, read by read. The pool runs on a libev loop in the parent; each test
  * asserts the relay result and the exact bytes the upstream received. */
@@ -23,12 +23,12 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "config.h"
+#include "config/config.h"
 #include "fake_getaddrinfo.h"
-#include "log.h"
+#include "util/log.h"
 #include "loopback.h"
 #include "tmpdir.h"
-#include "upstream_pool.h"
+#include "relay/upstream_pool.h"
 
 #define SRV_CONNS_MAX 8
 #define SRV_READS_MAX 512

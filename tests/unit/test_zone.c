@@ -1,13 +1,13 @@
-/* tests/unit/test_zone.c: core/zone.c -- zones made from a configuration, each with its own
+/* tests/unit/test_zone.c: core/store/zone.c -- zones made from a configuration, each with its own
  * eviction rule: a flood of long client-chosen keys into an evicting zone evicts only that
  * zone's entries (issue 9: it evicted the token deny-list when all shared one dictionary);
  * a zone that never evicts refuses when full, keeps every entry, remembers the refusal
  * until a write succeeds, and logs zone.full at most once every 10 s; keys from client
  * strings are bounded exactly as sluice.key_part bounds them. */
 #include "check.h"
-#include "config.h"
-#include "log.h"
-#include "zone.h"
+#include "config/config.h"
+#include "util/log.h"
+#include "store/zone.h"
 
 #include <fcntl.h>
 #include <stdbool.h>

@@ -49,7 +49,7 @@ describe('sluice.key_part', function()
     assert.are_not.equal(k, sluice.key_part(long .. 'e', 128))
   end)
 
-  it('gives what core/zone.c gives for the same string', function()
+  it('gives what core/store/zone.c gives for the same string', function()
     -- tests/unit/test_zone.c checks the same key
     assert.equal('~9537c5fdf120482f7d58d25e9ed583f52c02b4e304ea814db1633ad565aed7e9',
       sluice.key_part(('x'):rep(65)))

@@ -263,7 +263,7 @@ describe('sluice.testing load_policy', function()
 end)
 
 describe('sluice.testing session.client', function()
-  it('names the client network as core/iplimit.c does', function()
+  it('names the client network as core/net/iplimit.c does', function()
     local cases = {
       { '192.0.2.7', '192.0.2.7' },
       { '::ffff:192.0.2.7', '192.0.2.7' },

@@ -42,7 +42,7 @@ describe('sluice.testing transaction headers', function()
   end)
 end)
 
-describe('sluice.testing transaction header block, as core/message.c reads it', function()
+describe('sluice.testing transaction header block, as core/proto/message.c reads it', function()
   local function headers(message)
     return testing.new():transaction({ message = message }):headers()
   end

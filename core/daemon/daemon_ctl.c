@@ -1,0 +1,215 @@
+/* core/daemon/daemon_ctl.c: reload and status of the running daemon; see daemon_ctl.h. */
+#include "daemon/daemon_ctl.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/audit.h"
+#include "config/config.h"
+#include "daemon/control.h"
+#include "daemon/generation.h"
+#include "util/inflight.h"
+#include "net/iplimit.h"
+#include "util/log.h"
+#include "util/offload.h"
+#include "daemon/worker.h"
+#include "daemon/worker_gen.h"
+
+void
+daemon_ctl_init(struct daemon_ctl *c, const char *path, struct daemon *d,
+                struct worker **workers, int n_workers)
+{
+    memset(c, 0, sizeof(*c));
+    c->path = path;
+    c->d = d;
+    c->workers = workers;
+    c->n_workers = n_workers;
+    c->started = ev_time();
+    pthread_mutex_init(&c->mu, NULL);
+}
+
+void
+daemon_ctl_cleanup(struct daemon_ctl *c)
+{
+    pthread_mutex_destroy(&c->mu);
+}
+
+/* One worker generation of g per worker, all or none. */
+static struct worker_gen **
+daemon_ctl_build(struct daemon_ctl *c, struct generation *g, struct audit *audit,
+                 char *err, size_t errlen)
+{
+    struct worker_gen **wgs = calloc((size_t)c->n_workers, sizeof(*wgs));
+    int                 i;
+
+    if (wgs == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (i = 0; i < c->n_workers; i++) {
+        wgs[i] = worker_gen_new(g, c->workers[i]->loop, c->d->zones, audit, err, errlen);
+        if (wgs[i] == NULL)
+            break;
+    }
+    if (i == c->n_workers)
+        return wgs;
+    while (i-- > 0)
+        worker_gen_free(wgs[i]);
+    free(wgs);
+    return NULL;
+}
+
+/* The audit writer the new generation writes through: the running one (switched to the
+ * new path once the reload cannot fail any more), or a new one if there was none. */
+static int
+daemon_ctl_audit(struct daemon_ctl *c, const struct config *next, struct audit **fresh,
+                 char *err, size_t errlen)
+{
+    *fresh = NULL;
+    if (next->audit_log == NULL)
+        return 0;
+    if (c->d->audit != NULL)
+        return audit_check_path(next->audit_log, err, errlen);
+    *fresh = audit_open(next->audit_log, err, errlen);
+    return *fresh == NULL ? -1 : 0;
+}
+
+/* Everything is built: hand it over. Nothing here can fail the reload. */
+static void
+daemon_ctl_publish(struct daemon_ctl *c, struct generation *g, struct worker_gen **wgs,
+                   struct audit *fresh)
+{
+    const struct config *cfg = g->parts.cfg;
+    char                 err[512];
+
+    for (int i = 0; i < c->n_workers; i++)
+        worker_set_gen(c->workers[i], wgs[i]);
+    if (fresh != NULL)
+        c->d->audit = fresh;
+    else if (c->d->audit != NULL && cfg->audit_log != NULL &&
+             audit_reopen(c->d->audit, cfg->audit_log, err, sizeof(err)) != 0)
+        log_msg(LOG_ERR, "audit.error", 0, "%s", err);
+    iplimit_set_limits(c->d->iplimit, cfg->max_connections, cfg->max_connections_per_ip);
+    offload_set_limits(c->d->offload, (unsigned)cfg->max_auth_jobs,
+                       (unsigned)cfg->max_auth_jobs_per_client);
+    inflight_set_limits(c->d->inflight, cfg->max_inflight_bytes,
+                        cfg->max_inflight_bytes_per_client);
+    log_set_level(cfg->log_level);
+    generation_unref(c->d->gen);
+    c->d->gen = g;
+}
+
+/* SIGHUP also means "logrotate moved the audit log": reopen it even when the reload
+ * itself failed. */
+static void
+daemon_ctl_reopen_audit(struct daemon_ctl *c)
+{
+    const char *path = c->d->gen->parts.cfg->audit_log;
+    char        err[512];
+
+    if (c->d->audit != NULL && path != NULL &&
+        audit_reopen(c->d->audit, path, err, sizeof(err)) != 0)
+        log_msg(LOG_ERR, "audit.error", 0, "%s", err);
+}
+
+static int
+daemon_ctl_try(struct daemon_ctl *c, char *err, size_t errlen)
+{
+    struct generation  *g = generation_load(c->path, c->d->gen->id + 1, err, errlen);
+    struct worker_gen **wgs = NULL;
+    struct audit       *fresh = NULL;
+    const char         *restart;
+
+    if (g == NULL)
+        return -1;
+    restart = generation_restart_needed(c->d->gen->parts.cfg, g->parts.cfg);
+    if (*restart != '\0')
+        snprintf(err, errlen, "%s: %s; restart sluice to apply it", c->path, restart);
+    else if (daemon_ctl_audit(c, g->parts.cfg, &fresh, err, errlen) == 0)
+        wgs = daemon_ctl_build(c, g, g->parts.cfg->audit_log == NULL ? NULL
+                                     : fresh != NULL ? fresh : c->d->audit, err, errlen);
+    if (wgs == NULL) {
+        audit_free(fresh);
+        generation_unref(g);
+        return -1;
+    }
+    daemon_ctl_publish(c, g, wgs, fresh);
+    free(wgs);
+    return 0;
+}
+
+int
+daemon_ctl_reload(struct daemon_ctl *c, char *msg, size_t msglen)
+{
+    int rc;
+
+    pthread_mutex_lock(&c->mu);
+    log_msg(LOG_NOTICE, "reload.start", 0, "generation %u: loading %s", c->d->gen->id,
+            c->path);
+    rc = daemon_ctl_try(c, msg, msglen);
+    if (rc == 0) {
+        c->reloads_ok++;
+        snprintf(msg, msglen, "generation %u", c->d->gen->id);
+        log_msg(LOG_NOTICE, "reload.ok", 0, "generation %u in force", c->d->gen->id);
+    } else {
+        c->reloads_failed++;
+        snprintf(c->last_error, sizeof(c->last_error), "%s", msg);
+        log_msg(LOG_ERR, "reload.fail", 0, "generation %u stays in force: %s",
+                c->d->gen->id, msg);
+        daemon_ctl_reopen_audit(c);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+#define DAEMON_CTL_LOAD(w, field) \
+    atomic_load_explicit(&(w)->stats.field, memory_order_relaxed)
+
+void
+daemon_ctl_status(struct daemon_ctl *c, struct control_status *st)
+{
+    pthread_mutex_lock(&c->mu);
+    st->generation = c->d->gen->id;
+    st->loaded = c->d->gen->loaded;
+    st->reloads_ok = c->reloads_ok;
+    st->reloads_failed = c->reloads_failed;
+    snprintf(st->last_reload_error, sizeof(st->last_reload_error), "%s", c->last_error);
+    pthread_mutex_unlock(&c->mu);
+    st->started = c->started;
+    st->workers = c->n_workers;
+    if (c->d->inflight != NULL) {
+        struct inflight_stats is;
+
+        inflight_stats(c->d->inflight, &is);
+        st->inflight_bytes = is.bytes;
+        st->inflight_max_bytes = is.max_bytes;
+        st->inflight_max_per_client = is.max_per_client;
+        st->inflight_clients = is.clients;
+        st->inflight_refused = is.refused;
+    }
+    for (int i = 0; i < c->n_workers; i++) {
+        struct worker *w = c->workers[i];
+
+        st->sessions += DAEMON_CTL_LOAD(w, sessions);
+        st->old_generations += DAEMON_CTL_LOAD(w, old_generations);
+        st->sessions_total += DAEMON_CTL_LOAD(w, sessions_total);
+        st->messages_relayed += DAEMON_CTL_LOAD(w, messages_relayed);
+        st->messages_failed += DAEMON_CTL_LOAD(w, messages_failed);
+        st->auth_ok += DAEMON_CTL_LOAD(w, auth_ok);
+        st->auth_failed += DAEMON_CTL_LOAD(w, auth_failed);
+    }
+}
+
+int
+daemon_ctl_reload_cb(void *ctx, char *msg, size_t msglen)
+{
+    return daemon_ctl_reload(ctx, msg, msglen);
+}
+
+void
+daemon_ctl_status_cb(void *ctx, struct control_status *st)
+{
+    daemon_ctl_status(ctx, st);
+}

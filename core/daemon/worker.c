@@ -1,0 +1,292 @@
+/* core/daemon/worker.c: one thread, one loop; see worker.h. Drain on request: stop accepting,
+ * tell idle sessions 421, let transactions finish within timeout_drain, then leave.
+ * Reload on request: take the pending worker generation for new sessions; free an old
+ * one once its last session has gone. */
+#include "daemon/worker.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/generation.h"
+#include "daemon/listener.h"
+#include "util/log.h"
+#include "util/offload.h"
+#include "policy/policy_vm.h"
+#include "smtp/smtp_session.h"
+#include "relay/upstream_pool.h"
+#include "daemon/worker_gen.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+static void
+worker_seed(struct worker *w)
+{
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0 || read(fd, &w->sid_state, sizeof(w->sid_state)) != sizeof(w->sid_state))
+        w->sid_state = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull + (uint64_t)w->index;
+    if (fd >= 0)
+        close(fd);
+    if (w->sid_state == 0)
+        w->sid_state = 1;
+}
+
+uint64_t
+worker_next_sid(struct worker *w)
+{
+    uint64_t x = w->sid_state; /* xorshift64*: unique enough to grep, not a secret */
+
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->sid_state = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+static void worker_wake_cb(struct ev_loop *loop, ev_async *w, int revents);
+static void worker_drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void worker_reap_cb(struct ev_loop *loop, ev_idle *i, int revents);
+
+struct worker *
+worker_new(int index, struct daemon *d, const int *fds, const size_t *lindex, size_t n,
+           char *err, size_t errlen)
+{
+    struct worker *w = calloc(1, sizeof(*w));
+
+    if (w == NULL)
+        return NULL;
+    w->index = index;
+    w->daemon = d;
+    pthread_mutex_init(&w->pending_mu, NULL);
+    w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    w->listeners = calloc(n ? n : 1, sizeof(*w->listeners));
+    if (w->loop == NULL || w->listeners == NULL) {
+        snprintf(err, errlen, "worker %d: out of memory", index);
+        goto fail;
+    }
+    w->n_listeners = n;
+    for (size_t i = 0; i < n; i++) {
+        w->listeners[i].fd = fds[i];
+        w->listeners[i].index = lindex[i];
+    }
+    w->offload_ret = offload_return_new(w->loop);
+    if (w->offload_ret == NULL) {
+        snprintf(err, errlen, "worker %d: out of memory", index);
+        goto fail;
+    }
+    w->gen = worker_gen_new(d->gen, w->loop, d->zones, d->audit, err, errlen);
+    if (w->gen == NULL)
+        goto fail;
+    worker_seed(w);
+    ev_async_init(&w->wake, worker_wake_cb);
+    ev_async_start(w->loop, &w->wake);
+    ev_init(&w->drain_timer, worker_drain_timeout_cb);
+    ev_idle_init(&w->reap, worker_reap_cb);
+    return w;
+fail:
+    worker_free(w);
+    return NULL;
+}
+
+static void
+worker_maybe_done(struct worker *w)
+{
+    if (w->draining && w->sessions == NULL) {
+        upstream_pool_drain(w->gen->pool);
+        for (struct worker_gen *wg = w->old; wg != NULL; wg = wg->next)
+            upstream_pool_drain(wg->pool);
+        ev_timer_stop(w->loop, &w->drain_timer);
+        ev_async_stop(w->loop, &w->wake);
+    }
+}
+
+/* Free the old generations nobody uses any more. An idle watcher, not the session's
+ * own free: that may run deep inside the generation's pool or Lua state. */
+static void
+worker_reap_cb(struct ev_loop *loop, ev_idle *i, int revents)
+{
+    struct worker      *w = container_of(i, struct worker, reap);
+    struct worker_gen **p = &w->old;
+
+    (void)revents;
+    ev_idle_stop(loop, i);
+    while (*p != NULL) {
+        struct worker_gen *wg = *p;
+
+        if (wg->sessions > 0) {
+            p = &wg->next;
+            continue;
+        }
+        *p = wg->next;
+        log_msg(LOG_INFO, "reload.retired", 0, "worker %d: generation %u finished", w->index,
+                wg->gen->id);
+        worker_gen_free(wg);
+        atomic_fetch_sub_explicit(&w->stats.old_generations, 1, memory_order_relaxed);
+    }
+}
+
+/* The pending generation becomes current; the current one is kept while sessions
+ * still use it. */
+static void
+worker_adopt_pending(struct worker *w)
+{
+    struct worker_gen *wg;
+
+    pthread_mutex_lock(&w->pending_mu);
+    wg = w->pending;
+    w->pending = NULL;
+    pthread_mutex_unlock(&w->pending_mu);
+    if (wg == NULL)
+        return;
+    w->gen->next = w->old;
+    w->old = w->gen;
+    w->gen = wg;
+    atomic_fetch_add_explicit(&w->stats.old_generations, 1, memory_order_relaxed);
+    ev_idle_start(w->loop, &w->reap);
+}
+
+void
+worker_set_gen(struct worker *w, struct worker_gen *wg)
+{
+    struct worker_gen *unused;
+
+    pthread_mutex_lock(&w->pending_mu);
+    unused = w->pending; /* a reload the worker has not taken yet: never used */
+    w->pending = wg;
+    pthread_mutex_unlock(&w->pending_mu);
+    worker_gen_free(unused);
+    ev_async_send(w->loop, &w->wake);
+}
+
+void
+worker_session_gone(struct worker *w, struct smtp_session *s)
+{
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else if (w->sessions == s)
+        w->sessions = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    w->n_sessions--;
+    atomic_fetch_sub_explicit(&w->stats.sessions, 1, memory_order_relaxed);
+    if (--s->wgen->sessions == 0 && s->wgen != w->gen)
+        ev_idle_start(w->loop, &w->reap);
+    worker_maybe_done(w);
+}
+
+void
+worker_session_add(struct worker *w, struct smtp_session *s)
+{
+    s->next = w->sessions;
+    s->prev = NULL;
+    if (w->sessions != NULL)
+        w->sessions->prev = s;
+    w->sessions = s;
+    w->n_sessions++;
+    s->wgen = w->gen;
+    s->wgen->sessions++;
+    atomic_fetch_add_explicit(&w->stats.sessions, 1, memory_order_relaxed);
+    WORKER_COUNT(w, sessions_total);
+}
+
+static void
+worker_drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = container_of(t, struct worker, drain_timer);
+
+    (void)loop;
+    (void)revents;
+    log_msg(LOG_WARNING, "worker.drain_timeout", 0, "worker %d: %zu sessions cut off",
+            w->index, w->n_sessions);
+    while (w->sessions != NULL)
+        smtp_session_cut(w->sessions);
+}
+
+static void
+worker_start_drain(struct worker *w)
+{
+    struct smtp_session *s, *next;
+
+    if (w->draining)
+        return;
+    w->draining = true;
+    listener_stop(w);
+    ev_timer_set(&w->drain_timer, w->gen->cfg->timeout_drain, 0.);
+    ev_timer_start(w->loop, &w->drain_timer);
+    for (s = w->sessions; s != NULL; s = next) {
+        next = s->next;
+        smtp_session_drain(s);
+    }
+    worker_maybe_done(w);
+}
+
+static void
+worker_wake_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    struct worker *w = container_of(a, struct worker, wake);
+
+    (void)loop;
+    (void)revents;
+    worker_adopt_pending(w);
+    if (w->drain_requested)
+        worker_start_drain(w);
+}
+
+static void *
+worker_main(void *arg)
+{
+    struct worker *w = arg;
+
+    listener_start(w);
+    ev_run(w->loop, 0);
+    return NULL;
+}
+
+int
+worker_start(struct worker *w)
+{
+    return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
+}
+
+void
+worker_drain(struct worker *w)
+{
+    w->drain_requested = 1;
+    ev_async_send(w->loop, &w->wake);
+}
+
+void
+worker_join(struct worker *w)
+{
+    pthread_join(w->thread, NULL);
+}
+
+void
+worker_free(struct worker *w)
+{
+    if (w == NULL)
+        return;
+    while (w->sessions != NULL)
+        smtp_session_free(w->sessions, "shutdown");
+    if (w->loop != NULL) {
+        listener_stop(w);
+        ev_idle_stop(w->loop, &w->reap);
+    }
+    while (w->old != NULL) {
+        struct worker_gen *next = w->old->next;
+
+        worker_gen_free(w->old);
+        w->old = next;
+    }
+    worker_gen_free(w->gen);
+    worker_gen_free(w->pending);
+    offload_return_free(w->offload_ret);
+    if (w->loop != NULL)
+        ev_loop_destroy(w->loop);
+    pthread_mutex_destroy(&w->pending_mu);
+    free(w->listeners);
+    free(w);
+}

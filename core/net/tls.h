@@ -1,0 +1,53 @@
+/* core/net/tls.h: OpenSSL contexts. A server context per daemon generation (default
+ * certificates plus one context per SNI name, RSA and ECDSA side by side), session
+ * tickets with keys rotated in memory, and client contexts for upstreams.
+ * Contexts are built once, then shared read-only by all workers (OpenSSL's SSL_CTX is
+ * thread-safe for SSL_new). The handshake itself is driven by core/net/conn.c. */
+#ifndef SLUICE_TLS_H
+#define SLUICE_TLS_H
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config/config.h"
+
+struct tls_server; /* default SSL_CTX, SNI table, ticket keys (mutex-protected) */
+
+/* Build from cfg->tls: loads every certificate and key (checking each key matches its
+ * certificate), min version, cipher lists, compression off, server cipher preference,
+ * session cache and tickets on. Returns NULL and "file: reason" in err on failure. */
+struct tls_server *tls_server_new(const struct config_tls *cfg, char *err, size_t errlen);
+void               tls_server_free(struct tls_server *ts);
+
+/* A new server-side SSL for an accepted socket; the SNI callback switches it to the
+ * matching name's context. Caller owns the SSL. NULL on allocation failure. */
+SSL *tls_server_ssl_new(struct tls_server *ts, int fd);
+
+/* Client context for an upstream: verification against ca_file (or the system store)
+ * when verify is set, TLS 1.2 minimum. NULL and a reason in err on failure. */
+SSL_CTX *tls_client_ctx_new(const char *ca_file, bool verify, char *err, size_t errlen);
+
+/* A client SSL on fd that checks the peer's name (SNI + host name verification) when
+ * the context verifies. Caller owns the SSL. */
+SSL *tls_client_ssl_new(SSL_CTX *ctx, int fd, const char *name);
+
+/* Facts for logs and the Received: header ("TLSv1.3", "TLS_AES_256_GCM_SHA384").
+ * Pointers are static or owned by ssl. The SNI name may be NULL. */
+const char *tls_version_name(SSL *ssl);
+const char *tls_cipher_name(SSL *ssl);
+const char *tls_sni_name(SSL *ssl);
+
+/* PEM files read through privfile.h (tls_files.c), so that a reload as the service
+ * user reads what start-up read as root. Each returns 0, or -1 with "path: reason" in err.
+ * The leaf certificate and its chain into ctx, as SSL_CTX_use_certificate_chain_file(): */
+int tls_use_cert_chain_file(SSL_CTX *ctx, const char *path, char *err, size_t errlen);
+/* The private key into ctx (the buffer holding it is cleared): */
+int tls_use_key_file(SSL_CTX *ctx, const char *path, char *err, size_t errlen);
+/* Every certificate (and CRL) of a PEM bundle into store; none is an error: */
+int tls_store_add_file(X509_STORE *store, const char *path, char *err, size_t errlen);
+
+/* Last OpenSSL error as text, for log lines (clears the error queue). */
+const char *tls_error_string(char *buf, size_t len);
+
+#endif

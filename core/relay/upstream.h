@@ -1,0 +1,109 @@
+/* core/relay/upstream.h: the SMTP client for one upstream connection. Non-blocking connect,
+ * greeting, EHLO (capabilities), STARTTLS or implicit TLS, AUTH PLAIN or LOGIN, then
+ * transactions: [RSET] MAIL RCPT... (pipelined when offered), and only when every
+ * recipient was accepted the message (BDAT LAST when CHUNKING is offered, else DATA
+ * with dot-stuffing) and its final reply. A refused recipient abandons the transaction
+ * with RSET.
+ *
+ * It decides nothing about pooling, failover, retries or what the client is told: it
+ * reports outcomes, and core/relay/upstream_pool.c decides. It never logs credentials or
+ * message content. Built on struct conn (core/net/conn.h). */
+#ifndef SLUICE_UPSTREAM_H
+#define SLUICE_UPSTREAM_H
+
+#include <ev.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config/config.h"
+#include "net/conn.h"
+#include "relay/upstream_pool.h"
+
+#define UPSTREAM_TEXT_MAX 512
+
+struct upstream;
+
+enum upstream_event {
+    UPSTREAM_EV_READY,  /* set up (greeting, EHLO, TLS, AUTH done): a transaction may start */
+    UPSTREAM_EV_DONE,   /* the transaction ended; upstream_outcome() says how. The
+                         * connection is reusable iff upstream_is_ready(); else the owner
+                         * must free it */
+    UPSTREAM_EV_CLOSED, /* unusable outside a transaction (setup failed; dropped, timed out
+                         * or spoke while idle): the owner must free it */
+};
+
+/* Where a connection or transaction ended, in protocol order: everything before
+ * UPSTREAM_STAGE_IDLE is setup, and a transaction that ended at or before
+ * UPSTREAM_STAGE_MAIL had no MAIL accepted yet. */
+enum upstream_stage {
+    UPSTREAM_STAGE_CONNECT,
+    UPSTREAM_STAGE_TLS,
+    UPSTREAM_STAGE_GREETING,
+    UPSTREAM_STAGE_EHLO,
+    UPSTREAM_STAGE_STARTTLS,
+    UPSTREAM_STAGE_AUTH,
+    UPSTREAM_STAGE_IDLE,
+    UPSTREAM_STAGE_RSET,
+    UPSTREAM_STAGE_MAIL,
+    UPSTREAM_STAGE_RCPT,
+    UPSTREAM_STAGE_DATA,
+    UPSTREAM_STAGE_BODY, /* sending the message or waiting for its final reply */
+};
+
+struct upstream_outcome {
+    enum upstream_stage stage;       /* where it ended */
+    bool                ok;          /* the final reply accepted the message */
+    bool                broken;      /* no verdict: the connection failed (error says how) */
+    bool                timed_out;   /* broken by a timeout */
+    bool                dropped;     /* broken by the connection: closed, reset, TLS failed */
+    int                 code;        /* the deciding reply, 0 if none came */
+    char                enhanced[16];/* its RFC 3463 code ("5.1.1"), "" if it had none */
+    char                text[UPSTREAM_TEXT_MAX]; /* its text, lines joined by a space,
+                                                    enhanced codes stripped, printable ASCII */
+    char                error[160];  /* when broken: "connection refused", "timeout", ... */
+    int                 failed_rcpt; /* index of the first refused recipient, or -1 */
+    unsigned            replies;     /* replies to this transaction's commands (a 421 does
+                                        not count: it says the connection was dead) */
+};
+
+/* The owner's callback. It may free u (upstream_free) and then returns CONN_GONE;
+ * u touches nothing afterwards. Never called before the call that caused it returns. */
+typedef enum conn_rc (*upstream_event_fn)(void *owner, struct upstream *u,
+                                          enum upstream_event ev);
+
+/* Start connecting to addr (a resolved address of srv) and set the session up.
+ * cfg (hostname for EHLO, timeouts), srv and ssl_ctx (NULL for cleartext) are borrowed
+ * and must outlive u. UPSTREAM_EV_READY or UPSTREAM_EV_CLOSED follows from the loop.
+ * Returns NULL only on allocation failure. sid is for log lines. */
+struct upstream *upstream_new(struct ev_loop *loop, const struct config *cfg,
+                              const struct config_upstream_server *srv, SSL_CTX *ssl_ctx,
+                              const struct sockaddr *addr, socklen_t addrlen, uint64_t sid,
+                              void *owner, upstream_event_fn on_event);
+
+/* Close and free without calling back. An idle connection gets QUIT first (best
+ * effort, no waiting); one in the middle of a transaction is just closed, so an
+ * unfinished message is never completed upstream. NULL ok. */
+void upstream_free(struct upstream *u);
+
+/* Start a transaction (only when upstream_is_ready()). env, its strings and msg
+ * (unstuffed, CRLF line ends) are borrowed until UPSTREAM_EV_DONE. RSET goes first
+ * when the connection has carried a transaction before. */
+void upstream_transact(struct upstream *u, uint64_t sid, const struct relay_envelope *env,
+                       const char *msg, size_t msg_len);
+
+/* Idle between transactions and in sync with the upstream. */
+bool upstream_is_ready(const struct upstream *u);
+
+/* The last transaction's or the failed setup's outcome. Valid until the next call to
+ * upstream_transact() or upstream_free(). */
+const struct upstream_outcome *upstream_outcome(const struct upstream *u);
+
+/* "host:port" as configured ("[::1]:25" for a bare IPv6 host). */
+const char *upstream_name(const struct upstream *u);
+
+/* Transactions started on this connection (the one in progress included). */
+unsigned upstream_transactions(const struct upstream *u);
+
+#endif

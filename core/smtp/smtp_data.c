@@ -1,0 +1,442 @@
+/* core/smtp/smtp_data.c: DATA and BDAT (RFC 5321 4.1.1.4, RFC 3030): the Received: header,
+ * message octets through the data decoder into the transaction's buffer, the end-of-
+ * message checks, and the relay. The client's 250 waits for the upstream's (DESIGN.md:
+ * a message held only in memory is never acknowledged). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "net/conn.h"
+#include "policy/hook.h"
+#include "util/log.h"
+#include "smtp/smtp_reply.h"
+#include "smtp/smtp_session.h"
+#include "net/tls.h"
+#include "relay/upstream_pool.h"
+#include "daemon/worker.h"
+#include "daemon/worker_gen.h"
+
+/* RFC 3848 / RFC 6531 section 3.7.4: the "with" keyword records TLS and AUTH. */
+static const char *
+smtp_with_keyword(const struct smtp_session *s)
+{
+    static const char *const kw[2][4] = {
+        { "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA" },
+        { "UTF8SMTP", "UTF8SMTPS", "UTF8SMTPA", "UTF8SMTPSA" },
+    };
+
+    return kw[s->tx->smtputf8][(s->tls ? 1 : 0) + (s->authenticated ? 2 : 0)];
+}
+
+static void
+smtp_received_date(char *out, size_t len)
+{
+    time_t    now = time(NULL);
+    struct tm tm;
+
+    gmtime_r(&now, &tm);
+    strftime(out, len, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+/* RFC 5321 4.4: trace information, prepended. The user name is not disclosed
+ * (Postfix's smtpd_sasl_authenticated_header=no); the session id ties it to the log,
+ * so it is printed as log.c prints "sid" (%08 hex), here and in the 250. */
+static int
+smtp_received_header(struct smtp_session *s)
+{
+    struct smtp_tx *tx = s->tx;
+    char            date[64], tls[160] = "";
+    size_t          cap = s->cfg->max_message_size + SMTP_HEADER_ROOM;
+
+    if (cap > tx->charged) /* MAIL charged a first chunk, more than this header needs */
+        cap = tx->charged;
+    smtp_received_date(date, sizeof(date));
+    if (s->tls)
+        snprintf(tls, sizeof(tls), "\r\n\t(using %s with cipher %s)",
+                 tls_version_name(s->conn->ssl), tls_cipher_name(s->conn->ssl));
+    if (buf_printf(&tx->msg, cap, "Received: from %s ([%s])\r\n\tby %s (sluice) with %s id %08llx.%zu%s",
+                   s->helo, s->peer, s->cfg->hostname, smtp_with_keyword(s),
+                   (unsigned long long)s->id, s->messages + 1, tls) != 0)
+        return -1;
+    if (tx->n_rcpts == 1 && buf_printf(&tx->msg, cap, "\r\n\tfor <%s>", tx->rcpts[0]) != 0)
+        return -1;
+    if (buf_printf(&tx->msg, cap, ";\r\n\t%s\r\n", date) != 0)
+        return -1;
+    tx->body_start = buf_used(&tx->msg);
+    return 0;
+}
+
+static bool
+smtp_message_start(struct smtp_session *s, enum data_mode mode)
+{
+    data_decoder_init(&s->tx->dec, mode, s->cfg->max_message_size, s->cfg->max_line_length);
+    return smtp_received_header(s) == 0;
+}
+
+/* Message content has a deadline rather than an idle timer (docs/security.md): it starts
+ * timeouts.data after the 354 (or the first BDAT), and every n octets push it back by
+ * n / limits.min_data_rate seconds, but never to more than timeouts.data ahead of now. A
+ * client above the rate never meets it; one below it does, within timeouts.data /
+ * (1 - its rate / min_data_rate); one that stops, within timeouts.data. Postfix's
+ * smtpd_min_data_rate (with per-request deadlines) credits time the same way. */
+void
+smtp_data_clock_start(struct smtp_session *s)
+{
+    s->data_since = ev_now(s->worker->loop);
+    s->data_deadline = s->data_since + s->cfg->timeout_data;
+    s->data_octets = 0;
+}
+
+void
+smtp_data_credit(struct smtp_session *s, size_t n)
+{
+    double now = ev_now(s->worker->loop);
+    double cap = now + s->cfg->timeout_data;
+    double d = s->data_deadline + (double)n / (double)s->cfg->min_data_rate;
+
+    s->data_octets += n;
+    if (s->data_deadline <= now) /* already late: octets do not revive it */
+        return;
+    s->data_deadline = d < cap ? d : cap;
+}
+
+enum smtp_rc
+smtp_data_begin(struct smtp_session *s)
+{
+    if (s->tx == NULL)
+        return smtp_session_error(s, 503, "5.5.1", "Need MAIL command first");
+    if (s->tx->bdat_used)
+        return smtp_session_error(s, 503, "5.5.1", "DATA not allowed after BDAT");
+    if (s->tx->n_rcpts == 0) /* RFC 5321 3.3: no valid recipients */
+        return smtp_session_error(s, 554, "5.5.1", "No valid recipients");
+    if (!smtp_message_start(s, DATA_MODE_DOT)) {
+        smtp_session_reset_tx(s);
+        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+    }
+    smtp_reply(s->conn, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+    s->state = SMTP_STATE_DATA;
+    smtp_data_clock_start(s);
+    return SMTP_CONTINUE;
+}
+
+static enum smtp_rc smtp_bdat_chunk_done(struct smtp_session *s);
+
+static enum smtp_rc
+smtp_bdat_discard(struct smtp_session *s, int code, const char *enh, const char *text)
+{
+    /* RFC 3030 section 3: the chunk's octets follow regardless; read and drop them. */
+    s->bdat_discard = true;
+    s->bdat_reject_code = code;
+    s->bdat_reject_enh = enh;
+    s->bdat_reject_text = text;
+    s->state = SMTP_STATE_BDAT;
+    return s->bdat_left == 0 ? smtp_bdat_chunk_done(s) : SMTP_CONTINUE;
+}
+
+enum smtp_rc
+smtp_bdat_begin(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    enum inflight_rc mem;
+
+    s->bdat_left = cmd->chunk_size;
+    s->bdat_last = cmd->last;
+    s->bdat_discard = false;
+    if (s->tx == NULL || !s->tx->bdat_used) /* later chunks share the first one's clock */
+        smtp_data_clock_start(s);
+    if (s->tx == NULL)
+        return smtp_bdat_discard(s, 503, "5.5.1", "Need MAIL command first");
+    if (s->tx->n_rcpts == 0)
+        return smtp_bdat_discard(s, 554, "5.5.1", "No valid recipients");
+    if ((mem = smtp_budget_expect(s, cmd->chunk_size)) != INFLIGHT_OK) {
+        smtp_session_reset_tx(s); /* as a chunk over the size limit: RFC 3030 4.2 */
+        return smtp_bdat_discard(s, 452, "4.3.1", smtp_budget_refusal(s, mem));
+    }
+    if (!s->tx->bdat_used) {
+        if (!smtp_message_start(s, DATA_MODE_CHUNK))
+            return smtp_bdat_discard(s, 451, "4.3.0", "Out of memory");
+        s->tx->bdat_used = true;
+    }
+    s->state = SMTP_STATE_BDAT;
+    return s->bdat_left == 0 ? smtp_bdat_chunk_done(s) : SMTP_CONTINUE;
+}
+
+/* Decode into the message buffer, which grows only as far as the memory budget lets it
+ * (smtp_budget.c). Past the size limit, or once the budget said no, the message is
+ * refused at its end: its buffer goes at once and a scratch buffer takes the decoder's
+ * output, so that the session still finds the real end. Input is fed no faster than the
+ * buffer has room for: what follows the message in c->in (pipelined commands, the next
+ * message) may be longer than the room left, and must never push message octets to
+ * scratch. */
+static enum data_rc
+smtp_data_feed(struct smtp_session *s, const char *in, size_t len, size_t *used)
+{
+    struct smtp_tx *tx = s->tx;
+    size_t          cap = s->cfg->max_message_size + SMTP_HEADER_ROOM + 4;
+    size_t          room = cap - buf_used(&tx->msg); /* > 0: header + max_size < cap */
+    size_t          n = len > 65536 ? 65536 : len, out_len = 0;
+    char            scratch[4096];
+    char           *out = scratch;
+    bool            keep = !(tx->dec.errors & DATA_ERR_TOO_BIG) && tx->refused == INFLIGHT_OK;
+    enum data_rc    rc;
+
+    if (n > room && keep)
+        n = room;
+    if (keep && (tx->refused = smtp_budget_reserve(s, n, cap)) == INFLIGHT_OK)
+        out = buf_tail(&tx->msg);
+    else if (n > sizeof(scratch))
+        n = sizeof(scratch);
+    rc = data_decoder_feed(&tx->dec, in, n, out, &out_len, used);
+    if (out != scratch)
+        tx->msg.len += out_len;
+    if (tx->charged > 0 && (tx->refused != INFLIGHT_OK || (tx->dec.errors & DATA_ERR_TOO_BIG)))
+        smtp_budget_drop(s, tx); /* refused at its end whatever comes: free it now */
+    return rc;
+}
+
+static enum smtp_rc smtp_message_end(struct smtp_session *s);
+
+static enum smtp_rc
+smtp_data_dot_input(struct smtp_session *s)
+{
+    struct conn *c = s->conn;
+    size_t       used;
+    enum data_rc rc = smtp_data_feed(s, buf_head(&c->in), buf_used(&c->in), &used);
+
+    buf_consume(&c->in, used);
+    smtp_data_credit(s, used);
+    if (rc == DATA_DONE)
+        return smtp_message_end(s);
+    return SMTP_CONTINUE;
+}
+
+static enum smtp_rc
+smtp_bdat_chunk_done(struct smtp_session *s)
+{
+    char msg[64];
+
+    s->state = SMTP_STATE_CMD;
+    if (s->bdat_discard) {
+        s->bdat_discard = false;
+        return smtp_session_error(s, s->bdat_reject_code, s->bdat_reject_enh,
+                                  s->bdat_reject_text);
+    }
+    if (s->bdat_last) {
+        data_decoder_finish(&s->tx->dec);
+        return smtp_message_end(s);
+    }
+    if (s->tx->dec.errors & DATA_ERR_TOO_BIG) { /* fail early: RFC 3030 section 4.2 */
+        smtp_session_reset_tx(s);
+        return smtp_session_error(s, 552, "5.3.4", "Message size exceeds fixed maximum size");
+    }
+    if (s->tx->refused != INFLIGHT_OK) { /* the same for memory: the rest would not fit */
+        enum inflight_rc mem = s->tx->refused;
+
+        smtp_session_reset_tx(s);
+        return smtp_budget_refuse(s, mem);
+    }
+    snprintf(msg, sizeof(msg), "%llu octets received", (unsigned long long)s->tx->dec.size);
+    smtp_reply(s->conn, 250, "2.0.0", "%s", msg);
+    return SMTP_CONTINUE;
+}
+
+static enum smtp_rc
+smtp_bdat_input(struct smtp_session *s)
+{
+    struct conn *c = s->conn;
+    size_t       avail = buf_used(&c->in), used = avail;
+
+    if (avail > s->bdat_left)
+        avail = s->bdat_left;
+    if (s->bdat_discard)
+        used = avail;
+    else
+        smtp_data_feed(s, buf_head(&c->in), avail, &used);
+    buf_consume(&c->in, used);
+    smtp_data_credit(s, used);
+    s->bdat_left -= used;
+    if (s->bdat_left == 0)
+        return smtp_bdat_chunk_done(s);
+    return SMTP_CONTINUE;
+}
+
+enum smtp_rc
+smtp_data_input(struct smtp_session *s)
+{
+    return s->state == SMTP_STATE_DATA ? smtp_data_dot_input(s) : smtp_bdat_input(s);
+}
+
+/* A decoder error found at the end, or no memory to keep the message (decoder errors
+ * first: they are permanent): the whole message is refused, the session goes on. */
+static enum smtp_rc
+smtp_message_refuse(struct smtp_session *s, unsigned errors)
+{
+    enum inflight_rc mem = s->tx->refused;
+    char             text[96];
+
+    smtp_session_reset_tx(s);
+    if (errors == 0)
+        return smtp_budget_refuse(s, mem);
+    if (errors & DATA_ERR_TOO_BIG)
+        return smtp_session_error(s, 552, "5.3.4", "Message size exceeds fixed maximum size");
+    if (errors & (DATA_ERR_BARE_CR | DATA_ERR_BARE_LF))
+        return smtp_session_error(s, 550, "5.6.0",
+                                  "Bare CR or LF in message; lines must end with CRLF");
+    snprintf(text, sizeof(text), "Message has a line longer than %zu octets",
+             s->cfg->max_line_length);
+    return smtp_session_error(s, 550, "5.6.0", text);
+}
+
+static void
+smtp_relay_log(struct smtp_session *s, const struct relay_result *res)
+{
+    struct logline l;
+
+    log_begin(&l, res->status == RELAY_OK ? LOG_INFO : LOG_NOTICE, "relay.done", s->id);
+    log_str(&l, "from", s->tx->mail_from);
+    log_int(&l, "rcpts", (long long)s->tx->n_rcpts);
+    log_int(&l, "size", (long long)(buf_used(&s->tx->msg) - s->tx->body_start));
+    log_str(&l, "upstream", res->upstream);
+    log_int(&l, "code", res->code);
+    log_str(&l, "enhanced", res->enhanced);
+    log_str(&l, "text", res->text);
+    log_str(&l, "queue_id", res->queue_id);
+    log_bool(&l, "reused", res->reused);
+    log_end(&l);
+}
+
+/* Tell the client what became of its message (s->relayed), end the transaction, and
+ * go on with what it pipelined. */
+static void
+smtp_relay_reply(struct smtp_session *s)
+{
+    struct smtp_relayed *r = s->relayed;
+
+    s->relayed = NULL;
+    if (r->code / 100 == 2)
+        s->messages++;
+    smtp_reply(s->conn, r->code, r->enhanced, "%s", r->text);
+    free(r);
+    smtp_session_reset_tx(s);
+    s->state = SMTP_STATE_CMD;
+    smtp_session_resume(s);
+}
+
+static void
+smtp_relayed_done(struct smtp_session *s, const struct verdict *v)
+{
+    (void)v;
+    smtp_relay_reply(s);
+}
+
+static void
+smtp_relayed_fill(struct smtp_session *s, const struct relay_result *res,
+                  struct smtp_relayed *r)
+{
+    if (res->status == RELAY_OK) { /* s->messages counts it once the client is told */
+        r->code = 250;
+        snprintf(r->enhanced, sizeof(r->enhanced), "2.0.0");
+        snprintf(r->text, sizeof(r->text), "Ok: queued as %08llx.%zu%s%s",
+                 (unsigned long long)s->id, s->messages + 1, res->queue_id[0] ? " upstream " : "",
+                 res->queue_id);
+    } else {
+        r->code = res->code;
+        snprintf(r->enhanced, sizeof(r->enhanced), "%s", res->enhanced);
+        snprintf(r->text, sizeof(r->text), "%s", res->text);
+    }
+    snprintf(r->queue_id, sizeof(r->queue_id), "%s", res->queue_id);
+    snprintf(r->upstream, sizeof(r->upstream), "%s", res->upstream);
+}
+
+/* The relay is over: on_relayed hears the answer before the client does. */
+static void
+smtp_relay_done(void *ctx, const struct relay_result *res)
+{
+    struct smtp_session *s = ctx;
+
+    s->relay = NULL;
+    smtp_relay_log(s, res);
+    if (res->status == RELAY_OK)
+        WORKER_COUNT(s->worker, messages_relayed);
+    else
+        WORKER_COUNT(s->worker, messages_failed);
+    s->relayed = calloc(1, sizeof(*s->relayed));
+    if (s->relayed == NULL) {
+        smtp_reply(s->conn, 451, "4.3.0", "Out of memory");
+        smtp_session_reset_tx(s);
+        s->state = SMTP_STATE_CMD;
+        smtp_session_resume(s);
+        return;
+    }
+    smtp_relayed_fill(s, res, s->relayed);
+    if (hook_relayed(s, s->relayed, smtp_relayed_done) == HOOK_PENDING)
+        return; /* still BUSY; reading goes on as during the relay */
+    smtp_relay_reply(s);
+}
+
+static const char *
+smtp_domain_of(const char *addr)
+{
+    const char *at = strrchr(addr, '@');
+
+    return at ? at + 1 : "";
+}
+
+static enum smtp_rc
+smtp_relay_start(struct smtp_session *s)
+{
+    struct smtp_tx *tx = s->tx;
+    const char     *dom = smtp_domain_of(tx->mail_from);
+    int             set = config_route_for_domain(s->cfg, dom, strlen(dom));
+
+    tx->env.mail_from = tx->mail_from;
+    tx->env.rcpts = (const char **)tx->rcpts;
+    tx->env.n_rcpts = tx->n_rcpts;
+    tx->env.smtputf8 = tx->smtputf8;
+    tx->env.body_8bit = tx->body_8bit;
+    s->relay = upstream_pool_relay(s->wgen->pool, set, s->id, &tx->env, buf_head(&tx->msg),
+                                   buf_used(&tx->msg), smtp_relay_done, s);
+    if (s->relay == NULL) {
+        smtp_session_reset_tx(s);
+        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+    }
+    /* Reading goes on, so that a client that leaves is seen and its job cancelled
+     * (docs/relay.md); what it pipelines waits in c->in, as BUSY consumes nothing. */
+    s->state = SMTP_STATE_BUSY;
+    conn_set_timeout(s->conn, 0);
+    return SMTP_PAUSE;
+}
+
+/* on_data's verdict: relay the message, or the policy's reply. */
+static enum smtp_rc
+smtp_data_decided(struct smtp_session *s, const struct verdict *v)
+{
+    s->state = SMTP_STATE_CMD;
+    if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
+        smtp_session_reset_tx(s);
+        return smtp_session_policy_reply(s, v);
+    }
+    if (conn_flush(s->conn, false) == CONN_GONE) /* replies before DATA's end go now */
+        return SMTP_GONE;
+    return smtp_relay_start(s);
+}
+
+static void
+smtp_data_hook_done(struct smtp_session *s, const struct verdict *v)
+{
+    smtp_session_decided(s, smtp_data_decided(s, v));
+}
+
+static enum smtp_rc
+smtp_message_end(struct smtp_session *s)
+{
+    unsigned       errors = s->tx->dec.errors;
+    struct verdict v;
+
+    s->state = SMTP_STATE_CMD;
+    if (errors != 0 || s->tx->refused != INFLIGHT_OK)
+        return smtp_message_refuse(s, errors);
+    if (hook_data(s, smtp_data_hook_done, &v) == HOOK_PENDING)
+        return smtp_session_wait(s);
+    return smtp_data_decided(s, &v);
+}

@@ -1,0 +1,210 @@
+/* core/smtp/smtp_session.h: one client's SMTP session: the state machine over a conn.
+ * smtp_session.c owns the lifecycle and the input loop; smtp_verbs.c the per-verb
+ * checks; smtp_auth.c the AUTH exchange; smtp_data.c DATA/BDAT and the relay. */
+#ifndef SLUICE_SMTP_SESSION_H
+#define SLUICE_SMTP_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth/auth_cache.h"
+#include "util/buf.h"
+#include "config/config.h"
+#include "proto/data_decoder.h"
+#include "policy/hook.h"
+#include "util/inflight.h"
+#include "net/iplimit.h"
+#include "proto/sasl.h"
+#include "proto/smtp_parse.h"
+#include "relay/upstream_pool.h"
+
+struct conn;
+struct worker;
+struct worker_gen;
+struct hook_run;
+
+enum smtp_state {
+    SMTP_STATE_TLS_ACCEPT, /* implicit TLS: handshake before the greeting */
+    SMTP_STATE_CMD,        /* reading commands */
+    SMTP_STATE_AUTH,       /* waiting for a SASL response line */
+    SMTP_STATE_AUTH_ERROR, /* token refused: waiting for the client's answer to the error */
+    SMTP_STATE_DATA,       /* reading DATA content */
+    SMTP_STATE_BDAT,       /* reading a BDAT chunk */
+    SMTP_STATE_STARTTLS,   /* 220 sent, flushing, then handshaking */
+    SMTP_STATE_BUSY,       /* waiting for an auth decision or the upstream */
+    SMTP_STATE_CLOSING,    /* last reply queued; close when flushed */
+};
+
+struct smtp_tx {
+    char              *mail_from;  /* owns; "" for <> */
+    char             **rcpts;      /* owns each */
+    size_t             n_rcpts;
+    size_t             cap_rcpts;
+    bool               smtputf8;
+    bool               body_8bit;
+    unsigned long long declared_size;
+    bool               declared_size_set; /* MAIL had SIZE= */
+    bool               bdat_used;  /* CHUNKING: DATA no longer allowed in this tx */
+    bool               failed;     /* a BDAT chunk failed: discard the rest */
+    struct buf         msg;        /* Received: + message, unstuffed, CRLF */
+    size_t             charged;    /* octets reserved for msg in the daemon's inflight
+                                    * budget (smtp_budget.c): always >= msg.cap */
+    enum inflight_rc   refused;    /* the budget would not let msg grow: msg was dropped,
+                                    * the rest is read and the message refused with 452 */
+    size_t             body_start; /* offset of the client's bytes in msg */
+    size_t             added_end;  /* offset past the headers tx:add_header put below our
+                                    * Received: (lapi_tx.c); 0 until the first */
+    struct data_decoder dec;
+    struct relay_envelope env; /* borrows the strings above, for the relay */
+};
+
+/* What the client is told about a relayed message; on_relayed's `reply`. */
+struct smtp_relayed {
+    int  code;
+    char enhanced[16];
+    char text[600];
+    char queue_id[64];  /* the upstream's, "" when unknown */
+    char upstream[300]; /* "host:port" that answered, "" when none did */
+};
+
+struct smtp_session {
+    uint64_t                      id;       /* printed in every log line */
+    struct smtp_session          *next;     /* worker's list */
+    struct smtp_session          *prev;
+    struct worker                *worker;   /* borrows: outlives every session */
+    struct worker_gen            *wgen;     /* borrows: the generation pinned at start
+                                             * (policies, pool); outlives the session */
+    const struct config          *cfg;      /* borrows */
+    const struct config_listener *lcfg;     /* borrows */
+    struct conn                  *conn;     /* owns */
+    enum smtp_state               state;
+    struct smtp_tx               *tx;       /* owns; NULL outside MAIL .. end of data */
+    struct upstream_job          *relay;    /* the relay in progress, or NULL */
+    struct hook_run              *hook;     /* owns; the policy hook running, or NULL */
+    int                           lua_session; /* registry ref of the session table, 0 none */
+    char                         *pending_arg; /* owns; RCPT address or EHLO name while
+                                                 * on_rcpt or on_helo runs */
+    bool                          pending_esmtp; /* EHLO (not HELO) while on_helo runs */
+    struct verdict                auth_verdict; /* the AUTH answer while on_auth_result runs */
+    struct smtp_relayed          *relayed;  /* owns; the relay's answer while on_relayed runs */
+    struct sasl                   sasl;
+
+    char     peer[64];
+    int      peer_port;
+    char     client[IPLIMIT_CLIENT_MAX]; /* peer's client network: the iplimit key and
+                                          * session.client; fixed at accept */
+    char     helo[256];
+    bool     ehlo_seen;   /* EHLO or HELO accepted since connect/STARTTLS */
+    bool     esmtp;       /* EHLO (not HELO): parameters allowed */
+    bool     tls;
+    bool     authenticated;
+    char     user[SASL_ID_MAX];
+    char     domain[256];
+    enum sasl_mech auth_mech;
+    bool     counted;     /* holds an iplimit slot */
+    bool     skip_line;   /* discarding the rest of an over-long line */
+
+    unsigned long long bdat_left;  /* octets of the current chunk still to read */
+    bool     bdat_last;
+    bool     bdat_discard;         /* read the chunk but keep nothing (rejected BDAT) */
+    int      bdat_reject_code;     /* reply to send after a discarded chunk */
+    const char *bdat_reject_enh;
+    const char *bdat_reject_text;
+
+    /* Deadlines (ev_now times; smtp_session_set_timeout() turns them into the timer).
+     * Only a completed line, a state change or DATA octets at limits.min_data_rate move
+     * them; a byte that trickles in does not. */
+    double   wait_since;    /* the current wait began: reply sent, handshake started */
+    double   line_since;    /* first octet of the command line still incomplete; 0 none */
+    double   data_since;    /* 354, or the transaction's first BDAT */
+    double   data_deadline; /* message content must have arrived by then (smtp_data.c) */
+    unsigned long long data_octets; /* of this message so far, for the log */
+    unsigned long long lines_in;    /* complete command and AUTH lines consumed */
+
+    size_t   errors;
+    size_t   commands;
+    size_t   messages;
+    size_t   auth_failures;
+    /* A password a backend found right during this AUTH, remembered (auth_cache.h) only
+     * once 235 has been sent: "" when there is none. */
+    char     auth_cache_key[AUTH_CACHE_KEY_MAX];
+    double   auth_cache_ttl;
+    double   started;     /* ev_now at accept, for the close line */
+};
+
+/* Take ownership of an accepted fd. Returns NULL on allocation failure (fd closed). */
+struct smtp_session *smtp_session_new(struct worker *w, const struct config_listener *lcfg,
+                                      int fd);
+
+/* The one teardown path: cancels any outstanding wait, logs session.close with reason,
+ * releases the iplimit slot, unlinks from the worker, frees. */
+void smtp_session_free(struct smtp_session *s, const char *reason);
+
+/* The worker is draining: an idle session gets 421 4.3.2 now; a busy one after its
+ * transaction. */
+void smtp_session_drain(struct smtp_session *s);
+
+/* The drain timeout ran out: 421 where the client can hear it, then free. */
+void smtp_session_cut(struct smtp_session *s);
+
+/* Room for n more octets in s->tx->msg, charged to the daemon's budget for messages in
+ * transit before the buffer grows (smtp_budget.c); our own growth steps stop at cap.
+ * INFLIGHT_OK, or the limit that said no (a failed malloc counts as INFLIGHT_TOTAL);
+ * the buffer is unchanged then. Neither frees nor yields. */
+enum inflight_rc smtp_budget_reserve(struct smtp_session *s, size_t n, size_t cap);
+
+
+/* --- between the smtp_*.c files only --- */
+#define SMTP_HEADER_ROOM 2048 /* our Received: header on top of max_message_size */
+
+enum smtp_rc {
+    SMTP_CONTINUE, /* keep processing input */
+    SMTP_PAUSE,    /* stop processing: waiting for something */
+    SMTP_GONE,     /* the session was freed */
+};
+
+enum smtp_rc smtp_verbs_dispatch(struct smtp_session *s, const struct smtp_cmd *cmd);
+enum smtp_rc smtp_auth_begin(struct smtp_session *s, const struct smtp_cmd *cmd);
+enum smtp_rc smtp_auth_line(struct smtp_session *s, const char *line, size_t len);
+/* The AUTH exchange broke (a bare LF, an over-long line): answer code and count it as a
+ * failed attempt, as every AUTH that does not end in 235 is. */
+enum smtp_rc smtp_auth_abort(struct smtp_session *s, int code, const char *enh, const char *text);
+enum smtp_rc smtp_data_begin(struct smtp_session *s);
+enum smtp_rc smtp_bdat_begin(struct smtp_session *s, const struct smtp_cmd *cmd);
+enum smtp_rc smtp_data_input(struct smtp_session *s);
+void         smtp_tx_free(struct smtp_tx *tx);
+void         smtp_session_reset_tx(struct smtp_session *s);
+enum smtp_rc smtp_session_error(struct smtp_session *s, int code, const char *enh,
+                                const char *text);
+enum smtp_rc smtp_session_close_with(struct smtp_session *s, int code, const char *enh,
+                                     const char *text);
+void         smtp_session_resume(struct smtp_session *s);
+/* A policy decision is pending: BUSY, reading stopped, earlier replies flushed. */
+enum smtp_rc smtp_session_wait(struct smtp_session *s);
+/* A pending decision was applied with result rc: go on with the input. */
+void         smtp_session_decided(struct smtp_session *s, enum smtp_rc rc);
+/* A policy's refusal: its reply (counted as an error), or 421 and the end. */
+enum smtp_rc smtp_session_policy_reply(struct smtp_session *s, const struct verdict *v);
+enum smtp_rc smtp_session_starttls(struct smtp_session *s);
+/* Arm the connection's timer for the deadline of the current state (see the fields). */
+void         smtp_session_set_timeout(struct smtp_session *s);
+/* smtp_budget.c. MAIL: reserve a first chunk for tx (not yet s->tx), or all of a
+ * declared SIZE; nothing is held unless INFLIGHT_OK. */
+enum inflight_rc smtp_budget_open(struct smtp_session *s, struct smtp_tx *tx);
+/* BDAT: charge for the chunk's `more` octets before they come. INFLIGHT_OK or the limit
+ * (nothing more charged then). */
+enum inflight_rc smtp_budget_expect(struct smtp_session *s, unsigned long long more);
+/* Free tx's message buffer and release all it holds (a refused or ended message). */
+void         smtp_budget_drop(struct smtp_session *s, struct smtp_tx *tx);
+/* 452 4.3.1 for a refusal of the budget, counted as an error; or, to send it later, the
+ * text alone (static). Either counts the refusal once in `sluice ctl status`. */
+enum smtp_rc smtp_budget_refuse(struct smtp_session *s, enum inflight_rc rc);
+const char  *smtp_budget_refusal(struct smtp_session *s, enum inflight_rc rc);
+/* DATA/BDAT: n more octets of content arrived; the deadline moves by n/min_data_rate
+ * seconds, never to more than timeouts.data from now and never once it has passed. */
+void         smtp_data_credit(struct smtp_session *s, size_t n);
+/* DATA or the first BDAT of a transaction: the content's clock starts. */
+void         smtp_data_clock_start(struct smtp_session *s);
+
+#endif

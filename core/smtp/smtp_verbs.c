@@ -1,0 +1,364 @@
+/* core/smtp/smtp_verbs.c: the verb table. Each verb checks its state and arguments, then
+ * applies: one reply per command, with the enhanced code RFC 5321/3463 give for it.
+ * DATA/BDAT continue in smtp_data.c, AUTH in smtp_auth.c. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/conn.h"
+#include "policy/hook.h"
+#include "util/log.h"
+#include "smtp/smtp_reply.h"
+#include "smtp/smtp_session.h"
+
+static bool
+smtp_auth_offered(const struct smtp_session *s)
+{
+    return (s->tls || !s->lcfg->require_tls_for_auth) && s->lcfg->sasl_mechs != 0;
+}
+
+static void
+smtp_ehlo_auth_line(const struct smtp_session *s, char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len, "AUTH");
+
+    for (int m = SASL_MECH_PLAIN; m <= SASL_MECH_OAUTHBEARER; m++) {
+        if ((s->lcfg->sasl_mechs & SASL_MECH_BIT(m)) && n < len)
+            n += (size_t)snprintf(out + n, len - n, " %s", sasl_mech_name((enum sasl_mech)m));
+    }
+}
+
+/* RFC 5321 4.1.1.1: a domain or an address literal. Checked loosely (underscores and
+ * UTF-8 U-labels pass, as real clients send them) but strictly enough that the name
+ * cannot write comments, dates or header syntax into our Received: line. */
+static bool
+smtp_helo_is_valid(const char *p, size_t len)
+{
+    bool literal = len >= 2 && p[0] == '[' && p[len - 1] == ']';
+
+    if (literal) {
+        p++;
+        len -= 2;
+    }
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)p[i];
+
+        if (isalnum(ch) || ch == '-' || ch == '.' || (!literal && (ch == '_' || ch >= 0x80)))
+            continue;
+        if (literal && ch == ':')
+            continue;
+        return false;
+    }
+    return true;
+}
+
+/* The EHLO/HELO reply for the name now in s->helo. */
+static enum smtp_rc
+smtp_ehlo_reply(struct smtp_session *s)
+{
+    char        first[640], size[48], auth[96];
+    const char *lines[12];
+    size_t      n = 0;
+
+    snprintf(first, sizeof(first), "%s Hello %s [%s]", s->cfg->hostname, s->helo, s->peer);
+    if (!s->esmtp) {
+        smtp_reply(s->conn, 250, NULL, "%s", first);
+        return SMTP_CONTINUE;
+    }
+    lines[n++] = first;
+    lines[n++] = "PIPELINING";
+    snprintf(size, sizeof(size), "SIZE %zu", s->cfg->max_message_size);
+    lines[n++] = size;
+    lines[n++] = "8BITMIME";
+    lines[n++] = "SMTPUTF8";
+    lines[n++] = "ENHANCEDSTATUSCODES";
+    lines[n++] = "CHUNKING";
+    if (s->lcfg->tls == CONFIG_TLS_STARTTLS && !s->tls)
+        lines[n++] = "STARTTLS";
+    if (smtp_auth_offered(s) && !s->authenticated) {
+        smtp_ehlo_auth_line(s, auth, sizeof(auth));
+        lines[n++] = auth;
+    }
+    smtp_reply_lines(s->conn, 250, lines, n);
+    return SMTP_CONTINUE;
+}
+
+/* on_helo's verdict for the name in s->pending_arg. */
+static enum smtp_rc
+smtp_ehlo_decided(struct smtp_session *s, const struct verdict *v)
+{
+    char *name = s->pending_arg;
+
+    s->pending_arg = NULL;
+    s->state = SMTP_STATE_CMD;
+    if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
+        free(name);
+        return smtp_session_policy_reply(s, v);
+    }
+    snprintf(s->helo, sizeof(s->helo), "%s", name);
+    free(name);
+    smtp_session_reset_tx(s); /* RFC 5321 4.1.4: EHLO resets the transaction */
+    s->ehlo_seen = true;
+    s->esmtp = s->pending_esmtp;
+    return smtp_ehlo_reply(s);
+}
+
+static void
+smtp_ehlo_hook_done(struct smtp_session *s, const struct verdict *v)
+{
+    smtp_session_decided(s, smtp_ehlo_decided(s, v));
+}
+
+static enum smtp_rc
+smtp_verb_ehlo(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    struct verdict v;
+
+    if (cmd->arg.len == 0 || cmd->arg.len >= sizeof(s->helo) ||
+        !smtp_helo_is_valid(cmd->arg.p, cmd->arg.len))
+        return smtp_session_error(s, 501, "5.5.4", "EHLO needs a domain or address literal");
+    s->pending_arg = strndup(cmd->arg.p, cmd->arg.len);
+    if (s->pending_arg == NULL)
+        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+    s->pending_esmtp = cmd->verb == SMTP_VERB_EHLO;
+    if (hook_helo(s, s->pending_arg, smtp_ehlo_hook_done, &v) == HOOK_PENDING)
+        return smtp_session_wait(s);
+    return smtp_ehlo_decided(s, &v);
+}
+
+static enum smtp_rc
+smtp_verb_starttls(struct smtp_session *s)
+{
+    if (s->lcfg->tls != CONFIG_TLS_STARTTLS || s->tls)
+        return smtp_session_error(s, 503, "5.5.1", s->tls ? "TLS already active"
+                                                          : "STARTTLS not offered here");
+    if (s->tx != NULL)
+        return smtp_session_error(s, 503, "5.5.1", "STARTTLS not allowed in a transaction");
+    return smtp_session_starttls(s);
+}
+
+static bool
+smtp_param_fail(struct smtp_session *s, enum smtp_rc *rc, int code, const char *text)
+{
+    *rc = smtp_session_error(s, code, code == 552 ? "5.3.4" : "5.5.4", text);
+    return false;
+}
+
+/* MAIL FROM parameters: SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531),
+ * AUTH (RFC 4954 section 5, accepted and ignored). Anything else: 555 5.5.4. */
+static bool
+smtp_mail_params(struct smtp_session *s, const struct smtp_cmd *cmd, struct smtp_tx *tx,
+                 enum smtp_rc *rc)
+{
+    struct smtp_str cur = cmd->params, key, val;
+    bool            bad = false;
+
+    while (smtp_parse_param_next(&cur, &key, &val, &bad)) {
+        if (!s->esmtp)
+            return smtp_param_fail(s, rc, 555, "Parameters need EHLO");
+        if (smtp_str_ieq(key, "SIZE")) {
+            if (!smtp_parse_ull(val, &tx->declared_size))
+                return smtp_param_fail(s, rc, 501, "Bad SIZE value");
+            tx->declared_size_set = true;
+            if (tx->declared_size > s->cfg->max_message_size)
+                return smtp_param_fail(s, rc, 552, "Message size exceeds fixed maximum size");
+        } else if (smtp_str_ieq(key, "BODY")) {
+            if (smtp_str_ieq(val, "8BITMIME"))
+                tx->body_8bit = true;
+            else if (!smtp_str_ieq(val, "7BIT"))
+                return smtp_param_fail(s, rc, 555, "Unsupported BODY type");
+        } else if (smtp_str_ieq(key, "SMTPUTF8") && val.len == 0) {
+            tx->smtputf8 = true;
+        } else if (!smtp_str_ieq(key, "AUTH")) {
+            return smtp_param_fail(s, rc, 555, "Unsupported MAIL parameter");
+        }
+    }
+    if (bad)
+        return smtp_param_fail(s, rc, 501, "Malformed MAIL parameters");
+    return true;
+}
+
+/* on_mail_from's verdict: the transaction begins, or the policy's reply. */
+static enum smtp_rc
+smtp_mail_decided(struct smtp_session *s, const struct verdict *v)
+{
+    s->state = SMTP_STATE_CMD;
+    if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
+        smtp_session_reset_tx(s);
+        return smtp_session_policy_reply(s, v);
+    }
+    smtp_reply(s->conn, 250, "2.1.0", "Sender ok");
+    return SMTP_CONTINUE;
+}
+
+static void
+smtp_mail_hook_done(struct smtp_session *s, const struct verdict *v)
+{
+    smtp_session_decided(s, smtp_mail_decided(s, v));
+}
+
+static enum smtp_rc
+smtp_verb_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    struct smtp_tx  *tx;
+    struct verdict   v;
+    enum smtp_rc     rc;
+    enum inflight_rc mem;
+
+    if (!s->ehlo_seen)
+        return smtp_session_error(s, 503, "5.5.1", "Send EHLO first");
+    if (!s->authenticated)
+        return smtp_session_error(s, 530, "5.7.0", "Authentication required");
+    if (s->tx != NULL)
+        return smtp_session_error(s, 503, "5.5.1", "Nested MAIL command");
+    if (s->messages >= s->cfg->max_messages) /* RFC 5321 3.8: 421 closes the channel */
+        return smtp_session_close_with(s, 421, "4.7.0", "Too many messages in one session");
+    tx = calloc(1, sizeof(*tx));
+    if (tx == NULL)
+        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+    if (!smtp_mail_params(s, cmd, tx, &rc)) {
+        smtp_tx_free(tx);
+        return rc;
+    }
+    if (cmd->addr_utf8 && !tx->smtputf8) {
+        smtp_tx_free(tx);
+        return smtp_session_error(s, 553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
+    }
+    tx->mail_from = strndup(cmd->addr.p, cmd->addr.len);
+    if (tx->mail_from == NULL) {
+        smtp_tx_free(tx);
+        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+    }
+    if ((mem = smtp_budget_open(s, tx)) != INFLIGHT_OK) {
+        smtp_tx_free(tx);
+        return smtp_budget_refuse(s, mem);
+    }
+    s->tx = tx; /* dropped again if the policies refuse the sender */
+    if (hook_mail_from(s, smtp_mail_hook_done, &v) == HOOK_PENDING)
+        return smtp_session_wait(s);
+    return smtp_mail_decided(s, &v);
+}
+
+/* Add rcpt (owned) to the transaction. */
+static enum smtp_rc
+smtp_rcpt_add(struct smtp_session *s, char *rcpt)
+{
+    struct smtp_tx *tx = s->tx;
+
+    if (tx->n_rcpts == tx->cap_rcpts) {
+        size_t ncap = tx->cap_rcpts ? tx->cap_rcpts * 2 : 4;
+        char **p = realloc(tx->rcpts, ncap * sizeof(*p));
+
+        if (p == NULL) {
+            free(rcpt);
+            return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+        }
+        tx->rcpts = p;
+        tx->cap_rcpts = ncap;
+    }
+    tx->rcpts[tx->n_rcpts++] = rcpt;
+    smtp_reply(s->conn, 250, "2.1.5", "Recipient ok");
+    return SMTP_CONTINUE;
+}
+
+/* on_rcpt's verdict for s->pending_arg. */
+static enum smtp_rc
+smtp_rcpt_decided(struct smtp_session *s, const struct verdict *v)
+{
+    char *rcpt = s->pending_arg;
+
+    s->pending_arg = NULL;
+    s->state = SMTP_STATE_CMD;
+    if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
+        free(rcpt);
+        return smtp_session_policy_reply(s, v);
+    }
+    return smtp_rcpt_add(s, rcpt);
+}
+
+static void
+smtp_rcpt_hook_done(struct smtp_session *s, const struct verdict *v)
+{
+    smtp_session_decided(s, smtp_rcpt_decided(s, v));
+}
+
+static enum smtp_rc
+smtp_verb_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    struct verdict v;
+
+    if (s->tx == NULL)
+        return smtp_session_error(s, 503, "5.5.1", "Need MAIL command first");
+    if (s->tx->bdat_used)
+        return smtp_session_error(s, 503, "5.5.1", "RCPT not allowed after BDAT");
+    if (cmd->params.len > 0)
+        return smtp_session_error(s, 555, "5.5.4", "Unsupported RCPT parameter");
+    if (cmd->addr_utf8 && !s->tx->smtputf8)
+        return smtp_session_error(s, 553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
+    if (s->tx->n_rcpts >= s->cfg->max_recipients) /* RFC 5321 4.5.3.1.10 */
+        return smtp_session_error(s, 452, "4.5.3", "Too many recipients");
+    s->pending_arg = strndup(cmd->addr.p, cmd->addr.len);
+    if (s->pending_arg == NULL)
+        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+    if (hook_rcpt(s, s->pending_arg, smtp_rcpt_hook_done, &v) == HOOK_PENDING)
+        return smtp_session_wait(s);
+    return smtp_rcpt_decided(s, &v);
+}
+
+static enum smtp_rc
+smtp_verb_simple(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    static const char *const help[] = {
+        "2.0.0 sluice: authenticated mail submission",
+        "2.0.0 Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT",
+    };
+
+    switch (cmd->verb) {
+    case SMTP_VERB_RSET:
+        smtp_session_reset_tx(s);
+        smtp_reply(s->conn, 250, "2.0.0", "Reset");
+        return SMTP_CONTINUE;
+    case SMTP_VERB_NOOP:
+        smtp_reply(s->conn, 250, "2.0.0", "Ok");
+        return SMTP_CONTINUE;
+    case SMTP_VERB_VRFY: /* RFC 5321 3.5.3: 252 never confirms or denies a user */
+        smtp_reply(s->conn, 252, "2.5.0", "Cannot VRFY user, but will accept message");
+        return SMTP_CONTINUE;
+    case SMTP_VERB_EXPN:
+        return smtp_session_error(s, 502, "5.5.1", "EXPN not available");
+    case SMTP_VERB_HELP:
+        smtp_reply_lines(s->conn, 214, help, 2);
+        return SMTP_CONTINUE;
+    case SMTP_VERB_QUIT:
+        return smtp_session_close_with(s, 221, "2.0.0", "Bye");
+    default:
+        return smtp_session_error(s, 500, "5.5.2", "Command unrecognized");
+    }
+}
+
+enum smtp_rc
+smtp_verbs_dispatch(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    switch (cmd->verb) {
+    case SMTP_VERB_EHLO:
+    case SMTP_VERB_HELO:
+        return smtp_verb_ehlo(s, cmd);
+    case SMTP_VERB_STARTTLS:
+        return smtp_verb_starttls(s);
+    case SMTP_VERB_AUTH:
+        return smtp_auth_begin(s, cmd);
+    case SMTP_VERB_MAIL:
+        return smtp_verb_mail(s, cmd);
+    case SMTP_VERB_RCPT:
+        return smtp_verb_rcpt(s, cmd);
+    case SMTP_VERB_DATA:
+        return smtp_data_begin(s);
+    case SMTP_VERB_BDAT:
+        return smtp_bdat_begin(s, cmd);
+    default:
+        return smtp_verb_simple(s, cmd);
+    }
+}
