@@ -17,7 +17,7 @@ DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
 	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest python3-cryptography
 
 .PHONY: all deps service-user build asan tsan fuzz certs run test unit unit-asan unit-tsan \
-	fuzz-run lua integration integration-tsan bench clean
+	fuzz-run lua integration integration-tsan layers bench clean
 
 all: build
 
@@ -102,6 +102,11 @@ fuzz-run: fuzz
 		rm -rf $$corpus-run; \
 	done
 
+# The include rules of core/ (tests/layers/check_layers.py): folders depend one way, no
+# file-level cycles.
+layers:
+	$(PYTHON) tests/layers/check_layers.py
+
 # busted specs for lua/ and policies/ under LuaJIT (.busted sets the interpreter and paths)
 lua:
 	busted
@@ -116,11 +121,11 @@ integration-tsan: tsan certs
 	SLUICE_BIN=$(CURDIR)/$(TSAN)/sluice TSAN_OPTIONS="$(TSAN_OPTIONS_ALL)" \
 		$(PYTHON) -m pytest -q -m threads tests/integration
 
-# Every test: C unit tests (plain, ASan+UBSan, TSan), fuzzers (bounded), busted,
+# Every test: the include rules, C unit tests (plain, ASan+UBSan, TSan), fuzzers (bounded), busted,
 # integration (ASan+UBSan; the threaded ones again under TSan).
 # -k: a failing stage does not hide the stages after it; make still exits non-zero.
 test: deps service-user
-	$(MAKE) -k unit unit-asan unit-tsan fuzz-run lua integration integration-tsan
+	$(MAKE) -k layers unit unit-asan unit-tsan fuzz-run lua integration integration-tsan
 
 bench: build certs
 	bench/run.sh
