@@ -26,17 +26,10 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "relay/upstream.h"
 
 struct upstream_pool;
 struct upstream_job;
-
-struct relay_envelope {
-    const char  *mail_from; /* borrows; mailbox without <>, "" for the null sender */
-    const char **rcpts;     /* borrows; n_rcpts mailboxes without <> */
-    size_t       n_rcpts;
-    bool         smtputf8;  /* the client used SMTPUTF8: pass it on (or fail if not offered) */
-    bool         body_8bit; /* BODY=8BITMIME */
-};
 
 enum relay_status {
     RELAY_OK,          /* the upstream accepted the message: the client may get 250 */
