@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "daemon/generation.h"
-#include "daemon/listener.h"
+#include "net/listener.h"
 #include "util/log.h"
 #include "util/offload.h"
 #include "policy/policy_vm.h"

@@ -1,4 +1,4 @@
-/* core/daemon/listener.h: listening sockets. Bound once in the main thread (before dropping
+/* core/net/listener.h: listening sockets. Bound once in the main thread (before dropping
  * privileges, so 465 and 587 work), one SO_REUSEPORT socket per worker per address so
  * the kernel spreads connections without a shared accept lock. Accepting is done on the
  * owner's loop (a worker's); what a connection becomes is the owner's callback. */

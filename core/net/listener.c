@@ -1,6 +1,6 @@
-/* core/daemon/listener.c: bind, listen, accept; see listener.h. Knows nothing of SMTP: an
+/* core/net/listener.c: bind, listen, accept; see listener.h. Knows nothing of SMTP: an
  * accepted connection goes to the owner's callback. */
-#include "daemon/listener.h"
+#include "net/listener.h"
 
 #include <errno.h>
 #include <fcntl.h>
