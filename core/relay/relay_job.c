@@ -1,7 +1,9 @@
-/* core/relay/relay_job.c: one relay job: the result for the client from an upstream's
- * outcome, failover across the set's servers, and done() from the loop; see
- * upstream_pool.h and docs/relay.md. The connections it runs on are
- * core/relay/upstream_pool.c's. */
+/* core/relay/relay_job.c: one relay job: the client's result from an upstream's outcome,
+ * failover across the set's servers, and done() from the loop; see relay_job.h and
+ * docs/relay.md. The connections it runs on are leased from core/relay/upstream_pool.c
+ * (struct upstream_lease), the SMTP dialogue on them is core/relay/upstream.c. */
+#include "relay/relay_job.h"
+
 #include <assert.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -11,22 +13,53 @@
 #include <strings.h>
 
 #include "util/log.h"
-#include "relay/upstream_pool_internal.h"
+#include "relay/upstream_pool.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+#define RELAY_JOB_NO_TARGET SIZE_MAX
+
+struct upstream_job {
+    struct upstream_lease        lease;   /* the pool's part: set, target, fresh, state */
+    struct upstream_pool        *pool;    /* borrows */
+    uint64_t                     sid;
+    const struct relay_envelope *env;     /* borrows until done() */
+    const char                  *msg;     /* borrows until done() */
+    size_t                       msg_len;
+    relay_done_fn                done;
+    void                        *ctx;
+    bool                         finished; /* res is final; timer is fed and runs done() */
+    bool                         retried;  /* the one retry after a dead pooled connection */
+    ev_timer                     timer;    /* fed by relay_job_finish(): done() from the loop */
+    ev_tstamp                    started;
+    char                         last_error[240]; /* why the last server failed */
+    char                         last_enhanced[8];
+    struct relay_result          res;
+    bool                         second_pass; /* trying the targets skipped as down */
+    unsigned char                skipped[];   /* bit per target of the set: skipped as down */
+};
+
+static void relay_job_next(struct upstream_job *job);
 
 /* ---- results ---- */
 
 /* Client-facing text: printable ASCII only, no CR/LF, whatever the source. */
 static void
-pool_sanitise(char *s)
+relay_job_sanitise(char *s)
 {
     for (; *s != '\0'; s++)
         if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
             *s = '?';
 }
 
-void
-pool_result(struct upstream_job *job, enum relay_status st, int code, const char *enhanced,
-            const char *fmt, ...)
+static void
+relay_job_result(struct upstream_job *job, enum relay_status st, int code,
+                 const char *enhanced, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void
+relay_job_result(struct upstream_job *job, enum relay_status st, int code,
+                 const char *enhanced, const char *fmt, ...)
 {
     struct relay_result *res = &job->res;
     va_list              ap;
@@ -37,12 +70,12 @@ pool_result(struct upstream_job *job, enum relay_status st, int code, const char
     va_start(ap, fmt);
     vsnprintf(res->text, sizeof(res->text), fmt, ap);
     va_end(ap);
-    pool_sanitise(res->text);
+    relay_job_sanitise(res->text);
 }
 
 /* Best effort: "Ok: queued as 4Fb0x" (Postfix), "OK id=1rAB-0001-Xy" (Exim). */
 static void
-pool_queue_id(const char *text, char *out, size_t outlen)
+relay_job_queue_id(const char *text, char *out, size_t outlen)
 {
     const char *p = strcasestr(text, "queued as");
     size_t      n = 0;
@@ -65,7 +98,7 @@ pool_queue_id(const char *text, char *out, size_t outlen)
 /* The upstream's verdict, for the client: its code (421 becomes 451, as our session
  * stays open), its enhanced code with the class made to match (RFC 3463 section 2). */
 static void
-pool_result_from_reply(struct upstream_job *job, const struct upstream_outcome *o)
+relay_job_result_from_reply(struct upstream_job *job, const struct upstream_outcome *o)
 {
     int  cls = o->code / 100;
     char enhanced[16];
@@ -77,58 +110,58 @@ pool_result_from_reply(struct upstream_job *job, const struct upstream_outcome *
         snprintf(enhanced, sizeof(enhanced), "%d.0.0", cls);
     }
     if (o->ok) {
-        pool_result(job, RELAY_OK, 250, enhanced, "%s", o->text[0] ? o->text : "Ok");
-        pool_queue_id(o->text, job->res.queue_id, sizeof(job->res.queue_id));
-        pool_sanitise(job->res.queue_id);
+        relay_job_result(job, RELAY_OK, 250, enhanced, "%s", o->text[0] ? o->text : "Ok");
+        relay_job_queue_id(o->text, job->res.queue_id, sizeof(job->res.queue_id));
+        relay_job_sanitise(job->res.queue_id);
         return;
     }
     if (o->stage == UPSTREAM_STAGE_RCPT && o->failed_rcpt >= 0) {
         /* The client had 250 for this RCPT: name the recipient that sank the message. */
         job->res.failed_rcpt = o->failed_rcpt;
-        pool_result(job, cls == 5 ? RELAY_REJECTED : RELAY_TEMPFAIL, o->code, enhanced,
-                    "<%s>: upstream said: %s", job->env->rcpts[o->failed_rcpt], o->text);
+        relay_job_result(job, cls == 5 ? RELAY_REJECTED : RELAY_TEMPFAIL, o->code, enhanced,
+                         "<%s>: upstream said: %s", job->env->rcpts[o->failed_rcpt], o->text);
         return;
     }
-    pool_result(job, cls == 5 ? RELAY_REJECTED : RELAY_TEMPFAIL,
-                o->code == 421 ? 451 : o->code, enhanced, "%s",
-                o->text[0] ? o->text : "Upstream refused the message");
+    relay_job_result(job, cls == 5 ? RELAY_REJECTED : RELAY_TEMPFAIL,
+                     o->code == 421 ? 451 : o->code, enhanced, "%s",
+                     o->text[0] ? o->text : "Upstream refused the message");
 }
 
 /* Decide what a transaction's outcome means for the job. */
-enum job_verdict
-pool_judge(struct upstream_job *job, struct upstream *u)
+static enum upstream_lease_next
+relay_job_judge(struct upstream_job *job, struct upstream *u)
 {
     const struct upstream_outcome *o = upstream_outcome(u);
 
     snprintf(job->res.upstream, sizeof(job->res.upstream), "%s", upstream_name(u));
     if (!o->broken) {
-        pool_result_from_reply(job, o);
-        return VERDICT_FINISH;
+        relay_job_result_from_reply(job, o);
+        return UPSTREAM_LEASE_FINISH;
     }
     if (o->stage <= UPSTREAM_STAGE_MAIL) {
         /* Nothing accepted yet. A pooled connection that died while idle gives no
          * answer at all (or a 421): try once more on a new one. */
         if (job->res.reused && o->replies == 0 && !job->retried) {
             job->retried = true;
-            return VERDICT_RETRY;
+            return UPSTREAM_LEASE_RETRY;
         }
         snprintf(job->last_error, sizeof(job->last_error), "%s: %s", upstream_name(u),
                  o->error);
         snprintf(job->last_enhanced, sizeof(job->last_enhanced), "4.4.2");
         job->res.upstream[0] = '\0';
-        return VERDICT_FAILOVER;
+        return UPSTREAM_LEASE_FAILOVER;
     }
     /* MAIL was accepted: another server would be a second attempt at the same message
      * the client will retry anyway; RFC 5321 4.5.3.2 4xx semantics. */
-    pool_result(job, RELAY_UNAVAILABLE, 451, "4.4.2", "Upstream %s %s: %s",
-                upstream_name(u), o->timed_out ? "timed out" : "failed", o->error);
-    return VERDICT_FINISH;
+    relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.4.2", "Upstream %s %s: %s",
+                     upstream_name(u), o->timed_out ? "timed out" : "failed", o->error);
+    return UPSTREAM_LEASE_FINISH;
 }
 
 /* ---- jobs ---- */
 
 static void
-pool_job_log(const struct upstream_job *job)
+relay_job_log(const struct upstream_job *job)
 {
     static const char *const names[] = {"ok", "rejected", "tempfail", "unavailable"};
     const struct relay_result *res = &job->res;
@@ -147,112 +180,182 @@ pool_job_log(const struct upstream_job *job)
     log_int(&l, "rcpts", (long long)job->env->n_rcpts);
     log_int(&l, "size", (long long)job->msg_len);
     log_bool(&l, "reused", res->reused);
-    log_int(&l, "ms", (long long)((ev_now(job->pool->loop) - job->started) * 1000));
+    log_int(&l, "ms",
+            (long long)((ev_now(upstream_pool_loop(job->pool)) - job->started) * 1000));
     log_end(&l);
 }
 
 /* The result is final: done() runs from the loop, never from inside a pool call. */
-void
-pool_job_finish(struct upstream_job *job)
+static void
+relay_job_finish(struct upstream_job *job)
 {
-    job->state = JOB_FINISHED;
-    job->pc = NULL;
+    struct ev_loop *loop = upstream_pool_loop(job->pool);
+
+    job->finished = true;
     if (job->res.status == RELAY_OK)
-        job->pool->relayed++;
-    pool_job_log(job);
-    ev_timer_stop(job->pool->loop, &job->timer);
-    ev_feed_event(job->pool->loop, &job->timer, EV_TIMER);
-}
-
-void
-pool_job_unlink(struct upstream_job *job)
-{
-    struct upstream_pool *pool = job->pool;
-
-    ev_timer_stop(pool->loop, &job->timer); /* also clears a pending feed */
-    if (job->prev != NULL)
-        job->prev->next = job->next;
-    else
-        pool->jobs = job->next;
-    if (job->next != NULL)
-        job->next->prev = job->prev;
+        upstream_pool_count_relayed(job->pool);
+    relay_job_log(job);
+    ev_timer_stop(loop, &job->timer);
+    ev_feed_event(loop, &job->timer, EV_TIMER);
 }
 
 static void
-pool_job_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+relay_job_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct upstream_job *job = container_of(w, struct upstream_job, timer);
     struct relay_result  res;
     relay_done_fn        done = job->done;
     void                *ctx = job->ctx;
 
-    (void)loop;
     (void)revents;
-    if (job->state == JOB_WAITING) { /* every connection of its key stayed busy */
-        pool_wait_remove(job);
-        pool_result(job, RELAY_UNAVAILABLE, 451, "4.4.5",
-                    "All upstream connections are busy, try again later");
-        pool_job_finish(job);
-        return;
-    }
-    assert(job->state == JOB_FINISHED);
+    assert(job->finished);
     res = job->res;
-    pool_job_unlink(job);
+    ev_timer_stop(loop, &job->timer);
+    upstream_pool_detach(&job->lease);
     free(job);
     done(ctx, &res); /* last: it may start another relay */
 }
 
+/* Run the job on lease.target; out of memory finishes it. */
+static void
+relay_job_lease(struct upstream_job *job)
+{
+    if (upstream_pool_lease(&job->lease) != 0) {
+        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.3.0", "Out of memory");
+        relay_job_finish(job);
+    }
+}
+
+/* ---- what the pool tells the job ---- */
+
+static void
+relay_job_start_cb(struct upstream_lease *l, struct upstream *u)
+{
+    struct upstream_job *job = container_of(l, struct upstream_job, lease);
+
+    job->res.reused = upstream_transactions(u) > 0;
+    upstream_transact(u, job->sid, job->env, job->msg, job->msg_len);
+}
+
+static enum upstream_lease_next
+relay_job_ended_cb(struct upstream_lease *l, struct upstream *u, enum upstream_event ev)
+{
+    struct upstream_job           *job = container_of(l, struct upstream_job, lease);
+    const struct upstream_outcome *o = upstream_outcome(u);
+    bool                           dropped;
+
+    if (ev == UPSTREAM_EV_DONE)
+        return relay_job_judge(job, u);
+    /* Set-up failed. RFC 3463: no usable answer from the host is 4.4.1; a connection
+     * that was established and then dropped, reset or went silent is 4.4.2. */
+    dropped = o->stage > UPSTREAM_STAGE_CONNECT && (o->timed_out || o->dropped);
+    snprintf(job->last_error, sizeof(job->last_error), "%s: %s", upstream_name(u), o->error);
+    snprintf(job->last_enhanced, sizeof(job->last_enhanced), "%s",
+             dropped ? "4.4.2" : "4.4.1");
+    return UPSTREAM_LEASE_FAILOVER;
+}
+
+static void
+relay_job_resume_cb(struct upstream_lease *l, enum upstream_lease_next next)
+{
+    struct upstream_job *job = container_of(l, struct upstream_job, lease);
+
+    if (next == UPSTREAM_LEASE_FINISH) {
+        relay_job_finish(job);
+    } else if (next == UPSTREAM_LEASE_RETRY) {
+        job->lease.fresh = true;
+        relay_job_lease(job);
+    } else {
+        job->lease.target++;
+        relay_job_next(job);
+    }
+}
+
+static void
+relay_job_fail_cb(struct upstream_lease *l, bool timed_out)
+{
+    struct upstream_job *job = container_of(l, struct upstream_job, lease);
+
+    if (timed_out)
+        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.4.5",
+                         "All upstream connections are busy, try again later");
+    else
+        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.3.0", "Out of memory");
+    relay_job_finish(job);
+}
+
+/* The pool is being freed (detached us already): done() now, with what we have. */
+static void
+relay_job_abort_cb(struct upstream_lease *l)
+{
+    struct upstream_job *job = container_of(l, struct upstream_job, lease);
+    relay_done_fn        done = job->done;
+    void                *ctx = job->ctx;
+    struct relay_result  res;
+
+    if (!job->finished)
+        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.4.2", "Relay shutting down");
+    res = job->res;
+    ev_timer_stop(upstream_pool_loop(job->pool), &job->timer); /* also clears a feed */
+    free(job);
+    done(ctx, &res);
+}
+
+static const struct upstream_lease_ops relay_job_ops = {
+    .start = relay_job_start_cb,
+    .ended = relay_job_ended_cb,
+    .resume = relay_job_resume_cb,
+    .fail = relay_job_fail_cb,
+    .abort = relay_job_abort_cb,
+};
+
 /* ---- failover and the public calls ---- */
 
-/* The target to try from job->target: first, in order, those whose set-up has not
+/* The target to try from lease.target: first, in order, those whose set-up has not
  * failed lately; then, in order, the ones skipped for that reason (tried after the
  * others, so that a server back up is found when the others went down meanwhile). */
 static size_t
-pool_pick_target(struct upstream_job *job)
+relay_job_pick_target(struct upstream_job *job)
 {
-    const struct upstream_pool *pool = job->pool;
-    const struct pool_set      *set = &pool->sets[job->set];
-    ev_tstamp                   now = ev_now(pool->loop);
-    size_t                      t;
+    size_t n = upstream_pool_targets(job->pool, job->lease.set);
+    size_t t;
 
     if (!job->second_pass) {
-        for (t = job->target; t < set->n_targets; t++) {
-            const struct pool_target *tg = &set->targets[t];
-
-            if (pool->keys[tg->key].addrs[tg->addr].down_until <= now)
+        for (t = job->lease.target; t < n; t++) {
+            if (!upstream_pool_target_is_down(job->pool, job->lease.set, t))
                 return t;
             job->skipped[t / 8] |= (unsigned char)(1u << (t % 8));
         }
         job->second_pass = true;
-        job->target = 0;
+        job->lease.target = 0;
     }
-    for (t = job->target; t < set->n_targets; t++)
+    for (t = job->lease.target; t < n; t++)
         if (job->skipped[t / 8] & (1u << (t % 8)))
             return t;
-    return POOL_NO_TARGET;
+    return RELAY_JOB_NO_TARGET;
 }
 
-void
-pool_job_next(struct upstream_job *job)
+static void
+relay_job_next(struct upstream_job *job)
 {
-    size_t t = pool_pick_target(job);
+    size_t t = relay_job_pick_target(job);
 
-    if (t == POOL_NO_TARGET) {
-        pool_result(job, RELAY_UNAVAILABLE, 451,
-                    job->last_enhanced[0] ? job->last_enhanced : "4.4.1",
-                    "No upstream available (%s)",
-                    job->last_error[0] ? job->last_error : "no server configured");
-        pool_job_finish(job);
+    if (t == RELAY_JOB_NO_TARGET) {
+        relay_job_result(job, RELAY_UNAVAILABLE, 451,
+                         job->last_enhanced[0] ? job->last_enhanced : "4.4.1",
+                         "No upstream available (%s)",
+                         job->last_error[0] ? job->last_error : "no server configured");
+        relay_job_finish(job);
         return;
     }
-    job->target = t;
-    pool_job_lease(job);
+    job->lease.target = t;
+    relay_job_lease(job);
 }
 
 /* Addresses come from the session's parser, which refuses control characters; a
  * second check here keeps a bug there from becoming command injection upstream. */
 static bool
-pool_envelope_ok(const struct relay_envelope *env)
+relay_job_envelope_ok(const struct relay_envelope *env)
 {
     size_t i;
 
@@ -272,14 +375,14 @@ upstream_pool_relay(struct upstream_pool *pool, int set, uint64_t sid,
                     const struct relay_envelope *env, const char *msg, size_t msg_len,
                     relay_done_fn done, void *ctx)
 {
-    bool                 known = set >= 0 && (size_t)set < pool->n_sets;
-    size_t               n_targets = known ? pool->sets[set].n_targets : 0;
+    bool                 known = upstream_pool_has_set(pool, set);
+    size_t               n_targets = known ? upstream_pool_targets(pool, set) : 0;
     struct upstream_job *job = calloc(1, sizeof(*job) + n_targets / 8 + 1); /* + skipped[] */
 
     if (job == NULL)
         return NULL;
     job->pool = pool;
-    job->set = set;
+    job->lease.set = set;
     job->sid = sid;
     job->env = env;
     job->msg = msg;
@@ -287,42 +390,27 @@ upstream_pool_relay(struct upstream_pool *pool, int set, uint64_t sid,
     job->done = done;
     job->ctx = ctx;
     job->res.failed_rcpt = -1;
-    job->started = ev_now(pool->loop);
-    ev_init(&job->timer, pool_job_timer_cb);
-    job->next = pool->jobs;
-    if (pool->jobs != NULL)
-        pool->jobs->prev = job;
-    pool->jobs = job;
+    job->started = ev_now(upstream_pool_loop(pool));
+    ev_init(&job->timer, relay_job_timer_cb);
+    upstream_pool_attach(pool, &job->lease, &relay_job_ops, sid);
     if (!known)
-        pool_result(job, RELAY_UNAVAILABLE, 451, "4.3.5", "Upstream set not configured");
+        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.3.5", "Upstream set not configured");
     else if (env->n_rcpts == 0)
-        pool_result(job, RELAY_REJECTED, 554, "5.5.1", "No valid recipients");
-    else if (!pool_envelope_ok(env))
-        pool_result(job, RELAY_REJECTED, 501, "5.1.3", "Bad address syntax");
+        relay_job_result(job, RELAY_REJECTED, 554, "5.5.1", "No valid recipients");
+    else if (!relay_job_envelope_ok(env))
+        relay_job_result(job, RELAY_REJECTED, 501, "5.1.3", "Bad address syntax");
     else {
-        pool_job_next(job);
+        relay_job_next(job);
         return job;
     }
-    pool_job_finish(job);
+    relay_job_finish(job);
     return job;
 }
 
 void
 upstream_job_cancel(struct upstream_job *job)
 {
-    struct upstream_pool *pool = job->pool;
-    struct pool_key      *key = NULL;
-
-    if (job->state == JOB_WAITING) {
-        pool_wait_remove(job);
-    } else if (job->state == JOB_CONNECTING) {
-        job->pc->job = NULL; /* set-up goes on; the connection joins the pool */
-    } else if (job->state == JOB_RUNNING) {
-        key = job->pc->key;
-        pool_conn_drop(job->pc, "cancelled"); /* never complete an unfinished message */
-    }
-    pool_job_unlink(job);
+    ev_timer_stop(upstream_pool_loop(job->pool), &job->timer); /* also clears a feed */
+    upstream_pool_detach(&job->lease);
     free(job);
-    if (key != NULL)
-        pool_key_serve(key, pool);
 }

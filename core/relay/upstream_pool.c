@@ -5,7 +5,7 @@
  * AUTH credentials) is one key, shared by all upstream sets that name it; connections
  * are reused only within their key. Per key: idle connections (most recently used
  * first, so that the surplus idles out), a count of open ones against
- * pool_max_per_worker, and a FIFO of jobs waiting for a slot.
+ * pool_max_per_worker, and a FIFO of leases waiting for a slot.
  * The jobs that relay one message each (failover, the result) are core/relay/relay_job.c;
  * the SMTP dialogue itself is core/relay/upstream.c.
  *
@@ -28,46 +28,123 @@
 #include "util/log.h"
 #include "net/tls.h"
 #include "relay/upstream.h"
-#include "relay/upstream_pool_internal.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+#define POOL_ADDRS_MAX 4     /* addresses kept per server name */
+#define POOL_DOWN_SECS 10.0  /* a server whose set-up failed is tried last for this long */
+
+struct pool_addr {
+    struct sockaddr_storage ss;
+    socklen_t               len;
+    ev_tstamp               down_until; /* set-up failed recently: try the others first */
+};
+
+struct pool_conn;
+
+struct pool_key {
+    const struct config_upstream_server *srv;     /* borrows cfg */
+    SSL_CTX                             *ssl_ctx; /* owns; NULL for cleartext */
+    struct pool_addr                     addrs[POOL_ADDRS_MAX];
+    size_t                               n_addrs;
+    struct pool_conn                    *idle;    /* most recently used first */
+    size_t                               n_open;  /* counted against pool_max_per_worker */
+    struct upstream_lease               *wait_head, *wait_tail; /* FIFO */
+};
+
+struct pool_target {
+    size_t key;  /* index into pool->keys */
+    size_t addr; /* index into that key's addrs */
+};
+
+struct pool_set {
+    struct pool_target *targets; /* owns; every address of every server, in order */
+    size_t              n_targets;
+};
+
+enum pool_conn_state {
+    PC_SETUP, /* connecting and setting up, for pc->lease (NULL if it was detached) */
+    PC_IDLE,  /* in key->idle */
+    PC_BUSY,  /* carrying pc->lease's transaction */
+};
+
+struct pool_conn {
+    struct upstream_pool  *pool;        /* borrows */
+    struct pool_key       *key;         /* borrows */
+    size_t                 addr;        /* index into key->addrs */
+    struct upstream       *u;           /* owns */
+    struct upstream_lease *lease;       /* borrows; NULL when idle */
+    enum pool_conn_state   state;
+    struct pool_conn      *prev, *next; /* pool->conns */
+    struct pool_conn      *idle_next;   /* key->idle */
+};
+
+struct upstream_pool {
+    struct ev_loop        *loop;   /* borrows */
+    const struct config   *cfg;    /* borrows */
+    struct pool_key       *keys;   /* owns */
+    size_t                 n_keys;
+    struct pool_set       *sets;   /* owns; one per cfg->upstreams[] */
+    size_t                 n_sets;
+    struct pool_conn      *conns;  /* owns every connection */
+    struct upstream_lease *leases; /* borrows every attached lease (its holder owns it) */
+    size_t                 n_conns, n_idle, n_waiting;
+    unsigned long long     relayed, connects;
+    bool                   draining;
+};
 
 static enum conn_rc pool_conn_cb(void *owner, struct upstream *u, enum upstream_event ev);
 
-/* ---- jobs waiting for a slot ---- */
+/* ---- leases waiting for a slot ---- */
 
-void
-pool_wait_remove(struct upstream_job *job)
+static void
+pool_wait_remove(struct upstream_lease *l)
 {
-    struct pool_key      *key = job->waiting_on;
-    struct upstream_job **pp = &key->wait_head, *prev = NULL;
+    struct pool_key        *key = l->waiting_on;
+    struct upstream_lease **pp = &key->wait_head, *prev = NULL;
 
-    while (*pp != job) { /* bounded by the FIFO's length; job is in it */
+    while (*pp != l) { /* bounded by the FIFO's length; l is in it */
         prev = *pp;
         pp = &(*pp)->wait_next;
     }
-    *pp = job->wait_next;
-    if (key->wait_tail == job)
+    *pp = l->wait_next;
+    if (key->wait_tail == l)
         key->wait_tail = prev;
-    job->waiting_on = NULL;
-    job->wait_next = NULL;
-    job->pool->n_waiting--;
-    ev_timer_stop(job->pool->loop, &job->timer);
+    l->state = UPSTREAM_LEASE_NONE;
+    l->waiting_on = NULL;
+    l->wait_next = NULL;
+    l->pool->n_waiting--;
+    ev_timer_stop(l->pool->loop, &l->wait);
 }
 
 static void
-pool_wait_add(struct pool_key *key, struct upstream_job *job)
+pool_wait_add(struct pool_key *key, struct upstream_lease *l)
 {
-    job->state = JOB_WAITING;
-    job->waiting_on = key;
-    job->wait_next = NULL;
+    l->state = UPSTREAM_LEASE_WAITING;
+    l->waiting_on = key;
+    l->wait_next = NULL;
     if (key->wait_tail != NULL)
-        key->wait_tail->wait_next = job;
+        key->wait_tail->wait_next = l;
     else
-        key->wait_head = job;
-    key->wait_tail = job;
-    job->pool->n_waiting++;
-    ev_timer_set(&job->timer, job->pool->cfg->timeout_upstream, 0.);
-    ev_timer_start(job->pool->loop, &job->timer);
+        key->wait_head = l;
+    key->wait_tail = l;
+    l->pool->n_waiting++;
+    ev_timer_set(&l->wait, l->pool->cfg->timeout_upstream, 0.);
+    ev_timer_start(l->pool->loop, &l->wait);
 }
+
+/* Every connection of its key stayed busy. */
+static void
+pool_wait_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct upstream_lease *l = container_of(w, struct upstream_lease, wait);
+
+    (void)loop;
+    (void)revents;
+    pool_wait_remove(l);
+    l->ops->fail(l, true);
+}
+
 /* ---- connections ---- */
 
 static void
@@ -75,7 +152,7 @@ pool_conn_log_close(const struct pool_conn *pc, const char *reason)
 {
     struct logline l;
 
-    log_begin(&l, LOG_INFO, "upstream.close", pc->job != NULL ? pc->job->sid : 0);
+    log_begin(&l, LOG_INFO, "upstream.close", pc->lease != NULL ? pc->lease->sid : 0);
     log_str(&l, "upstream", upstream_name(pc->u));
     log_str(&l, "reason", reason);
     log_int(&l, "transactions", upstream_transactions(pc->u));
@@ -84,7 +161,7 @@ pool_conn_log_close(const struct pool_conn *pc, const char *reason)
 
 /* Close and free a connection (QUIT first if it is idle and in sync). The caller
  * serves the key's waiters afterwards (pool_key_serve): a freed slot may start one. */
-void
+static void
 pool_conn_drop(struct pool_conn *pc, const char *reason)
 {
     struct upstream_pool *pool = pc->pool;
@@ -113,7 +190,7 @@ pool_conn_drop(struct pool_conn *pc, const char *reason)
 
 static struct pool_conn *
 pool_conn_open(struct upstream_pool *pool, struct pool_key *key, size_t addr,
-               struct upstream_job *job)
+               struct upstream_lease *l)
 {
     struct pool_conn *pc = calloc(1, sizeof(*pc));
 
@@ -121,7 +198,7 @@ pool_conn_open(struct upstream_pool *pool, struct pool_key *key, size_t addr,
         return NULL;
     pc->u = upstream_new(pool->loop, pool->cfg, key->srv, key->ssl_ctx,
                          (const struct sockaddr *)&key->addrs[addr].ss, key->addrs[addr].len,
-                         job->sid, pc, pool_conn_cb);
+                         l->sid, pc, pool_conn_cb);
     if (pc->u == NULL) {
         free(pc);
         return NULL;
@@ -130,7 +207,7 @@ pool_conn_open(struct upstream_pool *pool, struct pool_key *key, size_t addr,
     pc->key = key;
     pc->addr = addr;
     pc->state = PC_SETUP;
-    pc->job = job;
+    pc->lease = l;
     pc->next = pool->conns;
     if (pool->conns != NULL)
         pool->conns->prev = pc;
@@ -142,15 +219,14 @@ pool_conn_open(struct upstream_pool *pool, struct pool_key *key, size_t addr,
 }
 
 static void
-pool_conn_start(struct pool_conn *pc, struct upstream_job *job)
+pool_conn_start(struct pool_conn *pc, struct upstream_lease *l)
 {
     pc->state = PC_BUSY;
-    pc->job = job;
-    job->pc = pc;
-    job->state = JOB_RUNNING;
-    job->fresh = false;
-    job->res.reused = upstream_transactions(pc->u) > 0;
-    upstream_transact(pc->u, job->sid, job->env, job->msg, job->msg_len);
+    pc->lease = l;
+    l->pc = pc;
+    l->state = UPSTREAM_LEASE_RUNNING;
+    l->fresh = false;
+    l->ops->start(l, pc->u);
 }
 
 static size_t
@@ -159,50 +235,49 @@ pool_cap(const struct upstream_pool *pool)
     return pool->cfg->pool_max_per_worker > 0 ? pool->cfg->pool_max_per_worker : 1;
 }
 
-/* Run the job on its current target: an idle connection, a new one, or wait. */
-void
-pool_job_lease(struct upstream_job *job)
+/* Run the lease on its current target: an idle connection, a new one, or wait. */
+static int
+pool_lease_run(struct upstream_lease *l)
 {
-    struct upstream_pool     *pool = job->pool;
-    const struct pool_target *t = &pool->sets[job->set].targets[job->target];
+    struct upstream_pool     *pool = l->pool;
+    const struct pool_target *t = &pool->sets[l->set].targets[l->target];
     struct pool_key          *key = &pool->keys[t->key];
     struct pool_conn         *pc = key->idle;
 
     /* A retry wants a new connection, but takes a pooled one rather than wait. */
-    if (pc != NULL && (!job->fresh || key->n_open >= pool_cap(pool))) {
+    if (pc != NULL && (!l->fresh || key->n_open >= pool_cap(pool))) {
         key->idle = pc->idle_next;
         pc->idle_next = NULL;
         pool->n_idle--;
-        pool_conn_start(pc, job);
-        return;
+        pool_conn_start(pc, l);
+        return 0;
     }
     if (key->n_open >= pool_cap(pool)) {
-        pool_wait_add(key, job);
-        return;
+        pool_wait_add(key, l);
+        return 0;
     }
-    job->pc = pool_conn_open(pool, key, t->addr, job);
-    if (job->pc == NULL) {
-        pool_result(job, RELAY_UNAVAILABLE, 451, "4.3.0", "Out of memory");
-        pool_job_finish(job);
-        return;
-    }
-    job->state = JOB_CONNECTING;
+    l->pc = pool_conn_open(pool, key, t->addr, l);
+    if (l->pc == NULL)
+        return -1;
+    l->state = UPSTREAM_LEASE_CONNECTING;
+    return 0;
 }
 
-/* Slots freed on key: start waiting jobs, oldest first. Each pass takes an idle
- * connection or opens one (pool_job_lease never queues here), or finishes the job. */
-void
+/* Slots freed on key: start waiting leases, oldest first. Each pass takes an idle
+ * connection or opens one (pool_lease_run never queues here), or fails the lease. */
+static void
 pool_key_serve(struct pool_key *key, struct upstream_pool *pool)
 {
     while (key->wait_head != NULL && (key->idle != NULL || key->n_open < pool_cap(pool))) {
-        struct upstream_job *job = key->wait_head;
+        struct upstream_lease *l = key->wait_head;
 
-        pool_wait_remove(job);
-        pool_job_lease(job); /* uses a slot, or finishes: the loop moves on */
+        pool_wait_remove(l);
+        if (pool_lease_run(l) != 0) /* uses a slot, or fails: the loop moves on */
+            l->ops->fail(l, false);
     }
 }
 
-/* A connection is free again: a waiting job gets it, else it idles (or closes). */
+/* A connection is free again: a waiting lease gets it, else it idles (or closes). */
 static bool
 pool_conn_release(struct pool_conn *pc)
 {
@@ -210,7 +285,7 @@ pool_conn_release(struct pool_conn *pc)
     struct pool_key      *key = pc->key;
     const char           *why = NULL;
 
-    pc->job = NULL;
+    pc->lease = NULL;
     if (!upstream_is_ready(pc->u))
         why = "out of sync";
     else if (pool->draining)
@@ -226,10 +301,10 @@ pool_conn_release(struct pool_conn *pc)
         return true;
     }
     if (key->wait_head != NULL) {
-        struct upstream_job *job = key->wait_head;
+        struct upstream_lease *l = key->wait_head;
 
-        pool_wait_remove(job);
-        pool_conn_start(pc, job);
+        pool_wait_remove(l);
+        pool_conn_start(pc, l);
         return false;
     }
     pc->state = PC_IDLE;
@@ -243,62 +318,47 @@ pool_conn_release(struct pool_conn *pc)
 static bool
 pool_conn_done(struct pool_conn *pc)
 {
-    struct upstream_pool *pool = pc->pool;
-    struct upstream_job  *job = pc->job;
-    struct pool_key      *key = pc->key;
-    enum job_verdict      v;
+    struct upstream_pool    *pool = pc->pool;
+    struct upstream_lease   *l = pc->lease;
+    struct pool_key         *key = pc->key;
+    enum upstream_lease_next next;
 
-    if (job == NULL) /* cannot happen: a cancel frees a busy connection */
+    if (l == NULL) /* cannot happen: a detach frees a busy connection */
         return pool_conn_release(pc);
-    v = pool_judge(job, pc->u);
-    job->pc = NULL;
+    next = l->ops->ended(l, pc->u, UPSTREAM_EV_DONE);
+    l->pc = NULL;
+    l->state = UPSTREAM_LEASE_NONE;
     if (upstream_is_ready(pc->u)) {
-        pool_job_finish(job); /* only a verdict leaves a connection in sync */
+        l->ops->resume(l, UPSTREAM_LEASE_FINISH); /* only a verdict leaves it in sync */
         return pool_conn_release(pc);
     }
     /* Free the dead connection's slot first, so that a retry can use it. */
-    pc->job = NULL;
+    pc->lease = NULL;
     pool_conn_drop(pc, upstream_outcome(pc->u)->broken ? "broken" : "out of sync");
-    if (v == VERDICT_FINISH) {
-        pool_job_finish(job);
-    } else if (v == VERDICT_RETRY) {
-        job->fresh = true;
-        pool_job_lease(job);
-    } else {
-        job->target++;
-        pool_job_next(job);
-    }
+    l->ops->resume(l, next);
     pool_key_serve(key, pool);
     return true;
 }
 
-/* Set-up failed, or an idle connection died. The job, if any, fails over. */
+/* Set-up failed, or an idle connection died. The lease, if any, fails over. */
 static void
 pool_conn_closed(struct pool_conn *pc)
 {
     struct upstream_pool          *pool = pc->pool;
     struct pool_key               *key = pc->key;
-    struct upstream_job           *job = pc->job;
+    struct upstream_lease         *l = pc->lease;
     const struct upstream_outcome *o = upstream_outcome(pc->u);
 
     if (pc->state == PC_SETUP) {
         key->addrs[pc->addr].down_until = ev_now(pool->loop) + POOL_DOWN_SECS;
-        if (job != NULL) {
-            /* RFC 3463: no usable answer from the host is 4.4.1; a connection that was
-             * established and then dropped, reset or went silent is 4.4.2. */
-            bool dropped = o->stage > UPSTREAM_STAGE_CONNECT && (o->timed_out || o->dropped);
-
-            snprintf(job->last_error, sizeof(job->last_error), "%s: %s", upstream_name(pc->u),
-                     o->error);
-            snprintf(job->last_enhanced, sizeof(job->last_enhanced), "%s",
-                     dropped ? "4.4.2" : "4.4.1");
-        }
+        if (l != NULL)
+            (void)l->ops->ended(l, pc->u, UPSTREAM_EV_CLOSED);
     }
     pool_conn_drop(pc, o->error[0] != '\0' ? o->error : "closed");
-    if (job != NULL) {
-        job->pc = NULL;
-        job->target++;
-        pool_job_next(job);
+    if (l != NULL) {
+        l->pc = NULL;
+        l->state = UPSTREAM_LEASE_NONE;
+        l->ops->resume(l, UPSTREAM_LEASE_FAILOVER);
     }
     pool_key_serve(key, pool);
 }
@@ -312,8 +372,8 @@ pool_conn_cb(void *owner, struct upstream *u, enum upstream_event ev)
     switch (ev) {
     case UPSTREAM_EV_READY:
         pc->key->addrs[pc->addr].down_until = 0;
-        if (pc->job != NULL) {
-            pool_conn_start(pc, pc->job);
+        if (pc->lease != NULL) {
+            pool_conn_start(pc, pc->lease);
             return CONN_OK;
         }
         return pool_conn_release(pc) ? CONN_GONE : CONN_OK;
@@ -325,6 +385,98 @@ pool_conn_cb(void *owner, struct upstream *u, enum upstream_event ev)
     }
     return CONN_OK;
 }
+
+/* ---- leases ---- */
+
+void
+upstream_pool_attach(struct upstream_pool *pool, struct upstream_lease *l,
+                     const struct upstream_lease_ops *ops, uint64_t sid)
+{
+    l->ops = ops;
+    l->pool = pool;
+    l->sid = sid;
+    l->state = UPSTREAM_LEASE_NONE;
+    ev_init(&l->wait, pool_wait_timer_cb);
+    l->prev = NULL;
+    l->next = pool->leases;
+    if (pool->leases != NULL)
+        pool->leases->prev = l;
+    pool->leases = l;
+}
+
+int
+upstream_pool_lease(struct upstream_lease *l)
+{
+    return pool_lease_run(l);
+}
+
+static void
+pool_lease_unlink(struct upstream_lease *l)
+{
+    struct upstream_pool *pool = l->pool;
+
+    if (l->prev != NULL)
+        l->prev->next = l->next;
+    else
+        pool->leases = l->next;
+    if (l->next != NULL)
+        l->next->prev = l->prev;
+}
+
+void
+upstream_pool_detach(struct upstream_lease *l)
+{
+    struct upstream_pool *pool = l->pool;
+    struct pool_key      *key = NULL;
+
+    if (l->state == UPSTREAM_LEASE_WAITING) {
+        pool_wait_remove(l);
+    } else if (l->state == UPSTREAM_LEASE_CONNECTING) {
+        l->pc->lease = NULL; /* set-up goes on; the connection joins the pool */
+    } else if (l->state == UPSTREAM_LEASE_RUNNING) {
+        key = l->pc->key;
+        pool_conn_drop(l->pc, "cancelled"); /* never complete an unfinished message */
+    }
+    l->pc = NULL;
+    l->state = UPSTREAM_LEASE_NONE;
+    pool_lease_unlink(l);
+    if (key != NULL)
+        pool_key_serve(key, pool);
+}
+
+bool
+upstream_pool_has_set(const struct upstream_pool *pool, int set)
+{
+    return set >= 0 && (size_t)set < pool->n_sets;
+}
+
+size_t
+upstream_pool_targets(const struct upstream_pool *pool, int set)
+{
+    return pool->sets[set].n_targets;
+}
+
+bool
+upstream_pool_target_is_down(const struct upstream_pool *pool, int set, size_t t)
+{
+    const struct pool_target *tg = &pool->sets[set].targets[t];
+
+    return pool->keys[tg->key].addrs[tg->addr].down_until > ev_now(pool->loop);
+}
+
+struct ev_loop *
+upstream_pool_loop(const struct upstream_pool *pool)
+{
+    return pool->loop;
+}
+
+void
+upstream_pool_count_relayed(struct upstream_pool *pool)
+{
+    pool->relayed++;
+}
+
+/* ---- counters, drain, free ---- */
 
 void
 upstream_pool_stats(const struct upstream_pool *pool, struct upstream_pool_stats *st)
@@ -355,20 +507,17 @@ upstream_pool_free(struct upstream_pool *pool)
 
     if (pool == NULL)
         return;
-    while (pool->jobs != NULL) { /* each pass frees one */
-        struct upstream_job *job = pool->jobs;
-        relay_done_fn        done = job->done;
-        void                *ctx = job->ctx;
-        struct relay_result  res;
+    while (pool->leases != NULL) { /* each pass detaches one */
+        struct upstream_lease *l = pool->leases;
 
-        if (job->state != JOB_FINISHED)
-            pool_result(job, RELAY_UNAVAILABLE, 451, "4.4.2", "Relay shutting down");
-        if (job->pc != NULL)
-            job->pc->job = NULL;
-        res = job->res;
-        pool_job_unlink(job);
-        free(job);
-        done(ctx, &res);
+        if (l->state == UPSTREAM_LEASE_WAITING)
+            pool_wait_remove(l);
+        if (l->pc != NULL)
+            l->pc->lease = NULL;
+        l->pc = NULL;
+        l->state = UPSTREAM_LEASE_NONE;
+        pool_lease_unlink(l);
+        l->ops->abort(l);
     }
     while (pool->conns != NULL) /* each pass frees one; QUIT to idle ones */
         pool_conn_drop(pool->conns, "shutdown");
