@@ -9,6 +9,8 @@
  * before the next starts). Log lines: http.connect (debug; notice when an address
  * failed before one answered), http.unreachable (info, when none did).
  *
+ * URLs are parsed by core/proto/http_url.c.
+ *
  * Ownership: http_client_request() returns a request the caller owns until done() runs;
  * after done() the request is freed by this module. http_client_cancel() frees it
  * without calling done(). done() is never called before http_client_request() returns. */
@@ -20,21 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HTTP_CLIENT_URL_MAX 2048
-
 struct offload;
 struct offload_return;
-
-/* A parsed http(s) URL: scheme://host[:port][/path?query]. No user info, no fragment. */
-struct http_url {
-    bool is_https;
-    char host[256];    /* without [] around an IPv6 literal */
-    int  port;         /* default 443 / 80 */
-    char path[HTTP_CLIENT_URL_MAX]; /* "/" when the URL has none; query kept */
-};
-
-/* 0 and *u filled, or -1 and why in err. */
-int http_url_parse(const char *url, struct http_url *u, char *err, size_t errlen);
 
 struct http_client_opts {
     const char        *method;      /* "GET" or "POST" */

@@ -7,7 +7,7 @@
  * LDAP_OPT_TIMEOUT; LDAP_OPT_CONNECT_ASYNC makes its handshake poll instead of spinning).
  * The certificate chain is verified against ca_file (or the system's store) and
  * the name in the URI against the certificate, with the TLS context made at load
- * (ldap_dial_tls_ctx). */
+ * (config_ldap_tls.h). */
 #ifndef SLUICE_LDAP_DIAL_H
 #define SLUICE_LDAP_DIAL_H
 
@@ -22,18 +22,5 @@ struct config_ldap;
  * time. NULL and the reason in err (which never holds a password) on failure. The caller
  * owns the handle: ldap_unbind_ext() it. Thread-safe for distinct handles. */
 LDAP *ldap_dial(const struct config_ldap *cfg, size_t i, char *err, size_t errlen);
-
-/* libldap's process-wide initialisation (ldap.conf, the environment), done once on the
- * calling thread: call it on the main thread before threads use libldap. */
-void ldap_dial_global_init(void);
-
-/* A TLS context for ldap_dial(): TLS 1.2 at least, the server's chain verified against
- * ca_file (PEM; NULL: libldap's default, TLS_CACERT of ldap.conf or the system's store)
- * and its name against the URI. It is libldap's own (GnuTLS or OpenSSL, whichever
- * libldap was built with: Debian's uses GnuTLS), made through a handle that connects
- * nowhere. One reference for the caller, or NULL and why in err. */
-void *ldap_dial_tls_ctx(const char *ca_file, char *err, size_t errlen);
-/* Drop that reference. NULL is fine. */
-void ldap_dial_tls_ctx_free(void *ctx);
 
 #endif

@@ -22,7 +22,7 @@
 #include "daemon/generation.h"
 #include "util/inflight.h"
 #include "net/iplimit.h"
-#include "daemon/listener.h"
+#include "net/listener.h"
 #include "util/log.h"
 #include "util/offload.h"
 #include "util/privfile.h"

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "config/config_internal.h"
-#include "auth/ldap_dial.h"
+#include "config/config_ldap_tls.h"
 #include "proto/ldap_template.h"
 #include "util/privfile.h"
 
@@ -33,7 +33,7 @@ cfg_free_ldap(struct config_ldap *l)
     if (l == NULL)
         return;
     cfg_free_strings(l->uris);
-    ldap_dial_tls_ctx_free(l->tls_ctx);
+    config_ldap_tls_ctx_free(l->tls_ctx);
     free(l->ca_file);
     free(l->base_dn);
     free(l->bind_dn);
@@ -106,7 +106,7 @@ cfg_ldap_uris(struct cfg_ctx *ctx, const struct config *cfg, struct config_ldap 
     return 0;
 }
 
-/* The TLS context every connection of the domain uses (ldap_dial.h): made here so
+/* The TLS context every connection of the domain uses (config_ldap_tls.h): made here so
  * that the CA file is read when the configuration is (through privfile.h), and once
  * rather than per connection. ca_file (readable: the getter checked) must
  * hold a PEM certificate: some TLS libraries take a file without one as an empty
@@ -130,7 +130,7 @@ cfg_ldap_tls(struct cfg_ctx *ctx, struct config_ldap *l)
             return cfg_ldap_fail(ctx, "ca_file", "no PEM certificate in '%s'", l->ca_file);
         X509_free(x);
     }
-    l->tls_ctx = ldap_dial_tls_ctx(l->ca_file, err, sizeof(err));
+    l->tls_ctx = config_ldap_tls_ctx_new(l->ca_file, err, sizeof(err));
     if (l->tls_ctx == NULL)
         return l->ca_file != NULL ? cfg_fail_key(ctx, "ca_file", err) : cfg_fail(ctx, "%s", err);
     return 0;
@@ -278,7 +278,7 @@ cfg_domain_ldap(struct cfg_ctx *ctx, int t, const struct config *cfg, struct con
         return cfg_ldap_listed(d) ? cfg_fail_key(ctx, "auth", "lists 'ldap' but the domain "
                                                               "has no ldap table")
                                   : 0;
-    ldap_dial_global_init(); /* loading runs on the main thread: before libldap's users */
+    config_ldap_tls_global_init(); /* loading runs on the main thread: before libldap's users */
     l = d->ldap = calloc(1, sizeof(*l));
     if (l == NULL)
         return cfg_fail(ctx, "out of memory");

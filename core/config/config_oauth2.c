@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "config/config_internal.h"
-#include "auth/http_client.h"
+#include "proto/http_url.h"
 #include "util/privfile.h"
 
 #define CFG_OAUTH2_SCOPE    "smtp.send"

@@ -6,48 +6,15 @@
  * Requests: `status`, `reload`, `ratelimit show NAME`, `ratelimit reset NAME`,
  * `ratelimit list [PREFIX]`. The rate-limit commands read lua/sluice/ratelimit.lua's key
  * layout in the shared dictionary (NAME:W:INDEX counters, NAME:block); what the daemon's
- * status and a reload are is left to the caller's struct control_ops. */
+ * status and a reload are is left to the caller's struct control_ops (control_ops.h). */
 #ifndef SLUICE_CONTROL_H
 #define SLUICE_CONTROL_H
 
-#include <stddef.h>
-#include <stdint.h>
-
-#define CONTROL_MAX_REQUEST 4096 /* octets in a request line, LF included */
-#define CONTROL_TIMEOUT     2.0  /* seconds a client has to send its line and read the reply */
-#define CONTROL_MAX_REPLY   (8u << 20) /* octets: a bigger reply becomes an error reply */
-#define CONTROL_MAX_ENTRIES 10000 /* keys in one show or list reply, then "truncated":true */
+#include "daemon/control_ops.h"
 
 struct zones;
 struct audit;
 struct control;
-
-/* Filled by the daemon on request, from the control thread: any field the daemon keeps
- * per worker it must read in a thread-safe way (atomics, or a lock of its own). */
-struct control_status {
-    unsigned generation;             /* 1 at start, +1 per successful reload */
-    double   started, loaded;        /* wall-clock times: daemon start, this generation's load */
-    unsigned reloads_ok, reloads_failed;
-    char     last_reload_error[512]; /* "" when none */
-    int      workers;
-    size_t   sessions;               /* open now */
-    uint64_t sessions_total, messages_relayed, messages_failed, auth_ok, auth_failed;
-    size_t   old_generations;        /* older generations still finishing sessions */
-    /* memory for messages in transit (core/util/inflight.h): octets reserved now, the limits,
-     * clients holding some, transactions refused with 452 4.3.1 since start */
-    size_t   inflight_bytes, inflight_max_bytes, inflight_max_per_client, inflight_clients;
-    uint64_t inflight_refused;
-};
-
-/* The daemon's side. Both are called on the control thread, one request at a time. */
-struct control_ops {
-    void *ctx;
-    /* Reload now (blocking, on the control thread). 0 and "generation N" in msg, or -1
-     * and the error ("file:line: reason") in msg. NULL: `reload` answers an error. */
-    int  (*reload)(void *ctx, char *msg, size_t msglen);
-    /* Fill *st (it arrives zeroed). NULL: `status` has only the dictionary and audit. */
-    void (*status)(void *ctx, struct control_status *st);
-};
 
 /* Bind path, mode 0600, and listen. A socket file already at path is unlinked first only
  * if nothing answers on it (left by a daemon that died, or that could not unlink it after

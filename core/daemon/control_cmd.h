@@ -8,7 +8,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "daemon/control.h"
+#include "daemon/control_ops.h"
+
+struct zones;
+struct audit;
 
 #define CONTROL_SHOW_VALUE 256 /* octets of a string value shown */
 

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "daemon/generation.h"
-#include "daemon/listener.h"
+#include "net/listener.h"
 #include "util/log.h"
 #include "util/offload.h"
 #include "policy/policy_vm.h"
@@ -68,10 +68,8 @@ worker_new(int index, struct daemon *d, const int *fds, const size_t *lindex, si
         goto fail;
     }
     w->n_listeners = n;
-    for (size_t i = 0; i < n; i++) {
-        w->listeners[i].fd = fds[i];
-        w->listeners[i].index = lindex[i];
-    }
+    for (size_t i = 0; i < n; i++)
+        listener_init(&w->listeners[i], fds[i], lindex[i]);
     w->offload_ret = offload_return_new(w->loop);
     if (w->offload_ret == NULL) {
         snprintf(err, errlen, "worker %d: out of memory", index);
@@ -205,6 +203,22 @@ worker_drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
         smtp_session_cut(w->sessions);
 }
 
+/* A connection accepted on one of w's listeners becomes a session of w's. */
+static void
+worker_accept_cb(void *owner, size_t index, int fd)
+{
+    struct worker *w = owner;
+
+    smtp_session_new(w, &w->gen->cfg->listeners[index], fd);
+}
+
+static void
+worker_listeners_stop(struct worker *w)
+{
+    for (size_t i = 0; i < w->n_listeners; i++)
+        listener_stop(&w->listeners[i]);
+}
+
 static void
 worker_start_drain(struct worker *w)
 {
@@ -213,7 +227,7 @@ worker_start_drain(struct worker *w)
     if (w->draining)
         return;
     w->draining = true;
-    listener_stop(w);
+    worker_listeners_stop(w);
     ev_timer_set(&w->drain_timer, w->gen->cfg->timeout_drain, 0.);
     ev_timer_start(w->loop, &w->drain_timer);
     for (s = w->sessions; s != NULL; s = next) {
@@ -240,7 +254,8 @@ worker_main(void *arg)
 {
     struct worker *w = arg;
 
-    listener_start(w);
+    for (size_t i = 0; i < w->n_listeners; i++)
+        listener_start(&w->listeners[i], w->loop, worker_accept_cb, w);
     ev_run(w->loop, 0);
     return NULL;
 }
@@ -272,7 +287,7 @@ worker_free(struct worker *w)
     while (w->sessions != NULL)
         smtp_session_free(w->sessions, "shutdown");
     if (w->loop != NULL) {
-        listener_stop(w);
+        worker_listeners_stop(w);
         ev_idle_stop(w->loop, &w->reap);
     }
     while (w->old != NULL) {

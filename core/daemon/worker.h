@@ -24,6 +24,7 @@ struct inflight;
 struct iplimit;
 struct zones;
 struct worker_gen;
+struct listener;
 
 /* What all workers share. The pointers are set before any thread starts; a worker reads
  * gen and audit only in worker_new() (it then reaches its generation through its own
@@ -39,14 +40,6 @@ struct daemon {
     struct audit      *audit;   /* borrows; internally locked. NULL: none yet; a reload
                                  * may set it (under daemon_ctl.mu), never change it */
     int                exit_code;
-};
-
-struct worker_listener {
-    int            fd;     /* owns */
-    size_t         index;  /* into every generation's cfg->listeners (a reload that
-                            * changes listeners is refused) */
-    ev_io          io;
-    struct worker *worker;
 };
 
 /* Counters for `sluice ctl status`: written by the worker (relaxed atomics), read by
@@ -70,7 +63,9 @@ struct worker {
     struct ev_loop         *loop;     /* owns; run by this thread only: others only
                                        * ev_async_send() to it (wake, offload returns) */
     pthread_t               thread;
-    struct worker_listener *listeners; /* owns */
+    struct listener        *listeners; /* owns; index: into every generation's
+                                        * cfg->listeners (a reload that changes
+                                        * listeners is refused) */
     size_t                  n_listeners;
     struct offload_return  *offload_ret; /* owns */
     struct worker_gen      *gen;      /* owns; current: new sessions pin it */

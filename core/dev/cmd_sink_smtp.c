@@ -1,12 +1,12 @@
 /* core/dev/cmd_sink_smtp.c: one `sluice sink` connection (see cmd_sink_smtp.h).
  *
  * It is the witness the relay is tested against, so it has its own line reader, DATA/BDAT
- * decoder and SASL and includes no other core header but cmd_sink.h. Blocking I/O with
+ * decoder and SASL and includes no other core header but cmd_sink_output.h. Blocking I/O with
  * 64 KiB reads; replies are buffered and flushed only when the input is drained, so
  * pipelined commands get their replies in one write. Enhanced status codes (RFC 2034) on
  * every reply except the 220 greeting, the HELO/EHLO replies and the 334/354 prompts.
  * Left to others: listening, threads and signals, the --log writer and the Maildir
- * (cmd_sink.c). */
+ * (cmd_sink.c, cmd_sink_output.c). */
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>

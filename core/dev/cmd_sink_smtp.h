@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "dev/cmd_sink.h"
+#include "dev/cmd_sink_output.h"
 
 /* Runs one session on the connected blocking socket fd until QUIT, EOF, an I/O error, the
  * idle timeout, a --drop-data match or shutdown(2) of fd by another thread. Logs

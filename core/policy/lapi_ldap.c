@@ -44,12 +44,26 @@ lapi_ldap_gc(lua_State *L)
     return 0;
 }
 
+static void
+lapi_ldap_gen_ref(void *gen)
+{
+    generation_ref(gen);
+}
+
+static void
+lapi_ldap_gen_unref(void *gen)
+{
+    generation_unref(gen);
+}
+
 /* The state's client, made on first use; NULL when out of memory. */
 static struct ldap_client *
 lapi_ldap_client(lua_State *L, struct hook_run *run)
 {
-    struct worker       *w = run->session->worker;
-    struct ldap_client **ud;
+    struct worker         *w = run->session->worker;
+    struct ldap_client_pin pin = {run->session->wgen->gen, lapi_ldap_gen_ref,
+                                  lapi_ldap_gen_unref};
+    struct ldap_client   **ud;
 
     lua_pushlightuserdata(L, (void *)&lapi_ldap_key);
     lua_rawget(L, LUA_REGISTRYINDEX);
@@ -59,7 +73,7 @@ lapi_ldap_client(lua_State *L, struct hook_run *run)
         return *ud;
     lua_pushlightuserdata(L, (void *)&lapi_ldap_key);
     ud = lua_newuserdata(L, sizeof(*ud));
-    *ud = ldap_client_new(run->loop, w->daemon->offload, w->offload_ret, run->session->wgen->gen);
+    *ud = ldap_client_new(run->loop, w->daemon->offload, w->offload_ret, &pin);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, lapi_ldap_gc);
     lua_setfield(L, -2, "__gc");

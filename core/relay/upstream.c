@@ -1,7 +1,7 @@
 /* core/relay/upstream.c: the SMTP client for one upstream connection; see upstream.h.
  * One state machine on top of struct conn: connect, set-up (greeting, EHLO, STARTTLS,
  * AUTH), then transactions. Replies and EHLO keywords are parsed in upstream_reply.c;
- * what an outcome means for the client is decided in core/relay/upstream_pool.c.
+ * what an outcome means for the client is decided in core/relay/relay_job.c.
  *
  * Nothing here calls its owner from inside a call the owner made: work started by
  * upstream_new() or upstream_transact() is finished from the loop (the `kick` watcher,

@@ -6,24 +6,34 @@
  * with RSET.
  *
  * It decides nothing about pooling, failover, retries or what the client is told: it
- * reports outcomes, and core/relay/upstream_pool.c decides. It never logs credentials or
- * message content. Built on struct conn (core/net/conn.h). */
+ * reports outcomes: core/relay/upstream_pool.c decides about pooling, core/relay/relay_job.c
+ * about failover and the reply. It never logs credentials or message content. Built on
+ * struct conn (core/net/conn.h). */
 #ifndef SLUICE_UPSTREAM_H
 #define SLUICE_UPSTREAM_H
 
 #include <ev.h>
 #include <openssl/ssl.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 #include "config/config.h"
 #include "net/conn.h"
-#include "relay/upstream_pool.h"
-
-#define UPSTREAM_TEXT_MAX 512
+#include "relay/upstream_reply.h"
 
 struct upstream;
+
+/* The envelope of one transaction, as the client gave it. */
+struct relay_envelope {
+    const char  *mail_from; /* borrows; mailbox without <>, "" for the null sender */
+    const char **rcpts;     /* borrows; n_rcpts mailboxes without <> */
+    size_t       n_rcpts;
+    bool         smtputf8;  /* the client used SMTPUTF8: pass it on (or fail if not offered) */
+    bool         body_8bit; /* BODY=8BITMIME */
+};
+
 
 enum upstream_event {
     UPSTREAM_EV_READY,  /* set up (greeting, EHLO, TLS, AUTH done): a transaction may start */

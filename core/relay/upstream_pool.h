@@ -1,22 +1,16 @@
-/* core/relay/upstream_pool.h: relay one message to an upstream set through this worker's pool
- * of persistent upstream SMTP connections.
+/* core/relay/upstream_pool.h: this worker's pool of persistent upstream SMTP connections:
+ * lease one for a transaction, get it back after, keep it idle for the next.
  *
  * One pool per worker thread (no locks); connections are keyed by everything that
  * identifies them (host, port, TLS mode, TLS name, AUTH credentials) so one domain's
  * credentials are never reused for another. A pooled connection is reused with RSET,
- * checked before reuse, capped per key, closed when idle or after max_reuse messages.
+ * checked before reuse, capped per key (pool_max_per_worker), closed when idle or after
+ * max_reuse messages; a lease that finds every connection of its key busy waits in a
+ * FIFO for up to timeout_upstream.
  *
- * Transaction (per job): lease a connection (or open one: connect, greeting, EHLO,
- * STARTTLS + EHLO, AUTH), send MAIL + every RCPT pipelined when the upstream offers
- * PIPELINING (preceded by RSET on a reused connection), and if and only if every
- * recipient was accepted, send the message (BDAT LAST when the upstream offers CHUNKING,
- * else DATA with dot-stuffing) and wait for the final reply. If any recipient is
- * refused, the upstream transaction is abandoned with RSET and the job fails with that
- * recipient's reply: nothing is delivered to anyone (docs/relay.md explains why).
- * Failover: a server that cannot be connected, refuses the greeting, fails TLS or AUTH,
- * or times out before MAIL is accepted is skipped for the next one in the set. A pooled
- * connection found dead before anything of the transaction was answered is retried once
- * on a fresh connection. */
+ * What the pool leases connections for, a relay job with its failover and its result,
+ * is core/relay/relay_job.h: the pool knows a job only as a struct upstream_lease and
+ * tells it what happens through struct upstream_lease_ops. */
 #ifndef SLUICE_UPSTREAM_POOL_H
 #define SLUICE_UPSTREAM_POOL_H
 
@@ -26,37 +20,12 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "relay/upstream.h"
 
 struct upstream_pool;
-struct upstream_job;
-
-struct relay_envelope {
-    const char  *mail_from; /* borrows; mailbox without <>, "" for the null sender */
-    const char **rcpts;     /* borrows; n_rcpts mailboxes without <> */
-    size_t       n_rcpts;
-    bool         smtputf8;  /* the client used SMTPUTF8: pass it on (or fail if not offered) */
-    bool         body_8bit; /* BODY=8BITMIME */
-};
-
-enum relay_status {
-    RELAY_OK,          /* the upstream accepted the message: the client may get 250 */
-    RELAY_REJECTED,    /* a 5xx from the upstream: the client gets it as is */
-    RELAY_TEMPFAIL,    /* a 4xx from the upstream: the client gets it as is */
-    RELAY_UNAVAILABLE, /* no upstream answered, timed out or dropped: 451 4.4.x */
-};
-
-struct relay_result {
-    enum relay_status status;
-    int               code;          /* the reply for the client: 250, 5xx, 4xx */
-    char              enhanced[16];  /* "2.0.0", "5.1.1", "4.4.1" */
-    char              text[512];     /* reply text (upstream's, sanitised), no CR/LF */
-    char              upstream[300]; /* "host:port" that answered, "" if none did */
-    char              queue_id[64];  /* best effort from the upstream's 250 text, or "" */
-    int               failed_rcpt;   /* index of the refused recipient, or -1 */
-    bool              reused;        /* the connection had carried a message before */
-};
-
-typedef void (*relay_done_fn)(void *ctx, const struct relay_result *res);
+struct upstream_lease;
+struct pool_conn;
+struct pool_key;
 
 /* A pool for one worker's loop. cfg is borrowed and must outlive the pool.
  * Returns NULL and a reason in err (e.g. a CA file that does not load). */
@@ -64,22 +33,8 @@ struct upstream_pool *upstream_pool_new(struct ev_loop *loop, const struct confi
                                         char *err, size_t errlen);
 
 /* Close every connection (QUIT to idle ones, best effort, no waiting) and free.
- * Jobs still running get their callback with RELAY_UNAVAILABLE first. NULL ok. */
+ * Every lease still attached gets ops->abort() first. NULL ok. */
 void upstream_pool_free(struct upstream_pool *pool);
-
-/* Relay msg (msg_len octets, unstuffed, CRLF line ends, including any header the
- * caller prepended) for env through upstream set `set` (index into cfg->upstreams).
- * env, its strings and msg are borrowed until done() runs or the job is cancelled.
- * done() is always called later from the loop, never before this returns.
- * Returns NULL only on allocation failure. sid is for log lines. */
-struct upstream_job *upstream_pool_relay(struct upstream_pool *pool, int set, uint64_t sid,
-                                         const struct relay_envelope *env, const char *msg,
-                                         size_t msg_len, relay_done_fn done, void *ctx);
-
-/* The client went away: done() will not be called. A connection in the middle of the
- * transaction is closed (never returned to the pool), so an unfinished message is never
- * completed upstream. */
-void upstream_job_cancel(struct upstream_job *job);
 
 /* Counters for logs and status: connections open, idle, messages relayed. */
 struct upstream_pool_stats {
@@ -94,5 +49,84 @@ void upstream_pool_stats(const struct upstream_pool *pool, struct upstream_pool_
 
 /* Stop reusing: idle connections get QUIT now, busy ones are closed after their job. */
 void upstream_pool_drain(struct upstream_pool *pool);
+
+/* ---- leases: what core/relay/relay_job.c builds on ---- */
+
+/* What a lease's transaction came to, as its holder judged it (ops->ended). */
+enum upstream_lease_next {
+    UPSTREAM_LEASE_FINISH,   /* the holder has its result */
+    UPSTREAM_LEASE_RETRY,    /* same target, a new connection: the pooled one was dead */
+    UPSTREAM_LEASE_FAILOVER, /* the next target */
+};
+
+/* How the pool tells a lease's holder what happens: from the connection's callbacks and
+ * the wait timer, and, for leases waiting on a key, from whatever call frees a slot of
+ * that key (upstream_pool_detach() of another lease included). */
+struct upstream_lease_ops {
+    /* A connection is the lease's: start the transaction on u (upstream_transact). */
+    void (*start)(struct upstream_lease *l, struct upstream *u);
+    /* The transaction on u ended (UPSTREAM_EV_DONE) or u's set-up failed
+     * (UPSTREAM_EV_CLOSED): judge it while u is there. What it returns goes to resume()
+     * once the connection is back in the pool or closed (only FINISH if it is back). */
+    enum upstream_lease_next (*ended)(struct upstream_lease *l, struct upstream *u,
+                                      enum upstream_event ev);
+    void (*resume)(struct upstream_lease *l, enum upstream_lease_next next);
+    /* No connection: every one of the key stayed busy for timeout_upstream (timed_out),
+     * or there was no memory for one. The lease holds nothing now. */
+    void (*fail)(struct upstream_lease *l, bool timed_out);
+    /* The pool is being freed: the lease is detached already; the holder finishes. */
+    void (*abort)(struct upstream_lease *l);
+};
+
+enum upstream_lease_state {
+    UPSTREAM_LEASE_NONE,       /* holds nothing */
+    UPSTREAM_LEASE_WAITING,    /* in a key's FIFO for a slot */
+    UPSTREAM_LEASE_CONNECTING, /* a new connection is being set up for it */
+    UPSTREAM_LEASE_RUNNING,    /* its connection carries its transaction */
+};
+
+/* Embedded in its holder (a relay job); the holder writes set, target and fresh, the
+ * pool the rest. */
+struct upstream_lease {
+    const struct upstream_lease_ops *ops;
+    struct upstream_pool            *pool;       /* borrows */
+    uint64_t                         sid;        /* for log lines */
+    int                              set;        /* index into cfg->upstreams */
+    size_t                           target;     /* index into that set's targets */
+    bool                             fresh;      /* prefer a new connection (a retry) */
+    enum upstream_lease_state        state;
+    struct pool_conn                *pc;         /* borrows; CONNECTING and RUNNING */
+    struct pool_key                 *waiting_on; /* WAITING */
+    struct upstream_lease           *wait_next;
+    struct upstream_lease           *prev, *next; /* pool->leases */
+    ev_timer                         wait;       /* WAITING: how long it may wait */
+};
+
+/* Attach l (state NONE) to pool: until upstream_pool_detach(), upstream_pool_free()
+ * calls ops->abort(l). */
+void upstream_pool_attach(struct upstream_pool *pool, struct upstream_lease *l,
+                          const struct upstream_lease_ops *ops, uint64_t sid);
+
+/* Run l (state NONE) on target l->target of set l->set: an idle connection of its key
+ * (ops->start is called before this returns), a new one (CONNECTING: ops->start or
+ * ops->ended follows from the loop), or the key's FIFO (WAITING). -1 when out of memory:
+ * the lease holds nothing. */
+int upstream_pool_lease(struct upstream_lease *l);
+
+/* Detach l: leave the FIFO; a connection being set up for it goes on and joins the pool;
+ * one carrying its transaction is closed (never returned), so an unfinished message is
+ * never completed upstream. */
+void upstream_pool_detach(struct upstream_lease *l);
+
+/* The set is configured (set indexes cfg->upstreams). */
+bool upstream_pool_has_set(const struct upstream_pool *pool, int set);
+/* Targets of a configured set: every resolved address of every server, in order. */
+size_t upstream_pool_targets(const struct upstream_pool *pool, int set);
+/* Setting a connection up on that target failed within the last few seconds. */
+bool upstream_pool_target_is_down(const struct upstream_pool *pool, int set, size_t t);
+
+struct ev_loop *upstream_pool_loop(const struct upstream_pool *pool);
+/* Count a message the upstream accepted, for upstream_pool_stats(). */
+void upstream_pool_count_relayed(struct upstream_pool *pool);
 
 #endif

@@ -7,12 +7,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "relay/upstream.h"
-
 /* RFC 5321 4.5.3.1.5 allows 512 octets per reply line; accept more, but bounded. */
 #define UPSTREAM_LINE_MAX   2048
 #define UPSTREAM_LINES_MAX  64
 #define UPSTREAM_REPLY_MAX  16384      /* < CONN_IN_DEFAULT: a reply always fits c->in */
+#define UPSTREAM_TEXT_MAX   512        /* a reply's text as kept, lines joined */
 
 enum upstream_cap {
     CAP_PIPELINING = 1u << 0, /* RFC 2920 */

@@ -13,7 +13,7 @@
 #include "smtp/smtp_reply.h"
 #include "smtp/smtp_session.h"
 #include "net/tls.h"
-#include "relay/upstream_pool.h"
+#include "relay/relay_job.h"
 #include "daemon/worker.h"
 #include "daemon/worker_gen.h"
 

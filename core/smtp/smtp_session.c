@@ -15,7 +15,7 @@
 #include "util/log.h"
 #include "smtp/smtp_reply.h"
 #include "net/tls.h"
-#include "relay/upstream_pool.h"
+#include "relay/relay_job.h"
 #include "daemon/generation.h"
 #include "daemon/worker.h"
 #include "daemon/worker_gen.h"

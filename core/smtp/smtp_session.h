@@ -17,7 +17,7 @@
 #include "net/iplimit.h"
 #include "proto/sasl.h"
 #include "proto/smtp_parse.h"
-#include "relay/upstream_pool.h"
+#include "relay/relay_job.h"
 
 struct conn;
 struct worker;

@@ -513,27 +513,6 @@ when_no_address_answers_the_request_fails_at_its_deadline(void)
 /* ---- the parser alone --------------------------------------------------------------- */
 
 static void
-urls_parse_into_scheme_host_port_and_path(void)
-{
-    struct http_url u;
-    char            err[128];
-
-    CHECK(http_url_parse("https://idp.test/realms/x/certs", &u, err, sizeof(err)) == 0);
-    CHECK(u.is_https && strcmp(u.host, "idp.test") == 0 && u.port == 443);
-    CHECK(strcmp(u.path, "/realms/x/certs") == 0);
-    CHECK(http_url_parse("http://[::1]:8080?a=b", &u, err, sizeof(err)) == 0);
-    CHECK(!u.is_https && strcmp(u.host, "::1") == 0 && u.port == 8080);
-    CHECK(strcmp(u.path, "/?a=b") == 0);
-    CHECK(http_url_parse("https://user@idp/", &u, err, sizeof(err)) == -1);
-    CHECK(http_url_parse("https://idp:0/", &u, err, sizeof(err)) == -1);
-    CHECK(http_url_parse("https://idp:99999/", &u, err, sizeof(err)) == -1);
-    CHECK(http_url_parse("https:///x", &u, err, sizeof(err)) == -1);
-    CHECK(http_url_parse("https://idp/x#frag", &u, err, sizeof(err)) == -1);
-    CHECK(http_url_parse("https://idp/a b", &u, err, sizeof(err)) == -1);
-    CHECK(http_url_parse("file:///etc/passwd", &u, err, sizeof(err)) == -1);
-}
-
-static void
 every_response_cut_short_is_incomplete(void)
 {
     static const char *const good[] = {
@@ -613,7 +592,6 @@ main(void)
     loop = ev_loop_new(EVFLAG_AUTO);
     pool = offload_new(1, 0, 0);
     pool_ret = offload_return_new(loop);
-    RUN(urls_parse_into_scheme_host_port_and_path);
     RUN(every_response_cut_short_is_incomplete);
     RUN(ambiguous_framing_is_malformed);
     RUN(a_huge_chunk_size_is_too_large_not_an_overflow);

@@ -16,6 +16,7 @@
 
 #include "check.h"
 #include "config/config.h"
+#include "config/config_ldap_tls.h"
 #include "fake_getaddrinfo.h"
 #include "auth/ldap_dial.h"
 #include "loopback.h"
@@ -135,15 +136,15 @@ main(void)
 {
     char err[256];
 
-    ldap_dial_global_init();
-    tls_ctx = ldap_dial_tls_ctx(NULL, err, sizeof(err));
+    config_ldap_tls_global_init();
+    tls_ctx = config_ldap_tls_ctx_new(NULL, err, sizeof(err));
     if (tls_ctx == NULL) {
-        fprintf(stderr, "ldap_dial_tls_ctx: %s\n", err);
+        fprintf(stderr, "config_ldap_tls_ctx_new: %s\n", err);
         return 1;
     }
     RUN(a_host_whose_first_address_never_answers_is_reached_on_the_next);
     RUN(when_every_address_refuses_the_error_names_the_last_one_and_the_count);
     RUN(when_no_address_answers_the_dial_fails_at_the_timeout);
-    ldap_dial_tls_ctx_free(tls_ctx);
+    config_ldap_tls_ctx_free(tls_ctx);
     return check_summary();
 }

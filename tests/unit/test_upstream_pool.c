@@ -28,6 +28,7 @@
 #include "util/log.h"
 #include "loopback.h"
 #include "tmpdir.h"
+#include "relay/relay_job.h"
 #include "relay/upstream_pool.h"
 
 #define SRV_CONNS_MAX 8

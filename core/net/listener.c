@@ -1,5 +1,6 @@
-/* core/daemon/listener.c: bind, listen, accept; see listener.h. */
-#include "daemon/listener.h"
+/* core/net/listener.c: bind, listen, accept; see listener.h. Knows nothing of SMTP: an
+ * accepted connection goes to the owner's callback. */
+#include "net/listener.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,9 +14,6 @@
 #include <unistd.h>
 
 #include "util/log.h"
-#include "smtp/smtp_session.h"
-#include "daemon/worker.h"
-#include "daemon/worker_gen.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 #define LISTENER_BACKLOG 1024
@@ -145,29 +143,29 @@ listener_close_all(struct listener_set *ls)
 static void
 listener_resume_cb(int revents, void *arg)
 {
-    struct worker_listener *wl = arg;
+    struct listener *l = arg;
 
     (void)revents;
-    if (wl->fd >= 0) /* listener_stop() (drain) did not come meanwhile */
-        ev_io_start(wl->worker->loop, &wl->io);
+    if (l->fd >= 0) /* listener_stop() (drain) did not come meanwhile */
+        ev_io_start(l->loop, &l->io);
 }
 
 static void
 listener_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-    struct worker_listener *wl = container_of(io, struct worker_listener, io);
+    struct listener *l = container_of(io, struct listener, io);
 
     (void)revents;
     for (int i = 0; i < 64; i++) { /* bounded: other listeners get their turn */
-        int fd = accept4(wl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
                        errno == ENOMEM)) {
             /* The connection stays queued and the socket readable: retrying at once
              * would spin the loop, and the log, until a descriptor is free again. */
             log_msg(LOG_WARNING, "listener.error", 0, "accept: %s; pausing", strerror(errno));
-            ev_io_stop(loop, &wl->io);
-            ev_once(loop, -1, 0, LISTENER_PAUSE, listener_resume_cb, wl);
+            ev_io_stop(loop, &l->io);
+            ev_once(loop, -1, 0, LISTENER_PAUSE, listener_resume_cb, l);
             return;
         }
         if (fd < 0) {
@@ -176,30 +174,36 @@ listener_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
                 log_msg(LOG_WARNING, "listener.error", 0, "accept: %s", strerror(errno));
             return;
         }
-        smtp_session_new(wl->worker, &wl->worker->gen->cfg->listeners[wl->index], fd);
+        l->on_accept(l->owner, l->index, fd);
     }
 }
 
 void
-listener_start(struct worker *w)
+listener_init(struct listener *l, int fd, size_t index)
 {
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        struct worker_listener *wl = &w->listeners[i];
-
-        wl->worker = w;
-        ev_io_init(&wl->io, listener_accept_cb, wl->fd, EV_READ);
-        ev_io_start(w->loop, &wl->io);
-    }
+    memset(l, 0, sizeof(*l));
+    l->fd = fd;
+    l->index = index;
 }
 
 void
-listener_stop(struct worker *w)
+listener_start(struct listener *l, struct ev_loop *loop, listener_accept_fn on_accept,
+               void *owner)
 {
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        if (w->listeners[i].fd >= 0) {
-            ev_io_stop(w->loop, &w->listeners[i].io);
-            close(w->listeners[i].fd);
-            w->listeners[i].fd = -1;
-        }
+    l->loop = loop;
+    l->on_accept = on_accept;
+    l->owner = owner;
+    ev_io_init(&l->io, listener_accept_cb, l->fd, EV_READ);
+    ev_io_start(loop, &l->io);
+}
+
+void
+listener_stop(struct listener *l)
+{
+    if (l->fd >= 0) {
+        if (l->loop != NULL)
+            ev_io_stop(l->loop, &l->io);
+        close(l->fd);
+        l->fd = -1;
     }
 }

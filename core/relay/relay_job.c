@@ -1,0 +1,416 @@
+/* core/relay/relay_job.c: one relay job: the client's result from an upstream's outcome,
+ * failover across the set's servers, and done() from the loop; see relay_job.h and
+ * docs/relay.md. The connections it runs on are leased from core/relay/upstream_pool.c
+ * (struct upstream_lease), the SMTP dialogue on them is core/relay/upstream.c. */
+#include "relay/relay_job.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util/log.h"
+#include "relay/upstream_pool.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+#define RELAY_JOB_NO_TARGET SIZE_MAX
+
+struct upstream_job {
+    struct upstream_lease        lease;   /* the pool's part: set, target, fresh, state */
+    struct upstream_pool        *pool;    /* borrows */
+    uint64_t                     sid;
+    const struct relay_envelope *env;     /* borrows until done() */
+    const char                  *msg;     /* borrows until done() */
+    size_t                       msg_len;
+    relay_done_fn                done;
+    void                        *ctx;
+    bool                         finished; /* res is final; timer is fed and runs done() */
+    bool                         retried;  /* the one retry after a dead pooled connection */
+    ev_timer                     timer;    /* fed by relay_job_finish(): done() from the loop */
+    ev_tstamp                    started;
+    char                         last_error[240]; /* why the last server failed */
+    char                         last_enhanced[8];
+    struct relay_result          res;
+    bool                         second_pass; /* trying the targets skipped as down */
+    unsigned char                skipped[];   /* bit per target of the set: skipped as down */
+};
+
+static void relay_job_next(struct upstream_job *job);
+
+/* ---- results ---- */
+
+/* Client-facing text: printable ASCII only, no CR/LF, whatever the source. */
+static void
+relay_job_sanitise(char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+            *s = '?';
+}
+
+static void
+relay_job_result(struct upstream_job *job, enum relay_status st, int code,
+                 const char *enhanced, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void
+relay_job_result(struct upstream_job *job, enum relay_status st, int code,
+                 const char *enhanced, const char *fmt, ...)
+{
+    struct relay_result *res = &job->res;
+    va_list              ap;
+
+    res->status = st;
+    res->code = code;
+    snprintf(res->enhanced, sizeof(res->enhanced), "%s", enhanced);
+    va_start(ap, fmt);
+    vsnprintf(res->text, sizeof(res->text), fmt, ap);
+    va_end(ap);
+    relay_job_sanitise(res->text);
+}
+
+/* Best effort: "Ok: queued as 4Fb0x" (Postfix), "OK id=1rAB-0001-Xy" (Exim). */
+static void
+relay_job_queue_id(const char *text, char *out, size_t outlen)
+{
+    const char *p = strcasestr(text, "queued as");
+    size_t      n = 0;
+
+    if (p != NULL)
+        p += 9;
+    else if ((p = strcasestr(text, "id=")) != NULL)
+        p += 3;
+    else
+        return;
+    while (*p == ' ' || *p == ':' || *p == '<')
+        p++;
+    while (n + 1 < outlen && p[n] != '\0' && p[n] != ' ' && p[n] != '>' && p[n] != ';' &&
+           p[n] != ',' && p[n] != ')')
+        n++;
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+/* The upstream's verdict, for the client: its code (421 becomes 451, as our session
+ * stays open), its enhanced code with the class made to match (RFC 3463 section 2). */
+static void
+relay_job_result_from_reply(struct upstream_job *job, const struct upstream_outcome *o)
+{
+    int  cls = o->code / 100;
+    char enhanced[16];
+
+    if (o->enhanced[0] != '\0') {
+        snprintf(enhanced, sizeof(enhanced), "%s", o->enhanced);
+        enhanced[0] = (char)('0' + cls);
+    } else {
+        snprintf(enhanced, sizeof(enhanced), "%d.0.0", cls);
+    }
+    if (o->ok) {
+        relay_job_result(job, RELAY_OK, 250, enhanced, "%s", o->text[0] ? o->text : "Ok");
+        relay_job_queue_id(o->text, job->res.queue_id, sizeof(job->res.queue_id));
+        relay_job_sanitise(job->res.queue_id);
+        return;
+    }
+    if (o->stage == UPSTREAM_STAGE_RCPT && o->failed_rcpt >= 0) {
+        /* The client had 250 for this RCPT: name the recipient that sank the message. */
+        job->res.failed_rcpt = o->failed_rcpt;
+        relay_job_result(job, cls == 5 ? RELAY_REJECTED : RELAY_TEMPFAIL, o->code, enhanced,
+                         "<%s>: upstream said: %s", job->env->rcpts[o->failed_rcpt], o->text);
+        return;
+    }
+    relay_job_result(job, cls == 5 ? RELAY_REJECTED : RELAY_TEMPFAIL,
+                     o->code == 421 ? 451 : o->code, enhanced, "%s",
+                     o->text[0] ? o->text : "Upstream refused the message");
+}
+
+/* Decide what a transaction's outcome means for the job. */
+static enum upstream_lease_next
+relay_job_judge(struct upstream_job *job, struct upstream *u)
+{
+    const struct upstream_outcome *o = upstream_outcome(u);
+
+    snprintf(job->res.upstream, sizeof(job->res.upstream), "%s", upstream_name(u));
+    if (!o->broken) {
+        relay_job_result_from_reply(job, o);
+        return UPSTREAM_LEASE_FINISH;
+    }
+    if (o->stage <= UPSTREAM_STAGE_MAIL) {
+        /* Nothing accepted yet. A pooled connection that died while idle gives no
+         * answer at all (or a 421): try once more on a new one. */
+        if (job->res.reused && o->replies == 0 && !job->retried) {
+            job->retried = true;
+            return UPSTREAM_LEASE_RETRY;
+        }
+        snprintf(job->last_error, sizeof(job->last_error), "%s: %s", upstream_name(u),
+                 o->error);
+        snprintf(job->last_enhanced, sizeof(job->last_enhanced), "4.4.2");
+        job->res.upstream[0] = '\0';
+        return UPSTREAM_LEASE_FAILOVER;
+    }
+    /* MAIL was accepted: another server would be a second attempt at the same message
+     * the client will retry anyway; RFC 5321 4.5.3.2 4xx semantics. */
+    relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.4.2", "Upstream %s %s: %s",
+                     upstream_name(u), o->timed_out ? "timed out" : "failed", o->error);
+    return UPSTREAM_LEASE_FINISH;
+}
+
+/* ---- jobs ---- */
+
+static void
+relay_job_log(const struct upstream_job *job)
+{
+    static const char *const names[] = {"ok", "rejected", "tempfail", "unavailable"};
+    const struct relay_result *res = &job->res;
+    struct logline             l;
+
+    log_begin(&l, res->status == RELAY_OK ? LOG_INFO : LOG_NOTICE, "upstream.relay", job->sid);
+    log_str(&l, "status", names[res->status]);
+    log_int(&l, "code", res->code);
+    log_str(&l, "enhanced", res->enhanced);
+    log_str(&l, "text", res->text);
+    log_str(&l, "upstream", res->upstream);
+    if (res->queue_id[0] != '\0')
+        log_str(&l, "queue_id", res->queue_id);
+    if (res->failed_rcpt >= 0)
+        log_int(&l, "failed_rcpt", res->failed_rcpt);
+    log_int(&l, "rcpts", (long long)job->env->n_rcpts);
+    log_int(&l, "size", (long long)job->msg_len);
+    log_bool(&l, "reused", res->reused);
+    log_int(&l, "ms",
+            (long long)((ev_now(upstream_pool_loop(job->pool)) - job->started) * 1000));
+    log_end(&l);
+}
+
+/* The result is final: done() runs from the loop, never from inside a pool call. */
+static void
+relay_job_finish(struct upstream_job *job)
+{
+    struct ev_loop *loop = upstream_pool_loop(job->pool);
+
+    job->finished = true;
+    if (job->res.status == RELAY_OK)
+        upstream_pool_count_relayed(job->pool);
+    relay_job_log(job);
+    ev_timer_stop(loop, &job->timer);
+    ev_feed_event(loop, &job->timer, EV_TIMER);
+}
+
+static void
+relay_job_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct upstream_job *job = container_of(w, struct upstream_job, timer);
+    struct relay_result  res;
+    relay_done_fn        done = job->done;
+    void                *ctx = job->ctx;
+
+    (void)revents;
+    assert(job->finished);
+    res = job->res;
+    ev_timer_stop(loop, &job->timer);
+    upstream_pool_detach(&job->lease);
+    free(job);
+    done(ctx, &res); /* last: it may start another relay */
+}
+
+/* Run the job on lease.target; out of memory finishes it. */
+static void
+relay_job_lease(struct upstream_job *job)
+{
+    if (upstream_pool_lease(&job->lease) != 0) {
+        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.3.0", "Out of memory");
+        relay_job_finish(job);
+    }
+}
+
+/* ---- what the pool tells the job ---- */
+
+static void
+relay_job_start_cb(struct upstream_lease *l, struct upstream *u)
+{
+    struct upstream_job *job = container_of(l, struct upstream_job, lease);
+
+    job->res.reused = upstream_transactions(u) > 0;
+    upstream_transact(u, job->sid, job->env, job->msg, job->msg_len);
+}
+
+static enum upstream_lease_next
+relay_job_ended_cb(struct upstream_lease *l, struct upstream *u, enum upstream_event ev)
+{
+    struct upstream_job           *job = container_of(l, struct upstream_job, lease);
+    const struct upstream_outcome *o = upstream_outcome(u);
+    bool                           dropped;
+
+    if (ev == UPSTREAM_EV_DONE)
+        return relay_job_judge(job, u);
+    /* Set-up failed. RFC 3463: no usable answer from the host is 4.4.1; a connection
+     * that was established and then dropped, reset or went silent is 4.4.2. */
+    dropped = o->stage > UPSTREAM_STAGE_CONNECT && (o->timed_out || o->dropped);
+    snprintf(job->last_error, sizeof(job->last_error), "%s: %s", upstream_name(u), o->error);
+    snprintf(job->last_enhanced, sizeof(job->last_enhanced), "%s",
+             dropped ? "4.4.2" : "4.4.1");
+    return UPSTREAM_LEASE_FAILOVER;
+}
+
+static void
+relay_job_resume_cb(struct upstream_lease *l, enum upstream_lease_next next)
+{
+    struct upstream_job *job = container_of(l, struct upstream_job, lease);
+
+    if (next == UPSTREAM_LEASE_FINISH) {
+        relay_job_finish(job);
+    } else if (next == UPSTREAM_LEASE_RETRY) {
+        job->lease.fresh = true;
+        relay_job_lease(job);
+    } else {
+        job->lease.target++;
+        relay_job_next(job);
+    }
+}
+
+static void
+relay_job_fail_cb(struct upstream_lease *l, bool timed_out)
+{
+    struct upstream_job *job = container_of(l, struct upstream_job, lease);
+
+    if (timed_out)
+        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.4.5",
+                         "All upstream connections are busy, try again later");
+    else
+        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.3.0", "Out of memory");
+    relay_job_finish(job);
+}
+
+/* The pool is being freed (detached us already): done() now, with what we have. */
+static void
+relay_job_abort_cb(struct upstream_lease *l)
+{
+    struct upstream_job *job = container_of(l, struct upstream_job, lease);
+    relay_done_fn        done = job->done;
+    void                *ctx = job->ctx;
+    struct relay_result  res;
+
+    if (!job->finished)
+        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.4.2", "Relay shutting down");
+    res = job->res;
+    ev_timer_stop(upstream_pool_loop(job->pool), &job->timer); /* also clears a feed */
+    free(job);
+    done(ctx, &res);
+}
+
+static const struct upstream_lease_ops relay_job_ops = {
+    .start = relay_job_start_cb,
+    .ended = relay_job_ended_cb,
+    .resume = relay_job_resume_cb,
+    .fail = relay_job_fail_cb,
+    .abort = relay_job_abort_cb,
+};
+
+/* ---- failover and the public calls ---- */
+
+/* The target to try from lease.target: first, in order, those whose set-up has not
+ * failed lately; then, in order, the ones skipped for that reason (tried after the
+ * others, so that a server back up is found when the others went down meanwhile). */
+static size_t
+relay_job_pick_target(struct upstream_job *job)
+{
+    size_t n = upstream_pool_targets(job->pool, job->lease.set);
+    size_t t;
+
+    if (!job->second_pass) {
+        for (t = job->lease.target; t < n; t++) {
+            if (!upstream_pool_target_is_down(job->pool, job->lease.set, t))
+                return t;
+            job->skipped[t / 8] |= (unsigned char)(1u << (t % 8));
+        }
+        job->second_pass = true;
+        job->lease.target = 0;
+    }
+    for (t = job->lease.target; t < n; t++)
+        if (job->skipped[t / 8] & (1u << (t % 8)))
+            return t;
+    return RELAY_JOB_NO_TARGET;
+}
+
+static void
+relay_job_next(struct upstream_job *job)
+{
+    size_t t = relay_job_pick_target(job);
+
+    if (t == RELAY_JOB_NO_TARGET) {
+        relay_job_result(job, RELAY_UNAVAILABLE, 451,
+                         job->last_enhanced[0] ? job->last_enhanced : "4.4.1",
+                         "No upstream available (%s)",
+                         job->last_error[0] ? job->last_error : "no server configured");
+        relay_job_finish(job);
+        return;
+    }
+    job->lease.target = t;
+    relay_job_lease(job);
+}
+
+/* Addresses come from the session's parser, which refuses control characters; a
+ * second check here keeps a bug there from becoming command injection upstream. */
+static bool
+relay_job_envelope_ok(const struct relay_envelope *env)
+{
+    size_t i;
+
+    for (i = 0; i <= env->n_rcpts; i++) {
+        const unsigned char *p =
+            (const unsigned char *)(i == 0 ? env->mail_from : env->rcpts[i - 1]);
+
+        for (; *p != '\0'; p++)
+            if (*p < 0x20 || *p == 0x7f)
+                return false;
+    }
+    return true;
+}
+
+struct upstream_job *
+upstream_pool_relay(struct upstream_pool *pool, int set, uint64_t sid,
+                    const struct relay_envelope *env, const char *msg, size_t msg_len,
+                    relay_done_fn done, void *ctx)
+{
+    bool                 known = upstream_pool_has_set(pool, set);
+    size_t               n_targets = known ? upstream_pool_targets(pool, set) : 0;
+    struct upstream_job *job = calloc(1, sizeof(*job) + n_targets / 8 + 1); /* + skipped[] */
+
+    if (job == NULL)
+        return NULL;
+    job->pool = pool;
+    job->lease.set = set;
+    job->sid = sid;
+    job->env = env;
+    job->msg = msg;
+    job->msg_len = msg_len;
+    job->done = done;
+    job->ctx = ctx;
+    job->res.failed_rcpt = -1;
+    job->started = ev_now(upstream_pool_loop(pool));
+    ev_init(&job->timer, relay_job_timer_cb);
+    upstream_pool_attach(pool, &job->lease, &relay_job_ops, sid);
+    if (!known)
+        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.3.5", "Upstream set not configured");
+    else if (env->n_rcpts == 0)
+        relay_job_result(job, RELAY_REJECTED, 554, "5.5.1", "No valid recipients");
+    else if (!relay_job_envelope_ok(env))
+        relay_job_result(job, RELAY_REJECTED, 501, "5.1.3", "Bad address syntax");
+    else {
+        relay_job_next(job);
+        return job;
+    }
+    relay_job_finish(job);
+    return job;
+}
+
+void
+upstream_job_cancel(struct upstream_job *job)
+{
+    ev_timer_stop(upstream_pool_loop(job->pool), &job->timer); /* also clears a feed */
+    upstream_pool_detach(&job->lease);
+    free(job);
+}
