@@ -117,7 +117,7 @@ struct config_ldap {
     bool    starttls;        /* StartTLS on ldap:// URIs; default true */
     char   *ca_file;         /* owns; absolute path, NULL = the system's store */
     void   *tls_ctx;         /* owns a reference: libldap's TLS context trusting ca_file
-                              * (ldap_dial_tls_ctx), made at load, before privileges are
+                              * (config_ldap_tls_ctx_new), made at load, before privileges are
                               * dropped; every connection shares it */
     char   *base_dn;         /* owns; search base (required in search mode), or NULL */
     char   *bind_dn;         /* owns; template (%u %d %s) or service DN, or NULL */

@@ -1,7 +1,7 @@
 /* tests/fuzz/fuzz_upstream_reply.c: hostile upstream replies through the reply parser
  * and the EHLO keyword parser. Invariants: consumption stays inside the input, a parsed
  * code is 200..559, the text is printable ASCII and NUL-terminated, and an enhanced code
- * is empty or well-formed (its class may disagree with the code: upstream_pool.c fixes
+ * is empty or well-formed (its class may disagree with the code: relay_job.c fixes
  * that before a client sees it). */
 #include <assert.h>
 #include <stdint.h>
