@@ -1,4 +1,4 @@
-/* core/policy/hook.c: the seam of hook.h, routed to the worker's policies: each question
+/* core/smtp/smtp_hook.c: the seam of hook.h, routed to the worker's policies: each question
  * pushes the hook's arguments (lapi_session.c) and runs the hook (hook_run.c). A hook
  * no policy has is answered at once without touching Lua. */
 #include "policy/hook.h"
