@@ -1,41 +1,146 @@
-/* core/smtp/smtp_hook.c: the seam of hook.h, routed to the worker's policies: each question
- * pushes the hook's arguments (lapi_session.c) and runs the hook (hook_run.c). A hook
- * no policy has is answered at once without touching Lua. */
-#include "policy/hook.h"
-
+/* core/smtp/smtp_hook.c: the smtp side of the seam with the policy engine (declared in
+ * smtp_session.h): each question of the session (hook_connect .. hook_relayed) fills the
+ * views its hook's arguments are made from (policy/lapi_session.h), and the context the
+ * engine runs with (policy/hook_ctx.h: the worker's and the generation's services, and
+ * calls back into the session), runs the hook (policy/hook_run.c), and hands a verdict
+ * that came later to the session's done function. A hook no policy has is answered at
+ * once without touching Lua.
+ * It is the one file that knows both the session's fields and the engine, and so lives
+ * on the smtp side: core/policy/ sees views and a context, never a session, includes
+ * nothing above itself, and can be driven without one (tests/unit/test_hook_run.c). */
 #include <stdio.h>
 #include <string.h>
 
+#include "net/conn.h"
+#include "net/tls.h"
+#include "policy/hook.h"
+#include "policy/hook_ctx.h"
 #include "policy/hook_run.h"
 #include "policy/lapi_session.h"
 #include "policy/policy_vm.h"
 #include "smtp/smtp_session.h"
+#include "daemon/generation.h"
 #include "daemon/worker.h"
 #include "daemon/worker_gen.h"
 
-/* src (NULL: "") into dst of size bytes, cut to fit. Every hook call sets a verdict at
- * least once, most of them empty: no snprintf for that. */
+/* ---- what the engine calls back ------------------------------------------------------ */
+
+/* A pending run ended (the engine freed it): the session goes on with v. */
 static void
-verdict_copy(char *dst, size_t size, const char *src)
+smtp_hook_done_cb(void *owner, const struct verdict *v)
 {
-    size_t n = src != NULL ? strnlen(src, size - 1) : 0;
+    struct smtp_session *s = owner;
+    hook_done_fn        *done = s->hook_done;
 
-    if (n > 0)
-        memcpy(dst, src, n);
-    dst[n] = '\0';
+    s->hook = NULL;
+    s->hook_done = NULL;
+    done(s, v);
 }
 
-void
-verdict_set(struct verdict *v, enum verdict_kind kind, int code, const char *enhanced,
-            const char *text)
+/* Remembered once 235 has been sent (smtp_auth.c), not before. */
+static void
+smtp_hook_remember_cb(void *owner, const char *cache_key, double ttl)
 {
-    v->kind = kind;
-    v->code = code;
-    verdict_copy(v->enhanced, sizeof(v->enhanced), enhanced);
-    verdict_copy(v->text, sizeof(v->text), text);
-    v->reason[0] = '\0';
-    v->user[0] = '\0';
+    struct smtp_session *s = owner;
+
+    snprintf(s->auth_cache_key, sizeof(s->auth_cache_key), "%s", cache_key);
+    s->auth_cache_ttl = ttl;
 }
+
+static bool
+smtp_hook_message_cb(void *owner, struct hook_message *out)
+{
+    struct smtp_session *s = owner;
+
+    if (s->tx == NULL)
+        return false;
+    out->msg = &s->tx->msg;
+    out->body_start = s->tx->body_start;
+    out->added_end = &s->tx->added_end;
+    return true;
+}
+
+static int
+smtp_hook_reserve_cb(void *owner, size_t n, size_t cap)
+{
+    return smtp_budget_reserve(owner, n, cap) == INFLIGHT_OK ? 0 : -1;
+}
+
+/* The context of every hook call of s. */
+static void
+smtp_hook_ctx(struct smtp_session *s, struct hook_ctx *ctx)
+{
+    struct worker     *w = s->worker;
+    struct generation *g = s->wgen->gen;
+
+    *ctx = (struct hook_ctx){
+        .sid = s->id,
+        .client = s->client,
+        .cfg = s->cfg,
+        .loop = w->loop,
+        .offload = w->daemon->offload,
+        .offload_ret = w->offload_ret,
+        .zones = w->daemon->zones,
+        .gen = g,
+        .gen_id = g != NULL ? g->id : 0,
+        .authdb = g != NULL ? g->parts.authdb : NULL,
+        .gen_ref = generation_ref,
+        .gen_unref = generation_unref,
+        .owner = s,
+        .done = smtp_hook_done_cb,
+        .remember_on_235 = smtp_hook_remember_cb,
+        .message = smtp_hook_message_cb,
+        .message_reserve = smtp_hook_reserve_cb,
+    };
+}
+
+/* ---- the hooks' arguments ------------------------------------------------------------ */
+
+static void
+smtp_hook_push_session(lua_State *L, struct smtp_session *s)
+{
+    SSL                     *ssl = s->tls ? s->conn->ssl : NULL;
+    struct lapi_session_view v = {
+        .id = s->id,
+        .listener = s->lcfg->name,
+        .client_address = s->peer,
+        .client = s->client,
+        .client_port = s->peer_port,
+        .helo = s->ehlo_seen ? s->helo : NULL,
+        .tls_version = ssl ? tls_version_name(ssl) : NULL,
+        .tls_cipher = ssl ? tls_cipher_name(ssl) : NULL,
+        .tls_sni = ssl ? tls_sni_name(ssl) : NULL,
+        .user = s->authenticated ? s->user : NULL,
+        .domain = s->authenticated ? s->domain : NULL,
+        .auth_mechanism = s->authenticated ? sasl_mech_name(s->auth_mech) : NULL,
+        .lua_ref = &s->lua_session,
+    };
+
+    lapi_push_session(L, &v);
+}
+
+/* with_size: the message has arrived (on_data, on_relayed). */
+static void
+smtp_hook_push_tx(lua_State *L, struct smtp_session *s, bool with_size)
+{
+    const struct smtp_tx *tx = s->tx;
+    struct lapi_tx_view   v = {
+        .sid = s->id,
+        .number = s->messages + 1,
+        .sender = tx->mail_from,
+        .rcpts = tx->rcpts,
+        .n_rcpts = tx->n_rcpts,
+        .declared_size_set = tx->declared_size_set,
+        .declared_size = tx->declared_size,
+        .with_size = with_size,
+        .size = tx->dec.size,
+        .smtputf8 = tx->smtputf8,
+    };
+
+    lapi_push_tx(L, &v);
+}
+
+/* ---- the questions ------------------------------------------------------------------- */
 
 /* The vm's state when some policy has hook, else NULL (and *out says no opinion). */
 static lua_State *
@@ -49,6 +154,24 @@ hook_state(struct smtp_session *s, enum policy_hook hook, struct verdict *out)
     return policy_vm_state(vm);
 }
 
+/* Run hook with the nargs arguments pushed; a pending run is s->hook until done. */
+static enum hook_rc
+hook_start(struct smtp_session *s, enum policy_hook hook, int nargs, bool notify,
+           hook_done_fn *done, struct verdict *out)
+{
+    struct hook_ctx ctx;
+    enum hook_rc    rc;
+
+    smtp_hook_ctx(s, &ctx);
+    if (notify)
+        rc = hook_run_notify(&ctx, s->wgen->vm, hook, nargs, &s->hook);
+    else
+        rc = hook_run_start(&ctx, s->wgen->vm, hook, nargs, out, &s->hook);
+    if (rc == HOOK_PENDING)
+        s->hook_done = done;
+    return rc;
+}
+
 enum hook_rc
 hook_connect(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
 {
@@ -56,8 +179,8 @@ hook_connect(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
 
     if (L == NULL)
         return HOOK_DONE;
-    lapi_push_session(L, s);
-    return hook_run_start(s, s->wgen->vm, POLICY_ON_CONNECT, 1, done, out);
+    smtp_hook_push_session(L, s);
+    return hook_start(s, POLICY_ON_CONNECT, 1, false, done, out);
 }
 
 enum hook_rc
@@ -67,9 +190,9 @@ hook_helo(struct smtp_session *s, const char *name, hook_done_fn *done, struct v
 
     if (L == NULL)
         return HOOK_DONE;
-    lapi_push_session(L, s);
+    smtp_hook_push_session(L, s);
     lua_pushstring(L, name);
-    return hook_run_start(s, s->wgen->vm, POLICY_ON_HELO, 2, done, out);
+    return hook_start(s, POLICY_ON_HELO, 2, false, done, out);
 }
 
 enum hook_rc
@@ -79,9 +202,9 @@ hook_auth(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
 
     if (L == NULL)
         return HOOK_DONE;
-    lapi_push_session(L, s);
+    smtp_hook_push_session(L, s);
     lapi_push_auth(L, &s->sasl.creds, true);
-    return hook_run_start(s, s->wgen->vm, POLICY_ON_AUTH, 2, done, out);
+    return hook_start(s, POLICY_ON_AUTH, 2, false, done, out);
 }
 
 enum hook_rc
@@ -91,10 +214,10 @@ hook_mail_from(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
 
     if (L == NULL)
         return HOOK_DONE;
-    lapi_push_session(L, s);
-    lapi_push_tx(L, s, false);
+    smtp_hook_push_session(L, s);
+    smtp_hook_push_tx(L, s, false);
     lua_pushstring(L, s->tx->mail_from);
-    return hook_run_start(s, s->wgen->vm, POLICY_ON_MAIL_FROM, 3, done, out);
+    return hook_start(s, POLICY_ON_MAIL_FROM, 3, false, done, out);
 }
 
 enum hook_rc
@@ -104,10 +227,10 @@ hook_rcpt(struct smtp_session *s, const char *rcpt, hook_done_fn *done, struct v
 
     if (L == NULL)
         return HOOK_DONE;
-    lapi_push_session(L, s);
-    lapi_push_tx(L, s, false);
+    smtp_hook_push_session(L, s);
+    smtp_hook_push_tx(L, s, false);
     lua_pushstring(L, rcpt);
-    return hook_run_start(s, s->wgen->vm, POLICY_ON_RCPT, 3, done, out);
+    return hook_start(s, POLICY_ON_RCPT, 3, false, done, out);
 }
 
 enum hook_rc
@@ -117,9 +240,9 @@ hook_data(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
 
     if (L == NULL)
         return HOOK_DONE;
-    lapi_push_session(L, s);
-    lapi_push_tx(L, s, true);
-    return hook_run_start(s, s->wgen->vm, POLICY_ON_DATA, 2, done, out);
+    smtp_hook_push_session(L, s);
+    smtp_hook_push_tx(L, s, true);
+    return hook_start(s, POLICY_ON_DATA, 2, false, done, out);
 }
 
 /* Notification hooks: the vm's state when some policy has hook, else NULL. */
@@ -138,10 +261,10 @@ hook_auth_result(struct smtp_session *s, const struct verdict *v, hook_done_fn *
 
     if (L == NULL)
         return HOOK_DONE;
-    lapi_push_session(L, s);
+    smtp_hook_push_session(L, s);
     lapi_push_auth(L, &s->sasl.creds, false);
     lapi_push_verdict(L, v);
-    return hook_run_notify(s, s->wgen->vm, POLICY_ON_AUTH_RESULT, 3, done);
+    return hook_start(s, POLICY_ON_AUTH_RESULT, 3, true, done, NULL);
 }
 
 enum hook_rc
@@ -151,10 +274,10 @@ hook_relayed(struct smtp_session *s, const struct smtp_relayed *r, hook_done_fn 
 
     if (L == NULL)
         return HOOK_DONE;
-    lapi_push_session(L, s);
-    lapi_push_tx(L, s, true);
-    lapi_push_relayed(L, r);
-    return hook_run_notify(s, s->wgen->vm, POLICY_ON_RELAYED, 3, done);
+    smtp_hook_push_session(L, s);
+    smtp_hook_push_tx(L, s, true);
+    lapi_push_relayed(L, r->code, r->enhanced, r->text, r->queue_id, r->upstream);
+    return hook_start(s, POLICY_ON_RELAYED, 3, true, done, NULL);
 }
 
 /* Nothing can wait for on_disconnect: its hooks may not yield (sluice.sleep and
@@ -166,18 +289,24 @@ hook_disconnect(struct smtp_session *s, const char *reason)
 
     if (L == NULL)
         return;
-    lapi_push_session(L, s);
+    smtp_hook_push_session(L, s);
     lua_pushstring(L, reason != NULL ? reason : "");
-    if (hook_run_notify(s, s->wgen->vm, POLICY_ON_DISCONNECT, 2, NULL) == HOOK_PENDING)
+    if (hook_start(s, POLICY_ON_DISCONNECT, 2, true, NULL, NULL) == HOOK_PENDING) {
         hook_run_cancel(s->hook); /* cannot happen: no wait is allowed */
+        s->hook = NULL;
+        s->hook_done = NULL;
+    }
 }
 
 void
 hook_session_gone(struct smtp_session *s, const char *reason)
 {
-    if (s->hook != NULL)
+    if (s->hook != NULL) {
         hook_run_cancel(s->hook);
+        s->hook = NULL;
+        s->hook_done = NULL;
+    }
     hook_disconnect(s, reason);
     if (s->wgen->vm != NULL)
-        lapi_session_release(policy_vm_state(s->wgen->vm), s);
+        lapi_session_release(policy_vm_state(s->wgen->vm), &s->lua_session);
 }
