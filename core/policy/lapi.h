@@ -39,7 +39,7 @@ struct config_ldap;
 /* A domain's ldap settings as sluice.domains shows them: without the service password. */
 void lapi_ldap_push_settings(lua_State *L, const struct config_ldap *l);
 
-/* The hook running now; raises outside a hook. */
+/* lapi_run.c, for every binding. The hook running now; raises outside a hook. */
 struct hook_run *lapi_hook_run(lua_State *L, const char *fn);
 /* Raise unless L is the hook's own coroutine (a policy's nested coroutine cannot yield
  * to the engine). */

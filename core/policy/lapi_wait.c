@@ -2,7 +2,8 @@
  * sluice.passwd.verify (authdb_verify on the offload pool). Each registers its cancel
  * before yielding; its completion clears the cancel and resumes the hook. A session
  * freed meanwhile cancels: the timer stops, the offload job is orphaned and frees
- * itself when the pool hands it back (STYLE.md 3, late completions). */
+ * itself when the pool hands it back (STYLE.md 3, late completions). What every binding
+ * uses to find its hook run and check it may yield is lapi_run.c's. */
 #include <ev.h>
 #include <lauxlib.h>
 #include <stdio.h>
@@ -19,48 +20,6 @@
 #include "store/zone.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
-
-struct hook_run *
-lapi_hook_run(lua_State *L, const char *fn)
-{
-    struct hook_run *run = lapi_env(L)->run;
-
-    if (run == NULL)
-        luaL_error(L, "%s: only available while a hook runs", fn);
-    return run;
-}
-
-void
-lapi_require_yieldable(lua_State *L, struct hook_run *run, const char *fn)
-{
-    if (run->hook == POLICY_ON_DISCONNECT)
-        luaL_error(L, "%s: not available in on_disconnect", fn);
-    if (L != run->co)
-        luaL_error(L, "%s: cannot yield from a coroutine of the policy's own", fn);
-}
-
-/* ---- the budget of a hook that never yields ------------------------------------------- */
-
-/* Every LAPI_BUDGET_STEP instructions: a hook past its budget raises where it runs, so
- * that a loop without a yield cannot hold the worker. LuaJIT calls no hooks from
- * machine code, so the policy states run interpreted (policy_vm.c turns the JIT off). */
-#define LAPI_BUDGET_STEP 100000
-
-static void
-lapi_budget_hook(lua_State *L, lua_Debug *ar)
-{
-    struct hook_run *run = lapi_env(L)->run;
-
-    (void)ar;
-    if (run != NULL && ev_time() > run->budget_end)
-        luaL_error(L, "hook_timeout (%g s) exceeded", run->ctx.cfg->hook_timeout);
-}
-
-void
-lapi_budget_install(lua_State *L)
-{
-    lua_sethook(L, lapi_budget_hook, LUA_MASKCOUNT, LAPI_BUDGET_STEP);
-}
 
 /* ---- sluice.sleep ---------------------------------------------------------------------- */
 
@@ -100,13 +59,6 @@ lapi_sleep(lua_State *L)
 }
 
 /* ---- sluice.passwd.verify --------------------------------------------------------------- */
-
-void
-lapi_remember_on_235(struct hook_run *run, const char *cache_key, double ttl)
-{
-    if (run->ctx.remember_on_235 != NULL)
-        run->ctx.remember_on_235(run->ctx.owner, cache_key, ttl);
-}
 
 /* One check in flight. Owns copies of what the pool thread reads. */
 struct lapi_verify_job {
