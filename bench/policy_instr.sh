@@ -6,7 +6,7 @@
 # or noop4) it starts sluice under valgrind's callgrind, with the bench configuration and a
 # plain sink, sends N messages over reused connections (implicit TLS + AUTH PLAIN, c=4),
 # stops sluice and reads the profile: instructions per message in the worker threads, in
-# all hook calls (inclusive cost of core/policy/hook.c's seam: hook_mail_from, hook_rcpt,
+# all hook calls (inclusive cost of core/smtp/smtp_hook.c's seam: hook_mail_from, hook_rcpt,
 # hook_data, hook_relayed, ...), and in buf_reserve (whose realloc copies vary a lot with
 # the heap's layout and so swamp small differences in the worker total).
 # Prints a markdown table. Needs valgrind (callgrind_annotate). About 30 s per variant.

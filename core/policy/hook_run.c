@@ -1,6 +1,7 @@
 /* core/policy/hook_run.c: running one decision hook through the policies; see hook_run.h.
  * The calls policies make while it runs are lapi_*.c's; what the session does with the
- * verdict is the session's (smtp_*.c through hook.c). */
+ * verdict is the session's (core/smtp/smtp_hook.c gives the hook_ctx and gets the verdict
+ * back through its done function). */
 #include "policy/hook_run.h"
 
 #include <lauxlib.h>
@@ -10,8 +11,6 @@
 #include "config/config.h"
 #include "policy/lapi.h"
 #include "util/log.h"
-#include "smtp/smtp_session.h"
-#include "daemon/worker.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
@@ -182,7 +181,7 @@ hook_policy_error(struct hook_run *run, const char *msg, int line)
 {
     struct logline l;
 
-    log_begin(&l, LOG_ERR, "policy.error", run->session ? run->session->id : 0);
+    log_begin(&l, LOG_ERR, "policy.error", run->ctx.sid);
     log_str(&l, "policy", policy_vm_path(run->vm, run->current));
     log_int(&l, "line", line > 0 ? line : hook_defined_line(run));
     log_str(&l, "hook", policy_hook_names[run->hook]);
@@ -230,7 +229,7 @@ hook_next_call(struct hook_run *run)
     for (j = 1; j <= run->nargs; j++)
         lua_pushvalue(run->argv, j);
     lua_xmove(run->argv, co, run->nargs);
-    run->budget_end = ev_now(run->loop) + run->session->cfg->hook_timeout;
+    run->budget_end = ev_now(run->loop) + run->ctx.cfg->hook_timeout;
     return true;
 }
 
@@ -315,17 +314,17 @@ hook_step(struct hook_run *run, int nres)
     }
 }
 
-/* The run is over after a wait: free it, then tell the session. */
+/* The run is over after a wait: free it, then tell the caller. */
 static void
 hook_finish(struct hook_run *run)
 {
-    struct smtp_session *s = run->session;
-    hook_done_fn        *done = run->done;
-    struct verdict       v = run->verdict;
+    hook_ctx_done_fn *done = run->ctx.done;
+    void             *owner = run->ctx.owner;
+    struct verdict    v = run->verdict;
 
-    s->hook = NULL;
     hook_run_free(run);
-    done(s, &v);
+    if (done != NULL)
+        done(owner, &v);
 }
 
 void
@@ -345,7 +344,7 @@ hook_budget_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     if (run->cancel != NULL)
         run->cancel(run);
-    snprintf(msg, sizeof(msg), "hook_timeout (%g s) exceeded", run->session->cfg->hook_timeout);
+    snprintf(msg, sizeof(msg), "hook_timeout (%g s) exceeded", run->ctx.cfg->hook_timeout);
     hook_policy_error(run, msg, 0);
     if (run->notify) { /* the next policy still runs */
         verdict_set(&run->verdict, VERDICT_NONE, 0, NULL, NULL);
@@ -357,13 +356,14 @@ hook_budget_cb(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 static enum hook_rc
-hook_run_begin(struct smtp_session *s, struct policy_vm *vm, enum policy_hook hook,
-               int nargs, bool notify, hook_done_fn *done, struct verdict *out)
+hook_run_begin(const struct hook_ctx *ctx, struct policy_vm *vm, enum policy_hook hook,
+               int nargs, bool notify, struct verdict *out, struct hook_run **pending)
 {
     lua_State        *L = policy_vm_state(vm);
     struct hook_pool *pool = hook_pool_of(L);
     struct hook_run  *run = NULL;
 
+    *pending = NULL;
     verdict_set(out, VERDICT_NONE, 0, NULL, NULL);
     if (policy_vm_hook_count(vm, hook) != 0)
         run = pool->n_spare > 0 ? pool->spare[--pool->n_spare] : malloc(sizeof(*run));
@@ -373,16 +373,16 @@ hook_run_begin(struct smtp_session *s, struct policy_vm *vm, enum policy_hook ho
         lua_pop(L, nargs);
         return HOOK_DONE;
     }
-    *run = (struct hook_run){.session = s, .vm = vm, .loop = s->worker->loop, .hook = hook,
+    *run = (struct hook_run){.ctx = *ctx, .vm = vm, .loop = ctx->loop, .hook = hook,
                              .pool = pool, .argv_ref = LUA_NOREF, .nargs = nargs,
-                             .co_ref = LUA_NOREF, .done = done, .notify = notify};
+                             .co_ref = LUA_NOREF, .notify = notify};
     ev_init(&run->budget, hook_budget_cb);
     ev_init(&run->timer, NULL);
     run->argv = hook_thread_take(run, &run->argv_ref);
     lua_checkstack(run->argv, 2 * nargs);
     lua_xmove(L, run->argv, nargs);
     if (hook_next_call(run) && hook_step(run, nargs) == HOOK_PENDING) {
-        s->hook = run;
+        *pending = run;
         return HOOK_PENDING;
     }
     *out = run->verdict;
@@ -391,24 +391,23 @@ hook_run_begin(struct smtp_session *s, struct policy_vm *vm, enum policy_hook ho
 }
 
 enum hook_rc
-hook_run_start(struct smtp_session *s, struct policy_vm *vm, enum policy_hook hook,
-               int nargs, hook_done_fn *done, struct verdict *out)
+hook_run_start(const struct hook_ctx *ctx, struct policy_vm *vm, enum policy_hook hook,
+               int nargs, struct verdict *out, struct hook_run **pending)
 {
-    return hook_run_begin(s, vm, hook, nargs, false, done, out);
+    return hook_run_begin(ctx, vm, hook, nargs, false, out, pending);
 }
 
 enum hook_rc
-hook_run_notify(struct smtp_session *s, struct policy_vm *vm, enum policy_hook hook,
-                int nargs, hook_done_fn *done)
+hook_run_notify(const struct hook_ctx *ctx, struct policy_vm *vm, enum policy_hook hook,
+                int nargs, struct hook_run **pending)
 {
     struct verdict v;
 
-    return hook_run_begin(s, vm, hook, nargs, true, done, &v);
+    return hook_run_begin(ctx, vm, hook, nargs, true, &v, pending);
 }
 
 void
 hook_run_cancel(struct hook_run *run)
 {
-    run->session->hook = NULL;
     hook_run_free(run);
 }

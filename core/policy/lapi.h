@@ -39,14 +39,15 @@ struct config_ldap;
 /* A domain's ldap settings as sluice.domains shows them: without the service password. */
 void lapi_ldap_push_settings(lua_State *L, const struct config_ldap *l);
 
-/* The hook running now; raises outside a hook. */
+/* lapi_run.c, for every binding. The hook running now; raises outside a hook. */
 struct hook_run *lapi_hook_run(lua_State *L, const char *fn);
 /* Raise unless L is the hook's own coroutine (a policy's nested coroutine cannot yield
  * to the engine). */
 void lapi_require_yieldable(lua_State *L, struct hook_run *run, const char *fn);
 
 /* A backend found the password right (cache_key as auth_cache_key() made it): remember it
- * for ttl seconds once the session has sent 235, not before (smtp_auth.c). */
+ * for ttl seconds once the session has sent 235, not before (passed on to the caller's
+ * hook_ctx.remember_on_235; nothing without one). */
 void lapi_remember_on_235(struct hook_run *run, const char *cache_key, double ttl);
 /* Raise in a hook past its budget that runs without yielding (a count hook). */
 void lapi_budget_install(lua_State *L);

@@ -15,8 +15,6 @@
 #include "policy/hook_run.h"
 #include "auth/http_client.h"
 #include "policy/lapi.h"
-#include "smtp/smtp_session.h"
-#include "daemon/worker.h"
 
 #define LAPI_HTTP_HEADERS_MAX 32
 #define LAPI_HTTP_TIMEOUT     10.0 /* seconds, when the call gives none */
@@ -180,7 +178,6 @@ static int
 lapi_http_request(lua_State *L)
 {
     struct hook_run        *run = lapi_hook_run(L, "sluice.http.request");
-    struct worker          *w = run->session->worker;
     struct http_client_opts o = { 0 };
     struct http_client_req *req;
     char                  (*lines)[1024]; /* a userdata: http_client copies them */
@@ -218,9 +215,9 @@ lapi_http_request(lua_State *L)
     }
     ptrs[n] = NULL;
     o.headers = ptrs;
-    o.sid = run->session->id;
-    req = http_client_request(run->loop, w->daemon->offload, w->offload_ret, &o, lapi_http_done,
-                              run, err, sizeof(err));
+    o.sid = run->ctx.sid;
+    req = http_client_request(run->loop, run->ctx.offload, run->ctx.offload_ret, &o,
+                              lapi_http_done, run, err, sizeof(err));
     explicit_bzero(auth, sizeof(auth));
     if (req == NULL) {
         lua_pushnil(L);

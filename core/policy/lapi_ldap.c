@@ -12,14 +12,10 @@
 
 #include "auth/auth_cache.h"
 #include "config/config.h"
-#include "daemon/generation.h"
 #include "policy/hook_run.h"
 #include "policy/lapi.h"
 #include "auth/ldap_client.h"
 #include "util/log.h"
-#include "smtp/smtp_session.h"
-#include "daemon/worker.h"
-#include "daemon/worker_gen.h"
 #include "store/zone.h"
 
 /* One check in flight: run->wait. */
@@ -44,26 +40,11 @@ lapi_ldap_gc(lua_State *L)
     return 0;
 }
 
-static void
-lapi_ldap_gen_ref(void *gen)
-{
-    generation_ref(gen);
-}
-
-static void
-lapi_ldap_gen_unref(void *gen)
-{
-    generation_unref(gen);
-}
-
 /* The state's client, made on first use; NULL when out of memory. */
 static struct ldap_client *
 lapi_ldap_client(lua_State *L, struct hook_run *run)
 {
-    struct worker         *w = run->session->worker;
-    struct ldap_client_pin pin = {run->session->wgen->gen, lapi_ldap_gen_ref,
-                                  lapi_ldap_gen_unref};
-    struct ldap_client   **ud;
+    struct ldap_client **ud;
 
     lua_pushlightuserdata(L, (void *)&lapi_ldap_key);
     lua_rawget(L, LUA_REGISTRYINDEX);
@@ -73,7 +54,7 @@ lapi_ldap_client(lua_State *L, struct hook_run *run)
         return *ud;
     lua_pushlightuserdata(L, (void *)&lapi_ldap_key);
     ud = lua_newuserdata(L, sizeof(*ud));
-    *ud = ldap_client_new(run->loop, w->daemon->offload, w->offload_ret, &pin);
+    *ud = ldap_client_new(run->loop, run->ctx.offload, run->ctx.offload_ret, &run->ctx.ldap_pin);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, lapi_ldap_gc);
     lua_setfield(L, -2, "__gc");
@@ -124,18 +105,18 @@ static bool
 lapi_ldap_cached(struct hook_run *run, struct lapi_ldap_wait *w, const char *identity,
                  const char *password, size_t password_len)
 {
-    struct smtp_session *s = run->session;
-    struct zone         *cache = zones_at(s->worker->daemon->zones, CONFIG_ZONE_AUTH_CACHE);
+    const struct hook_ctx *ctx = &run->ctx;
+    struct zone           *cache = zones_at(ctx->zones, CONFIG_ZONE_AUTH_CACHE);
 
-    if (s->cfg->auth_cache_ttl == 0 || cache == NULL || strlen(password) != password_len ||
-        auth_cache_key(s->wgen->gen->id, "ldap", identity, password, w->cache_key) != 0)
+    if (ctx->cfg->auth_cache_ttl == 0 || cache == NULL || strlen(password) != password_len ||
+        auth_cache_key(ctx->gen_id, "ldap", identity, password, w->cache_key) != 0)
         return false;
     if (auth_cache_hit(cache, w->cache_key, ev_now(run->loop))) {
-        log_msg(LOG_DEBUG, "auth.cache_hit", s->id, "%s", identity);
+        log_msg(LOG_DEBUG, "auth.cache_hit", ctx->sid, "%s", identity);
         return true;
     }
     w->cache = cache;
-    w->cache_ttl = (double)s->cfg->auth_cache_ttl;
+    w->cache_ttl = (double)ctx->cfg->auth_cache_ttl;
     return false;
 }
 
@@ -173,7 +154,7 @@ lapi_ldap_verify(lua_State *L)
                                                        : "malformed identity");
         return 2;
     }
-    if (run->session->worker->daemon->offload == NULL) {
+    if (run->ctx.offload == NULL) {
         lua_pushnil(L);
         lua_pushstring(L, "thread pool unavailable");
         return 2;
@@ -187,7 +168,7 @@ lapi_ldap_verify(lua_State *L)
     c = w != NULL ? lapi_ldap_client(L, run) : NULL;
     if (c != NULL) {
         w->run = run;
-        w->req = ldap_client_verify(c, d, run->session->id, identity, local_len, domain,
+        w->req = ldap_client_verify(c, d, run->ctx.sid, identity, local_len, domain,
                                     strlen(domain), password, pw_len, lapi_ldap_done, w);
     }
     if (w == NULL || w->req == NULL) {

@@ -2,16 +2,18 @@
  * (docs/lua-api.md "The session", "The transaction", on_auth's `auth`). The session
  * table is made once per session (its `data` lives as long as the session) and its
  * fields are refreshed before every hook in which they changed; tx and auth tables are
- * made per call, tx tables with the methods of lapi_tx.c. */
+ * made per call, tx tables with the methods of lapi_tx.c. The values come in views
+ * (lapi_session.h) that core/smtp/smtp_hook.c fills from the session: how the tables look
+ * to policies (read-only proxy, which fields, nil for "") is the API's and stays here;
+ * where the values live is the session's, and the engine does not reach into it. */
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "net/conn.h"
+#include "policy/hook.h"
 #include "policy/lapi_session.h"
 #include "policy/lapi_tx.h"
-#include "smtp/smtp_session.h"
-#include "net/tls.h"
+#include "proto/sasl.h"
 
 static void
 lapi_set_str(lua_State *L, const char *key, const char *val)
@@ -31,17 +33,15 @@ static const char *const lapi_session_fields[] = {
 #define LAPI_SESSION_KEY_MAX  4096 /* the values end to end: helo, user, domain... fit */
 
 static void
-lapi_session_values(struct smtp_session *s, const char *v[LAPI_SESSION_N_FIELDS])
+lapi_session_values(const struct lapi_session_view *s, const char *v[LAPI_SESSION_N_FIELDS])
 {
-    SSL *ssl = s->tls ? s->conn->ssl : NULL;
-
-    v[0] = s->ehlo_seen ? s->helo : NULL;
-    v[1] = ssl ? tls_version_name(ssl) : NULL;
-    v[2] = ssl ? tls_cipher_name(ssl) : NULL;
-    v[3] = ssl ? tls_sni_name(ssl) : NULL;
-    v[4] = s->authenticated ? s->user : NULL;
-    v[5] = s->authenticated ? s->domain : NULL;
-    v[6] = s->authenticated ? sasl_mech_name(s->auth_mech) : NULL;
+    v[0] = s->helo;
+    v[1] = s->tls_version;
+    v[2] = s->tls_cipher;
+    v[3] = s->tls_sni;
+    v[4] = s->user;
+    v[5] = s->domain;
+    v[6] = s->auth_mechanism;
 }
 
 /* The values end to end, each with its NUL, into key: what the fields hold, as one
@@ -67,7 +67,7 @@ lapi_session_key(const char *const v[LAPI_SESSION_N_FIELDS], char *key, size_t s
  * out of the policies' reach: __metatable hides it), so that an unchanged session (every
  * hook after AUTH, usually) costs a compare instead of seven stores. */
 static void
-lapi_session_fill(lua_State *L, struct smtp_session *s)
+lapi_session_fill(lua_State *L, const struct lapi_session_view *s)
 {
     const char *v[LAPI_SESSION_N_FIELDS], *was;
     char        key[LAPI_SESSION_KEY_MAX];
@@ -101,9 +101,9 @@ lapi_session_write(lua_State *L)
 }
 
 /* The fields table, and a read-only proxy over it for policies; the proxy is kept in
- * the registry (s->lua_session), the fields table as its metatable's __index. */
+ * the registry (*s->lua_ref), the fields table as its metatable's __index. */
 static void
-lapi_session_make(lua_State *L, struct smtp_session *s)
+lapi_session_make(lua_State *L, const struct lapi_session_view *s)
 {
     char id[24];
 
@@ -112,10 +112,10 @@ lapi_session_make(lua_State *L, struct smtp_session *s)
     lua_createtable(L, 0, 13);       /* the fields */
     snprintf(id, sizeof(id), "%08llx", (unsigned long long)s->id);
     lapi_set_str(L, "id", id);
-    lapi_set_str(L, "listener", s->lcfg->name);
-    lapi_set_str(L, "client_address", s->peer);
+    lapi_set_str(L, "listener", s->listener);
+    lapi_set_str(L, "client_address", s->client_address);
     lapi_set_str(L, "client", s->client); /* the connection caps' key (iplimit.h) */
-    lua_pushinteger(L, s->peer_port);
+    lua_pushinteger(L, s->client_port);
     lua_setfield(L, -2, "client_port");
     lua_newtable(L);
     lua_setfield(L, -2, "data");
@@ -126,14 +126,14 @@ lapi_session_make(lua_State *L, struct smtp_session *s)
     lua_setfield(L, -2, "__metatable"); /* getmetatable() and setmetatable() stay out */
     lua_setmetatable(L, -2);
     lua_pushvalue(L, -1);
-    s->lua_session = luaL_ref(L, LUA_REGISTRYINDEX);
+    *s->lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 void
-lapi_push_session(lua_State *L, struct smtp_session *s)
+lapi_push_session(lua_State *L, const struct lapi_session_view *s)
 {
-    if (s->lua_session > 0)
-        lua_rawgeti(L, LUA_REGISTRYINDEX, s->lua_session);
+    if (*s->lua_ref > 0)
+        lua_rawgeti(L, LUA_REGISTRYINDEX, *s->lua_ref);
     else
         lapi_session_make(L, s);
     lua_getmetatable(L, -1);
@@ -142,11 +142,11 @@ lapi_push_session(lua_State *L, struct smtp_session *s)
 }
 
 void
-lapi_session_release(lua_State *L, struct smtp_session *s)
+lapi_session_release(lua_State *L, int *lua_ref)
 {
-    if (s->lua_session > 0)
-        luaL_unref(L, LUA_REGISTRYINDEX, s->lua_session);
-    s->lua_session = 0;
+    if (*lua_ref > 0)
+        luaL_unref(L, LUA_REGISTRYINDEX, *lua_ref);
+    *lua_ref = 0;
 }
 
 /* "%08llx.%zu" of the session id and the message number, without snprintf (a tx table
@@ -174,16 +174,15 @@ lapi_tx_id(char *buf, unsigned long long sid, size_t n)
 }
 
 void
-lapi_push_tx(lua_State *L, struct smtp_session *s, bool with_size)
+lapi_push_tx(lua_State *L, const struct lapi_tx_view *tx)
 {
-    const struct smtp_tx *tx = s->tx;
-    char                  id[48];
-    size_t                i;
+    char   id[48];
+    size_t i;
 
     lua_createtable(L, 0, 6);
-    lua_pushlstring(L, id, lapi_tx_id(id, (unsigned long long)s->id, s->messages + 1));
+    lua_pushlstring(L, id, lapi_tx_id(id, (unsigned long long)tx->sid, tx->number));
     lua_setfield(L, -2, "id");
-    lua_pushstring(L, tx->mail_from);
+    lua_pushstring(L, tx->sender);
     lua_setfield(L, -2, "sender");
     lua_createtable(L, (int)tx->n_rcpts, 0);
     for (i = 0; i < tx->n_rcpts; i++) {
@@ -195,9 +194,9 @@ lapi_push_tx(lua_State *L, struct smtp_session *s, bool with_size)
         lua_pushnumber(L, (lua_Number)tx->declared_size);
         lua_setfield(L, -2, "declared_size");
     }
-    if (with_size) {
+    if (tx->with_size) {
         /* as received: tx:add_header/remove_header do not change it */
-        lua_pushnumber(L, (lua_Number)tx->dec.size);
+        lua_pushnumber(L, (lua_Number)tx->size);
         lua_setfield(L, -2, "size");
     }
     lua_pushboolean(L, tx->smtputf8);
@@ -235,15 +234,16 @@ lapi_push_verdict(lua_State *L, const struct verdict *v)
 }
 
 void
-lapi_push_relayed(lua_State *L, const struct smtp_relayed *r)
+lapi_push_relayed(lua_State *L, int code, const char *enhanced, const char *text,
+                  const char *queue_id, const char *upstream)
 {
     lua_createtable(L, 0, 6);
-    lua_pushboolean(L, r->code / 100 == 2);
+    lua_pushboolean(L, code / 100 == 2);
     lua_setfield(L, -2, "success");
-    lua_pushinteger(L, r->code);
+    lua_pushinteger(L, code);
     lua_setfield(L, -2, "code");
-    lapi_set_str(L, "enhanced", r->enhanced);
-    lapi_set_str(L, "text", r->text);
-    lapi_set_str(L, "queue_id", r->queue_id);
-    lapi_set_str(L, "upstream", r->upstream);
+    lapi_set_str(L, "enhanced", enhanced);
+    lapi_set_str(L, "text", text);
+    lapi_set_str(L, "queue_id", queue_id);
+    lapi_set_str(L, "upstream", upstream);
 }

@@ -2,7 +2,11 @@
  * reading the header block and body of the message in on_data and on_relayed, and editing
  * the header block in on_data. They look at the session's buffer afresh on every call
  * (core/proto/message.c parses it), so an edit is seen by every later call, in any policy, and
- * the relay sends the edited bytes. Sluice's own Received: sits before body_start and is
+ * the relay sends the edited bytes. The buffer comes from the hook's caller as a view
+ * (hook_ctx.h, struct hook_message: the session's message buffer, filled by
+ * core/smtp/smtp_hook.c), not from the session: the rules of editing (RFC 5322, where an
+ * added header goes) are the API's, what the message is and who pays for its memory are
+ * the session's. Sluice's own Received: sits before body_start and is
  * outside everything here: it can be neither read, removed nor pushed down. */
 #include <lauxlib.h>
 #include <string.h>
@@ -11,40 +15,40 @@
 #include "policy/lapi.h"
 #include "policy/lapi_tx.h"
 #include "proto/message.h"
-#include "smtp/smtp_session.h"
+#include "util/buf.h"
 
 #define LAPI_TX_META      "sluice.tx"
 #define LAPI_TX_LINE_MAX  998   /* RFC 5322 section 2.1.1, without the CRLF */
 #define LAPI_TX_ADDED_MAX 65536 /* octets tx:add_header may put into one message */
 
-/* The transaction of the running hook. Reading works in on_data and on_relayed, writing
- * only in on_data: in on_relayed the message has gone. */
-static struct smtp_tx *
-lapi_tx_check(lua_State *L, const char *fn, bool write)
+/* The message of the running hook into *m. Reading works in on_data and on_relayed,
+ * writing only in on_data: in on_relayed the message has gone. */
+static struct hook_run *
+lapi_tx_check(lua_State *L, const char *fn, bool write, struct hook_message *m)
 {
     struct hook_run *run = lapi_hook_run(L, fn);
 
     if (run->hook != POLICY_ON_DATA && (write || run->hook != POLICY_ON_RELAYED))
         luaL_error(L, "%s: not available in %s", fn, policy_hook_names[run->hook]);
-    if (run->session == NULL || run->session->tx == NULL)
+    if (run->ctx.message == NULL || !run->ctx.message(run->ctx.owner, m))
         luaL_error(L, "%s: no message", fn);
-    return run->session->tx;
+    return run;
 }
 
 /* The client's message: the header block we index starts below our Received:. */
 static const char *
-lapi_tx_message(const struct smtp_tx *tx, size_t *len)
+lapi_tx_message(const struct hook_message *m, size_t *len)
 {
-    *len = buf_used(&tx->msg) - tx->body_start;
-    return buf_head(&tx->msg) + tx->body_start;
+    *len = buf_used(m->msg) - m->body_start;
+    return buf_head(m->msg) + m->body_start;
 }
 
 /* Where tx:add_header inserts, relative to the client's message: below those added
  * earlier (added_end is 0 until the first). */
 static size_t
-lapi_tx_added(const struct smtp_tx *tx)
+lapi_tx_added(const struct hook_message *m)
 {
-    return tx->added_end > tx->body_start ? tx->added_end - tx->body_start : 0;
+    return *m->added_end > m->body_start ? *m->added_end - m->body_start : 0;
 }
 
 static void
@@ -64,12 +68,12 @@ lapi_tx_header(lua_State *L)
     size_t                 name_len, len, pos = 0;
     const char            *name, *msg;
     struct message_header  h;
-    struct smtp_tx        *tx;
+    struct hook_message    m;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     name = luaL_checklstring(L, 2, &name_len);
-    tx = lapi_tx_check(L, "tx:header", false);
-    msg = lapi_tx_message(tx, &len);
+    lapi_tx_check(L, "tx:header", false, &m);
+    msg = lapi_tx_message(&m, &len);
     if (message_header_find(msg, len, &pos, name, name_len, &h))
         lapi_tx_push_value(L, msg, &h);
     else
@@ -84,14 +88,14 @@ lapi_tx_headers(lua_State *L)
     size_t                 name_len = 0, len, pos = 0;
     const char            *name = NULL, *msg;
     struct message_header  h;
-    struct smtp_tx        *tx;
+    struct hook_message    m;
     int                    n = 0;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     if (!lua_isnoneornil(L, 2))
         name = luaL_checklstring(L, 2, &name_len);
-    tx = lapi_tx_check(L, "tx:headers", false);
-    msg = lapi_tx_message(tx, &len);
+    lapi_tx_check(L, "tx:headers", false, &m);
+    msg = lapi_tx_message(&m, &len);
     lua_newtable(L);
     while (name != NULL ? message_header_find(msg, len, &pos, name, name_len, &h)
                         : message_header_next(msg, len, &pos, &h)) {
@@ -123,18 +127,19 @@ lapi_tx_is_field_name(const char *s, size_t len)
 /* Open a gap of n octets at off (relative to the client's message), charged to the
  * memory budget like the message itself. */
 static int
-lapi_tx_insert(struct smtp_session *s, size_t off, const char *p, size_t n)
+lapi_tx_insert(struct hook_run *run, const struct hook_message *m, size_t off, const char *p,
+               size_t n)
 {
-    struct smtp_tx *tx = s->tx;
-    size_t          at = tx->body_start + off, used = buf_used(&tx->msg);
-    char           *head;
+    size_t at = m->body_start + off, used = buf_used(m->msg);
+    char  *head;
 
-    if (smtp_budget_reserve(s, n, used + n) != INFLIGHT_OK)
+    if (run->ctx.message_reserve == NULL ||
+        run->ctx.message_reserve(run->ctx.owner, n, used + n) != 0)
         return -1;
-    head = buf_head(&tx->msg);
+    head = buf_head(m->msg);
     memmove(head + at + n, head + at, used - at);
     memcpy(head + at, p, n);
-    tx->msg.len += n;
+    m->msg->len += n;
     return 0;
 }
 
@@ -142,10 +147,11 @@ lapi_tx_insert(struct smtp_session *s, size_t off, const char *p, size_t n)
 static int
 lapi_tx_add_header(lua_State *L)
 {
-    size_t          name_len, value_len, added;
-    const char     *name, *value;
-    struct smtp_tx *tx;
-    luaL_Buffer     b;
+    size_t               name_len, value_len, added;
+    const char          *name, *value;
+    struct hook_run     *run;
+    struct hook_message  m;
+    luaL_Buffer          b;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     name = luaL_checklstring(L, 2, &name_len);
@@ -155,8 +161,8 @@ lapi_tx_add_header(lua_State *L)
     luaL_argcheck(L, strcspn(value, "\r\n") == value_len, 3, "CR, LF or NUL in the value");
     luaL_argcheck(L, name_len + 2 + value_len <= LAPI_TX_LINE_MAX, 3,
                   "header line over 998 octets");
-    tx = lapi_tx_check(L, "tx:add_header", true);
-    added = lapi_tx_added(tx);
+    run = lapi_tx_check(L, "tx:add_header", true, &m);
+    added = lapi_tx_added(&m);
     if (added + name_len + value_len + 4 > LAPI_TX_ADDED_MAX) {
         lua_pushnil(L);
         lua_pushliteral(L, "too many added headers");
@@ -168,28 +174,27 @@ lapi_tx_add_header(lua_State *L)
     luaL_addlstring(&b, value, value_len);
     luaL_addlstring(&b, "\r\n", 2);
     luaL_pushresult(&b);
-    if (lapi_tx_insert(lapi_hook_run(L, "tx:add_header")->session, added, lua_tostring(L, -1),
-                       lua_objlen(L, -1)) != 0) {
+    if (lapi_tx_insert(run, &m, added, lua_tostring(L, -1), lua_objlen(L, -1)) != 0) {
         lua_pushnil(L);
         lua_pushliteral(L, "out of memory");
         return 2;
     }
-    tx->added_end = tx->body_start + added + name_len + value_len + 4;
+    *m.added_end = m.body_start + added + name_len + value_len + 4;
     lua_pushboolean(L, 1);
     return 1;
 }
 
 /* Cut the field h (offsets relative to the client's message) out of the buffer. */
 static void
-lapi_tx_cut(struct smtp_tx *tx, const struct message_header *h)
+lapi_tx_cut(const struct hook_message *m, const struct message_header *h)
 {
-    size_t n = h->end - h->start, at = tx->body_start + h->start, used = buf_used(&tx->msg);
-    char  *head = buf_head(&tx->msg);
+    size_t n = h->end - h->start, at = m->body_start + h->start, used = buf_used(m->msg);
+    char  *head = buf_head(m->msg);
 
     memmove(head + at, head + at + n, used - at - n);
-    tx->msg.len -= n;
-    if (tx->added_end > at) /* one of ours: what follows the added ones moved up */
-        tx->added_end -= n;
+    m->msg->len -= n;
+    if (*m->added_end > at) /* one of ours: what follows the added ones moved up */
+        *m->added_end -= n;
 }
 
 /* n = tx:remove_header(name) */
@@ -199,16 +204,16 @@ lapi_tx_remove_header(lua_State *L)
     size_t                 name_len, len, pos = 0;
     const char            *name, *msg;
     struct message_header  h;
-    struct smtp_tx        *tx;
+    struct hook_message    m;
     lua_Integer            n = 0;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     name = luaL_checklstring(L, 2, &name_len);
-    tx = lapi_tx_check(L, "tx:remove_header", true);
-    msg = lapi_tx_message(tx, &len);
+    lapi_tx_check(L, "tx:remove_header", true, &m);
+    msg = lapi_tx_message(&m, &len);
     while (message_header_find(msg, len, &pos, name, name_len, &h)) {
-        lapi_tx_cut(tx, &h);
-        msg = lapi_tx_message(tx, &len);
+        lapi_tx_cut(&m, &h);
+        msg = lapi_tx_message(&m, &len);
         pos = h.start; /* the next field moved up to where this one was */
         n++;
     }
@@ -220,16 +225,16 @@ lapi_tx_remove_header(lua_State *L)
 static int
 lapi_tx_body(lua_State *L)
 {
-    size_t          len, off;
-    const char     *msg;
-    lua_Integer     max;
-    struct smtp_tx *tx;
+    size_t              len, off;
+    const char         *msg;
+    lua_Integer         max;
+    struct hook_message m;
 
     luaL_checktype(L, 1, LUA_TTABLE);
     max = luaL_optinteger(L, 2, -1);
     luaL_argcheck(L, max >= 0 || lua_isnoneornil(L, 2), 2, "negative");
-    tx = lapi_tx_check(L, "tx:body", false);
-    msg = lapi_tx_message(tx, &len);
+    lapi_tx_check(L, "tx:body", false, &m);
+    msg = lapi_tx_message(&m, &len);
     off = message_body_offset(msg, len);
     len -= off;
     if (max >= 0 && (size_t)max < len)

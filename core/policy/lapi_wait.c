@@ -2,7 +2,8 @@
  * sluice.passwd.verify (authdb_verify on the offload pool). Each registers its cancel
  * before yielding; its completion clears the cancel and resumes the hook. A session
  * freed meanwhile cancels: the timer stops, the offload job is orphaned and frees
- * itself when the pool hands it back (STYLE.md 3, late completions). */
+ * itself when the pool hands it back (STYLE.md 3, late completions). What every binding
+ * uses to find its hook run and check it may yield is lapi_run.c's. */
 #include <ev.h>
 #include <lauxlib.h>
 #include <stdio.h>
@@ -12,59 +13,13 @@
 #include "auth/auth_cache.h"
 #include "auth/authdb.h"
 #include "config/config.h"
-#include "daemon/generation.h"
 #include "policy/hook_run.h"
 #include "policy/lapi.h"
 #include "util/log.h"
 #include "util/offload.h"
-#include "smtp/smtp_session.h"
-#include "daemon/worker.h"
-#include "daemon/worker_gen.h"
 #include "store/zone.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
-
-struct hook_run *
-lapi_hook_run(lua_State *L, const char *fn)
-{
-    struct hook_run *run = lapi_env(L)->run;
-
-    if (run == NULL)
-        luaL_error(L, "%s: only available while a hook runs", fn);
-    return run;
-}
-
-void
-lapi_require_yieldable(lua_State *L, struct hook_run *run, const char *fn)
-{
-    if (run->hook == POLICY_ON_DISCONNECT)
-        luaL_error(L, "%s: not available in on_disconnect", fn);
-    if (L != run->co)
-        luaL_error(L, "%s: cannot yield from a coroutine of the policy's own", fn);
-}
-
-/* ---- the budget of a hook that never yields ------------------------------------------- */
-
-/* Every LAPI_BUDGET_STEP instructions: a hook past its budget raises where it runs, so
- * that a loop without a yield cannot hold the worker. LuaJIT calls no hooks from
- * machine code, so the policy states run interpreted (policy_vm.c turns the JIT off). */
-#define LAPI_BUDGET_STEP 100000
-
-static void
-lapi_budget_hook(lua_State *L, lua_Debug *ar)
-{
-    struct hook_run *run = lapi_env(L)->run;
-
-    (void)ar;
-    if (run != NULL && ev_time() > run->budget_end)
-        luaL_error(L, "hook_timeout (%g s) exceeded", run->session->cfg->hook_timeout);
-}
-
-void
-lapi_budget_install(lua_State *L)
-{
-    lua_sethook(L, lapi_budget_hook, LUA_MASKCOUNT, LAPI_BUDGET_STEP);
-}
 
 /* ---- sluice.sleep ---------------------------------------------------------------------- */
 
@@ -105,21 +60,13 @@ lapi_sleep(lua_State *L)
 
 /* ---- sluice.passwd.verify --------------------------------------------------------------- */
 
-void
-lapi_remember_on_235(struct hook_run *run, const char *cache_key, double ttl)
-{
-    struct smtp_session *s = run->session;
-
-    snprintf(s->auth_cache_key, sizeof(s->auth_cache_key), "%s", cache_key);
-    s->auth_cache_ttl = ttl;
-}
-
 /* One check in flight. Owns copies of what the pool thread reads. */
 struct lapi_verify_job {
     struct offload_job   job;  /* first: the offload queue links through it */
     struct hook_run     *run;  /* NULL once cancelled (loop thread only) */
-    struct generation   *gen;  /* holds a reference: a reload may retire the session's
-                                * generation while the hash is computed */
+    struct generation   *gen;  /* holds a reference (gen_unref): a reload may retire the
+                                * session's generation while the hash is computed */
+    void               (*gen_unref)(struct generation *g);
     const struct authdb *db;   /* gen's user files */
     char                *identity; /* owns */
     char                *password; /* owns; wiped before it is freed */
@@ -136,7 +83,8 @@ lapi_verify_job_free(struct lapi_verify_job *j)
         explicit_bzero(j->password, strlen(j->password));
     free(j->password);
     free(j->identity);
-    generation_unref(j->gen);
+    if (j->gen != NULL)
+        j->gen_unref(j->gen);
     free(j);
 }
 
@@ -192,18 +140,18 @@ static bool
 lapi_verify_cached(struct hook_run *run, struct lapi_verify_job *j, const char *identity,
                    const char *password)
 {
-    struct smtp_session *s = run->session;
-    struct zone         *cache = zones_at(s->worker->daemon->zones, CONFIG_ZONE_AUTH_CACHE);
+    const struct hook_ctx *ctx = &run->ctx;
+    struct zone           *cache = zones_at(ctx->zones, CONFIG_ZONE_AUTH_CACHE);
 
-    if (s->cfg->auth_cache_ttl == 0 || cache == NULL ||
-        auth_cache_key(s->wgen->gen->id, "file", identity, password, j->cache_key) != 0)
+    if (ctx->cfg->auth_cache_ttl == 0 || cache == NULL ||
+        auth_cache_key(ctx->gen_id, "file", identity, password, j->cache_key) != 0)
         return false;
-    if (auth_cache_hit(cache, j->cache_key, ev_now(s->worker->loop))) {
-        log_msg(LOG_DEBUG, "auth.cache_hit", s->id, "%s", identity);
+    if (auth_cache_hit(cache, j->cache_key, ev_now(ctx->loop))) {
+        log_msg(LOG_DEBUG, "auth.cache_hit", ctx->sid, "%s", identity);
         return true;
     }
     j->cache = cache;
-    j->cache_ttl = (double)s->cfg->auth_cache_ttl;
+    j->cache_ttl = (double)ctx->cfg->auth_cache_ttl;
     return false;
 }
 
@@ -216,12 +164,12 @@ lapi_passwd_verify(lua_State *L)
     const char             *identity = luaL_checkstring(L, 1);
     const char             *password = luaL_checkstring(L, 2);
     struct hook_run        *run = lapi_hook_run(L, "sluice.passwd.verify");
-    struct daemon          *d = run->session->worker->daemon;
+    const struct hook_ctx  *ctx = &run->ctx;
     struct lapi_verify_job *j;
     enum offload_rc         rc;
 
     lapi_require_yieldable(L, run, "sluice.passwd.verify");
-    if (d->offload == NULL) {
+    if (ctx->offload == NULL) {
         lua_pushnil(L);
         lua_pushstring(L, "thread pool unavailable");
         return 2;
@@ -241,15 +189,18 @@ lapi_passwd_verify(lua_State *L)
         return 1;
     }
     j->run = run;
-    j->gen = generation_ref(run->session->wgen->gen);
-    j->db = j->gen->parts.authdb;
+    if (ctx->gen_ref != NULL) { /* none: the caller keeps authdb alive (unit tests) */
+        j->gen = ctx->gen_ref(ctx->gen);
+        j->gen_unref = ctx->gen_unref;
+    }
+    j->db = ctx->authdb;
     j->job.work = lapi_verify_work;
     j->job.done = lapi_verify_done;
-    rc = offload_submit_for(d->offload, run->session->worker->offload_ret, &j->job,
-                            run->session->client); /* its network, as iplimit counts */
+    rc = offload_submit_for(ctx->offload, ctx->offload_ret, &j->job,
+                            ctx->client); /* its network, as iplimit counts */
     if (rc != OFFLOAD_QUEUED) {
         lapi_verify_job_free(j);
-        log_msg(LOG_NOTICE, "auth.busy", run->session->id, "%s: %s", run->session->client,
+        log_msg(LOG_NOTICE, "auth.busy", ctx->sid, "%s: %s", ctx->client,
                 rc == OFFLOAD_CLIENT_FULL ? "limits.max_auth_jobs_per_client reached"
                                           : "limits.max_auth_jobs reached");
         lua_pushnil(L);

@@ -23,6 +23,10 @@ struct conn;
 struct worker;
 struct worker_gen;
 struct hook_run;
+struct smtp_session;
+
+/* The verdict of a policy decision that returned HOOK_PENDING (smtp_hook.c). */
+typedef void hook_done_fn(struct smtp_session *s, const struct verdict *v);
 
 enum smtp_state {
     SMTP_STATE_TLS_ACCEPT, /* implicit TLS: handshake before the greeting */
@@ -82,6 +86,7 @@ struct smtp_session {
     struct smtp_tx               *tx;       /* owns; NULL outside MAIL .. end of data */
     struct upstream_job          *relay;    /* the relay in progress, or NULL */
     struct hook_run              *hook;     /* owns; the policy hook running, or NULL */
+    hook_done_fn                 *hook_done; /* what gets hook's verdict (smtp_hook.c) */
     int                           lua_session; /* registry ref of the session table, 0 none */
     char                         *pending_arg; /* owns; RCPT address or EHLO name while
                                                  * on_rcpt or on_helo runs */
@@ -163,6 +168,34 @@ enum smtp_rc {
     SMTP_PAUSE,    /* stop processing: waiting for something */
     SMTP_GONE,     /* the session was freed */
 };
+
+/* smtp_hook.c: the questions to the policies (policy/hook.h), each answered at once
+ * (HOOK_DONE, *out holds the verdict, VERDICT_NONE: no policy decided) or later through
+ * done (HOOK_PENDING: never before the call returns; the session waits in BUSY). */
+/* on_connect, before the greeting. */
+enum hook_rc hook_connect(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
+/* on_helo with the name sent; s->helo still holds the previous one. */
+enum hook_rc hook_helo(struct smtp_session *s, const char *name, hook_done_fn *done,
+                       struct verdict *out);
+/* on_auth with s->sasl.creds (the session keeps and wipes them). */
+enum hook_rc hook_auth(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
+/* on_mail_from for s->tx (set, with its sender). */
+enum hook_rc hook_mail_from(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
+/* on_rcpt for rcpt, not yet in s->tx. */
+enum hook_rc hook_rcpt(struct smtp_session *s, const char *rcpt, hook_done_fn *done,
+                       struct verdict *out);
+/* on_data for the whole message in s->tx. */
+enum hook_rc hook_data(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
+/* Notifications: every policy with the hook runs; errors are only logged. on_auth_result
+ * with the verdict the client is about to get; on_relayed with what the client is about
+ * to be told about s->tx. */
+enum hook_rc hook_auth_result(struct smtp_session *s, const struct verdict *v,
+                              hook_done_fn *done);
+enum hook_rc hook_relayed(struct smtp_session *s, const struct smtp_relayed *r,
+                          hook_done_fn *done);
+/* The session is being freed: drop a pending hook (its done() is never called), run
+ * on_disconnect with the reason, drop the session's Lua table. */
+void         hook_session_gone(struct smtp_session *s, const char *reason);
 
 enum smtp_rc smtp_verbs_dispatch(struct smtp_session *s, const struct smtp_cmd *cmd);
 enum smtp_rc smtp_auth_begin(struct smtp_session *s, const struct smtp_cmd *cmd);

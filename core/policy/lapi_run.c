@@ -1,0 +1,63 @@
+/* core/policy/lapi_run.c: what every binding that needs the running hook uses (lapi.h):
+ * finding the hook run of the calling state, refusing a yield the engine cannot resume,
+ * the count hook that enforces hook_timeout on a hook that never yields, and passing a
+ * verified password on to be remembered after 235. The bindings themselves are the other
+ * lapi_*.c files'; the waits (sleep, passwd.verify) are lapi_wait.c's. */
+#include <ev.h>
+#include <lauxlib.h>
+
+#include "config/config.h"
+#include "policy/hook_run.h"
+#include "policy/lapi.h"
+
+struct hook_run *
+lapi_hook_run(lua_State *L, const char *fn)
+{
+    struct hook_run *run = lapi_env(L)->run;
+
+    if (run == NULL)
+        luaL_error(L, "%s: only available while a hook runs", fn);
+    return run;
+}
+
+void
+lapi_require_yieldable(lua_State *L, struct hook_run *run, const char *fn)
+{
+    if (run->hook == POLICY_ON_DISCONNECT)
+        luaL_error(L, "%s: not available in on_disconnect", fn);
+    if (L != run->co)
+        luaL_error(L, "%s: cannot yield from a coroutine of the policy's own", fn);
+}
+
+/* ---- the budget of a hook that never yields ------------------------------------------- */
+
+/* Every LAPI_BUDGET_STEP instructions: a hook past its budget raises where it runs, so
+ * that a loop without a yield cannot hold the worker. LuaJIT calls no hooks from
+ * machine code, so the policy states run interpreted (policy_vm.c turns the JIT off). */
+#define LAPI_BUDGET_STEP 100000
+
+static void
+lapi_budget_hook(lua_State *L, lua_Debug *ar)
+{
+    struct hook_run *run = lapi_env(L)->run;
+
+    (void)ar;
+    if (run != NULL && ev_time() > run->budget_end)
+        luaL_error(L, "hook_timeout (%g s) exceeded", run->ctx.cfg->hook_timeout);
+}
+
+void
+lapi_budget_install(lua_State *L)
+{
+    lua_sethook(L, lapi_budget_hook, LUA_MASKCOUNT, LAPI_BUDGET_STEP);
+}
+
+/* ---- passing a verified password on -------------------------------------------------- */
+
+void
+lapi_remember_on_235(struct hook_run *run, const char *cache_key, double ttl)
+{
+    if (run->ctx.remember_on_235 != NULL)
+        run->ctx.remember_on_235(run->ctx.owner, cache_key, ttl);
+}
+

@@ -1,0 +1,326 @@
+/* core/smtp/smtp_hook.c: the smtp side of the seam with the policy engine (declared in
+ * smtp_session.h): each question of the session (hook_connect .. hook_relayed) fills the
+ * views its hook's arguments are made from (policy/lapi_session.h), and the context the
+ * engine runs with (policy/hook_ctx.h: the worker's and the generation's services, and
+ * calls back into the session), runs the hook (policy/hook_run.c), and hands a verdict
+ * that came later to the session's done function. A hook no policy has is answered at
+ * once without touching Lua.
+ * It is the one file that knows both the session's fields and the engine, and so lives
+ * on the smtp side: core/policy/ sees views and a context, never a session, includes
+ * nothing above itself, and can be driven without one (tests/unit/test_hook_run.c). */
+#include <stdio.h>
+#include <string.h>
+
+#include "net/conn.h"
+#include "net/tls.h"
+#include "policy/hook.h"
+#include "policy/hook_ctx.h"
+#include "policy/hook_run.h"
+#include "policy/lapi_session.h"
+#include "policy/policy_vm.h"
+#include "smtp/smtp_session.h"
+#include "daemon/generation.h"
+#include "daemon/worker.h"
+#include "daemon/worker_gen.h"
+
+/* ---- what the engine calls back ------------------------------------------------------ */
+
+/* A pending run ended (the engine freed it): the session goes on with v. */
+static void
+smtp_hook_done_cb(void *owner, const struct verdict *v)
+{
+    struct smtp_session *s = owner;
+    hook_done_fn        *done = s->hook_done;
+
+    s->hook = NULL;
+    s->hook_done = NULL;
+    done(s, v);
+}
+
+/* Remembered once 235 has been sent (smtp_auth.c), not before. */
+static void
+smtp_hook_remember_cb(void *owner, const char *cache_key, double ttl)
+{
+    struct smtp_session *s = owner;
+
+    snprintf(s->auth_cache_key, sizeof(s->auth_cache_key), "%s", cache_key);
+    s->auth_cache_ttl = ttl;
+}
+
+static bool
+smtp_hook_message_cb(void *owner, struct hook_message *out)
+{
+    struct smtp_session *s = owner;
+
+    if (s->tx == NULL)
+        return false;
+    out->msg = &s->tx->msg;
+    out->body_start = s->tx->body_start;
+    out->added_end = &s->tx->added_end;
+    return true;
+}
+
+static int
+smtp_hook_reserve_cb(void *owner, size_t n, size_t cap)
+{
+    return smtp_budget_reserve(owner, n, cap) == INFLIGHT_OK ? 0 : -1;
+}
+
+/* The generation as an ldap_client_pin owner (auth/ cannot name it). */
+static void
+smtp_hook_gen_ref(void *gen)
+{
+    generation_ref(gen);
+}
+
+static void
+smtp_hook_gen_unref(void *gen)
+{
+    generation_unref(gen);
+}
+
+/* The context of every hook call of s. */
+static void
+smtp_hook_ctx(struct smtp_session *s, struct hook_ctx *ctx)
+{
+    struct worker     *w = s->worker;
+    struct generation *g = s->wgen->gen;
+
+    *ctx = (struct hook_ctx){
+        .sid = s->id,
+        .client = s->client,
+        .cfg = s->cfg,
+        .loop = w->loop,
+        .offload = w->daemon->offload,
+        .offload_ret = w->offload_ret,
+        .zones = w->daemon->zones,
+        .gen = g,
+        .gen_id = g != NULL ? g->id : 0,
+        .authdb = g != NULL ? g->parts.authdb : NULL,
+        .gen_ref = generation_ref,
+        .gen_unref = generation_unref,
+        .ldap_pin = {g, smtp_hook_gen_ref, smtp_hook_gen_unref},
+        .owner = s,
+        .done = smtp_hook_done_cb,
+        .remember_on_235 = smtp_hook_remember_cb,
+        .message = smtp_hook_message_cb,
+        .message_reserve = smtp_hook_reserve_cb,
+    };
+}
+
+/* ---- the hooks' arguments ------------------------------------------------------------ */
+
+static void
+smtp_hook_push_session(lua_State *L, struct smtp_session *s)
+{
+    SSL                     *ssl = s->tls ? s->conn->ssl : NULL;
+    struct lapi_session_view v = {
+        .id = s->id,
+        .listener = s->lcfg->name,
+        .client_address = s->peer,
+        .client = s->client,
+        .client_port = s->peer_port,
+        .helo = s->ehlo_seen ? s->helo : NULL,
+        .tls_version = ssl ? tls_version_name(ssl) : NULL,
+        .tls_cipher = ssl ? tls_cipher_name(ssl) : NULL,
+        .tls_sni = ssl ? tls_sni_name(ssl) : NULL,
+        .user = s->authenticated ? s->user : NULL,
+        .domain = s->authenticated ? s->domain : NULL,
+        .auth_mechanism = s->authenticated ? sasl_mech_name(s->auth_mech) : NULL,
+        .lua_ref = &s->lua_session,
+    };
+
+    lapi_push_session(L, &v);
+}
+
+/* with_size: the message has arrived (on_data, on_relayed). */
+static void
+smtp_hook_push_tx(lua_State *L, struct smtp_session *s, bool with_size)
+{
+    const struct smtp_tx *tx = s->tx;
+    struct lapi_tx_view   v = {
+        .sid = s->id,
+        .number = s->messages + 1,
+        .sender = tx->mail_from,
+        .rcpts = tx->rcpts,
+        .n_rcpts = tx->n_rcpts,
+        .declared_size_set = tx->declared_size_set,
+        .declared_size = tx->declared_size,
+        .with_size = with_size,
+        .size = tx->dec.size,
+        .smtputf8 = tx->smtputf8,
+    };
+
+    lapi_push_tx(L, &v);
+}
+
+/* ---- the questions ------------------------------------------------------------------- */
+
+/* The vm's state when some policy has hook, else NULL (and *out says no opinion). */
+static lua_State *
+hook_state(struct smtp_session *s, enum policy_hook hook, struct verdict *out)
+{
+    struct policy_vm *vm = s->wgen->vm;
+
+    verdict_set(out, VERDICT_NONE, 0, NULL, NULL);
+    if (vm == NULL || policy_vm_hook_count(vm, hook) == 0)
+        return NULL;
+    return policy_vm_state(vm);
+}
+
+/* Run hook with the nargs arguments pushed; a pending run is s->hook until done. */
+static enum hook_rc
+hook_start(struct smtp_session *s, enum policy_hook hook, int nargs, bool notify,
+           hook_done_fn *done, struct verdict *out)
+{
+    struct hook_ctx ctx;
+    enum hook_rc    rc;
+
+    smtp_hook_ctx(s, &ctx);
+    if (notify)
+        rc = hook_run_notify(&ctx, s->wgen->vm, hook, nargs, &s->hook);
+    else
+        rc = hook_run_start(&ctx, s->wgen->vm, hook, nargs, out, &s->hook);
+    if (rc == HOOK_PENDING)
+        s->hook_done = done;
+    return rc;
+}
+
+enum hook_rc
+hook_connect(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
+{
+    lua_State *L = hook_state(s, POLICY_ON_CONNECT, out);
+
+    if (L == NULL)
+        return HOOK_DONE;
+    smtp_hook_push_session(L, s);
+    return hook_start(s, POLICY_ON_CONNECT, 1, false, done, out);
+}
+
+enum hook_rc
+hook_helo(struct smtp_session *s, const char *name, hook_done_fn *done, struct verdict *out)
+{
+    lua_State *L = hook_state(s, POLICY_ON_HELO, out);
+
+    if (L == NULL)
+        return HOOK_DONE;
+    smtp_hook_push_session(L, s);
+    lua_pushstring(L, name);
+    return hook_start(s, POLICY_ON_HELO, 2, false, done, out);
+}
+
+enum hook_rc
+hook_auth(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
+{
+    lua_State *L = hook_state(s, POLICY_ON_AUTH, out);
+
+    if (L == NULL)
+        return HOOK_DONE;
+    smtp_hook_push_session(L, s);
+    lapi_push_auth(L, &s->sasl.creds, true);
+    return hook_start(s, POLICY_ON_AUTH, 2, false, done, out);
+}
+
+enum hook_rc
+hook_mail_from(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
+{
+    lua_State *L = hook_state(s, POLICY_ON_MAIL_FROM, out);
+
+    if (L == NULL)
+        return HOOK_DONE;
+    smtp_hook_push_session(L, s);
+    smtp_hook_push_tx(L, s, false);
+    lua_pushstring(L, s->tx->mail_from);
+    return hook_start(s, POLICY_ON_MAIL_FROM, 3, false, done, out);
+}
+
+enum hook_rc
+hook_rcpt(struct smtp_session *s, const char *rcpt, hook_done_fn *done, struct verdict *out)
+{
+    lua_State *L = hook_state(s, POLICY_ON_RCPT, out);
+
+    if (L == NULL)
+        return HOOK_DONE;
+    smtp_hook_push_session(L, s);
+    smtp_hook_push_tx(L, s, false);
+    lua_pushstring(L, rcpt);
+    return hook_start(s, POLICY_ON_RCPT, 3, false, done, out);
+}
+
+enum hook_rc
+hook_data(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
+{
+    lua_State *L = hook_state(s, POLICY_ON_DATA, out);
+
+    if (L == NULL)
+        return HOOK_DONE;
+    smtp_hook_push_session(L, s);
+    smtp_hook_push_tx(L, s, true);
+    return hook_start(s, POLICY_ON_DATA, 2, false, done, out);
+}
+
+/* Notification hooks: the vm's state when some policy has hook, else NULL. */
+static lua_State *
+hook_notify_state(struct smtp_session *s, enum policy_hook hook)
+{
+    struct verdict v;
+
+    return hook_state(s, hook, &v);
+}
+
+enum hook_rc
+hook_auth_result(struct smtp_session *s, const struct verdict *v, hook_done_fn *done)
+{
+    lua_State *L = hook_notify_state(s, POLICY_ON_AUTH_RESULT);
+
+    if (L == NULL)
+        return HOOK_DONE;
+    smtp_hook_push_session(L, s);
+    lapi_push_auth(L, &s->sasl.creds, false);
+    lapi_push_verdict(L, v);
+    return hook_start(s, POLICY_ON_AUTH_RESULT, 3, true, done, NULL);
+}
+
+enum hook_rc
+hook_relayed(struct smtp_session *s, const struct smtp_relayed *r, hook_done_fn *done)
+{
+    lua_State *L = hook_notify_state(s, POLICY_ON_RELAYED);
+
+    if (L == NULL)
+        return HOOK_DONE;
+    smtp_hook_push_session(L, s);
+    smtp_hook_push_tx(L, s, true);
+    lapi_push_relayed(L, r->code, r->enhanced, r->text, r->queue_id, r->upstream);
+    return hook_start(s, POLICY_ON_RELAYED, 3, true, done, NULL);
+}
+
+/* Nothing can wait for on_disconnect: its hooks may not yield (sluice.sleep and
+ * sluice.passwd.verify raise there), so the run always ends before this returns. */
+static void
+hook_disconnect(struct smtp_session *s, const char *reason)
+{
+    lua_State *L = hook_notify_state(s, POLICY_ON_DISCONNECT);
+
+    if (L == NULL)
+        return;
+    smtp_hook_push_session(L, s);
+    lua_pushstring(L, reason != NULL ? reason : "");
+    if (hook_start(s, POLICY_ON_DISCONNECT, 2, true, NULL, NULL) == HOOK_PENDING) {
+        hook_run_cancel(s->hook); /* cannot happen: no wait is allowed */
+        s->hook = NULL;
+        s->hook_done = NULL;
+    }
+}
+
+void
+hook_session_gone(struct smtp_session *s, const char *reason)
+{
+    if (s->hook != NULL) {
+        hook_run_cancel(s->hook);
+        s->hook = NULL;
+        s->hook_done = NULL;
+    }
+    hook_disconnect(s, reason);
+    if (s->wgen->vm != NULL)
+        lapi_session_release(policy_vm_state(s->wgen->vm), &s->lua_session);
+}
