@@ -355,6 +355,7 @@ function testing.new(opts)
     domains_orig = testing_config.domains(opts.domains),
     users = {}, logs = {}, audits = {}, sleeps = {}, verifications = 0, next_sid = 1,
     paths = setmetatable({}, { __mode = 'k' }), ldap_users = {}, ldap_verifications = 0,
+    session_fields = setmetatable({}, { __mode = 'k' }), policy_chunks = {},
   }, harness)
   for u, p in pairs(opts.users or {}) do h.users[u:lower()] = p end
   for u, p in pairs(opts.ldap_users or {}) do h.ldap_users[u:lower()] = p end
@@ -388,6 +389,7 @@ function harness:load_policy(path)
     assert(HOOKS[k] and type(v) == 'function', path .. ': ' .. tostring(k) .. ' is not a hook')
   end
   self.paths[policy] = path
+  self.policy_chunks['@' .. path] = true
   return policy
 end
 
@@ -426,7 +428,38 @@ function harness:session(fields)
   if fields.client == nil then
     s.client = testing.client_of(s.client_address, self.client_ipv6_prefix)
   end
-  return s
+  return self:read_only(s)
+end
+
+-- As core/policy/lapi_session.c makes it: a proxy over the fields that raises when policy
+-- code assigns to it (notes go in session.data, itself writable) and hides its metatable.
+-- Policy code is a file h:load_policy loaded, or a sluice module; a spec (or a runner
+-- playing the core, which sets helo and the identity) may still set fields.
+local function is_policy_code(h, source)
+  return h.policy_chunks[source] ~= nil
+    or (source:match('lua/sluice/[%w_]+%.lua$') ~= nil and not source:match('/testing'))
+end
+
+function harness:read_only(fields)
+  local h = self
+  local function write(_, key, value)
+    local source = debug.getinfo(2, 'S').source
+    if is_policy_code(h, source) then
+      local name = (type(key) == 'string' or type(key) == 'number') and tostring(key) or '?'
+      error('session.' .. name .. ' is read-only (notes go in session.data)', 2)
+    end
+    fields[key] = value
+  end
+  local proxy = setmetatable({}, { __index = fields, __newindex = write,
+    __metatable = false })
+  self.session_fields[proxy] = fields
+  return proxy
+end
+
+-- What the core writes in a session (identity after AUTH): through the proxy's back.
+local function set_session(h, session, key, value)
+  local fields = h.session_fields[session]
+  if fields then fields[key] = value else session[key] = value end
 end
 
 -- A transaction (lua/sluice/testing_tx.lua has the fields).
@@ -495,9 +528,10 @@ end
 function harness:auth(policies, session, auth)
   local v = self:run('on_auth', policies, session, auth)
   if v.kind == 'accept' then
-    session.user = (v.user or auth.user):gsub('%u', string.lower)
-    session.domain = session.user:match('@([^@]+)$')
-    session.auth_mechanism = auth.mechanism
+    local user = (v.user or auth.user):gsub('%u', string.lower)
+    set_session(self, session, 'user', user)
+    set_session(self, session, 'domain', user:match('@([^@]+)$'))
+    set_session(self, session, 'auth_mechanism', auth.mechanism)
   end
   local reply = { kind = v.kind, code = v.code, enhanced = v.enhanced, text = v.text,
     reason = v.reason }

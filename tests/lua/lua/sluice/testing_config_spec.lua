@@ -42,3 +42,40 @@ describe('sluice.testing domains', function()
     assert.same({ 'sales@a.example' }, h.domains['a.example'].senders['ann@a.example'])
   end)
 end)
+
+describe('sluice.testing sessions', function()
+  local h, policy
+  before_each(function()
+    h = testing.new()
+    policy = h:load_policy('tests/lua/fixtures/writes_session.lua')
+  end)
+
+  it('refuses a policy\'s assignment to a session field with the engine\'s error', function()
+    local session = h:session({ user = 'ann@example.org' })
+    local ok, err = pcall(policy.on_mail_from, session, h:transaction(), 'ann@example.org')
+    assert.is_false(ok)
+    assert.equal('tests/lua/fixtures/writes_session.lua:5: session.user is read-only '
+      .. '(notes go in session.data)', err)
+    assert.equal('ann@example.org', session.user)
+    assert.is_false(getmetatable(session))
+  end)
+
+  it('answers such a hook with 451 and a policy.error, as the engine does', function()
+    local v = h:run('on_mail_from', { policy }, h:session({ user = 'ann@example.org' }),
+      h:transaction(), 'ann@example.org')
+    assert.same({ 'tempfail', 451, '4.3.0' }, { v.kind, v.code, v.enhanced })
+    assert.matches('session.user is read%-only', h:log_events('policy.error')[1].fields.error)
+  end)
+
+  it('lets a policy keep notes in session.data', function()
+    local session = h:session()
+    assert.is_nil(policy.on_rcpt(session, h:transaction(), 'bob@example.net'))
+    assert.equal('bob@example.net', session.data.seen)
+  end)
+
+  it('lets the spec, playing the core, set a field', function()
+    local session = h:session()
+    session.helo = 'other.example'
+    assert.equal('other.example', session.helo)
+  end)
+end)
