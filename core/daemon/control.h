@@ -4,9 +4,10 @@
  * own effective uid are answered (SO_PEERCRED), on top of the file mode.
  *
  * Requests: `status`, `reload`, `ratelimit show NAME`, `ratelimit reset NAME`,
- * `ratelimit list [PREFIX]`. The rate-limit commands read lua/sluice/ratelimit.lua's key
- * layout in the shared dictionary (NAME:W:INDEX counters, NAME:block); what the daemon's
- * status and a reload are is left to the caller's struct control_ops. */
+ * `ratelimit list [PREFIX]`, `token deny|allow`. The rate-limit and token commands call
+ * the Lua modules that own those keys (control_lua.h), loaded from the running
+ * configuration's lua_dir; what the daemon's status, a reload and the running
+ * configuration are is left to the caller's struct control_ops. */
 #ifndef SLUICE_CONTROL_H
 #define SLUICE_CONTROL_H
 
@@ -18,6 +19,7 @@
 #define CONTROL_MAX_REPLY   (8u << 20) /* octets: a bigger reply becomes an error reply */
 #define CONTROL_MAX_ENTRIES 10000 /* keys in one show or list reply, then "truncated":true */
 
+struct config;
 struct zones;
 struct audit;
 struct control;
@@ -47,6 +49,11 @@ struct control_ops {
     int  (*reload)(void *ctx, char *msg, size_t msglen);
     /* Fill *st (it arrives zeroed). NULL: `status` has only the dictionary and audit. */
     void (*status)(void *ctx, struct control_status *st);
+    /* The running configuration, held (a reload cannot free it) until config_release()
+     * is given *ref. The ratelimit and token commands load their Lua modules from its
+     * lua_dir. NULL: those commands answer an error. */
+    const struct config *(*config_hold)(void *ctx, void **ref);
+    void                 (*config_release)(void *ctx, void *ref);
 };
 
 /* Bind path, mode 0600, and listen. A socket file already at path is unlinked first only

@@ -8,6 +8,7 @@
 local json = require('sluice.json')
 local testing_config = require('sluice.testing_config')
 local testing_crypto = require('sluice.testing_crypto')
+local testing_ctl = require('sluice.testing_ctl')
 local testing_http = require('sluice.testing_http')
 local testing_tx = require('sluice.testing_tx')
 local verdict = require('sluice.verdict')
@@ -360,8 +361,9 @@ function testing.new(opts)
   for u, p in pairs(opts.users or {}) do h.users[u:lower()] = p end
   for u, p in pairs(opts.ldap_users or {}) do h.ldap_users[u:lower()] = p end
   h.oauth2_clients = testing_http.clients(opts.domains)
-  h.zone_config = load_zones(opts.zones, opts.shdict_size)
+  h.zone_config, h.zone_order = load_zones(opts.zones, opts.shdict_size)
   h.core = new_core(h)
+  h.ctl = testing_ctl.new(h, h.zone_order)
   return h
 end
 
@@ -371,11 +373,14 @@ local function bind(h)
   for name in pairs(package.loaded) do
     if (name == 'sluice' or name:match('^sluice%.')) and name ~= 'sluice.testing'
         and name ~= 'sluice.testing_tx' and name ~= 'sluice.verdict'
-        and name ~= 'sluice.testing_crypto' and name ~= 'sluice.testing_http' then
+        and name ~= 'sluice.testing_crypto' and name ~= 'sluice.testing_http'
+        and name ~= 'sluice.testing_ctl' and name ~= 'sluice.testing_config'
+        and name ~= 'sluice.schema' then
       package.loaded[name] = nil
     end
   end
   package.loaded['sluice.core'] = h.core
+  package.loaded['sluice.ctl'] = h.ctl
 end
 
 -- Load a policy file as the engine does: a fresh `sluice` bound to this harness, the
