@@ -13,8 +13,8 @@
 --    OAUTHBEARER's a= left empty, the token names the user;
 --  * its client (azp / client_id) must be one of the domain's `clients`, if it lists any;
 --  * its jti, sub and client must not be on the deny-list in the zone denylist, written
---    by `sluice ctl token deny` (keys oauth2:deny:jti:VALUE, :sub:, :client:, VALUE
---    bounded by sluice.key_part as the control socket bounds it). That zone is never
+--    by `sluice ctl token deny` (lua/sluice/denylist.lua, which owns its keys, is what
+--    both this policy and the control socket call). That zone is never
 --    evicted; when it could not take a deny (full), a miss cannot be trusted, and every
 --    token gets 454 4.7.0 until a deny succeeds again (fail closed, docs/security.md).
 -- A refusal is 535 5.7.8, which the core sends after the RFC 7628 error challenge; a
@@ -31,8 +31,7 @@ local cjson = require('cjson.safe')
 
 local INVALID = 'Authentication credentials invalid'
 local DISABLED = 'Accounts of this domain are disabled, ask your administrator'
-local DENY_PREFIX = 'oauth2:deny:'
-local denylist = sluice.zone('denylist')
+local denylist = require('sluice.denylist')
 local cache = sluice.zone('auth_cache')
 local INTROSPECT_PREFIX = 'oauth2:introspect:'
 local INACTIVE_TTL = 30 -- seconds an "active": false answer is remembered
@@ -92,7 +91,7 @@ local function denied(claims)
                         { 'client', client_of(claims) } }) do
     local v = kv[2]
     if type(v) == 'string' and v ~= '' then
-      local found, err = denylist:get(DENY_PREFIX .. kv[1] .. ':' .. sluice.key_part(v))
+      local found, err = denylist.get(kv[1], v)
       if found ~= nil then return kv[1] end
       why = why or err
     end

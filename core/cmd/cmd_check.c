@@ -1,9 +1,13 @@
-/* core/cmd/cmd_check.c: `sluice check -c FILE`: load what `run` loads, report, exit. */
+/* core/cmd/cmd_check.c: `sluice check -c FILE`: load what `run` loads, report, exit.
+ * `sluice check --dump-schema` prints the schema of `domains` (config_schema.h) as the Lua
+ * module lua/sluice/schema.lua, the busted double's copy of it. */
 #include <stdio.h>
+#include <string.h>
 
 #include "auth/authdb.h"
 #include "cmd/cmd.h"
 #include "config/config.h"
+#include "config/config_schema.h"
 #include "daemon/daemon_setup.h"
 
 /* docs/security.md "User enumeration by timing": a note, not an error */
@@ -18,12 +22,15 @@ cmd_check_mixed(void *arg, const char *path, size_t n, const char *settings)
 int
 cmd_check_main(int argc, char **argv)
 {
-    const char         *path = daemon_config_arg(argc, argv);
+    const char         *path;
     struct daemon_parts p;
     char                err[1024];
 
+    if (argc == 2 && strcmp(argv[1], "--dump-schema") == 0)
+        return config_schema_dump(stdout) == 0 && fflush(stdout) == 0 ? 0 : 1;
+    path = daemon_config_arg(argc, argv);
     if (path == NULL) {
-        fprintf(stderr, "usage: sluice check [-c FILE]\n");
+        fprintf(stderr, "usage: sluice check [-c FILE] | --dump-schema\n");
         return EXIT_USAGE;
     }
     if (daemon_parts_load(path, &p, err, sizeof(err)) != 0) {

@@ -211,7 +211,9 @@ cmd_run_start(struct cmd_run_state *st, char *err, size_t errlen)
 {
     const struct config *cfg = st->d.gen->parts.cfg;
     struct control_ops   ops = { .ctx = &st->ctl, .reload = daemon_ctl_reload_cb,
-                                 .status = daemon_ctl_status_cb };
+                                 .status = daemon_ctl_status_cb,
+                                 .config_hold = daemon_ctl_config_hold_cb,
+                                 .config_release = daemon_ctl_config_release_cb };
 
 #ifdef M_MMAP_THRESHOLD
     /* Message buffers of 1 MiB and more get mappings of their own: realloc moves their

@@ -70,6 +70,9 @@ int cfg_fail_missing(struct cfg_ctx *ctx, const char *key);
 
 /* The table at index t has only string keys, each one of allowed (NULL-terminated). */
 int cfg_check_keys(struct cfg_ctx *ctx, int t, const char *const *allowed);
+/* The same with the keys of schema (config_schema.h) as the allowed ones. */
+struct config_schema_table;
+int cfg_check_schema_keys(struct cfg_ctx *ctx, int t, const struct config_schema_table *schema);
 /* The table at index t is a list: keys exactly 1..n. Sets *n. */
 int cfg_check_list(struct cfg_ctx *ctx, int t, size_t *n);
 /* Push raw t[key] (no metamethods) and the key onto the path. Returns the Lua type
@@ -79,6 +82,9 @@ int cfg_field(struct cfg_ctx *ctx, int t, const char *key, size_t *mark);
  * pushed), -1 on error. allowed NULL: keys not checked. Leave with cfg_leave(). */
 int cfg_enter(struct cfg_ctx *ctx, int t, const char *key, const char *const *allowed,
               size_t *mark);
+/* cfg_enter() with the keys of schema as the allowed ones. */
+int cfg_enter_schema(struct cfg_ctx *ctx, int t, const char *key,
+                     const struct config_schema_table *schema, size_t *mark);
 /* Enter the required, non-empty list t[key] of *n entries. 0 or -1. */
 int  cfg_enter_list(struct cfg_ctx *ctx, int t, const char *key, size_t *n, size_t *mark);
 void cfg_leave(struct cfg_ctx *ctx, size_t mark);

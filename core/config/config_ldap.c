@@ -19,6 +19,7 @@
 
 #include "config/config_internal.h"
 #include "config/config_ldap_tls.h"
+#include "config/config_schema.h"
 #include "proto/ldap_template.h"
 #include "util/privfile.h"
 
@@ -264,13 +265,10 @@ cfg_ldap_search_mode(struct cfg_ctx *ctx, struct config_ldap *l)
 int
 cfg_domain_ldap(struct cfg_ctx *ctx, int t, const struct config *cfg, struct config_domain *d)
 {
-    static const char *const keys[] = {
-        "uris", "starttls", "ca_file", "base_dn", "bind_dn", "bind_password",
-        "bind_password_file", "filter", "timeout", "max_connections", NULL,
-    };
     struct config_ldap *l;
     size_t              mark;
-    int                 rc = cfg_enter(ctx, t, "ldap", keys, &mark);
+    int                 rc = cfg_enter_schema(
+        ctx, t, "ldap", config_schema_find(&config_schema_domain, "ldap")->table, &mark);
 
     if (rc < 0)
         return -1;

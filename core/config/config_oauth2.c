@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "config/config_internal.h"
+#include "config/config_schema.h"
 #include "proto/http_url.h"
 #include "util/privfile.h"
 
@@ -168,15 +169,10 @@ cfg_oauth2_sources(struct cfg_ctx *ctx, int t, struct config_oauth2 *o)
 int
 cfg_domain_oauth2(struct cfg_ctx *ctx, int t, struct config_domain *d)
 {
-    static const char *const keys[] = {
-        "issuer", "audience", "scope", "jwks_file", "jwks_url", "jwks_refresh",
-        "introspection_url", "client_id", "client_secret", "client_secret_file",
-        "introspection_cache", "ca_file", "timeout", "clients", "leeway",
-        "max_token_lifetime", NULL,
-    };
     struct config_oauth2 *o;
     size_t                mark;
-    int                   rc = cfg_enter(ctx, t, "oauth2", keys, &mark);
+    int                   rc = cfg_enter_schema(
+        ctx, t, "oauth2", config_schema_find(&config_schema_domain, "oauth2")->table, &mark);
 
     if (rc < 0)
         return -1;

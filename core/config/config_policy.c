@@ -1,6 +1,7 @@
 /* core/config/config_policy.c: the policy engine's keys of conf/sluice.lua (docs/lua-api.md
  * "Configuration", docs/configuration.md): policies, hook_timeout, audit_log, lua_dir,
- * shdict_size (and zones, config_zones.c) and the domains table. Checking values and
+ * shdict_size (and zones, config_zones.c) and the domains table, whose keys are
+ * config_schema.c's. Checking values and
  * writing "file:line: key: reason" is config_value.c's; loading the policies themselves
  * is policy_vm.c's. */
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "config/config_internal.h"
+#include "config/config_schema.h"
 #include "util/privfile.h"
 #include "util/limits.h"
 
@@ -188,21 +190,20 @@ cfg_senders(struct cfg_ctx *ctx, int t, struct config_domain *d)
 static int
 cfg_domain_limits(struct cfg_ctx *ctx, int t, struct config_domain_limits *lim)
 {
-    static const char *const keys[] = {
-        "messages_per_hour", "user_messages_per_hour", "user_auth_failures_per_hour",
-        "domain_auth_failures_per_hour", NULL,
-    };
-    size_t *const dst[] = {
+    const struct config_schema_table *schema =
+        config_schema_find(&config_schema_domain, "limits")->table;
+    size_t *const dst[] = { /* in the schema's order */
         &lim->messages_per_hour, &lim->user_messages_per_hour,
         &lim->user_auth_failures_per_hour, &lim->domain_auth_failures_per_hour,
     };
     size_t mark, i;
-    int    rc = cfg_enter(ctx, t, "limits", keys, &mark);
+    int    rc = cfg_enter_schema(ctx, t, "limits", schema, &mark);
 
     if (rc <= 0)
         return rc;
-    for (i = 0; keys[i] != NULL; i++)
-        if (cfg_get_uint(ctx, -1, keys[i], 1, CFG_INT_MAX, dst[i]) != 0)
+    for (i = 0; schema->keys[i].name != NULL; i++)
+        if (cfg_get_uint(ctx, -1, schema->keys[i].name, schema->keys[i].min,
+                         schema->keys[i].max, dst[i]) != 0)
             return -1;
     cfg_leave(ctx, mark);
     return 0;
@@ -237,10 +238,6 @@ cfg_domain_auth(struct cfg_ctx *ctx, int t, struct config_domain *d)
 static int
 cfg_domain(struct cfg_ctx *ctx, struct config *cfg)
 {
-    static const char *const keys[] = {
-        "enabled", "auth", "senders", "allow_subdomains", "allow_null_sender",
-        "check_header_from", "limits", "oauth2", "ldap", NULL,
-    };
     struct config_domain *d = &cfg->domains[cfg->n_domains];
     const char           *name = lua_tostring(ctx->L, -2);
     size_t                mark = cfg_push_key(ctx, name), i;
@@ -258,7 +255,8 @@ cfg_domain(struct cfg_ctx *ctx, struct config *cfg)
             return cfg_fail(ctx, "the same domain appears twice");
     if (lua_type(ctx->L, -1) != LUA_TTABLE)
         return cfg_fail(ctx, "expected a table of settings");
-    if (cfg_check_keys(ctx, -1, keys) || cfg_get_bool(ctx, -1, "enabled", &d->enabled) ||
+    if (cfg_check_schema_keys(ctx, -1, &config_schema_domain) ||
+        cfg_get_bool(ctx, -1, "enabled", &d->enabled) ||
         cfg_domain_auth(ctx, -1, d) || cfg_senders(ctx, -1, d) ||
         cfg_get_bool(ctx, -1, "allow_subdomains", &d->allow_subdomains) ||
         cfg_get_bool(ctx, -1, "allow_null_sender", &d->allow_null_sender) ||

@@ -4,6 +4,7 @@
  * key (the values are plain data by then: Lua keeps no line numbers for table fields).
  * Which keys exist and what they mean is config.c's business. */
 #include "config/config_internal.h"
+#include "config/config_schema.h"
 #include "util/privfile.h"
 
 #include <arpa/inet.h>
@@ -154,10 +155,13 @@ cfg_is_allowed(const char *key, const char *const *allowed)
     return false;
 }
 
-int
-cfg_check_keys(struct cfg_ctx *ctx, int t, const char *const *allowed)
+/* The keys of the table at t: only strings, each one allowed (by one of the two). */
+static int
+cfg_check_keys_of(struct cfg_ctx *ctx, int t, const char *const *allowed,
+                  const struct config_schema_table *schema)
 {
-    lua_State *L = ctx->L;
+    lua_State  *L = ctx->L;
+    const char *key;
 
     t = cfg_abs(L, t);
     if (lua_type(L, t) != LUA_TTABLE)
@@ -170,12 +174,26 @@ cfg_check_keys(struct cfg_ctx *ctx, int t, const char *const *allowed)
                             lua_tonumber(L, -1));
         if (lua_type(L, -1) != LUA_TSTRING)
             return cfg_fail(ctx, "unexpected %s key", luaL_typename(L, -1));
-        if (!cfg_is_allowed(lua_tostring(L, -1), allowed)) {
-            cfg_push_key(ctx, lua_tostring(L, -1));
+        key = lua_tostring(L, -1);
+        if (allowed != NULL ? !cfg_is_allowed(key, allowed)
+                            : config_schema_find(schema, key) == NULL) {
+            cfg_push_key(ctx, key);
             return cfg_fail(ctx, "unknown key");
         }
     }
     return 0;
+}
+
+int
+cfg_check_keys(struct cfg_ctx *ctx, int t, const char *const *allowed)
+{
+    return cfg_check_keys_of(ctx, t, allowed, NULL);
+}
+
+int
+cfg_check_schema_keys(struct cfg_ctx *ctx, int t, const struct config_schema_table *schema)
+{
+    return cfg_check_keys_of(ctx, t, NULL, schema);
 }
 
 int
@@ -233,6 +251,17 @@ cfg_enter(struct cfg_ctx *ctx, int t, const char *key, const char *const *allowe
     if (allowed != NULL && cfg_check_keys(ctx, -1, allowed) != 0)
         return -1;
     return 1;
+}
+
+int
+cfg_enter_schema(struct cfg_ctx *ctx, int t, const char *key,
+                 const struct config_schema_table *schema, size_t *mark)
+{
+    int rc = cfg_enter(ctx, t, key, NULL, mark);
+
+    if (rc == 1 && cfg_check_schema_keys(ctx, -1, schema) != 0)
+        return -1;
+    return rc;
 }
 
 void

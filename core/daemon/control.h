@@ -4,14 +4,16 @@
  * own effective uid are answered (SO_PEERCRED), on top of the file mode.
  *
  * Requests: `status`, `reload`, `ratelimit show NAME`, `ratelimit reset NAME`,
- * `ratelimit list [PREFIX]`. The rate-limit commands read lua/sluice/ratelimit.lua's key
- * layout in the shared dictionary (NAME:W:INDEX counters, NAME:block); what the daemon's
- * status and a reload are is left to the caller's struct control_ops (control_ops.h). */
+ * `ratelimit list [PREFIX]`, `token deny|allow`. The rate-limit and token commands call
+ * the Lua modules that own those keys (control_lua.h), loaded from the running
+ * configuration's lua_dir; what the daemon's status, a reload and the running
+ * configuration are is left to the caller's struct control_ops (control_ops.h). */
 #ifndef SLUICE_CONTROL_H
 #define SLUICE_CONTROL_H
 
 #include "daemon/control_ops.h"
 
+struct config;
 struct zones;
 struct audit;
 struct control;

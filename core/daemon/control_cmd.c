@@ -1,18 +1,9 @@
 /* core/daemon/control_cmd.c: one control request line -> one JSON reply line (control_cmd.h,
- * docs/ctl.md): status (with every zone's usage), reload, and the rate-limit commands
- * over lua/sluice/ratelimit.lua's key layout in the zones limits and blocks:
- *   limits: NAME:W:INDEX   a window's counter
- *   blocks: NAME:block     the block's end time (in limits when blocks refused it)
- * where NAME is the name a policy gave, bounded as the library bounds it (zone_key_part,
- * CONTROL_NAME_MAX). A name is "blocked" exactly when ratelimit.blocked() says so:
- * NAME:block holds a number later than now. `now` is the wall clock (ev_time()), the clock
- * workers' ev_now() follows, so TTLs here and in policies agree. `ratelimit show` and
- * `reset` look at every zone, so they also show and clear other keys under a prefix (the
- * deny-list's oauth2:deny:...).
- *
- * Walks copy what they need inside the zone_keys() callback (no zone call there: the
- * shard is locked) and act on the copy afterwards. The JSON is written here; there is
- * no Lua on this thread. */
+ * docs/ctl.md): status (with every zone's usage), reload, and the rate-limit commands.
+ * Which keys a rate-limit name has is lua/sluice/ratelimit.lua's business: show, reset and
+ * list call its ctl_show, ctl_reset and ctl_list in a state over the running configuration
+ * (control_lua.h) and write what they return; a site whose lua_dir lacks them gets an
+ * error naming the missing function. The JSON is written here. */
 #include "daemon/control_cmd.h"
 
 #include <ev.h>
@@ -27,12 +18,9 @@
 #include "util/audit.h"
 #include "util/log.h"
 #include "config/config.h"
+#include "daemon/control_lua.h"
 #include "store/zone.h"
 
-#define CONTROL_BLOCK_SUFFIX ":block"
-#define CONTROL_RESET_PASSES 64 /* walks of CONTROL_MAX_ENTRIES keys one reset may make */
-#define CONTROL_NAME_MAX     128 /* lua/sluice/ratelimit.lua's NAME_MAX: longer names are
-                                  * bounded with zone_key_part() */
 
 /* ---- JSON output ---------------------------------------------------------------------- */
 
@@ -316,333 +304,211 @@ control_reload(const struct control_env *env, struct control_out *o)
     out_finish(o);
 }
 
-/* ---- walking the zones ------------------------------------------------------------------ */
+/* ---- the Lua modules that own zone keys ------------------------------------------------ */
 
-struct control_entry {
-    char            *key;     /* owns; klen octets and a NUL */
-    size_t           klen;
-    const char      *zone;    /* borrows the zone's name */
-    enum shdict_type type;
-    double           num;
-    char            *str;     /* owns; SHDICT_STRING: the first slen octets, tag included */
-    size_t           slen;
-    bool             cut;     /* the string was longer than CONTROL_SHOW_VALUE */
-    double           expires; /* 0 = no TTL */
-};
-
-struct control_walk {
-    struct control_entry *v;           /* owns */
-    size_t                n, cap;
-    const char           *zone;        /* the zone being walked: entries get its name */
-    bool                  keys_only;   /* reset: no values */
-    bool                  blocks_only; /* list: only NAME:block keys holding a number */
-    bool                  truncated;   /* stopped at CONTROL_MAX_ENTRIES */
-    bool                  failed;      /* out of memory */
-};
-
-static bool
-control_is_block_key(const char *key, size_t klen)
+struct control_lua *
+control_cmd_lua_begin(const struct control_env *env, void **ref, struct control_out *out)
 {
-    size_t n = sizeof(CONTROL_BLOCK_SUFFIX) - 1;
+    const struct config *cfg;
+    struct control_lua  *cl;
+    char                 err[256];
 
-    return klen > n && memcmp(key + klen - n, CONTROL_BLOCK_SUFFIX, n) == 0;
-}
-
-static char *
-control_memdup(const char *s, size_t n)
-{
-    char *p = malloc(n + 1);
-
-    if (p != NULL) {
-        memcpy(p, s, n);
-        p[n] = '\0';
+    if (env->ops.config_hold == NULL || (cfg = env->ops.config_hold(env->ops.ctx, ref)) == NULL) {
+        control_out_error(out, "the configuration is not available");
+        return NULL;
     }
-    return p;
+    cl = control_lua_new(cfg, env->zones, err, sizeof(err));
+    if (cl == NULL) {
+        env->ops.config_release(env->ops.ctx, *ref);
+        control_out_error(out, err);
+    }
+    return cl;
 }
 
-/* shdict_key_fn: runs with a shard locked; copies, and calls nothing in the zone. */
+void
+control_cmd_lua_end(const struct control_env *env, struct control_lua *cl, void *ref)
+{
+    control_lua_free(cl);
+    env->ops.config_release(env->ops.ctx, ref);
+}
+
+/* Call sluice.ratelimit's fn(arg): 0 with its result table on the stack top, or -1 with
+ * the error (the call's, or the nil, 'reason' it returned) replied. */
 static int
-control_walk_cb(void *ctx, const char *key, size_t klen, const struct shdict_value *v)
+control_ratelimit_call(struct control_lua *cl, const char *fn, const char *arg, size_t n,
+                       struct control_out *o)
 {
-    struct control_walk  *w = ctx;
-    struct control_entry *e;
-    size_t                cap;
+    lua_State *L = control_lua_state(cl);
+    char       err[512];
 
-    if (w->blocks_only && !(v->type == SHDICT_NUMBER && control_is_block_key(key, klen)))
-        return 0;
-    if (w->n == CONTROL_MAX_ENTRIES) {
-        w->truncated = true;
-        return 1;
+    lua_pushlstring(L, arg, n);
+    if (control_lua_call(cl, "ratelimit", "sluice.ratelimit", fn, 1, 2, err, sizeof(err)) != 0) {
+        control_out_error(o, err);
+        return -1;
     }
-    if (w->n == w->cap) {
-        cap = w->cap ? w->cap * 2 : 16;
-        e = realloc(w->v, cap * sizeof(*e));
-        if (e == NULL) {
-            w->failed = true;
-            return 1;
-        }
-        w->v = e;
-        w->cap = cap;
+    if (!lua_istable(L, -2)) { /* nil, 'reason': the reply's error as it is */
+        snprintf(err, sizeof(err), "ratelimit: sluice.ratelimit.%s returned no table", fn);
+        control_out_error(o, lua_isstring(L, -1) ? lua_tostring(L, -1) : err);
+        lua_pop(L, 2);
+        return -1;
     }
-    e = &w->v[w->n];
-    memset(e, 0, sizeof(*e));
-    e->key = control_memdup(key, klen);
-    e->klen = klen;
-    e->zone = w->zone;
-    e->type = v->type;
-    e->num = v->num;
-    e->expires = v->expires;
-    if (!w->keys_only && v->type == SHDICT_STRING) {
-        e->slen = v->len > CONTROL_SHOW_VALUE + 1 ? CONTROL_SHOW_VALUE + 1 : v->len;
-        e->cut = e->slen < v->len;
-        e->str = control_memdup(v->str, e->slen);
-    }
-    if (e->key == NULL || (e->str == NULL && !w->keys_only && v->type == SHDICT_STRING)) {
-        free(e->key);
-        free(e->str);
-        w->failed = true;
-        return 1;
-    }
-    w->n++;
+    lua_pop(L, 1);
     return 0;
 }
 
-static void
-control_walk_cleanup(struct control_walk *w)
+/* t[key] of the table at the stack top as a string ("" when it is none). */
+static const char *
+control_lua_str(lua_State *L, const char *key, size_t *n)
 {
-    for (size_t i = 0; i < w->n; i++) {
-        free(w->v[i].key);
-        free(w->v[i].str);
-    }
-    free(w->v);
-    w->v = NULL;
-    w->n = w->cap = 0;
+    const char *s;
+
+    lua_getfield(L, -1, key);
+    s = lua_isstring(L, -1) ? lua_tolstring(L, -1, n) : (*n = 0, "");
+    lua_pop(L, 1); /* the table still holds the string */
+    return s;
 }
 
-static int
-control_entry_cmp(const void *a, const void *b)
-{
-    const struct control_entry *x = a, *y = b;
-    int c = memcmp(x->key, y->key, x->klen < y->klen ? x->klen : y->klen);
-
-    if (c == 0)
-        c = (x->klen > y->klen) - (x->klen < y->klen);
-    return c != 0 ? c : strcmp(x->zone, y->zone);
-}
-
-/* Walk the zones of which[] (n of them; which NULL: every zone), then sort by key. */
-static void
-control_walk_run(struct zones *zs, const size_t *which, size_t n, const char *prefix,
-                 size_t plen, double now, struct control_walk *w)
-{
-    size_t count = which != NULL ? n : zones_count(zs);
-
-    for (size_t i = 0; i < count && !w->truncated && !w->failed; i++) {
-        struct zone *z = zones_at(zs, which != NULL ? which[i] : i);
-
-        w->zone = zone_name(z);
-        zone_keys(z, prefix, plen, now, control_walk_cb, w);
-    }
-    if (w->n > 1)
-        qsort(w->v, w->n, sizeof(*w->v), control_entry_cmp);
-}
-
-/* ---- ratelimit show / reset / list ------------------------------------------------------ */
-
-/* Where blocks are: the zone blocks, and limits, which takes those blocks refused. */
-static const size_t control_block_zones[] = {CONFIG_ZONE_BLOCKS, CONFIG_ZONE_LIMITS};
-
-/* A name already bounded: what `ratelimit list` shows for a long one. */
 static bool
-control_is_bounded_name(const char *name, size_t n)
+control_lua_bool(lua_State *L, const char *key)
 {
-    size_t keep = CONTROL_NAME_MAX - 64;
+    bool b;
 
-    if (n != CONTROL_NAME_MAX + 1 || name[keep] != '~')
-        return false;
-    for (size_t i = keep + 1; i < n; i++)
-        if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
-            return false;
-    return true;
+    lua_getfield(L, -1, key);
+    b = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return b;
 }
 
-/* "NAME:" into buf (SHDICT_MAX_KEY + 1 octets), NAME bounded as the library bounds it, or
- * an error in *out. */
-static int
-control_name_prefix(const char *name, size_t n, char *buf, size_t *plen,
-                    struct control_out *out)
+/* t[key] as seconds, or NAN when it is not a number. */
+static double
+control_lua_secs(lua_State *L, const char *key)
 {
-    if (n == 0) {
-        control_out_error(out, "a rate-limit name must not be empty");
-        return -1;
-    }
-    if (n + sizeof(CONTROL_BLOCK_SUFFIX) - 1 > SHDICT_MAX_KEY) {
-        control_out_error(out, "rate-limit name too long");
-        return -1;
-    }
-    if (control_is_bounded_name(name, n)) {
-        memcpy(buf, name, n);
-        *plen = n;
-    } else {
-        *plen = zone_key_part(name, n, CONTROL_NAME_MAX, buf);
-    }
-    if (*plen == 0) {
-        control_out_error(out, "out of memory");
-        return -1;
-    }
-    buf[(*plen)++] = ':';
-    return 0;
+    double v;
+
+    lua_getfield(L, -1, key);
+    v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : NAN;
+    lua_pop(L, 1);
+    return v;
 }
 
-/* The value as sluice.zone(...):get would return it (lapi_zone.c's tagging). */
+/* An entry's value as sluice.zone(...):get returns it; JSON null for none. */
 static void
-control_out_value(struct control_out *o, const struct control_entry *e)
+control_out_value(struct control_out *o, lua_State *L)
 {
+    size_t      n;
+    const char *s;
+
     out_key(o, "value");
-    if (e->type == SHDICT_NUMBER && isfinite(e->num))
-        out_fmt(o, "%.17g", e->num);
-    else if (e->type != SHDICT_STRING || e->slen == 0)
+    lua_getfield(L, -1, "value");
+    if (lua_type(L, -1) == LUA_TNUMBER && isfinite(lua_tonumber(L, -1))) {
+        out_fmt(o, "%.17g", lua_tonumber(L, -1));
+    } else if (lua_type(L, -1) == LUA_TSTRING) {
+        s = lua_tolstring(L, -1, &n);
+        out_str(o, s, n);
+    } else if (lua_type(L, -1) == LUA_TBOOLEAN) {
+        out_put(o, lua_toboolean(L, -1) ? "true" : "false", lua_toboolean(L, -1) ? 4 : 5);
+    } else {
         out_put(o, "null", 4);
-    else if (e->str[0] == 's')
-        out_str(o, e->str + 1, e->slen - 1);
-    else
-        out_put(o, e->str[0] == 't' ? "true" : "false", e->str[0] == 't' ? 4 : 5);
-    if (e->cut)
+    }
+    lua_pop(L, 1);
+    if (control_lua_bool(L, "value_cut"))
         out_put(o, ",\"value_cut\":true", 17);
 }
 
-/* Seconds left on NAME's block, or 0 when it is not blocked (ratelimit.blocked()). */
-static double
-control_block_left(struct zones *zs, const char *prefix, size_t plen, double now)
-{
-    char   key[SHDICT_MAX_KEY + 1];
-    size_t n = plen - 1 + sizeof(CONTROL_BLOCK_SUFFIX) - 1;
-    double left = 0;
-
-    memcpy(key, prefix, plen - 1);
-    memcpy(key + plen - 1, CONTROL_BLOCK_SUFFIX, sizeof(CONTROL_BLOCK_SUFFIX) - 1);
-    for (size_t i = 0; i < sizeof(control_block_zones) / sizeof(*control_block_zones); i++) {
-        struct shdict_value v = {0};
-
-        if (zone_get(zones_at(zs, control_block_zones[i]), key, n, &v, now) == SHDICT_OK &&
-            v.type == SHDICT_NUMBER && v.num - now > left)
-            left = v.num - now;
-    }
-    return left;
-}
-
+/* ratelimit.ctl_show(name): every key of the name in every zone, and its block. */
 static void
-control_show(struct zones *zs, const char *name, size_t n, struct control_out *o)
+control_show(struct control_lua *cl, const char *name, size_t n, struct control_out *o)
 {
-    char                prefix[SHDICT_MAX_KEY + 1];
-    size_t              plen;
-    double              now = ev_time(), left;
-    struct control_walk w = {0};
+    lua_State  *L = control_lua_state(cl);
+    const char *s;
+    size_t      len, count;
+    double      v;
 
-    if (control_name_prefix(name, n, prefix, &plen, o) != 0)
+    if (control_ratelimit_call(cl, "ctl_show", name, n, o) != 0)
         return;
-    control_walk_run(zs, NULL, 0, prefix, plen, now, &w);
-    left = control_block_left(zs, prefix, plen, now);
     out_begin_ok(o);
-    out_text(o, "name", prefix, plen - 1);
-    if (left > 0)
-        out_secs(o, "blocked", left);
+    s = control_lua_str(L, "name", &len);
+    out_text(o, "name", s, len);
+    if ((v = control_lua_secs(L, "blocked")) > 0)
+        out_secs(o, "blocked", v);
     else
         out_put(o, ",\"blocked\":false", 16);
     out_key(o, "keys");
     out_put(o, "[", 1);
-    for (size_t i = 0; i < w.n; i++) {
+    lua_getfield(L, -1, "keys");
+    count = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+    for (size_t i = 0; i < count; i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
         out_put(o, i ? ",{" : "{", i ? 2 : 1);
-        out_text(o, "key", w.v[i].key, w.v[i].klen);
-        out_text(o, "zone", w.v[i].zone, strlen(w.v[i].zone));
-        control_out_value(o, &w.v[i]);
-        if (w.v[i].expires > 0)
-            out_secs(o, "ttl", w.v[i].expires - now);
+        s = control_lua_str(L, "key", &len);
+        out_text(o, "key", s, len);
+        s = control_lua_str(L, "zone", &len);
+        out_text(o, "zone", s, len);
+        control_out_value(o, L);
+        if (!isnan(v = control_lua_secs(L, "ttl")))
+            out_secs(o, "ttl", v);
         else
             out_put(o, ",\"ttl\":null", 11);
         out_put(o, "}", 1);
+        lua_pop(L, 1);
     }
+    lua_pop(L, 1);
     out_put(o, "]", 1);
-    if (w.truncated)
+    if (control_lua_bool(L, "truncated"))
         out_put(o, ",\"truncated\":true", 17);
-    if (w.failed)
-        o->failed = true;
-    control_walk_cleanup(&w);
     out_finish(o);
 }
 
-/* Collect a bounded batch of keys, delete them, again until a walk finds the end: memory
- * stays bounded however many keys the name has. Zone by zone. */
+/* ratelimit.ctl_reset(name): every key of the name removed, in bounded batches. */
 static void
-control_reset(struct zones *zs, const char *name, size_t n, struct control_out *o)
+control_reset(struct control_lua *cl, const char *name, size_t n, struct control_out *o)
 {
-    char                prefix[SHDICT_MAX_KEY + 1];
-    size_t              plen, removed = 0;
-    double              now = ev_time();
-    struct control_walk w = {.keys_only = true};
-    int                 pass = 0;
+    lua_State  *L = control_lua_state(cl);
+    const char *s;
+    size_t      len;
+    double      removed;
 
-    if (control_name_prefix(name, n, prefix, &plen, o) != 0)
+    if (control_ratelimit_call(cl, "ctl_reset", name, n, o) != 0)
         return;
-    for (size_t zi = 0; zi < zones_count(zs) && !w.failed; zi++) {
-        struct zone *z = zones_at(zs, zi);
-
-        for (; pass < CONTROL_RESET_PASSES; pass++) {
-            w.truncated = false;
-            zone_keys(z, prefix, plen, now, control_walk_cb, &w);
-            for (size_t i = 0; i < w.n; i++)
-                if (zone_delete(z, w.v[i].key, w.v[i].klen, now) == SHDICT_OK)
-                    removed++;
-            control_walk_cleanup(&w);
-            if (!w.truncated || w.failed)
-                break;
-        }
-    }
-    if (w.failed) {
-        control_out_error(o, "out of memory (some keys may have been removed)");
-        return;
-    }
     out_begin_ok(o);
-    out_text(o, "name", prefix, plen - 1);
-    out_u64(o, "removed", removed);
-    if (pass == CONTROL_RESET_PASSES)
+    s = control_lua_str(L, "name", &len);
+    out_text(o, "name", s, len);
+    removed = control_lua_secs(L, "removed");
+    out_u64(o, "removed", removed > 0 ? (uint64_t)removed : 0);
+    if (control_lua_bool(L, "truncated"))
         out_put(o, ",\"truncated\":true", 17);
     out_finish(o);
 }
 
+/* ratelimit.ctl_list(prefix): the names blocked now. */
 static void
-control_list(struct zones *zs, const char *prefix, size_t plen, struct control_out *o)
+control_list(struct control_lua *cl, const char *prefix, size_t plen, struct control_out *o)
 {
-    double              now = ev_time();
-    struct control_walk w = {.blocks_only = true};
-    size_t              nlen, shown = 0;
+    lua_State  *L = control_lua_state(cl);
+    const char *s;
+    size_t      len, count;
 
-    control_walk_run(zs, control_block_zones,
-                     sizeof(control_block_zones) / sizeof(*control_block_zones), prefix, plen,
-                     now, &w);
+    if (control_ratelimit_call(cl, "ctl_list", prefix, plen, o) != 0)
+        return;
     out_begin_ok(o);
     out_text(o, "prefix", prefix, plen);
     out_key(o, "blocked");
     out_put(o, "[", 1);
-    for (size_t i = 0; i < w.n; i++) {
-        if (!(w.v[i].num > now)) /* ended, its key not expired yet: not blocked */
-            continue;
-        if (i > 0 && w.v[i].klen == w.v[i - 1].klen && w.v[i - 1].num > now &&
-            memcmp(w.v[i].key, w.v[i - 1].key, w.v[i].klen) == 0)
-            continue; /* in both zones (blocks took it after limits did): once */
-        nlen = w.v[i].klen - (sizeof(CONTROL_BLOCK_SUFFIX) - 1);
-        out_put(o, shown > 0 ? ",{" : "{", shown > 0 ? 2 : 1);
-        shown++;
-        out_text(o, "name", w.v[i].key, nlen);
-        out_secs(o, "seconds_left", w.v[i].num - now);
+    lua_getfield(L, -1, "blocked");
+    count = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+    for (size_t i = 0; i < count; i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
+        out_put(o, i ? ",{" : "{", i ? 2 : 1);
+        s = control_lua_str(L, "name", &len);
+        out_text(o, "name", s, len);
+        out_secs(o, "seconds_left", control_lua_secs(L, "seconds_left"));
         out_put(o, "}", 1);
+        lua_pop(L, 1);
     }
+    lua_pop(L, 1);
     out_put(o, "]", 1);
-    if (w.truncated)
+    if (control_lua_bool(L, "truncated"))
         out_put(o, ",\"truncated\":true", 17);
-    if (w.failed)
-        o->failed = true;
-    control_walk_cleanup(&w);
     out_finish(o);
 }
 
@@ -666,7 +532,9 @@ static void
 control_ratelimit(const struct control_env *env, const char *s, size_t n,
                   struct control_request *rq, struct control_out *out)
 {
-    bool show = false, reset = false, list = false;
+    bool                show = false, reset = false, list = false;
+    struct control_lua *cl;
+    void               *ref = NULL;
 
     if ((show = control_word(&s, &n, "show")))
         rq->command = "ratelimit show";
@@ -683,14 +551,19 @@ control_ratelimit(const struct control_env *env, const char *s, size_t n,
     rq->name_len = n;
     if (reset)
         rq->log_level = LOG_NOTICE;
-    if (env->zones == NULL)
+    if (env->zones == NULL) {
         control_out_error(out, "the zones are not available");
-    else if (show)
-        control_show(env->zones, s, n, out);
+        return;
+    }
+    if ((cl = control_cmd_lua_begin(env, &ref, out)) == NULL)
+        return;
+    if (show)
+        control_show(cl, s, n, out);
     else if (reset)
-        control_reset(env->zones, s, n, out);
+        control_reset(cl, s, n, out);
     else
-        control_list(env->zones, s, n, out);
+        control_list(cl, s, n, out);
+    control_cmd_lua_end(env, cl, ref);
 }
 
 void

@@ -1,7 +1,7 @@
 /* core/daemon/control_cmd.h: one control request line -> its JSON reply (docs/ctl.md). Used by
  * control.c, which owns the socket and the thread, and by nothing else. Everything here
- * runs on the control thread; it touches the dictionary only through shdict's own
- * locking and the daemon only through struct control_ops. */
+ * runs on the control thread; it touches the zones only through the Lua modules that own
+ * their keys (control_lua.h) and the daemon only through struct control_ops. */
 #ifndef SLUICE_CONTROL_CMD_H
 #define SLUICE_CONTROL_CMD_H
 
@@ -44,6 +44,14 @@ struct control_out {
  * asked. May block in ops->reload. Never fails: every problem is an "ok":false reply. */
 void control_cmd_run(const struct control_env *env, const char *line, size_t len,
                      struct control_request *rq, struct control_out *out);
+
+struct control_lua;
+/* A Lua state over the running configuration (control_lua.h) for one command, or NULL with
+ * an error reply in *out. End it with control_cmd_lua_end(env, cl, *ref). */
+struct control_lua *control_cmd_lua_begin(const struct control_env *env, void **ref,
+                                          struct control_out *out);
+void                control_cmd_lua_end(const struct control_env *env, struct control_lua *cl,
+                                        void *ref);
 
 /* token deny / token allow (control_token.c); s is what follows "token ". */
 void control_token_run(const struct control_env *env, const char *s, size_t n,

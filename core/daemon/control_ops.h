@@ -1,6 +1,6 @@
 /* core/daemon/control_ops.h: what the control socket (control.c), the commands it runs
  * (control_cmd.c) and the daemon share: the limits of a request and a reply, and
- * struct control_ops, the daemon's side (its status, a reload). Only declarations. */
+ * struct control_ops, the daemon's side (its status, a reload, the running configuration). Only declarations. */
 #ifndef SLUICE_CONTROL_OPS_H
 #define SLUICE_CONTROL_OPS_H
 
@@ -29,7 +29,9 @@ struct control_status {
     uint64_t inflight_refused;
 };
 
-/* The daemon's side. Both are called on the control thread, one request at a time. */
+struct config;
+
+/* The daemon's side. All are called on the control thread, one request at a time. */
 struct control_ops {
     void *ctx;
     /* Reload now (blocking, on the control thread). 0 and "generation N" in msg, or -1
@@ -37,6 +39,11 @@ struct control_ops {
     int  (*reload)(void *ctx, char *msg, size_t msglen);
     /* Fill *st (it arrives zeroed). NULL: `status` has only the dictionary and audit. */
     void (*status)(void *ctx, struct control_status *st);
+    /* The running configuration, held (a reload cannot free it) until config_release()
+     * is given *ref. The ratelimit and token commands load their Lua modules from its
+     * lua_dir. NULL: those commands answer an error. */
+    const struct config *(*config_hold)(void *ctx, void **ref);
+    void                 (*config_release)(void *ctx, void *ref);
 };
 
 #endif

@@ -1,27 +1,21 @@
 /* core/daemon/control_token.c: the control socket's `token deny` and `token allow` (docs/ctl.md):
- * the bearer-token deny-list that policies/oauth2.lua reads from the zone denylist,
- *   oauth2:deny:jti:VALUE   oauth2:deny:sub:VALUE   oauth2:deny:client:VALUE
- * each holding the time it was written, with a TTL: by default the longest token lifetime
- * policies accept (a day), after which any token it could match has expired anyway.
- * A VALUE over CONTROL_TOKEN_VALUE_MAX octets is bounded as zone_key_part() says, as
- * oauth2.lua bounds it with sluice.key_part, so any token can be denied and no entry is
- * larger than a short key. The zone is never evicted; when it is full the deny is refused
- * (and oauth2.lua then refuses every bearer token with 454 until a deny succeeds again).
- * Runs on the control thread; the zone locks itself. */
-#include <ev.h>
+ * parses the request and calls lua/sluice/denylist.lua's deny and allow, which own the
+ * deny-list's keys in the zone denylist (policies/oauth2.lua reads them through the same
+ * module), in a state over the running configuration (control_lua.h). The zone is never
+ * evicted; when it is full the deny is refused (and oauth2.lua then refuses every bearer
+ * token with 454 until a deny succeeds again). Runs on the control thread. */
+#include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon/control_cmd.h"
+#include "daemon/control_lua.h"
 #include "util/log.h"
 #include "config/config.h"
 #include "store/zone.h"
 
-#define CONTROL_TOKEN_PREFIX "oauth2:deny:"
-#define CONTROL_TOKEN_TTL    86400.0        /* max_token_lifetime's default */
 #define CONTROL_TOKEN_MAX_TTL (366 * 86400.0)
-#define CONTROL_TOKEN_VALUE_MAX 64          /* octets kept as they are in a key */
 
 static const char control_token_usage[] =
     "usage: token deny jti|sub|client VALUE [SECONDS] | token allow jti|sub|client VALUE";
@@ -66,19 +60,64 @@ control_token_ttl(const char *w, size_t n, double *ttl)
     return true;
 }
 
+/* denylist.deny(kind, value[, ttl]) -> key, ttl | nil, reason, as a reply. */
+static void
+control_token_deny(struct control_lua *cl, bool has_ttl, struct control_out *out)
+{
+    lua_State  *L = control_lua_state(cl);
+    char        err[512];
+    const char *key;
+    size_t      keylen;
+
+    if (control_lua_call(cl, "token", "sluice.denylist", "deny", has_ttl ? 3 : 2, 2, err,
+                         sizeof(err)) != 0) {
+        control_out_error(out, err);
+    } else if (!lua_isstring(L, -2)) {
+        control_out_error(out, lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "full") == 0
+                                   ? "the zone denylist is full: nothing was denied, and "
+                                     "bearer-token AUTH gets 454 until a deny succeeds; "
+                                     "remove entries (token allow) or enlarge "
+                                     "zones.denylist (restart)"
+                                   : "out of memory: nothing was denied");
+    } else {
+        key = lua_tolstring(L, -2, &keylen);
+        control_out_begin_ok(out);
+        control_out_text(out, "key", key, keylen);
+        control_out_secs(out, "ttl", lua_tonumber(L, -1));
+        control_out_finish(out);
+    }
+}
+
+/* denylist.allow(kind, value) -> key, removed, as a reply. */
+static void
+control_token_allow(struct control_lua *cl, struct control_out *out)
+{
+    lua_State  *L = control_lua_state(cl);
+    char        err[512];
+    const char *key;
+    size_t      keylen;
+
+    if (control_lua_call(cl, "token", "sluice.denylist", "allow", 2, 2, err, sizeof(err)) != 0) {
+        control_out_error(out, err);
+        return;
+    }
+    key = lua_isstring(L, -2) ? lua_tolstring(L, -2, &keylen) : (keylen = 0, "");
+    control_out_begin_ok(out);
+    control_out_text(out, "key", key, keylen);
+    control_out_bool(out, "removed", lua_toboolean(L, -1));
+    control_out_finish(out);
+}
+
 void
 control_token_run(const struct control_env *env, const char *s, size_t n,
                   struct control_request *rq, struct control_out *out)
 {
-    char                key[64 + CONTROL_TOKEN_VALUE_MAX + 2];
-    char                part[CONTROL_TOKEN_VALUE_MAX + 2];
-    struct zone        *zone;
     const char         *verb, *kind, *value, *secs;
-    size_t              vlen, klen, valen, slen, keylen, plen;
-    double              ttl = CONTROL_TOKEN_TTL, now = ev_time();
-    struct shdict_value v = {.type = SHDICT_NUMBER, .num = now};
+    size_t              vlen, klen, valen, slen;
+    double              ttl = 0;
     bool                deny, extra;
-    enum shdict_rc      rc;
+    struct control_lua *cl;
+    void               *ref = NULL;
 
     if (!control_token_word(&s, &n, &verb, &vlen) || !control_token_word(&s, &n, &kind, &klen) ||
         !control_token_word(&s, &n, &value, &valen) ||
@@ -99,27 +138,19 @@ control_token_run(const struct control_env *env, const char *s, size_t n,
     rq->name = value;
     rq->name_len = valen;
     rq->log_level = LOG_NOTICE;
-    plen = zone_key_part(value, valen, CONTROL_TOKEN_VALUE_MAX, part);
-    keylen = (size_t)snprintf(key, sizeof(key), CONTROL_TOKEN_PREFIX "%.*s:%.*s", (int)klen,
-                              kind, (int)plen, part);
-    if ((zone = zones_at(env->zones, CONFIG_ZONE_DENYLIST)) == NULL) {
+    if (zones_at(env->zones, CONFIG_ZONE_DENYLIST) == NULL) {
         control_out_error(out, "the zone denylist is not available");
         return;
     }
-    if (deny && (rc = zone_set(zone, key, keylen, &v, ttl, now)) != SHDICT_OK) {
-        control_out_error(out, rc == SHDICT_FULL
-                                   ? "the zone denylist is full: nothing was denied, and "
-                                     "bearer-token AUTH gets 454 until a deny succeeds; "
-                                     "remove entries (token allow) or enlarge "
-                                     "zones.denylist (restart)"
-                                   : "out of memory: nothing was denied");
+    if ((cl = control_cmd_lua_begin(env, &ref, out)) == NULL)
         return;
-    }
-    control_out_begin_ok(out);
-    control_out_text(out, "key", key, keylen);
+    lua_pushlstring(control_lua_state(cl), kind, klen);
+    lua_pushlstring(control_lua_state(cl), value, valen);
+    if (extra)
+        lua_pushnumber(control_lua_state(cl), ttl);
     if (deny)
-        control_out_secs(out, "ttl", ttl);
+        control_token_deny(cl, extra, out);
     else
-        control_out_bool(out, "removed", zone_delete(zone, key, keylen, now) == SHDICT_OK);
-    control_out_finish(out);
+        control_token_allow(cl, out);
+    control_cmd_lua_end(env, cl, ref);
 }

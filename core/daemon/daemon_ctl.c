@@ -213,3 +213,23 @@ daemon_ctl_status_cb(void *ctx, struct control_status *st)
 {
     daemon_ctl_status(ctx, st);
 }
+
+const struct config *
+daemon_ctl_config_hold_cb(void *ctx, void **ref)
+{
+    struct daemon_ctl *c = ctx;
+    struct generation *g;
+
+    pthread_mutex_lock(&c->mu);
+    g = generation_ref(c->d->gen);
+    pthread_mutex_unlock(&c->mu);
+    *ref = g;
+    return g->parts.cfg;
+}
+
+void
+daemon_ctl_config_release_cb(void *ctx, void *ref)
+{
+    (void)ctx;
+    generation_unref(ref);
+}

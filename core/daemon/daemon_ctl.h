@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stddef.h>
 
+struct config;
 struct control_status;
 struct daemon;
 struct worker;
@@ -39,5 +40,8 @@ void daemon_ctl_status(struct daemon_ctl *c, struct control_status *st);
 /* control_ops callbacks over a struct daemon_ctl (ctx). */
 int  daemon_ctl_reload_cb(void *ctx, char *msg, size_t msglen);
 void daemon_ctl_status_cb(void *ctx, struct control_status *st);
+/* The current generation's configuration, held (*ref) until the release. */
+const struct config *daemon_ctl_config_hold_cb(void *ctx, void **ref);
+void                 daemon_ctl_config_release_cb(void *ctx, void *ref);
 
 #endif

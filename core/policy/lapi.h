@@ -28,6 +28,10 @@ struct lapi_env *lapi_env(lua_State *L);
 /* The loader behind package.preload['sluice.core']: returns the module table. */
 int lapi_core_open(lua_State *L);
 
+/* The domains configuration (cfg->domains) as the table sluice.domains shows: pushed on the
+ * stack top (lapi_domains.c). */
+void lapi_domains_push(lua_State *L, const struct config *cfg);
+
 /* Each adds its functions to the table at the stack top. */
 void lapi_log_open(lua_State *L);     /* log, audit */
 void lapi_zone_open(lua_State *L);    /* zone(name), shdict = { get, set, incr } */

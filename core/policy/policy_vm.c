@@ -14,11 +14,6 @@
 #include "policy/lapi.h"
 #include "policy/policy_loader.h"
 
-/* Where lua-cjson lives on Debian and with a /usr/local build. */
-#define POLICY_CPATH                                                                     \
-    "/usr/local/lib/lua/5.1/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;"               \
-    "/usr/lib/lua/5.1/?.so"
-
 const char *const policy_hook_names[POLICY_N_HOOKS] = {
     "on_connect", "on_helo", "on_auth", "on_auth_result", "on_mail_from",
     "on_rcpt",    "on_data", "on_relayed", "on_disconnect",
@@ -53,7 +48,7 @@ policy_vm_paths(lua_State *L, const char *lua_dir)
     lua_getfield(L, LUA_GLOBALSINDEX, "package");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", lua_dir, lua_dir);
     lua_setfield(L, -2, "path");
-    lua_pushstring(L, POLICY_CPATH);
+    lua_pushstring(L, POLICY_VM_CPATH);
     lua_setfield(L, -2, "cpath");
     lua_getfield(L, -1, "preload");
     lua_pushcfunction(L, lapi_core_open);

@@ -36,6 +36,12 @@ extern const char *const policy_hook_names[POLICY_N_HOOKS];
 
 struct policy_vm;
 
+/* Where lua-cjson lives on Debian and with a /usr/local build: package.cpath of every
+ * Lua state the daemon makes (policies', the control plane's). */
+#define POLICY_VM_CPATH                                                                  \
+    "/usr/local/lib/lua/5.1/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;"               \
+    "/usr/lib/lua/5.1/?.so"
+
 /* A state with every policy of cfg loaded, or NULL and "file:line: reason" in err (or
  * "PATH: cannot open for appending: REASON" when cfg->audit_log cannot be written).
  * zones (may be NULL: zone operations raise) and loop (may be NULL: sluice.now is the

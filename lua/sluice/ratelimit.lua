@@ -9,7 +9,8 @@
 -- so workers never lose a count; a GCRA would need compare-and-set, which zones do not
 -- offer. Error of the estimate: events are assumed evenly spread over the previous window.
 --
--- Key layout (sluice ctl resets a name by deleting every key that starts with 'NAME:'):
+-- Key layout (this file's alone: `sluice ctl ratelimit` calls ctl_show, ctl_reset and
+-- ctl_list below, which reset a name by deleting every key that starts with 'NAME:'):
 --   limits: NAME:W:INDEX   hits in window INDEX (= floor(now / W)) of length W; TTL 2W
 --   blocks: NAME:block     the time the block ends; TTL = the block's length
 -- NAME is the name given, bounded by sluice.key_part(name, NAME_MAX) (names carry user
@@ -20,7 +21,7 @@ local sluice = require('sluice')
 
 local ratelimit = {}
 
-local NAME_MAX = 128 -- octets of a name kept as it is (core/daemon/control_cmd.c: CONTROL_NAME_MAX)
+local NAME_MAX = 128 -- octets of a name kept as it is
 local limits = sluice.zone('limits')
 local blocks = sluice.zone('blocks')
 
@@ -118,6 +119,118 @@ function ratelimit.blocked(name)
   if ends == nil then ends = limits:get(key) end
   local left = type(ends) == 'number' and ends - sluice.now()
   return left and left > 0 and left or nil
+end
+
+-- ---- sluice ctl ratelimit show | reset | list -----------------------------------------
+-- Called by core/daemon/control_cmd.c in the control plane's own state
+-- (core/daemon/control_lua.c), whose sluice.ctl walks and deletes keys of any zone; the
+-- reply's JSON is the C side's (docs/ctl.md). A runtime failure returns nil, 'reason'.
+local CTL_MAX_ENTRIES = 10000 -- keys in one reply, then truncated (CONTROL_MAX_ENTRIES)
+local CTL_RESET_PASSES = 64   -- walks of CTL_MAX_ENTRIES keys one reset may make
+local BLOCK_SUFFIX = ':block'
+local KEY_MAX = 1024          -- octets of a zone key
+
+-- A name as ctl takes it: as a policy gave it, or already bounded as ctl_list shows a
+-- long one (its first NAME_MAX - 64 octets, '~', 64 hex digits); nil and why otherwise.
+local function ctl_name(name)
+  if type(name) ~= 'string' or name == '' then
+    return nil, 'a rate-limit name must not be empty'
+  end
+  if #name + #BLOCK_SUFFIX > KEY_MAX then return nil, 'rate-limit name too long' end
+  if #name == NAME_MAX + 1 and name:sub(NAME_MAX - 63, NAME_MAX - 63) == '~'
+      and name:sub(NAME_MAX - 62):match('^[0-9a-f]+$') then
+    return name
+  end
+  return sluice.key_part(name, NAME_MAX)
+end
+
+-- Entries sorted by key, then zone.
+local function by_key(a, b)
+  if a.key ~= b.key then return a.key < b.key end
+  return a.zone < b.zone
+end
+
+-- Every key under prefix in the zones named (every zone when nil), at most
+-- CTL_MAX_ENTRIES: the entries sorted, and whether there were more.
+local function ctl_walk(ctl, zones, prefix, now, opts)
+  local out, truncated = {}, false
+  for _, zone in ipairs(zones or ctl.zones()) do
+    local got, more = ctl.keys(zone, prefix, now, CTL_MAX_ENTRIES - #out, opts)
+    for _, e in ipairs(got) do
+      e.zone = zone
+      out[#out + 1] = e
+    end
+    truncated = more
+    if truncated then break end
+  end
+  table.sort(out, by_key)
+  return out, truncated
+end
+
+-- Seconds left on the block of a bounded name, 0 when not blocked (as blocked() says).
+local function block_left(name, now)
+  local left = 0
+  for _, zone in ipairs({ blocks, limits }) do
+    local ends = zone:get(name .. BLOCK_SUFFIX)
+    if type(ends) == 'number' and ends - now > left then left = ends - now end
+  end
+  return left
+end
+
+-- `ratelimit show NAME`: { name, blocked = seconds or false, keys = { { key, zone, value,
+-- value_cut, ttl }, ... }, truncated }, every key of NAME in every zone.
+function ratelimit.ctl_show(name)
+  local ctl = require('sluice.ctl')
+  local bounded, err = ctl_name(name)
+  if not bounded then return nil, err end
+  local now = sluice.now()
+  local keys, truncated = ctl_walk(ctl, nil, bounded .. ':', now, {})
+  for _, e in ipairs(keys) do
+    e.ttl = e.expires > 0 and e.expires - now or nil
+  end
+  local left = block_left(bounded, now)
+  return { name = bounded, blocked = left > 0 and left or false, keys = keys,
+    truncated = truncated }
+end
+
+-- `ratelimit reset NAME`: { name, removed, truncated }. Batches of keys, zone by zone,
+-- so that memory stays bounded however many keys the name has.
+function ratelimit.ctl_reset(name)
+  local ctl = require('sluice.ctl')
+  local bounded, err = ctl_name(name)
+  if not bounded then return nil, err end
+  local now, removed, pass = sluice.now(), 0, 0
+  for _, zone in ipairs(ctl.zones()) do
+    while pass < CTL_RESET_PASSES do
+      local got, more = ctl.keys(zone, bounded .. ':', now, CTL_MAX_ENTRIES,
+        { keys_only = true })
+      for _, e in ipairs(got) do
+        if ctl.delete(zone, e.key, now) then removed = removed + 1 end
+      end
+      if not more then break end
+      pass = pass + 1
+    end
+  end
+  return { name = bounded, removed = removed, truncated = pass == CTL_RESET_PASSES }
+end
+
+-- `ratelimit list [PREFIX]`: { blocked = { { name, seconds_left }, ... }, truncated }, the
+-- names blocked now whose name starts with prefix, each once.
+function ratelimit.ctl_list(prefix)
+  local ctl = require('sluice.ctl')
+  local now = sluice.now()
+  local found, truncated = ctl_walk(ctl, { 'blocks', 'limits' }, prefix or '', now,
+    { suffix = BLOCK_SUFFIX, numbers_only = true })
+  local blocked = {}
+  for i, e in ipairs(found) do
+    local prev = found[i - 1]
+    -- an ended block whose key lives on is no block; one in both zones shows once
+    if e.value > now and not (prev and prev.key == e.key and prev.value > now) then
+      blocked[#blocked + 1] = { name = e.key:sub(1, -#BLOCK_SUFFIX - 1),
+        seconds_left = e.value - now }
+    end
+  end
+  return { blocked = blocked, truncated = truncated }
 end
 
 -- The key a client address is counted under: session.client's (lua/sluice/client_key.lua),

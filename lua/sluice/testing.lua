@@ -6,7 +6,9 @@
 -- documented default, and 451 4.3.0 plus a policy.error log line for a hook that raises,
 -- overruns its budget or returns a non-verdict. docs/policies.md shows how to use it.
 local json = require('sluice.json')
+local testing_config = require('sluice.testing_config')
 local testing_crypto = require('sluice.testing_crypto')
+local testing_ctl = require('sluice.testing_ctl')
 local testing_http = require('sluice.testing_http')
 local testing_tx = require('sluice.testing_tx')
 local verdict = require('sluice.verdict')
@@ -341,107 +343,6 @@ end
 -- session.client as core/net/iplimit.c names it (lua/sluice/client_key.lua).
 testing.client_of = require('sluice.client_key')
 
-local DOMAIN_KEYS = { enabled = true, auth = true, senders = true, allow_subdomains = true,
-  allow_null_sender = true, check_header_from = true, limits = true, oauth2 = true,
-  ldap = true }
-local OAUTH2_KEYS = { issuer = true, audience = true, scope = true, jwks_file = true,
-  jwks_url = true, jwks_refresh = true, introspection_url = true, client_id = true,
-  client_secret = true, client_secret_file = true, introspection_cache = true,
-  ca_file = true, timeout = true, clients = true, leeway = true, max_token_lifetime = true }
-
--- A domain's oauth2 table as core/config_oauth2.c stores it and lapi_core.c hands it
--- over: audience always a list, clients a (possibly empty) list, defaults filled in.
-local function load_oauth2(name, o, auth)
-  local uses = false
-  for _, b in ipairs(auth) do uses = uses or b == 'oauth2' end
-  assert(o or not uses, 'domains[' .. name .. '].auth: lists \'oauth2\' but the domain has '
-    .. 'no oauth2 table')
-  if not o then return nil end
-  for k in pairs(o) do
-    assert(OAUTH2_KEYS[k], 'domains[' .. name .. '].oauth2: unknown key ' .. tostring(k))
-  end
-  for _, k in ipairs({ 'issuer', 'audience' }) do
-    assert(o[k], 'domains[' .. name .. '].oauth2.' .. k .. ': required')
-  end
-  local where = 'domains[' .. name .. '].oauth2.'
-  assert(not (o.jwks_file and o.jwks_url), where .. 'jwks_url: give jwks_file or jwks_url')
-  assert(o.jwks_file or o.jwks_url or o.introspection_url, where .. 'jwks_file: required')
-  assert(not o.introspection_url or (o.client_id and (o.client_secret or o.client_secret_file)),
-    where .. 'client_id: introspection_url needs client_id and client_secret')
-  -- client_secret stays out, as the engine keeps it in C (testing_http.clients has it);
-  -- the JWKS file's text is read now, as the engine reads it with the configuration
-  local text
-  local f = o.jwks_file and io.open(o.jwks_file, 'rb')
-  if f then
-    text = f:read('*a')
-    f:close()
-  end
-  return {
-    issuer = o.issuer, scope = o.scope or 'smtp.send', jwks_file = o.jwks_file, jwks_text = text,
-    jwks_url = o.jwks_url, jwks_refresh = o.jwks_refresh or 3600,
-    introspection_url = o.introspection_url, client_id = o.client_id,
-    introspection_cache = o.introspection_cache or 300, ca_file = o.ca_file,
-    timeout = o.timeout or 5,
-    audience = type(o.audience) == 'string' and { o.audience } or deep_copy(o.audience),
-    clients = deep_copy(o.clients or {}), leeway = o.leeway or 60,
-    max_token_lifetime = o.max_token_lifetime or 86400,
-  }
-end
-
-local LDAP_KEYS = { uris = true, starttls = true, ca_file = true, base_dn = true,
-  bind_dn = true, bind_password = true, bind_password_file = true, filter = true,
-  timeout = true, max_connections = true }
-
--- A domain's ldap table as core/config/config_ldap.c stores it and lapi_ldap.c hands it over:
--- uris a list, defaults filled in, the service password left out.
-local function load_ldap(name, l, auth)
-  local uses = false
-  for _, b in ipairs(auth) do uses = uses or b == 'ldap' end
-  assert(l or not uses, 'domains[' .. name .. '].auth: lists \'ldap\' but the domain has '
-    .. 'no ldap table')
-  if not l then return nil end
-  for k in pairs(l) do
-    assert(LDAP_KEYS[k], 'domains[' .. name .. '].ldap: unknown key ' .. tostring(k))
-  end
-  assert(l.uris, 'domains[' .. name .. '].ldap.uris: required')
-  assert(l.filter or l.bind_dn, 'domains[' .. name .. '].ldap.bind_dn: required')
-  return {
-    uris = type(l.uris) == 'string' and { l.uris } or deep_copy(l.uris),
-    starttls = l.starttls ~= false, ca_file = l.ca_file, base_dn = l.base_dn,
-    bind_dn = l.bind_dn, filter = l.filter, timeout = l.timeout or 5,
-    max_connections = l.max_connections or 4,
-  }
-end
-
--- `domains` as the engine hands it to policies (core/config/config_policy.c, lapi_push_domain):
--- names and senders keys ASCII-lowercased, every setting present with its default;
--- unknown keys and names equal after lowercasing are errors, as `sluice check` says.
-local function load_domains(domains)
-  local out = {}
-  for name, cfg in pairs(domains or {}) do
-    local key = ascii_lower(name)
-    assert(out[key] == nil, 'domains: ' .. name .. ' appears twice')
-    for k in pairs(cfg) do
-      assert(DOMAIN_KEYS[k], 'domains[' .. name .. ']: unknown key ' .. tostring(k))
-    end
-    local senders = {}
-    for user, list in pairs(cfg.senders or {}) do
-      assert(senders[ascii_lower(user)] == nil, 'domains[' .. name .. '].senders: ' .. user
-        .. ' appears twice')
-      senders[ascii_lower(user)] = deep_copy(list)
-    end
-    out[key] = {
-      enabled = cfg.enabled ~= false, auth = deep_copy(cfg.auth or { 'file' }),
-      senders = senders, allow_subdomains = cfg.allow_subdomains == true,
-      allow_null_sender = cfg.allow_null_sender == true,
-      check_header_from = cfg.check_header_from ~= false, limits = deep_copy(cfg.limits or {}),
-    }
-    out[key].oauth2 = load_oauth2(name, cfg.oauth2, out[key].auth)
-    out[key].ldap = load_ldap(name, cfg.ldap, out[key].auth)
-  end
-  return out
-end
-
 -- opts: domains (the configuration's table), users ({ ['a@b'] = 'password' }),
 -- ldap_users (the same, for sluice.ldap.verify), now (epoch seconds, default 1.7e9),
 -- budget (seconds per hook, default 10), zones and shdict_size (as in the configuration),
@@ -451,15 +352,18 @@ function testing.new(opts)
   local h = setmetatable({
     clock = opts.now or 1700000000, budget = opts.budget or 10, budget_left = opts.budget or 10,
     client_ipv6_prefix = opts.client_ipv6_prefix or 64,
-    domains = load_domains(opts.domains), domains_orig = load_domains(opts.domains),
+    domains = testing_config.domains(opts.domains),
+    domains_orig = testing_config.domains(opts.domains),
     users = {}, logs = {}, audits = {}, sleeps = {}, verifications = 0, next_sid = 1,
     paths = setmetatable({}, { __mode = 'k' }), ldap_users = {}, ldap_verifications = 0,
+    session_fields = setmetatable({}, { __mode = 'k' }), policy_chunks = {},
   }, harness)
   for u, p in pairs(opts.users or {}) do h.users[u:lower()] = p end
   for u, p in pairs(opts.ldap_users or {}) do h.ldap_users[u:lower()] = p end
   h.oauth2_clients = testing_http.clients(opts.domains)
-  h.zone_config = load_zones(opts.zones, opts.shdict_size)
+  h.zone_config, h.zone_order = load_zones(opts.zones, opts.shdict_size)
   h.core = new_core(h)
+  h.ctl = testing_ctl.new(h, h.zone_order)
   return h
 end
 
@@ -469,11 +373,14 @@ local function bind(h)
   for name in pairs(package.loaded) do
     if (name == 'sluice' or name:match('^sluice%.')) and name ~= 'sluice.testing'
         and name ~= 'sluice.testing_tx' and name ~= 'sluice.verdict'
-        and name ~= 'sluice.testing_crypto' and name ~= 'sluice.testing_http' then
+        and name ~= 'sluice.testing_crypto' and name ~= 'sluice.testing_http'
+        and name ~= 'sluice.testing_ctl' and name ~= 'sluice.testing_config'
+        and name ~= 'sluice.schema' then
       package.loaded[name] = nil
     end
   end
   package.loaded['sluice.core'] = h.core
+  package.loaded['sluice.ctl'] = h.ctl
 end
 
 -- Load a policy file as the engine does: a fresh `sluice` bound to this harness, the
@@ -487,6 +394,7 @@ function harness:load_policy(path)
     assert(HOOKS[k] and type(v) == 'function', path .. ': ' .. tostring(k) .. ' is not a hook')
   end
   self.paths[policy] = path
+  self.policy_chunks['@' .. path] = true
   return policy
 end
 
@@ -525,7 +433,38 @@ function harness:session(fields)
   if fields.client == nil then
     s.client = testing.client_of(s.client_address, self.client_ipv6_prefix)
   end
-  return s
+  return self:read_only(s)
+end
+
+-- As core/policy/lapi_session.c makes it: a proxy over the fields that raises when policy
+-- code assigns to it (notes go in session.data, itself writable) and hides its metatable.
+-- Policy code is a file h:load_policy loaded, or a sluice module; a spec (or a runner
+-- playing the core, which sets helo and the identity) may still set fields.
+local function is_policy_code(h, source)
+  return h.policy_chunks[source] ~= nil
+    or (source:match('lua/sluice/[%w_]+%.lua$') ~= nil and not source:match('/testing'))
+end
+
+function harness:read_only(fields)
+  local h = self
+  local function write(_, key, value)
+    local source = debug.getinfo(2, 'S').source
+    if is_policy_code(h, source) then
+      local name = (type(key) == 'string' or type(key) == 'number') and tostring(key) or '?'
+      error('session.' .. name .. ' is read-only (notes go in session.data)', 2)
+    end
+    fields[key] = value
+  end
+  local proxy = setmetatable({}, { __index = fields, __newindex = write,
+    __metatable = false })
+  self.session_fields[proxy] = fields
+  return proxy
+end
+
+-- What the core writes in a session (identity after AUTH): through the proxy's back.
+local function set_session(h, session, key, value)
+  local fields = h.session_fields[session]
+  if fields then fields[key] = value else session[key] = value end
 end
 
 -- A transaction (lua/sluice/testing_tx.lua has the fields).
@@ -594,9 +533,10 @@ end
 function harness:auth(policies, session, auth)
   local v = self:run('on_auth', policies, session, auth)
   if v.kind == 'accept' then
-    session.user = (v.user or auth.user):gsub('%u', string.lower)
-    session.domain = session.user:match('@([^@]+)$')
-    session.auth_mechanism = auth.mechanism
+    local user = (v.user or auth.user):gsub('%u', string.lower)
+    set_session(self, session, 'user', user)
+    set_session(self, session, 'domain', user:match('@([^@]+)$'))
+    set_session(self, session, 'auth_mechanism', auth.mechanism)
   end
   local reply = { kind = v.kind, code = v.code, enhanced = v.enhanced, text = v.text,
     reason = v.reason }

@@ -26,9 +26,38 @@ struct fake_daemon {
     unsigned generation;
     int      reloads;      /* calls to fake_reload */
     bool     reload_fails;
+    int      held;         /* configurations held and not released */
 };
 
 static const char *tmpdir; /* removed at exit (tmpdir.h) */
+
+/* The running configuration the fake daemon hands out: the built-in zones' names, in
+ * new_zones_sized()'s order, and the lua_dir the ratelimit and token modules come from. */
+static char                lua_dir[4200] = SLUICE_SOURCE_DIR "/lua";
+static char                zone_names[CONFIG_ZONE_N_BUILTIN][16] = {
+    "default", "limits", "blocks", "denylist", "auth_cache", "jwks"};
+static struct config_zone  running_zones[CONFIG_ZONE_N_BUILTIN];
+static struct config       running = {.zones = running_zones,
+                                      .n_zones = CONFIG_ZONE_N_BUILTIN, .lua_dir = lua_dir};
+
+static const struct config *
+fake_config_hold(void *ctx, void **ref)
+{
+    struct fake_daemon *d = ctx;
+
+    d->held++;
+    *ref = d;
+    return &running;
+}
+
+static void
+fake_config_release(void *ctx, void *ref)
+{
+    struct fake_daemon *d = ctx;
+
+    CHECK(ref == d);
+    d->held--;
+}
 
 static int
 fake_reload(void *ctx, char *msg, size_t msglen)
@@ -210,7 +239,9 @@ exists(struct zone *z, const char *key)
 static struct control *
 serve(const char *name, struct fake_daemon *fd, struct zones *zs, char *path, size_t len)
 {
-    struct control_ops ops = {.ctx = fd, .reload = fake_reload, .status = fake_status};
+    struct control_ops ops = {.ctx = fd, .reload = fake_reload, .status = fake_status,
+                              .config_hold = fake_config_hold,
+                              .config_release = fake_config_release};
     char               err[256] = "";
     struct control    *c;
 
@@ -553,6 +584,52 @@ token_deny_into_a_full_denylist_is_refused_and_evicts_nothing(void)
     zones_free(d);
 }
 
+/* A site whose lua_dir has modules without the ctl functions gets an error naming the
+ * missing one, not a reply made up from a key layout it may not use. */
+static void
+a_module_without_its_ctl_functions_gives_a_clear_error(void)
+{
+    struct fake_daemon fd = {0};
+    struct zones      *d = new_zones();
+    char               path[128], r[4096], dir[256], saved[sizeof(lua_dir)];
+    struct control    *c = serve("nofn.ctl", &fd, d, path, sizeof(path));
+    FILE              *f;
+
+    snprintf(dir, sizeof(dir), "%s/lua", tmpdir);
+    mkdir(dir, 0700);
+    snprintf(dir, sizeof(dir), "%s/lua/sluice", tmpdir);
+    mkdir(dir, 0700);
+    snprintf(dir, sizeof(dir), "%s/lua/sluice/ratelimit.lua", tmpdir);
+    if ((f = fopen(dir, "w")) != NULL) {
+        fputs("return { ctl_list = function() error('site bug') end }\n", f);
+        fclose(f);
+    }
+    snprintf(dir, sizeof(dir), "%s/lua/sluice/denylist.lua", tmpdir);
+    if ((f = fopen(dir, "w")) != NULL) {
+        fputs("return {}\n", f);
+        fclose(f);
+    }
+    memcpy(saved, lua_dir, sizeof(saved));
+    snprintf(lua_dir, sizeof(lua_dir), "%s/lua", tmpdir);
+    CHECK(ask(path, "ratelimit show alice", r, sizeof(r)) > 0);
+    CHECK(has(r, "{\"ok\":false,\"error\":\"ratelimit: module sluice.ratelimit has no "
+                 "ctl_show\"}"));
+    CHECK(ask(path, "ratelimit reset alice", r, sizeof(r)) > 0);
+    CHECK(has(r, "\"error\":\"ratelimit: module sluice.ratelimit has no ctl_reset\""));
+    CHECK(ask(path, "ratelimit list", r, sizeof(r)) > 0);
+    CHECK(has(r, "\"error\":\"ratelimit: sluice.ratelimit.ctl_list: ") && has(r, "site bug"));
+    CHECK(ask(path, "token deny jti j-1", r, sizeof(r)) > 0);
+    CHECK(has(r, "\"error\":\"token: module sluice.denylist has no deny\""));
+    snprintf(lua_dir, sizeof(lua_dir), "%s/nowhere", tmpdir);
+    CHECK(ask(path, "token allow jti j-1", r, sizeof(r)) > 0);
+    CHECK(has(r, "\"error\":\"token: cannot load sluice.denylist: "));
+    memcpy(lua_dir, saved, sizeof(saved));
+    CHECK(ask(path, "ratelimit show alice", r, sizeof(r)) > 0 && has(r, "\"ok\":true"));
+    CHECK_EQ_INT(fd.held, 0);
+    control_free(c);
+    zones_free(d);
+}
+
 /* ---- the socket ----------------------------------------------------------------------- */
 
 static void
@@ -757,6 +834,8 @@ int
 main(void)
 {
     tmpdir = test_tmpdir("control");
+    for (size_t i = 0; i < CONFIG_ZONE_N_BUILTIN; i++)
+        running_zones[i].name = zone_names[i];
     log_set_level(LOG_ERR); /* control.command lines for every request: not read here */
     RUN(status_gives_the_daemon_counters_and_every_zones_usage);
     RUN(reload_answers_the_new_generation_or_the_error);
@@ -770,6 +849,7 @@ main(void)
     RUN(show_and_reset_find_a_long_name_under_its_bounded_key);
     RUN(token_deny_writes_the_zone_denylist_with_long_values_bounded);
     RUN(token_deny_into_a_full_denylist_is_refused_and_evicts_nothing);
+    RUN(a_module_without_its_ctl_functions_gives_a_clear_error);
     RUN(socket_file_is_owner_only_and_goes_away_on_free);
     RUN(umask_is_restored_after_open);
     RUN(a_silent_client_is_dropped_after_the_timeout_and_the_next_is_served);

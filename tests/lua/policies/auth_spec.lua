@@ -256,7 +256,7 @@ describe('policies/auth: the refusals look alike and cost alike', function()
     local h = testing.new({ domains = {
       ['example.org'] = {},
       ['tokens.example'] = { auth = { 'oauth2' }, oauth2 = { issuer = 'https://idp.example',
-        audience = 'smtp://relay.test', jwks_file = '/nonexistent.jwks' } },
+        audience = 'smtp://relay.test', jwks_file = testing.jwks_file({ testing.jwk('k') }) } },
     }, users = USERS })
     local v = h:load_policy('policies/auth.lua').on_auth(h:session(),
       password('tom@tokens.example', 'guess'))

@@ -16,7 +16,9 @@ local function domains(over)
     jwks_url = JWKS_URL, jwks_refresh = 600, introspection_url = INTROSPECT_URL,
     client_id = 'relay', client_secret = 's3cr:et', introspection_cache = 300,
     clients = { 'mail-app' } }
-  for k, v in pairs(over or {}) do o[k] = v end
+  for k, v in pairs(over or {}) do
+    if v == false then o[k] = nil else o[k] = v end
+  end
   return { ['example.org'] = { auth = { 'oauth2' }, oauth2 = o } }
 end
 

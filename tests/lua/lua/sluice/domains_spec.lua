@@ -37,7 +37,7 @@ end)
 describe('sluice.domains.stand_in', function()
   local LDAP = { uris = { 'ldaps://ldap.example' }, bind_dn = 'uid=%u,ou=people,dc=example' }
   local OAUTH2 = { issuer = 'https://idp.example', audience = 'smtp://relay.test',
-    jwks_file = '/nonexistent.jwks' }
+    jwks_file = testing.jwks_file({ testing.jwk('k') }) }
   local function stand_in(decl)
     local name, cfg = testing.new({ domains = decl }):require('sluice.domains').stand_in()
     return name, cfg

@@ -118,3 +118,60 @@ describe('sluice.ratelimit.client_key', function()
     assert.equal('2001:db8:1::/48', ratelimit.client_key('2001:db8:1:2::1', 48))
   end)
 end)
+
+describe('sluice.ratelimit for sluice ctl', function()
+  local h, ratelimit
+  before_each(function()
+    h = testing.new({ now = 6000 })
+    ratelimit = h:require('sluice.ratelimit')
+  end)
+
+  it('shows every key of a name in every zone, sorted, with its block', function()
+    ratelimit.incr('auth_fail:ip:192.0.2.7', 60)
+    ratelimit.block('auth_fail:ip:192.0.2.7', 300)
+    ratelimit.incr('auth_fail:ip:192.0.2.70', 60)
+    h.zones.default:set('auth_fail:ip:192.0.2.7:note', 'x', 0)
+    local r = ratelimit.ctl_show('auth_fail:ip:192.0.2.7')
+    assert.same({ 'auth_fail:ip:192.0.2.7', 300, false }, { r.name, r.blocked, r.truncated })
+    assert.same({
+      { key = 'auth_fail:ip:192.0.2.7:60:100', zone = 'limits', value = 1, expires = 6120,
+        ttl = 120 },
+      { key = 'auth_fail:ip:192.0.2.7:block', zone = 'blocks', value = 6300, expires = 6300,
+        ttl = 300 },
+      { key = 'auth_fail:ip:192.0.2.7:note', zone = 'default', value = 'x', expires = 0 },
+    }, r.keys)
+  end)
+
+  it('resets every key of a name and only those', function()
+    ratelimit.incr('alice', 60)
+    ratelimit.block('alice', 60)
+    ratelimit.incr('alice2', 60)
+    assert.same({ name = 'alice', removed = 2, truncated = false }, ratelimit.ctl_reset('alice'))
+    assert.is_nil(ratelimit.blocked('alice'))
+    assert.equal(1, ratelimit.count('alice2', 60))
+  end)
+
+  it('lists the names blocked now under a prefix, once each', function()
+    ratelimit.block('auth_fail:user:bob', 120)
+    ratelimit.block('auth_fail:ip:192.0.2.9', 60)
+    ratelimit.block('old', 10)
+    h.zones.limits:set('auth_fail:user:bob:block', 6120, 120) -- in both zones
+    h:advance(20)
+    assert.same({ blocked = { { name = 'auth_fail:user:bob', seconds_left = 100 } },
+      truncated = false }, ratelimit.ctl_list('auth_fail:user:'))
+    assert.equal(2, #ratelimit.ctl_list('').blocked)
+  end)
+
+  it('refuses an empty or overlong name as the control socket says', function()
+    assert.same({ nil, 'a rate-limit name must not be empty' }, { ratelimit.ctl_show('') })
+    assert.same({ nil, 'rate-limit name too long' }, { ratelimit.ctl_reset(('x'):rep(1020)) })
+  end)
+
+  it('takes a long name or its bounded form', function()
+    local long = 'auth_fail:user:' .. ('u'):rep(300)
+    ratelimit.incr(long, 60)
+    local bounded = ratelimit.ctl_show(long).name
+    assert.equal(129, #bounded)
+    assert.equal(1, #ratelimit.ctl_show(bounded).keys)
+  end)
+end)
