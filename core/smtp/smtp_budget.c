@@ -127,13 +127,11 @@ smtp_budget_drop(struct smtp_session *s, struct smtp_tx *tx)
     tx->charged = 0;
 }
 
-const char *
+enum smtp_reply_id
 smtp_budget_refusal(struct smtp_session *s, enum inflight_rc rc)
 {
     inflight_refused(smtp_budget_of(s));
-    return rc == INFLIGHT_CLIENT
-               ? "Mail system full: too much mail in transit from your address, try again later"
-               : "Mail system full, try again later";
+    return rc == INFLIGHT_CLIENT ? SMTP_R_FULL_FOR_CLIENT : SMTP_R_FULL;
 }
 
 /* RFC 3463 X.3.1 "Mail system full"; RFC 5321 4.2.2: 452 insufficient system storage.
@@ -141,5 +139,5 @@ smtp_budget_refusal(struct smtp_session *s, enum inflight_rc rc)
 enum smtp_rc
 smtp_budget_refuse(struct smtp_session *s, enum inflight_rc rc)
 {
-    return smtp_session_error(s, 452, "4.3.1", smtp_budget_refusal(s, rc));
+    return smtp_session_error(s, smtp_budget_refusal(s, rc));
 }

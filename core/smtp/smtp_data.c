@@ -105,16 +105,16 @@ enum smtp_rc
 smtp_data_begin(struct smtp_session *s)
 {
     if (s->tx == NULL)
-        return smtp_session_error(s, 503, "5.5.1", "Need MAIL command first");
+        return smtp_session_error(s, SMTP_R_NEED_MAIL);
     if (s->tx->bdat_used)
-        return smtp_session_error(s, 503, "5.5.1", "DATA not allowed after BDAT");
+        return smtp_session_error(s, SMTP_R_DATA_AFTER_BDAT);
     if (s->tx->n_rcpts == 0) /* RFC 5321 3.3: no valid recipients */
-        return smtp_session_error(s, 554, "5.5.1", "No valid recipients");
+        return smtp_session_error(s, SMTP_R_NO_RECIPIENTS);
     if (!smtp_message_start(s, DATA_MODE_DOT)) {
         smtp_session_reset_tx(s);
-        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+        return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
     }
-    smtp_reply(s->conn, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+    smtp_reply_send(s->conn, SMTP_R_DATA_GO_AHEAD);
     s->state = SMTP_STATE_DATA;
     smtp_data_clock_start(s);
     return SMTP_CONTINUE;
@@ -123,13 +123,11 @@ smtp_data_begin(struct smtp_session *s)
 static enum smtp_rc smtp_bdat_chunk_done(struct smtp_session *s);
 
 static enum smtp_rc
-smtp_bdat_discard(struct smtp_session *s, int code, const char *enh, const char *text)
+smtp_bdat_discard(struct smtp_session *s, enum smtp_reply_id reply)
 {
     /* RFC 3030 section 3: the chunk's octets follow regardless; read and drop them. */
     s->bdat_discard = true;
-    s->bdat_reject_code = code;
-    s->bdat_reject_enh = enh;
-    s->bdat_reject_text = text;
+    s->bdat_reject = reply;
     s->state = SMTP_STATE_BDAT;
     return s->bdat_left == 0 ? smtp_bdat_chunk_done(s) : SMTP_CONTINUE;
 }
@@ -145,16 +143,16 @@ smtp_bdat_begin(struct smtp_session *s, const struct smtp_cmd *cmd)
     if (s->tx == NULL || !s->tx->bdat_used) /* later chunks share the first one's clock */
         smtp_data_clock_start(s);
     if (s->tx == NULL)
-        return smtp_bdat_discard(s, 503, "5.5.1", "Need MAIL command first");
+        return smtp_bdat_discard(s, SMTP_R_NEED_MAIL);
     if (s->tx->n_rcpts == 0)
-        return smtp_bdat_discard(s, 554, "5.5.1", "No valid recipients");
+        return smtp_bdat_discard(s, SMTP_R_NO_RECIPIENTS);
     if ((mem = smtp_budget_expect(s, cmd->chunk_size)) != INFLIGHT_OK) {
         smtp_session_reset_tx(s); /* as a chunk over the size limit: RFC 3030 4.2 */
-        return smtp_bdat_discard(s, 452, "4.3.1", smtp_budget_refusal(s, mem));
+        return smtp_bdat_discard(s, smtp_budget_refusal(s, mem));
     }
     if (!s->tx->bdat_used) {
         if (!smtp_message_start(s, DATA_MODE_CHUNK))
-            return smtp_bdat_discard(s, 451, "4.3.0", "Out of memory");
+            return smtp_bdat_discard(s, SMTP_R_OUT_OF_MEMORY);
         s->tx->bdat_used = true;
     }
     s->state = SMTP_STATE_BDAT;
@@ -218,8 +216,7 @@ smtp_bdat_chunk_done(struct smtp_session *s)
     s->state = SMTP_STATE_CMD;
     if (s->bdat_discard) {
         s->bdat_discard = false;
-        return smtp_session_error(s, s->bdat_reject_code, s->bdat_reject_enh,
-                                  s->bdat_reject_text);
+        return smtp_session_error(s, s->bdat_reject);
     }
     if (s->bdat_last) {
         data_decoder_finish(&s->tx->dec);
@@ -227,7 +224,7 @@ smtp_bdat_chunk_done(struct smtp_session *s)
     }
     if (s->tx->dec.errors & DATA_ERR_TOO_BIG) { /* fail early: RFC 3030 section 4.2 */
         smtp_session_reset_tx(s);
-        return smtp_session_error(s, 552, "5.3.4", "Message size exceeds fixed maximum size");
+        return smtp_session_error(s, SMTP_R_TOO_BIG);
     }
     if (s->tx->refused != INFLIGHT_OK) { /* the same for memory: the rest would not fit */
         enum inflight_rc mem = s->tx->refused;
@@ -278,13 +275,12 @@ smtp_message_refuse(struct smtp_session *s, unsigned errors)
     if (errors == 0)
         return smtp_budget_refuse(s, mem);
     if (errors & DATA_ERR_TOO_BIG)
-        return smtp_session_error(s, 552, "5.3.4", "Message size exceeds fixed maximum size");
+        return smtp_session_error(s, SMTP_R_TOO_BIG);
     if (errors & (DATA_ERR_BARE_CR | DATA_ERR_BARE_LF))
-        return smtp_session_error(s, 550, "5.6.0",
-                                  "Bare CR or LF in message; lines must end with CRLF");
+        return smtp_session_error(s, SMTP_R_BARE_CR_LF_MESSAGE);
     snprintf(text, sizeof(text), "Message has a line longer than %zu octets",
              s->cfg->max_line_length);
-    return smtp_session_error(s, 550, "5.6.0", text);
+    return smtp_session_error_text(s, 550, "5.6.0", text);
 }
 
 static void
@@ -362,7 +358,7 @@ smtp_relay_done(void *ctx, const struct relay_result *res)
         WORKER_COUNT(s->worker, messages_failed);
     s->relayed = calloc(1, sizeof(*s->relayed));
     if (s->relayed == NULL) {
-        smtp_reply(s->conn, 451, "4.3.0", "Out of memory");
+        smtp_reply_send(s->conn, SMTP_R_OUT_OF_MEMORY);
         smtp_session_reset_tx(s);
         s->state = SMTP_STATE_CMD;
         smtp_session_resume(s);
@@ -398,7 +394,7 @@ smtp_relay_start(struct smtp_session *s)
                                    buf_used(&tx->msg), smtp_relay_done, s);
     if (s->relay == NULL) {
         smtp_session_reset_tx(s);
-        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+        return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
     }
     /* Reading goes on, so that a client that leaves is seen and its job cancelled
      * (docs/relay.md); what it pipelines waits in c->in, as BUSY consumes nothing. */

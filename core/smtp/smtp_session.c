@@ -122,7 +122,7 @@ static enum smtp_rc
 smtp_connect_decided(struct smtp_session *s, const struct verdict *v)
 {
     if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL)
-        return smtp_session_close_with(s, v->code, v->enhanced, v->text);
+        return smtp_session_close_text(s, v->code, v->enhanced, v->text);
     smtp_session_greet(s);
     return SMTP_CONTINUE;
 }
@@ -204,7 +204,7 @@ smtp_session_new(struct worker *w, const struct config_listener *lcfg, int fd)
         /* RFC 5321 3.8: 421 instead of the greeting. Not for implicit TLS: there is no
          * SMTP channel before the handshake, so the socket is simply closed. */
         if (lcfg->tls != CONFIG_TLS_IMPLICIT) {
-            smtp_reply(s->conn, 421, "4.7.0", "Too many connections, try again later");
+            smtp_reply_send(s->conn, SMTP_R_TOO_MANY_CONNECTIONS);
             conn_flush(s->conn, false);
         }
         smtp_session_free(s, "connection limit");
@@ -280,7 +280,7 @@ smtp_session_free(struct smtp_session *s, const char *reason)
 /* Reply, count the error, and hang up when the client keeps erring (RFC 5321 4.5.3.1:
  * a server may close after too many errors; 421 says why). */
 enum smtp_rc
-smtp_session_error(struct smtp_session *s, int code, const char *enh, const char *text)
+smtp_session_error_text(struct smtp_session *s, int code, const char *enh, const char *text)
 {
     struct logline l;
 
@@ -291,12 +291,20 @@ smtp_session_error(struct smtp_session *s, int code, const char *enh, const char
     log_str(&l, "text", text);
     log_end(&l);
     if (++s->errors >= s->cfg->max_errors)
-        return smtp_session_close_with(s, 421, "4.7.0", "Too many errors, closing connection");
+        return smtp_session_close_with(s, SMTP_R_TOO_MANY_ERRORS);
     return SMTP_CONTINUE;
 }
 
 enum smtp_rc
-smtp_session_close_with(struct smtp_session *s, int code, const char *enh, const char *text)
+smtp_session_error(struct smtp_session *s, enum smtp_reply_id reply)
+{
+    const struct smtp_reply_entry *r = smtp_reply_get(reply);
+
+    return smtp_session_error_text(s, r->code, r->enhanced, r->text);
+}
+
+enum smtp_rc
+smtp_session_close_text(struct smtp_session *s, int code, const char *enh, const char *text)
 {
     smtp_reply(s->conn, code, enh, "%s", text);
     s->state = SMTP_STATE_CLOSING;
@@ -311,6 +319,14 @@ smtp_session_close_with(struct smtp_session *s, int code, const char *enh, const
     return SMTP_PAUSE;
 }
 
+enum smtp_rc
+smtp_session_close_with(struct smtp_session *s, enum smtp_reply_id reply)
+{
+    const struct smtp_reply_entry *r = smtp_reply_get(reply);
+
+    return smtp_session_close_text(s, r->code, r->enhanced, r->text);
+}
+
 static enum smtp_rc
 smtp_session_line(struct smtp_session *s, const char *line, size_t len)
 {
@@ -320,12 +336,12 @@ smtp_session_line(struct smtp_session *s, const char *line, size_t len)
     if (s->state == SMTP_STATE_AUTH || s->state == SMTP_STATE_AUTH_ERROR)
         return smtp_auth_line(s, line, len);
     if (++s->commands > s->cfg->max_commands)
-        return smtp_session_close_with(s, 421, "4.7.0", "Too many commands, closing connection");
+        return smtp_session_close_with(s, SMTP_R_TOO_MANY_COMMANDS);
     rc = smtp_parse_command(line, len, &cmd);
     if (rc != PARSE_OK) {
         if (cmd.verb == SMTP_VERB_UNKNOWN)
-            return smtp_session_error(s, 500, "5.5.2", "Command unrecognized");
-        return smtp_session_error(s, 501, "5.5.4", "Syntax error in parameters or arguments");
+            return smtp_session_error(s, SMTP_R_UNRECOGNIZED);
+        return smtp_session_error(s, SMTP_R_SYNTAX);
     }
     return smtp_verbs_dispatch(s, &cmd);
 }
@@ -366,14 +382,14 @@ smtp_session_command_input(struct smtp_session *s)
     case PARSE_TOO_LONG:
         s->skip_line = true;
         if (s->state != SMTP_STATE_CMD) /* inside AUTH: a failed attempt (smtp_auth.c) */
-            return smtp_auth_abort(s, 500, "5.5.2", "Line too long");
-        return smtp_session_error(s, 500, "5.5.2", "Line too long");
+            return smtp_auth_abort(s, SMTP_R_LINE_TOO_LONG);
+        return smtp_session_error(s, SMTP_R_LINE_TOO_LONG);
     case PARSE_BAD_ENDING:
         buf_consume(&c->in, used);
         s->lines_in++;
         if (s->state != SMTP_STATE_CMD)
-            return smtp_auth_abort(s, 500, "5.5.2", "Bare CR or LF in command; use CRLF");
-        return smtp_session_error(s, 500, "5.5.2", "Bare CR or LF in command; use CRLF");
+            return smtp_auth_abort(s, SMTP_R_BARE_CR_LF_COMMAND);
+        return smtp_session_error(s, SMTP_R_BARE_CR_LF_COMMAND);
     default: {
         /* Copy out: the handler may consume or reset c->in (STARTTLS). */
         char         copy[SMTP_PARSE_AUTH_MAX];
@@ -437,7 +453,7 @@ smtp_session_process(struct smtp_session *s)
     if (s->state != SMTP_STATE_BUSY)
         smtp_session_set_timeout(s);
     if (s->worker->draining && s->state == SMTP_STATE_CMD && s->tx == NULL) {
-        if (smtp_session_close_with(s, 421, "4.3.2", "Service shutting down") == SMTP_GONE)
+        if (smtp_session_close_with(s, SMTP_R_SHUTTING_DOWN) == SMTP_GONE)
             return CONN_GONE;
         return CONN_OK;
     }
@@ -485,8 +501,8 @@ enum smtp_rc
 smtp_session_policy_reply(struct smtp_session *s, const struct verdict *v)
 {
     if (v->code == 421)
-        return smtp_session_close_with(s, 421, v->enhanced, v->text);
-    return smtp_session_error(s, v->code, v->enhanced, v->text);
+        return smtp_session_close_text(s, 421, v->enhanced, v->text);
+    return smtp_session_error_text(s, v->code, v->enhanced, v->text);
 }
 
 static enum conn_rc
@@ -515,7 +531,7 @@ smtp_session_tls_ready(struct smtp_session *s)
     s->helo[0] = '\0';
     smtp_session_reset_tx(s);
     if (s->worker->draining) /* it came during the handshake: idle now, so 421 */
-        return smtp_session_close_with(s, 421, "4.3.2", "Service shutting down") == SMTP_GONE
+        return smtp_session_close_with(s, SMTP_R_SHUTTING_DOWN) == SMTP_GONE
                    ? CONN_GONE
                    : CONN_OK;
     smtp_session_clock_start(s);
@@ -528,7 +544,7 @@ smtp_session_tls_ready(struct smtp_session *s)
 enum smtp_rc
 smtp_session_starttls(struct smtp_session *s)
 {
-    smtp_reply(s->conn, 220, "2.0.0", "Ready to start TLS");
+    smtp_reply_send(s->conn, SMTP_R_STARTTLS_READY);
     /* RFC 3207 section 4 / CVE-2011-0411: whatever the client pipelined behind
      * STARTTLS was sent in cleartext and is thrown away, unread. */
     buf_reset(&s->conn->in);
@@ -571,12 +587,12 @@ smtp_session_flushed(struct smtp_session *s)
 static enum conn_rc
 smtp_session_timed_out(struct smtp_session *s)
 {
-    static const char *const text[] = {
-        [SMTP_WAIT_GREETING] = "Timeout waiting for a command, closing connection",
-        [SMTP_WAIT_COMMAND] = "Timeout waiting for a command, closing connection",
-        [SMTP_WAIT_LINE] = "Timeout: command line not completed in time, closing connection",
-        [SMTP_WAIT_AUTH] = "Timeout: authentication not completed in time, closing connection",
-        [SMTP_WAIT_DATA] = "Timeout: message data too slow, closing connection",
+    static const enum smtp_reply_id reply[] = {
+        [SMTP_WAIT_GREETING] = SMTP_R_TIMEOUT_COMMAND,
+        [SMTP_WAIT_COMMAND] = SMTP_R_TIMEOUT_COMMAND,
+        [SMTP_WAIT_LINE] = SMTP_R_TIMEOUT_LINE,
+        [SMTP_WAIT_AUTH] = SMTP_R_TIMEOUT_AUTH,
+        [SMTP_WAIT_DATA] = SMTP_R_TIMEOUT_DATA,
     };
     double         at, limit, now = ev_now(s->worker->loop), since;
     enum smtp_wait w = smtp_session_deadline(s, &at, &limit);
@@ -605,7 +621,7 @@ smtp_session_timed_out(struct smtp_session *s)
         return CONN_GONE;
     }
     sasl_reset(&s->sasl);
-    return smtp_session_close_with(s, 421, "4.4.2", text[w]) == SMTP_GONE ? CONN_GONE
+    return smtp_session_close_with(s, reply[w]) == SMTP_GONE ? CONN_GONE
                                                                           : CONN_OK;
 }
 
@@ -639,7 +655,7 @@ smtp_session_drain(struct smtp_session *s)
     if ((s->state == SMTP_STATE_CMD && s->tx == NULL && buf_used(&s->conn->in) == 0) ||
         s->state == SMTP_STATE_AUTH || s->state == SMTP_STATE_AUTH_ERROR) {
         sasl_reset(&s->sasl);
-        smtp_session_close_with(s, 421, "4.3.2", "Service shutting down");
+        smtp_session_close_with(s, SMTP_R_SHUTTING_DOWN);
     } else if (s->state == SMTP_STATE_TLS_ACCEPT) {
         smtp_session_free(s, "shutdown");
     }
@@ -656,7 +672,7 @@ smtp_session_cut(struct smtp_session *s)
                      !s->conn->handshaking;
 
     if (can_reply) {
-        smtp_reply(s->conn, 421, "4.3.2", "Service shutting down, message not accepted");
+        smtp_reply_send(s->conn, SMTP_R_SHUTTING_DOWN_CUT);
         if (conn_flush(s->conn, false) == CONN_GONE)
             return;
     }

@@ -17,6 +17,7 @@
 #include "net/iplimit.h"
 #include "proto/sasl.h"
 #include "proto/smtp_parse.h"
+#include "smtp/smtp_reply.h"
 #include "relay/upstream_pool.h"
 
 struct conn;
@@ -108,9 +109,7 @@ struct smtp_session {
     unsigned long long bdat_left;  /* octets of the current chunk still to read */
     bool     bdat_last;
     bool     bdat_discard;         /* read the chunk but keep nothing (rejected BDAT) */
-    int      bdat_reject_code;     /* reply to send after a discarded chunk */
-    const char *bdat_reject_enh;
-    const char *bdat_reject_text;
+    enum smtp_reply_id bdat_reject; /* reply to send after a discarded chunk */
 
     /* Deadlines (ev_now times; smtp_session_set_timeout() turns them into the timer).
      * Only a completed line, a state change or DATA octets at limits.min_data_rate move
@@ -167,17 +166,23 @@ enum smtp_rc {
 enum smtp_rc smtp_verbs_dispatch(struct smtp_session *s, const struct smtp_cmd *cmd);
 enum smtp_rc smtp_auth_begin(struct smtp_session *s, const struct smtp_cmd *cmd);
 enum smtp_rc smtp_auth_line(struct smtp_session *s, const char *line, size_t len);
-/* The AUTH exchange broke (a bare LF, an over-long line): answer code and count it as a
+/* The AUTH exchange broke (a bare LF, an over-long line): answer reply and count it as a
  * failed attempt, as every AUTH that does not end in 235 is. */
-enum smtp_rc smtp_auth_abort(struct smtp_session *s, int code, const char *enh, const char *text);
+enum smtp_rc smtp_auth_abort(struct smtp_session *s, enum smtp_reply_id reply);
 enum smtp_rc smtp_data_begin(struct smtp_session *s);
 enum smtp_rc smtp_bdat_begin(struct smtp_session *s, const struct smtp_cmd *cmd);
 enum smtp_rc smtp_data_input(struct smtp_session *s);
 void         smtp_tx_free(struct smtp_tx *tx);
 void         smtp_session_reset_tx(struct smtp_session *s);
-enum smtp_rc smtp_session_error(struct smtp_session *s, int code, const char *enh,
-                                const char *text);
-enum smtp_rc smtp_session_close_with(struct smtp_session *s, int code, const char *enh,
+/* Reply (from the table), log smtp.reject, count the error; 421 and close past
+ * limits.max_errors. */
+enum smtp_rc smtp_session_error(struct smtp_session *s, enum smtp_reply_id reply);
+/* The same for a reply whose text varies (a policy's verdict, a limit in the text). */
+enum smtp_rc smtp_session_error_text(struct smtp_session *s, int code, const char *enh,
+                                     const char *text);
+/* Reply, then close once it is flushed (CLOSING; the session may be gone already). */
+enum smtp_rc smtp_session_close_with(struct smtp_session *s, enum smtp_reply_id reply);
+enum smtp_rc smtp_session_close_text(struct smtp_session *s, int code, const char *enh,
                                      const char *text);
 void         smtp_session_resume(struct smtp_session *s);
 /* A policy decision is pending: BUSY, reading stopped, earlier replies flushed. */
@@ -198,9 +203,9 @@ enum inflight_rc smtp_budget_expect(struct smtp_session *s, unsigned long long m
 /* Free tx's message buffer and release all it holds (a refused or ended message). */
 void         smtp_budget_drop(struct smtp_session *s, struct smtp_tx *tx);
 /* 452 4.3.1 for a refusal of the budget, counted as an error; or, to send it later, the
- * text alone (static). Either counts the refusal once in `sluice ctl status`. */
-enum smtp_rc smtp_budget_refuse(struct smtp_session *s, enum inflight_rc rc);
-const char  *smtp_budget_refusal(struct smtp_session *s, enum inflight_rc rc);
+ * reply alone. Either counts the refusal once in `sluice ctl status`. */
+enum smtp_rc       smtp_budget_refuse(struct smtp_session *s, enum inflight_rc rc);
+enum smtp_reply_id smtp_budget_refusal(struct smtp_session *s, enum inflight_rc rc);
 /* DATA/BDAT: n more octets of content arrived; the deadline moves by n/min_data_rate
  * seconds, never to more than timeouts.data from now and never once it has passed. */
 void         smtp_data_credit(struct smtp_session *s, size_t n);

@@ -119,10 +119,10 @@ smtp_verb_ehlo(struct smtp_session *s, const struct smtp_cmd *cmd)
 
     if (cmd->arg.len == 0 || cmd->arg.len >= sizeof(s->helo) ||
         !smtp_helo_is_valid(cmd->arg.p, cmd->arg.len))
-        return smtp_session_error(s, 501, "5.5.4", "EHLO needs a domain or address literal");
+        return smtp_session_error(s, SMTP_R_EHLO_BAD_NAME);
     s->pending_arg = strndup(cmd->arg.p, cmd->arg.len);
     if (s->pending_arg == NULL)
-        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+        return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
     s->pending_esmtp = cmd->verb == SMTP_VERB_EHLO;
     if (hook_helo(s, s->pending_arg, smtp_ehlo_hook_done, &v) == HOOK_PENDING)
         return smtp_session_wait(s);
@@ -133,17 +133,16 @@ static enum smtp_rc
 smtp_verb_starttls(struct smtp_session *s)
 {
     if (s->lcfg->tls != CONFIG_TLS_STARTTLS || s->tls)
-        return smtp_session_error(s, 503, "5.5.1", s->tls ? "TLS already active"
-                                                          : "STARTTLS not offered here");
+        return smtp_session_error(s, s->tls ? SMTP_R_TLS_ACTIVE : SMTP_R_STARTTLS_NOT_OFFERED);
     if (s->tx != NULL)
-        return smtp_session_error(s, 503, "5.5.1", "STARTTLS not allowed in a transaction");
+        return smtp_session_error(s, SMTP_R_STARTTLS_IN_TX);
     return smtp_session_starttls(s);
 }
 
 static bool
-smtp_param_fail(struct smtp_session *s, enum smtp_rc *rc, int code, const char *text)
+smtp_param_fail(struct smtp_session *s, enum smtp_rc *rc, enum smtp_reply_id reply)
 {
-    *rc = smtp_session_error(s, code, code == 552 ? "5.3.4" : "5.5.4", text);
+    *rc = smtp_session_error(s, reply);
     return false;
 }
 
@@ -158,26 +157,26 @@ smtp_mail_params(struct smtp_session *s, const struct smtp_cmd *cmd, struct smtp
 
     while (smtp_parse_param_next(&cur, &key, &val, &bad)) {
         if (!s->esmtp)
-            return smtp_param_fail(s, rc, 555, "Parameters need EHLO");
+            return smtp_param_fail(s, rc, SMTP_R_PARAMS_NEED_EHLO);
         if (smtp_str_ieq(key, "SIZE")) {
             if (!smtp_parse_ull(val, &tx->declared_size))
-                return smtp_param_fail(s, rc, 501, "Bad SIZE value");
+                return smtp_param_fail(s, rc, SMTP_R_BAD_SIZE);
             tx->declared_size_set = true;
             if (tx->declared_size > s->cfg->max_message_size)
-                return smtp_param_fail(s, rc, 552, "Message size exceeds fixed maximum size");
+                return smtp_param_fail(s, rc, SMTP_R_TOO_BIG);
         } else if (smtp_str_ieq(key, "BODY")) {
             if (smtp_str_ieq(val, "8BITMIME"))
                 tx->body_8bit = true;
             else if (!smtp_str_ieq(val, "7BIT"))
-                return smtp_param_fail(s, rc, 555, "Unsupported BODY type");
+                return smtp_param_fail(s, rc, SMTP_R_BAD_BODY);
         } else if (smtp_str_ieq(key, "SMTPUTF8") && val.len == 0) {
             tx->smtputf8 = true;
         } else if (!smtp_str_ieq(key, "AUTH")) {
-            return smtp_param_fail(s, rc, 555, "Unsupported MAIL parameter");
+            return smtp_param_fail(s, rc, SMTP_R_BAD_MAIL_PARAM);
         }
     }
     if (bad)
-        return smtp_param_fail(s, rc, 501, "Malformed MAIL parameters");
+        return smtp_param_fail(s, rc, SMTP_R_MALFORMED_MAIL_PARAMS);
     return true;
 }
 
@@ -190,7 +189,7 @@ smtp_mail_decided(struct smtp_session *s, const struct verdict *v)
         smtp_session_reset_tx(s);
         return smtp_session_policy_reply(s, v);
     }
-    smtp_reply(s->conn, 250, "2.1.0", "Sender ok");
+    smtp_reply_send(s->conn, SMTP_R_SENDER_OK);
     return SMTP_CONTINUE;
 }
 
@@ -209,28 +208,28 @@ smtp_verb_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
     enum inflight_rc mem;
 
     if (!s->ehlo_seen)
-        return smtp_session_error(s, 503, "5.5.1", "Send EHLO first");
+        return smtp_session_error(s, SMTP_R_SEND_EHLO_FIRST);
     if (!s->authenticated)
-        return smtp_session_error(s, 530, "5.7.0", "Authentication required");
+        return smtp_session_error(s, SMTP_R_AUTH_REQUIRED);
     if (s->tx != NULL)
-        return smtp_session_error(s, 503, "5.5.1", "Nested MAIL command");
+        return smtp_session_error(s, SMTP_R_NESTED_MAIL);
     if (s->messages >= s->cfg->max_messages) /* RFC 5321 3.8: 421 closes the channel */
-        return smtp_session_close_with(s, 421, "4.7.0", "Too many messages in one session");
+        return smtp_session_close_with(s, SMTP_R_TOO_MANY_MESSAGES);
     tx = calloc(1, sizeof(*tx));
     if (tx == NULL)
-        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+        return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
     if (!smtp_mail_params(s, cmd, tx, &rc)) {
         smtp_tx_free(tx);
         return rc;
     }
     if (cmd->addr_utf8 && !tx->smtputf8) {
         smtp_tx_free(tx);
-        return smtp_session_error(s, 553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
+        return smtp_session_error(s, SMTP_R_NEED_SMTPUTF8);
     }
     tx->mail_from = strndup(cmd->addr.p, cmd->addr.len);
     if (tx->mail_from == NULL) {
         smtp_tx_free(tx);
-        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+        return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
     }
     if ((mem = smtp_budget_open(s, tx)) != INFLIGHT_OK) {
         smtp_tx_free(tx);
@@ -254,13 +253,13 @@ smtp_rcpt_add(struct smtp_session *s, char *rcpt)
 
         if (p == NULL) {
             free(rcpt);
-            return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+            return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
         }
         tx->rcpts = p;
         tx->cap_rcpts = ncap;
     }
     tx->rcpts[tx->n_rcpts++] = rcpt;
-    smtp_reply(s->conn, 250, "2.1.5", "Recipient ok");
+    smtp_reply_send(s->conn, SMTP_R_RECIPIENT_OK);
     return SMTP_CONTINUE;
 }
 
@@ -291,18 +290,18 @@ smtp_verb_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
     struct verdict v;
 
     if (s->tx == NULL)
-        return smtp_session_error(s, 503, "5.5.1", "Need MAIL command first");
+        return smtp_session_error(s, SMTP_R_NEED_MAIL);
     if (s->tx->bdat_used)
-        return smtp_session_error(s, 503, "5.5.1", "RCPT not allowed after BDAT");
+        return smtp_session_error(s, SMTP_R_RCPT_AFTER_BDAT);
     if (cmd->params.len > 0)
-        return smtp_session_error(s, 555, "5.5.4", "Unsupported RCPT parameter");
+        return smtp_session_error(s, SMTP_R_BAD_RCPT_PARAM);
     if (cmd->addr_utf8 && !s->tx->smtputf8)
-        return smtp_session_error(s, 553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
+        return smtp_session_error(s, SMTP_R_NEED_SMTPUTF8);
     if (s->tx->n_rcpts >= s->cfg->max_recipients) /* RFC 5321 4.5.3.1.10 */
-        return smtp_session_error(s, 452, "4.5.3", "Too many recipients");
+        return smtp_session_error(s, SMTP_R_TOO_MANY_RECIPIENTS);
     s->pending_arg = strndup(cmd->addr.p, cmd->addr.len);
     if (s->pending_arg == NULL)
-        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+        return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
     if (hook_rcpt(s, s->pending_arg, smtp_rcpt_hook_done, &v) == HOOK_PENDING)
         return smtp_session_wait(s);
     return smtp_rcpt_decided(s, &v);
@@ -319,23 +318,23 @@ smtp_verb_simple(struct smtp_session *s, const struct smtp_cmd *cmd)
     switch (cmd->verb) {
     case SMTP_VERB_RSET:
         smtp_session_reset_tx(s);
-        smtp_reply(s->conn, 250, "2.0.0", "Reset");
+        smtp_reply_send(s->conn, SMTP_R_RESET);
         return SMTP_CONTINUE;
     case SMTP_VERB_NOOP:
-        smtp_reply(s->conn, 250, "2.0.0", "Ok");
+        smtp_reply_send(s->conn, SMTP_R_OK);
         return SMTP_CONTINUE;
     case SMTP_VERB_VRFY: /* RFC 5321 3.5.3: 252 never confirms or denies a user */
-        smtp_reply(s->conn, 252, "2.5.0", "Cannot VRFY user, but will accept message");
+        smtp_reply_send(s->conn, SMTP_R_VRFY);
         return SMTP_CONTINUE;
     case SMTP_VERB_EXPN:
-        return smtp_session_error(s, 502, "5.5.1", "EXPN not available");
+        return smtp_session_error(s, SMTP_R_EXPN);
     case SMTP_VERB_HELP:
         smtp_reply_lines(s->conn, 214, help, 2);
         return SMTP_CONTINUE;
     case SMTP_VERB_QUIT:
-        return smtp_session_close_with(s, 221, "2.0.0", "Bye");
+        return smtp_session_close_with(s, SMTP_R_BYE);
     default:
-        return smtp_session_error(s, 500, "5.5.2", "Command unrecognized");
+        return smtp_session_error(s, SMTP_R_UNRECOGNIZED);
     }
 }
 
