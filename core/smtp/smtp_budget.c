@@ -7,7 +7,7 @@
  * Charging in chunks keeps it cheap: MAIL reserves INFLIGHT_FIRST_CHUNK, which holds most
  * messages whole; past it each step doubles what is held, up to INFLIGHT_MAX_CHUNK a step,
  * so a 25 MiB message takes about 30 reservations and as many reallocations. */
-#include "smtp/smtp_session.h"
+#include "smtp/smtp_session_internal.h"
 
 #include <assert.h>
 #include <stdint.h>

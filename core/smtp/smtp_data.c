@@ -11,7 +11,7 @@
 #include "policy/hook.h"
 #include "util/log.h"
 #include "smtp/smtp_reply.h"
-#include "smtp/smtp_session.h"
+#include "smtp/smtp_session_internal.h"
 #include "net/tls.h"
 #include "relay/upstream_pool.h"
 #include "daemon/worker.h"

@@ -3,6 +3,7 @@
  * pipelined batch together (RFC 2920 section 3.2). The per-verb rules live in
  * smtp_verbs.c, AUTH in smtp_auth.c, DATA/BDAT in smtp_data.c. */
 #include "smtp/smtp_session.h"
+#include "smtp/smtp_session_internal.h"
 
 #include <assert.h>
 #include <stdlib.h>

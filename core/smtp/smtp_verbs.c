@@ -10,7 +10,7 @@
 #include "policy/hook.h"
 #include "util/log.h"
 #include "smtp/smtp_reply.h"
-#include "smtp/smtp_session.h"
+#include "smtp/smtp_session_internal.h"
 
 static bool
 smtp_auth_offered(const struct smtp_session *s)
