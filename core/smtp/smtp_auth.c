@@ -28,7 +28,7 @@ smtp_auth_fail(struct smtp_session *s, enum smtp_reply_id reply, const char *why
     const struct smtp_reply_entry *r = smtp_reply_get(reply);
     struct verdict                *a = &s->auth_verdict;
 
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     s->auth_mech = s->sasl.mech;
     verdict_set(a, r->code / 100 == 4 ? VERDICT_TEMPFAIL : VERDICT_REJECT, r->code, r->enhanced,
                 r->text);
@@ -51,7 +51,7 @@ static enum smtp_rc
 smtp_auth_refused(struct smtp_session *s)
 {
     sasl_reset(&s->sasl);
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     if (smtp_session_error(s, SMTP_R_AUTH_INVALID) == SMTP_GONE)
         return SMTP_GONE;
     if (++s->auth_failures < s->cfg->max_auth_failures)
@@ -117,7 +117,7 @@ smtp_auth_result(struct smtp_session *s, enum sasl_rc rc)
         return smtp_auth_decide(s);
     case SASL_CHALLENGE:
         smtp_reply(s->conn, 334, NULL, "%s", s->sasl.challenge);
-        s->state = SMTP_STATE_AUTH;
+        smtp_session_enter(s, SMTP_STATE_AUTH);
         return SMTP_CONTINUE;
     case SASL_CANCELLED:
         return smtp_auth_fail(s, SMTP_R_AUTH_CANCELLED, NULL);
@@ -186,7 +186,7 @@ smtp_auth_token_refused(struct smtp_session *s)
 
     if (sasl_token_error_challenge(s->auth_mech, "smtp.send", challenge, sizeof(challenge)))
         smtp_reply(s->conn, 334, NULL, "%s", challenge);
-    s->state = SMTP_STATE_AUTH_ERROR;
+    smtp_session_enter(s, SMTP_STATE_AUTH_ERROR);
 }
 
 /* The session's identity after an accepted AUTH: the user name with ASCII letters
@@ -247,7 +247,7 @@ smtp_auth_remember(struct smtp_session *s)
 static enum smtp_rc
 smtp_auth_send(struct smtp_session *s)
 {
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     if (s->auth_verdict.kind == VERDICT_ACCEPT) {
         sasl_reset(&s->sasl);
         smtp_auth_log_ok(s);
@@ -282,7 +282,7 @@ smtp_auth_apply(struct smtp_session *s, const struct verdict *v)
 {
     struct verdict *a = &s->auth_verdict;
 
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     *a = *v;
     if (a->kind == VERDICT_ACCEPT) {
         smtp_auth_identity(s, a->user[0] != '\0' ? a->user : s->sasl.creds.authcid);

@@ -115,7 +115,7 @@ smtp_data_begin(struct smtp_session *s)
         return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
     }
     smtp_reply_send(s->conn, SMTP_R_DATA_GO_AHEAD);
-    s->state = SMTP_STATE_DATA;
+    smtp_session_enter(s, SMTP_STATE_DATA);
     smtp_data_clock_start(s);
     return SMTP_CONTINUE;
 }
@@ -128,7 +128,7 @@ smtp_bdat_discard(struct smtp_session *s, enum smtp_reply_id reply)
     /* RFC 3030 section 3: the chunk's octets follow regardless; read and drop them. */
     s->bdat_discard = true;
     s->bdat_reject = reply;
-    s->state = SMTP_STATE_BDAT;
+    smtp_session_enter(s, SMTP_STATE_BDAT);
     return s->bdat_left == 0 ? smtp_bdat_chunk_done(s) : SMTP_CONTINUE;
 }
 
@@ -155,7 +155,7 @@ smtp_bdat_begin(struct smtp_session *s, const struct smtp_cmd *cmd)
             return smtp_bdat_discard(s, SMTP_R_OUT_OF_MEMORY);
         s->tx->bdat_used = true;
     }
-    s->state = SMTP_STATE_BDAT;
+    smtp_session_enter(s, SMTP_STATE_BDAT);
     return s->bdat_left == 0 ? smtp_bdat_chunk_done(s) : SMTP_CONTINUE;
 }
 
@@ -213,7 +213,7 @@ smtp_bdat_chunk_done(struct smtp_session *s)
 {
     char msg[64];
 
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     if (s->bdat_discard) {
         s->bdat_discard = false;
         return smtp_session_error(s, s->bdat_reject);
@@ -314,7 +314,7 @@ smtp_relay_reply(struct smtp_session *s)
     smtp_reply(s->conn, r->code, r->enhanced, "%s", r->text);
     free(r);
     smtp_session_reset_tx(s);
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     smtp_session_resume(s);
 }
 
@@ -360,13 +360,13 @@ smtp_relay_done(void *ctx, const struct relay_result *res)
     if (s->relayed == NULL) {
         smtp_reply_send(s->conn, SMTP_R_OUT_OF_MEMORY);
         smtp_session_reset_tx(s);
-        s->state = SMTP_STATE_CMD;
+        smtp_session_enter(s, SMTP_STATE_CMD);
         smtp_session_resume(s);
         return;
     }
     smtp_relayed_fill(s, res, s->relayed);
     if (hook_relayed(s, s->relayed, smtp_relayed_done) == HOOK_PENDING)
-        return; /* still BUSY; reading goes on as during the relay */
+        return; /* still RELAY; reading goes on as during the relay */
     smtp_relay_reply(s);
 }
 
@@ -397,8 +397,8 @@ smtp_relay_start(struct smtp_session *s)
         return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
     }
     /* Reading goes on, so that a client that leaves is seen and its job cancelled
-     * (docs/relay.md); what it pipelines waits in c->in, as BUSY consumes nothing. */
-    s->state = SMTP_STATE_BUSY;
+     * (docs/relay.md); what it pipelines waits in c->in, as RELAY consumes nothing. */
+    smtp_session_enter(s, SMTP_STATE_RELAY);
     conn_set_timeout(s->conn, 0);
     return SMTP_PAUSE;
 }
@@ -407,7 +407,7 @@ smtp_relay_start(struct smtp_session *s)
 static enum smtp_rc
 smtp_data_decided(struct smtp_session *s, const struct verdict *v)
 {
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
         smtp_session_reset_tx(s);
         return smtp_session_policy_reply(s, v);
@@ -429,7 +429,7 @@ smtp_message_end(struct smtp_session *s)
     unsigned       errors = s->tx->dec.errors;
     struct verdict v;
 
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     if (errors != 0 || s->tx->refused != INFLIGHT_OK)
         return smtp_message_refuse(s, errors);
     if (hook_data(s, smtp_data_hook_done, &v) == HOOK_PENDING)

@@ -21,13 +21,93 @@
 #include "daemon/worker.h"
 #include "daemon/worker_gen.h"
 
+/* The state machine: every change of s->state goes through smtp_session_enter(), which
+ * checks it against this table. docs/smtp.md's diagram is generated from the table and
+ * unit.smtp_session compares them; a change here is a change of the diagram. */
+#define T(a, b, why) {SMTP_STATE_##a, SMTP_STATE_##b, why}
+const struct smtp_transition smtp_session_transitions[] = {
+    T(NEW, TLS_ACCEPT, "implicit TLS listener"),
+    T(NEW, POLICY, "on_connect takes time"),
+    T(NEW, CMD, "greeting sent"),
+    T(NEW, CLOSING, "on_connect refused"),
+    T(TLS_ACCEPT, POLICY, "handshake done, on_connect takes time"),
+    T(TLS_ACCEPT, CMD, "handshake done, greeting sent"),
+    T(TLS_ACCEPT, CLOSING, "handshake done, on_connect refused"),
+    T(POLICY, CMD, "verdict applied"),
+    T(POLICY, CLOSING, "on_connect refused"),
+    T(CMD, POLICY, "EHLO, MAIL, RCPT, AUTH or end of message: a hook takes time"),
+    T(CMD, AUTH, "AUTH: 334 challenge"),
+    T(CMD, AUTH_ERROR, "bearer token refused: 334 error challenge"),
+    T(CMD, DATA, "DATA: 354"),
+    T(CMD, BDAT, "BDAT: chunk follows"),
+    T(CMD, STARTTLS, "STARTTLS: 220"),
+    T(CMD, RELAY, "on_data accepted the message"),
+    T(CMD, CLOSING, "QUIT, a 421, drain"),
+    T(AUTH, POLICY, "credentials complete: on_auth takes time"),
+    T(AUTH, CMD, "AUTH answered"),
+    T(AUTH, CLOSING, "timeout, drain"),
+    T(AUTH_ERROR, CMD, "client answered the error challenge: 535"),
+    T(AUTH_ERROR, CLOSING, "timeout, drain"),
+    T(DATA, CMD, "final dot"),
+    T(DATA, CLOSING, "timeout"),
+    T(BDAT, CMD, "chunk read"),
+    T(BDAT, CLOSING, "timeout"),
+    T(STARTTLS, CMD, "handshake done: the session starts over"),
+    T(RELAY, CMD, "the client got the upstream's answer"),
+};
+#undef T
+const size_t smtp_session_n_transitions =
+    sizeof(smtp_session_transitions) / sizeof(smtp_session_transitions[0]);
+
+const char *
+smtp_session_state_name(enum smtp_state st)
+{
+    static const char *const names[SMTP_STATE_COUNT] = {
+        [SMTP_STATE_NEW] = "NEW",           [SMTP_STATE_TLS_ACCEPT] = "TLS_ACCEPT",
+        [SMTP_STATE_CMD] = "CMD",           [SMTP_STATE_AUTH] = "AUTH",
+        [SMTP_STATE_AUTH_ERROR] = "AUTH_ERROR", [SMTP_STATE_DATA] = "DATA",
+        [SMTP_STATE_BDAT] = "BDAT",         [SMTP_STATE_STARTTLS] = "STARTTLS",
+        [SMTP_STATE_POLICY] = "POLICY",     [SMTP_STATE_RELAY] = "RELAY",
+        [SMTP_STATE_CLOSING] = "CLOSING",
+    };
+
+    return (unsigned)st < SMTP_STATE_COUNT ? names[st] : "?";
+}
+
+bool
+smtp_session_may_enter(enum smtp_state from, enum smtp_state to)
+{
+    if (from == to)
+        return true;
+    for (size_t i = 0; i < smtp_session_n_transitions; i++) {
+        if (smtp_session_transitions[i].from == from && smtp_session_transitions[i].to == to)
+            return true;
+    }
+    return false;
+}
+
+void
+smtp_session_enter(struct smtp_session *s, enum smtp_state to)
+{
+    struct logline l;
+
+    if (s->state == to)
+        return;
+    assert(smtp_session_may_enter(s->state, to));
+    log_begin(&l, LOG_DEBUG, "session.state", s->id);
+    log_str(&l, "from", smtp_session_state_name(s->state));
+    log_str(&l, "to", smtp_session_state_name(to));
+    log_end(&l);
+    s->state = to;
+}
+
 static enum conn_rc smtp_session_event(void *owner, struct conn *c, enum conn_event ev);
 static enum conn_rc smtp_session_flushed(struct smtp_session *s);
 
 /* What the session waits for when its timer fires: names the log line's phase and
  * the reply. */
 enum smtp_wait {
-    SMTP_WAIT_NONE,     /* BUSY, CLOSING: other timers rule */
+    SMTP_WAIT_NONE,     /* NEW, POLICY, RELAY, CLOSING: other timers rule */
     SMTP_WAIT_TLS,      /* the whole handshake, from its start */
     SMTP_WAIT_GREETING, /* the first command's first octet */
     SMTP_WAIT_COMMAND,  /* the next command's first octet */
@@ -112,7 +192,7 @@ static void
 smtp_session_greet(struct smtp_session *s)
 {
     smtp_reply(s->conn, 220, NULL, "%s ESMTP sluice ready", s->cfg->hostname);
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     smtp_session_clock_start(s);
     smtp_session_set_timeout(s);
     conn_read_start(s->conn);
@@ -136,7 +216,7 @@ smtp_connect_hook_done(struct smtp_session *s, const struct verdict *v)
     smtp_session_resume(s);
 }
 
-/* on_connect, then the greeting. A pending hook waits in BUSY without a timeout of
+/* on_connect, then the greeting. A pending hook waits in POLICY without a timeout of
  * the session's own (the hook has its budget). */
 static enum smtp_rc
 smtp_session_open(struct smtp_session *s)
@@ -144,7 +224,7 @@ smtp_session_open(struct smtp_session *s)
     struct verdict v;
 
     if (hook_connect(s, smtp_connect_hook_done, &v) == HOOK_PENDING) {
-        s->state = SMTP_STATE_BUSY;
+        smtp_session_enter(s, SMTP_STATE_POLICY);
         conn_set_timeout(s->conn, 0);
         return SMTP_PAUSE;
     }
@@ -218,7 +298,7 @@ smtp_session_new(struct worker *w, const struct config_listener *lcfg, int fd)
             smtp_session_free(s, "TLS setup failed");
             return NULL;
         }
-        s->state = SMTP_STATE_TLS_ACCEPT;
+        smtp_session_enter(s, SMTP_STATE_TLS_ACCEPT);
         smtp_session_clock_start(s);
         smtp_session_set_timeout(s);
         conn_start_tls(s->conn, ssl);
@@ -308,7 +388,7 @@ enum smtp_rc
 smtp_session_close_text(struct smtp_session *s, int code, const char *enh, const char *text)
 {
     smtp_reply(s->conn, code, enh, "%s", text);
-    s->state = SMTP_STATE_CLOSING;
+    smtp_session_enter(s, SMTP_STATE_CLOSING);
     conn_read_stop(s->conn);
     conn_set_timeout(s->conn, 10); /* a client that never reads must not pin us */
     if (conn_flush(s->conn, true) == CONN_GONE)
@@ -451,7 +531,7 @@ smtp_session_process(struct smtp_session *s)
     if (s->state == SMTP_STATE_CLOSING || s->state == SMTP_STATE_STARTTLS)
         return CONN_OK;
     smtp_session_clock_update(s, lines_before, state_before);
-    if (s->state != SMTP_STATE_BUSY)
+    if (s->state != SMTP_STATE_POLICY && s->state != SMTP_STATE_RELAY)
         smtp_session_set_timeout(s);
     if (s->worker->draining && s->state == SMTP_STATE_CMD && s->tx == NULL) {
         if (smtp_session_close_with(s, SMTP_R_SHUTTING_DOWN) == SMTP_GONE)
@@ -468,15 +548,15 @@ smtp_session_resume(struct smtp_session *s)
     smtp_session_clock_start(s); /* the answer goes out now: the client's turn begins */
     if (smtp_session_process(s) == CONN_GONE)
         return;
-    if (s->state != SMTP_STATE_CLOSING && s->state != SMTP_STATE_BUSY &&
-        s->state != SMTP_STATE_STARTTLS)
+    if (s->state != SMTP_STATE_CLOSING && s->state != SMTP_STATE_POLICY &&
+        s->state != SMTP_STATE_RELAY && s->state != SMTP_STATE_STARTTLS)
         conn_read_start(s->conn);
 }
 
 enum smtp_rc
 smtp_session_wait(struct smtp_session *s)
 {
-    s->state = SMTP_STATE_BUSY;
+    smtp_session_enter(s, SMTP_STATE_POLICY);
     conn_read_stop(s->conn);
     conn_set_timeout(s->conn, 0);
     if (conn_flush(s->conn, false) == CONN_GONE)
@@ -489,7 +569,7 @@ smtp_session_decided(struct smtp_session *s, enum smtp_rc rc)
 {
     if (rc == SMTP_GONE || s->state == SMTP_STATE_CLOSING)
         return;
-    if (s->state == SMTP_STATE_BUSY) { /* relaying now: reading goes on, as after DATA */
+    if (s->state == SMTP_STATE_RELAY) { /* relaying now: reading goes on, as after DATA */
         conn_read_start(s->conn);
         if (conn_flush(s->conn, false) == CONN_GONE)
             return;
@@ -526,7 +606,7 @@ smtp_session_tls_ready(struct smtp_session *s)
         return conn_flush(s->conn, false);
     }
     /* RFC 3207 section 4.2: forget everything learnt before the handshake. */
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     s->ehlo_seen = false;
     s->esmtp = false;
     s->helo[0] = '\0';
@@ -549,7 +629,7 @@ smtp_session_starttls(struct smtp_session *s)
     /* RFC 3207 section 4 / CVE-2011-0411: whatever the client pipelined behind
      * STARTTLS was sent in cleartext and is thrown away, unread. */
     buf_reset(&s->conn->in);
-    s->state = SMTP_STATE_STARTTLS;
+    smtp_session_enter(s, SMTP_STATE_STARTTLS);
     conn_read_stop(s->conn);
     smtp_session_clock_start(s); /* timeouts.tls covers flushing the 220 and the handshake */
     smtp_session_set_timeout(s);
@@ -660,7 +740,8 @@ smtp_session_drain(struct smtp_session *s)
     } else if (s->state == SMTP_STATE_TLS_ACCEPT) {
         smtp_session_free(s, "shutdown");
     }
-    /* DATA, BDAT, BUSY: the transaction finishes; smtp_session_process closes after.
+    /* DATA, BDAT, POLICY, RELAY: the transaction finishes; smtp_session_process closes
+     * after. (NEW lasts only inside smtp_session_new.)
      * STARTTLS: smtp_session_tls_ready closes once the handshake is done. */
 }
 

@@ -27,7 +27,10 @@ struct worker;
 struct worker_gen;
 struct hook_run;
 
+/* The session's states; smtp_session_enter() is the only writer of s->state, and the
+ * transitions it allows are the table in smtp_session.c (docs/smtp.md draws it). */
 enum smtp_state {
+    SMTP_STATE_NEW,        /* accepted: nothing sent or read yet */
     SMTP_STATE_TLS_ACCEPT, /* implicit TLS: handshake before the greeting */
     SMTP_STATE_CMD,        /* reading commands */
     SMTP_STATE_AUTH,       /* waiting for a SASL response line */
@@ -35,8 +38,12 @@ enum smtp_state {
     SMTP_STATE_DATA,       /* reading DATA content */
     SMTP_STATE_BDAT,       /* reading a BDAT chunk */
     SMTP_STATE_STARTTLS,   /* 220 sent, flushing, then handshaking */
-    SMTP_STATE_BUSY,       /* waiting for an auth decision or the upstream */
+    SMTP_STATE_POLICY,     /* a policy hook decides (on_connect .. on_auth_result): reading
+                            * stopped, no timeout of the session's own (the hook's budget) */
+    SMTP_STATE_RELAY,      /* the upstream has the message, then on_relayed hears its answer:
+                            * reading goes on (to see a client leave), nothing is consumed */
     SMTP_STATE_CLOSING,    /* last reply queued; close when flushed */
+    SMTP_STATE_COUNT
 };
 
 struct smtp_tx {
@@ -81,7 +88,7 @@ struct smtp_session {
     const struct config          *cfg;      /* borrows */
     const struct config_listener *lcfg;     /* borrows */
     struct conn                  *conn;     /* owns */
-    enum smtp_state               state;
+    enum smtp_state               state;    /* written only by smtp_session_enter() */
     struct smtp_tx               *tx;       /* owns; NULL outside MAIL .. end of data */
     struct upstream_job          *relay;    /* the relay in progress, or NULL */
     struct hook_run              *hook;     /* owns; the policy hook running, or NULL */

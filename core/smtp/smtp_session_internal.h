@@ -5,8 +5,29 @@
 #ifndef SLUICE_SMTP_SESSION_INTERNAL_H
 #define SLUICE_SMTP_SESSION_INTERNAL_H
 
+#include <stdbool.h>
+
 #include "smtp/smtp_reply.h"
 #include "smtp/smtp_session.h"
+
+/* One allowed change of state and what causes it. smtp_session_transitions lists them all;
+ * docs/smtp.md's state diagram is generated from it (unit.smtp_session checks). */
+struct smtp_transition {
+    enum smtp_state from;
+    enum smtp_state to;
+    const char     *event;
+};
+
+extern const struct smtp_transition smtp_session_transitions[];
+extern const size_t                 smtp_session_n_transitions;
+
+/* "CMD" for SMTP_STATE_CMD; "?" out of range. */
+const char *smtp_session_state_name(enum smtp_state st);
+/* True if the table allows from -> to (staying in a state is always allowed). */
+bool        smtp_session_may_enter(enum smtp_state from, enum smtp_state to);
+/* The only writer of s->state. A change is logged at debug level (session.state, with
+ * from and to); one the table does not allow is our bug: an assert (debug builds). */
+void        smtp_session_enter(struct smtp_session *s, enum smtp_state to);
 #define SMTP_HEADER_ROOM 2048 /* our Received: header on top of max_message_size */
 
 enum smtp_rc {
@@ -37,7 +58,7 @@ enum smtp_rc smtp_session_close_with(struct smtp_session *s, enum smtp_reply_id 
 enum smtp_rc smtp_session_close_text(struct smtp_session *s, int code, const char *enh,
                                      const char *text);
 void         smtp_session_resume(struct smtp_session *s);
-/* A policy decision is pending: BUSY, reading stopped, earlier replies flushed. */
+/* A policy decision is pending: POLICY, reading stopped, earlier replies flushed. */
 enum smtp_rc smtp_session_wait(struct smtp_session *s);
 /* A pending decision was applied with result rc: go on with the input. */
 void         smtp_session_decided(struct smtp_session *s, enum smtp_rc rc);

@@ -93,7 +93,7 @@ smtp_ehlo_decided(struct smtp_session *s, const struct verdict *v)
     char *name = s->pending_arg;
 
     s->pending_arg = NULL;
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
         free(name);
         return smtp_session_policy_reply(s, v);
@@ -184,7 +184,7 @@ smtp_mail_params(struct smtp_session *s, const struct smtp_cmd *cmd, struct smtp
 static enum smtp_rc
 smtp_mail_decided(struct smtp_session *s, const struct verdict *v)
 {
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
         smtp_session_reset_tx(s);
         return smtp_session_policy_reply(s, v);
@@ -270,7 +270,7 @@ smtp_rcpt_decided(struct smtp_session *s, const struct verdict *v)
     char *rcpt = s->pending_arg;
 
     s->pending_arg = NULL;
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
         free(rcpt);
         return smtp_session_policy_reply(s, v);
