@@ -139,14 +139,7 @@ smtp_auth_begin(struct smtp_session *s, const struct smtp_cmd *cmd)
     size_t         len = cmd->arg.len;
     enum sasl_mech mech;
 
-    if (!s->ehlo_seen || !s->esmtp)
-        return smtp_session_error(s, SMTP_R_SEND_EHLO_FIRST);
-    if (!s->tls && s->lcfg->require_tls_for_auth) /* RFC 3207 section 4 */
-        return smtp_session_error(s, SMTP_R_AUTH_NEED_TLS);
-    if (s->authenticated)
-        return smtp_session_error(s, SMTP_R_AUTH_ALREADY);
-    if (s->tx != NULL)
-        return smtp_session_error(s, SMTP_R_AUTH_IN_TX);
+    /* smtp_verbs.c checked EHLO, TLS, not yet authenticated, no transaction */
     sp = memchr(arg, ' ', len);
     mech = sasl_mech_from_name(arg, sp ? (size_t)(sp - arg) : len);
     if (mech == SASL_MECH_NONE || !(s->lcfg->sasl_mechs & SASL_MECH_BIT(mech)))

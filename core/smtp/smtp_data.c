@@ -104,12 +104,7 @@ smtp_data_credit(struct smtp_session *s, size_t n)
 enum smtp_rc
 smtp_data_begin(struct smtp_session *s)
 {
-    if (s->tx == NULL)
-        return smtp_session_error(s, SMTP_R_NEED_MAIL);
-    if (s->tx->bdat_used)
-        return smtp_session_error(s, SMTP_R_DATA_AFTER_BDAT);
-    if (s->tx->n_rcpts == 0) /* RFC 5321 3.3: no valid recipients */
-        return smtp_session_error(s, SMTP_R_NO_RECIPIENTS);
+    /* smtp_verbs.c checked a transaction, no BDAT in it, a recipient (RFC 5321 3.3) */
     if (!smtp_message_start(s, DATA_MODE_DOT)) {
         smtp_session_reset_tx(s);
         return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);

@@ -36,7 +36,9 @@ enum smtp_rc {
     SMTP_GONE,     /* the session was freed */
 };
 
+/* A parsed command in CMD: the verb table's needs (EHLO first, ...), then its handler. */
 enum smtp_rc smtp_verbs_dispatch(struct smtp_session *s, const struct smtp_cmd *cmd);
+/* AUTH and DATA, called by the verb table once what they need is there. */
 enum smtp_rc smtp_auth_begin(struct smtp_session *s, const struct smtp_cmd *cmd);
 enum smtp_rc smtp_auth_line(struct smtp_session *s, const char *line, size_t len);
 /* The AUTH exchange broke (a bare LF, an over-long line): answer reply and count it as a

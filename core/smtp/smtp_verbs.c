@@ -1,6 +1,9 @@
-/* core/smtp/smtp_verbs.c: the verb table. Each verb checks its state and arguments, then
- * applies: one reply per command, with the enhanced code RFC 5321/3463 give for it.
- * DATA/BDAT continue in smtp_data.c, AUTH in smtp_auth.c. */
+/* core/smtp/smtp_verbs.c: the verb table. Each verb names the session states it is read in,
+ * what it needs of the session (EHLO first, a transaction, ...) with the reply when that is
+ * missing, and its handler, which checks its arguments and applies: one reply per command,
+ * with the enhanced code RFC 5321/3463 give for it. DATA/BDAT continue in smtp_data.c,
+ * AUTH in smtp_auth.c. */
+#include <assert.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,12 +133,9 @@ smtp_verb_ehlo(struct smtp_session *s, const struct smtp_cmd *cmd)
 }
 
 static enum smtp_rc
-smtp_verb_starttls(struct smtp_session *s)
+smtp_verb_starttls(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
-    if (s->lcfg->tls != CONFIG_TLS_STARTTLS || s->tls)
-        return smtp_session_error(s, s->tls ? SMTP_R_TLS_ACTIVE : SMTP_R_STARTTLS_NOT_OFFERED);
-    if (s->tx != NULL)
-        return smtp_session_error(s, SMTP_R_STARTTLS_IN_TX);
+    (void)cmd;
     return smtp_session_starttls(s);
 }
 
@@ -207,12 +207,6 @@ smtp_verb_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
     enum smtp_rc     rc;
     enum inflight_rc mem;
 
-    if (!s->ehlo_seen)
-        return smtp_session_error(s, SMTP_R_SEND_EHLO_FIRST);
-    if (!s->authenticated)
-        return smtp_session_error(s, SMTP_R_AUTH_REQUIRED);
-    if (s->tx != NULL)
-        return smtp_session_error(s, SMTP_R_NESTED_MAIL);
     if (s->messages >= s->cfg->max_messages) /* RFC 5321 3.8: 421 closes the channel */
         return smtp_session_close_with(s, SMTP_R_TOO_MANY_MESSAGES);
     tx = calloc(1, sizeof(*tx));
@@ -289,10 +283,6 @@ smtp_verb_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
     struct verdict v;
 
-    if (s->tx == NULL)
-        return smtp_session_error(s, SMTP_R_NEED_MAIL);
-    if (s->tx->bdat_used)
-        return smtp_session_error(s, SMTP_R_RCPT_AFTER_BDAT);
     if (cmd->params.len > 0)
         return smtp_session_error(s, SMTP_R_BAD_RCPT_PARAM);
     if (cmd->addr_utf8 && !s->tx->smtputf8)
@@ -308,56 +298,180 @@ smtp_verb_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 }
 
 static enum smtp_rc
-smtp_verb_simple(struct smtp_session *s, const struct smtp_cmd *cmd)
+smtp_verb_data(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    (void)cmd;
+    return smtp_data_begin(s);
+}
+
+static enum smtp_rc
+smtp_verb_rset(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    (void)cmd;
+    smtp_session_reset_tx(s);
+    smtp_reply_send(s->conn, SMTP_R_RESET);
+    return SMTP_CONTINUE;
+}
+
+static enum smtp_rc
+smtp_verb_noop(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    (void)cmd;
+    smtp_reply_send(s->conn, SMTP_R_OK);
+    return SMTP_CONTINUE;
+}
+
+/* RFC 5321 3.5.3: 252 never confirms or denies a user */
+static enum smtp_rc
+smtp_verb_vrfy(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    (void)cmd;
+    smtp_reply_send(s->conn, SMTP_R_VRFY);
+    return SMTP_CONTINUE;
+}
+
+static enum smtp_rc
+smtp_verb_expn(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    (void)cmd;
+    return smtp_session_error(s, SMTP_R_EXPN);
+}
+
+static enum smtp_rc
+smtp_verb_help(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
     static const char *const help[] = {
         "2.0.0 sluice: authenticated mail submission",
         "2.0.0 Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT",
     };
 
-    switch (cmd->verb) {
-    case SMTP_VERB_RSET:
-        smtp_session_reset_tx(s);
-        smtp_reply_send(s->conn, SMTP_R_RESET);
-        return SMTP_CONTINUE;
-    case SMTP_VERB_NOOP:
-        smtp_reply_send(s->conn, SMTP_R_OK);
-        return SMTP_CONTINUE;
-    case SMTP_VERB_VRFY: /* RFC 5321 3.5.3: 252 never confirms or denies a user */
-        smtp_reply_send(s->conn, SMTP_R_VRFY);
-        return SMTP_CONTINUE;
-    case SMTP_VERB_EXPN:
-        return smtp_session_error(s, SMTP_R_EXPN);
-    case SMTP_VERB_HELP:
-        smtp_reply_lines(s->conn, 214, help, 2);
-        return SMTP_CONTINUE;
-    case SMTP_VERB_QUIT:
-        return smtp_session_close_with(s, SMTP_R_BYE);
+    (void)cmd;
+    smtp_reply_lines(s->conn, 214, help, 2);
+    return SMTP_CONTINUE;
+}
+
+static enum smtp_rc
+smtp_verb_quit(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    (void)cmd;
+    return smtp_session_close_with(s, SMTP_R_BYE);
+}
+
+/* What a verb needs of the session before its handler runs. */
+enum smtp_need {
+    SMTP_NEED_NOTHING,   /* the end of a verb's list */
+    SMTP_NEED_EHLO,      /* EHLO or HELO accepted since connect or STARTTLS */
+    SMTP_NEED_ESMTP,     /* EHLO (not HELO) accepted */
+    SMTP_NEED_NO_TLS,    /* not under TLS yet */
+    SMTP_NEED_STARTTLS,  /* a listener with tls = 'starttls' */
+    SMTP_NEED_AUTH_TLS,  /* TLS, or a listener that allows AUTH without it */
+    SMTP_NEED_AUTH,      /* authenticated */
+    SMTP_NEED_NO_AUTH,   /* not authenticated yet */
+    SMTP_NEED_TX,        /* a transaction: MAIL accepted */
+    SMTP_NEED_NO_TX,     /* no transaction */
+    SMTP_NEED_NO_BDAT,   /* no BDAT chunk in this transaction yet */
+    SMTP_NEED_RCPT,      /* at least one recipient */
+};
+
+static bool
+smtp_verbs_has(const struct smtp_session *s, enum smtp_need need)
+{
+    switch (need) {
+    case SMTP_NEED_EHLO:
+        return s->ehlo_seen;
+    case SMTP_NEED_ESMTP:
+        return s->ehlo_seen && s->esmtp;
+    case SMTP_NEED_NO_TLS:
+        return !s->tls;
+    case SMTP_NEED_STARTTLS:
+        return s->lcfg->tls == CONFIG_TLS_STARTTLS;
+    case SMTP_NEED_AUTH_TLS: /* RFC 3207 section 4 */
+        return s->tls || !s->lcfg->require_tls_for_auth;
+    case SMTP_NEED_AUTH:
+        return s->authenticated;
+    case SMTP_NEED_NO_AUTH:
+        return !s->authenticated;
+    case SMTP_NEED_TX:
+        return s->tx != NULL;
+    case SMTP_NEED_NO_TX:
+        return s->tx == NULL;
+    case SMTP_NEED_NO_BDAT:
+        return s->tx == NULL || !s->tx->bdat_used;
+    case SMTP_NEED_RCPT:
+        return s->tx != NULL && s->tx->n_rcpts > 0;
+    case SMTP_NEED_NOTHING:
     default:
-        return smtp_session_error(s, SMTP_R_UNRECOGNIZED);
+        return true;
     }
 }
+
+typedef enum smtp_rc smtp_verb_fn(struct smtp_session *s, const struct smtp_cmd *cmd);
+
+#define SMTP_VERB_NEEDS_MAX 4
+#define SMTP_IN(st)         (1u << (st))
+
+struct smtp_verb_entry {
+    unsigned      states; /* SMTP_IN(state): where the verb may be read */
+    struct {
+        enum smtp_need     need;
+        enum smtp_reply_id refusal; /* counted as an error */
+    } needs[SMTP_VERB_NEEDS_MAX];     /* checked in order; the first one missing answers */
+    smtp_verb_fn *handler;
+};
+
+/* Commands are read in CMD only (AUTH and content lines are not commands). BDAT checks
+ * its own needs: a refused chunk must still be read (smtp_data.c). RFC 5321 4.1.4 for
+ * the order of commands, RFC 4954 section 4 for AUTH, RFC 3207 section 4 for STARTTLS. */
+static const struct smtp_verb_entry smtp_verbs[] = {
+    [SMTP_VERB_EHLO] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_verb_ehlo},
+    [SMTP_VERB_HELO] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_verb_ehlo},
+    [SMTP_VERB_STARTTLS] = {SMTP_IN(SMTP_STATE_CMD),
+                            {{SMTP_NEED_NO_TLS, SMTP_R_TLS_ACTIVE},
+                             {SMTP_NEED_STARTTLS, SMTP_R_STARTTLS_NOT_OFFERED},
+                             {SMTP_NEED_NO_TX, SMTP_R_STARTTLS_IN_TX}},
+                            smtp_verb_starttls},
+    [SMTP_VERB_AUTH] = {SMTP_IN(SMTP_STATE_CMD),
+                        {{SMTP_NEED_ESMTP, SMTP_R_SEND_EHLO_FIRST},
+                         {SMTP_NEED_AUTH_TLS, SMTP_R_AUTH_NEED_TLS},
+                         {SMTP_NEED_NO_AUTH, SMTP_R_AUTH_ALREADY},
+                         {SMTP_NEED_NO_TX, SMTP_R_AUTH_IN_TX}},
+                        smtp_auth_begin},
+    [SMTP_VERB_MAIL] = {SMTP_IN(SMTP_STATE_CMD),
+                        {{SMTP_NEED_EHLO, SMTP_R_SEND_EHLO_FIRST},
+                         {SMTP_NEED_AUTH, SMTP_R_AUTH_REQUIRED},
+                         {SMTP_NEED_NO_TX, SMTP_R_NESTED_MAIL}},
+                        smtp_verb_mail},
+    [SMTP_VERB_RCPT] = {SMTP_IN(SMTP_STATE_CMD),
+                        {{SMTP_NEED_TX, SMTP_R_NEED_MAIL},
+                         {SMTP_NEED_NO_BDAT, SMTP_R_RCPT_AFTER_BDAT}},
+                        smtp_verb_rcpt},
+    [SMTP_VERB_DATA] = {SMTP_IN(SMTP_STATE_CMD),
+                        {{SMTP_NEED_TX, SMTP_R_NEED_MAIL},
+                         {SMTP_NEED_NO_BDAT, SMTP_R_DATA_AFTER_BDAT},
+                         {SMTP_NEED_RCPT, SMTP_R_NO_RECIPIENTS}}, /* RFC 5321 3.3 */
+                        smtp_verb_data},
+    [SMTP_VERB_BDAT] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_bdat_begin},
+    [SMTP_VERB_RSET] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_verb_rset},
+    [SMTP_VERB_NOOP] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_verb_noop},
+    [SMTP_VERB_VRFY] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_verb_vrfy},
+    [SMTP_VERB_EXPN] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_verb_expn},
+    [SMTP_VERB_HELP] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_verb_help},
+    [SMTP_VERB_QUIT] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_verb_quit},
+};
 
 enum smtp_rc
 smtp_verbs_dispatch(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
-    switch (cmd->verb) {
-    case SMTP_VERB_EHLO:
-    case SMTP_VERB_HELO:
-        return smtp_verb_ehlo(s, cmd);
-    case SMTP_VERB_STARTTLS:
-        return smtp_verb_starttls(s);
-    case SMTP_VERB_AUTH:
-        return smtp_auth_begin(s, cmd);
-    case SMTP_VERB_MAIL:
-        return smtp_verb_mail(s, cmd);
-    case SMTP_VERB_RCPT:
-        return smtp_verb_rcpt(s, cmd);
-    case SMTP_VERB_DATA:
-        return smtp_data_begin(s);
-    case SMTP_VERB_BDAT:
-        return smtp_bdat_begin(s, cmd);
-    default:
-        return smtp_verb_simple(s, cmd);
+    const struct smtp_verb_entry *e;
+
+    if ((size_t)cmd->verb >= sizeof(smtp_verbs) / sizeof(smtp_verbs[0]) ||
+        smtp_verbs[cmd->verb].handler == NULL)
+        return smtp_session_error(s, SMTP_R_UNRECOGNIZED);
+    e = &smtp_verbs[cmd->verb];
+    assert(e->states & SMTP_IN(s->state)); /* smtp_session.c reads commands in CMD only */
+    for (size_t i = 0; i < SMTP_VERB_NEEDS_MAX && e->needs[i].need != SMTP_NEED_NOTHING; i++) {
+        if (!smtp_verbs_has(s, e->needs[i].need))
+            return smtp_session_error(s, e->needs[i].refusal);
     }
+    return e->handler(s, cmd);
 }

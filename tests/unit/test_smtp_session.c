@@ -224,6 +224,40 @@ mail_before_ehlo_and_before_auth_are_refused(void)
     close(fd);
 }
 
+/* The verb table's needs, in their order: each command out of sequence gets exactly the
+ * reply it always got. */
+static void
+commands_out_of_sequence_get_their_exact_replies(void)
+{
+    static const struct {
+        const char *cmd, *reply;
+    } before_ehlo[] = {
+        {"AUTH PLAIN\r\n", "503 5.5.1 Send EHLO first\r\n"},
+        {"RCPT TO:<bob@example.org>\r\n", "503 5.5.1 Need MAIL command first\r\n"},
+        {"DATA\r\n", "503 5.5.1 Need MAIL command first\r\n"},
+        {"STARTTLS\r\n", "503 5.5.1 STARTTLS not offered here\r\n"},
+    }, in_tx[] = {
+        {"DATA\r\n", "554 5.5.1 No valid recipients\r\n"},
+        {"MAIL FROM:<ann@example.org>\r\n", "503 5.5.1 Nested MAIL command\r\n"},
+        {"AUTH PLAIN\r\n", "503 5.5.1 Already authenticated\r\n"},
+    };
+    int fd = client_new();
+
+    replies(fd, 1);
+    for (size_t i = 0; i < sizeof(before_ehlo) / sizeof(before_ehlo[0]); i++)
+        CHECK(strcmp(exchange(fd, before_ehlo[i].cmd, 1), before_ehlo[i].reply) == 0);
+    CHECK(strstr(exchange(fd, "HELO c\r\n", 1), "250 unit.test Hello c") != NULL);
+    CHECK(strcmp(exchange(fd, "AUTH PLAIN\r\n", 1), "503 5.5.1 Send EHLO first\r\n") == 0);
+    close(fd);
+
+    fd = client_authenticated();
+    CHECK(strcmp(exchange(fd, "MAIL FROM:<ann@example.org>\r\n", 1),
+                 "250 2.1.0 Sender ok\r\n") == 0);
+    for (size_t i = 0; i < sizeof(in_tx) / sizeof(in_tx[0]); i++)
+        CHECK(strcmp(exchange(fd, in_tx[i].cmd, 1), in_tx[i].reply) == 0);
+    close(fd);
+}
+
 static void
 a_pipelined_batch_is_answered_in_order(void)
 {
@@ -689,6 +723,7 @@ main(void)
     RUN(greeting_names_the_host_and_ehlo_lists_the_extensions);
     RUN(ehlo_takes_domains_and_literals_but_not_header_syntax);
     RUN(mail_before_ehlo_and_before_auth_are_refused);
+    RUN(commands_out_of_sequence_get_their_exact_replies);
     RUN(a_pipelined_batch_is_answered_in_order);
     RUN(bare_lf_and_overlong_lines_get_500_and_the_session_goes_on);
     RUN(auth_lines_may_be_12288_octets_but_not_more);
