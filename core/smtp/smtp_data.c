@@ -1,7 +1,6 @@
 /* core/smtp/smtp_data.c: DATA and BDAT (RFC 5321 4.1.1.4, RFC 3030): the Received: header,
  * message octets through the data decoder into the transaction's buffer, the end-of-
- * message checks, and the relay. The client's 250 waits for the upstream's (DESIGN.md:
- * a message held only in memory is never acknowledged). */
+ * message checks and on_data; the relay that follows is smtp_relay.c's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,9 +12,7 @@
 #include "smtp/smtp_reply.h"
 #include "smtp/smtp_session_internal.h"
 #include "net/tls.h"
-#include "relay/upstream_pool.h"
 #include "daemon/worker.h"
-#include "daemon/worker_gen.h"
 
 /* RFC 3848 / RFC 6531 section 3.7.4: the "with" keyword records TLS and AUTH. */
 static const char *
@@ -276,126 +273,6 @@ smtp_message_refuse(struct smtp_session *s, unsigned errors)
     snprintf(text, sizeof(text), "Message has a line longer than %zu octets",
              s->cfg->max_line_length);
     return smtp_session_error_text(s, 550, "5.6.0", text);
-}
-
-static void
-smtp_relay_log(struct smtp_session *s, const struct relay_result *res)
-{
-    struct logline l;
-
-    log_begin(&l, res->status == RELAY_OK ? LOG_INFO : LOG_NOTICE, "relay.done", s->id);
-    log_str(&l, "from", s->tx->mail_from);
-    log_int(&l, "rcpts", (long long)s->tx->n_rcpts);
-    log_int(&l, "size", (long long)(buf_used(&s->tx->msg) - s->tx->body_start));
-    log_str(&l, "upstream", res->upstream);
-    log_int(&l, "code", res->code);
-    log_str(&l, "enhanced", res->enhanced);
-    log_str(&l, "text", res->text);
-    log_str(&l, "queue_id", res->queue_id);
-    log_bool(&l, "reused", res->reused);
-    log_end(&l);
-}
-
-/* Tell the client what became of its message (s->relayed), end the transaction, and
- * go on with what it pipelined. */
-static void
-smtp_relay_reply(struct smtp_session *s)
-{
-    struct smtp_relayed *r = s->relayed;
-
-    s->relayed = NULL;
-    if (r->code / 100 == 2)
-        s->messages++;
-    smtp_reply(s->conn, r->code, r->enhanced, "%s", r->text);
-    free(r);
-    smtp_session_reset_tx(s);
-    smtp_session_enter(s, SMTP_STATE_CMD);
-    smtp_session_resume(s);
-}
-
-static void
-smtp_relayed_done(struct smtp_session *s, const struct verdict *v)
-{
-    (void)v;
-    smtp_relay_reply(s);
-}
-
-static void
-smtp_relayed_fill(struct smtp_session *s, const struct relay_result *res,
-                  struct smtp_relayed *r)
-{
-    if (res->status == RELAY_OK) { /* s->messages counts it once the client is told */
-        r->code = 250;
-        snprintf(r->enhanced, sizeof(r->enhanced), "2.0.0");
-        snprintf(r->text, sizeof(r->text), "Ok: queued as %08llx.%zu%s%s",
-                 (unsigned long long)s->id, s->messages + 1, res->queue_id[0] ? " upstream " : "",
-                 res->queue_id);
-    } else {
-        r->code = res->code;
-        snprintf(r->enhanced, sizeof(r->enhanced), "%s", res->enhanced);
-        snprintf(r->text, sizeof(r->text), "%s", res->text);
-    }
-    snprintf(r->queue_id, sizeof(r->queue_id), "%s", res->queue_id);
-    snprintf(r->upstream, sizeof(r->upstream), "%s", res->upstream);
-}
-
-/* The relay is over: on_relayed hears the answer before the client does. */
-static void
-smtp_relay_done(void *ctx, const struct relay_result *res)
-{
-    struct smtp_session *s = ctx;
-
-    s->relay = NULL;
-    smtp_relay_log(s, res);
-    if (res->status == RELAY_OK)
-        WORKER_COUNT(s->worker, messages_relayed);
-    else
-        WORKER_COUNT(s->worker, messages_failed);
-    s->relayed = calloc(1, sizeof(*s->relayed));
-    if (s->relayed == NULL) {
-        smtp_reply_send(s->conn, SMTP_R_OUT_OF_MEMORY);
-        smtp_session_reset_tx(s);
-        smtp_session_enter(s, SMTP_STATE_CMD);
-        smtp_session_resume(s);
-        return;
-    }
-    smtp_relayed_fill(s, res, s->relayed);
-    if (hook_relayed(s, s->relayed, smtp_relayed_done) == HOOK_PENDING)
-        return; /* still RELAY; reading goes on as during the relay */
-    smtp_relay_reply(s);
-}
-
-static const char *
-smtp_domain_of(const char *addr)
-{
-    const char *at = strrchr(addr, '@');
-
-    return at ? at + 1 : "";
-}
-
-static enum smtp_rc
-smtp_relay_start(struct smtp_session *s)
-{
-    struct smtp_tx *tx = s->tx;
-    const char     *dom = smtp_domain_of(tx->mail_from);
-    int             set = config_route_for_domain(s->cfg, dom, strlen(dom));
-
-    tx->env.mail_from = tx->mail_from;
-    tx->env.rcpts = (const char **)tx->rcpts;
-    tx->env.n_rcpts = tx->n_rcpts;
-    tx->env.smtputf8 = tx->smtputf8;
-    tx->env.body_8bit = tx->body_8bit;
-    s->relay = upstream_pool_relay(s->wgen->pool, set, s->id, &tx->env, buf_head(&tx->msg),
-                                   buf_used(&tx->msg), smtp_relay_done, s);
-    if (s->relay == NULL) {
-        smtp_session_reset_tx(s);
-        return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
-    }
-    /* Reading goes on, so that a client that leaves is seen and its job cancelled
-     * (docs/relay.md); what it pipelines waits in c->in, as RELAY consumes nothing. */
-    smtp_session_enter(s, SMTP_STATE_RELAY);
-    conn_set_timeout(s->conn, 0);
-    return SMTP_PAUSE;
 }
 
 /* on_data's verdict: relay the message, or the policy's reply. */

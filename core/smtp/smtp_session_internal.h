@@ -47,6 +47,9 @@ enum smtp_rc smtp_auth_abort(struct smtp_session *s, enum smtp_reply_id reply);
 enum smtp_rc smtp_data_begin(struct smtp_session *s);
 enum smtp_rc smtp_bdat_begin(struct smtp_session *s, const struct smtp_cmd *cmd);
 enum smtp_rc smtp_data_input(struct smtp_session *s);
+/* smtp_relay.c. on_data accepted s->tx: hand it to the upstream pool; RELAY until the
+ * client has the answer (SMTP_PAUSE), or 451 at once. */
+enum smtp_rc smtp_relay_start(struct smtp_session *s);
 void         smtp_tx_free(struct smtp_tx *tx);
 void         smtp_session_reset_tx(struct smtp_session *s);
 /* Reply (from the table), log smtp.reject, count the error; 421 and close past
