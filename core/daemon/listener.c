@@ -176,7 +176,7 @@ listener_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
                 log_msg(LOG_WARNING, "listener.error", 0, "accept: %s", strerror(errno));
             return;
         }
-        smtp_session_new(wl->worker, &wl->worker->gen->cfg->listeners[wl->index], fd);
+        smtp_session_new(&wl->worker->server, &wl->worker->gen->cfg->listeners[wl->index], fd);
     }
 }
 

@@ -50,6 +50,50 @@ static void worker_wake_cb(struct ev_loop *loop, ev_async *w, int revents);
 static void worker_drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void worker_reap_cb(struct ev_loop *loop, ev_idle *i, int revents);
 
+/* server->session_add: a session begins on the current generation. */
+static uint64_t
+worker_server_session_add(void *owner, struct smtp_session *s, struct smtp_server_pin *pin)
+{
+    struct worker *w = owner;
+    uint64_t       id = worker_next_sid(w);
+
+    s->worker = w;
+    worker_session_add(w, s);
+    pin->cfg = s->wgen->cfg;
+    pin->tls = s->wgen->gen->parts.tls;
+    pin->pool = s->wgen->pool;
+    return id;
+}
+
+static void
+worker_server_session_gone(void *owner, struct smtp_session *s)
+{
+    worker_session_gone(owner, s);
+}
+
+/* What the worker's sessions borrow: smtp/ includes nothing of daemon/. The daemon's
+ * shared parts are set before any worker thread starts (struct daemon), not always before
+ * worker_new(): worker_start() fills this again. */
+static void
+worker_server_init(struct worker *w)
+{
+    struct daemon *d = w->daemon;
+
+    w->server = (struct smtp_server){
+        .loop = w->loop,
+        .iplimit = d->iplimit,
+        .inflight = d->inflight,
+        .zones = d->zones,
+        .messages_relayed = &w->stats.messages_relayed,
+        .messages_failed = &w->stats.messages_failed,
+        .auth_ok = &w->stats.auth_ok,
+        .auth_failed = &w->stats.auth_failed,
+        .owner = w,
+        .session_add = worker_server_session_add,
+        .session_gone = worker_server_session_gone,
+    };
+}
+
 struct worker *
 worker_new(int index, struct daemon *d, const int *fds, const size_t *lindex, size_t n,
            char *err, size_t errlen)
@@ -81,6 +125,7 @@ worker_new(int index, struct daemon *d, const int *fds, const size_t *lindex, si
     if (w->gen == NULL)
         goto fail;
     worker_seed(w);
+    worker_server_init(w);
     ev_async_init(&w->wake, worker_wake_cb);
     ev_async_start(w->loop, &w->wake);
     ev_init(&w->drain_timer, worker_drain_timeout_cb);
@@ -213,6 +258,7 @@ worker_start_drain(struct worker *w)
     if (w->draining)
         return;
     w->draining = true;
+    w->server.draining = true;
     listener_stop(w);
     ev_timer_set(&w->drain_timer, w->gen->cfg->timeout_drain, 0.);
     ev_timer_start(w->loop, &w->drain_timer);
@@ -248,6 +294,7 @@ worker_main(void *arg)
 int
 worker_start(struct worker *w)
 {
+    worker_server_init(w); /* the daemon's shared parts may be set after worker_new() */
     return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
 }
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "smtp/smtp_server.h"
 
 struct audit;
 struct generation;
@@ -83,6 +84,7 @@ struct worker {
     size_t                  n_sessions;
     uint64_t                sid_state; /* session id generator (xorshift) */
     bool                    draining;
+    struct smtp_server      server;   /* what its sessions borrow (smtp_server.h) */
     ev_async                wake;     /* another thread asks: drain, or take pending */
     ev_timer                drain_timer;
     _Atomic int             drain_requested;

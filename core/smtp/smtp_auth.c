@@ -11,7 +11,6 @@
 #include "util/log.h"
 #include "smtp/smtp_reply.h"
 #include "smtp/smtp_session_internal.h"
-#include "daemon/worker.h"
 #include "store/zone.h"
 
 static void smtp_auth_result_done(struct smtp_session *s, const struct verdict *v);
@@ -205,7 +204,7 @@ static enum smtp_rc
 smtp_auth_refuse(struct smtp_session *s, const struct verdict *v)
 {
     smtp_auth_log_fail(s, s->sasl.creds.authcid, v->code, v->reason[0] ? v->reason : v->text);
-    WORKER_COUNT(s->worker, auth_failed);
+    smtp_server_count(s->server->auth_failed);
     if (v->code == 535 && (s->auth_mech == SASL_MECH_XOAUTH2 ||
                            s->auth_mech == SASL_MECH_OAUTHBEARER)) {
         smtp_auth_token_refused(s);
@@ -229,10 +228,10 @@ smtp_auth_refuse(struct smtp_session *s, const struct verdict *v)
 static void
 smtp_auth_remember(struct smtp_session *s)
 {
-    struct zone *cache = zones_at(s->worker->daemon->zones, CONFIG_ZONE_AUTH_CACHE);
+    struct zone *cache = zones_at(s->server->zones, CONFIG_ZONE_AUTH_CACHE);
 
     if (s->auth_cache_key[0] != '\0' && cache != NULL)
-        auth_cache_store(cache, s->auth_cache_key, s->auth_cache_ttl, ev_now(s->worker->loop));
+        auth_cache_store(cache, s->auth_cache_key, s->auth_cache_ttl, ev_now(s->server->loop));
     s->auth_cache_key[0] = '\0';
 }
 
@@ -244,7 +243,7 @@ smtp_auth_send(struct smtp_session *s)
     if (s->auth_verdict.kind == VERDICT_ACCEPT) {
         sasl_reset(&s->sasl);
         smtp_auth_log_ok(s);
-        WORKER_COUNT(s->worker, auth_ok);
+        smtp_server_count(s->server->auth_ok);
         smtp_reply_send(s->conn, SMTP_R_AUTH_OK);
         smtp_auth_remember(s);
         return SMTP_CONTINUE;

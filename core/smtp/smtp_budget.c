@@ -13,7 +13,6 @@
 #include <stdint.h>
 
 #include "util/limits.h"
-#include "daemon/worker.h"
 
 /* The client's key in the budget: its network (an IPv4 address, an IPv6 /64 by
  * default), the key the connection caps count by (iplimit.h). */
@@ -26,7 +25,7 @@ smtp_budget_key(const struct smtp_session *s)
 static struct inflight *
 smtp_budget_of(const struct smtp_session *s)
 {
-    return s->worker->daemon->inflight;
+    return s->server->inflight;
 }
 
 /* The most octets tx->msg takes for a message of n octets: smtp_data_feed's cap. */

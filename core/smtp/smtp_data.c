@@ -6,13 +6,14 @@
 #include <string.h>
 #include <time.h>
 
+#include <ev.h>
+
 #include "net/conn.h"
 #include "policy/hook.h"
 #include "util/log.h"
 #include "smtp/smtp_reply.h"
 #include "smtp/smtp_session_internal.h"
 #include "net/tls.h"
-#include "daemon/worker.h"
 
 /* RFC 3848 / RFC 6531 section 3.7.4: the "with" keyword records TLS and AUTH. */
 static const char *
@@ -80,7 +81,7 @@ smtp_message_start(struct smtp_session *s, enum data_mode mode)
 void
 smtp_data_clock_start(struct smtp_session *s)
 {
-    s->data_since = ev_now(s->worker->loop);
+    s->data_since = ev_now(s->server->loop);
     s->data_deadline = s->data_since + s->cfg->timeout_data;
     s->data_octets = 0;
 }
@@ -88,7 +89,7 @@ smtp_data_clock_start(struct smtp_session *s)
 void
 smtp_data_credit(struct smtp_session *s, size_t n)
 {
-    double now = ev_now(s->worker->loop);
+    double now = ev_now(s->server->loop);
     double cap = now + s->cfg->timeout_data;
     double d = s->data_deadline + (double)n / (double)s->cfg->min_data_rate;
 

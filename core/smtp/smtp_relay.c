@@ -13,8 +13,6 @@
 #include "smtp/smtp_reply.h"
 #include "smtp/smtp_session_internal.h"
 #include "relay/upstream_pool.h"
-#include "daemon/worker.h"
-#include "daemon/worker_gen.h"
 
 static void
 smtp_relay_log(struct smtp_session *s, const struct relay_result *res)
@@ -86,9 +84,9 @@ smtp_relay_done(void *ctx, const struct relay_result *res)
     s->relay = NULL;
     smtp_relay_log(s, res);
     if (res->status == RELAY_OK)
-        WORKER_COUNT(s->worker, messages_relayed);
+        smtp_server_count(s->server->messages_relayed);
     else
-        WORKER_COUNT(s->worker, messages_failed);
+        smtp_server_count(s->server->messages_failed);
     s->relayed = calloc(1, sizeof(*s->relayed));
     if (s->relayed == NULL) {
         smtp_reply_send(s->conn, SMTP_R_OUT_OF_MEMORY);
@@ -123,7 +121,7 @@ smtp_relay_start(struct smtp_session *s)
     tx->env.n_rcpts = tx->n_rcpts;
     tx->env.smtputf8 = tx->smtputf8;
     tx->env.body_8bit = tx->body_8bit;
-    s->relay = upstream_pool_relay(s->wgen->pool, set, s->id, &tx->env, buf_head(&tx->msg),
+    s->relay = upstream_pool_relay(s->pin.pool, set, s->id, &tx->env, buf_head(&tx->msg),
                                    buf_used(&tx->msg), smtp_relay_done, s);
     if (s->relay == NULL) {
         smtp_session_reset_tx(s);

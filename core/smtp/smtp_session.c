@@ -17,9 +17,6 @@
 #include "smtp/smtp_reply.h"
 #include "net/tls.h"
 #include "relay/upstream_pool.h"
-#include "daemon/generation.h"
-#include "daemon/worker.h"
-#include "daemon/worker_gen.h"
 
 /* The state machine: every change of s->state goes through smtp_session_enter(), which
  * checks it against this table. docs/smtp.md's diagram is generated from the table and
@@ -176,7 +173,7 @@ smtp_session_set_timeout(struct smtp_session *s)
         conn_set_timeout(s->conn, 0);
         return;
     }
-    left = at - ev_now(s->worker->loop);
+    left = at - ev_now(s->server->loop);
     conn_set_timeout(s->conn, left > 0.001 ? left : 0.001); /* passed: fire at once */
 }
 
@@ -184,7 +181,7 @@ smtp_session_set_timeout(struct smtp_session *s)
 static void
 smtp_session_clock_start(struct smtp_session *s)
 {
-    s->wait_since = ev_now(s->worker->loop);
+    s->wait_since = ev_now(s->server->loop);
     s->line_since = 0;
 }
 
@@ -246,7 +243,7 @@ smtp_session_log_open(struct smtp_session *s)
 static bool
 smtp_session_admit(struct smtp_session *s)
 {
-    enum iplimit_rc rc = iplimit_acquire(s->worker->daemon->iplimit, s->client);
+    enum iplimit_rc rc = iplimit_acquire(s->server->iplimit, s->client);
     struct logline  l;
 
     if (rc == IPLIMIT_OK) {
@@ -262,21 +259,20 @@ smtp_session_admit(struct smtp_session *s)
 }
 
 struct smtp_session *
-smtp_session_new(struct worker *w, const struct config_listener *lcfg, int fd)
+smtp_session_new(struct smtp_server *srv, const struct config_listener *lcfg, int fd)
 {
     struct smtp_session *s = calloc(1, sizeof(*s));
 
-    if (s == NULL || (s->conn = conn_new(w->loop, fd, s, smtp_session_event)) == NULL) {
+    if (s == NULL || (s->conn = conn_new(srv->loop, fd, s, smtp_session_event)) == NULL) {
         free(s);
         close(fd);
         return NULL;
     }
-    s->id = worker_next_sid(w);
-    s->worker = w;
-    worker_session_add(w, s);
-    s->cfg = s->wgen->cfg;
+    s->server = srv;
+    s->id = srv->session_add(srv->owner, s, &s->pin);
+    s->cfg = s->pin.cfg;
     s->lcfg = lcfg;
-    s->started = ev_now(w->loop);
+    s->started = ev_now(srv->loop);
     s->conn->in_max = SMTP_PARSE_AUTH_MAX * 2 + 65536;
     conn_peer(s->conn, s->peer, sizeof(s->peer), &s->peer_port);
     iplimit_client_key(s->peer, (unsigned)s->cfg->client_ipv6_prefix, s->client);
@@ -292,7 +288,7 @@ smtp_session_new(struct worker *w, const struct config_listener *lcfg, int fd)
         return NULL;
     }
     if (lcfg->tls == CONFIG_TLS_IMPLICIT) {
-        SSL *ssl = tls_server_ssl_new(s->wgen->gen->parts.tls, s->conn->fd);
+        SSL *ssl = tls_server_ssl_new(s->pin.tls, s->conn->fd);
 
         if (ssl == NULL) {
             smtp_session_free(s, "TLS setup failed");
@@ -347,14 +343,14 @@ smtp_session_free(struct smtp_session *s, const char *reason)
     log_str(&l, "reason", reason);
     log_int(&l, "messages", (long long)s->messages);
     log_int(&l, "commands", (long long)s->commands);
-    log_dbl(&l, "duration", ev_now(s->worker->loop) - s->started);
+    log_dbl(&l, "duration", ev_now(s->server->loop) - s->started);
     log_end(&l);
     smtp_session_reset_tx(s);
     sasl_reset(&s->sasl);
     if (s->counted)
-        iplimit_release(s->worker->daemon->iplimit, s->client);
+        iplimit_release(s->server->iplimit, s->client);
     conn_free(s->conn);
-    worker_session_gone(s->worker, s);
+    s->server->session_gone(s->server->owner, s);
     free(s);
 }
 
@@ -498,9 +494,9 @@ smtp_session_clock_update(struct smtp_session *s, unsigned long long lines_befor
     if (s->lines_in != lines_before)
         smtp_session_clock_start(s);
     else if (s->state != state_before)
-        s->wait_since = ev_now(s->worker->loop);
+        s->wait_since = ev_now(s->server->loop);
     if (in_line && s->line_since == 0 && (buf_used(&s->conn->in) > 0 || s->skip_line))
-        s->line_since = ev_now(s->worker->loop);
+        s->line_since = ev_now(s->server->loop);
 }
 
 /* Process everything buffered, then flush the batch of replies. */
@@ -533,7 +529,7 @@ smtp_session_process(struct smtp_session *s)
     smtp_session_clock_update(s, lines_before, state_before);
     if (s->state != SMTP_STATE_POLICY && s->state != SMTP_STATE_RELAY)
         smtp_session_set_timeout(s);
-    if (s->worker->draining && s->state == SMTP_STATE_CMD && s->tx == NULL) {
+    if (s->server->draining && s->state == SMTP_STATE_CMD && s->tx == NULL) {
         if (smtp_session_close_with(s, SMTP_R_SHUTTING_DOWN) == SMTP_GONE)
             return CONN_GONE;
         return CONN_OK;
@@ -611,7 +607,7 @@ smtp_session_tls_ready(struct smtp_session *s)
     s->esmtp = false;
     s->helo[0] = '\0';
     smtp_session_reset_tx(s);
-    if (s->worker->draining) /* it came during the handshake: idle now, so 421 */
+    if (s->server->draining) /* it came during the handshake: idle now, so 421 */
         return smtp_session_close_with(s, SMTP_R_SHUTTING_DOWN) == SMTP_GONE
                    ? CONN_GONE
                    : CONN_OK;
@@ -651,7 +647,7 @@ smtp_session_flushed(struct smtp_session *s)
         return CONN_GONE;
     }
     if (s->state == SMTP_STATE_STARTTLS && s->conn->ssl == NULL) {
-        SSL *ssl = tls_server_ssl_new(s->wgen->gen->parts.tls, s->conn->fd);
+        SSL *ssl = tls_server_ssl_new(s->pin.tls, s->conn->fd);
 
         if (ssl == NULL) {
             smtp_session_free(s, "TLS setup failed");
@@ -675,7 +671,7 @@ smtp_session_timed_out(struct smtp_session *s)
         [SMTP_WAIT_AUTH] = SMTP_R_TIMEOUT_AUTH,
         [SMTP_WAIT_DATA] = SMTP_R_TIMEOUT_DATA,
     };
-    double         at, limit, now = ev_now(s->worker->loop), since;
+    double         at, limit, now = ev_now(s->server->loop), since;
     enum smtp_wait w = smtp_session_deadline(s, &at, &limit);
     struct logline l;
 

@@ -21,6 +21,7 @@
 #include "proto/smtp_parse.h"
 #include "smtp/smtp_reply.h"
 #include "relay/upstream_pool.h"
+#include "smtp/smtp_server.h"
 
 struct conn;
 struct worker;
@@ -82,10 +83,14 @@ struct smtp_session {
     uint64_t                      id;       /* printed in every log line */
     struct smtp_session          *next;     /* worker's list */
     struct smtp_session          *prev;
+    struct smtp_server           *server;   /* borrows: the worker's; outlives the session */
+    struct smtp_server_pin        pin;      /* borrows: the pinned generation's parts */
+    /* Set by the worker (server->session_add) and never read in core/smtp: core/policy
+     * still reaches the worker and the pinned generation's Lua state through them. */
     struct worker                *worker;   /* borrows: outlives every session */
     struct worker_gen            *wgen;     /* borrows: the generation pinned at start
                                              * (policies, pool); outlives the session */
-    const struct config          *cfg;      /* borrows */
+    const struct config          *cfg;      /* borrows: pin.cfg */
     const struct config_listener *lcfg;     /* borrows */
     struct conn                  *conn;     /* owns */
     enum smtp_state               state;    /* written only by smtp_session_enter() */
@@ -142,8 +147,8 @@ struct smtp_session {
 };
 
 /* Take ownership of an accepted fd. Returns NULL on allocation failure (fd closed). */
-struct smtp_session *smtp_session_new(struct worker *w, const struct config_listener *lcfg,
-                                      int fd);
+struct smtp_session *smtp_session_new(struct smtp_server *srv,
+                                      const struct config_listener *lcfg, int fd);
 
 /* The one teardown path: cancels any outstanding wait, logs session.close with reason,
  * releases the iplimit slot, unlinks from the worker, frees. */

@@ -89,7 +89,7 @@ client_new(void)
     int sv[2];
 
     socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
-    smtp_session_new(worker, &cfg->listeners[0], sv[1]);
+    smtp_session_new(&worker->server, &cfg->listeners[0], sv[1]);
     return sv[0];
 }
 
