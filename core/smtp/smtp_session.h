@@ -1,6 +1,8 @@
 /* core/smtp/smtp_session.h: one client's SMTP session: the state machine over a conn.
- * smtp_session.c owns the lifecycle and the input loop; smtp_verbs.c the per-verb
- * checks; smtp_auth.c the AUTH exchange; smtp_data.c DATA/BDAT and the relay. This header
+ * smtp_session.c owns the lifecycle, the input loop and the state (smtp_session_enter);
+ * smtp_verbs.c the verb table; smtp_auth.c the AUTH exchange; smtp_data.c DATA/BDAT;
+ * smtp_relay.c the relay; smtp_budget.c the message's memory; smtp_reply.c the replies;
+ * smtp_server.h what a session borrows from its worker. This header
  * is what other folders use (the worker, the listener, the policies' view of a session);
  * what only core/smtp's files share is in smtp_session_internal.h. */
 #ifndef SLUICE_SMTP_SESSION_H
