@@ -102,7 +102,7 @@ struct ldap_client {
     struct ev_loop        *loop;    /* borrows */
     struct offload        *offload; /* borrows */
     struct offload_return *ret;     /* borrows: the worker's */
-    struct ldap_client_pin pin;     /* pin.owner borrowed: the caller holds it */
+    struct pin             pin;     /* pin.owner borrowed: the caller holds it */
     struct ldap_dir       *dirs;    /* owns */
     struct ldap_request   *reqs;    /* owns every check, wherever it is */
 };
@@ -113,7 +113,7 @@ struct ldap_dial_job {
     struct ldap_dir          *dir;  /* NULL once the pool is gone (loop thread only) */
     struct ev_loop           *loop; /* borrows; holds a reference (ev_ref) meanwhile, so
                                      * the worker waits for it before it exits */
-    struct ldap_client_pin    pin;  /* holds a reference to pin.owner: cfg stays valid */
+    struct pin                pin;  /* holds a reference to pin.owner: cfg stays valid */
     const struct config_ldap *cfg;
     size_t                    first; /* the URI tried first */
     LDAP                     *ld;   /* result: owns until done() takes it */
@@ -648,7 +648,7 @@ ldap_dial_job_free(struct ldap_dial_job *j)
     if (j->ld != NULL)
         ldap_unbind_ext(j->ld, NULL, NULL);
     ev_unref(j->loop);
-    j->pin.unref(j->pin.owner);
+    pin_unref(&j->pin);
     free(j);
 }
 
@@ -705,7 +705,7 @@ ldap_dir_dial(struct ldap_dir *dir)
     j->dir = dir;
     j->loop = c->loop;
     j->pin = c->pin;
-    j->pin.ref(j->pin.owner);
+    pin_ref(&j->pin);
     j->cfg = dir->cfg;
     j->first = dir->next_uri;
     j->job.work = ldap_dial_work;
@@ -719,7 +719,7 @@ ldap_dir_dial(struct ldap_dir *dir)
 
 struct ldap_client *
 ldap_client_new(struct ev_loop *loop, struct offload *offload, struct offload_return *ret,
-                const struct ldap_client_pin *pin)
+                const struct pin *pin)
 {
     struct ldap_client *c = calloc(1, sizeof(*c));
 

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/pin.h"
+
 struct config_domain;
 struct ev_loop;
 struct offload;
@@ -39,22 +41,13 @@ enum ldap_client_rc {
  * reason is only valid during the call. */
 typedef void ldap_client_done_fn(void *arg, enum ldap_client_rc rc, const char *reason);
 
-/* What keeps the configuration the checks borrow (the domains' ldap tables and their TLS
- * contexts) alive: the caller's reference-counted owner of it (the daemon's generation,
- * core/daemon/generation.h). The pool borrows owner (its caller holds it for the pool's
- * lifetime); each connect in flight calls ref(owner) and, when it returns, unref(owner),
- * as it may outlive the pool. Both may be called on any thread. */
-struct ldap_client_pin {
-    void *owner;
-    void (*ref)(void *owner);
-    void (*unref)(void *owner);
-};
-
-/* A pool for one worker: loop, offload and ret borrowed (they outlive it); *pin is
- * copied. NULL when out of memory. */
+/* A pool for one worker: loop, offload and ret borrowed (they outlive it). *pin is
+ * copied: what keeps the configuration the checks borrow (the domains' ldap tables and
+ * their TLS contexts) alive, the daemon's generation. The pool borrows pin->owner (its
+ * caller holds it for the pool's lifetime); each connect in flight pins it until it
+ * returns, as it may outlive the pool. NULL when out of memory. */
 struct ldap_client *ldap_client_new(struct ev_loop *loop, struct offload *offload,
-                                    struct offload_return *ret,
-                                    const struct ldap_client_pin *pin);
+                                    struct offload_return *ret, const struct pin *pin);
 
 /* Close every connection; checks still running (only cancelled ones can be) are
  * dropped; a connect in flight is orphaned and closes its connection when it returns.

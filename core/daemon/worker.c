@@ -34,7 +34,7 @@ worker_seed(struct worker *w)
         w->sid_state = 1;
 }
 
-uint64_t
+static uint64_t
 worker_next_sid(struct worker *w)
 {
     uint64_t x = w->sid_state; /* xorshift64*: unique enough to grep, not a secret */
@@ -49,6 +49,98 @@ worker_next_sid(struct worker *w)
 static void worker_wake_cb(struct ev_loop *loop, ev_async *w, int revents);
 static void worker_drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void worker_reap_cb(struct ev_loop *loop, ev_idle *i, int revents);
+
+static void worker_maybe_done(struct worker *w);
+
+/* The generation as a pin's owner (smtp/ and policy/ hold it opaque). */
+static void
+worker_gen_pin_ref(void *gen)
+{
+    generation_ref(gen);
+}
+
+static void
+worker_gen_pin_unref(void *gen)
+{
+    generation_unref(gen);
+}
+
+/* server->session_add: a session begins on the current generation, which it pins until
+ * it is gone (pin->handle is that worker_gen). */
+static uint64_t
+worker_server_session_add(void *owner, struct smtp_session *s, struct smtp_server_pin *pin)
+{
+    struct worker     *w = owner;
+    struct worker_gen *wg = w->gen;
+    struct generation *g = wg->gen;
+
+    s->next = w->sessions;
+    s->prev = NULL;
+    if (w->sessions != NULL)
+        w->sessions->prev = s;
+    w->sessions = s;
+    w->n_sessions++;
+    wg->sessions++;
+    atomic_fetch_add_explicit(&w->stats.sessions, 1, memory_order_relaxed);
+    WORKER_COUNT(w, sessions_total);
+    *pin = (struct smtp_server_pin){
+        .cfg = wg->cfg,
+        .tls = g->parts.tls,
+        .pool = wg->pool,
+        .vm = wg->vm,
+        .gen = {g, worker_gen_pin_ref, worker_gen_pin_unref},
+        .gen_id = g->id,
+        .authdb = g->parts.authdb,
+        .handle = wg,
+    };
+    return worker_next_sid(w);
+}
+
+/* server->session_gone: unlink s, unpin its generation (reaped when it was the last
+ * session of a retired one). */
+static void
+worker_server_session_gone(void *owner, struct smtp_session *s)
+{
+    struct worker     *w = owner;
+    struct worker_gen *wg = s->pin.handle;
+
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else if (w->sessions == s)
+        w->sessions = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    w->n_sessions--;
+    atomic_fetch_sub_explicit(&w->stats.sessions, 1, memory_order_relaxed);
+    if (--wg->sessions == 0 && wg != w->gen)
+        ev_idle_start(w->loop, &w->reap);
+    worker_maybe_done(w);
+}
+
+/* What the worker's sessions borrow: smtp/ includes nothing of daemon/. The daemon's
+ * shared parts are set before any worker thread starts (struct daemon), not always before
+ * worker_new(): worker_start() fills this again. */
+static void
+worker_server_init(struct worker *w)
+{
+    struct daemon *d = w->daemon;
+
+    w->server = (struct smtp_server){
+        .loop = w->loop,
+        .iplimit = d->iplimit,
+        .inflight = d->inflight,
+        .zones = d->zones,
+        .offload = d->offload,
+        .offload_ret = w->offload_ret,
+        .messages_relayed = &w->stats.messages_relayed,
+        .messages_failed = &w->stats.messages_failed,
+        .auth_ok = &w->stats.auth_ok,
+        .auth_failed = &w->stats.auth_failed,
+        .owner = w,
+        .session_add = worker_server_session_add,
+        .session_gone = worker_server_session_gone,
+    };
+}
 
 struct worker *
 worker_new(int index, struct daemon *d, const int *fds, const size_t *lindex, size_t n,
@@ -79,6 +171,7 @@ worker_new(int index, struct daemon *d, const int *fds, const size_t *lindex, si
     if (w->gen == NULL)
         goto fail;
     worker_seed(w);
+    worker_server_init(w);
     ev_async_init(&w->wake, worker_wake_cb);
     ev_async_start(w->loop, &w->wake);
     ev_init(&w->drain_timer, worker_drain_timeout_cb);
@@ -159,37 +252,6 @@ worker_set_gen(struct worker *w, struct worker_gen *wg)
     ev_async_send(w->loop, &w->wake);
 }
 
-void
-worker_session_gone(struct worker *w, struct smtp_session *s)
-{
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else if (w->sessions == s)
-        w->sessions = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
-    w->n_sessions--;
-    atomic_fetch_sub_explicit(&w->stats.sessions, 1, memory_order_relaxed);
-    if (--s->wgen->sessions == 0 && s->wgen != w->gen)
-        ev_idle_start(w->loop, &w->reap);
-    worker_maybe_done(w);
-}
-
-void
-worker_session_add(struct worker *w, struct smtp_session *s)
-{
-    s->next = w->sessions;
-    s->prev = NULL;
-    if (w->sessions != NULL)
-        w->sessions->prev = s;
-    w->sessions = s;
-    w->n_sessions++;
-    s->wgen = w->gen;
-    s->wgen->sessions++;
-    atomic_fetch_add_explicit(&w->stats.sessions, 1, memory_order_relaxed);
-    WORKER_COUNT(w, sessions_total);
-}
-
 static void
 worker_drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -209,7 +271,7 @@ worker_accept_cb(void *owner, size_t index, int fd)
 {
     struct worker *w = owner;
 
-    smtp_session_new(w, &w->gen->cfg->listeners[index], fd);
+    smtp_session_new(&w->server, &w->gen->cfg->listeners[index], fd);
 }
 
 static void
@@ -227,6 +289,7 @@ worker_start_drain(struct worker *w)
     if (w->draining)
         return;
     w->draining = true;
+    w->server.draining = true;
     worker_listeners_stop(w);
     ev_timer_set(&w->drain_timer, w->gen->cfg->timeout_drain, 0.);
     ev_timer_start(w->loop, &w->drain_timer);
@@ -263,6 +326,7 @@ worker_main(void *arg)
 int
 worker_start(struct worker *w)
 {
+    worker_server_init(w); /* the daemon's shared parts may be set after worker_new() */
     return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
 }
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "smtp/smtp_server.h"
 
 struct audit;
 struct generation;
@@ -78,6 +79,7 @@ struct worker {
     size_t                  n_sessions;
     uint64_t                sid_state; /* session id generator (xorshift) */
     bool                    draining;
+    struct smtp_server      server;   /* what its sessions borrow (smtp_server.h) */
     ev_async                wake;     /* another thread asks: drain, or take pending */
     ev_timer                drain_timer;
     _Atomic int             drain_requested;
@@ -95,12 +97,5 @@ void worker_drain(struct worker *w);  /* thread-safe: stop accepting, finish, ex
 void worker_set_gen(struct worker *w, struct worker_gen *wg);
 void worker_join(struct worker *w);
 void worker_free(struct worker *w);
-
-uint64_t worker_next_sid(struct worker *w);
-
-/* A session began (smtp_session_new: it pins w->gen) or ended (smtp_session_free):
- * link, unlink. */
-void worker_session_add(struct worker *w, struct smtp_session *s);
-void worker_session_gone(struct worker *w, struct smtp_session *s);
 
 #endif

@@ -14,13 +14,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "auth/ldap_client.h"
+#include "util/pin.h"
 
 struct authdb;
 struct buf;
 struct config;
 struct ev_loop;
-struct generation;
 struct offload;
 struct offload_return;
 struct verdict;
@@ -48,16 +47,12 @@ struct hook_ctx {
                                          * nil, 'thread pool unavailable' */
     struct offload_return *offload_ret; /* where offloaded work completes (the worker's) */
     struct zones          *zones;       /* the daemon's; the auth cache is one of them */
-    struct generation     *gen;         /* opaque here: the generation of cfg, for
-                                         * gen_ref() */
+    /* The configuration generation of cfg, opaque here: a check on the offload pool or
+     * an LDAP connect pins it while it runs, so that a reload cannot free cfg or authdb
+     * under it. owner NULL: the caller keeps them alive (unit tests). */
+    struct pin             gen;
     unsigned               gen_id;      /* gen's id (auth_cache_key()) */
     const struct authdb   *authdb;      /* gen's user files (sluice.passwd.verify) */
-    /* Take and drop a reference to gen: a check on the pool holds one while it runs, so
-     * that a reload cannot free authdb under it. */
-    struct generation *(*gen_ref)(struct generation *g);
-    void (*gen_unref)(struct generation *g);
-    /* The same generation as the LDAP pool pins it (sluice.ldap.verify's connects). */
-    struct ldap_client_pin ldap_pin;
 
     void             *owner; /* given back to the calls below */
     hook_ctx_done_fn *done;  /* the end of a run that returned HOOK_PENDING */

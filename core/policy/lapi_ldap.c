@@ -54,7 +54,7 @@ lapi_ldap_client(lua_State *L, struct hook_run *run)
         return *ud;
     lua_pushlightuserdata(L, (void *)&lapi_ldap_key);
     ud = lua_newuserdata(L, sizeof(*ud));
-    *ud = ldap_client_new(run->loop, run->ctx.offload, run->ctx.offload_ret, &run->ctx.ldap_pin);
+    *ud = ldap_client_new(run->loop, run->ctx.offload, run->ctx.offload_ret, &run->ctx.gen);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, lapi_ldap_gc);
     lua_setfield(L, -2, "__gc");

@@ -64,9 +64,8 @@ lapi_sleep(lua_State *L)
 struct lapi_verify_job {
     struct offload_job   job;  /* first: the offload queue links through it */
     struct hook_run     *run;  /* NULL once cancelled (loop thread only) */
-    struct generation   *gen;  /* holds a reference (gen_unref): a reload may retire the
-                                * session's generation while the hash is computed */
-    void               (*gen_unref)(struct generation *g);
+    struct pin           gen;  /* holds a reference: a reload may retire the session's
+                                * generation while the hash is computed */
     const struct authdb *db;   /* gen's user files */
     char                *identity; /* owns */
     char                *password; /* owns; wiped before it is freed */
@@ -83,8 +82,7 @@ lapi_verify_job_free(struct lapi_verify_job *j)
         explicit_bzero(j->password, strlen(j->password));
     free(j->password);
     free(j->identity);
-    if (j->gen != NULL)
-        j->gen_unref(j->gen);
+    pin_unref(&j->gen);
     free(j);
 }
 
@@ -189,10 +187,8 @@ lapi_passwd_verify(lua_State *L)
         return 1;
     }
     j->run = run;
-    if (ctx->gen_ref != NULL) { /* none: the caller keeps authdb alive (unit tests) */
-        j->gen = ctx->gen_ref(ctx->gen);
-        j->gen_unref = ctx->gen_unref;
-    }
+    j->gen = ctx->gen;
+    pin_ref(&j->gen);
     j->db = ctx->authdb;
     j->job.work = lapi_verify_work;
     j->job.done = lapi_verify_done;

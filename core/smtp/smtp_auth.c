@@ -10,8 +10,7 @@
 #include "policy/hook.h"
 #include "util/log.h"
 #include "smtp/smtp_reply.h"
-#include "smtp/smtp_session.h"
-#include "daemon/worker.h"
+#include "smtp/smtp_session_internal.h"
 #include "store/zone.h"
 
 static void smtp_auth_result_done(struct smtp_session *s, const struct verdict *v);
@@ -23,14 +22,15 @@ static enum smtp_rc smtp_auth_send(struct smtp_session *s);
  * limits count it, and smtp_auth_refuse() counts it towards limits.max_auth_failures.
  * why, when not NULL, is the log's reason (the verdict's, never sent). */
 static enum smtp_rc
-smtp_auth_fail(struct smtp_session *s, int code, const char *enh, const char *text,
-               const char *why)
+smtp_auth_fail(struct smtp_session *s, enum smtp_reply_id reply, const char *why)
 {
-    struct verdict *a = &s->auth_verdict;
+    const struct smtp_reply_entry *r = smtp_reply_get(reply);
+    struct verdict                *a = &s->auth_verdict;
 
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     s->auth_mech = s->sasl.mech;
-    verdict_set(a, code / 100 == 4 ? VERDICT_TEMPFAIL : VERDICT_REJECT, code, enh, text);
+    verdict_set(a, r->code / 100 == 4 ? VERDICT_TEMPFAIL : VERDICT_REJECT, r->code, r->enhanced,
+                r->text);
     snprintf(a->reason, sizeof(a->reason), "%s", why != NULL ? why : "");
     if (hook_auth_result(s, a, smtp_auth_result_done) == HOOK_PENDING)
         return smtp_session_wait(s);
@@ -38,9 +38,9 @@ smtp_auth_fail(struct smtp_session *s, int code, const char *enh, const char *te
 }
 
 enum smtp_rc
-smtp_auth_abort(struct smtp_session *s, int code, const char *enh, const char *text)
+smtp_auth_abort(struct smtp_session *s, enum smtp_reply_id reply)
 {
-    return smtp_auth_fail(s, code, enh, text, NULL);
+    return smtp_auth_fail(s, reply, NULL);
 }
 
 /* The client answered the RFC 7628 error challenge: the token's refusal (told to
@@ -50,12 +50,12 @@ static enum smtp_rc
 smtp_auth_refused(struct smtp_session *s)
 {
     sasl_reset(&s->sasl);
-    s->state = SMTP_STATE_CMD;
-    if (smtp_session_error(s, 535, "5.7.8", "Authentication credentials invalid") == SMTP_GONE)
+    smtp_session_enter(s, SMTP_STATE_CMD);
+    if (smtp_session_error(s, SMTP_R_AUTH_INVALID) == SMTP_GONE)
         return SMTP_GONE;
     if (++s->auth_failures < s->cfg->max_auth_failures)
         return SMTP_CONTINUE;
-    return smtp_session_close_with(s, 421, "4.7.0", "Too many authentication failures");
+    return smtp_session_close_with(s, SMTP_R_TOO_MANY_AUTH_FAILURES);
 }
 
 static void
@@ -102,7 +102,7 @@ smtp_auth_decide(struct smtp_session *s)
     s->auth_mech = s->sasl.mech;
     s->auth_cache_key[0] = '\0';
     if (smtp_auth_qualify(s) != 0)
-        return smtp_auth_fail(s, 454, "4.3.0", "Out of memory, try again later", NULL);
+        return smtp_auth_fail(s, SMTP_R_AUTH_NO_MEMORY, NULL);
     if (hook_auth(s, smtp_auth_hook_done, &v) == HOOK_DONE)
         return smtp_auth_apply(s, &v);
     return smtp_session_wait(s);
@@ -116,18 +116,18 @@ smtp_auth_result(struct smtp_session *s, enum sasl_rc rc)
         return smtp_auth_decide(s);
     case SASL_CHALLENGE:
         smtp_reply(s->conn, 334, NULL, "%s", s->sasl.challenge);
-        s->state = SMTP_STATE_AUTH;
+        smtp_session_enter(s, SMTP_STATE_AUTH);
         return SMTP_CONTINUE;
     case SASL_CANCELLED:
-        return smtp_auth_fail(s, 501, "5.0.0", "Authentication cancelled", NULL);
+        return smtp_auth_fail(s, SMTP_R_AUTH_CANCELLED, NULL);
     case SASL_BAD_BASE64:
-        return smtp_auth_fail(s, 501, "5.5.2", "Invalid base64 data", NULL);
+        return smtp_auth_fail(s, SMTP_R_AUTH_BAD_BASE64, NULL);
     case SASL_AUTHZ_DENIED:
-        return smtp_auth_fail(s, 535, "5.7.8", "Authentication credentials invalid",
+        return smtp_auth_fail(s, SMTP_R_AUTH_INVALID,
                               "authzid differs from authcid");
     case SASL_BAD_SYNTAX:
     default:
-        return smtp_auth_fail(s, 501, "5.5.2", "Malformed authentication data", NULL);
+        return smtp_auth_fail(s, SMTP_R_AUTH_MALFORMED, NULL);
     }
 }
 
@@ -138,18 +138,11 @@ smtp_auth_begin(struct smtp_session *s, const struct smtp_cmd *cmd)
     size_t         len = cmd->arg.len;
     enum sasl_mech mech;
 
-    if (!s->ehlo_seen || !s->esmtp)
-        return smtp_session_error(s, 503, "5.5.1", "Send EHLO first");
-    if (!s->tls && s->lcfg->require_tls_for_auth) /* RFC 3207 section 4 */
-        return smtp_session_error(s, 530, "5.7.0", "Must issue a STARTTLS command first");
-    if (s->authenticated)
-        return smtp_session_error(s, 503, "5.5.1", "Already authenticated");
-    if (s->tx != NULL)
-        return smtp_session_error(s, 503, "5.5.1", "AUTH not allowed in a transaction");
+    /* smtp_verbs.c checked EHLO, TLS, not yet authenticated, no transaction */
     sp = memchr(arg, ' ', len);
     mech = sasl_mech_from_name(arg, sp ? (size_t)(sp - arg) : len);
     if (mech == SASL_MECH_NONE || !(s->lcfg->sasl_mechs & SASL_MECH_BIT(mech)))
-        return smtp_session_error(s, 504, "5.5.4", "Unrecognized authentication type");
+        return smtp_session_error(s, SMTP_R_AUTH_BAD_MECH);
     if (sp != NULL)
         return smtp_auth_result(s, sasl_start(&s->sasl, mech, sp + 1,
                                               len - (size_t)(sp + 1 - arg)));
@@ -185,7 +178,7 @@ smtp_auth_token_refused(struct smtp_session *s)
 
     if (sasl_token_error_challenge(s->auth_mech, "smtp.send", challenge, sizeof(challenge)))
         smtp_reply(s->conn, 334, NULL, "%s", challenge);
-    s->state = SMTP_STATE_AUTH_ERROR;
+    smtp_session_enter(s, SMTP_STATE_AUTH_ERROR);
 }
 
 /* The session's identity after an accepted AUTH: the user name with ASCII letters
@@ -211,7 +204,7 @@ static enum smtp_rc
 smtp_auth_refuse(struct smtp_session *s, const struct verdict *v)
 {
     smtp_auth_log_fail(s, s->sasl.creds.authcid, v->code, v->reason[0] ? v->reason : v->text);
-    WORKER_COUNT(s->worker, auth_failed);
+    smtp_server_count(s->server->auth_failed);
     if (v->code == 535 && (s->auth_mech == SASL_MECH_XOAUTH2 ||
                            s->auth_mech == SASL_MECH_OAUTHBEARER)) {
         smtp_auth_token_refused(s);
@@ -220,12 +213,12 @@ smtp_auth_refuse(struct smtp_session *s, const struct verdict *v)
     }
     sasl_reset(&s->sasl);
     if (v->code == 421)
-        return smtp_session_close_with(s, 421, v->enhanced, v->text);
+        return smtp_session_close_text(s, 421, v->enhanced, v->text);
     smtp_reply(s->conn, v->code, v->enhanced, "%s", v->text);
     /* Every answer but 235 counts: a 454 (busy, blocked) or a 451 (a policy failed) as
      * much as a 535, or a flood of them would be free guessing. */
     if (++s->auth_failures >= s->cfg->max_auth_failures)
-        return smtp_session_close_with(s, 421, "4.7.0", "Too many authentication failures");
+        return smtp_session_close_with(s, SMTP_R_TOO_MANY_AUTH_FAILURES);
     return SMTP_CONTINUE;
 }
 
@@ -235,10 +228,10 @@ smtp_auth_refuse(struct smtp_session *s, const struct verdict *v)
 static void
 smtp_auth_remember(struct smtp_session *s)
 {
-    struct zone *cache = zones_at(s->worker->daemon->zones, CONFIG_ZONE_AUTH_CACHE);
+    struct zone *cache = zones_at(s->server->zones, CONFIG_ZONE_AUTH_CACHE);
 
     if (s->auth_cache_key[0] != '\0' && cache != NULL)
-        auth_cache_store(cache, s->auth_cache_key, s->auth_cache_ttl, ev_now(s->worker->loop));
+        auth_cache_store(cache, s->auth_cache_key, s->auth_cache_ttl, ev_now(s->server->loop));
     s->auth_cache_key[0] = '\0';
 }
 
@@ -246,12 +239,12 @@ smtp_auth_remember(struct smtp_session *s)
 static enum smtp_rc
 smtp_auth_send(struct smtp_session *s)
 {
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     if (s->auth_verdict.kind == VERDICT_ACCEPT) {
         sasl_reset(&s->sasl);
         smtp_auth_log_ok(s);
-        WORKER_COUNT(s->worker, auth_ok);
-        smtp_reply(s->conn, 235, "2.7.0", "Authentication successful");
+        smtp_server_count(s->server->auth_ok);
+        smtp_reply_send(s->conn, SMTP_R_AUTH_OK);
         smtp_auth_remember(s);
         return SMTP_CONTINUE;
     }
@@ -266,6 +259,14 @@ smtp_auth_result_done(struct smtp_session *s, const struct verdict *v)
     smtp_session_decided(s, smtp_auth_send(s));
 }
 
+static void
+smtp_auth_verdict_set(struct verdict *v, enum verdict_kind kind, enum smtp_reply_id reply)
+{
+    const struct smtp_reply_entry *r = smtp_reply_get(reply);
+
+    verdict_set(v, kind, r->code, r->enhanced, r->text);
+}
+
 /* What the client hears about its AUTH; no verdict is the on_auth default, 535. An
  * accept fixes the identity first; on_auth_result sees the answer before it is sent. */
 static enum smtp_rc
@@ -273,13 +274,13 @@ smtp_auth_apply(struct smtp_session *s, const struct verdict *v)
 {
     struct verdict *a = &s->auth_verdict;
 
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     *a = *v;
     if (a->kind == VERDICT_ACCEPT) {
         smtp_auth_identity(s, a->user[0] != '\0' ? a->user : s->sasl.creds.authcid);
-        verdict_set(a, VERDICT_ACCEPT, 235, "2.7.0", "Authentication successful");
+        smtp_auth_verdict_set(a, VERDICT_ACCEPT, SMTP_R_AUTH_OK);
     } else if (a->kind == VERDICT_NONE) {
-        verdict_set(a, VERDICT_REJECT, 535, "5.7.8", "Authentication credentials invalid");
+        smtp_auth_verdict_set(a, VERDICT_REJECT, SMTP_R_AUTH_INVALID);
     }
     if (hook_auth_result(s, a, smtp_auth_result_done) == HOOK_PENDING)
         return smtp_session_wait(s);

@@ -7,13 +7,12 @@
  * Charging in chunks keeps it cheap: MAIL reserves INFLIGHT_FIRST_CHUNK, which holds most
  * messages whole; past it each step doubles what is held, up to INFLIGHT_MAX_CHUNK a step,
  * so a 25 MiB message takes about 30 reservations and as many reallocations. */
-#include "smtp/smtp_session.h"
+#include "smtp/smtp_session_internal.h"
 
 #include <assert.h>
 #include <stdint.h>
 
 #include "util/limits.h"
-#include "daemon/worker.h"
 
 /* The client's key in the budget: its network (an IPv4 address, an IPv6 /64 by
  * default), the key the connection caps count by (iplimit.h). */
@@ -26,7 +25,7 @@ smtp_budget_key(const struct smtp_session *s)
 static struct inflight *
 smtp_budget_of(const struct smtp_session *s)
 {
-    return s->worker->daemon->inflight;
+    return s->server->inflight;
 }
 
 /* The most octets tx->msg takes for a message of n octets: smtp_data_feed's cap. */
@@ -127,13 +126,11 @@ smtp_budget_drop(struct smtp_session *s, struct smtp_tx *tx)
     tx->charged = 0;
 }
 
-const char *
+enum smtp_reply_id
 smtp_budget_refusal(struct smtp_session *s, enum inflight_rc rc)
 {
     inflight_refused(smtp_budget_of(s));
-    return rc == INFLIGHT_CLIENT
-               ? "Mail system full: too much mail in transit from your address, try again later"
-               : "Mail system full, try again later";
+    return rc == INFLIGHT_CLIENT ? SMTP_R_FULL_FOR_CLIENT : SMTP_R_FULL;
 }
 
 /* RFC 3463 X.3.1 "Mail system full"; RFC 5321 4.2.2: 452 insufficient system storage.
@@ -141,5 +138,5 @@ smtp_budget_refusal(struct smtp_session *s, enum inflight_rc rc)
 enum smtp_rc
 smtp_budget_refuse(struct smtp_session *s, enum inflight_rc rc)
 {
-    return smtp_session_error(s, 452, "4.3.1", smtp_budget_refusal(s, rc));
+    return smtp_session_error(s, smtp_budget_refusal(s, rc));
 }

@@ -1,21 +1,19 @@
 /* core/smtp/smtp_data.c: DATA and BDAT (RFC 5321 4.1.1.4, RFC 3030): the Received: header,
  * message octets through the data decoder into the transaction's buffer, the end-of-
- * message checks, and the relay. The client's 250 waits for the upstream's (DESIGN.md:
- * a message held only in memory is never acknowledged). */
+ * message checks and on_data; the relay that follows is smtp_relay.c's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <ev.h>
+
 #include "net/conn.h"
 #include "policy/hook.h"
 #include "util/log.h"
 #include "smtp/smtp_reply.h"
-#include "smtp/smtp_session.h"
+#include "smtp/smtp_session_internal.h"
 #include "net/tls.h"
-#include "relay/relay_job.h"
-#include "daemon/worker.h"
-#include "daemon/worker_gen.h"
 
 /* RFC 3848 / RFC 6531 section 3.7.4: the "with" keyword records TLS and AUTH. */
 static const char *
@@ -83,7 +81,7 @@ smtp_message_start(struct smtp_session *s, enum data_mode mode)
 void
 smtp_data_clock_start(struct smtp_session *s)
 {
-    s->data_since = ev_now(s->worker->loop);
+    s->data_since = ev_now(s->server->loop);
     s->data_deadline = s->data_since + s->cfg->timeout_data;
     s->data_octets = 0;
 }
@@ -91,7 +89,7 @@ smtp_data_clock_start(struct smtp_session *s)
 void
 smtp_data_credit(struct smtp_session *s, size_t n)
 {
-    double now = ev_now(s->worker->loop);
+    double now = ev_now(s->server->loop);
     double cap = now + s->cfg->timeout_data;
     double d = s->data_deadline + (double)n / (double)s->cfg->min_data_rate;
 
@@ -104,18 +102,13 @@ smtp_data_credit(struct smtp_session *s, size_t n)
 enum smtp_rc
 smtp_data_begin(struct smtp_session *s)
 {
-    if (s->tx == NULL)
-        return smtp_session_error(s, 503, "5.5.1", "Need MAIL command first");
-    if (s->tx->bdat_used)
-        return smtp_session_error(s, 503, "5.5.1", "DATA not allowed after BDAT");
-    if (s->tx->n_rcpts == 0) /* RFC 5321 3.3: no valid recipients */
-        return smtp_session_error(s, 554, "5.5.1", "No valid recipients");
+    /* smtp_verbs.c checked a transaction, no BDAT in it, a recipient (RFC 5321 3.3) */
     if (!smtp_message_start(s, DATA_MODE_DOT)) {
         smtp_session_reset_tx(s);
-        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+        return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
     }
-    smtp_reply(s->conn, 354, NULL, "End data with <CR><LF>.<CR><LF>");
-    s->state = SMTP_STATE_DATA;
+    smtp_reply_send(s->conn, SMTP_R_DATA_GO_AHEAD);
+    smtp_session_enter(s, SMTP_STATE_DATA);
     smtp_data_clock_start(s);
     return SMTP_CONTINUE;
 }
@@ -123,14 +116,12 @@ smtp_data_begin(struct smtp_session *s)
 static enum smtp_rc smtp_bdat_chunk_done(struct smtp_session *s);
 
 static enum smtp_rc
-smtp_bdat_discard(struct smtp_session *s, int code, const char *enh, const char *text)
+smtp_bdat_discard(struct smtp_session *s, enum smtp_reply_id reply)
 {
     /* RFC 3030 section 3: the chunk's octets follow regardless; read and drop them. */
     s->bdat_discard = true;
-    s->bdat_reject_code = code;
-    s->bdat_reject_enh = enh;
-    s->bdat_reject_text = text;
-    s->state = SMTP_STATE_BDAT;
+    s->bdat_reject = reply;
+    smtp_session_enter(s, SMTP_STATE_BDAT);
     return s->bdat_left == 0 ? smtp_bdat_chunk_done(s) : SMTP_CONTINUE;
 }
 
@@ -145,19 +136,19 @@ smtp_bdat_begin(struct smtp_session *s, const struct smtp_cmd *cmd)
     if (s->tx == NULL || !s->tx->bdat_used) /* later chunks share the first one's clock */
         smtp_data_clock_start(s);
     if (s->tx == NULL)
-        return smtp_bdat_discard(s, 503, "5.5.1", "Need MAIL command first");
+        return smtp_bdat_discard(s, SMTP_R_NEED_MAIL);
     if (s->tx->n_rcpts == 0)
-        return smtp_bdat_discard(s, 554, "5.5.1", "No valid recipients");
+        return smtp_bdat_discard(s, SMTP_R_NO_RECIPIENTS);
     if ((mem = smtp_budget_expect(s, cmd->chunk_size)) != INFLIGHT_OK) {
         smtp_session_reset_tx(s); /* as a chunk over the size limit: RFC 3030 4.2 */
-        return smtp_bdat_discard(s, 452, "4.3.1", smtp_budget_refusal(s, mem));
+        return smtp_bdat_discard(s, smtp_budget_refusal(s, mem));
     }
     if (!s->tx->bdat_used) {
         if (!smtp_message_start(s, DATA_MODE_CHUNK))
-            return smtp_bdat_discard(s, 451, "4.3.0", "Out of memory");
+            return smtp_bdat_discard(s, SMTP_R_OUT_OF_MEMORY);
         s->tx->bdat_used = true;
     }
-    s->state = SMTP_STATE_BDAT;
+    smtp_session_enter(s, SMTP_STATE_BDAT);
     return s->bdat_left == 0 ? smtp_bdat_chunk_done(s) : SMTP_CONTINUE;
 }
 
@@ -215,11 +206,10 @@ smtp_bdat_chunk_done(struct smtp_session *s)
 {
     char msg[64];
 
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     if (s->bdat_discard) {
         s->bdat_discard = false;
-        return smtp_session_error(s, s->bdat_reject_code, s->bdat_reject_enh,
-                                  s->bdat_reject_text);
+        return smtp_session_error(s, s->bdat_reject);
     }
     if (s->bdat_last) {
         data_decoder_finish(&s->tx->dec);
@@ -227,7 +217,7 @@ smtp_bdat_chunk_done(struct smtp_session *s)
     }
     if (s->tx->dec.errors & DATA_ERR_TOO_BIG) { /* fail early: RFC 3030 section 4.2 */
         smtp_session_reset_tx(s);
-        return smtp_session_error(s, 552, "5.3.4", "Message size exceeds fixed maximum size");
+        return smtp_session_error(s, SMTP_R_TOO_BIG);
     }
     if (s->tx->refused != INFLIGHT_OK) { /* the same for memory: the rest would not fit */
         enum inflight_rc mem = s->tx->refused;
@@ -278,140 +268,19 @@ smtp_message_refuse(struct smtp_session *s, unsigned errors)
     if (errors == 0)
         return smtp_budget_refuse(s, mem);
     if (errors & DATA_ERR_TOO_BIG)
-        return smtp_session_error(s, 552, "5.3.4", "Message size exceeds fixed maximum size");
+        return smtp_session_error(s, SMTP_R_TOO_BIG);
     if (errors & (DATA_ERR_BARE_CR | DATA_ERR_BARE_LF))
-        return smtp_session_error(s, 550, "5.6.0",
-                                  "Bare CR or LF in message; lines must end with CRLF");
+        return smtp_session_error(s, SMTP_R_BARE_CR_LF_MESSAGE);
     snprintf(text, sizeof(text), "Message has a line longer than %zu octets",
              s->cfg->max_line_length);
-    return smtp_session_error(s, 550, "5.6.0", text);
-}
-
-static void
-smtp_relay_log(struct smtp_session *s, const struct relay_result *res)
-{
-    struct logline l;
-
-    log_begin(&l, res->status == RELAY_OK ? LOG_INFO : LOG_NOTICE, "relay.done", s->id);
-    log_str(&l, "from", s->tx->mail_from);
-    log_int(&l, "rcpts", (long long)s->tx->n_rcpts);
-    log_int(&l, "size", (long long)(buf_used(&s->tx->msg) - s->tx->body_start));
-    log_str(&l, "upstream", res->upstream);
-    log_int(&l, "code", res->code);
-    log_str(&l, "enhanced", res->enhanced);
-    log_str(&l, "text", res->text);
-    log_str(&l, "queue_id", res->queue_id);
-    log_bool(&l, "reused", res->reused);
-    log_end(&l);
-}
-
-/* Tell the client what became of its message (s->relayed), end the transaction, and
- * go on with what it pipelined. */
-static void
-smtp_relay_reply(struct smtp_session *s)
-{
-    struct smtp_relayed *r = s->relayed;
-
-    s->relayed = NULL;
-    if (r->code / 100 == 2)
-        s->messages++;
-    smtp_reply(s->conn, r->code, r->enhanced, "%s", r->text);
-    free(r);
-    smtp_session_reset_tx(s);
-    s->state = SMTP_STATE_CMD;
-    smtp_session_resume(s);
-}
-
-static void
-smtp_relayed_done(struct smtp_session *s, const struct verdict *v)
-{
-    (void)v;
-    smtp_relay_reply(s);
-}
-
-static void
-smtp_relayed_fill(struct smtp_session *s, const struct relay_result *res,
-                  struct smtp_relayed *r)
-{
-    if (res->status == RELAY_OK) { /* s->messages counts it once the client is told */
-        r->code = 250;
-        snprintf(r->enhanced, sizeof(r->enhanced), "2.0.0");
-        snprintf(r->text, sizeof(r->text), "Ok: queued as %08llx.%zu%s%s",
-                 (unsigned long long)s->id, s->messages + 1, res->queue_id[0] ? " upstream " : "",
-                 res->queue_id);
-    } else {
-        r->code = res->code;
-        snprintf(r->enhanced, sizeof(r->enhanced), "%s", res->enhanced);
-        snprintf(r->text, sizeof(r->text), "%s", res->text);
-    }
-    snprintf(r->queue_id, sizeof(r->queue_id), "%s", res->queue_id);
-    snprintf(r->upstream, sizeof(r->upstream), "%s", res->upstream);
-}
-
-/* The relay is over: on_relayed hears the answer before the client does. */
-static void
-smtp_relay_done(void *ctx, const struct relay_result *res)
-{
-    struct smtp_session *s = ctx;
-
-    s->relay = NULL;
-    smtp_relay_log(s, res);
-    if (res->status == RELAY_OK)
-        WORKER_COUNT(s->worker, messages_relayed);
-    else
-        WORKER_COUNT(s->worker, messages_failed);
-    s->relayed = calloc(1, sizeof(*s->relayed));
-    if (s->relayed == NULL) {
-        smtp_reply(s->conn, 451, "4.3.0", "Out of memory");
-        smtp_session_reset_tx(s);
-        s->state = SMTP_STATE_CMD;
-        smtp_session_resume(s);
-        return;
-    }
-    smtp_relayed_fill(s, res, s->relayed);
-    if (hook_relayed(s, s->relayed, smtp_relayed_done) == HOOK_PENDING)
-        return; /* still BUSY; reading goes on as during the relay */
-    smtp_relay_reply(s);
-}
-
-static const char *
-smtp_domain_of(const char *addr)
-{
-    const char *at = strrchr(addr, '@');
-
-    return at ? at + 1 : "";
-}
-
-static enum smtp_rc
-smtp_relay_start(struct smtp_session *s)
-{
-    struct smtp_tx *tx = s->tx;
-    const char     *dom = smtp_domain_of(tx->mail_from);
-    int             set = config_route_for_domain(s->cfg, dom, strlen(dom));
-
-    tx->env.mail_from = tx->mail_from;
-    tx->env.rcpts = (const char **)tx->rcpts;
-    tx->env.n_rcpts = tx->n_rcpts;
-    tx->env.smtputf8 = tx->smtputf8;
-    tx->env.body_8bit = tx->body_8bit;
-    s->relay = upstream_pool_relay(s->wgen->pool, set, s->id, &tx->env, buf_head(&tx->msg),
-                                   buf_used(&tx->msg), smtp_relay_done, s);
-    if (s->relay == NULL) {
-        smtp_session_reset_tx(s);
-        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
-    }
-    /* Reading goes on, so that a client that leaves is seen and its job cancelled
-     * (docs/relay.md); what it pipelines waits in c->in, as BUSY consumes nothing. */
-    s->state = SMTP_STATE_BUSY;
-    conn_set_timeout(s->conn, 0);
-    return SMTP_PAUSE;
+    return smtp_session_error_text(s, 550, "5.6.0", text);
 }
 
 /* on_data's verdict: relay the message, or the policy's reply. */
 static enum smtp_rc
 smtp_data_decided(struct smtp_session *s, const struct verdict *v)
 {
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
         smtp_session_reset_tx(s);
         return smtp_session_policy_reply(s, v);
@@ -433,7 +302,7 @@ smtp_message_end(struct smtp_session *s)
     unsigned       errors = s->tx->dec.errors;
     struct verdict v;
 
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     if (errors != 0 || s->tx->refused != INFLIGHT_OK)
         return smtp_message_refuse(s, errors);
     if (hook_data(s, smtp_data_hook_done, &v) == HOOK_PENDING)

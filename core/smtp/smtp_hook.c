@@ -18,10 +18,7 @@
 #include "policy/hook_run.h"
 #include "policy/lapi_session.h"
 #include "policy/policy_vm.h"
-#include "smtp/smtp_session.h"
-#include "daemon/generation.h"
-#include "daemon/worker.h"
-#include "daemon/worker_gen.h"
+#include "smtp/smtp_session_internal.h"
 
 /* ---- what the engine calls back ------------------------------------------------------ */
 
@@ -66,40 +63,21 @@ smtp_hook_reserve_cb(void *owner, size_t n, size_t cap)
     return smtp_budget_reserve(owner, n, cap) == INFLIGHT_OK ? 0 : -1;
 }
 
-/* The generation as an ldap_client_pin owner (auth/ cannot name it). */
-static void
-smtp_hook_gen_ref(void *gen)
-{
-    generation_ref(gen);
-}
-
-static void
-smtp_hook_gen_unref(void *gen)
-{
-    generation_unref(gen);
-}
-
 /* The context of every hook call of s. */
 static void
 smtp_hook_ctx(struct smtp_session *s, struct hook_ctx *ctx)
 {
-    struct worker     *w = s->worker;
-    struct generation *g = s->wgen->gen;
-
     *ctx = (struct hook_ctx){
         .sid = s->id,
         .client = s->client,
         .cfg = s->cfg,
-        .loop = w->loop,
-        .offload = w->daemon->offload,
-        .offload_ret = w->offload_ret,
-        .zones = w->daemon->zones,
-        .gen = g,
-        .gen_id = g != NULL ? g->id : 0,
-        .authdb = g != NULL ? g->parts.authdb : NULL,
-        .gen_ref = generation_ref,
-        .gen_unref = generation_unref,
-        .ldap_pin = {g, smtp_hook_gen_ref, smtp_hook_gen_unref},
+        .loop = s->server->loop,
+        .offload = s->server->offload,
+        .offload_ret = s->server->offload_ret,
+        .zones = s->server->zones,
+        .gen = s->pin.gen,
+        .gen_id = s->pin.gen_id,
+        .authdb = s->pin.authdb,
         .owner = s,
         .done = smtp_hook_done_cb,
         .remember_on_235 = smtp_hook_remember_cb,
@@ -160,7 +138,7 @@ smtp_hook_push_tx(lua_State *L, struct smtp_session *s, bool with_size)
 static lua_State *
 hook_state(struct smtp_session *s, enum policy_hook hook, struct verdict *out)
 {
-    struct policy_vm *vm = s->wgen->vm;
+    struct policy_vm *vm = s->pin.vm;
 
     verdict_set(out, VERDICT_NONE, 0, NULL, NULL);
     if (vm == NULL || policy_vm_hook_count(vm, hook) == 0)
@@ -178,9 +156,9 @@ hook_start(struct smtp_session *s, enum policy_hook hook, int nargs, bool notify
 
     smtp_hook_ctx(s, &ctx);
     if (notify)
-        rc = hook_run_notify(&ctx, s->wgen->vm, hook, nargs, &s->hook);
+        rc = hook_run_notify(&ctx, s->pin.vm, hook, nargs, &s->hook);
     else
-        rc = hook_run_start(&ctx, s->wgen->vm, hook, nargs, out, &s->hook);
+        rc = hook_run_start(&ctx, s->pin.vm, hook, nargs, out, &s->hook);
     if (rc == HOOK_PENDING)
         s->hook_done = done;
     return rc;
@@ -321,6 +299,6 @@ hook_session_gone(struct smtp_session *s, const char *reason)
         s->hook_done = NULL;
     }
     hook_disconnect(s, reason);
-    if (s->wgen->vm != NULL)
-        lapi_session_release(policy_vm_state(s->wgen->vm), &s->lua_session);
+    if (s->pin.vm != NULL)
+        lapi_session_release(policy_vm_state(s->pin.vm), &s->lua_session);
 }

@@ -3,6 +3,7 @@
  * pipelined batch together (RFC 2920 section 3.2). The per-verb rules live in
  * smtp_verbs.c, AUTH in smtp_auth.c, DATA/BDAT in smtp_data.c. */
 #include "smtp/smtp_session.h"
+#include "smtp/smtp_session_internal.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -16,9 +17,86 @@
 #include "smtp/smtp_reply.h"
 #include "net/tls.h"
 #include "relay/relay_job.h"
-#include "daemon/generation.h"
-#include "daemon/worker.h"
-#include "daemon/worker_gen.h"
+
+/* The state machine: every change of s->state goes through smtp_session_enter(), which
+ * checks it against this table. docs/smtp.md's diagram is generated from the table and
+ * unit.smtp_session compares them; a change here is a change of the diagram. */
+#define T(a, b, why) {SMTP_STATE_##a, SMTP_STATE_##b, why}
+const struct smtp_transition smtp_session_transitions[] = {
+    T(NEW, TLS_ACCEPT, "implicit TLS listener"),
+    T(NEW, POLICY, "on_connect takes time"),
+    T(NEW, CMD, "greeting sent"),
+    T(NEW, CLOSING, "on_connect refused"),
+    T(TLS_ACCEPT, POLICY, "handshake done, on_connect takes time"),
+    T(TLS_ACCEPT, CMD, "handshake done, greeting sent"),
+    T(TLS_ACCEPT, CLOSING, "handshake done, on_connect refused"),
+    T(POLICY, CMD, "verdict applied"),
+    T(POLICY, CLOSING, "on_connect refused"),
+    T(CMD, POLICY, "EHLO, MAIL, RCPT, AUTH or end of message: a hook takes time"),
+    T(CMD, AUTH, "AUTH: 334 challenge"),
+    T(CMD, AUTH_ERROR, "bearer token refused: 334 error challenge"),
+    T(CMD, DATA, "DATA: 354"),
+    T(CMD, BDAT, "BDAT: chunk follows"),
+    T(CMD, STARTTLS, "STARTTLS: 220"),
+    T(CMD, RELAY, "on_data accepted the message"),
+    T(CMD, CLOSING, "QUIT, a 421, drain"),
+    T(AUTH, POLICY, "credentials complete: on_auth takes time"),
+    T(AUTH, CMD, "AUTH answered"),
+    T(AUTH, CLOSING, "timeout, drain"),
+    T(AUTH_ERROR, CMD, "client answered the error challenge: 535"),
+    T(AUTH_ERROR, CLOSING, "timeout, drain"),
+    T(DATA, CMD, "final dot"),
+    T(DATA, CLOSING, "timeout"),
+    T(BDAT, CMD, "chunk read"),
+    T(BDAT, CLOSING, "timeout"),
+    T(STARTTLS, CMD, "handshake done: the session starts over"),
+    T(RELAY, CMD, "the client got the upstream's answer"),
+};
+#undef T
+const size_t smtp_session_n_transitions =
+    sizeof(smtp_session_transitions) / sizeof(smtp_session_transitions[0]);
+
+const char *
+smtp_session_state_name(enum smtp_state st)
+{
+    static const char *const names[SMTP_STATE_COUNT] = {
+        [SMTP_STATE_NEW] = "NEW",           [SMTP_STATE_TLS_ACCEPT] = "TLS_ACCEPT",
+        [SMTP_STATE_CMD] = "CMD",           [SMTP_STATE_AUTH] = "AUTH",
+        [SMTP_STATE_AUTH_ERROR] = "AUTH_ERROR", [SMTP_STATE_DATA] = "DATA",
+        [SMTP_STATE_BDAT] = "BDAT",         [SMTP_STATE_STARTTLS] = "STARTTLS",
+        [SMTP_STATE_POLICY] = "POLICY",     [SMTP_STATE_RELAY] = "RELAY",
+        [SMTP_STATE_CLOSING] = "CLOSING",
+    };
+
+    return (unsigned)st < SMTP_STATE_COUNT ? names[st] : "?";
+}
+
+bool
+smtp_session_may_enter(enum smtp_state from, enum smtp_state to)
+{
+    if (from == to)
+        return true;
+    for (size_t i = 0; i < smtp_session_n_transitions; i++) {
+        if (smtp_session_transitions[i].from == from && smtp_session_transitions[i].to == to)
+            return true;
+    }
+    return false;
+}
+
+void
+smtp_session_enter(struct smtp_session *s, enum smtp_state to)
+{
+    struct logline l;
+
+    if (s->state == to)
+        return;
+    assert(smtp_session_may_enter(s->state, to));
+    log_begin(&l, LOG_DEBUG, "session.state", s->id);
+    log_str(&l, "from", smtp_session_state_name(s->state));
+    log_str(&l, "to", smtp_session_state_name(to));
+    log_end(&l);
+    s->state = to;
+}
 
 static enum conn_rc smtp_session_event(void *owner, struct conn *c, enum conn_event ev);
 static enum conn_rc smtp_session_flushed(struct smtp_session *s);
@@ -26,7 +104,7 @@ static enum conn_rc smtp_session_flushed(struct smtp_session *s);
 /* What the session waits for when its timer fires: names the log line's phase and
  * the reply. */
 enum smtp_wait {
-    SMTP_WAIT_NONE,     /* BUSY, CLOSING: other timers rule */
+    SMTP_WAIT_NONE,     /* NEW, POLICY, RELAY, CLOSING: other timers rule */
     SMTP_WAIT_TLS,      /* the whole handshake, from its start */
     SMTP_WAIT_GREETING, /* the first command's first octet */
     SMTP_WAIT_COMMAND,  /* the next command's first octet */
@@ -95,7 +173,7 @@ smtp_session_set_timeout(struct smtp_session *s)
         conn_set_timeout(s->conn, 0);
         return;
     }
-    left = at - ev_now(s->worker->loop);
+    left = at - ev_now(s->server->loop);
     conn_set_timeout(s->conn, left > 0.001 ? left : 0.001); /* passed: fire at once */
 }
 
@@ -103,7 +181,7 @@ smtp_session_set_timeout(struct smtp_session *s)
 static void
 smtp_session_clock_start(struct smtp_session *s)
 {
-    s->wait_since = ev_now(s->worker->loop);
+    s->wait_since = ev_now(s->server->loop);
     s->line_since = 0;
 }
 
@@ -111,7 +189,7 @@ static void
 smtp_session_greet(struct smtp_session *s)
 {
     smtp_reply(s->conn, 220, NULL, "%s ESMTP sluice ready", s->cfg->hostname);
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     smtp_session_clock_start(s);
     smtp_session_set_timeout(s);
     conn_read_start(s->conn);
@@ -122,7 +200,7 @@ static enum smtp_rc
 smtp_connect_decided(struct smtp_session *s, const struct verdict *v)
 {
     if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL)
-        return smtp_session_close_with(s, v->code, v->enhanced, v->text);
+        return smtp_session_close_text(s, v->code, v->enhanced, v->text);
     smtp_session_greet(s);
     return SMTP_CONTINUE;
 }
@@ -135,7 +213,7 @@ smtp_connect_hook_done(struct smtp_session *s, const struct verdict *v)
     smtp_session_resume(s);
 }
 
-/* on_connect, then the greeting. A pending hook waits in BUSY without a timeout of
+/* on_connect, then the greeting. A pending hook waits in POLICY without a timeout of
  * the session's own (the hook has its budget). */
 static enum smtp_rc
 smtp_session_open(struct smtp_session *s)
@@ -143,7 +221,7 @@ smtp_session_open(struct smtp_session *s)
     struct verdict v;
 
     if (hook_connect(s, smtp_connect_hook_done, &v) == HOOK_PENDING) {
-        s->state = SMTP_STATE_BUSY;
+        smtp_session_enter(s, SMTP_STATE_POLICY);
         conn_set_timeout(s->conn, 0);
         return SMTP_PAUSE;
     }
@@ -165,7 +243,7 @@ smtp_session_log_open(struct smtp_session *s)
 static bool
 smtp_session_admit(struct smtp_session *s)
 {
-    enum iplimit_rc rc = iplimit_acquire(s->worker->daemon->iplimit, s->client);
+    enum iplimit_rc rc = iplimit_acquire(s->server->iplimit, s->client);
     struct logline  l;
 
     if (rc == IPLIMIT_OK) {
@@ -181,21 +259,20 @@ smtp_session_admit(struct smtp_session *s)
 }
 
 struct smtp_session *
-smtp_session_new(struct worker *w, const struct config_listener *lcfg, int fd)
+smtp_session_new(struct smtp_server *srv, const struct config_listener *lcfg, int fd)
 {
     struct smtp_session *s = calloc(1, sizeof(*s));
 
-    if (s == NULL || (s->conn = conn_new(w->loop, fd, s, smtp_session_event)) == NULL) {
+    if (s == NULL || (s->conn = conn_new(srv->loop, fd, s, smtp_session_event)) == NULL) {
         free(s);
         close(fd);
         return NULL;
     }
-    s->id = worker_next_sid(w);
-    s->worker = w;
-    worker_session_add(w, s);
-    s->cfg = s->wgen->cfg;
+    s->server = srv;
+    s->id = srv->session_add(srv->owner, s, &s->pin);
+    s->cfg = s->pin.cfg;
     s->lcfg = lcfg;
-    s->started = ev_now(w->loop);
+    s->started = ev_now(srv->loop);
     s->conn->in_max = SMTP_PARSE_AUTH_MAX * 2 + 65536;
     conn_peer(s->conn, s->peer, sizeof(s->peer), &s->peer_port);
     iplimit_client_key(s->peer, (unsigned)s->cfg->client_ipv6_prefix, s->client);
@@ -204,20 +281,20 @@ smtp_session_new(struct worker *w, const struct config_listener *lcfg, int fd)
         /* RFC 5321 3.8: 421 instead of the greeting. Not for implicit TLS: there is no
          * SMTP channel before the handshake, so the socket is simply closed. */
         if (lcfg->tls != CONFIG_TLS_IMPLICIT) {
-            smtp_reply(s->conn, 421, "4.7.0", "Too many connections, try again later");
+            smtp_reply_send(s->conn, SMTP_R_TOO_MANY_CONNECTIONS);
             conn_flush(s->conn, false);
         }
         smtp_session_free(s, "connection limit");
         return NULL;
     }
     if (lcfg->tls == CONFIG_TLS_IMPLICIT) {
-        SSL *ssl = tls_server_ssl_new(s->wgen->gen->parts.tls, s->conn->fd);
+        SSL *ssl = tls_server_ssl_new(s->pin.tls, s->conn->fd);
 
         if (ssl == NULL) {
             smtp_session_free(s, "TLS setup failed");
             return NULL;
         }
-        s->state = SMTP_STATE_TLS_ACCEPT;
+        smtp_session_enter(s, SMTP_STATE_TLS_ACCEPT);
         smtp_session_clock_start(s);
         smtp_session_set_timeout(s);
         conn_start_tls(s->conn, ssl);
@@ -266,21 +343,21 @@ smtp_session_free(struct smtp_session *s, const char *reason)
     log_str(&l, "reason", reason);
     log_int(&l, "messages", (long long)s->messages);
     log_int(&l, "commands", (long long)s->commands);
-    log_dbl(&l, "duration", ev_now(s->worker->loop) - s->started);
+    log_dbl(&l, "duration", ev_now(s->server->loop) - s->started);
     log_end(&l);
     smtp_session_reset_tx(s);
     sasl_reset(&s->sasl);
     if (s->counted)
-        iplimit_release(s->worker->daemon->iplimit, s->client);
+        iplimit_release(s->server->iplimit, s->client);
     conn_free(s->conn);
-    worker_session_gone(s->worker, s);
+    s->server->session_gone(s->server->owner, s);
     free(s);
 }
 
 /* Reply, count the error, and hang up when the client keeps erring (RFC 5321 4.5.3.1:
  * a server may close after too many errors; 421 says why). */
 enum smtp_rc
-smtp_session_error(struct smtp_session *s, int code, const char *enh, const char *text)
+smtp_session_error_text(struct smtp_session *s, int code, const char *enh, const char *text)
 {
     struct logline l;
 
@@ -291,15 +368,23 @@ smtp_session_error(struct smtp_session *s, int code, const char *enh, const char
     log_str(&l, "text", text);
     log_end(&l);
     if (++s->errors >= s->cfg->max_errors)
-        return smtp_session_close_with(s, 421, "4.7.0", "Too many errors, closing connection");
+        return smtp_session_close_with(s, SMTP_R_TOO_MANY_ERRORS);
     return SMTP_CONTINUE;
 }
 
 enum smtp_rc
-smtp_session_close_with(struct smtp_session *s, int code, const char *enh, const char *text)
+smtp_session_error(struct smtp_session *s, enum smtp_reply_id reply)
+{
+    const struct smtp_reply_entry *r = smtp_reply_get(reply);
+
+    return smtp_session_error_text(s, r->code, r->enhanced, r->text);
+}
+
+enum smtp_rc
+smtp_session_close_text(struct smtp_session *s, int code, const char *enh, const char *text)
 {
     smtp_reply(s->conn, code, enh, "%s", text);
-    s->state = SMTP_STATE_CLOSING;
+    smtp_session_enter(s, SMTP_STATE_CLOSING);
     conn_read_stop(s->conn);
     conn_set_timeout(s->conn, 10); /* a client that never reads must not pin us */
     if (conn_flush(s->conn, true) == CONN_GONE)
@@ -311,6 +396,14 @@ smtp_session_close_with(struct smtp_session *s, int code, const char *enh, const
     return SMTP_PAUSE;
 }
 
+enum smtp_rc
+smtp_session_close_with(struct smtp_session *s, enum smtp_reply_id reply)
+{
+    const struct smtp_reply_entry *r = smtp_reply_get(reply);
+
+    return smtp_session_close_text(s, r->code, r->enhanced, r->text);
+}
+
 static enum smtp_rc
 smtp_session_line(struct smtp_session *s, const char *line, size_t len)
 {
@@ -320,12 +413,12 @@ smtp_session_line(struct smtp_session *s, const char *line, size_t len)
     if (s->state == SMTP_STATE_AUTH || s->state == SMTP_STATE_AUTH_ERROR)
         return smtp_auth_line(s, line, len);
     if (++s->commands > s->cfg->max_commands)
-        return smtp_session_close_with(s, 421, "4.7.0", "Too many commands, closing connection");
+        return smtp_session_close_with(s, SMTP_R_TOO_MANY_COMMANDS);
     rc = smtp_parse_command(line, len, &cmd);
     if (rc != PARSE_OK) {
         if (cmd.verb == SMTP_VERB_UNKNOWN)
-            return smtp_session_error(s, 500, "5.5.2", "Command unrecognized");
-        return smtp_session_error(s, 501, "5.5.4", "Syntax error in parameters or arguments");
+            return smtp_session_error(s, SMTP_R_UNRECOGNIZED);
+        return smtp_session_error(s, SMTP_R_SYNTAX);
     }
     return smtp_verbs_dispatch(s, &cmd);
 }
@@ -366,14 +459,14 @@ smtp_session_command_input(struct smtp_session *s)
     case PARSE_TOO_LONG:
         s->skip_line = true;
         if (s->state != SMTP_STATE_CMD) /* inside AUTH: a failed attempt (smtp_auth.c) */
-            return smtp_auth_abort(s, 500, "5.5.2", "Line too long");
-        return smtp_session_error(s, 500, "5.5.2", "Line too long");
+            return smtp_auth_abort(s, SMTP_R_LINE_TOO_LONG);
+        return smtp_session_error(s, SMTP_R_LINE_TOO_LONG);
     case PARSE_BAD_ENDING:
         buf_consume(&c->in, used);
         s->lines_in++;
         if (s->state != SMTP_STATE_CMD)
-            return smtp_auth_abort(s, 500, "5.5.2", "Bare CR or LF in command; use CRLF");
-        return smtp_session_error(s, 500, "5.5.2", "Bare CR or LF in command; use CRLF");
+            return smtp_auth_abort(s, SMTP_R_BARE_CR_LF_COMMAND);
+        return smtp_session_error(s, SMTP_R_BARE_CR_LF_COMMAND);
     default: {
         /* Copy out: the handler may consume or reset c->in (STARTTLS). */
         char         copy[SMTP_PARSE_AUTH_MAX];
@@ -401,9 +494,9 @@ smtp_session_clock_update(struct smtp_session *s, unsigned long long lines_befor
     if (s->lines_in != lines_before)
         smtp_session_clock_start(s);
     else if (s->state != state_before)
-        s->wait_since = ev_now(s->worker->loop);
+        s->wait_since = ev_now(s->server->loop);
     if (in_line && s->line_since == 0 && (buf_used(&s->conn->in) > 0 || s->skip_line))
-        s->line_since = ev_now(s->worker->loop);
+        s->line_since = ev_now(s->server->loop);
 }
 
 /* Process everything buffered, then flush the batch of replies. */
@@ -434,10 +527,10 @@ smtp_session_process(struct smtp_session *s)
     if (s->state == SMTP_STATE_CLOSING || s->state == SMTP_STATE_STARTTLS)
         return CONN_OK;
     smtp_session_clock_update(s, lines_before, state_before);
-    if (s->state != SMTP_STATE_BUSY)
+    if (s->state != SMTP_STATE_POLICY && s->state != SMTP_STATE_RELAY)
         smtp_session_set_timeout(s);
-    if (s->worker->draining && s->state == SMTP_STATE_CMD && s->tx == NULL) {
-        if (smtp_session_close_with(s, 421, "4.3.2", "Service shutting down") == SMTP_GONE)
+    if (s->server->draining && s->state == SMTP_STATE_CMD && s->tx == NULL) {
+        if (smtp_session_close_with(s, SMTP_R_SHUTTING_DOWN) == SMTP_GONE)
             return CONN_GONE;
         return CONN_OK;
     }
@@ -451,15 +544,15 @@ smtp_session_resume(struct smtp_session *s)
     smtp_session_clock_start(s); /* the answer goes out now: the client's turn begins */
     if (smtp_session_process(s) == CONN_GONE)
         return;
-    if (s->state != SMTP_STATE_CLOSING && s->state != SMTP_STATE_BUSY &&
-        s->state != SMTP_STATE_STARTTLS)
+    if (s->state != SMTP_STATE_CLOSING && s->state != SMTP_STATE_POLICY &&
+        s->state != SMTP_STATE_RELAY && s->state != SMTP_STATE_STARTTLS)
         conn_read_start(s->conn);
 }
 
 enum smtp_rc
 smtp_session_wait(struct smtp_session *s)
 {
-    s->state = SMTP_STATE_BUSY;
+    smtp_session_enter(s, SMTP_STATE_POLICY);
     conn_read_stop(s->conn);
     conn_set_timeout(s->conn, 0);
     if (conn_flush(s->conn, false) == CONN_GONE)
@@ -472,7 +565,7 @@ smtp_session_decided(struct smtp_session *s, enum smtp_rc rc)
 {
     if (rc == SMTP_GONE || s->state == SMTP_STATE_CLOSING)
         return;
-    if (s->state == SMTP_STATE_BUSY) { /* relaying now: reading goes on, as after DATA */
+    if (s->state == SMTP_STATE_RELAY) { /* relaying now: reading goes on, as after DATA */
         conn_read_start(s->conn);
         if (conn_flush(s->conn, false) == CONN_GONE)
             return;
@@ -485,8 +578,8 @@ enum smtp_rc
 smtp_session_policy_reply(struct smtp_session *s, const struct verdict *v)
 {
     if (v->code == 421)
-        return smtp_session_close_with(s, 421, v->enhanced, v->text);
-    return smtp_session_error(s, v->code, v->enhanced, v->text);
+        return smtp_session_close_text(s, 421, v->enhanced, v->text);
+    return smtp_session_error_text(s, v->code, v->enhanced, v->text);
 }
 
 static enum conn_rc
@@ -509,13 +602,13 @@ smtp_session_tls_ready(struct smtp_session *s)
         return conn_flush(s->conn, false);
     }
     /* RFC 3207 section 4.2: forget everything learnt before the handshake. */
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     s->ehlo_seen = false;
     s->esmtp = false;
     s->helo[0] = '\0';
     smtp_session_reset_tx(s);
-    if (s->worker->draining) /* it came during the handshake: idle now, so 421 */
-        return smtp_session_close_with(s, 421, "4.3.2", "Service shutting down") == SMTP_GONE
+    if (s->server->draining) /* it came during the handshake: idle now, so 421 */
+        return smtp_session_close_with(s, SMTP_R_SHUTTING_DOWN) == SMTP_GONE
                    ? CONN_GONE
                    : CONN_OK;
     smtp_session_clock_start(s);
@@ -528,11 +621,11 @@ smtp_session_tls_ready(struct smtp_session *s)
 enum smtp_rc
 smtp_session_starttls(struct smtp_session *s)
 {
-    smtp_reply(s->conn, 220, "2.0.0", "Ready to start TLS");
+    smtp_reply_send(s->conn, SMTP_R_STARTTLS_READY);
     /* RFC 3207 section 4 / CVE-2011-0411: whatever the client pipelined behind
      * STARTTLS was sent in cleartext and is thrown away, unread. */
     buf_reset(&s->conn->in);
-    s->state = SMTP_STATE_STARTTLS;
+    smtp_session_enter(s, SMTP_STATE_STARTTLS);
     conn_read_stop(s->conn);
     smtp_session_clock_start(s); /* timeouts.tls covers flushing the 220 and the handshake */
     smtp_session_set_timeout(s);
@@ -554,7 +647,7 @@ smtp_session_flushed(struct smtp_session *s)
         return CONN_GONE;
     }
     if (s->state == SMTP_STATE_STARTTLS && s->conn->ssl == NULL) {
-        SSL *ssl = tls_server_ssl_new(s->wgen->gen->parts.tls, s->conn->fd);
+        SSL *ssl = tls_server_ssl_new(s->pin.tls, s->conn->fd);
 
         if (ssl == NULL) {
             smtp_session_free(s, "TLS setup failed");
@@ -571,14 +664,14 @@ smtp_session_flushed(struct smtp_session *s)
 static enum conn_rc
 smtp_session_timed_out(struct smtp_session *s)
 {
-    static const char *const text[] = {
-        [SMTP_WAIT_GREETING] = "Timeout waiting for a command, closing connection",
-        [SMTP_WAIT_COMMAND] = "Timeout waiting for a command, closing connection",
-        [SMTP_WAIT_LINE] = "Timeout: command line not completed in time, closing connection",
-        [SMTP_WAIT_AUTH] = "Timeout: authentication not completed in time, closing connection",
-        [SMTP_WAIT_DATA] = "Timeout: message data too slow, closing connection",
+    static const enum smtp_reply_id reply[] = {
+        [SMTP_WAIT_GREETING] = SMTP_R_TIMEOUT_COMMAND,
+        [SMTP_WAIT_COMMAND] = SMTP_R_TIMEOUT_COMMAND,
+        [SMTP_WAIT_LINE] = SMTP_R_TIMEOUT_LINE,
+        [SMTP_WAIT_AUTH] = SMTP_R_TIMEOUT_AUTH,
+        [SMTP_WAIT_DATA] = SMTP_R_TIMEOUT_DATA,
     };
-    double         at, limit, now = ev_now(s->worker->loop), since;
+    double         at, limit, now = ev_now(s->server->loop), since;
     enum smtp_wait w = smtp_session_deadline(s, &at, &limit);
     struct logline l;
 
@@ -605,7 +698,7 @@ smtp_session_timed_out(struct smtp_session *s)
         return CONN_GONE;
     }
     sasl_reset(&s->sasl);
-    return smtp_session_close_with(s, 421, "4.4.2", text[w]) == SMTP_GONE ? CONN_GONE
+    return smtp_session_close_with(s, reply[w]) == SMTP_GONE ? CONN_GONE
                                                                           : CONN_OK;
 }
 
@@ -639,11 +732,12 @@ smtp_session_drain(struct smtp_session *s)
     if ((s->state == SMTP_STATE_CMD && s->tx == NULL && buf_used(&s->conn->in) == 0) ||
         s->state == SMTP_STATE_AUTH || s->state == SMTP_STATE_AUTH_ERROR) {
         sasl_reset(&s->sasl);
-        smtp_session_close_with(s, 421, "4.3.2", "Service shutting down");
+        smtp_session_close_with(s, SMTP_R_SHUTTING_DOWN);
     } else if (s->state == SMTP_STATE_TLS_ACCEPT) {
         smtp_session_free(s, "shutdown");
     }
-    /* DATA, BDAT, BUSY: the transaction finishes; smtp_session_process closes after.
+    /* DATA, BDAT, POLICY, RELAY: the transaction finishes; smtp_session_process closes
+     * after. (NEW lasts only inside smtp_session_new.)
      * STARTTLS: smtp_session_tls_ready closes once the handshake is done. */
 }
 
@@ -656,7 +750,7 @@ smtp_session_cut(struct smtp_session *s)
                      !s->conn->handshaking;
 
     if (can_reply) {
-        smtp_reply(s->conn, 421, "4.3.2", "Service shutting down, message not accepted");
+        smtp_reply_send(s->conn, SMTP_R_SHUTTING_DOWN_CUT);
         if (conn_flush(s->conn, false) == CONN_GONE)
             return;
     }

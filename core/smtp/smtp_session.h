@@ -1,6 +1,10 @@
 /* core/smtp/smtp_session.h: one client's SMTP session: the state machine over a conn.
- * smtp_session.c owns the lifecycle and the input loop; smtp_verbs.c the per-verb
- * checks; smtp_auth.c the AUTH exchange; smtp_data.c DATA/BDAT and the relay. */
+ * smtp_session.c owns the lifecycle, the input loop and the state (smtp_session_enter);
+ * smtp_verbs.c the verb table; smtp_auth.c the AUTH exchange; smtp_data.c DATA/BDAT;
+ * smtp_relay.c the relay; smtp_budget.c the message's memory; smtp_reply.c the replies;
+ * smtp_server.h what a session borrows from its worker. This header
+ * is what other folders use (the worker, the listener, the policies' view of a session);
+ * what only core/smtp's files share is in smtp_session_internal.h. */
 #ifndef SLUICE_SMTP_SESSION_H
 #define SLUICE_SMTP_SESSION_H
 
@@ -18,17 +22,20 @@
 #include "proto/sasl.h"
 #include "proto/smtp_parse.h"
 #include "relay/relay_job.h"
+#include "smtp/smtp_reply.h"
+#include "smtp/smtp_server.h"
 
 struct conn;
-struct worker;
-struct worker_gen;
 struct hook_run;
 struct smtp_session;
 
 /* The verdict of a policy decision that returned HOOK_PENDING (smtp_hook.c). */
 typedef void hook_done_fn(struct smtp_session *s, const struct verdict *v);
 
+/* The session's states; smtp_session_enter() is the only writer of s->state, and the
+ * transitions it allows are the table in smtp_session.c (docs/smtp.md draws it). */
 enum smtp_state {
+    SMTP_STATE_NEW,        /* accepted: nothing sent or read yet */
     SMTP_STATE_TLS_ACCEPT, /* implicit TLS: handshake before the greeting */
     SMTP_STATE_CMD,        /* reading commands */
     SMTP_STATE_AUTH,       /* waiting for a SASL response line */
@@ -36,8 +43,12 @@ enum smtp_state {
     SMTP_STATE_DATA,       /* reading DATA content */
     SMTP_STATE_BDAT,       /* reading a BDAT chunk */
     SMTP_STATE_STARTTLS,   /* 220 sent, flushing, then handshaking */
-    SMTP_STATE_BUSY,       /* waiting for an auth decision or the upstream */
+    SMTP_STATE_POLICY,     /* a policy hook decides (on_connect .. on_auth_result): reading
+                            * stopped, no timeout of the session's own (the hook's budget) */
+    SMTP_STATE_RELAY,      /* the upstream has the message, then on_relayed hears its answer:
+                            * reading goes on (to see a client leave), nothing is consumed */
     SMTP_STATE_CLOSING,    /* last reply queued; close when flushed */
+    SMTP_STATE_COUNT
 };
 
 struct smtp_tx {
@@ -76,13 +87,12 @@ struct smtp_session {
     uint64_t                      id;       /* printed in every log line */
     struct smtp_session          *next;     /* worker's list */
     struct smtp_session          *prev;
-    struct worker                *worker;   /* borrows: outlives every session */
-    struct worker_gen            *wgen;     /* borrows: the generation pinned at start
-                                             * (policies, pool); outlives the session */
-    const struct config          *cfg;      /* borrows */
+    struct smtp_server           *server;   /* borrows: the worker's; outlives the session */
+    struct smtp_server_pin        pin;      /* borrows: the pinned generation's parts */
+    const struct config          *cfg;      /* borrows: pin.cfg */
     const struct config_listener *lcfg;     /* borrows */
     struct conn                  *conn;     /* owns */
-    enum smtp_state               state;
+    enum smtp_state               state;    /* written only by smtp_session_enter() */
     struct smtp_tx               *tx;       /* owns; NULL outside MAIL .. end of data */
     struct upstream_job          *relay;    /* the relay in progress, or NULL */
     struct hook_run              *hook;     /* owns; the policy hook running, or NULL */
@@ -113,9 +123,7 @@ struct smtp_session {
     unsigned long long bdat_left;  /* octets of the current chunk still to read */
     bool     bdat_last;
     bool     bdat_discard;         /* read the chunk but keep nothing (rejected BDAT) */
-    int      bdat_reject_code;     /* reply to send after a discarded chunk */
-    const char *bdat_reject_enh;
-    const char *bdat_reject_text;
+    enum smtp_reply_id bdat_reject; /* reply to send after a discarded chunk */
 
     /* Deadlines (ev_now times; smtp_session_set_timeout() turns them into the timer).
      * Only a completed line, a state change or DATA octets at limits.min_data_rate move
@@ -139,8 +147,8 @@ struct smtp_session {
 };
 
 /* Take ownership of an accepted fd. Returns NULL on allocation failure (fd closed). */
-struct smtp_session *smtp_session_new(struct worker *w, const struct config_listener *lcfg,
-                                      int fd);
+struct smtp_session *smtp_session_new(struct smtp_server *srv,
+                                      const struct config_listener *lcfg, int fd);
 
 /* The one teardown path: cancels any outstanding wait, logs session.close with reason,
  * releases the iplimit slot, unlinks from the worker, frees. */
@@ -158,86 +166,5 @@ void smtp_session_cut(struct smtp_session *s);
  * INFLIGHT_OK, or the limit that said no (a failed malloc counts as INFLIGHT_TOTAL);
  * the buffer is unchanged then. Neither frees nor yields. */
 enum inflight_rc smtp_budget_reserve(struct smtp_session *s, size_t n, size_t cap);
-
-
-/* --- between the smtp_*.c files only --- */
-#define SMTP_HEADER_ROOM 2048 /* our Received: header on top of max_message_size */
-
-enum smtp_rc {
-    SMTP_CONTINUE, /* keep processing input */
-    SMTP_PAUSE,    /* stop processing: waiting for something */
-    SMTP_GONE,     /* the session was freed */
-};
-
-/* smtp_hook.c: the questions to the policies (policy/hook.h), each answered at once
- * (HOOK_DONE, *out holds the verdict, VERDICT_NONE: no policy decided) or later through
- * done (HOOK_PENDING: never before the call returns; the session waits in BUSY). */
-/* on_connect, before the greeting. */
-enum hook_rc hook_connect(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
-/* on_helo with the name sent; s->helo still holds the previous one. */
-enum hook_rc hook_helo(struct smtp_session *s, const char *name, hook_done_fn *done,
-                       struct verdict *out);
-/* on_auth with s->sasl.creds (the session keeps and wipes them). */
-enum hook_rc hook_auth(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
-/* on_mail_from for s->tx (set, with its sender). */
-enum hook_rc hook_mail_from(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
-/* on_rcpt for rcpt, not yet in s->tx. */
-enum hook_rc hook_rcpt(struct smtp_session *s, const char *rcpt, hook_done_fn *done,
-                       struct verdict *out);
-/* on_data for the whole message in s->tx. */
-enum hook_rc hook_data(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
-/* Notifications: every policy with the hook runs; errors are only logged. on_auth_result
- * with the verdict the client is about to get; on_relayed with what the client is about
- * to be told about s->tx. */
-enum hook_rc hook_auth_result(struct smtp_session *s, const struct verdict *v,
-                              hook_done_fn *done);
-enum hook_rc hook_relayed(struct smtp_session *s, const struct smtp_relayed *r,
-                          hook_done_fn *done);
-/* The session is being freed: drop a pending hook (its done() is never called), run
- * on_disconnect with the reason, drop the session's Lua table. */
-void         hook_session_gone(struct smtp_session *s, const char *reason);
-
-enum smtp_rc smtp_verbs_dispatch(struct smtp_session *s, const struct smtp_cmd *cmd);
-enum smtp_rc smtp_auth_begin(struct smtp_session *s, const struct smtp_cmd *cmd);
-enum smtp_rc smtp_auth_line(struct smtp_session *s, const char *line, size_t len);
-/* The AUTH exchange broke (a bare LF, an over-long line): answer code and count it as a
- * failed attempt, as every AUTH that does not end in 235 is. */
-enum smtp_rc smtp_auth_abort(struct smtp_session *s, int code, const char *enh, const char *text);
-enum smtp_rc smtp_data_begin(struct smtp_session *s);
-enum smtp_rc smtp_bdat_begin(struct smtp_session *s, const struct smtp_cmd *cmd);
-enum smtp_rc smtp_data_input(struct smtp_session *s);
-void         smtp_tx_free(struct smtp_tx *tx);
-void         smtp_session_reset_tx(struct smtp_session *s);
-enum smtp_rc smtp_session_error(struct smtp_session *s, int code, const char *enh,
-                                const char *text);
-enum smtp_rc smtp_session_close_with(struct smtp_session *s, int code, const char *enh,
-                                     const char *text);
-void         smtp_session_resume(struct smtp_session *s);
-/* A policy decision is pending: BUSY, reading stopped, earlier replies flushed. */
-enum smtp_rc smtp_session_wait(struct smtp_session *s);
-/* A pending decision was applied with result rc: go on with the input. */
-void         smtp_session_decided(struct smtp_session *s, enum smtp_rc rc);
-/* A policy's refusal: its reply (counted as an error), or 421 and the end. */
-enum smtp_rc smtp_session_policy_reply(struct smtp_session *s, const struct verdict *v);
-enum smtp_rc smtp_session_starttls(struct smtp_session *s);
-/* Arm the connection's timer for the deadline of the current state (see the fields). */
-void         smtp_session_set_timeout(struct smtp_session *s);
-/* smtp_budget.c. MAIL: reserve a first chunk for tx (not yet s->tx), or all of a
- * declared SIZE; nothing is held unless INFLIGHT_OK. */
-enum inflight_rc smtp_budget_open(struct smtp_session *s, struct smtp_tx *tx);
-/* BDAT: charge for the chunk's `more` octets before they come. INFLIGHT_OK or the limit
- * (nothing more charged then). */
-enum inflight_rc smtp_budget_expect(struct smtp_session *s, unsigned long long more);
-/* Free tx's message buffer and release all it holds (a refused or ended message). */
-void         smtp_budget_drop(struct smtp_session *s, struct smtp_tx *tx);
-/* 452 4.3.1 for a refusal of the budget, counted as an error; or, to send it later, the
- * text alone (static). Either counts the refusal once in `sluice ctl status`. */
-enum smtp_rc smtp_budget_refuse(struct smtp_session *s, enum inflight_rc rc);
-const char  *smtp_budget_refusal(struct smtp_session *s, enum inflight_rc rc);
-/* DATA/BDAT: n more octets of content arrived; the deadline moves by n/min_data_rate
- * seconds, never to more than timeouts.data from now and never once it has passed. */
-void         smtp_data_credit(struct smtp_session *s, size_t n);
-/* DATA or the first BDAT of a transaction: the content's clock starts. */
-void         smtp_data_clock_start(struct smtp_session *s);
 
 #endif

@@ -1,6 +1,9 @@
-/* core/smtp/smtp_verbs.c: the verb table. Each verb checks its state and arguments, then
- * applies: one reply per command, with the enhanced code RFC 5321/3463 give for it.
- * DATA/BDAT continue in smtp_data.c, AUTH in smtp_auth.c. */
+/* core/smtp/smtp_verbs.c: the verb table. Each verb names the session states it is read in,
+ * what it needs of the session (EHLO first, a transaction, ...) with the reply when that is
+ * missing, and its handler, which checks its arguments and applies: one reply per command,
+ * with the enhanced code RFC 5321/3463 give for it. DATA/BDAT continue in smtp_data.c,
+ * AUTH in smtp_auth.c. */
+#include <assert.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +13,7 @@
 #include "policy/hook.h"
 #include "util/log.h"
 #include "smtp/smtp_reply.h"
-#include "smtp/smtp_session.h"
+#include "smtp/smtp_session_internal.h"
 
 static bool
 smtp_auth_offered(const struct smtp_session *s)
@@ -93,7 +96,7 @@ smtp_ehlo_decided(struct smtp_session *s, const struct verdict *v)
     char *name = s->pending_arg;
 
     s->pending_arg = NULL;
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
         free(name);
         return smtp_session_policy_reply(s, v);
@@ -119,10 +122,10 @@ smtp_verb_ehlo(struct smtp_session *s, const struct smtp_cmd *cmd)
 
     if (cmd->arg.len == 0 || cmd->arg.len >= sizeof(s->helo) ||
         !smtp_helo_is_valid(cmd->arg.p, cmd->arg.len))
-        return smtp_session_error(s, 501, "5.5.4", "EHLO needs a domain or address literal");
+        return smtp_session_error(s, SMTP_R_EHLO_BAD_NAME);
     s->pending_arg = strndup(cmd->arg.p, cmd->arg.len);
     if (s->pending_arg == NULL)
-        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+        return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
     s->pending_esmtp = cmd->verb == SMTP_VERB_EHLO;
     if (hook_helo(s, s->pending_arg, smtp_ehlo_hook_done, &v) == HOOK_PENDING)
         return smtp_session_wait(s);
@@ -130,20 +133,16 @@ smtp_verb_ehlo(struct smtp_session *s, const struct smtp_cmd *cmd)
 }
 
 static enum smtp_rc
-smtp_verb_starttls(struct smtp_session *s)
+smtp_verb_starttls(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
-    if (s->lcfg->tls != CONFIG_TLS_STARTTLS || s->tls)
-        return smtp_session_error(s, 503, "5.5.1", s->tls ? "TLS already active"
-                                                          : "STARTTLS not offered here");
-    if (s->tx != NULL)
-        return smtp_session_error(s, 503, "5.5.1", "STARTTLS not allowed in a transaction");
+    (void)cmd;
     return smtp_session_starttls(s);
 }
 
 static bool
-smtp_param_fail(struct smtp_session *s, enum smtp_rc *rc, int code, const char *text)
+smtp_param_fail(struct smtp_session *s, enum smtp_rc *rc, enum smtp_reply_id reply)
 {
-    *rc = smtp_session_error(s, code, code == 552 ? "5.3.4" : "5.5.4", text);
+    *rc = smtp_session_error(s, reply);
     return false;
 }
 
@@ -158,26 +157,26 @@ smtp_mail_params(struct smtp_session *s, const struct smtp_cmd *cmd, struct smtp
 
     while (smtp_parse_param_next(&cur, &key, &val, &bad)) {
         if (!s->esmtp)
-            return smtp_param_fail(s, rc, 555, "Parameters need EHLO");
+            return smtp_param_fail(s, rc, SMTP_R_PARAMS_NEED_EHLO);
         if (smtp_str_ieq(key, "SIZE")) {
             if (!smtp_parse_ull(val, &tx->declared_size))
-                return smtp_param_fail(s, rc, 501, "Bad SIZE value");
+                return smtp_param_fail(s, rc, SMTP_R_BAD_SIZE);
             tx->declared_size_set = true;
             if (tx->declared_size > s->cfg->max_message_size)
-                return smtp_param_fail(s, rc, 552, "Message size exceeds fixed maximum size");
+                return smtp_param_fail(s, rc, SMTP_R_TOO_BIG);
         } else if (smtp_str_ieq(key, "BODY")) {
             if (smtp_str_ieq(val, "8BITMIME"))
                 tx->body_8bit = true;
             else if (!smtp_str_ieq(val, "7BIT"))
-                return smtp_param_fail(s, rc, 555, "Unsupported BODY type");
+                return smtp_param_fail(s, rc, SMTP_R_BAD_BODY);
         } else if (smtp_str_ieq(key, "SMTPUTF8") && val.len == 0) {
             tx->smtputf8 = true;
         } else if (!smtp_str_ieq(key, "AUTH")) {
-            return smtp_param_fail(s, rc, 555, "Unsupported MAIL parameter");
+            return smtp_param_fail(s, rc, SMTP_R_BAD_MAIL_PARAM);
         }
     }
     if (bad)
-        return smtp_param_fail(s, rc, 501, "Malformed MAIL parameters");
+        return smtp_param_fail(s, rc, SMTP_R_MALFORMED_MAIL_PARAMS);
     return true;
 }
 
@@ -185,12 +184,12 @@ smtp_mail_params(struct smtp_session *s, const struct smtp_cmd *cmd, struct smtp
 static enum smtp_rc
 smtp_mail_decided(struct smtp_session *s, const struct verdict *v)
 {
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
         smtp_session_reset_tx(s);
         return smtp_session_policy_reply(s, v);
     }
-    smtp_reply(s->conn, 250, "2.1.0", "Sender ok");
+    smtp_reply_send(s->conn, SMTP_R_SENDER_OK);
     return SMTP_CONTINUE;
 }
 
@@ -208,29 +207,23 @@ smtp_verb_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
     enum smtp_rc     rc;
     enum inflight_rc mem;
 
-    if (!s->ehlo_seen)
-        return smtp_session_error(s, 503, "5.5.1", "Send EHLO first");
-    if (!s->authenticated)
-        return smtp_session_error(s, 530, "5.7.0", "Authentication required");
-    if (s->tx != NULL)
-        return smtp_session_error(s, 503, "5.5.1", "Nested MAIL command");
     if (s->messages >= s->cfg->max_messages) /* RFC 5321 3.8: 421 closes the channel */
-        return smtp_session_close_with(s, 421, "4.7.0", "Too many messages in one session");
+        return smtp_session_close_with(s, SMTP_R_TOO_MANY_MESSAGES);
     tx = calloc(1, sizeof(*tx));
     if (tx == NULL)
-        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+        return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
     if (!smtp_mail_params(s, cmd, tx, &rc)) {
         smtp_tx_free(tx);
         return rc;
     }
     if (cmd->addr_utf8 && !tx->smtputf8) {
         smtp_tx_free(tx);
-        return smtp_session_error(s, 553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
+        return smtp_session_error(s, SMTP_R_NEED_SMTPUTF8);
     }
     tx->mail_from = strndup(cmd->addr.p, cmd->addr.len);
     if (tx->mail_from == NULL) {
         smtp_tx_free(tx);
-        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+        return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
     }
     if ((mem = smtp_budget_open(s, tx)) != INFLIGHT_OK) {
         smtp_tx_free(tx);
@@ -254,13 +247,13 @@ smtp_rcpt_add(struct smtp_session *s, char *rcpt)
 
         if (p == NULL) {
             free(rcpt);
-            return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+            return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
         }
         tx->rcpts = p;
         tx->cap_rcpts = ncap;
     }
     tx->rcpts[tx->n_rcpts++] = rcpt;
-    smtp_reply(s->conn, 250, "2.1.5", "Recipient ok");
+    smtp_reply_send(s->conn, SMTP_R_RECIPIENT_OK);
     return SMTP_CONTINUE;
 }
 
@@ -271,7 +264,7 @@ smtp_rcpt_decided(struct smtp_session *s, const struct verdict *v)
     char *rcpt = s->pending_arg;
 
     s->pending_arg = NULL;
-    s->state = SMTP_STATE_CMD;
+    smtp_session_enter(s, SMTP_STATE_CMD);
     if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
         free(rcpt);
         return smtp_session_policy_reply(s, v);
@@ -290,75 +283,195 @@ smtp_verb_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
     struct verdict v;
 
-    if (s->tx == NULL)
-        return smtp_session_error(s, 503, "5.5.1", "Need MAIL command first");
-    if (s->tx->bdat_used)
-        return smtp_session_error(s, 503, "5.5.1", "RCPT not allowed after BDAT");
     if (cmd->params.len > 0)
-        return smtp_session_error(s, 555, "5.5.4", "Unsupported RCPT parameter");
+        return smtp_session_error(s, SMTP_R_BAD_RCPT_PARAM);
     if (cmd->addr_utf8 && !s->tx->smtputf8)
-        return smtp_session_error(s, 553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
+        return smtp_session_error(s, SMTP_R_NEED_SMTPUTF8);
     if (s->tx->n_rcpts >= s->cfg->max_recipients) /* RFC 5321 4.5.3.1.10 */
-        return smtp_session_error(s, 452, "4.5.3", "Too many recipients");
+        return smtp_session_error(s, SMTP_R_TOO_MANY_RECIPIENTS);
     s->pending_arg = strndup(cmd->addr.p, cmd->addr.len);
     if (s->pending_arg == NULL)
-        return smtp_session_error(s, 451, "4.3.0", "Out of memory");
+        return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
     if (hook_rcpt(s, s->pending_arg, smtp_rcpt_hook_done, &v) == HOOK_PENDING)
         return smtp_session_wait(s);
     return smtp_rcpt_decided(s, &v);
 }
 
 static enum smtp_rc
-smtp_verb_simple(struct smtp_session *s, const struct smtp_cmd *cmd)
+smtp_verb_data(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    (void)cmd;
+    return smtp_data_begin(s);
+}
+
+static enum smtp_rc
+smtp_verb_rset(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    (void)cmd;
+    smtp_session_reset_tx(s);
+    smtp_reply_send(s->conn, SMTP_R_RESET);
+    return SMTP_CONTINUE;
+}
+
+static enum smtp_rc
+smtp_verb_noop(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    (void)cmd;
+    smtp_reply_send(s->conn, SMTP_R_OK);
+    return SMTP_CONTINUE;
+}
+
+/* RFC 5321 3.5.3: 252 never confirms or denies a user */
+static enum smtp_rc
+smtp_verb_vrfy(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    (void)cmd;
+    smtp_reply_send(s->conn, SMTP_R_VRFY);
+    return SMTP_CONTINUE;
+}
+
+static enum smtp_rc
+smtp_verb_expn(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    (void)cmd;
+    return smtp_session_error(s, SMTP_R_EXPN);
+}
+
+static enum smtp_rc
+smtp_verb_help(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
     static const char *const help[] = {
         "2.0.0 sluice: authenticated mail submission",
         "2.0.0 Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT",
     };
 
-    switch (cmd->verb) {
-    case SMTP_VERB_RSET:
-        smtp_session_reset_tx(s);
-        smtp_reply(s->conn, 250, "2.0.0", "Reset");
-        return SMTP_CONTINUE;
-    case SMTP_VERB_NOOP:
-        smtp_reply(s->conn, 250, "2.0.0", "Ok");
-        return SMTP_CONTINUE;
-    case SMTP_VERB_VRFY: /* RFC 5321 3.5.3: 252 never confirms or denies a user */
-        smtp_reply(s->conn, 252, "2.5.0", "Cannot VRFY user, but will accept message");
-        return SMTP_CONTINUE;
-    case SMTP_VERB_EXPN:
-        return smtp_session_error(s, 502, "5.5.1", "EXPN not available");
-    case SMTP_VERB_HELP:
-        smtp_reply_lines(s->conn, 214, help, 2);
-        return SMTP_CONTINUE;
-    case SMTP_VERB_QUIT:
-        return smtp_session_close_with(s, 221, "2.0.0", "Bye");
+    (void)cmd;
+    smtp_reply_lines(s->conn, 214, help, 2);
+    return SMTP_CONTINUE;
+}
+
+static enum smtp_rc
+smtp_verb_quit(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+    (void)cmd;
+    return smtp_session_close_with(s, SMTP_R_BYE);
+}
+
+/* What a verb needs of the session before its handler runs. */
+enum smtp_need {
+    SMTP_NEED_NOTHING,   /* the end of a verb's list */
+    SMTP_NEED_EHLO,      /* EHLO or HELO accepted since connect or STARTTLS */
+    SMTP_NEED_ESMTP,     /* EHLO (not HELO) accepted */
+    SMTP_NEED_NO_TLS,    /* not under TLS yet */
+    SMTP_NEED_STARTTLS,  /* a listener with tls = 'starttls' */
+    SMTP_NEED_AUTH_TLS,  /* TLS, or a listener that allows AUTH without it */
+    SMTP_NEED_AUTH,      /* authenticated */
+    SMTP_NEED_NO_AUTH,   /* not authenticated yet */
+    SMTP_NEED_TX,        /* a transaction: MAIL accepted */
+    SMTP_NEED_NO_TX,     /* no transaction */
+    SMTP_NEED_NO_BDAT,   /* no BDAT chunk in this transaction yet */
+    SMTP_NEED_RCPT,      /* at least one recipient */
+};
+
+static bool
+smtp_verbs_has(const struct smtp_session *s, enum smtp_need need)
+{
+    switch (need) {
+    case SMTP_NEED_EHLO:
+        return s->ehlo_seen;
+    case SMTP_NEED_ESMTP:
+        return s->ehlo_seen && s->esmtp;
+    case SMTP_NEED_NO_TLS:
+        return !s->tls;
+    case SMTP_NEED_STARTTLS:
+        return s->lcfg->tls == CONFIG_TLS_STARTTLS;
+    case SMTP_NEED_AUTH_TLS: /* RFC 3207 section 4 */
+        return s->tls || !s->lcfg->require_tls_for_auth;
+    case SMTP_NEED_AUTH:
+        return s->authenticated;
+    case SMTP_NEED_NO_AUTH:
+        return !s->authenticated;
+    case SMTP_NEED_TX:
+        return s->tx != NULL;
+    case SMTP_NEED_NO_TX:
+        return s->tx == NULL;
+    case SMTP_NEED_NO_BDAT:
+        return s->tx == NULL || !s->tx->bdat_used;
+    case SMTP_NEED_RCPT:
+        return s->tx != NULL && s->tx->n_rcpts > 0;
+    case SMTP_NEED_NOTHING:
     default:
-        return smtp_session_error(s, 500, "5.5.2", "Command unrecognized");
+        return true;
     }
 }
+
+typedef enum smtp_rc smtp_verb_fn(struct smtp_session *s, const struct smtp_cmd *cmd);
+
+#define SMTP_VERB_NEEDS_MAX 4
+#define SMTP_IN(st)         (1u << (st))
+
+struct smtp_verb_entry {
+    unsigned      states; /* SMTP_IN(state): where the verb may be read */
+    struct {
+        enum smtp_need     need;
+        enum smtp_reply_id refusal; /* counted as an error */
+    } needs[SMTP_VERB_NEEDS_MAX];     /* checked in order; the first one missing answers */
+    smtp_verb_fn *handler;
+};
+
+/* Commands are read in CMD only (AUTH and content lines are not commands). BDAT checks
+ * its own needs: a refused chunk must still be read (smtp_data.c). RFC 5321 4.1.4 for
+ * the order of commands, RFC 4954 section 4 for AUTH, RFC 3207 section 4 for STARTTLS. */
+static const struct smtp_verb_entry smtp_verbs[] = {
+    [SMTP_VERB_EHLO] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_verb_ehlo},
+    [SMTP_VERB_HELO] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_verb_ehlo},
+    [SMTP_VERB_STARTTLS] = {SMTP_IN(SMTP_STATE_CMD),
+                            {{SMTP_NEED_NO_TLS, SMTP_R_TLS_ACTIVE},
+                             {SMTP_NEED_STARTTLS, SMTP_R_STARTTLS_NOT_OFFERED},
+                             {SMTP_NEED_NO_TX, SMTP_R_STARTTLS_IN_TX}},
+                            smtp_verb_starttls},
+    [SMTP_VERB_AUTH] = {SMTP_IN(SMTP_STATE_CMD),
+                        {{SMTP_NEED_ESMTP, SMTP_R_SEND_EHLO_FIRST},
+                         {SMTP_NEED_AUTH_TLS, SMTP_R_AUTH_NEED_TLS},
+                         {SMTP_NEED_NO_AUTH, SMTP_R_AUTH_ALREADY},
+                         {SMTP_NEED_NO_TX, SMTP_R_AUTH_IN_TX}},
+                        smtp_auth_begin},
+    [SMTP_VERB_MAIL] = {SMTP_IN(SMTP_STATE_CMD),
+                        {{SMTP_NEED_EHLO, SMTP_R_SEND_EHLO_FIRST},
+                         {SMTP_NEED_AUTH, SMTP_R_AUTH_REQUIRED},
+                         {SMTP_NEED_NO_TX, SMTP_R_NESTED_MAIL}},
+                        smtp_verb_mail},
+    [SMTP_VERB_RCPT] = {SMTP_IN(SMTP_STATE_CMD),
+                        {{SMTP_NEED_TX, SMTP_R_NEED_MAIL},
+                         {SMTP_NEED_NO_BDAT, SMTP_R_RCPT_AFTER_BDAT}},
+                        smtp_verb_rcpt},
+    [SMTP_VERB_DATA] = {SMTP_IN(SMTP_STATE_CMD),
+                        {{SMTP_NEED_TX, SMTP_R_NEED_MAIL},
+                         {SMTP_NEED_NO_BDAT, SMTP_R_DATA_AFTER_BDAT},
+                         {SMTP_NEED_RCPT, SMTP_R_NO_RECIPIENTS}}, /* RFC 5321 3.3 */
+                        smtp_verb_data},
+    [SMTP_VERB_BDAT] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_bdat_begin},
+    [SMTP_VERB_RSET] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_verb_rset},
+    [SMTP_VERB_NOOP] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_verb_noop},
+    [SMTP_VERB_VRFY] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_verb_vrfy},
+    [SMTP_VERB_EXPN] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_verb_expn},
+    [SMTP_VERB_HELP] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_verb_help},
+    [SMTP_VERB_QUIT] = {SMTP_IN(SMTP_STATE_CMD), {{0}}, smtp_verb_quit},
+};
 
 enum smtp_rc
 smtp_verbs_dispatch(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
-    switch (cmd->verb) {
-    case SMTP_VERB_EHLO:
-    case SMTP_VERB_HELO:
-        return smtp_verb_ehlo(s, cmd);
-    case SMTP_VERB_STARTTLS:
-        return smtp_verb_starttls(s);
-    case SMTP_VERB_AUTH:
-        return smtp_auth_begin(s, cmd);
-    case SMTP_VERB_MAIL:
-        return smtp_verb_mail(s, cmd);
-    case SMTP_VERB_RCPT:
-        return smtp_verb_rcpt(s, cmd);
-    case SMTP_VERB_DATA:
-        return smtp_data_begin(s);
-    case SMTP_VERB_BDAT:
-        return smtp_bdat_begin(s, cmd);
-    default:
-        return smtp_verb_simple(s, cmd);
+    const struct smtp_verb_entry *e;
+
+    if ((size_t)cmd->verb >= sizeof(smtp_verbs) / sizeof(smtp_verbs[0]) ||
+        smtp_verbs[cmd->verb].handler == NULL)
+        return smtp_session_error(s, SMTP_R_UNRECOGNIZED);
+    e = &smtp_verbs[cmd->verb];
+    assert(e->states & SMTP_IN(s->state)); /* smtp_session.c reads commands in CMD only */
+    for (size_t i = 0; i < SMTP_VERB_NEEDS_MAX && e->needs[i].need != SMTP_NEED_NOTHING; i++) {
+        if (!smtp_verbs_has(s, e->needs[i].need))
+            return smtp_session_error(s, e->needs[i].refusal);
     }
+    return e->handler(s, cmd);
 }

@@ -102,23 +102,22 @@ world_cleanup(struct world *w)
 
 /* ---- the owner: what a session would be -------------------------------------------- */
 
-/* The engine sees struct generation only as a pointer to hold (hook_ctx.h); the test
+/* The engine sees the generation only as a pin's owner to hold (hook_ctx.h); the test
  * counts what it holds. */
 struct generation {
     int refs;
 };
 
-static struct generation *
-gen_ref(struct generation *g)
+static void
+gen_ref(void *g)
 {
-    g->refs++;
-    return g;
+    ((struct generation *)g)->refs++;
 }
 
 static void
-gen_unref(struct generation *g)
+gen_unref(void *g)
 {
-    g->refs--;
+    ((struct generation *)g)->refs--;
 }
 
 struct owner {
@@ -148,9 +147,7 @@ ctx_for(struct world *w, struct owner *o, struct generation *g)
         .loop = w->loop,
         .offload = w->pool,
         .offload_ret = w->ret,
-        .gen = g,
-        .gen_ref = gen_ref,
-        .gen_unref = gen_unref,
+        .gen = {g, gen_ref, gen_unref},
         .owner = o,
         .done = owner_done,
     };

@@ -4,10 +4,12 @@
  * these tests are about the client side; relaying is covered by the integration tests. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +20,7 @@
 #include "net/iplimit.h"
 #include "util/offload.h"
 #include "smtp/smtp_session.h"
+#include "smtp/smtp_session_internal.h"
 #include "daemon/generation.h"
 #include "tmpdir.h"
 #include "daemon/worker.h"
@@ -86,7 +89,7 @@ client_new(void)
     int sv[2];
 
     socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
-    smtp_session_new(worker, &cfg->listeners[0], sv[1]);
+    smtp_session_new(&worker->server, &cfg->listeners[0], sv[1]);
     return sv[0];
 }
 
@@ -218,6 +221,40 @@ mail_before_ehlo_and_before_auth_are_refused(void)
     CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org>\r\n", 1), "503 5.5.1") != NULL);
     exchange(fd, "EHLO c\r\n", 1);
     CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org>\r\n", 1), "530 5.7.0") != NULL);
+    close(fd);
+}
+
+/* The verb table's needs, in their order: each command out of sequence gets exactly the
+ * reply it always got. */
+static void
+commands_out_of_sequence_get_their_exact_replies(void)
+{
+    static const struct {
+        const char *cmd, *reply;
+    } before_ehlo[] = {
+        {"AUTH PLAIN\r\n", "503 5.5.1 Send EHLO first\r\n"},
+        {"RCPT TO:<bob@example.org>\r\n", "503 5.5.1 Need MAIL command first\r\n"},
+        {"DATA\r\n", "503 5.5.1 Need MAIL command first\r\n"},
+        {"STARTTLS\r\n", "503 5.5.1 STARTTLS not offered here\r\n"},
+    }, in_tx[] = {
+        {"DATA\r\n", "554 5.5.1 No valid recipients\r\n"},
+        {"MAIL FROM:<ann@example.org>\r\n", "503 5.5.1 Nested MAIL command\r\n"},
+        {"AUTH PLAIN\r\n", "503 5.5.1 Already authenticated\r\n"},
+    };
+    int fd = client_new();
+
+    replies(fd, 1);
+    for (size_t i = 0; i < sizeof(before_ehlo) / sizeof(before_ehlo[0]); i++)
+        CHECK(strcmp(exchange(fd, before_ehlo[i].cmd, 1), before_ehlo[i].reply) == 0);
+    CHECK(strstr(exchange(fd, "HELO c\r\n", 1), "250 unit.test Hello c") != NULL);
+    CHECK(strcmp(exchange(fd, "AUTH PLAIN\r\n", 1), "503 5.5.1 Send EHLO first\r\n") == 0);
+    close(fd);
+
+    fd = client_authenticated();
+    CHECK(strcmp(exchange(fd, "MAIL FROM:<ann@example.org>\r\n", 1),
+                 "250 2.1.0 Sender ok\r\n") == 0);
+    for (size_t i = 0; i < sizeof(in_tx) / sizeof(in_tx[0]); i++)
+        CHECK(strcmp(exchange(fd, in_tx[i].cmd, 1), in_tx[i].reply) == 0);
     close(fd);
 }
 
@@ -549,6 +586,136 @@ quit_says_221_and_closes(void)
     close(fd);
 }
 
+/* docs/smtp.md's state diagram, as the transition table generates it. */
+#define DOCS_PATH  SLUICE_SOURCE_DIR "/docs/smtp.md"
+#define BEGIN_MARK "<!-- state diagram: generated from core/smtp/smtp_session.c -->\n"
+#define END_MARK   "<!-- end of state diagram -->\n"
+
+static void
+diagram(char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len, "```mermaid\nstateDiagram-v2\n    [*] --> NEW\n");
+
+    for (size_t i = 0; i < smtp_session_n_transitions && n < len; i++) {
+        const struct smtp_transition *t = &smtp_session_transitions[i];
+
+        n += (size_t)snprintf(out + n, len - n, "    %s --> %s: %s\n",
+                              smtp_session_state_name(t->from), smtp_session_state_name(t->to),
+                              t->event);
+    }
+    if (n < len)
+        n += (size_t)snprintf(out + n, len - n, "```\n");
+    CHECK(n < len);
+}
+
+static char *
+read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *p = NULL;
+    long  n;
+
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (n >= 0 && (p = malloc((size_t)n + 1)) != NULL &&
+        fread(p, 1, (size_t)n, f) == (size_t)n) {
+        p[n] = '\0';
+        *len = (size_t)n;
+    } else {
+        free(p);
+        p = NULL;
+    }
+    fclose(f);
+    return p;
+}
+
+/* After changing the table: SLUICE_REGEN_DOCS=1 build/test_smtp_session rewrites it. */
+static void
+docs_smtp_md_draws_exactly_the_transition_table(void)
+{
+    static char want[16384];
+    size_t      len = 0;
+    char       *docs = read_file(DOCS_PATH, &len);
+    char       *begin, *end;
+
+    diagram(want, sizeof(want));
+    CHECK(docs != NULL);
+    if (docs == NULL)
+        return;
+    begin = strstr(docs, BEGIN_MARK);
+    end = begin != NULL ? strstr(begin, END_MARK) : NULL;
+    CHECK(begin != NULL && end != NULL);
+    if (begin != NULL && end != NULL) {
+        begin += strlen(BEGIN_MARK);
+        if (getenv("SLUICE_REGEN_DOCS") != NULL) {
+            FILE *f = fopen(DOCS_PATH, "wb");
+
+            fwrite(docs, 1, (size_t)(begin - docs), f);
+            fwrite(want, 1, strlen(want), f);
+            fwrite(end, 1, len - (size_t)(end - docs), f);
+            fclose(f);
+        } else {
+            CHECK_MEM(begin, (size_t)(end - begin), want);
+        }
+    }
+    free(docs);
+}
+
+static void
+every_state_has_a_name_and_every_state_but_new_a_way_in(void)
+{
+    for (int st = 0; st < SMTP_STATE_COUNT; st++) {
+        bool entered = false;
+
+        CHECK(strcmp(smtp_session_state_name((enum smtp_state)st), "?") != 0);
+        for (size_t i = 0; i < smtp_session_n_transitions; i++)
+            entered = entered || smtp_session_transitions[i].to == (enum smtp_state)st;
+        CHECK(entered == (st != SMTP_STATE_NEW));
+    }
+}
+
+static void
+the_table_allows_its_transitions_and_no_others(void)
+{
+    CHECK(smtp_session_may_enter(SMTP_STATE_CMD, SMTP_STATE_DATA));
+    CHECK(smtp_session_may_enter(SMTP_STATE_POLICY, SMTP_STATE_CMD));
+    CHECK(smtp_session_may_enter(SMTP_STATE_AUTH, SMTP_STATE_AUTH)); /* staying */
+    CHECK(!smtp_session_may_enter(SMTP_STATE_CLOSING, SMTP_STATE_CMD));
+    CHECK(!smtp_session_may_enter(SMTP_STATE_DATA, SMTP_STATE_RELAY));
+    CHECK(!smtp_session_may_enter(SMTP_STATE_NEW, SMTP_STATE_DATA));
+    for (int st = 0; st < SMTP_STATE_COUNT; st++) /* CLOSING is the end */
+        CHECK(st == SMTP_STATE_CLOSING ||
+              !smtp_session_may_enter(SMTP_STATE_CLOSING, (enum smtp_state)st));
+}
+
+/* In a debug build (the ASan one the tests run under) a change the table does not allow
+ * stops the process: a bug, not a client's doing. */
+static void
+entering_a_state_the_table_does_not_allow_trips_an_assert(void)
+{
+#ifdef NDEBUG
+    fprintf(stderr, "  (skipped: NDEBUG build)\n");
+#else
+    pid_t pid = fork();
+    int   status = 0;
+
+    if (pid == 0) {
+        struct smtp_session s = {.id = 1, .state = SMTP_STATE_CLOSING};
+
+        signal(SIGABRT, SIG_DFL);
+        freopen("/dev/null", "w", stderr);
+        smtp_session_enter(&s, SMTP_STATE_CMD);
+        _exit(0);
+    }
+    CHECK(pid > 0);
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+#endif
+}
+
 int
 main(void)
 {
@@ -556,6 +723,7 @@ main(void)
     RUN(greeting_names_the_host_and_ehlo_lists_the_extensions);
     RUN(ehlo_takes_domains_and_literals_but_not_header_syntax);
     RUN(mail_before_ehlo_and_before_auth_are_refused);
+    RUN(commands_out_of_sequence_get_their_exact_replies);
     RUN(a_pipelined_batch_is_answered_in_order);
     RUN(bare_lf_and_overlong_lines_get_500_and_the_session_goes_on);
     RUN(auth_lines_may_be_12288_octets_but_not_more);
@@ -572,6 +740,10 @@ main(void)
     RUN(too_many_errors_end_the_session_with_421);
     RUN(starttls_is_refused_where_not_offered);
     RUN(quit_says_221_and_closes);
+    RUN(docs_smtp_md_draws_exactly_the_transition_table);
+    RUN(every_state_has_a_name_and_every_state_but_new_a_way_in);
+    RUN(the_table_allows_its_transitions_and_no_others);
+    RUN(entering_a_state_the_table_does_not_allow_trips_an_assert);
     worker_free(worker);
     offload_free(daemon_.offload);
     iplimit_free(daemon_.iplimit);

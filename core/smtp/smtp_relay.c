@@ -1,0 +1,135 @@
+/* core/smtp/smtp_relay.c: a finished message goes to the upstream (relay/upstream_pool.h),
+ * and the client hears what became of it: the relay.done log line, on_relayed, then the
+ * upstream's answer or "250 2.0.0 Ok: queued as". The client's 250 waits for the
+ * upstream's (DESIGN.md: a message held only in memory is never acknowledged). Reading the
+ * message is smtp_data.c's. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/conn.h"
+#include "policy/hook.h"
+#include "util/log.h"
+#include "smtp/smtp_reply.h"
+#include "smtp/smtp_session_internal.h"
+#include "relay/relay_job.h"
+
+static void
+smtp_relay_log(struct smtp_session *s, const struct relay_result *res)
+{
+    struct logline l;
+
+    log_begin(&l, res->status == RELAY_OK ? LOG_INFO : LOG_NOTICE, "relay.done", s->id);
+    log_str(&l, "from", s->tx->mail_from);
+    log_int(&l, "rcpts", (long long)s->tx->n_rcpts);
+    log_int(&l, "size", (long long)(buf_used(&s->tx->msg) - s->tx->body_start));
+    log_str(&l, "upstream", res->upstream);
+    log_int(&l, "code", res->code);
+    log_str(&l, "enhanced", res->enhanced);
+    log_str(&l, "text", res->text);
+    log_str(&l, "queue_id", res->queue_id);
+    log_bool(&l, "reused", res->reused);
+    log_end(&l);
+}
+
+/* Tell the client what became of its message (s->relayed), end the transaction, and
+ * go on with what it pipelined. */
+static void
+smtp_relay_reply(struct smtp_session *s)
+{
+    struct smtp_relayed *r = s->relayed;
+
+    s->relayed = NULL;
+    if (r->code / 100 == 2)
+        s->messages++;
+    smtp_reply(s->conn, r->code, r->enhanced, "%s", r->text);
+    free(r);
+    smtp_session_reset_tx(s);
+    smtp_session_enter(s, SMTP_STATE_CMD);
+    smtp_session_resume(s);
+}
+
+static void
+smtp_relayed_done(struct smtp_session *s, const struct verdict *v)
+{
+    (void)v;
+    smtp_relay_reply(s);
+}
+
+static void
+smtp_relayed_fill(struct smtp_session *s, const struct relay_result *res,
+                  struct smtp_relayed *r)
+{
+    if (res->status == RELAY_OK) { /* s->messages counts it once the client is told */
+        r->code = 250;
+        snprintf(r->enhanced, sizeof(r->enhanced), "2.0.0");
+        snprintf(r->text, sizeof(r->text), "Ok: queued as %08llx.%zu%s%s",
+                 (unsigned long long)s->id, s->messages + 1, res->queue_id[0] ? " upstream " : "",
+                 res->queue_id);
+    } else {
+        r->code = res->code;
+        snprintf(r->enhanced, sizeof(r->enhanced), "%s", res->enhanced);
+        snprintf(r->text, sizeof(r->text), "%s", res->text);
+    }
+    snprintf(r->queue_id, sizeof(r->queue_id), "%s", res->queue_id);
+    snprintf(r->upstream, sizeof(r->upstream), "%s", res->upstream);
+}
+
+/* The relay is over: on_relayed hears the answer before the client does. */
+static void
+smtp_relay_done(void *ctx, const struct relay_result *res)
+{
+    struct smtp_session *s = ctx;
+
+    s->relay = NULL;
+    smtp_relay_log(s, res);
+    if (res->status == RELAY_OK)
+        smtp_server_count(s->server->messages_relayed);
+    else
+        smtp_server_count(s->server->messages_failed);
+    s->relayed = calloc(1, sizeof(*s->relayed));
+    if (s->relayed == NULL) {
+        smtp_reply_send(s->conn, SMTP_R_OUT_OF_MEMORY);
+        smtp_session_reset_tx(s);
+        smtp_session_enter(s, SMTP_STATE_CMD);
+        smtp_session_resume(s);
+        return;
+    }
+    smtp_relayed_fill(s, res, s->relayed);
+    if (hook_relayed(s, s->relayed, smtp_relayed_done) == HOOK_PENDING)
+        return; /* still RELAY; reading goes on as during the relay */
+    smtp_relay_reply(s);
+}
+
+static const char *
+smtp_domain_of(const char *addr)
+{
+    const char *at = strrchr(addr, '@');
+
+    return at ? at + 1 : "";
+}
+
+enum smtp_rc
+smtp_relay_start(struct smtp_session *s)
+{
+    struct smtp_tx *tx = s->tx;
+    const char     *dom = smtp_domain_of(tx->mail_from);
+    int             set = config_route_for_domain(s->cfg, dom, strlen(dom));
+
+    tx->env.mail_from = tx->mail_from;
+    tx->env.rcpts = (const char **)tx->rcpts;
+    tx->env.n_rcpts = tx->n_rcpts;
+    tx->env.smtputf8 = tx->smtputf8;
+    tx->env.body_8bit = tx->body_8bit;
+    s->relay = upstream_pool_relay(s->pin.pool, set, s->id, &tx->env, buf_head(&tx->msg),
+                                   buf_used(&tx->msg), smtp_relay_done, s);
+    if (s->relay == NULL) {
+        smtp_session_reset_tx(s);
+        return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
+    }
+    /* Reading goes on, so that a client that leaves is seen and its job cancelled
+     * (docs/relay.md); what it pipelines waits in c->in, as RELAY consumes nothing. */
+    smtp_session_enter(s, SMTP_STATE_RELAY);
+    conn_set_timeout(s->conn, 0);
+    return SMTP_PAUSE;
+}

@@ -1,0 +1,121 @@
+/* core/smtp/smtp_session_internal.h: what the files of core/smtp share about a session and
+ * nothing else includes: the input loop's return codes, the replies and waits of
+ * smtp_session.c, and the entry points of smtp_verbs.c, smtp_auth.c, smtp_data.c,
+ * smtp_budget.c and smtp_hook.c. Other folders use smtp_session.h. */
+#ifndef SLUICE_SMTP_SESSION_INTERNAL_H
+#define SLUICE_SMTP_SESSION_INTERNAL_H
+
+#include <stdbool.h>
+
+#include "smtp/smtp_reply.h"
+#include "smtp/smtp_session.h"
+
+/* One allowed change of state and what causes it. smtp_session_transitions lists them all;
+ * docs/smtp.md's state diagram is generated from it (unit.smtp_session checks). */
+struct smtp_transition {
+    enum smtp_state from;
+    enum smtp_state to;
+    const char     *event;
+};
+
+extern const struct smtp_transition smtp_session_transitions[];
+extern const size_t                 smtp_session_n_transitions;
+
+/* "CMD" for SMTP_STATE_CMD; "?" out of range. */
+const char *smtp_session_state_name(enum smtp_state st);
+/* True if the table allows from -> to (staying in a state is always allowed). */
+bool        smtp_session_may_enter(enum smtp_state from, enum smtp_state to);
+/* The only writer of s->state. A change is logged at debug level (session.state, with
+ * from and to); one the table does not allow is our bug: an assert (debug builds). */
+void        smtp_session_enter(struct smtp_session *s, enum smtp_state to);
+#define SMTP_HEADER_ROOM 2048 /* our Received: header on top of max_message_size */
+
+enum smtp_rc {
+    SMTP_CONTINUE, /* keep processing input */
+    SMTP_PAUSE,    /* stop processing: waiting for something */
+    SMTP_GONE,     /* the session was freed */
+};
+
+/* smtp_hook.c: the questions to the policies (policy/hook.h), each answered at once
+ * (HOOK_DONE, *out holds the verdict, VERDICT_NONE: no policy decided) or later through
+ * done (HOOK_PENDING: never before the call returns; the session waits in POLICY). */
+/* on_connect, before the greeting. */
+enum hook_rc hook_connect(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
+/* on_helo with the name sent; s->helo still holds the previous one. */
+enum hook_rc hook_helo(struct smtp_session *s, const char *name, hook_done_fn *done,
+                       struct verdict *out);
+/* on_auth with s->sasl.creds (the session keeps and wipes them). */
+enum hook_rc hook_auth(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
+/* on_mail_from for s->tx (set, with its sender). */
+enum hook_rc hook_mail_from(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
+/* on_rcpt for rcpt, not yet in s->tx. */
+enum hook_rc hook_rcpt(struct smtp_session *s, const char *rcpt, hook_done_fn *done,
+                       struct verdict *out);
+/* on_data for the whole message in s->tx. */
+enum hook_rc hook_data(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
+/* Notifications: every policy with the hook runs; errors are only logged. on_auth_result
+ * with the verdict the client is about to get; on_relayed with what the client is about
+ * to be told about s->tx. */
+enum hook_rc hook_auth_result(struct smtp_session *s, const struct verdict *v,
+                              hook_done_fn *done);
+enum hook_rc hook_relayed(struct smtp_session *s, const struct smtp_relayed *r,
+                          hook_done_fn *done);
+/* The session is being freed: drop a pending hook (its done() is never called), run
+ * on_disconnect with the reason, drop the session's Lua table. */
+void         hook_session_gone(struct smtp_session *s, const char *reason);
+
+/* A parsed command in CMD: the verb table's needs (EHLO first, ...), then its handler. */
+enum smtp_rc smtp_verbs_dispatch(struct smtp_session *s, const struct smtp_cmd *cmd);
+/* AUTH and DATA, called by the verb table once what they need is there. */
+enum smtp_rc smtp_auth_begin(struct smtp_session *s, const struct smtp_cmd *cmd);
+enum smtp_rc smtp_auth_line(struct smtp_session *s, const char *line, size_t len);
+/* The AUTH exchange broke (a bare LF, an over-long line): answer reply and count it as a
+ * failed attempt, as every AUTH that does not end in 235 is. */
+enum smtp_rc smtp_auth_abort(struct smtp_session *s, enum smtp_reply_id reply);
+enum smtp_rc smtp_data_begin(struct smtp_session *s);
+enum smtp_rc smtp_bdat_begin(struct smtp_session *s, const struct smtp_cmd *cmd);
+enum smtp_rc smtp_data_input(struct smtp_session *s);
+/* smtp_relay.c. on_data accepted s->tx: hand it to the upstream pool; RELAY until the
+ * client has the answer (SMTP_PAUSE), or 451 at once. */
+enum smtp_rc smtp_relay_start(struct smtp_session *s);
+void         smtp_tx_free(struct smtp_tx *tx);
+void         smtp_session_reset_tx(struct smtp_session *s);
+/* Reply (from the table), log smtp.reject, count the error; 421 and close past
+ * limits.max_errors. */
+enum smtp_rc smtp_session_error(struct smtp_session *s, enum smtp_reply_id reply);
+/* The same for a reply whose text varies (a policy's verdict, a limit in the text). */
+enum smtp_rc smtp_session_error_text(struct smtp_session *s, int code, const char *enh,
+                                     const char *text);
+/* Reply, then close once it is flushed (CLOSING; the session may be gone already). */
+enum smtp_rc smtp_session_close_with(struct smtp_session *s, enum smtp_reply_id reply);
+enum smtp_rc smtp_session_close_text(struct smtp_session *s, int code, const char *enh,
+                                     const char *text);
+void         smtp_session_resume(struct smtp_session *s);
+/* A policy decision is pending: POLICY, reading stopped, earlier replies flushed. */
+enum smtp_rc smtp_session_wait(struct smtp_session *s);
+/* A pending decision was applied with result rc: go on with the input. */
+void         smtp_session_decided(struct smtp_session *s, enum smtp_rc rc);
+/* A policy's refusal: its reply (counted as an error), or 421 and the end. */
+enum smtp_rc smtp_session_policy_reply(struct smtp_session *s, const struct verdict *v);
+enum smtp_rc smtp_session_starttls(struct smtp_session *s);
+/* Arm the connection's timer for the deadline of the current state (see the fields). */
+void         smtp_session_set_timeout(struct smtp_session *s);
+/* smtp_budget.c. MAIL: reserve a first chunk for tx (not yet s->tx), or all of a
+ * declared SIZE; nothing is held unless INFLIGHT_OK. */
+enum inflight_rc smtp_budget_open(struct smtp_session *s, struct smtp_tx *tx);
+/* BDAT: charge for the chunk's `more` octets before they come. INFLIGHT_OK or the limit
+ * (nothing more charged then). */
+enum inflight_rc smtp_budget_expect(struct smtp_session *s, unsigned long long more);
+/* Free tx's message buffer and release all it holds (a refused or ended message). */
+void         smtp_budget_drop(struct smtp_session *s, struct smtp_tx *tx);
+/* 452 4.3.1 for a refusal of the budget, counted as an error; or, to send it later, the
+ * reply alone. Either counts the refusal once in `sluice ctl status`. */
+enum smtp_rc       smtp_budget_refuse(struct smtp_session *s, enum inflight_rc rc);
+enum smtp_reply_id smtp_budget_refusal(struct smtp_session *s, enum inflight_rc rc);
+/* DATA/BDAT: n more octets of content arrived; the deadline moves by n/min_data_rate
+ * seconds, never to more than timeouts.data from now and never once it has passed. */
+void         smtp_data_credit(struct smtp_session *s, size_t n);
+/* DATA or the first BDAT of a transaction: the content's clock starts. */
+void         smtp_data_clock_start(struct smtp_session *s);
+
+#endif

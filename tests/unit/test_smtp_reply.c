@@ -1,0 +1,133 @@
+/* tests/unit/test_smtp_reply.c: the table of fixed SMTP replies (core/smtp/smtp_reply.c) is
+ * complete and well-formed, and docs/smtp.md's "Reply table" is exactly what the table
+ * generates. After changing the table, regenerate the docs with
+ *     SLUICE_REGEN_DOCS=1 build/test_smtp_reply
+ * and review the diff. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "smtp/smtp_reply.h"
+
+#define DOCS_PATH  SLUICE_SOURCE_DIR "/docs/smtp.md"
+#define BEGIN_MARK "<!-- reply table: generated from core/smtp/smtp_reply.c -->\n"
+#define END_MARK   "<!-- end of reply table -->\n"
+
+static char *
+read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *p;
+    long  n;
+
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    p = malloc((size_t)n + 1);
+    if (p != NULL && fread(p, 1, (size_t)n, f) != (size_t)n) {
+        free(p);
+        p = NULL;
+    }
+    fclose(f);
+    if (p != NULL) {
+        p[n] = '\0';
+        *len = (size_t)n;
+    }
+    return p;
+}
+
+/* The Markdown table the docs must hold between the marks. */
+static void
+generate(char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len, "| name | reply |\n|---|---|\n");
+
+    for (int i = 0; i < SMTP_R__COUNT && n < len; i++) {
+        const struct smtp_reply_entry *r = &smtp_reply_table[i];
+
+        n += (size_t)snprintf(out + n, len - n, "| `%s` | `%d%s%s %s` |\n", r->name, r->code,
+                              r->enhanced ? " " : "", r->enhanced ? r->enhanced : "", r->text);
+    }
+    CHECK(n < len);
+}
+
+static void
+every_entry_is_stored_under_its_own_id(void)
+{
+    for (int i = 0; i < SMTP_R__COUNT; i++) {
+        CHECK(smtp_reply_table[i].name != NULL); /* NULL: an id without an entry */
+        CHECK_EQ_INT(smtp_reply_table[i].id, i);
+        CHECK(smtp_reply_get((enum smtp_reply_id)i) == &smtp_reply_table[i]);
+    }
+}
+
+static void
+every_enhanced_code_is_valid_and_of_the_replys_class(void)
+{
+    for (int i = 0; i < SMTP_R__COUNT; i++) {
+        const struct smtp_reply_entry *r = &smtp_reply_table[i];
+
+        CHECK(r->code >= 200 && r->code <= 599);
+        CHECK(r->text != NULL && r->text[0] != '\0' && strpbrk(r->text, "\r\n") == NULL);
+        if (r->enhanced == NULL) { /* RFC 2034 section 3: only the intermediate 354 */
+            CHECK_EQ_INT(r->code, 354);
+            continue;
+        }
+        CHECK(smtp_reply_is_enhanced(r->enhanced));
+        CHECK_EQ_INT(r->enhanced[0] - '0', r->code / 100);
+    }
+}
+
+static void
+no_two_entries_are_the_same_reply(void)
+{
+    for (int i = 0; i < SMTP_R__COUNT; i++)
+        for (int j = i + 1; j < SMTP_R__COUNT; j++)
+            CHECK(smtp_reply_table[i].code != smtp_reply_table[j].code ||
+                  strcmp(smtp_reply_table[i].text, smtp_reply_table[j].text) != 0);
+}
+
+static void
+docs_smtp_md_lists_exactly_the_reply_table(void)
+{
+    static char want[32768];
+    size_t      len = 0;
+    char       *docs = read_all(DOCS_PATH, &len);
+    char       *begin, *end;
+
+    generate(want, sizeof(want));
+    CHECK(docs != NULL);
+    if (docs == NULL)
+        return;
+    begin = strstr(docs, BEGIN_MARK);
+    end = begin != NULL ? strstr(begin, END_MARK) : NULL;
+    CHECK(begin != NULL && end != NULL);
+    if (begin != NULL && end != NULL) {
+        begin += strlen(BEGIN_MARK);
+        if (getenv("SLUICE_REGEN_DOCS") != NULL) {
+            FILE *f = fopen(DOCS_PATH, "wb");
+
+            fwrite(docs, 1, (size_t)(begin - docs), f);
+            fwrite(want, 1, strlen(want), f);
+            fwrite(end, 1, len - (size_t)(end - docs), f);
+            fclose(f);
+            fprintf(stderr, "regenerated the reply table in %s\n", DOCS_PATH);
+        } else {
+            CHECK_MEM(begin, (size_t)(end - begin), want);
+        }
+    }
+    free(docs);
+}
+
+int
+main(void)
+{
+    RUN(every_entry_is_stored_under_its_own_id);
+    RUN(every_enhanced_code_is_valid_and_of_the_replys_class);
+    RUN(no_two_entries_are_the_same_reply);
+    RUN(docs_smtp_md_lists_exactly_the_reply_table);
+    return check_summary();
+}
