@@ -8,6 +8,8 @@ FUZZ      ?= build-fuzz
 FUZZ_SECS ?= 30
 PYTHON    ?= /usr/bin/python3
 JOBS      ?= $(shell nproc)
+# ON: a compiler warning fails the build. `make test` (CI) turns it on for every build.
+WERROR    ?= OFF
 
 # Everything `run` and `test` use that a minimal Debian 12 (debootstrap --variant=minbase)
 # lacks; .ci/run proves the list on such a root. ca-certificates: npm ci (https).
@@ -44,16 +46,16 @@ service-user:
 			--shell /usr/sbin/nologin sluice && echo "made the system user sluice"; }
 
 build:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_WERROR=$(WERROR) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 	cmake --build $(BUILD) -j $(JOBS) --target sluice-loadgen
 
 asan:
-	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON >/dev/null
+	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON -DSLUICE_WERROR=$(WERROR) >/dev/null
 	cmake --build $(ASAN) -j $(JOBS)
 
 tsan:
-	cmake -S . -B $(TSAN) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_TSAN=ON >/dev/null
+	cmake -S . -B $(TSAN) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_TSAN=ON -DSLUICE_WERROR=$(WERROR) >/dev/null
 	cmake --build $(TSAN) -j $(JOBS)
 
 # A race fails the run: halt_on_error makes the process exit 66 at the first report.
@@ -62,7 +64,7 @@ TSAN_OPTIONS_ALL = halt_on_error=1 second_deadlock_stack=1 \
 	suppressions=$(CURDIR)/tests/tsan.supp
 
 fuzz:
-	CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON >/dev/null
+	CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON -DSLUICE_WERROR=$(WERROR) >/dev/null
 	cmake --build $(FUZZ) -j $(JOBS)
 
 certs:
@@ -124,8 +126,9 @@ integration-tsan: tsan certs
 # Every test: the include rules, C unit tests (plain, ASan+UBSan, TSan), fuzzers (bounded), busted,
 # integration (ASan+UBSan; the threaded ones again under TSan).
 # -k: a failing stage does not hide the stages after it; make still exits non-zero.
+# WERROR=ON: a compiler warning in any build (plain, ASan, TSan, fuzz) fails the run.
 test: deps service-user
-	$(MAKE) -k layers unit unit-asan unit-tsan fuzz-run lua integration integration-tsan
+	$(MAKE) -k WERROR=ON layers unit unit-asan unit-tsan fuzz-run lua integration integration-tsan
 
 bench: build certs
 	bench/run.sh
