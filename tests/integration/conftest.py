@@ -49,6 +49,17 @@ def pytest_configure(config):
         'these under ThreadSanitizer')
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skipped test fails: a missing dependency or the wrong user must be seen, not
+    passed over (importorskip, skipif, pytest.skip() included)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, 'wasxfail'):
+        report.outcome = 'failed'
+        report.longrepr = 'skipped, and a skip is a failure here: %s' % (report.longrepr,)
+
+
 # What a sanitizer writes on stderr when it finds something (ASan, UBSan, TSan).
 SANITIZER_MARKS = ('AddressSanitizer', 'ThreadSanitizer', 'runtime error:')
 

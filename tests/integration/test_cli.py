@@ -262,8 +262,9 @@ def proc_ids(pid, field):
     return re.search(r'^%s:[ \t]*(.*)$' % field, status, re.M).group(1).split()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason='needs root: it checks the drop to the service user')
 def test_run_started_as_root_serves_its_port_as_the_sluice_user(make_relay, sink, certs):
+    # About what root does: as test_privileges.py, it fails rather than skips otherwise.
+    assert os.geteuid() == 0, 'this test needs root: it checks the drop to the service user'
     import pwd
     nobody = pwd.getpwnam('sluice')  # the default `user`
     # The upstream's CA file is readable by root only, like the keys: it must be loaded

@@ -21,7 +21,7 @@ import pytest
 
 from conftest import ALICE, SLUICE, upstream_conf
 
-pytest.importorskip('cryptography')
+import cryptography  # noqa: E402,F401 python3-cryptography: when missing, fail, never skip
 from test_oauth2 import (AUDIENCE, INVALID, ISSUER, OK, POLICIES, Key, claims,  # noqa: E402
                          connect, make_token, oauthbearer, send_one, xoauth2)
 
