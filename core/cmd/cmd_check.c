@@ -18,10 +18,15 @@ cmd_check_mixed(void *arg, const char *path, size_t n, const char *settings)
 int
 cmd_check_main(int argc, char **argv)
 {
-    const char         *path = daemon_config_arg(argc, argv);
+    const char         *path;
     struct daemon_parts p;
     char                err[1024];
 
+    if (cmd_is_help(argc, argv)) {
+        printf("usage: sluice check [-c FILE]   (default conf/sluice.lua)\n");
+        return 0;
+    }
+    path = daemon_config_arg(argc, argv);
     if (path == NULL) {
         fprintf(stderr, "usage: sluice check [-c FILE]\n");
         return EXIT_USAGE;

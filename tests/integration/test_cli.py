@@ -171,6 +171,22 @@ def test_help_prints_usage_on_stdout_and_exits_0():
     assert got.stdout.startswith(b'usage: sluice run')
 
 
+@pytest.mark.parametrize('sub', ['run', 'check', 'passwd', 'sink', 'ctl', 'token'])
+@pytest.mark.parametrize('flag', ['--help', '-h'])
+def test_each_subcommand_prints_its_own_usage_on_stdout_for_help_and_exits_0(sub, flag):
+    got = sluice(sub, flag, stdin=b'')
+
+    assert (got.returncode, got.stderr) == (0, b''), got
+    assert got.stdout.startswith(b'usage: sluice %s' % sub.encode()), got.stdout
+
+
+def test_version_prints_the_version_and_exits_0():
+    got = sluice('--version')
+
+    assert (got.returncode, got.stderr) == (0, b''), got
+    assert re.fullmatch(rb'sluice \d+\.\d+\.\d+\n', got.stdout), got.stdout
+
+
 # ---- sluice passwd ----
 
 
