@@ -15,8 +15,8 @@ import warnings
 
 import pytest
 
-from conftest import (ALICE, ROOT, SLUICE, Relay, free_port, lua_str, stop,
-                      upstream_conf)
+from conftest import (ALICE, ROOT, SHIPPED_POLICIES, SLUICE, Relay, free_port, hup, lua_str,
+                      stop, upstream_conf)
 
 with warnings.catch_warnings():
     warnings.simplefilter('ignore', DeprecationWarning)
@@ -88,6 +88,26 @@ def test_check_accepts_the_shipped_configuration(tmp_path, certs):
     [warning] = [json.loads(line) for line in got.stderr.decode().splitlines()]
     assert (warning['level'], warning['event'], warning['domain']) == (
         'warning', 'oauth2.dev_key', 'example.org')
+
+
+def test_run_warns_about_the_dev_key_once_per_start_and_reload(tmp_path, make_relay, sink):
+    # The configuration check and then each worker load policies/oauth2.lua: only the
+    # check says it (it said it three times with two workers).
+    keys = tmp_path / 'keys'
+    keys.mkdir()
+    subprocess.run([SLUICE, 'token', '--init', '--dir', str(keys)], check=True,
+                   capture_output=True)
+    domains = ("{ ['example.org'] = { auth = { 'file', 'oauth2' }, oauth2 = { issuer = "
+               "'https://idp.test', audience = 'smtp://relay.test', jwks_file = %s } } }"
+               % lua_str(keys / 'dev-token.jwks'))
+    policies = SHIPPED_POLICIES[:2] + [str(ROOT / 'policies' / 'oauth2.lua')]
+    relay = make_relay(upstream_conf(sink.port), workers=2, policies=policies,
+                       domains=domains)
+
+    [warning] = relay.logs('oauth2.dev_key')
+    assert (warning['level'], warning['domain']) == ('warning', 'example.org')
+    hup(relay)
+    assert len(relay.logs('oauth2.dev_key')) == 2
 
 
 def test_check_names_the_file_line_and_key_of_a_typo_and_exits_78(tmp_path, certs, users_dir):
