@@ -71,6 +71,56 @@ a_line_has_ts_level_event_and_sid(void)
     CHECK(count_char(out, '\n') == 1);
 }
 
+/* The keys of a line in order, as "k1,k2,..." (top level only: values are strings without
+ * escaped quotes, numbers or literals here). */
+static const char *
+keys_of(const char *line, char *out, size_t outlen)
+{
+    size_t n = 0;
+
+    out[0] = '\0';
+    for (const char *p = line + 1; *p && *p != '\n';) {
+        const char *end = strchr(p + 1, '"');
+
+        if (*p != '"' || end == NULL || end[1] != ':')
+            break;
+        n += (size_t)snprintf(out + n, outlen - n, "%s%.*s", n ? "," : "", (int)(end - p - 1),
+                              p + 1);
+        p = end + 2;
+        if (*p == '"')
+            p = strchr(p + 1, '"') + 1;
+        else
+            p += strcspn(p, ",}");
+        if (*p == ',')
+            p++;
+    }
+    return out;
+}
+
+static void
+every_line_begins_with_ts_level_event_then_sid(void)
+{
+    struct logline l;
+    char           keys[256];
+
+    capture_start();
+    log_begin(&l, LOG_NOTICE, "auth.fail", 0x5f3a9c0e);
+    log_str(&l, "user", "ann@example.org");
+    log_end(&l);
+    CHECK(strcmp(keys_of(capture_end(), keys, sizeof(keys)), "ts,level,event,sid,user") == 0);
+
+    capture_start();
+    log_msg(LOG_WARNING, "relay.retry", 7, "again %d", 2);
+    CHECK(strcmp(keys_of(capture_end(), keys, sizeof(keys)), "ts,level,event,sid,msg") == 0);
+
+    capture_start(); /* no session: no sid, and the caller's fields right after event */
+    log_begin(&l, LOG_ERR, "daemon.fail", 0);
+    log_int(&l, "code", 71);
+    log_bool(&l, "tls", false);
+    log_end(&l);
+    CHECK(strcmp(keys_of(capture_end(), keys, sizeof(keys)), "ts,level,event,code,tls") == 0);
+}
+
 static void
 control_bytes_quotes_and_bad_utf8_are_escaped(void)
 {
@@ -162,6 +212,7 @@ int
 main(void)
 {
     RUN(a_line_has_ts_level_event_and_sid);
+    RUN(every_line_begins_with_ts_level_event_then_sid);
     RUN(control_bytes_quotes_and_bad_utf8_are_escaped);
     RUN(an_overlong_line_is_cut_and_still_closed);
     RUN(lines_below_the_threshold_are_not_written);
