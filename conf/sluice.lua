@@ -52,7 +52,10 @@ return {
     '../policies/audit.lua',
   },
   hook_timeout = 10,
-  -- audit_log = '/var/log/sluice/audit.log',   -- default: audit events are discarded
+  -- JSON lines of policies/audit.lua (docs/audit.md); `./dev.sh run` makes run/. Started as
+  -- root, sluice gives the file to `user` and reopens it on HUP through its privileged
+  -- reader, which allows only the path it had at start: set it before starting.
+  audit_log = '../run/audit.log',   -- a real site: '/var/log/sluice/audit.log'
 
   domains = {
     -- Passwords from users/example.org.txt, and OAuth2 bearer tokens. This oauth2 table

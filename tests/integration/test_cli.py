@@ -71,8 +71,10 @@ def test_check_accepts_the_shipped_configuration(tmp_path, certs):
     shipped = (ROOT / 'conf' / 'sluice.lua').read_text()
     assert "'../certs/dev-rsa.crt'" in shipped and "users_dir = 'users'" in shipped
     conf = tmp_path / 'sluice.lua'
+    assert "audit_log = '../run/audit.log'" in shipped
     conf.write_text(shipped.replace("'../certs/", "'%s/" % certs)
                     .replace("'../policies/", "'%s/" % (ROOT / 'policies'))
+                    .replace("'../run/audit.log'", lua_str(tmp_path / 'audit.log'))
                     .replace("users_dir = 'users'",
                              'users_dir = ' + lua_str(ROOT / 'conf' / 'users')))
     got = sluice('check', '-c', str(conf))
