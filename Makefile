@@ -74,11 +74,14 @@ certs:
 
 # Sets up and runs sluice with conf/sluice.lua, relaying to a local `sluice sink`
 # that writes every message to run/maildir/new/. Only the sink this recipe started (its
-# own $$!, not whatever run/sink.pid says) is stopped on the way out, so a second
+# own $!, not whatever run/sink.pid says) is stopped on the way out, so a second
 # `make run` beside a first one says so and exits 1 leaving the first alone; Ctrl-C
 # stops both quietly. The sink must be listening before sluice starts.
 run: deps service-user build certs
-	@mkdir -p run
+	@mkdir -p run/audit
+	@# the audit log's directory is the service user's: a reload that turns audit_log on
+	@# opens the file as that user (conf/sluice.lua)
+	@if [ "$$(id -u)" -eq 0 ]; then chown sluice:sluice run/audit && chmod 0750 run/audit; fi
 	@if [ -s run/sink.pid ] && kill -0 "$$(cat run/sink.pid)" 2>/dev/null; then \
 		echo "make run: already running (sink pid $$(cat run/sink.pid) on 127.0.0.1:2525):" \
 			"stop that one first" >&2; exit 1; fi; \

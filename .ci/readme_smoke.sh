@@ -2,7 +2,7 @@
 # .ci/readme_smoke.sh: the README's first command, used as the README says. Starts
 # `./dev.sh run` in the background, waits for sluice's daemon.ready line, sends the
 # README's two swaks examples (taken from README.md itself, so the text is what is
-# tested), checks that both messages reached run/maildir/new/ and run/audit.log, then
+# tested), checks that both messages reached run/maildir/new/ and run/audit/audit.log, then
 # stops sluice with TERM by PID and checks that `./dev.sh run` exited 0 and took the sink
 # down with it. On the way: a second `./dev.sh run` beside the first fails clearly and
 # leaves the first alone (it used to kill the first one's sink); the examples verify the
@@ -48,7 +48,7 @@ is_gone() { ! kill -0 "$1" 2>/dev/null; }
 has_new() { [ "$(count_new)" -ge "$1" ]; }
 
 before=$(count_new)
-audit_before=$(cat run/audit.log 2>/dev/null | wc -l)
+audit_before=$(cat run/audit/audit.log 2>/dev/null | wc -l)
 ./dev.sh run >"$log" 2>&1 &
 job=$!
 until_ok "$ready_secs" is_ready || fail "no daemon.ready within ${ready_secs}s"
@@ -75,11 +75,11 @@ awk '/^swaks / { cmd = 1 } cmd { print } cmd && !/\\$/ { cmd = 0; print "" }' RE
 sh -e "$log.swaks" >"$log.client" 2>&1 || { cat "$log.client"; fail "a swaks example failed"; }
 until_ok 10 has_new $((before + 2)) || fail "$(count_new) messages in run/maildir/new, want $((before + 2))"
 echo "readme_smoke: both swaks examples delivered to run/maildir/new/"
-has_audit() { [ "$(cat run/audit.log 2>/dev/null | wc -l)" -ge $((audit_before + 4)) ]; }
-until_ok 10 has_audit || fail "run/audit.log has not the two AUTHs and two messages"
-tail -n 4 run/audit.log | grep -q '"alice@example.org"' || fail "no alice@example.org in run/audit.log"
-tail -n 4 run/audit.log | grep -q '"carol@example.net"' || fail "no carol@example.net in run/audit.log"
-echo "readme_smoke: run/audit.log has both AUTHs and both messages"
+has_audit() { [ "$(cat run/audit/audit.log 2>/dev/null | wc -l)" -ge $((audit_before + 4)) ]; }
+until_ok 10 has_audit || fail "run/audit/audit.log has not the two AUTHs and two messages"
+tail -n 4 run/audit/audit.log | grep -q '"alice@example.org"' || fail "no alice@example.org in run/audit/audit.log"
+tail -n 4 run/audit/audit.log | grep -q '"carol@example.net"' || fail "no carol@example.net in run/audit/audit.log"
+echo "readme_smoke: run/audit/audit.log has both AUTHs and both messages"
 
 kill -TERM "$pid"
 until_ok 60 is_gone "$job" || fail "./dev.sh run still running 60s after TERM to sluice"

@@ -7,6 +7,7 @@ Run: SLUICE_BIN=build-asan/sluice /usr/bin/python3 -m pytest tests/integration/t
 """
 import json
 import os
+import pathlib
 import re
 import signal
 import socket
@@ -71,10 +72,10 @@ def test_check_accepts_the_shipped_configuration(tmp_path, certs):
     shipped = (ROOT / 'conf' / 'sluice.lua').read_text()
     assert "'../certs/dev-rsa.crt'" in shipped and "users_dir = 'users'" in shipped
     conf = tmp_path / 'sluice.lua'
-    assert "audit_log = '../run/audit.log'" in shipped
+    assert "audit_log = '../run/audit/audit.log'" in shipped
     conf.write_text(shipped.replace("'../certs/", "'%s/" % certs)
                     .replace("'../policies/", "'%s/" % (ROOT / 'policies'))
-                    .replace("'../run/audit.log'", lua_str(tmp_path / 'audit.log'))
+                    .replace("'../run/audit/audit.log'", lua_str(tmp_path / 'audit.log'))
                     .replace("users_dir = 'users'",
                              'users_dir = ' + lua_str(ROOT / 'conf' / 'users')))
     got = sluice('check', '-c', str(conf))
@@ -324,3 +325,34 @@ def test_run_started_as_root_serves_its_port_as_the_sluice_user(make_relay, sink
     c.quit()
     assert len(sink.wait_messages(1)) == 1
     assert relay.stop(signal.SIGTERM) == 0
+
+
+def test_an_audit_log_turned_on_by_a_reload_is_written_in_the_service_users_directory(
+        make_relay, sink):
+    # As `make run` sets up run/audit/ for conf/sluice.lua: a directory of the service
+    # user's, so that a reload that turns audit_log on can make the file as that user (the
+    # privileged reader only opens paths start-up had).
+    assert os.geteuid() == 0, 'this test needs root: it checks the drop to the service user'
+    import pwd
+    import shutil
+    import tempfile
+    user = pwd.getpwnam('sluice')
+    top = tempfile.mkdtemp(prefix='sluice-audit-')
+    try:
+        os.chmod(top, 0o755)
+        audit_dir = os.path.join(top, 'audit')
+        os.mkdir(audit_dir, 0o750)
+        os.chown(audit_dir, user.pw_uid, user.pw_gid)
+        relay = make_relay(upstream_conf(sink.port), extra='audit_log = nil,')
+        assert proc_ids(relay.proc.pid, 'Uid') == [str(user.pw_uid)] * 4
+        audit_log = os.path.join(audit_dir, 'audit.log')
+        relay.conf.write_text(relay.conf.read_text().replace(
+            'audit_log = nil,', 'audit_log = %s,' % lua_str(audit_log)))
+        hup(relay, 'reload.ok')
+        relay.smtps().quit()  # an AUTH: policies/audit.lua writes auth_attempt
+        relay.audit_log = pathlib.Path(audit_log)
+        [record] = relay.audit('auth_attempt')
+        assert (record['email'], record['success']) == (ALICE, True), record
+        assert os.stat(audit_log).st_uid == user.pw_uid
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
