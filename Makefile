@@ -82,7 +82,7 @@ run: deps service-user build certs
 	@# the audit log's directory is the service user's: a reload that turns audit_log on
 	@# opens the file as that user (conf/sluice.lua)
 	@if [ "$$(id -u)" -eq 0 ]; then chown sluice:sluice run/audit && chmod 0750 run/audit; fi
-	@if [ -s run/sink.pid ] && kill -0 "$$(cat run/sink.pid)" 2>/dev/null; then \
+	@if [ -s run/sink.pid ] && grep -qa sluice "/proc/$$(cat run/sink.pid)/cmdline" 2>/dev/null; then \
 		echo "make run: already running (sink pid $$(cat run/sink.pid) on 127.0.0.1:2525):" \
 			"stop that one first" >&2; exit 1; fi; \
 	$(BUILD)/sluice sink --listen 127.0.0.1:2525 --maildir run/maildir \
