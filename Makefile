@@ -8,6 +8,10 @@ FUZZ      ?= build-fuzz
 FUZZ_SECS ?= 30
 PYTHON    ?= /usr/bin/python3
 JOBS      ?= $(shell nproc)
+# ON: a compiler warning fails the build. `make test` (CI) turns it on for every build;
+# unset, each build directory keeps what it had (no rebuild of everything after a test).
+WERROR    ?=
+WERROR_FLAG = $(if $(WERROR),-DSLUICE_WERROR=$(WERROR))
 
 # Everything `run` and `test` use that a minimal Debian 12 (debootstrap --variant=minbase)
 # lacks; .ci/run proves the list on such a root. ca-certificates: npm ci (https).
@@ -44,16 +48,16 @@ service-user:
 			--shell /usr/sbin/nologin sluice && echo "made the system user sluice"; }
 
 build:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(WERROR_FLAG) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 	cmake --build $(BUILD) -j $(JOBS) --target sluice-loadgen
 
 asan:
-	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON >/dev/null
+	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SANITIZE=ON $(WERROR_FLAG) >/dev/null
 	cmake --build $(ASAN) -j $(JOBS)
 
 tsan:
-	cmake -S . -B $(TSAN) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_TSAN=ON >/dev/null
+	cmake -S . -B $(TSAN) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_TSAN=ON $(WERROR_FLAG) >/dev/null
 	cmake --build $(TSAN) -j $(JOBS)
 
 # A race fails the run: halt_on_error makes the process exit 66 at the first report.
@@ -62,20 +66,34 @@ TSAN_OPTIONS_ALL = halt_on_error=1 second_deadlock_stack=1 \
 	suppressions=$(CURDIR)/tests/tsan.supp
 
 fuzz:
-	CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON >/dev/null
+	CC=clang cmake -S . -B $(FUZZ) -DCMAKE_BUILD_TYPE=Debug -DSLUICE_FUZZ=ON $(WERROR_FLAG) >/dev/null
 	cmake --build $(FUZZ) -j $(JOBS)
 
 certs:
 	sh certs/gen-dev-certs.sh
 
 # Sets up and runs sluice with conf/sluice.lua, relaying to a local `sluice sink`
-# that writes every message to run/maildir/new/.
+# that writes every message to run/maildir/new/. Only the sink this recipe started (its
+# own $!, not whatever run/sink.pid says) is stopped on the way out, so a second
+# `make run` beside a first one says so and exits 1 leaving the first alone; Ctrl-C
+# stops both quietly. The sink must be listening before sluice starts.
 run: deps service-user build certs
-	@mkdir -p run
-	@$(BUILD)/sluice sink --listen 127.0.0.1:2525 --maildir run/maildir \
-		--log run/sink.log --pid-file run/sink.pid 2>run/sink.err & \
-	sleep 0.5; echo "sink: 127.0.0.1:2525 -> run/maildir/new/"; \
-	trap 'kill $$(cat run/sink.pid) 2>/dev/null' EXIT INT TERM; \
+	@mkdir -p run/audit
+	@# the audit log's directory is the service user's: a reload that turns audit_log on
+	@# opens the file as that user (conf/sluice.lua)
+	@if [ "$$(id -u)" -eq 0 ]; then chown sluice:sluice run/audit && chmod 0750 run/audit; fi
+	@if [ -s run/sink.pid ] && grep -qa sluice "/proc/$$(cat run/sink.pid)/cmdline" 2>/dev/null; then \
+		echo "make run: already running (sink pid $$(cat run/sink.pid) on 127.0.0.1:2525):" \
+			"stop that one first" >&2; exit 1; fi; \
+	$(BUILD)/sluice sink --listen 127.0.0.1:2525 --maildir run/maildir \
+		--log run/sink.log --pid-file run/sink.pid 2>run/sink.err & sink=$$!; \
+	trap 'kill $$sink 2>/dev/null' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	n=100; until grep -q 'sink listening on' run/sink.err; do \
+		if ! kill -0 $$sink 2>/dev/null || [ $$n -eq 0 ]; then \
+			echo "make run: the sink did not start on 127.0.0.1:2525:" >&2; \
+			cat run/sink.err >&2; exit 1; fi; \
+		n=$$((n - 1)); sleep 0.1; done; \
+	echo "sink: 127.0.0.1:2525 -> run/maildir/new/"; \
 	$(BUILD)/sluice run -c conf/sluice.lua
 
 unit: build
@@ -124,8 +142,9 @@ integration-tsan: tsan certs
 # Every test: the include rules, C unit tests (plain, ASan+UBSan, TSan), fuzzers (bounded), busted,
 # integration (ASan+UBSan; the threaded ones again under TSan).
 # -k: a failing stage does not hide the stages after it; make still exits non-zero.
+# WERROR=ON: a compiler warning in any build (plain, ASan, TSan, fuzz) fails the run.
 test: deps service-user
-	$(MAKE) -k layers unit unit-asan unit-tsan fuzz-run lua integration integration-tsan
+	$(MAKE) -k WERROR=ON layers unit unit-asan unit-tsan fuzz-run lua integration integration-tsan
 
 bench: build certs
 	bench/run.sh

@@ -52,7 +52,11 @@ return {
     '../policies/audit.lua',
   },
   hook_timeout = 10,
-  -- audit_log = '/var/log/sluice/audit.log',   -- default: audit events are discarded
+  -- JSON lines of policies/audit.lua (docs/audit.md). `./dev.sh run` makes run/audit/ and
+  -- gives it to `user`: started as root, sluice hands the file to that user and reopens it
+  -- on HUP through its privileged reader (which knows only the path start-up had); a
+  -- reload that turns it on opens it as that user, in a directory that user may write.
+  audit_log = '../run/audit/audit.log',   -- a real site: '/var/log/sluice/audit.log'
 
   domains = {
     -- Passwords from users/example.org.txt, and OAuth2 bearer tokens. This oauth2 table

@@ -50,14 +50,18 @@ end
 
 -- At load: read every key set a domain trusts, so that a missing or broken JWKS file
 -- fails `sluice check`, the start or the reload (the old generation stays), and say it
--- loudly when one of them is the per-install dev key of `sluice token`.
+-- loudly when one of them is the per-install dev key of `sluice token`: once per start,
+-- reload or check. Each of those loads the policies first in a state that only checks
+-- them, without the shared zones (their methods raise there: daemon_setup.c), then once
+-- in every worker; only the check says it.
+local in_config_check = not pcall(denylist.get, denylist, DENY_PREFIX .. 'load')
 for name, cfg in pairs(sluice.domains) do
   if uses_oauth2(cfg) and cfg.oauth2.jwks_file then -- a jwks_url is fetched on first use
     local set, err = jwks.for_domain(cfg.oauth2)
     if not set then
       error(('policies/oauth2.lua: domains[\'%s\'].oauth2.jwks_file: %s'):format(name, err), 0)
     end
-    if set.dev then
+    if set.dev and in_config_check then
       sluice.log('warning', 'oauth2.dev_key', { domain = name, kid = set.dev,
         jwks_file = cfg.oauth2.jwks_file,
         message = 'this domain accepts tokens minted by `sluice token`: for trying out only' })

@@ -26,6 +26,11 @@ cmd_check_main(int argc, char **argv)
     struct daemon_parts p;
     char                err[1024];
 
+    if (cmd_is_help(argc, argv)) {
+        printf("usage: sluice check [-c FILE]   (default conf/sluice.lua)\n"
+               "       sluice check --dump-schema   (the domains schema as Lua)\n");
+        return 0;
+    }
     if (argc == 2 && strcmp(argv[1], "--dump-schema") == 0)
         return config_schema_dump(stdout) == 0 && fflush(stdout) == 0 ? 0 : 1;
     path = daemon_config_arg(argc, argv);

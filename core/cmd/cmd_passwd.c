@@ -50,6 +50,16 @@ cmd_passwd_read(const char *prompt, char *buf, size_t len)
     return 0;
 }
 
+/* The usage on f: stdout for --help (exit 0), stderr for a bad command line. */
+static int
+cmd_passwd_usage(FILE *f)
+{
+    fprintf(f, "usage: sluice passwd [-s yescrypt|bcrypt|sha512|argon2id] < password\n"
+               "       sluice passwd --import --out DIR [-s SCHEME] "
+               "[--default-domain DOMAIN] FILE...\n");
+    return f == stdout ? 0 : EXIT_USAGE;
+}
+
 int
 cmd_passwd_main(int argc, char **argv)
 {
@@ -63,6 +73,8 @@ cmd_passwd_main(int argc, char **argv)
     char        pw[1024], again[1024], hash[512];
     int         opt, import = 0;
 
+    if (cmd_is_help(argc, argv))
+        return cmd_passwd_usage(stdout);
     optind = 1;
     while ((opt = getopt_long(argc, argv, "s:", longopts, NULL)) != -1) {
         if (opt == 'i')
@@ -71,12 +83,8 @@ cmd_passwd_main(int argc, char **argv)
             out = optarg;
         else if (opt == 'd')
             default_domain = optarg;
-        else if (opt != 's' || (prefix = cmd_passwd_prefix(optarg)) == NULL) {
-            fprintf(stderr, "usage: sluice passwd [-s yescrypt|bcrypt|sha512|argon2id] < password\n"
-                            "       sluice passwd --import --out DIR [-s SCHEME] "
-                            "[--default-domain DOMAIN] FILE...\n");
-            return EXIT_USAGE;
-        }
+        else if (opt != 's' || (prefix = cmd_passwd_prefix(optarg)) == NULL)
+            return cmd_passwd_usage(stderr);
     }
     if (import)
         return cmd_passwd_import(prefix, out, default_domain, argv + optind, argc - optind);

@@ -310,13 +310,18 @@ cmd_run_serve(struct config *cfg, const char *path, struct listener_set *ls)
 int
 cmd_run_main(int argc, char **argv)
 {
-    const char         *path = daemon_config_arg(argc, argv);
+    const char         *path;
     char               *real;
     struct config      *cfg;
     struct listener_set ls;
     char                err[1024];
     int                 rc;
 
+    if (cmd_is_help(argc, argv)) {
+        printf("usage: sluice run [-c FILE]   (default conf/sluice.lua)\n");
+        return 0;
+    }
+    path = daemon_config_arg(argc, argv);
     if (path == NULL) {
         fprintf(stderr, "usage: sluice run [-c FILE]\n");
         return EXIT_USAGE;

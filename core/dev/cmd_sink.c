@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cmd/cmd.h"
 #include "dev/cmd_sink.h"
 #include "dev/cmd_sink_output.h"
 #include "dev/cmd_sink_smtp.h"
@@ -235,6 +236,10 @@ sink_parse_options(struct sink *sk, int argc, char **argv)
     cfg->max_size = SINK_DEFAULT_SIZE;
     cfg->greeting = 220;
     optind = 1;
+    if (cmd_is_help(argc, argv)) { /* -h as well as --help */
+        fputs(sink_usage, stdout);
+        return 1;
+    }
     while ((opt = getopt_long(argc, argv, "", sink_options, &idx)) != -1) {
         switch (opt) {
         case OPT_MAILDIR:       cfg->maildir = optarg; break;

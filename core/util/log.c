@@ -10,6 +10,7 @@
  * still writes the line (a skipped line below the threshold has l->len == 0). */
 #include "util/log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -155,8 +156,17 @@ log_put_json_string(struct logline *l, const char *s, size_t n)
     return i == n;
 }
 
+/* The keys log_begin() writes first, in this order, on every line. */
+static bool
+log_is_head_key(const char *key)
+{
+    return strcmp(key, "ts") == 0 || strcmp(key, "level") == 0 || strcmp(key, "event") == 0 ||
+           strcmp(key, "sid") == 0;
+}
+
 /* Start a field: ",\"key\":". Returns false, with nothing written, if even the key and
- * a minimal value do not fit; the line is then cut. */
+ * a minimal value do not fit; the line is then cut. After the head (l->head set), a
+ * head key is the caller's bug and is left out: it would come twice, out of place. */
 static bool
 log_key(struct logline *l, const char *key)
 {
@@ -164,6 +174,10 @@ log_key(struct logline *l, const char *key)
 
     if (l->skip)
         return false;
+    if (l->head != 0 && log_is_head_key(key)) {
+        assert(!"log: ts, level, event and sid are log_begin()'s");
+        return false;
+    }
     if (!log_has_room(l, 1 + strlen(key) + 3 + 4)) {
         log_cut(l);
         return false;
@@ -216,6 +230,7 @@ log_begin(struct logline *l, int level, const char *event, uint64_t sid)
     char ts[40], id[24];
 
     l->len = 0;
+    l->head = 0;
     l->skip = log_is_skipped(level);
     if (l->skip)
         return;
@@ -230,6 +245,7 @@ log_begin(struct logline *l, int level, const char *event, uint64_t sid)
         snprintf(id, sizeof(id), "%08" PRIx64, sid);
         log_str(l, "sid", id);
     }
+    l->head = l->len;
 }
 
 void

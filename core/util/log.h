@@ -21,6 +21,7 @@ enum log_level {
 struct logline {
     char   buf[LOG_LINE_MAX];
     size_t len;
+    size_t head; /* length of the ts, level, event, sid part, once log_begin() wrote it */
     bool   skip; /* below the threshold: calls are no-ops */
 };
 
@@ -28,7 +29,10 @@ struct logline {
 void log_set_level(int level);
 int  log_level_from_name(const char *name); /* -1 if unknown */
 
-/* Start a line; sid 0 means "no session". */
+/* Start a line; sid 0 means "no session". Every line begins with the same keys in the
+ * same order: ts, level, event, then sid when there is a session. The fields the caller
+ * adds follow in the order of the calls; one named ts, level, event or sid is a bug
+ * (an assert; left out where asserts are compiled out), so those four appear once. */
 void log_begin(struct logline *l, int level, const char *event, uint64_t sid);
 void log_str(struct logline *l, const char *key, const char *val);       /* NULL -> null */
 void log_strn(struct logline *l, const char *key, const char *val, size_t n);

@@ -49,6 +49,17 @@ def pytest_configure(config):
         'these under ThreadSanitizer')
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skipped test fails: a missing dependency or the wrong user must be seen, not
+    passed over (importorskip, skipif, pytest.skip() included)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, 'wasxfail'):
+        report.outcome = 'failed'
+        report.longrepr = 'skipped, and a skip is a failure here: %s' % (report.longrepr,)
+
+
 # What a sanitizer writes on stderr when it finds something (ASan, UBSan, TSan).
 SANITIZER_MARKS = ('AddressSanitizer', 'ThreadSanitizer', 'runtime error:')
 
@@ -87,6 +98,71 @@ def wait_for_line(path, pattern, proc, timeout=15):
                                                       path.read_text(errors='replace')))
         time.sleep(0.02)
     raise TimeoutError('no %r in %s' % (pattern, path))
+
+
+def wait_until(predicate, what, timeout=5):
+    """Poll predicate() until it is true; fail naming `what` when the time is up. For a
+    test that must know something has happened (a request arrived, a line was logged)
+    before it goes on: never a sleep of a guessed length."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, 'waited %ss for: %s' % (timeout, what)
+        time.sleep(0.01)
+
+
+def _tcp_sockets():
+    """(local, remote, state, tx_queue, rx_queue) of every TCP socket of this network
+    namespace, addresses as (ip text, port), from /proc/net/tcp and tcp6."""
+    out = []
+    for name, family in (('tcp', socket.AF_INET), ('tcp6', socket.AF_INET6)):
+        with open('/proc/net/' + name) as f:
+            rows = f.read().splitlines()[1:]
+        for row in rows:
+            fields = row.split()
+            ends = []
+            for addr in fields[1:3]:
+                hexip, hexport = addr.split(':')
+                raw = bytes.fromhex(hexip)
+                # the kernel prints each 32-bit word in host (little-endian) order
+                raw = b''.join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                ends.append((socket.inet_ntop(family, raw), int(hexport, 16)))
+            tx, rx = (int(q, 16) for q in fields[4].split(':'))
+            out.append((ends[0], ends[1], int(fields[3], 16), tx, rx))
+    return out
+
+
+def _norm(addr):
+    """(ip, port) of a getsockname()/getpeername() result, an IPv4-mapped IPv6 address
+    as IPv4."""
+    ip = addr[0][len('::ffff:'):] if addr[0].startswith('::ffff:') else addr[0]
+    return (ip, addr[1])
+
+
+def wait_read_by_peer(sock, timeout=5):
+    """Wait until the peer of our TCP socket (a daemon on this host) has read every byte
+    we sent: nothing unacknowledged on our side, nothing unread on its side."""
+    ours, theirs = _norm(sock.getsockname()), _norm(sock.getpeername())
+
+    def read():
+        queues = {(_norm(l), _norm(r)): (tx, rx) for l, r, _, tx, rx in _tcp_sockets()}
+        mine, peer = queues.get((ours, theirs)), queues.get((theirs, ours))
+        return mine is not None and peer is not None and mine[0] == 0 and peer[1] == 0
+    wait_until(read, 'the peer of %s:%d to read what was sent' % ours, timeout)
+
+
+def unread_requests(port):
+    """The clients (ip, port) of the open connections to local `port` that hold bytes
+    their server has not read."""
+    return {_norm(r) for l, r, state, _, rx in _tcp_sockets()
+            if l[1] == port and state == 1 and rx > 0}  # 1: TCP_ESTABLISHED
+
+
+def wait_unread_request(port, before=frozenset(), timeout=5):
+    """Wait until a connection to local `port` other than those in `before`
+    (unread_requests() earlier) holds bytes its server has not read: a request sent to a
+    server that is stopped (SIGSTOP) has arrived."""
+    wait_until(lambda: unread_requests(port) - set(before),
+               'a request waiting on port %d' % port, timeout)
 
 
 def stop(proc, sig=signal.SIGTERM, timeout=20):

@@ -7,6 +7,7 @@ Run: SLUICE_BIN=build-asan/sluice /usr/bin/python3 -m pytest tests/integration/t
 """
 import json
 import os
+import pathlib
 import re
 import signal
 import socket
@@ -15,8 +16,8 @@ import warnings
 
 import pytest
 
-from conftest import (ALICE, ROOT, SLUICE, Relay, free_port, lua_str, stop,
-                      upstream_conf)
+from conftest import (ALICE, ROOT, SHIPPED_POLICIES, SLUICE, Relay, free_port, hup, lua_str,
+                      stop, upstream_conf)
 
 with warnings.catch_warnings():
     warnings.simplefilter('ignore', DeprecationWarning)
@@ -71,8 +72,10 @@ def test_check_accepts_the_shipped_configuration(tmp_path, certs):
     shipped = (ROOT / 'conf' / 'sluice.lua').read_text()
     assert "'../certs/dev-rsa.crt'" in shipped and "users_dir = 'users'" in shipped
     conf = tmp_path / 'sluice.lua'
+    assert "audit_log = '../run/audit/audit.log'" in shipped
     conf.write_text(shipped.replace("'../certs/", "'%s/" % certs)
                     .replace("'../policies/", "'%s/" % (ROOT / 'policies'))
+                    .replace("'../run/audit/audit.log'", lua_str(tmp_path / 'audit.log'))
                     .replace("users_dir = 'users'",
                              'users_dir = ' + lua_str(ROOT / 'conf' / 'users')))
     got = sluice('check', '-c', str(conf))
@@ -88,6 +91,26 @@ def test_check_accepts_the_shipped_configuration(tmp_path, certs):
     [warning] = [json.loads(line) for line in got.stderr.decode().splitlines()]
     assert (warning['level'], warning['event'], warning['domain']) == (
         'warning', 'oauth2.dev_key', 'example.org')
+
+
+def test_run_warns_about_the_dev_key_once_per_start_and_reload(tmp_path, make_relay, sink):
+    # The configuration check and then each worker load policies/oauth2.lua: only the
+    # check says it (it said it three times with two workers).
+    keys = tmp_path / 'keys'
+    keys.mkdir()
+    subprocess.run([SLUICE, 'token', '--init', '--dir', str(keys)], check=True,
+                   capture_output=True)
+    domains = ("{ ['example.org'] = { auth = { 'file', 'oauth2' }, oauth2 = { issuer = "
+               "'https://idp.test', audience = 'smtp://relay.test', jwks_file = %s } } }"
+               % lua_str(keys / 'dev-token.jwks'))
+    policies = SHIPPED_POLICIES[:2] + [str(ROOT / 'policies' / 'oauth2.lua')]
+    relay = make_relay(upstream_conf(sink.port), workers=2, policies=policies,
+                       domains=domains)
+
+    [warning] = relay.logs('oauth2.dev_key')
+    assert (warning['level'], warning['domain']) == ('warning', 'example.org')
+    hup(relay)
+    assert len(relay.logs('oauth2.dev_key')) == 2
 
 
 def test_check_names_the_file_line_and_key_of_a_typo_and_exits_78(tmp_path, certs, users_dir):
@@ -169,6 +192,22 @@ def test_help_prints_usage_on_stdout_and_exits_0():
 
     assert got.returncode == 0
     assert got.stdout.startswith(b'usage: sluice run')
+
+
+@pytest.mark.parametrize('sub', ['run', 'check', 'passwd', 'sink', 'ctl', 'token'])
+@pytest.mark.parametrize('flag', ['--help', '-h'])
+def test_each_subcommand_prints_its_own_usage_on_stdout_for_help_and_exits_0(sub, flag):
+    got = sluice(sub, flag, stdin=b'')
+
+    assert (got.returncode, got.stderr) == (0, b''), got
+    assert got.stdout.startswith(b'usage: sluice %s' % sub.encode()), got.stdout
+
+
+def test_version_prints_the_version_and_exits_0():
+    got = sluice('--version')
+
+    assert (got.returncode, got.stderr) == (0, b''), got
+    assert re.fullmatch(rb'sluice \d+\.\d+\.\d+\n', got.stdout), got.stdout
 
 
 # ---- sluice passwd ----
@@ -262,8 +301,9 @@ def proc_ids(pid, field):
     return re.search(r'^%s:[ \t]*(.*)$' % field, status, re.M).group(1).split()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason='needs root: it checks the drop to the service user')
 def test_run_started_as_root_serves_its_port_as_the_sluice_user(make_relay, sink, certs):
+    # About what root does: as test_privileges.py, it fails rather than skips otherwise.
+    assert os.geteuid() == 0, 'this test needs root: it checks the drop to the service user'
     import pwd
     nobody = pwd.getpwnam('sluice')  # the default `user`
     # The upstream's CA file is readable by root only, like the keys: it must be loaded
@@ -285,3 +325,34 @@ def test_run_started_as_root_serves_its_port_as_the_sluice_user(make_relay, sink
     c.quit()
     assert len(sink.wait_messages(1)) == 1
     assert relay.stop(signal.SIGTERM) == 0
+
+
+def test_an_audit_log_turned_on_by_a_reload_is_written_in_the_service_users_directory(
+        make_relay, sink):
+    # As `make run` sets up run/audit/ for conf/sluice.lua: a directory of the service
+    # user's, so that a reload that turns audit_log on can make the file as that user (the
+    # privileged reader only opens paths start-up had).
+    assert os.geteuid() == 0, 'this test needs root: it checks the drop to the service user'
+    import pwd
+    import shutil
+    import tempfile
+    user = pwd.getpwnam('sluice')
+    top = tempfile.mkdtemp(prefix='sluice-audit-')
+    try:
+        os.chmod(top, 0o755)
+        audit_dir = os.path.join(top, 'audit')
+        os.mkdir(audit_dir, 0o750)
+        os.chown(audit_dir, user.pw_uid, user.pw_gid)
+        relay = make_relay(upstream_conf(sink.port), extra='audit_log = nil,')
+        assert proc_ids(relay.proc.pid, 'Uid') == [str(user.pw_uid)] * 4
+        audit_log = os.path.join(audit_dir, 'audit.log')
+        relay.conf.write_text(relay.conf.read_text().replace(
+            'audit_log = nil,', 'audit_log = %s,' % lua_str(audit_log)))
+        hup(relay, 'reload.ok')
+        relay.smtps().quit()  # an AUTH: policies/audit.lua writes auth_attempt
+        relay.audit_log = pathlib.Path(audit_log)
+        [record] = relay.audit('auth_attempt')
+        assert (record['email'], record['success']) == (ALICE, True), record
+        assert os.stat(audit_log).st_uid == user.pw_uid
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

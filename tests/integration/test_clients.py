@@ -34,7 +34,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from conftest import PASSWORDS, SLUICE
+from conftest import PASSWORDS, SLUICE, wait_read_by_peer
 
 # A missing binary is a failure, never a skip: a skipped suite must not look green.
 assert os.access(SLUICE, os.X_OK), 'no sluice binary at %s (set SLUICE_BIN)' % SLUICE
@@ -436,7 +436,7 @@ def test_outlook_on_587_sends_its_machine_name_starts_tls_and_answers_the_auth_l
     cut2 = data.index(b'\r\n..\r\n') + 5
     for piece in (data[:cut1], data[cut1:cut2], data[cut2:] + b'.\r\n'):
         w.send(piece)
-        time.sleep(0.02)
+        wait_read_by_peer(w.sock)  # each piece its own read
     queued(w.reply())
     quit_(w)
     assert_delivered(sink, [OUTLOOK_MESSAGE], b'DESKTOP-7Q2M4KD', ['someone@example.com'])
@@ -1076,7 +1076,7 @@ def test_a_phone_that_loses_its_connection_in_the_middle_of_data_gets_nothing_re
     w.cmd(b'DATA', 354)
     data = stuff(K9_MESSAGE)
     w.send(data[:len(data) // 2])
-    time.sleep(0.1)
+    wait_read_by_peer(w.sock)  # the relay has read the first half
     reset_close(w)
     w = open_client(relay, '465', b'smtpclient.apple')
     w.cmd(b'AUTH PLAIN ' + plain_ir(ALICE, PASSWORDS[ALICE]), 235, '2.7.0')

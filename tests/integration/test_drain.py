@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import ALICE, client_bytes, upstream_conf
+from conftest import ALICE, client_bytes, upstream_conf, wait_read_by_peer, wait_until
 
 # The main thread drains the workers while they serve: `make integration-tsan`.
 pytestmark = pytest.mark.threads
@@ -52,6 +52,14 @@ def wait_for(predicate, timeout=5):
         if predicate():
             return True
         time.sleep(0.02)
+    return False
+
+
+def is_refused(relay):
+    try:
+        socket.create_connection((relay.host, relay.smtps_port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
     return False
 
 
@@ -109,9 +117,10 @@ def test_a_message_still_being_uploaded_at_sigterm_is_finished_and_relayed(
     assert client.cmd('RCPT TO:<x@example.com>').code == 250
     assert client.cmd('DATA').code == 354
     client.send(BODY[:10])
-    time.sleep(0.2)  # the relay has the first part
+    wait_read_by_peer(client.sock)  # the relay has the first part
     terminate(relay)
-    time.sleep(0.3)  # draining now: the session is neither idle nor cut off
+    # draining now: the session is neither idle nor cut off
+    wait_until(lambda: 'daemon.drain' in events(relay), 'daemon.drain')
     client.send(BODY[10:] + b'.\r\n')
 
     reply = client.reply()
@@ -130,8 +139,8 @@ def test_no_new_connection_is_accepted_while_draining(make_relay, make_sink):
     assert upstream_has_message(sink)
     terminate(relay)
     assert wait_for(lambda: 'daemon.drain' in events(relay))
-    time.sleep(0.2)  # the worker has stopped its listeners
-
+    # the worker stops its listeners a moment after the main thread logs daemon.drain
+    wait_until(lambda: is_refused(relay), 'the listener to refuse connections')
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((relay.host, relay.smtps_port), timeout=2).close()
     assert busy.reply().code == 250

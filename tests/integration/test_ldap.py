@@ -22,7 +22,7 @@ import time
 import pytest
 
 from conftest import (PASSWORDS, SHIPPED_POLICIES, Relay, b64, client_bytes, free_port,
-                      lua_str, stop, upstream_conf)
+                      lua_str, stop, unread_requests, upstream_conf, wait_unread_request)
 
 SLAPD = shutil.which('slapd') or '/usr/sbin/slapd'
 SLAPADD = shutil.which('slapadd') or '/usr/sbin/slapadd'
@@ -477,9 +477,11 @@ def test_hung_directory_gives_454_after_the_timeout_and_never_blocks_the_worker(
         for _ in range(2):
             waiting = relay.raw()
             assert waiting.cmd(b'EHLO client.test').code == 250
+            before = unread_requests(slapd.tls_port)
             started = time.monotonic()
             waiting.send(('AUTH PLAIN %s\r\n' % b64('\0%s\0%s' % ALICE)).encode())
-            time.sleep(0.2)  # the check is under way
+            # the check is under way: its request waits, unread, at the stopped slapd
+            wait_unread_request(slapd.tls_port, before)
             other = relay.raw()  # the same worker: workers = 1
             spent = []
             for line in [b'EHLO other.test', b'NOOP',

@@ -24,7 +24,7 @@ import pytest
 from conftest import ALICE, PASSWORDS, ROOT, Relay, SLUICE, b64, client_bytes, upstream_conf
 from bearer import CHALLENGE, INVALID, OK, PAYLOAD, b64url, connect, oauthbearer, xoauth2  # noqa: F401
 
-crypto = pytest.importorskip('cryptography')
+# python3-cryptography (make deps): when it is missing these tests fail, never skip.
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature  # noqa: E402

@@ -19,9 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import ALICE, SLUICE, upstream_conf
+from conftest import ALICE, SLUICE, upstream_conf, wait_until
 
-pytest.importorskip('cryptography')
+import cryptography  # noqa: E402,F401 python3-cryptography: when missing, fail, never skip
 from test_oauth2 import (AUDIENCE, INVALID, ISSUER, OK, POLICIES, Key, claims,  # noqa: E402
                          connect, make_token, oauthbearer, send_one, xoauth2)
 
@@ -291,7 +291,8 @@ def test_a_slow_introspection_does_not_delay_another_session_on_the_worker(make,
     a = connect(relay, 'smtps')
     t0 = time.monotonic()
     a.send(('AUTH XOAUTH2 %s\r\n' % xoauth2(ALICE, slow)).encode())
-    time.sleep(0.2)  # the hook is waiting on the IdP now
+    wait_until(lambda: any(slow in body for _, _, body in list(idp.requests)),
+               'the introspection request at the IdP')  # the hook is waiting on it now
     b = relay.raw_authed()
     assert b.cmd(b'NOOP').code == 250
     assert time.monotonic() - t0 < 1.5

@@ -138,7 +138,10 @@ def test_a_sleeping_hook_does_not_hold_up_other_sessions(make_relay, sink, tmp_p
     nap = write_policy(tmp_path, 'nap.lua', """local sluice = require('sluice')
 return {
   on_rcpt = function(session, tx, recipient)
-    if recipient:match('^slow@') then sluice.sleep(1.5) end
+    if recipient:match('^slow@') then
+      sluice.log('info', 'nap.start')
+      sluice.sleep(1.5)
+    end
   end,
 }
 """)
@@ -149,7 +152,7 @@ return {
     t = threading.Thread(target=lambda: slow_reply.append(
         (slow.cmd(b'RCPT TO:<slow@example.com>'), time.monotonic() - start)))
     t.start()
-    time.sleep(0.1)
+    assert relay.wait_logs('nap.start'), 'the slow RCPT never reached its hook'
     fast = authed(relay)
     assert fast.cmd(b'RCPT TO:<fast@example.com>')[0] == 250
     assert fast.cmd(b'DATA')[0] == 354

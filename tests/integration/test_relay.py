@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from conftest import ALICE, client_bytes, free_port, lua_str, received_header, upstream_conf
+from conftest import (ALICE, client_bytes, free_port, lua_str, received_header, upstream_conf,
+                      wait_until)
 
 # Lines starting with '.', a lone '.', trailing blanks, a TAB: what stuffing must survive.
 BODY = (b'From: Alice <alice@example.org>\r\nTo: <x@example.com>\r\n'
@@ -78,8 +79,10 @@ def wait_events(sink, name, n, timeout=5):
     return sink.events(name)
 
 
-def assert_nothing_stored(sink):
-    time.sleep(0.1)  # a message the sink stored would be logged before its reply
+def assert_nothing_stored(sink, relay):
+    """Once the relay is done with the message (relay.done, logged after the upstream's
+    last word), the sink has stored nothing: it stores a message before it answers."""
+    assert relay.wait_logs('relay.done'), 'no relay.done'
     assert sink.messages() == []
     assert sink.events('sink.message') == []
 
@@ -248,7 +251,7 @@ def test_one_recipient_refused_upstream_refuses_the_whole_message_and_names_it(
     assert got[0] == code, got
     assert re.fullmatch(r'%s <doomed@example\.com>: upstream said: .+' % re.escape(enhanced),
                         got[1]), got
-    assert_nothing_stored(sink)
+    assert_nothing_stored(sink, relay)
     # The upstream saw the refusal, then RSET, and never a message.
     wire = transcript(sink, 1)
     [relayed] = relay.wait_logs('upstream.relay')
@@ -274,7 +277,7 @@ def test_the_upstreams_refusal_of_the_data_reaches_the_client_as_given(
     got = send_one(relay)
 
     assert got == (code, '%s %s' % (enhanced, text))
-    assert_nothing_stored(sink)
+    assert_nothing_stored(sink, relay)
     [reject] = sink.events('sink.reject')
     assert reject['code'] == code
     done = only_done(relay)
@@ -311,7 +314,7 @@ def test_an_upstream_dropping_the_connection_after_the_data_gets_451_4_4_2(
 
     assert code == 451, text
     assert text.startswith('4.4.2 Upstream 127.0.0.1:%d failed: ' % sink.port), text
-    assert_nothing_stored(sink)
+    assert_nothing_stored(sink, relay)
     assert len(wait_events(sink, 'sink.drop', 1)) == 1
     assert transcript(sink, 1).count(b'BDAT') == 1  # sent once: no second attempt
     done = only_done(relay)
@@ -415,7 +418,7 @@ def test_an_upstream_certificate_not_naming_tls_name_is_refused_with_451(
     assert code == 451, text
     assert text.startswith('4.4.2 No upstream available (127.0.0.1:%d: certificate '
                            'verification failed' % sink.port), text
-    assert_nothing_stored(sink)
+    assert_nothing_stored(sink, relay)
     assert b'MAIL' not in transcript(sink, 1)
     [error] = relay.logs('upstream.error')
     assert error['stage'] == 'tls' and 'certificate verification failed' in error['error']
@@ -717,7 +720,7 @@ def test_a_server_refusing_its_greeting_is_skipped_for_the_next(make_relay, make
     assert got[0] == 250, got
     [stored] = good.wait_messages(1)
     assert client_bytes(stored) == BODY
-    assert_nothing_stored(refusing)
+    assert_nothing_stored(refusing, relay)
     [error] = relay.logs('upstream.error')
     assert (error['stage'], error['code']) == ('greeting', int(code))
 
@@ -730,12 +733,13 @@ def test_a_server_refusing_its_greeting_alone_gets_451_4_4_1(make_relay, make_si
     assert code == 451, text
     assert text.startswith('4.4.1 No upstream available (127.0.0.1:%d: greeting refused: 554'
                            % refusing.port), text
-    assert_nothing_stored(refusing)
+    assert_nothing_stored(refusing, relay)
     assert (only_done(relay)['code'], only_done(relay)['enhanced']) == (451, '4.4.1')
 
 
-def concurrently(*calls):
-    """Run each call in its own thread; their results in order."""
+def concurrently(*calls, between):
+    """Run each call in its own thread, starting the next once between(i) (i: the number
+    started so far) has seen the earlier ones under way; their results in order."""
     results = [None] * len(calls)
 
     def run(i, call):
@@ -744,9 +748,10 @@ def concurrently(*calls):
         except Exception as e:  # noqa: BLE001 - reported as the result
             results[i] = e
     threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
+    for i, t in enumerate(threads, 1):
         t.start()
-        time.sleep(0.1)  # in this order
+        if i < len(threads):
+            between(i)  # in this order
     for t in threads:
         t.join(30)
     return results
@@ -757,7 +762,10 @@ def test_a_message_waits_for_the_only_connection_and_then_goes_over_it(make_rela
     relay = make_relay(upstream_conf(sink.port), workers=1,
                        extra='pool = { max_per_worker = 1 },')
     first, second = concurrently(lambda: send_one(relay),
-                                 lambda: send_one(relay, rcpts=['y@example.com']))
+                                 lambda: send_one(relay, rcpts=['y@example.com']),
+                                 between=lambda i: wait_until(
+                                     lambda: len(sink.events('sink.open')) >= i,
+                                     'the first message to hold the only connection'))
 
     assert first[0] == 250 and second[0] == 250, (first, second)
     events = wait_events(sink, 'sink.message', 2)
@@ -774,7 +782,10 @@ def test_a_message_waiting_longer_than_the_upstream_timeout_gets_451_4_4_5(
     relay = make_relay(upstream_conf(sink.port), workers=1,
                        extra='pool = { max_per_worker = 1 },', timeouts='upstream = 1,')
     first, second = concurrently(lambda: send_one(relay),
-                                 lambda: send_one(relay, rcpts=['y@example.com']))
+                                 lambda: send_one(relay, rcpts=['y@example.com']),
+                                 between=lambda i: wait_until(
+                                     lambda: len(sink.events('sink.open')) >= i,
+                                     'the first message to hold the only connection'))
 
     assert first[0] == 250, first
     assert second == (451, '4.4.5 All upstream connections are busy, try again later')
@@ -819,7 +830,7 @@ def test_an_upstream_refusing_our_credentials_gets_451_4_4_1(make_relay, make_si
     assert text.startswith('4.4.1 No upstream available (127.0.0.1:%d: AUTH refused: 535'
                            % sink.port), text
     assert 'wrong' not in text
-    assert_nothing_stored(sink)
+    assert_nothing_stored(sink, relay)
     assert b'MAIL' not in transcript(sink, 1)
     [error] = relay.logs('upstream.error')
     assert (error['stage'], error['code']) == ('auth', 535)
@@ -832,7 +843,7 @@ def test_a_starttls_upstream_that_does_not_offer_it_is_never_used_in_clear(make_
     assert code == 451, text
     assert text == ('4.4.1 No upstream available (127.0.0.1:%d: upstream does not offer '
                     'STARTTLS)' % sink.port)
-    assert_nothing_stored(sink)
+    assert_nothing_stored(sink, relay)
     assert wait_events(sink, 'sink.close', 1)
     assert reads(sink, 1) == [b'EHLO relay.test\r\n']  # then it hung up
 
@@ -843,7 +854,7 @@ def test_a_message_over_the_upstreams_size_gets_552_and_is_never_sent(make_relay
     code, text = send_one(relay)
 
     assert (code, text) == (552, "5.3.4 Message size exceeds the upstream's limit")
-    assert_nothing_stored(sink)
+    assert_nothing_stored(sink, relay)
     assert b'MAIL' not in transcript(sink, 1)
     done = only_done(relay)
     assert (done['code'], done['enhanced']) == (552, '5.3.4')

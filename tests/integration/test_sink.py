@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_read_by_peer
+
 ROOT = Path(__file__).resolve().parents[2]
 SLUICE_BIN = os.environ.get('SLUICE_BIN') or str(ROOT / 'build' / 'sluice')
 
@@ -295,7 +297,7 @@ def test_data_split_across_reads_at_every_awkward_point_is_stored_exact(start_si
     pieces = [b'A\r', b'\n.', b'.b\r\n', b'.', b'c\r\n\r\n', b'.', b'\r', b'\n']
     for piece in pieces:
         sock.sendall(piece)
-        time.sleep(0.05)  # each piece its own read
+        wait_read_by_peer(sock)  # each piece its own read
     assert read_reply(sock)[0].startswith(b'250 2.0.0 ')
     sock.close()
     assert b''.join(pieces) == b'A\r\n..b\r\n.c\r\n\r\n.\r\n'  # what went on the wire

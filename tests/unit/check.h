@@ -1,6 +1,8 @@
 /* tests/unit/check.h: the smallest test harness that reports which case failed.
  * A test file defines static void functions, lists them in main() with RUN(),
- * and returns check_summary(). Each failed CHECK prints file:line and the expression. */
+ * and returns check_summary(). Each failed CHECK prints file:line and the expression.
+ * A test function that made no check at all fails too: a test that cannot fail proves
+ * nothing (an early return or an empty table would otherwise pass unseen). */
 #ifndef SLUICE_TEST_CHECK_H
 #define SLUICE_TEST_CHECK_H
 
@@ -43,8 +45,12 @@ static int check_count;
 
 #define RUN(fn)                                                                     \
     do {                                                                            \
-        int check_before_ = check_failures;                                         \
+        int check_before_ = check_failures, check_count_before_ = check_count;     \
         fn();                                                                       \
+        if (check_count == check_count_before_) {                                   \
+            check_failures++;                                                       \
+            fprintf(stderr, "%s: %s made no checks\n", __FILE__, #fn);             \
+        }                                                                           \
         fprintf(stderr, "%s %s\n", check_failures == check_before_ ? "ok  " : "FAIL", \
                 #fn);                                                               \
     } while (0)

@@ -5,6 +5,7 @@
 #include "util/audit.h"
 #include "check.h"
 #include "util/log.h"
+#include "testio.h"
 #include "tmpdir.h"
 
 #include <errno.h>
@@ -39,24 +40,6 @@ open_or_die(const char *path, size_t queue_max)
         abort();
     }
     return a;
-}
-
-/* The whole file, NUL-terminated (malloc'd; "" if it is missing). */
-static char *
-slurp(const char *path)
-{
-    FILE  *f = fopen(path, "r");
-    char  *buf = NULL;
-    size_t len = 0;
-
-    if (f == NULL)
-        return strdup("");
-    if (getdelim(&buf, &len, '\0', f) < 0) {
-        free(buf);
-        buf = strdup("");
-    }
-    fclose(f);
-    return buf;
 }
 
 static size_t
@@ -147,7 +130,7 @@ lines_from_several_threads_arrive_whole_once_and_in_order(void)
     CHECK_EQ_INT(st.lines_dropped, 0);
     CHECK_EQ_INT(st.write_errors, 0);
     audit_free(a);
-    text = slurp(path);
+    text = test_read_file(path);
     for (p = text; (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
         if (sscanf(p, "t%d %d ", &t, &n) != 2 || t < 0 || t >= THREADS || n != next[t]) {
             bad++;
@@ -187,8 +170,8 @@ after_a_rename_and_reopen_later_lines_go_to_the_new_file(void)
         CHECK_EQ_INT(write_str(a, line), 0);
     }
     audit_free(a);
-    old_text = slurp(rotated);
-    new_text = slurp(path);
+    old_text = test_read_file(rotated);
+    new_text = test_read_file(path);
     CHECK_EQ_INT(count_lines(old_text), 1000);
     CHECK_EQ_INT(count_lines(new_text), 1000);
     CHECK(strncmp(old_text, "before 0\n", 9) == 0 && strstr(old_text, "after") == NULL);
@@ -267,7 +250,7 @@ lines_queued_before_a_reopen_still_go_to_the_old_file(void)
     close(d.fd);
     CHECK_EQ_INT(count_lines(d.text), n_old);
     CHECK(strstr(d.text, "new") == NULL);
-    text = slurp(path);
+    text = test_read_file(path);
     CHECK_MEM(text, strlen(text), "new 0\n");
     free(text);
     free(d.text);
@@ -303,40 +286,9 @@ an_unwritable_path_fails_with_a_message_naming_it(void)
     CHECK(strncmp(err, missing, strlen(missing)) == 0);
     CHECK_EQ_INT(write_str(a, "still here\n"), 0);
     audit_free(a);
-    text = slurp(path);
+    text = test_read_file(path);
     CHECK_MEM(text, strlen(text), "still here\n");
     free(text);
-}
-
-/* stderr into a pipe for the duration of one test (the log lines are few and short). */
-static int saved_stderr = -1, log_rd = -1;
-
-static void
-capture_log_start(void)
-{
-    int p[2];
-
-    if (pipe(p) != 0)
-        abort();
-    fcntl(p[0], F_SETFL, O_NONBLOCK);
-    fflush(stderr);
-    saved_stderr = dup(2);
-    dup2(p[1], 2);
-    close(p[1]);
-    log_rd = p[0];
-}
-
-static char *
-capture_log_end(void)
-{
-    static char buf[8192];
-    ssize_t     n = read(log_rd, buf, sizeof(buf) - 1);
-
-    buf[n > 0 ? n : 0] = '\0';
-    dup2(saved_stderr, 2);
-    close(saved_stderr);
-    close(log_rd);
-    return buf;
 }
 
 /* Fill the FIFO's pipe through a second, non-blocking write end: the writer's first
@@ -363,7 +315,8 @@ fifo_fill(const char *path)
 static void
 a_full_queue_drops_counts_and_logs_and_free_writes_what_was_queued(void)
 {
-    char               fifo[128], line[128], big[2000], *log, *p;
+    char               fifo[128], line[128], big[2000], *p;
+    const char        *log;
     size_t             pipe_cap, filled, total = 0;
     struct drain_arg   d = {0};
     struct audit      *a;
@@ -375,7 +328,7 @@ a_full_queue_drops_counts_and_logs_and_free_writes_what_was_queued(void)
     d.fd = fifo_reader(fifo, &pipe_cap);
     filled = fifo_fill(fifo);
     a = open_or_die(fifo, 1024);
-    capture_log_start();
+    test_capture_start();
     for (i = 0; i < 50; i++) {
         snprintf(line, sizeof(line), "line %05d %088d\n", i, 0); /* 100 octets */
         if (write_str(a, line) == 0)
@@ -386,7 +339,7 @@ a_full_queue_drops_counts_and_logs_and_free_writes_what_was_queued(void)
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\n';
     CHECK_EQ_INT(audit_write(a, big, sizeof(big)), -1); /* longer than the whole queue */
-    log = capture_log_end();
+    log = test_capture_end();
     CHECK_EQ_INT(accepted, 10); /* 1024 / 100: the blocked writer frees no space */
     CHECK_EQ_INT(dropped, 40);
     CHECK(strstr(log, "\"event\":\"audit.drop\"") != NULL);
@@ -398,9 +351,9 @@ a_full_queue_drops_counts_and_logs_and_free_writes_what_was_queued(void)
     CHECK_EQ_INT(st.queued_bytes, 1000);
 
     pthread_create(&tid, NULL, drain_thread, &d);
-    capture_log_start();
+    test_capture_start();
     audit_free(a); /* must write out what is queued although the reader is slow */
-    log = capture_log_end();
+    log = test_capture_end();
     CHECK(strstr(log, "\"event\":\"audit.drop\",\"dropped\":40,") != NULL);
     pthread_join(tid, NULL);
     close(d.fd);
@@ -427,7 +380,7 @@ free_writes_everything_queued(void)
         CHECK_EQ_INT(write_str(a, line), 0);
     }
     audit_free(a);
-    text = slurp(path);
+    text = test_read_file(path);
     CHECK_EQ_INT(count_lines(text), 5000);
     CHECK(strstr(text, "\n4999\n") != NULL);
     free(text);
@@ -439,17 +392,17 @@ a_failed_write_is_counted_and_logged_and_its_lines_are_lost(void)
 {
     struct audit      *a;
     struct audit_stats st;
-    char              *log;
+    const char        *log;
 
     if (access("/dev/full", W_OK) != 0)
         return; /* no /dev/full in this sandbox */
     a = open_or_die("/dev/full", AUDIT_QUEUE_MAX);
-    capture_log_start();
+    test_capture_start();
     CHECK_EQ_INT(write_str(a, "one\n"), 0);
     wait_drained(a, &st);
     CHECK_EQ_INT(write_str(a, "two\n"), 0);
     wait_drained(a, &st);
-    log = capture_log_end();
+    log = test_capture_end();
     CHECK_EQ_INT(st.write_errors, 2);
     CHECK_EQ_INT(st.lines_dropped, 2);
     CHECK_EQ_INT(st.lines_written, 0);

@@ -4,6 +4,7 @@
  * whoever asks), and load errors that name file:line. */
 #include "auth/authdb.h"
 #include "check.h"
+#include "testio.h"
 #include "tmpdir.h"
 
 #include <argon2.h>
@@ -42,20 +43,6 @@ make_dir(void)
     return dir;
 }
 
-static void
-write_file(const char *dir, const char *name, const char *text)
-{
-    char  path[256];
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    f = fopen(path, "w");
-    if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0) {
-        perror(path);
-        exit(2);
-    }
-}
-
 /* example.org: ann ($y$), bob ($2b$), cat ($6$), a CRLF line, comments and blanks;
  * Other.Test.txt: dan. */
 static struct authdb *
@@ -74,11 +61,11 @@ load_sample(char *dir)
              "crlf:%s\r\n"
              "a@b:%s\n",
              hash_y, hash_2b, hash_6, hash_cr, hash_y);
-    write_file(dir, "example.org.txt", text);
+    test_write_file(dir, "example.org.txt", text);
     snprintf(text, sizeof(text), "dan:%s\n", hash_dan);
-    write_file(dir, "Other.Test.txt", text);
-    write_file(dir, "notes.md", "not:a-user-file\n");
-    write_file(dir, ".hidden.txt", "plaintext:hunter2\n");
+    test_write_file(dir, "Other.Test.txt", text);
+    test_write_file(dir, "notes.md", "not:a-user-file\n");
+    test_write_file(dir, ".hidden.txt", "plaintext:hunter2\n");
     err[0] = '\0';
     db = authdb_load(dir, err, sizeof(err));
     if (db == NULL)
@@ -93,7 +80,7 @@ check_load_error(const char *name, const char *text, unsigned line)
     char           *dir = make_dir(), err[512], want[512];
     struct authdb  *db;
 
-    write_file(dir, name, text);
+    test_write_file(dir, name, text);
     err[0] = '\0';
     db = authdb_load(dir, err, sizeof(err));
     CHECK(db == NULL);
@@ -350,7 +337,7 @@ check_mix(const struct mix *m)
         len += (size_t)snprintf(text + len, sizeof(text) - len, "u%zu:%s\n", i, m->hash[i]);
     while (m->settings[n_settings] != NULL)
         n_settings++;
-    write_file(dir, "mix.test.txt", text);
+    test_write_file(dir, "mix.test.txt", text);
     db = authdb_load(dir, err, sizeof(err));
     CHECK(db != NULL);
     if (db == NULL) {
@@ -466,12 +453,12 @@ unknown_domain_hashes_the_typical_domains_classes(void)
     size_t          i;
 
     snprintf(text, sizeof(text), "ann:%s\n", hash_y);
-    write_file(dir, "a.test.txt", text);
+    test_write_file(dir, "a.test.txt", text);
     snprintf(text, sizeof(text), "bob:%s\ncat:%s\n", hash_y, hash_y);
-    write_file(dir, "b.test.txt", text);
+    test_write_file(dir, "b.test.txt", text);
     snprintf(text, sizeof(text), "cat:%s\ndan:%s\n", hash_2b, hash_6);
-    write_file(dir, "c.test.txt", text); /* sorts first by name, yet is not typical */
-    write_file(dir, "d.test.txt", "# nobody yet\n");
+    test_write_file(dir, "c.test.txt", text); /* sorts first by name, yet is not typical */
+    test_write_file(dir, "d.test.txt", "# nobody yet\n");
     db = authdb_load(dir, err, sizeof(err));
     CHECK(db != NULL);
     if (db == NULL)
@@ -533,9 +520,9 @@ domains_of_mixed_schemes_are_reported_with_their_classes(void)
     struct mixed_seen  seen = {0};
 
     snprintf(text, sizeof(text), "ann:%s\nbea:%s\nold:%s\n", hash_y, hash_y, hash_6);
-    write_file(dir, "mixed.test.txt", text);
+    test_write_file(dir, "mixed.test.txt", text);
     snprintf(text, sizeof(text), "ann:%s\n", hash_y);
-    write_file(dir, "plain.test.txt", text);
+    test_write_file(dir, "plain.test.txt", text);
     db = authdb_load(dir, NULL, 0);
     CHECK(db != NULL);
     authdb_each_mixed_domain(db, mixed_cb, &seen);
@@ -566,7 +553,7 @@ load_refuses_more_cost_classes_than_the_limit(void)
         char          *dir = make_dir(), err[512] = "";
         struct authdb *db;
 
-        write_file(dir, "ok.test.txt", text); /* exactly the limit: fine */
+        test_write_file(dir, "ok.test.txt", text); /* exactly the limit: fine */
         db = authdb_load(dir, err, sizeof(err));
         CHECK(db != NULL);
         authdb_free(db);
@@ -609,7 +596,7 @@ a_user_with_another_scheme_costs_what_an_unknown_user_does(void)
 
     snprintf(text, sizeof(text), "ann:%s\nbea:%s\ncid:%s\nold:%s\n", hash_y, hash_y, hash_y,
              hash_6);
-    write_file(dir, "example.org.txt", text);
+    test_write_file(dir, "example.org.txt", text);
     db = authdb_load(dir, NULL, 0);
     CHECK(db != NULL);
     if (db == NULL)
@@ -651,7 +638,7 @@ thousands_of_users_are_all_found(void)
         memcpy(text + len, line, strlen(line) + 1);
         len += strlen(line);
     }
-    write_file(dir, "big.test.txt", text);
+    test_write_file(dir, "big.test.txt", text);
     free(text);
     db = authdb_load(dir, err, sizeof(err));
     CHECK(db != NULL);
@@ -717,7 +704,7 @@ argon2_hashes_load_and_verify(void)
                                       sizeof(i)),
                  ARGON2_OK);
     snprintf(text, sizeof(text), "eve:%s\nold:%s\n", id, i);
-    write_file(dir, "ar.test.txt", text);
+    test_write_file(dir, "ar.test.txt", text);
     db = authdb_load(dir, err, sizeof(err));
     CHECK(db != NULL);
     if (db == NULL) {
@@ -776,8 +763,8 @@ load_refuses_two_files_for_one_domain(void)
     struct authdb *db;
 
     snprintf(text, sizeof(text), "ann:%s\n", hash_y);
-    write_file(dir, "example.org.txt", text);
-    write_file(dir, "EXAMPLE.org.txt", text);
+    test_write_file(dir, "example.org.txt", text);
+    test_write_file(dir, "EXAMPLE.org.txt", text);
     db = authdb_load(dir, err, sizeof(err));
     CHECK(db == NULL);
     CHECK(strstr(err, "example.org.txt") != NULL || strstr(err, "EXAMPLE.org.txt") != NULL);

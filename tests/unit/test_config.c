@@ -12,32 +12,17 @@
 #include "config/config.h"
 #include "util/limits.h"
 #include "util/log.h"
+#include "testio.h"
 #include "tmpdir.h"
 
 static const char *dir;    /* removed at exit (tmpdir.h) */
 static char realdir[4096]; /* what config paths are resolved against */
 static char cfgpath[128];  /* dir/sluice.lua */
 
-static void
-write_file(const char *name, const char *text)
-{
-    char  p[256];
-    FILE *f;
-
-    snprintf(p, sizeof(p), "%s/%s", dir, name);
-    f = fopen(p, "w");
-    if (f == NULL) {
-        perror(p);
-        exit(1);
-    }
-    fputs(text, f);
-    fclose(f);
-}
-
 static struct config *
 load(const char *text, char *err, size_t errlen)
 {
-    write_file("sluice.lua", text);
+    test_write_file(dir, "sluice.lua", text);
     return config_load(cfgpath, err, errlen);
 }
 
@@ -622,7 +607,7 @@ a_relative_config_path_still_gives_absolute_paths(void)
     char           err[512] = "", cwd[4096];
     struct config *cfg;
 
-    write_file("sluice.lua", MINIMAL);
+    test_write_file(dir, "sluice.lua", MINIMAL);
     if (getcwd(cwd, sizeof(cwd)) == NULL || chdir(dir) != 0)
         return;
     cfg = config_load("./sluice.lua", err, sizeof(err));
@@ -718,8 +703,8 @@ policy_keys_are_loaded_and_paths_resolved(void)
     char           err[512] = "";
     struct config *cfg;
 
-    write_file("p1.lua", "return {}\n");
-    write_file("certs/p2.lua", "return {}\n");
+    test_write_file(dir, "p1.lua", "return {}\n");
+    test_write_file(dir, "certs/p2.lua", "return {}\n");
     cfg = load(WITH("  policies = { 'p1.lua', 'certs/p2.lua' },\n"
                     "  hook_timeout = 2.5, audit_log = 'audit.log', shdict_size = 1048576,\n"
                     "  lua_dir = '" SLUICE_SOURCE_DIR "/lua',\n"
@@ -787,7 +772,7 @@ policy_key_rules_are_enforced(void)
     };
     const char *got;
 
-    write_file("p1.lua", "return {}\n");
+    test_write_file(dir, "p1.lua", "return {}\n");
     check_errors(cases, sizeof(cases) / sizeof(cases[0]));
     got = load_error(WITH("  domains = { ['a.example'] = {}, ['A.Example'] = {} },"));
     CHECK(strcmp(got, "sluice.lua:5: domains['a.example']: the same domain appears twice") == 0 ||
@@ -925,11 +910,11 @@ make_dir(void)
     snprintf(cfgpath, sizeof(cfgpath), "%s/sluice.lua", dir);
     snprintf(p, sizeof(p), "%s/certs", dir);
     mkdir(p, 0700);
-    write_file("a.crt", "");
-    write_file("a.key", "");
-    write_file("certs/b.crt", "");
-    write_file("certs/b.key", "");
-    write_file("ca.pem", "");
+    test_write_file(dir, "a.crt", "");
+    test_write_file(dir, "a.key", "");
+    test_write_file(dir, "certs/b.crt", "");
+    test_write_file(dir, "certs/b.key", "");
+    test_write_file(dir, "ca.pem", "");
 }
 
 int

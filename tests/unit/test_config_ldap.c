@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "config/config.h"
+#include "testio.h"
 #include "tmpdir.h"
 
 static const char *dir; /* removed at exit (tmpdir.h) */
@@ -29,22 +30,6 @@ static const char ca_pem[] =
     "rs7T3Hz4XragU8BdAiBKmVSaB8r+kFxgTCujL4eAazH/5poCoJFNHlrsROjK/w==\n"
     "-----END CERTIFICATE-----\n";
 
-static void
-write_file(const char *name, const char *text)
-{
-    char  p[256];
-    FILE *f;
-
-    snprintf(p, sizeof(p), "%s/%s", dir, name);
-    f = fopen(p, "w");
-    if (f == NULL) {
-        perror(p);
-        exit(1);
-    }
-    fputs(text, f);
-    fclose(f);
-}
-
 /* The file: the ldap table's keys start on line 6, one per line as given. */
 #define HEAD                                                                              \
     "return {\n"                                                                          \
@@ -61,7 +46,7 @@ write_file(const char *name, const char *text)
 static struct config *
 load(const char *text, char *err, size_t errlen)
 {
-    write_file("sluice.lua", text);
+    test_write_file(dir, "sluice.lua", text);
     return config_load(cfgpath, err, errlen);
 }
 
@@ -122,8 +107,8 @@ search_mode_reads_the_service_password_file(void)
     struct config            *cfg;
     const struct config_ldap *l;
 
-    write_file("ca.pem", ca_pem);
-    write_file("ldap.secret", "s3rvice pw\n");
+    test_write_file(dir, "ca.pem", ca_pem);
+    test_write_file(dir, "ldap.secret", "s3rvice pw\n");
     cfg = load(LDAP("    uris = 'ldaps://127.0.0.1:636',\n"
                     "    starttls = false, ca_file = 'ca.pem', timeout = 2.5,\n"
                          "    max_connections = 8, base_dn = 'ou=people,dc=example,dc=org',\n"
@@ -242,8 +227,8 @@ ldap_settings_are_validated_at_load(void)
     char        want[sizeof(realdir) + 1024];
     const char *got, *at;
 
-    write_file("empty.pem", "\n");
-    write_file("ldap.secret", "s3rvice pw\n");
+    test_write_file(dir, "empty.pem", "\n");
+    test_write_file(dir, "ldap.secret", "s3rvice pw\n");
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         at = strstr(cases[i].want, "'%s/");
         if (at != NULL)
@@ -283,8 +268,8 @@ main(void)
         return 1;
     }
     snprintf(cfgpath, sizeof(cfgpath), "%s/sluice.lua", dir);
-    write_file("a.crt", "");
-    write_file("a.key", "");
+    test_write_file(dir, "a.crt", "");
+    test_write_file(dir, "a.key", "");
     RUN(bind_mode_gets_its_defaults);
     RUN(search_mode_reads_the_service_password_file);
     RUN(a_domain_without_ldap_has_none);

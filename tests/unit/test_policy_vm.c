@@ -14,25 +14,10 @@
 #include "util/log.h"
 #include "policy/policy_vm.h"
 #include "store/zone.h"
+#include "testio.h"
 #include "tmpdir.h"
 
 static const char *dir; /* removed at exit (tmpdir.h) */
-
-static void
-write_file(const char *name, const char *text)
-{
-    char  p[256];
-    FILE *f;
-
-    snprintf(p, sizeof(p), "%s/%s", dir, name);
-    f = fopen(p, "w");
-    if (f == NULL) {
-        perror(p);
-        exit(1);
-    }
-    fputs(text, f);
-    fclose(f);
-}
 
 #define CONFIG_HEAD                                                                    \
     "return {\n"                                                                       \
@@ -52,7 +37,7 @@ load_config(const char *policies)
     struct config *cfg;
 
     snprintf(text, sizeof(text), CONFIG_HEAD "  policies = { %s },\n}\n", policies);
-    write_file("sluice.lua", text);
+    test_write_file(dir, "sluice.lua", text);
     snprintf(p, sizeof(p), "%s/sluice.lua", dir);
     cfg = config_load(p, err, sizeof(err));
     if (cfg == NULL)
@@ -70,7 +55,7 @@ vm_error(const char *policy_text)
     struct policy_vm *vm;
     const char       *at;
 
-    write_file("x.lua", policy_text);
+    test_write_file(dir, "x.lua", policy_text);
     cfg = load_config("'x.lua'");
     if (cfg == NULL)
         return "(config)";

@@ -14,35 +14,12 @@
 
 #include "check.h"
 #include "util/privfile.h"
+#include "testio.h"
 #include "tmpdir.h"
 
 #define NOBODY 65534
 
 static char dir[256];
-
-static const char *
-at(const char *name)
-{
-    static char paths[8][384];
-    static int  next;
-    char       *p = paths[next++ % 8];
-
-    snprintf(p, sizeof(paths[0]), "%s/%s", dir, name);
-    return p;
-}
-
-static void
-write_file(const char *name, const char *text, mode_t mode)
-{
-    int fd = open(at(name), O_WRONLY | O_CREAT | O_TRUNC, mode);
-
-    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
-        perror(at(name));
-        exit(1);
-    }
-    close(fd);
-    chmod(at(name), mode);
-}
 
 /* secret/ and other/ and users/ and log/: root's, 0700, files 0600. */
 static void
@@ -50,17 +27,17 @@ make_tree(void)
 {
     snprintf(dir, sizeof(dir), "%s", test_tmpdir("privfile"));
     chmod(dir, 0755);
-    mkdir(at("secret"), 0700);
-    mkdir(at("other"), 0700);
-    mkdir(at("users"), 0700);
-    mkdir(at("log"), 0700);
-    write_file("secret/a.txt", "alpha", 0600);
-    write_file("secret/b.txt", "beta", 0600);
-    write_file("other/c.txt", "gamma", 0600);
-    write_file("users/example.org.txt", "x", 0600);
-    write_file("users/example.net.txt", "y", 0600);
-    mkfifo(at("secret/fifo"), 0600);
-    symlink(at("other/c.txt"), at("secret/link-out"));
+    mkdir(test_path(dir, "secret"), 0700);
+    mkdir(test_path(dir, "other"), 0700);
+    mkdir(test_path(dir, "users"), 0700);
+    mkdir(test_path(dir, "log"), 0700);
+    test_write_file_mode(dir, "secret/a.txt", "alpha", 0600);
+    test_write_file_mode(dir, "secret/b.txt", "beta", 0600);
+    test_write_file_mode(dir, "other/c.txt", "gamma", 0600);
+    test_write_file_mode(dir, "users/example.org.txt", "x", 0600);
+    test_write_file_mode(dir, "users/example.net.txt", "y", 0600);
+    mkfifo(test_path(dir, "secret/fifo"), 0600);
+    symlink(test_path(dir, "other/c.txt"), test_path(dir, "secret/link-out"));
 }
 
 /* What start-up does as root: read secret/a.txt, list users/, append to log/audit.log. */
@@ -74,14 +51,14 @@ start_up_as_root(void)
     int    fd;
 
     CHECK(privfile_start(err, sizeof(err)) == 0);
-    text = privfile_read(at("secret/a.txt"), 1024, &len, err, sizeof(err));
+    text = privfile_read(test_path(dir, "secret/a.txt"), 1024, &len, err, sizeof(err));
     CHECK(text != NULL && strcmp(text, "alpha") == 0);
     free(text);
-    d = privfile_opendir(at("users"));
+    d = privfile_opendir(test_path(dir, "users"));
     CHECK(d != NULL);
     if (d != NULL)
         closedir(d);
-    fd = privfile_open(at("log/audit.log"), PRIVFILE_APPEND);
+    fd = privfile_open(test_path(dir, "log/audit.log"), PRIVFILE_APPEND);
     CHECK(fd >= 0);
     if (fd >= 0)
         close(fd);
@@ -124,7 +101,7 @@ read_as_reload(const char *name, int *err_no)
 {
     char   err[512];
     size_t len;
-    char  *text = privfile_read(at(name), 1024, &len, err, sizeof(err));
+    char  *text = privfile_read(test_path(dir, name), 1024, &len, err, sizeof(err));
 
     *err_no = text == NULL ? errno : 0;
     return text;
@@ -136,7 +113,7 @@ body_next_file(void)
     int   e;
     char *text;
 
-    CHECK(open(at("secret/b.txt"), O_RDONLY) < 0 && errno == EACCES); /* nobody alone */
+    CHECK(open(test_path(dir, "secret/b.txt"), O_RDONLY) < 0 && errno == EACCES); /* nobody alone */
     text = read_as_reload("secret/b.txt", &e);
     CHECK(text != NULL && strcmp(text, "beta") == 0);
     free(text);
@@ -202,7 +179,7 @@ a_fifo_is_refused_without_blocking_the_reader(void)
 static void
 body_list_again(void)
 {
-    DIR           *d = privfile_opendir(at("users"));
+    DIR           *d = privfile_opendir(test_path(dir, "users"));
     struct dirent *de;
     int            names = 0, e;
     char          *text;
@@ -227,13 +204,13 @@ a_listed_directory_is_listed_again_and_its_files_read(void)
 static void
 rotate_audit_log(void)
 {
-    CHECK(rename(at("log/audit.log"), at("log/audit.log.1")) == 0);
+    CHECK(rename(test_path(dir, "log/audit.log"), test_path(dir, "log/audit.log.1")) == 0);
 }
 
 static void
 body_audit_reopen(void)
 {
-    int         fd = privfile_open(at("log/audit.log"), PRIVFILE_APPEND);
+    int         fd = privfile_open(test_path(dir, "log/audit.log"), PRIVFILE_APPEND);
     struct stat st;
 
     CHECK(fd >= 0);
@@ -241,7 +218,7 @@ body_audit_reopen(void)
     CHECK(fd >= 0 && fstat(fd, &st) == 0 && st.st_size == 5 && S_ISREG(st.st_mode));
     if (fd >= 0)
         close(fd);
-    fd = privfile_open(at("log/other.log"), PRIVFILE_APPEND);
+    fd = privfile_open(test_path(dir, "log/other.log"), PRIVFILE_APPEND);
     CHECK(fd < 0 && errno == EACCES);
 }
 
@@ -254,14 +231,14 @@ the_audit_log_is_made_again_after_rotation_and_only_it(void)
 static void
 link_audit_log_to_a_secret(void)
 {
-    CHECK(unlink(at("log/audit.log")) == 0);
-    CHECK(link(at("secret/a.txt"), at("log/audit.log")) == 0);
+    CHECK(unlink(test_path(dir, "log/audit.log")) == 0);
+    CHECK(link(test_path(dir, "secret/a.txt"), test_path(dir, "log/audit.log")) == 0);
 }
 
 static void
 body_hard_link(void)
 {
-    int fd = privfile_open(at("log/audit.log"), PRIVFILE_APPEND);
+    int fd = privfile_open(test_path(dir, "log/audit.log"), PRIVFILE_APPEND);
 
     CHECK(fd < 0);
     CHECK_EQ_INT(errno, EMLINK);
@@ -273,7 +250,7 @@ static void
 appending_through_a_hard_link_is_refused(void)
 {
     in_sealed_child(link_audit_log_to_a_secret, body_hard_link);
-    unlink(at("log/audit.log"));
+    unlink(test_path(dir, "log/audit.log"));
 }
 
 static void
@@ -290,23 +267,23 @@ body_planted_link(void)
 static void
 a_symlink_the_service_user_planted_is_never_followed(void)
 {
-    CHECK(symlink(at("secret/b.txt"), at("secret/planted")) == 0);
-    CHECK(lchown(at("secret/planted"), NOBODY, NOBODY) == 0);
+    CHECK(symlink(test_path(dir, "secret/b.txt"), test_path(dir, "secret/planted")) == 0);
+    CHECK(lchown(test_path(dir, "secret/planted"), NOBODY, NOBODY) == 0);
     in_sealed_child(NULL, body_planted_link);
-    unlink(at("secret/planted"));
+    unlink(test_path(dir, "secret/planted"));
 }
 
 static void
 plant_audit_symlink(void)
 {
-    CHECK(unlink(at("log/audit.log")) == 0);
-    CHECK(symlink(at("secret/a.txt"), at("log/audit.log")) == 0);
+    CHECK(unlink(test_path(dir, "log/audit.log")) == 0);
+    CHECK(symlink(test_path(dir, "secret/a.txt"), test_path(dir, "log/audit.log")) == 0);
 }
 
 static void
 body_audit_symlink(void)
 {
-    int         fd = privfile_open(at("log/audit.log"), PRIVFILE_APPEND);
+    int         fd = privfile_open(test_path(dir, "log/audit.log"), PRIVFILE_APPEND);
 
     CHECK(fd < 0);
     CHECK_EQ_INT(errno, ELOOP);
@@ -318,8 +295,8 @@ the_audit_log_is_never_opened_through_a_symlink(void)
     struct stat st;
 
     in_sealed_child(plant_audit_symlink, body_audit_symlink);
-    CHECK(stat(at("secret/a.txt"), &st) == 0 && st.st_size == 5 && st.st_uid == 0);
-    unlink(at("log/audit.log"));
+    CHECK(stat(test_path(dir, "secret/a.txt"), &st) == 0 && st.st_size == 5 && st.st_uid == 0);
+    unlink(test_path(dir, "log/audit.log"));
 }
 
 static void
@@ -345,15 +322,15 @@ without_a_reader_files_open_directly(void)
 {
     char   err[512];
     size_t len;
-    char  *text = privfile_read(at("secret/a.txt"), 1024, &len, err, sizeof(err));
+    char  *text = privfile_read(test_path(dir, "secret/a.txt"), 1024, &len, err, sizeof(err));
 
     CHECK(text != NULL && len == 5 && strcmp(text, "alpha") == 0);
     free(text);
-    text = privfile_read(at("secret/a.txt"), 4, &len, err, sizeof(err));
+    text = privfile_read(test_path(dir, "secret/a.txt"), 4, &len, err, sizeof(err));
     CHECK(text == NULL && strstr(err, "file too large") != NULL);
-    text = privfile_read(at("secret/none.txt"), 1024, &len, err, sizeof(err));
+    text = privfile_read(test_path(dir, "secret/none.txt"), 1024, &len, err, sizeof(err));
     CHECK(text == NULL && errno == ENOENT && strstr(err, "cannot open") != NULL);
-    CHECK(privfile_check(at("secret/b.txt")) == 0);
+    CHECK(privfile_check(test_path(dir, "secret/b.txt")) == 0);
 }
 
 int

@@ -22,6 +22,7 @@
 #include "smtp/smtp_session.h"
 #include "smtp/smtp_session_internal.h"
 #include "daemon/generation.h"
+#include "testio.h"
 #include "tmpdir.h"
 #include "daemon/worker.h"
 
@@ -34,15 +35,6 @@ static struct daemon   daemon_;
 static struct worker  *worker;
 
 static void
-write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-
-    fputs(text, f);
-    fclose(f);
-}
-
-static void
 setup(void)
 {
     char path[512], users[256], conf[2048], hash[256], line[300], err[512];
@@ -53,7 +45,7 @@ setup(void)
     authdb_hash("secret", "$6$", hash, sizeof(hash));
     snprintf(line, sizeof(line), "ann:%s\n", hash);
     snprintf(path, sizeof(path), "%s/example.org.txt", users);
-    write_file(path, line);
+    test_write_file(NULL, path, line);
     snprintf(conf, sizeof(conf),
              "return { hostname = 'unit.test', workers = 1, insecure = true,\n"
              "  users_dir = '%s', log_level = 'err',\n"
@@ -65,7 +57,7 @@ setup(void)
              "  domains = { ['example.org'] = { check_header_from = false } } }\n",
              users);
     snprintf(path, sizeof(path), "%s/sluice.lua", tmpdir);
-    write_file(path, conf);
+    test_write_file(NULL, path, conf);
     daemon_.gen = generation_load(path, 1, err, sizeof(err));
     if (daemon_.gen == NULL) {
         fprintf(stderr, "config: %s\n", err);

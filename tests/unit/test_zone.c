@@ -8,6 +8,7 @@
 #include "config/config.h"
 #include "util/log.h"
 #include "store/zone.h"
+#include "testio.h"
 
 #include <fcntl.h>
 #include <stdbool.h>
@@ -118,43 +119,6 @@ an_evicting_zone_evicts_only_its_own_entries(void)
     zones_free(zs);
 }
 
-static int saved_stderr = -1;
-
-/* stderr into a temporary file, whose descriptor is returned. */
-static int
-capture_start(void)
-{
-    char tmpl[] = "/tmp/sluice-test-zone-XXXXXX";
-    int  fd = mkstemp(tmpl);
-
-    if (fd < 0)
-        abort();
-    unlink(tmpl);
-    fflush(stderr);
-    saved_stderr = dup(2);
-    dup2(fd, 2);
-    return fd;
-}
-
-/* How often needle occurs in what was written since capture_start(). */
-static int
-capture_count(int fd, const char *needle)
-{
-    static char buf[65536];
-    ssize_t     n;
-    int         count = 0;
-
-    fflush(stderr);
-    dup2(saved_stderr, 2);
-    close(saved_stderr);
-    n = pread(fd, buf, sizeof(buf) - 1, 0);
-    close(fd);
-    buf[n > 0 ? n : 0] = '\0';
-    for (const char *p = buf; (p = strstr(p, needle)) != NULL; p++)
-        count++;
-    return count;
-}
-
 static void
 a_full_zone_refuses_keeps_everything_and_says_so_once_in_a_while(void)
 {
@@ -162,9 +126,9 @@ a_full_zone_refuses_keeps_everything_and_says_so_once_in_a_while(void)
     struct zone  *deny = zones_at(zs, CONFIG_ZONE_DENYLIST);
     char          key[64];
     double        v;
-    int           n, fd;
+    int           n;
 
-    fd = capture_start();
+    test_capture_start();
     for (n = 0; n < 10000; n++) {
         snprintf(key, sizeof(key), "oauth2:deny:jti:%d", n);
         if (set_num(deny, key, 1, T0) != SHDICT_OK)
@@ -176,7 +140,8 @@ a_full_zone_refuses_keeps_everything_and_says_so_once_in_a_while(void)
         CHECK_EQ_INT(set_num(deny, "oauth2:deny:jti:late", 1, T0 + i / 20.0), SHDICT_FULL);
     CHECK_EQ_INT(zone_incr(deny, "late", 4, 1, 0, T0 + 9, &v), SHDICT_FULL);
     CHECK_EQ_INT(set_num(deny, "oauth2:deny:jti:late", 1, T0 + 20), SHDICT_FULL);
-    CHECK_EQ_INT(capture_count(fd, "\"event\":\"zone.full\",\"zone\":\"denylist\""), 2);
+    CHECK_EQ_INT(test_count(test_capture_end(), "\"event\":\"zone.full\",\"zone\":\"denylist\""),
+                 2);
     CHECK_EQ_INT(stats(deny).refusals, 103);
     CHECK_EQ_INT(stats(deny).evictions, 0);
     for (int i = 0; i < n; i++) {

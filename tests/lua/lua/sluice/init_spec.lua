@@ -56,8 +56,10 @@ describe('sluice.key_part', function()
   end)
 
   it('raises on a max out of range or a non-string', function()
-    assert.has_error(function() sluice.key_part('x', 63) end)
-    assert.has_error(function() sluice.key_part('x', 513) end)
-    assert.has_error(function() sluice.key_part(1) end)
+    assert.has_error(function() sluice.key_part('x', 63) end,
+      'sluice.key_part: max must be an integer from 64 to 512')
+    assert.has_error(function() sluice.key_part('x', 513) end,
+      'sluice.key_part: max must be an integer from 64 to 512')
+    assert.has_error(function() sluice.key_part(1) end, 'sluice.key_part: s must be a string')
   end)
 end)

@@ -13,10 +13,12 @@ describe('sluice.json', function()
   end)
 
   it('raises when asked to encode a function', function()
-    assert.has_error(function() json.encode({ f = print }) end)
+    assert.has_error(function() json.encode({ f = print }) end,
+      'sluice.json.encode: Cannot serialise function: type not supported')
   end)
 
   it('raises when decode is given something other than a string', function()
-    assert.has_error(function() json.decode(42) end)
+    assert.has_error(function() json.decode(42) end,
+      'sluice.json.decode: expected a string, got number')
   end)
 end)

@@ -55,9 +55,12 @@ describe('sluice.ratelimit counting', function()
   end)
 
   it('raises on a bad name or window', function()
-    assert.has_error(function() ratelimit.incr('', 60) end)
-    assert.has_error(function() ratelimit.incr('k', 0) end)
-    assert.has_error(function() ratelimit.count('k', 1.5) end)
+    assert.has_error(function() ratelimit.incr('', 60) end,
+      'sluice.ratelimit.incr: name must be a non-empty string')
+    assert.has_error(function() ratelimit.incr('k', 0) end,
+      'sluice.ratelimit.incr: window must be a positive integer (seconds)')
+    assert.has_error(function() ratelimit.count('k', 1.5) end,
+      'sluice.ratelimit.count: window must be a positive integer (seconds)')
   end)
 end)
 

@@ -76,7 +76,8 @@ describe('sluice.testing run: a misbehaving hook', function()
   end)
 
   it('fails the spec when a policy writes to sluice.domains', function()
-    assert.has_error(function() h:run('on_data', { bad }, h:session(), h:transaction()) end)
+    assert.has_error(function() h:run('on_data', { bad }, h:session(), h:transaction()) end,
+      'tests/lua/fixtures/misbehaving.lua changed sluice.domains')
   end)
 
   it('refuses the yielding calls in on_disconnect, as the engine does', function()
@@ -140,9 +141,12 @@ describe('sluice.testing fake core', function()
     sluice.shdict.set('k', 1)
     sluice.shdict.set('k', nil)
     assert.is_nil(sluice.shdict.get('k'))
-    assert.has_error(function() sluice.shdict.set('', 1) end)
-    assert.has_error(function() sluice.shdict.set('k', {}) end)
-    assert.has_error(function() sluice.shdict.get(('k'):rep(1025)) end)
+    assert.has_error(function() sluice.shdict.set('', 1) end,
+      'sluice.zone:set: key must be a string of 1..1024 bytes')
+    assert.has_error(function() sluice.shdict.set('k', {}) end,
+      'sluice.zone:set: value must be a string, number, boolean or nil')
+    assert.has_error(function() sluice.shdict.get(('k'):rep(1025)) end,
+      'sluice.zone:get: key must be a string of 1..1024 bytes')
   end)
 
   it('offers the built-in zones, and the configuration\'s own, with their methods', function()
@@ -205,14 +209,20 @@ describe('sluice.testing fake core', function()
   end)
 
   it('checks zones as the configuration loader does', function()
-    assert.has_error(function() testing.new({ zones = { blocks = { evict = true } } }) end)
-    assert.has_error(function() testing.new({ zones = { mine = { evict = false } } }) end)
-    assert.has_error(function() testing.new({ zones = { limits = { size = '16k' } } }) end)
-    assert.has_error(function() testing.new({ zones = { limits = { size = '1.5m' } } }) end)
-    assert.has_error(function() testing.new({ zones = { Bad = { size = '1m' } } }) end)
+    assert.has_error(function() testing.new({ zones = { blocks = { evict = true } } }) end,
+      'zones.blocks.evict: this zone holds security state, which is never evicted: '
+      .. 'leave evict out, or false')
+    assert.has_error(function() testing.new({ zones = { mine = { evict = false } } }) end,
+      'zones.mine.size: required')
+    assert.has_error(function() testing.new({ zones = { limits = { size = '16k' } } }) end,
+      "zones.limits.size: expected octets, or a size like '512k', '8m' or '1g', from 32k to 64g")
+    assert.has_error(function() testing.new({ zones = { limits = { size = '1.5m' } } }) end,
+      "zones.limits.size: expected octets, or a size like '512k', '8m' or '1g', from 32k to 64g")
+    assert.has_error(function() testing.new({ zones = { Bad = { size = '1m' } } }) end,
+      'zones: expected a zone name: a lowercase letter, then lowercase letters, digits or _')
     assert.has_error(function()
       testing.new({ shdict_size = 1048576, zones = { default = { size = '1m' } } })
-    end)
+    end, 'zones.default: shdict_size is the size of this zone: give only one of them')
   end)
 
   it('verifies passwords case-insensitively on the user and reports failures', function()
@@ -235,17 +245,23 @@ describe('sluice.testing fake core', function()
     sluice.audit('custom_event', { n = 1 })
     assert.same({ { n = 1, event_type = 'custom_event',
       timestamp = '2023-11-14T22:13:20.000000Z' } }, h.audits)
-    assert.has_error(function() sluice.audit('x', { timestamp = 'mine' }) end)
-    assert.has_error(function() sluice.audit('Bad Name', {}) end)
+    assert.has_error(function() sluice.audit('x', { timestamp = 'mine' }) end,
+      'sluice.audit: timestamp and event_type are set by the core')
+    assert.has_error(function() sluice.audit('Bad Name', {}) end,
+      'sluice.audit: event must be a lowercase name like auth_attempt')
   end)
 
   it('captures log lines and refuses an unknown level or a badly named event', function()
     sluice.log('info', 'custom.event', { a = 1 })
     assert.same({ { level = 'info', event = 'custom.event', fields = { a = 1 } } }, h.logs)
-    assert.has_error(function() sluice.log('loud', 'custom.event') end)
-    assert.has_error(function() sluice.log('info', 'NoDot') end)
-    assert.has_error(function() sluice.log('info', 'a.b', { sid = 'mine' }) end)
-    assert.has_error(function() sluice.log('info', 'a.b', { t = {} }) end)
+    assert.has_error(function() sluice.log('loud', 'custom.event') end,
+      'sluice.log: level must be debug, info, notice, warning or err')
+    assert.has_error(function() sluice.log('info', 'NoDot') end,
+      'sluice.log: event must be noun.verb in lowercase')
+    assert.has_error(function() sluice.log('info', 'a.b', { sid = 'mine' }) end,
+      'sluice.log: field names are strings other than ts, level, event, sid and policy')
+    assert.has_error(function() sluice.log('info', 'a.b', { t = {} }) end,
+      'sluice.log: field values are strings, numbers or booleans')
   end)
 end)
 

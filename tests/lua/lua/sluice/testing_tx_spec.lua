@@ -30,9 +30,11 @@ describe('sluice.testing transaction headers', function()
   end)
 
   it('refuses a header with CR or LF in its value, or a bad name', function()
-    assert.has_error(function() tx:add_header('X-A', 'v\r\nBcc: x@y') end)
-    assert.has_error(function() tx:add_header('X A', 'v') end)
-    assert.has_error(function() tx:add_header('X-A', ('v'):rep(1000)) end)
+    assert.has_error(function() tx:add_header('X-A', 'v\r\nBcc: x@y') end,
+      'tx:add_header: value must be a string without CR, LF or NUL')
+    assert.has_error(function() tx:add_header('X A', 'v') end, 'tx:add_header: bad header name')
+    assert.has_error(function() tx:add_header('X-A', ('v'):rep(1000)) end,
+      'tx:add_header: header line longer than 998 octets')
   end)
 
   it('gives the body and its size', function()

@@ -17,7 +17,9 @@ describe('sluice.verdict constructors', function()
 
   it('refuses an identity that is empty, too long, blank or not a string', function()
     for _, id in ipairs({ '', ('a'):rep(251) .. '@x.y', 'a b@x', 'a\r@x', 42, {} }) do
-      assert.has_error(function() verdict.accept(id) end)
+      assert.error_matches(function() verdict.accept(id) end,
+        'sluice.accept needs an identity of 1..254 octets without blanks or controls, got ',
+        nil, true)
     end
     local v = verdict.accept()
     v.user = 'a\n@x'
@@ -37,41 +39,52 @@ describe('sluice.verdict constructors', function()
   end)
 
   it('refuses a 2xx or 4xx code in a reject', function()
-    assert.has_error(function() verdict.reject(250, '2.0.0', 'ok') end)
-    assert.has_error(function() verdict.reject(451, '4.3.0', 'later') end)
+    assert.has_error(function() verdict.reject(250, '2.0.0', 'ok') end,
+      'sluice.reject: reject needs a 5xx reply code (500..559), got 250')
+    assert.has_error(function() verdict.reject(451, '4.3.0', 'later') end,
+      'sluice.reject: reject needs a 5xx reply code (500..559), got 451')
   end)
 
   it('refuses a 5xx code in a tempfail', function()
-    assert.has_error(function() verdict.tempfail(550, '5.7.1', 'no') end)
+    assert.has_error(function() verdict.tempfail(550, '5.7.1', 'no') end,
+      'sluice.tempfail: tempfail needs a 4xx reply code (400..459), got 550')
   end)
 
   it('refuses codes that are not SMTP replies', function()
     for _, code in ipairs({ 560, 599, 5500, 55, 550.5, '550' }) do
-      assert.has_error(function() verdict.reject(code, '5.7.1', 'no') end)
+      assert.error_matches(function() verdict.reject(code, '5.7.1', 'no') end,
+        'sluice.reject: reject needs a 5xx reply code (500..559), got ', nil, true)
     end
   end)
 
   it('refuses a malformed enhanced code or one whose class differs from the code', function()
     for _, enh in ipairs({ '5.7', '5.7.1.1', '5.1234.1', 'x.7.1', '4.7.1', '', 571 }) do
-      assert.has_error(function() verdict.reject(550, enh, 'no') end)
+      assert.error_matches(function() verdict.reject(550, enh, 'no') end, 'enhanced code ',
+        nil, true)
     end
   end)
 
   it('refuses CR, LF and other control bytes in the text', function()
     for _, text in ipairs({ 'a\r\n250 ok', 'a\nb', 'a\rb', 'tab\there', 'nul\0' }) do
-      assert.has_error(function() verdict.reject(550, '5.7.1', text) end)
+      assert.has_error(function() verdict.reject(550, '5.7.1', text) end,
+        'sluice.reject: reply text must be printable ASCII (no CR, LF or other control bytes)')
     end
   end)
 
   it('refuses a text that carries its own reply code', function()
-    assert.has_error(function() verdict.reject(550, '5.7.1', '550 5.7.1 no') end)
-    assert.has_error(function() verdict.reject(550, '5.7.1', '5.7.1 no') end)
+    assert.has_error(function() verdict.reject(550, '5.7.1', '550 5.7.1 no') end,
+      'sluice.reject: reply text must not carry a code: the verdict has its own')
+    assert.has_error(function() verdict.reject(550, '5.7.1', '5.7.1 no') end,
+      'sluice.reject: reply text must not carry a code: the verdict has its own')
   end)
 
   it('refuses an empty, missing or over-long text', function()
-    assert.has_error(function() verdict.reject(550, '5.7.1', '') end)
-    assert.has_error(function() verdict.reject(550, '5.7.1') end)
-    assert.has_error(function() verdict.reject(550, '5.7.1', ('x'):rep(256)) end)
+    assert.has_error(function() verdict.reject(550, '5.7.1', '') end,
+      'sluice.reject: reject needs a text of 1..255 bytes')
+    assert.has_error(function() verdict.reject(550, '5.7.1') end,
+      'sluice.reject: reject needs a text of 1..255 bytes')
+    assert.has_error(function() verdict.reject(550, '5.7.1', ('x'):rep(256)) end,
+      'sluice.reject: reject needs a text of 1..255 bytes')
     assert.equal('reject', verdict.reject(550, '5.7.1', ('x'):rep(255)).kind)
   end)
 
@@ -100,7 +113,8 @@ describe('sluice.verdict log reasons', function()
   it('refuses a reason that is empty, too long, not a string or has control bytes',
     function()
     for _, r in ipairs({ '', ('r'):rep(256), 42, {}, 'a\r\nb', 'a\0b', 'a\127' }) do
-      assert.has_error(function() verdict.reject(535, '5.7.8', 'No', r) end)
+      assert.error_matches(function() verdict.reject(535, '5.7.8', 'No', r) end,
+        'sluice.reject: a reason must be 1..255 bytes without control bytes, got ', nil, true)
     end
     local v = verdict.reject(535, '5.7.8', 'No', 'fine')
     v.reason = 'not\nfine'
