@@ -54,7 +54,7 @@ end
 -- reload or check. Each of those loads the policies first in a state that only checks
 -- them, without the shared zones (their methods raise there: daemon_setup.c), then once
 -- in every worker; only the check says it.
-local in_config_check = not pcall(denylist.get, denylist, DENY_PREFIX .. 'load')
+local in_config_check = not pcall(denylist.get, 'jti', 'load')
 for name, cfg in pairs(sluice.domains) do
   if uses_oauth2(cfg) and cfg.oauth2.jwks_file then -- a jwks_url is fetched on first use
     local set, err = jwks.for_domain(cfg.oauth2)
