@@ -20,7 +20,7 @@ DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
 	slapd ldap-utils nodejs ca-certificates \
 	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest python3-cryptography
 
-.PHONY: all deps service-user build asan tsan fuzz certs run test unit unit-asan unit-tsan \
+.PHONY: all deps service-user rundir build asan tsan fuzz certs run test unit unit-asan unit-tsan \
 	fuzz-run lua integration integration-tsan layers bench clean
 
 all: build
@@ -47,7 +47,16 @@ service-user:
 		$$SUDO useradd --system --user-group --no-create-home --home-dir /nonexistent \
 			--shell /usr/sbin/nologin sluice && echo "made the system user sluice"; }
 
-build:
+# run/audit/: the default configuration's audit log directory (conf/sluice.lua), the
+# service user's when made as root (a reload that turns audit_log on opens the file as
+# that user). Made with every build, so `sluice check -c conf/sluice.lua` passes after
+# any of the README's commands.
+rundir:
+	@mkdir -p run/audit
+	@if [ "$$(id -u)" -eq 0 ] && getent passwd sluice >/dev/null; then \
+		chown sluice:sluice run/audit && chmod 0750 run/audit; fi
+
+build: rundir
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(WERROR_FLAG) >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 	cmake --build $(BUILD) -j $(JOBS) --target sluice-loadgen
@@ -78,10 +87,6 @@ certs:
 # `make run` beside a first one says so and exits 1 leaving the first alone; Ctrl-C
 # stops both quietly. The sink must be listening before sluice starts.
 run: deps service-user build certs
-	@mkdir -p run/audit
-	@# the audit log's directory is the service user's: a reload that turns audit_log on
-	@# opens the file as that user (conf/sluice.lua)
-	@if [ "$$(id -u)" -eq 0 ]; then chown sluice:sluice run/audit && chmod 0750 run/audit; fi
 	@if [ -s run/sink.pid ] && grep -qa sluice "/proc/$$(cat run/sink.pid)/cmdline" 2>/dev/null; then \
 		echo "make run: already running (sink pid $$(cat run/sink.pid) on 127.0.0.1:2525):" \
 			"stop that one first" >&2; exit 1; fi; \
