@@ -6,8 +6,9 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "util/audit.h"
+#include "policy/hook_run.h"
 #include "policy/lapi.h"
+#include "util/audit.h"
 #include "util/log.h"
 
 #define LAPI_AUDIT_MAX 65536 /* octets of one audit line */
@@ -57,6 +58,43 @@ lapi_log_check_fields(lua_State *L)
     }
 }
 
+/* The field names of the table at index 3, sorted, in a new table at the stack top: a
+ * line's fields come in the same order every time (pairs() has none). */
+static int
+lapi_log_sorted_names(lua_State *L)
+{
+    int n = 0;
+
+    lua_newtable(L);
+    for (lua_pushnil(L); lua_next(L, 3) != 0; lua_pop(L, 1)) {
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, -4, ++n);
+    }
+    lua_getfield(L, LUA_GLOBALSINDEX, "table");
+    lua_getfield(L, -1, "sort");
+    lua_remove(L, -2);
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 0);
+    return n;
+}
+
+/* One field of the table at index 3 (its name at the stack top) into l. */
+static void
+lapi_log_field(lua_State *L, struct logline *l)
+{
+    const char *k = lua_tostring(L, -1);
+
+    lua_pushvalue(L, -1);
+    lua_rawget(L, 3);
+    if (lua_type(L, -1) == LUA_TBOOLEAN)
+        log_bool(l, k, lua_toboolean(L, -1));
+    else if (lua_type(L, -1) == LUA_TNUMBER)
+        log_dbl(l, k, lua_tonumber(L, -1));
+    else
+        log_str(l, k, lua_tostring(L, -1));
+    lua_pop(L, 1);
+}
+
 /* sluice.log(level, event, fields) */
 static int
 lapi_log(lua_State *L)
@@ -66,6 +104,7 @@ lapi_log(lua_State *L)
     const char      *event = luaL_checklstring(L, 2, &elen);
     struct lapi_env *env = lapi_env(L);
     struct logline   l;
+    int              i, n;
 
     luaL_argcheck(L, lapi_is_name(event, elen, true) && strchr(event, '.') != NULL, 2,
                   "expected an event name like 'policy.reject'");
@@ -73,16 +112,14 @@ lapi_log(lua_State *L)
         luaL_checktype(L, 3, LUA_TTABLE);
         lapi_log_check_fields(L);
     }
-    log_begin(&l, level, event, 0);
+    n = lua_isnoneornil(L, 3) ? 0 : lapi_log_sorted_names(L);
+    log_begin(&l, level, event, env->run != NULL ? env->run->ctx.sid : 0);
     if (env->policy != NULL)
         log_str(&l, "policy", env->policy);
-    for (lua_pushnil(L); !lua_isnoneornil(L, 3) && lua_next(L, 3) != 0; lua_pop(L, 1)) {
-        if (lua_type(L, -1) == LUA_TBOOLEAN)
-            log_bool(&l, lua_tostring(L, -2), lua_toboolean(L, -1));
-        else if (lua_type(L, -1) == LUA_TNUMBER)
-            log_dbl(&l, lua_tostring(L, -2), lua_tonumber(L, -1));
-        else
-            log_str(&l, lua_tostring(L, -2), lua_tostring(L, -1));
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        lapi_log_field(L, &l);
+        lua_pop(L, 1);
     }
     log_end(&l);
     return 0;

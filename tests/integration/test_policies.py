@@ -269,6 +269,11 @@ return {
     [bye_line] = relay.wait_logs('test.bye')
     assert (bye_line['reason'], bye_line['helo'], bye_line['policy']) == (
         'Bye', 'client.test', bye)
+    # the session's sid, and the same order of keys on every line: the core's, then the
+    # policy's fields by name
+    [opened] = relay.wait_logs('session.open')
+    assert list(bye_line) == ['ts', 'level', 'event', 'sid', 'policy', 'helo', 'reason']
+    assert bye_line['sid'] == opened['sid']
     [err] = relay.wait_logs('policy.error')
     assert (err['hook'], err['line']) == ('on_disconnect', 5)
     assert 'not available in on_disconnect' in err['error']
