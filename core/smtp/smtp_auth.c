@@ -24,7 +24,7 @@ static enum smtp_rc smtp_auth_send(struct smtp_session *s);
 static enum smtp_rc
 smtp_auth_fail(struct smtp_session *s, enum smtp_reply_id reply, const char *why)
 {
-    const struct smtp_reply_entry *r = smtp_reply_get(reply);
+    const struct smtp_reply_entry *r = smtp_replies_get(reply);
     struct verdict                *a = &s->auth_verdict;
 
     smtp_session_enter(s, SMTP_STATE_CMD);
@@ -262,7 +262,7 @@ smtp_auth_result_done(struct smtp_session *s, const struct verdict *v)
 static void
 smtp_auth_verdict_set(struct verdict *v, enum verdict_kind kind, enum smtp_reply_id reply)
 {
-    const struct smtp_reply_entry *r = smtp_reply_get(reply);
+    const struct smtp_reply_entry *r = smtp_replies_get(reply);
 
     verdict_set(v, kind, r->code, r->enhanced, r->text);
 }

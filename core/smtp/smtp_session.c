@@ -375,7 +375,7 @@ smtp_session_error_text(struct smtp_session *s, int code, const char *enh, const
 enum smtp_rc
 smtp_session_error(struct smtp_session *s, enum smtp_reply_id reply)
 {
-    const struct smtp_reply_entry *r = smtp_reply_get(reply);
+    const struct smtp_reply_entry *r = smtp_replies_get(reply);
 
     return smtp_session_error_text(s, r->code, r->enhanced, r->text);
 }
@@ -399,7 +399,7 @@ smtp_session_close_text(struct smtp_session *s, int code, const char *enh, const
 enum smtp_rc
 smtp_session_close_with(struct smtp_session *s, enum smtp_reply_id reply)
 {
-    const struct smtp_reply_entry *r = smtp_reply_get(reply);
+    const struct smtp_reply_entry *r = smtp_replies_get(reply);
 
     return smtp_session_close_text(s, r->code, r->enhanced, r->text);
 }
