@@ -72,6 +72,15 @@ const struct smtp_reply_entry smtp_replies_table[SMTP_R__COUNT] = {
     R(SMTP_R_AUTH_NO_MEMORY, 454, "4.3.0", "Out of memory, try again later"),
     R(SMTP_R_AUTH_INVALID, 535, "5.7.8", "Authentication credentials invalid"),
     R(SMTP_R_AUTH_OK, 235, "2.7.0", "Authentication successful"),
+    R(SMTP_R_POLICY_TEMPFAIL, 451, "4.3.0", "Temporary policy failure, try again later"),
+    R(SMTP_R_RELAY_NO_SET, 451, "4.3.5", "Upstream set not configured"),
+    R(SMTP_R_RELAY_BAD_ADDRESS, 501, "5.1.3", "Bad address syntax"),
+    R(SMTP_R_RELAY_NO_SERVER, 451, "4.4.1", "No upstream available (no server configured)"),
+    R(SMTP_R_RELAY_BUSY, 451, "4.4.5", "All upstream connections are busy, try again later"),
+    R(SMTP_R_RELAY_SHUTTING_DOWN, 451, "4.4.2", "Relay shutting down"),
+    R(SMTP_R_UPSTREAM_NO_SMTPUTF8, 553, "5.6.7", "Upstream does not support SMTPUTF8"),
+    R(SMTP_R_UPSTREAM_NO_8BITMIME, 554, "5.6.3", "Upstream does not support 8BITMIME"),
+    R(SMTP_R_UPSTREAM_TOO_BIG, 552, "5.3.4", "Message size exceeds the upstream's limit"),
 };
 
 #undef R

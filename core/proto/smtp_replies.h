@@ -73,6 +73,17 @@ enum smtp_reply_id {
     SMTP_R_AUTH_NO_MEMORY,
     SMTP_R_AUTH_INVALID,
     SMTP_R_AUTH_OK,
+    /* policy engine (core/policy): a hook that failed, for any policy */
+    SMTP_R_POLICY_TEMPFAIL,
+    /* relay (core/relay): a message the upstreams did not answer for */
+    SMTP_R_RELAY_NO_SET,
+    SMTP_R_RELAY_BAD_ADDRESS,
+    SMTP_R_RELAY_NO_SERVER,
+    SMTP_R_RELAY_BUSY,
+    SMTP_R_RELAY_SHUTTING_DOWN,
+    SMTP_R_UPSTREAM_NO_SMTPUTF8,
+    SMTP_R_UPSTREAM_NO_8BITMIME,
+    SMTP_R_UPSTREAM_TOO_BIG,
     SMTP_R__COUNT
 };
 

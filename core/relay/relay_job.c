@@ -12,12 +12,18 @@
 #include <string.h>
 #include <strings.h>
 
-#include "util/log.h"
+#include "proto/smtp_replies.h"
 #include "relay/upstream_pool.h"
+#include "util/log.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 #define RELAY_JOB_NO_TARGET SIZE_MAX
+
+/* RFC 3463 section 3.5, for a server that failed (its error in the reply's text): no
+ * answer from the host, or a connection that was established and then went bad. */
+#define RELAY_JOB_NO_ANSWER      "4.4.1"
+#define RELAY_JOB_BAD_CONNECTION "4.4.2"
 
 struct upstream_job {
     struct upstream_lease        lease;   /* the pool's part: set, target, fresh, state */
@@ -71,6 +77,15 @@ relay_job_result(struct upstream_job *job, enum relay_status st, int code,
     vsnprintf(res->text, sizeof(res->text), fmt, ap);
     va_end(ap);
     relay_job_sanitise(res->text);
+}
+
+/* One of the fixed replies (core/proto/smtp_replies.c). */
+static void
+relay_job_result_fixed(struct upstream_job *job, enum relay_status st, enum smtp_reply_id id)
+{
+    const struct smtp_reply_entry *r = smtp_replies_get(id);
+
+    relay_job_result(job, st, r->code, r->enhanced, "%s", r->text);
 }
 
 /* Best effort: "Ok: queued as 4Fb0x" (Postfix), "OK id=1rAB-0001-Xy" (Exim). */
@@ -147,13 +162,14 @@ relay_job_judge(struct upstream_job *job, struct upstream *u)
         }
         snprintf(job->last_error, sizeof(job->last_error), "%s: %s", upstream_name(u),
                  o->error);
-        snprintf(job->last_enhanced, sizeof(job->last_enhanced), "4.4.2");
+        snprintf(job->last_enhanced, sizeof(job->last_enhanced), "%s",
+                 RELAY_JOB_BAD_CONNECTION);
         job->res.upstream[0] = '\0';
         return UPSTREAM_LEASE_FAILOVER;
     }
     /* MAIL was accepted: another server would be a second attempt at the same message
      * the client will retry anyway; RFC 5321 4.5.3.2 4xx semantics. */
-    relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.4.2", "Upstream %s %s: %s",
+    relay_job_result(job, RELAY_UNAVAILABLE, 451, RELAY_JOB_BAD_CONNECTION, "Upstream %s %s: %s",
                      upstream_name(u), o->timed_out ? "timed out" : "failed", o->error);
     return UPSTREAM_LEASE_FINISH;
 }
@@ -221,7 +237,7 @@ static void
 relay_job_lease(struct upstream_job *job)
 {
     if (upstream_pool_lease(&job->lease) != 0) {
-        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.3.0", "Out of memory");
+        relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_OUT_OF_MEMORY);
         relay_job_finish(job);
     }
 }
@@ -251,7 +267,7 @@ relay_job_ended_cb(struct upstream_lease *l, struct upstream *u, enum upstream_e
     dropped = o->stage > UPSTREAM_STAGE_CONNECT && (o->timed_out || o->dropped);
     snprintf(job->last_error, sizeof(job->last_error), "%s: %s", upstream_name(u), o->error);
     snprintf(job->last_enhanced, sizeof(job->last_enhanced), "%s",
-             dropped ? "4.4.2" : "4.4.1");
+             dropped ? RELAY_JOB_BAD_CONNECTION : RELAY_JOB_NO_ANSWER);
     return UPSTREAM_LEASE_FAILOVER;
 }
 
@@ -277,10 +293,9 @@ relay_job_fail_cb(struct upstream_lease *l, bool timed_out)
     struct upstream_job *job = container_of(l, struct upstream_job, lease);
 
     if (timed_out)
-        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.4.5",
-                         "All upstream connections are busy, try again later");
+        relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_RELAY_BUSY);
     else
-        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.3.0", "Out of memory");
+        relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_OUT_OF_MEMORY);
     relay_job_finish(job);
 }
 
@@ -294,7 +309,7 @@ relay_job_abort_cb(struct upstream_lease *l)
     struct relay_result  res;
 
     if (!job->finished)
-        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.4.2", "Relay shutting down");
+        relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_RELAY_SHUTTING_DOWN);
     res = job->res;
     ev_timer_stop(upstream_pool_loop(job->pool), &job->timer); /* also clears a feed */
     free(job);
@@ -341,10 +356,11 @@ relay_job_next(struct upstream_job *job)
     size_t t = relay_job_pick_target(job);
 
     if (t == RELAY_JOB_NO_TARGET) {
-        relay_job_result(job, RELAY_UNAVAILABLE, 451,
-                         job->last_enhanced[0] ? job->last_enhanced : "4.4.1",
-                         "No upstream available (%s)",
-                         job->last_error[0] ? job->last_error : "no server configured");
+        if (job->last_error[0] == '\0') /* the set has no server: none was tried */
+            relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_RELAY_NO_SERVER);
+        else
+            relay_job_result(job, RELAY_UNAVAILABLE, 451, job->last_enhanced,
+                             "No upstream available (%s)", job->last_error);
         relay_job_finish(job);
         return;
     }
@@ -394,11 +410,11 @@ upstream_pool_relay(struct upstream_pool *pool, int set, uint64_t sid,
     ev_init(&job->timer, relay_job_timer_cb);
     upstream_pool_attach(pool, &job->lease, &relay_job_ops, sid);
     if (!known)
-        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.3.5", "Upstream set not configured");
+        relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_RELAY_NO_SET);
     else if (env->n_rcpts == 0)
-        relay_job_result(job, RELAY_REJECTED, 554, "5.5.1", "No valid recipients");
+        relay_job_result_fixed(job, RELAY_REJECTED, SMTP_R_NO_RECIPIENTS);
     else if (!relay_job_envelope_ok(env))
-        relay_job_result(job, RELAY_REJECTED, 501, "5.1.3", "Bad address syntax");
+        relay_job_result_fixed(job, RELAY_REJECTED, SMTP_R_RELAY_BAD_ADDRESS);
     else {
         relay_job_next(job);
         return job;
