@@ -96,7 +96,7 @@ smtp_relay_done(void *ctx, const struct relay_result *res)
         return;
     }
     smtp_relayed_fill(s, res, s->relayed);
-    if (hook_relayed(s, s->relayed, smtp_relayed_done) == HOOK_PENDING)
+    if (smtp_hook_relayed(s, s->relayed, smtp_relayed_done) == HOOK_PENDING)
         return; /* still RELAY; reading goes on as during the relay */
     smtp_relay_reply(s);
 }

@@ -220,7 +220,7 @@ smtp_session_open(struct smtp_session *s)
 {
     struct verdict v;
 
-    if (hook_connect(s, smtp_connect_hook_done, &v) == HOOK_PENDING) {
+    if (smtp_hook_connect(s, smtp_connect_hook_done, &v) == HOOK_PENDING) {
         smtp_session_enter(s, SMTP_STATE_POLICY);
         conn_set_timeout(s->conn, 0);
         return SMTP_PAUSE;
@@ -336,7 +336,7 @@ smtp_session_free(struct smtp_session *s, const char *reason)
 
     if (s->relay != NULL)
         upstream_job_cancel(s->relay);
-    hook_session_gone(s, reason);
+    smtp_hook_session_gone(s, reason);
     free(s->pending_arg);
     free(s->relayed);
     log_begin(&l, LOG_INFO, "session.close", s->id);
