@@ -25,7 +25,7 @@
 #define RELAY_JOB_NO_ANSWER      "4.4.1"
 #define RELAY_JOB_BAD_CONNECTION "4.4.2"
 
-struct upstream_job {
+struct relay_job {
     struct upstream_lease        lease;   /* the pool's part: set, target, fresh, state */
     struct upstream_pool        *pool;    /* borrows */
     uint64_t                     sid;
@@ -45,7 +45,7 @@ struct upstream_job {
     unsigned char                skipped[];   /* bit per target of the set: skipped as down */
 };
 
-static void relay_job_next(struct upstream_job *job);
+static void relay_job_next(struct relay_job *job);
 
 /* ---- results ---- */
 
@@ -59,12 +59,12 @@ relay_job_sanitise(char *s)
 }
 
 static void
-relay_job_result(struct upstream_job *job, enum relay_status st, int code,
+relay_job_result(struct relay_job *job, enum relay_status st, int code,
                  const char *enhanced, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
 static void
-relay_job_result(struct upstream_job *job, enum relay_status st, int code,
+relay_job_result(struct relay_job *job, enum relay_status st, int code,
                  const char *enhanced, const char *fmt, ...)
 {
     struct relay_result *res = &job->res;
@@ -81,7 +81,7 @@ relay_job_result(struct upstream_job *job, enum relay_status st, int code,
 
 /* One of the fixed replies (core/proto/smtp_replies.c). */
 static void
-relay_job_result_fixed(struct upstream_job *job, enum relay_status st, enum smtp_reply_id id)
+relay_job_result_fixed(struct relay_job *job, enum relay_status st, enum smtp_reply_id id)
 {
     const struct smtp_reply_entry *r = smtp_replies_get(id);
 
@@ -113,7 +113,7 @@ relay_job_queue_id(const char *text, char *out, size_t outlen)
 /* The upstream's verdict, for the client: its code (421 becomes 451, as our session
  * stays open), its enhanced code with the class made to match (RFC 3463 section 2). */
 static void
-relay_job_result_from_reply(struct upstream_job *job, const struct upstream_outcome *o)
+relay_job_result_from_reply(struct relay_job *job, const struct upstream_outcome *o)
 {
     int  cls = o->code / 100;
     char enhanced[16];
@@ -144,7 +144,7 @@ relay_job_result_from_reply(struct upstream_job *job, const struct upstream_outc
 
 /* Decide what a transaction's outcome means for the job. */
 static enum upstream_lease_next
-relay_job_judge(struct upstream_job *job, struct upstream *u)
+relay_job_judge(struct relay_job *job, struct upstream *u)
 {
     const struct upstream_outcome *o = upstream_outcome(u);
 
@@ -177,7 +177,7 @@ relay_job_judge(struct upstream_job *job, struct upstream *u)
 /* ---- jobs ---- */
 
 static void
-relay_job_log(const struct upstream_job *job)
+relay_job_log(const struct relay_job *job)
 {
     static const char *const names[] = {"ok", "rejected", "tempfail", "unavailable"};
     const struct relay_result *res = &job->res;
@@ -203,7 +203,7 @@ relay_job_log(const struct upstream_job *job)
 
 /* The result is final: done() runs from the loop, never from inside a pool call. */
 static void
-relay_job_finish(struct upstream_job *job)
+relay_job_finish(struct relay_job *job)
 {
     struct ev_loop *loop = upstream_pool_loop(job->pool);
 
@@ -218,7 +218,7 @@ relay_job_finish(struct upstream_job *job)
 static void
 relay_job_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    struct upstream_job *job = container_of(w, struct upstream_job, timer);
+    struct relay_job    *job = container_of(w, struct relay_job, timer);
     struct relay_result  res;
     relay_done_fn        done = job->done;
     void                *ctx = job->ctx;
@@ -234,7 +234,7 @@ relay_job_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* Run the job on lease.target; out of memory finishes it. */
 static void
-relay_job_lease(struct upstream_job *job)
+relay_job_lease(struct relay_job *job)
 {
     if (upstream_pool_lease(&job->lease) != 0) {
         relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_OUT_OF_MEMORY);
@@ -247,7 +247,7 @@ relay_job_lease(struct upstream_job *job)
 static void
 relay_job_start_cb(struct upstream_lease *l, struct upstream *u)
 {
-    struct upstream_job *job = container_of(l, struct upstream_job, lease);
+    struct relay_job *job = container_of(l, struct relay_job, lease);
 
     job->res.reused = upstream_transactions(u) > 0;
     upstream_transact(u, job->sid, job->env, job->msg, job->msg_len);
@@ -256,7 +256,7 @@ relay_job_start_cb(struct upstream_lease *l, struct upstream *u)
 static enum upstream_lease_next
 relay_job_ended_cb(struct upstream_lease *l, struct upstream *u, enum upstream_event ev)
 {
-    struct upstream_job           *job = container_of(l, struct upstream_job, lease);
+    struct relay_job              *job = container_of(l, struct relay_job, lease);
     const struct upstream_outcome *o = upstream_outcome(u);
     bool                           dropped;
 
@@ -274,7 +274,7 @@ relay_job_ended_cb(struct upstream_lease *l, struct upstream *u, enum upstream_e
 static void
 relay_job_resume_cb(struct upstream_lease *l, enum upstream_lease_next next)
 {
-    struct upstream_job *job = container_of(l, struct upstream_job, lease);
+    struct relay_job *job = container_of(l, struct relay_job, lease);
 
     if (next == UPSTREAM_LEASE_FINISH) {
         relay_job_finish(job);
@@ -290,7 +290,7 @@ relay_job_resume_cb(struct upstream_lease *l, enum upstream_lease_next next)
 static void
 relay_job_fail_cb(struct upstream_lease *l, bool timed_out)
 {
-    struct upstream_job *job = container_of(l, struct upstream_job, lease);
+    struct relay_job *job = container_of(l, struct relay_job, lease);
 
     if (timed_out)
         relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_RELAY_BUSY);
@@ -303,7 +303,7 @@ relay_job_fail_cb(struct upstream_lease *l, bool timed_out)
 static void
 relay_job_abort_cb(struct upstream_lease *l)
 {
-    struct upstream_job *job = container_of(l, struct upstream_job, lease);
+    struct relay_job    *job = container_of(l, struct relay_job, lease);
     relay_done_fn        done = job->done;
     void                *ctx = job->ctx;
     struct relay_result  res;
@@ -330,7 +330,7 @@ static const struct upstream_lease_ops relay_job_ops = {
  * failed lately; then, in order, the ones skipped for that reason (tried after the
  * others, so that a server back up is found when the others went down meanwhile). */
 static size_t
-relay_job_pick_target(struct upstream_job *job)
+relay_job_pick_target(struct relay_job *job)
 {
     size_t n = upstream_pool_targets(job->pool, job->lease.set);
     size_t t;
@@ -351,7 +351,7 @@ relay_job_pick_target(struct upstream_job *job)
 }
 
 static void
-relay_job_next(struct upstream_job *job)
+relay_job_next(struct relay_job *job)
 {
     size_t t = relay_job_pick_target(job);
 
@@ -386,14 +386,14 @@ relay_job_envelope_ok(const struct relay_envelope *env)
     return true;
 }
 
-struct upstream_job *
-upstream_pool_relay(struct upstream_pool *pool, int set, uint64_t sid,
-                    const struct relay_envelope *env, const char *msg, size_t msg_len,
-                    relay_done_fn done, void *ctx)
+struct relay_job *
+relay_job_start(struct upstream_pool *pool, int set, uint64_t sid,
+                const struct relay_envelope *env, const char *msg, size_t msg_len,
+                relay_done_fn done, void *ctx)
 {
     bool                 known = upstream_pool_has_set(pool, set);
     size_t               n_targets = known ? upstream_pool_targets(pool, set) : 0;
-    struct upstream_job *job = calloc(1, sizeof(*job) + n_targets / 8 + 1); /* + skipped[] */
+    struct relay_job    *job = calloc(1, sizeof(*job) + n_targets / 8 + 1); /* + skipped[] */
 
     if (job == NULL)
         return NULL;
@@ -424,7 +424,7 @@ upstream_pool_relay(struct upstream_pool *pool, int set, uint64_t sid,
 }
 
 void
-upstream_job_cancel(struct upstream_job *job)
+relay_job_cancel(struct relay_job *job)
 {
     ev_timer_stop(upstream_pool_loop(job->pool), &job->timer); /* also clears a feed */
     upstream_pool_detach(&job->lease);

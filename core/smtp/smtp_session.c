@@ -335,7 +335,7 @@ smtp_session_free(struct smtp_session *s, const char *reason)
     struct logline l;
 
     if (s->relay != NULL)
-        upstream_job_cancel(s->relay);
+        relay_job_cancel(s->relay);
     smtp_hook_session_gone(s, reason);
     free(s->pending_arg);
     free(s->relayed);
