@@ -6,9 +6,10 @@
 # or noop4) it starts sluice under valgrind's callgrind, with the bench configuration and a
 # plain sink, sends N messages over reused connections (implicit TLS + AUTH PLAIN, c=4),
 # stops sluice and reads the profile: instructions per message in the worker threads, in
-# all hook calls (inclusive cost of core/smtp/smtp_hook.c's seam: hook_mail_from, hook_rcpt,
-# hook_data, hook_relayed, ...), and in buf_reserve (whose realloc copies vary a lot with
-# the heap's layout and so swamp small differences in the worker total).
+# all hook calls (inclusive cost of core/smtp/smtp_hook.c's seam: smtp_hook_mail_from,
+# smtp_hook_rcpt, smtp_hook_data, smtp_hook_relayed, ...; hook_* in trees before the
+# rename), and in buf_reserve (whose realloc copies vary a lot with the heap's layout and
+# so swamp small differences in the worker total).
 # Prints a markdown table. Needs valgrind (callgrind_annotate). About 30 s per variant.
 #
 # Environment (defaults): VARIANTS ("none:none shipped:shipped noop4:noop4"), N (2000),
@@ -70,7 +71,7 @@ for v in $VARIANTS; do
     forget_pid "$SLUICE_PID"
     ok=$(jnum ok "$OUT/$label.json")
     worker=$(ir_of "$prof" '^worker_main$')
-    hooks=$(ir_of "$prof" '^hook_(connect|helo|auth|mail_from|rcpt|data|auth_result|relayed|session_gone)$')
+    hooks=$(ir_of "$prof" '^(smtp_)?hook_(connect|helo|auth|mail_from|rcpt|data|auth_result|relayed|session_gone)$')
     bufr=$(ir_of "$prof" '^buf_reserve$')
     ROWS+=("$label|$set|$ok|$worker|$hooks|$bufr")
     log "$label: $ok messages; Ir worker $worker, hooks $hooks, buf_reserve $bufr"

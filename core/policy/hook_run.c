@@ -9,12 +9,11 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "proto/smtp_replies.h"
 #include "policy/lapi.h"
 #include "util/log.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
-
-#define HOOK_FAIL_TEXT "Temporary policy failure, try again later"
 
 /* Idle threads kept per Lua state for the next calls: making a coroutine for every call
  * (and collecting it) cost more than running a small hook. A thread whose function
@@ -175,6 +174,15 @@ hook_defined_line(struct hook_run *run)
     return ar.linedefined;
 }
 
+/* The verdict of a hook that failed, whichever policy it was: 451 4.3.0. */
+static void
+hook_run_tempfail(struct verdict *v)
+{
+    const struct smtp_reply_entry *r = smtp_replies_get(SMTP_R_POLICY_TEMPFAIL);
+
+    verdict_set(v, VERDICT_TEMPFAIL, r->code, r->enhanced, r->text);
+}
+
 /* 451 4.3.0 for the client, policy.error for the log. */
 static void
 hook_policy_error(struct hook_run *run, const char *msg, int line)
@@ -187,7 +195,7 @@ hook_policy_error(struct hook_run *run, const char *msg, int line)
     log_str(&l, "hook", policy_hook_names[run->hook]);
     log_str(&l, "error", msg);
     log_end(&l);
-    verdict_set(&run->verdict, VERDICT_TEMPFAIL, 451, "4.3.0", HOOK_FAIL_TEXT);
+    hook_run_tempfail(&run->verdict);
 }
 
 /* The coroutine raised: its message is at its stack top. */
@@ -369,7 +377,7 @@ hook_run_begin(const struct hook_ctx *ctx, struct policy_vm *vm, enum policy_hoo
         run = pool->n_spare > 0 ? pool->spare[--pool->n_spare] : malloc(sizeof(*run));
     if (run == NULL) {
         if (policy_vm_hook_count(vm, hook) != 0 && !notify)
-            verdict_set(out, VERDICT_TEMPFAIL, 451, "4.3.0", HOOK_FAIL_TEXT); /* no memory */
+            hook_run_tempfail(out); /* no memory */
         lua_pop(L, nargs);
         return HOOK_DONE;
     }

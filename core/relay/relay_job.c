@@ -12,14 +12,20 @@
 #include <string.h>
 #include <strings.h>
 
-#include "util/log.h"
+#include "proto/smtp_replies.h"
 #include "relay/upstream_pool.h"
+#include "util/log.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 #define RELAY_JOB_NO_TARGET SIZE_MAX
 
-struct upstream_job {
+/* RFC 3463 section 3.5, for a server that failed (its error in the reply's text): no
+ * answer from the host, or a connection that was established and then went bad. */
+#define RELAY_JOB_NO_ANSWER      "4.4.1"
+#define RELAY_JOB_BAD_CONNECTION "4.4.2"
+
+struct relay_job {
     struct upstream_lease        lease;   /* the pool's part: set, target, fresh, state */
     struct upstream_pool        *pool;    /* borrows */
     uint64_t                     sid;
@@ -39,7 +45,7 @@ struct upstream_job {
     unsigned char                skipped[];   /* bit per target of the set: skipped as down */
 };
 
-static void relay_job_next(struct upstream_job *job);
+static void relay_job_next(struct relay_job *job);
 
 /* ---- results ---- */
 
@@ -53,12 +59,12 @@ relay_job_sanitise(char *s)
 }
 
 static void
-relay_job_result(struct upstream_job *job, enum relay_status st, int code,
+relay_job_result(struct relay_job *job, enum relay_status st, int code,
                  const char *enhanced, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
 static void
-relay_job_result(struct upstream_job *job, enum relay_status st, int code,
+relay_job_result(struct relay_job *job, enum relay_status st, int code,
                  const char *enhanced, const char *fmt, ...)
 {
     struct relay_result *res = &job->res;
@@ -71,6 +77,15 @@ relay_job_result(struct upstream_job *job, enum relay_status st, int code,
     vsnprintf(res->text, sizeof(res->text), fmt, ap);
     va_end(ap);
     relay_job_sanitise(res->text);
+}
+
+/* One of the fixed replies (core/proto/smtp_replies.c). */
+static void
+relay_job_result_fixed(struct relay_job *job, enum relay_status st, enum smtp_reply_id id)
+{
+    const struct smtp_reply_entry *r = smtp_replies_get(id);
+
+    relay_job_result(job, st, r->code, r->enhanced, "%s", r->text);
 }
 
 /* Best effort: "Ok: queued as 4Fb0x" (Postfix), "OK id=1rAB-0001-Xy" (Exim). */
@@ -98,7 +113,7 @@ relay_job_queue_id(const char *text, char *out, size_t outlen)
 /* The upstream's verdict, for the client: its code (421 becomes 451, as our session
  * stays open), its enhanced code with the class made to match (RFC 3463 section 2). */
 static void
-relay_job_result_from_reply(struct upstream_job *job, const struct upstream_outcome *o)
+relay_job_result_from_reply(struct relay_job *job, const struct upstream_outcome *o)
 {
     int  cls = o->code / 100;
     char enhanced[16];
@@ -129,7 +144,7 @@ relay_job_result_from_reply(struct upstream_job *job, const struct upstream_outc
 
 /* Decide what a transaction's outcome means for the job. */
 static enum upstream_lease_next
-relay_job_judge(struct upstream_job *job, struct upstream *u)
+relay_job_judge(struct relay_job *job, struct upstream *u)
 {
     const struct upstream_outcome *o = upstream_outcome(u);
 
@@ -147,13 +162,14 @@ relay_job_judge(struct upstream_job *job, struct upstream *u)
         }
         snprintf(job->last_error, sizeof(job->last_error), "%s: %s", upstream_name(u),
                  o->error);
-        snprintf(job->last_enhanced, sizeof(job->last_enhanced), "4.4.2");
+        snprintf(job->last_enhanced, sizeof(job->last_enhanced), "%s",
+                 RELAY_JOB_BAD_CONNECTION);
         job->res.upstream[0] = '\0';
         return UPSTREAM_LEASE_FAILOVER;
     }
     /* MAIL was accepted: another server would be a second attempt at the same message
      * the client will retry anyway; RFC 5321 4.5.3.2 4xx semantics. */
-    relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.4.2", "Upstream %s %s: %s",
+    relay_job_result(job, RELAY_UNAVAILABLE, 451, RELAY_JOB_BAD_CONNECTION, "Upstream %s %s: %s",
                      upstream_name(u), o->timed_out ? "timed out" : "failed", o->error);
     return UPSTREAM_LEASE_FINISH;
 }
@@ -161,7 +177,7 @@ relay_job_judge(struct upstream_job *job, struct upstream *u)
 /* ---- jobs ---- */
 
 static void
-relay_job_log(const struct upstream_job *job)
+relay_job_log(const struct relay_job *job)
 {
     static const char *const names[] = {"ok", "rejected", "tempfail", "unavailable"};
     const struct relay_result *res = &job->res;
@@ -187,7 +203,7 @@ relay_job_log(const struct upstream_job *job)
 
 /* The result is final: done() runs from the loop, never from inside a pool call. */
 static void
-relay_job_finish(struct upstream_job *job)
+relay_job_finish(struct relay_job *job)
 {
     struct ev_loop *loop = upstream_pool_loop(job->pool);
 
@@ -202,7 +218,7 @@ relay_job_finish(struct upstream_job *job)
 static void
 relay_job_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    struct upstream_job *job = container_of(w, struct upstream_job, timer);
+    struct relay_job    *job = container_of(w, struct relay_job, timer);
     struct relay_result  res;
     relay_done_fn        done = job->done;
     void                *ctx = job->ctx;
@@ -218,10 +234,10 @@ relay_job_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* Run the job on lease.target; out of memory finishes it. */
 static void
-relay_job_lease(struct upstream_job *job)
+relay_job_lease(struct relay_job *job)
 {
     if (upstream_pool_lease(&job->lease) != 0) {
-        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.3.0", "Out of memory");
+        relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_OUT_OF_MEMORY);
         relay_job_finish(job);
     }
 }
@@ -231,7 +247,7 @@ relay_job_lease(struct upstream_job *job)
 static void
 relay_job_start_cb(struct upstream_lease *l, struct upstream *u)
 {
-    struct upstream_job *job = container_of(l, struct upstream_job, lease);
+    struct relay_job *job = container_of(l, struct relay_job, lease);
 
     job->res.reused = upstream_transactions(u) > 0;
     upstream_transact(u, job->sid, job->env, job->msg, job->msg_len);
@@ -240,7 +256,7 @@ relay_job_start_cb(struct upstream_lease *l, struct upstream *u)
 static enum upstream_lease_next
 relay_job_ended_cb(struct upstream_lease *l, struct upstream *u, enum upstream_event ev)
 {
-    struct upstream_job           *job = container_of(l, struct upstream_job, lease);
+    struct relay_job              *job = container_of(l, struct relay_job, lease);
     const struct upstream_outcome *o = upstream_outcome(u);
     bool                           dropped;
 
@@ -251,14 +267,14 @@ relay_job_ended_cb(struct upstream_lease *l, struct upstream *u, enum upstream_e
     dropped = o->stage > UPSTREAM_STAGE_CONNECT && (o->timed_out || o->dropped);
     snprintf(job->last_error, sizeof(job->last_error), "%s: %s", upstream_name(u), o->error);
     snprintf(job->last_enhanced, sizeof(job->last_enhanced), "%s",
-             dropped ? "4.4.2" : "4.4.1");
+             dropped ? RELAY_JOB_BAD_CONNECTION : RELAY_JOB_NO_ANSWER);
     return UPSTREAM_LEASE_FAILOVER;
 }
 
 static void
 relay_job_resume_cb(struct upstream_lease *l, enum upstream_lease_next next)
 {
-    struct upstream_job *job = container_of(l, struct upstream_job, lease);
+    struct relay_job *job = container_of(l, struct relay_job, lease);
 
     if (next == UPSTREAM_LEASE_FINISH) {
         relay_job_finish(job);
@@ -274,13 +290,12 @@ relay_job_resume_cb(struct upstream_lease *l, enum upstream_lease_next next)
 static void
 relay_job_fail_cb(struct upstream_lease *l, bool timed_out)
 {
-    struct upstream_job *job = container_of(l, struct upstream_job, lease);
+    struct relay_job *job = container_of(l, struct relay_job, lease);
 
     if (timed_out)
-        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.4.5",
-                         "All upstream connections are busy, try again later");
+        relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_RELAY_BUSY);
     else
-        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.3.0", "Out of memory");
+        relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_OUT_OF_MEMORY);
     relay_job_finish(job);
 }
 
@@ -288,13 +303,13 @@ relay_job_fail_cb(struct upstream_lease *l, bool timed_out)
 static void
 relay_job_abort_cb(struct upstream_lease *l)
 {
-    struct upstream_job *job = container_of(l, struct upstream_job, lease);
+    struct relay_job    *job = container_of(l, struct relay_job, lease);
     relay_done_fn        done = job->done;
     void                *ctx = job->ctx;
     struct relay_result  res;
 
     if (!job->finished)
-        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.4.2", "Relay shutting down");
+        relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_RELAY_SHUTTING_DOWN);
     res = job->res;
     ev_timer_stop(upstream_pool_loop(job->pool), &job->timer); /* also clears a feed */
     free(job);
@@ -315,7 +330,7 @@ static const struct upstream_lease_ops relay_job_ops = {
  * failed lately; then, in order, the ones skipped for that reason (tried after the
  * others, so that a server back up is found when the others went down meanwhile). */
 static size_t
-relay_job_pick_target(struct upstream_job *job)
+relay_job_pick_target(struct relay_job *job)
 {
     size_t n = upstream_pool_targets(job->pool, job->lease.set);
     size_t t;
@@ -336,15 +351,16 @@ relay_job_pick_target(struct upstream_job *job)
 }
 
 static void
-relay_job_next(struct upstream_job *job)
+relay_job_next(struct relay_job *job)
 {
     size_t t = relay_job_pick_target(job);
 
     if (t == RELAY_JOB_NO_TARGET) {
-        relay_job_result(job, RELAY_UNAVAILABLE, 451,
-                         job->last_enhanced[0] ? job->last_enhanced : "4.4.1",
-                         "No upstream available (%s)",
-                         job->last_error[0] ? job->last_error : "no server configured");
+        if (job->last_error[0] == '\0') /* the set has no server: none was tried */
+            relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_RELAY_NO_SERVER);
+        else
+            relay_job_result(job, RELAY_UNAVAILABLE, 451, job->last_enhanced,
+                             "No upstream available (%s)", job->last_error);
         relay_job_finish(job);
         return;
     }
@@ -370,14 +386,14 @@ relay_job_envelope_ok(const struct relay_envelope *env)
     return true;
 }
 
-struct upstream_job *
-upstream_pool_relay(struct upstream_pool *pool, int set, uint64_t sid,
-                    const struct relay_envelope *env, const char *msg, size_t msg_len,
-                    relay_done_fn done, void *ctx)
+struct relay_job *
+relay_job_start(struct upstream_pool *pool, int set, uint64_t sid,
+                const struct relay_envelope *env, const char *msg, size_t msg_len,
+                relay_done_fn done, void *ctx)
 {
     bool                 known = upstream_pool_has_set(pool, set);
     size_t               n_targets = known ? upstream_pool_targets(pool, set) : 0;
-    struct upstream_job *job = calloc(1, sizeof(*job) + n_targets / 8 + 1); /* + skipped[] */
+    struct relay_job    *job = calloc(1, sizeof(*job) + n_targets / 8 + 1); /* + skipped[] */
 
     if (job == NULL)
         return NULL;
@@ -394,11 +410,11 @@ upstream_pool_relay(struct upstream_pool *pool, int set, uint64_t sid,
     ev_init(&job->timer, relay_job_timer_cb);
     upstream_pool_attach(pool, &job->lease, &relay_job_ops, sid);
     if (!known)
-        relay_job_result(job, RELAY_UNAVAILABLE, 451, "4.3.5", "Upstream set not configured");
+        relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_RELAY_NO_SET);
     else if (env->n_rcpts == 0)
-        relay_job_result(job, RELAY_REJECTED, 554, "5.5.1", "No valid recipients");
+        relay_job_result_fixed(job, RELAY_REJECTED, SMTP_R_NO_RECIPIENTS);
     else if (!relay_job_envelope_ok(env))
-        relay_job_result(job, RELAY_REJECTED, 501, "5.1.3", "Bad address syntax");
+        relay_job_result_fixed(job, RELAY_REJECTED, SMTP_R_RELAY_BAD_ADDRESS);
     else {
         relay_job_next(job);
         return job;
@@ -408,7 +424,7 @@ upstream_pool_relay(struct upstream_pool *pool, int set, uint64_t sid,
 }
 
 void
-upstream_job_cancel(struct upstream_job *job)
+relay_job_cancel(struct relay_job *job)
 {
     ev_timer_stop(upstream_pool_loop(job->pool), &job->timer); /* also clears a feed */
     upstream_pool_detach(&job->lease);

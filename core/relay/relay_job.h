@@ -22,7 +22,7 @@
 #include "relay/upstream.h"
 
 struct upstream_pool;
-struct upstream_job;
+struct relay_job;
 
 enum relay_status {
     RELAY_OK,          /* the upstream accepted the message: the client may get 250 */
@@ -50,13 +50,13 @@ typedef void (*relay_done_fn)(void *ctx, const struct relay_result *res);
  * done() is always called later from the loop, never before this returns; when the pool
  * is freed first, with RELAY_UNAVAILABLE. Returns NULL only on allocation failure. sid
  * is for log lines. */
-struct upstream_job *upstream_pool_relay(struct upstream_pool *pool, int set, uint64_t sid,
-                                         const struct relay_envelope *env, const char *msg,
-                                         size_t msg_len, relay_done_fn done, void *ctx);
+struct relay_job *relay_job_start(struct upstream_pool *pool, int set, uint64_t sid,
+                                  const struct relay_envelope *env, const char *msg,
+                                  size_t msg_len, relay_done_fn done, void *ctx);
 
 /* The client went away: done() will not be called. A connection in the middle of the
  * transaction is closed (never returned to the pool), so an unfinished message is never
  * completed upstream. */
-void upstream_job_cancel(struct upstream_job *job);
+void relay_job_cancel(struct relay_job *job);
 
 #endif

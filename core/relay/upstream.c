@@ -23,6 +23,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "proto/smtp_replies.h"
 #include "util/log.h"
 #include "relay/upstream_reply.h"
 #include "net/tls.h"
@@ -490,28 +491,22 @@ upstream_send_tx_cmd(struct upstream *u, unsigned k)
 static bool
 upstream_precheck(struct upstream *u)
 {
-    struct upstream_outcome *o = &u->out;
-    unsigned long long       size = u->msg_len + (u->add_crlf ? 2 : 0);
-    const char              *enhanced, *text;
+    struct upstream_outcome       *o = &u->out;
+    unsigned long long             size = u->msg_len + (u->add_crlf ? 2 : 0);
+    const struct smtp_reply_entry *r;
 
-    if (u->env->smtputf8 && !(u->caps & CAP_SMTPUTF8)) { /* RFC 6531 section 3.2 */
-        o->code = 553;
-        enhanced = "5.6.7";
-        text = "Upstream does not support SMTPUTF8";
-    } else if (u->env->body_8bit && !(u->caps & CAP_8BITMIME)) { /* RFC 6152 section 3 */
-        o->code = 554;
-        enhanced = "5.6.3";
-        text = "Upstream does not support 8BITMIME";
-    } else if (u->size_max > 0 && size > u->size_max) { /* RFC 1870 section 6 */
-        o->code = 552;
-        enhanced = "5.3.4";
-        text = "Message size exceeds the upstream's limit";
-    } else {
+    if (u->env->smtputf8 && !(u->caps & CAP_SMTPUTF8)) /* RFC 6531 section 3.2 */
+        r = smtp_replies_get(SMTP_R_UPSTREAM_NO_SMTPUTF8);
+    else if (u->env->body_8bit && !(u->caps & CAP_8BITMIME)) /* RFC 6152 section 3 */
+        r = smtp_replies_get(SMTP_R_UPSTREAM_NO_8BITMIME);
+    else if (u->size_max > 0 && size > u->size_max) /* RFC 1870 section 6 */
+        r = smtp_replies_get(SMTP_R_UPSTREAM_TOO_BIG);
+    else
         return true;
-    }
     o->stage = UPSTREAM_STAGE_MAIL;
-    snprintf(o->enhanced, sizeof(o->enhanced), "%s", enhanced);
-    snprintf(o->text, sizeof(o->text), "%s", text);
+    o->code = r->code;
+    snprintf(o->enhanced, sizeof(o->enhanced), "%s", r->enhanced);
+    snprintf(o->text, sizeof(o->text), "%s", r->text);
     return false;
 }
 

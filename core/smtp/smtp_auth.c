@@ -24,7 +24,7 @@ static enum smtp_rc smtp_auth_send(struct smtp_session *s);
 static enum smtp_rc
 smtp_auth_fail(struct smtp_session *s, enum smtp_reply_id reply, const char *why)
 {
-    const struct smtp_reply_entry *r = smtp_reply_get(reply);
+    const struct smtp_reply_entry *r = smtp_replies_get(reply);
     struct verdict                *a = &s->auth_verdict;
 
     smtp_session_enter(s, SMTP_STATE_CMD);
@@ -32,7 +32,7 @@ smtp_auth_fail(struct smtp_session *s, enum smtp_reply_id reply, const char *why
     verdict_set(a, r->code / 100 == 4 ? VERDICT_TEMPFAIL : VERDICT_REJECT, r->code, r->enhanced,
                 r->text);
     snprintf(a->reason, sizeof(a->reason), "%s", why != NULL ? why : "");
-    if (hook_auth_result(s, a, smtp_auth_result_done) == HOOK_PENDING)
+    if (smtp_hook_auth_result(s, a, smtp_auth_result_done) == HOOK_PENDING)
         return smtp_session_wait(s);
     return smtp_auth_send(s);
 }
@@ -103,7 +103,7 @@ smtp_auth_decide(struct smtp_session *s)
     s->auth_cache_key[0] = '\0';
     if (smtp_auth_qualify(s) != 0)
         return smtp_auth_fail(s, SMTP_R_AUTH_NO_MEMORY, NULL);
-    if (hook_auth(s, smtp_auth_hook_done, &v) == HOOK_DONE)
+    if (smtp_hook_auth(s, smtp_auth_hook_done, &v) == HOOK_DONE)
         return smtp_auth_apply(s, &v);
     return smtp_session_wait(s);
 }
@@ -262,7 +262,7 @@ smtp_auth_result_done(struct smtp_session *s, const struct verdict *v)
 static void
 smtp_auth_verdict_set(struct verdict *v, enum verdict_kind kind, enum smtp_reply_id reply)
 {
-    const struct smtp_reply_entry *r = smtp_reply_get(reply);
+    const struct smtp_reply_entry *r = smtp_replies_get(reply);
 
     verdict_set(v, kind, r->code, r->enhanced, r->text);
 }
@@ -282,7 +282,7 @@ smtp_auth_apply(struct smtp_session *s, const struct verdict *v)
     } else if (a->kind == VERDICT_NONE) {
         smtp_auth_verdict_set(a, VERDICT_REJECT, SMTP_R_AUTH_INVALID);
     }
-    if (hook_auth_result(s, a, smtp_auth_result_done) == HOOK_PENDING)
+    if (smtp_hook_auth_result(s, a, smtp_auth_result_done) == HOOK_PENDING)
         return smtp_session_wait(s);
     return smtp_auth_send(s);
 }

@@ -305,7 +305,7 @@ smtp_message_end(struct smtp_session *s)
     smtp_session_enter(s, SMTP_STATE_CMD);
     if (errors != 0 || s->tx->refused != INFLIGHT_OK)
         return smtp_message_refuse(s, errors);
-    if (hook_data(s, smtp_data_hook_done, &v) == HOOK_PENDING)
+    if (smtp_hook_data(s, smtp_data_hook_done, &v) == HOOK_PENDING)
         return smtp_session_wait(s);
     return smtp_data_decided(s, &v);
 }

@@ -1,10 +1,10 @@
 /* core/smtp/smtp_hook.c: the smtp side of the seam with the policy engine (declared in
- * smtp_session.h): each question of the session (hook_connect .. hook_relayed) fills the
- * views its hook's arguments are made from (policy/lapi_session.h), and the context the
- * engine runs with (policy/hook_ctx.h: the worker's and the generation's services, and
- * calls back into the session), runs the hook (policy/hook_run.c), and hands a verdict
- * that came later to the session's done function. A hook no policy has is answered at
- * once without touching Lua.
+ * smtp_session.h): each question of the session (smtp_hook_connect .. smtp_hook_relayed)
+ * fills the views its hook's arguments are made from (policy/lapi_session.h), and the
+ * context the engine runs with (policy/hook_ctx.h: the worker's and the generation's
+ * services, and calls back into the session), runs the hook (policy/hook_run.c), and hands
+ * a verdict that came later to the session's done function. A hook no policy has is
+ * answered at once without touching Lua.
  * It is the one file that knows both the session's fields and the engine, and so lives
  * on the smtp side: core/policy/ sees views and a context, never a session, includes
  * nothing above itself, and can be driven without one (tests/unit/test_hook_run.c). */
@@ -136,7 +136,7 @@ smtp_hook_push_tx(lua_State *L, struct smtp_session *s, bool with_size)
 
 /* The vm's state when some policy has hook, else NULL (and *out says no opinion). */
 static lua_State *
-hook_state(struct smtp_session *s, enum policy_hook hook, struct verdict *out)
+smtp_hook_state(struct smtp_session *s, enum policy_hook hook, struct verdict *out)
 {
     struct policy_vm *vm = s->pin.vm;
 
@@ -148,8 +148,8 @@ hook_state(struct smtp_session *s, enum policy_hook hook, struct verdict *out)
 
 /* Run hook with the nargs arguments pushed; a pending run is s->hook until done. */
 static enum hook_rc
-hook_start(struct smtp_session *s, enum policy_hook hook, int nargs, bool notify,
-           hook_done_fn *done, struct verdict *out)
+smtp_hook_start(struct smtp_session *s, enum policy_hook hook, int nargs, bool notify,
+                hook_done_fn *done, struct verdict *out)
 {
     struct hook_ctx ctx;
     enum hook_rc    rc;
@@ -165,125 +165,125 @@ hook_start(struct smtp_session *s, enum policy_hook hook, int nargs, bool notify
 }
 
 enum hook_rc
-hook_connect(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
+smtp_hook_connect(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
 {
-    lua_State *L = hook_state(s, POLICY_ON_CONNECT, out);
+    lua_State *L = smtp_hook_state(s, POLICY_ON_CONNECT, out);
 
     if (L == NULL)
         return HOOK_DONE;
     smtp_hook_push_session(L, s);
-    return hook_start(s, POLICY_ON_CONNECT, 1, false, done, out);
+    return smtp_hook_start(s, POLICY_ON_CONNECT, 1, false, done, out);
 }
 
 enum hook_rc
-hook_helo(struct smtp_session *s, const char *name, hook_done_fn *done, struct verdict *out)
+smtp_hook_helo(struct smtp_session *s, const char *name, hook_done_fn *done, struct verdict *out)
 {
-    lua_State *L = hook_state(s, POLICY_ON_HELO, out);
+    lua_State *L = smtp_hook_state(s, POLICY_ON_HELO, out);
 
     if (L == NULL)
         return HOOK_DONE;
     smtp_hook_push_session(L, s);
     lua_pushstring(L, name);
-    return hook_start(s, POLICY_ON_HELO, 2, false, done, out);
+    return smtp_hook_start(s, POLICY_ON_HELO, 2, false, done, out);
 }
 
 enum hook_rc
-hook_auth(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
+smtp_hook_auth(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
 {
-    lua_State *L = hook_state(s, POLICY_ON_AUTH, out);
+    lua_State *L = smtp_hook_state(s, POLICY_ON_AUTH, out);
 
     if (L == NULL)
         return HOOK_DONE;
     smtp_hook_push_session(L, s);
     lapi_push_auth(L, &s->sasl.creds, true);
-    return hook_start(s, POLICY_ON_AUTH, 2, false, done, out);
+    return smtp_hook_start(s, POLICY_ON_AUTH, 2, false, done, out);
 }
 
 enum hook_rc
-hook_mail_from(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
+smtp_hook_mail_from(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
 {
-    lua_State *L = hook_state(s, POLICY_ON_MAIL_FROM, out);
+    lua_State *L = smtp_hook_state(s, POLICY_ON_MAIL_FROM, out);
 
     if (L == NULL)
         return HOOK_DONE;
     smtp_hook_push_session(L, s);
     smtp_hook_push_tx(L, s, false);
     lua_pushstring(L, s->tx->mail_from);
-    return hook_start(s, POLICY_ON_MAIL_FROM, 3, false, done, out);
+    return smtp_hook_start(s, POLICY_ON_MAIL_FROM, 3, false, done, out);
 }
 
 enum hook_rc
-hook_rcpt(struct smtp_session *s, const char *rcpt, hook_done_fn *done, struct verdict *out)
+smtp_hook_rcpt(struct smtp_session *s, const char *rcpt, hook_done_fn *done, struct verdict *out)
 {
-    lua_State *L = hook_state(s, POLICY_ON_RCPT, out);
+    lua_State *L = smtp_hook_state(s, POLICY_ON_RCPT, out);
 
     if (L == NULL)
         return HOOK_DONE;
     smtp_hook_push_session(L, s);
     smtp_hook_push_tx(L, s, false);
     lua_pushstring(L, rcpt);
-    return hook_start(s, POLICY_ON_RCPT, 3, false, done, out);
+    return smtp_hook_start(s, POLICY_ON_RCPT, 3, false, done, out);
 }
 
 enum hook_rc
-hook_data(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
+smtp_hook_data(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
 {
-    lua_State *L = hook_state(s, POLICY_ON_DATA, out);
+    lua_State *L = smtp_hook_state(s, POLICY_ON_DATA, out);
 
     if (L == NULL)
         return HOOK_DONE;
     smtp_hook_push_session(L, s);
     smtp_hook_push_tx(L, s, true);
-    return hook_start(s, POLICY_ON_DATA, 2, false, done, out);
+    return smtp_hook_start(s, POLICY_ON_DATA, 2, false, done, out);
 }
 
 /* Notification hooks: the vm's state when some policy has hook, else NULL. */
 static lua_State *
-hook_notify_state(struct smtp_session *s, enum policy_hook hook)
+smtp_hook_notify_state(struct smtp_session *s, enum policy_hook hook)
 {
     struct verdict v;
 
-    return hook_state(s, hook, &v);
+    return smtp_hook_state(s, hook, &v);
 }
 
 enum hook_rc
-hook_auth_result(struct smtp_session *s, const struct verdict *v, hook_done_fn *done)
+smtp_hook_auth_result(struct smtp_session *s, const struct verdict *v, hook_done_fn *done)
 {
-    lua_State *L = hook_notify_state(s, POLICY_ON_AUTH_RESULT);
+    lua_State *L = smtp_hook_notify_state(s, POLICY_ON_AUTH_RESULT);
 
     if (L == NULL)
         return HOOK_DONE;
     smtp_hook_push_session(L, s);
     lapi_push_auth(L, &s->sasl.creds, false);
     lapi_push_verdict(L, v);
-    return hook_start(s, POLICY_ON_AUTH_RESULT, 3, true, done, NULL);
+    return smtp_hook_start(s, POLICY_ON_AUTH_RESULT, 3, true, done, NULL);
 }
 
 enum hook_rc
-hook_relayed(struct smtp_session *s, const struct smtp_relayed *r, hook_done_fn *done)
+smtp_hook_relayed(struct smtp_session *s, const struct smtp_relayed *r, hook_done_fn *done)
 {
-    lua_State *L = hook_notify_state(s, POLICY_ON_RELAYED);
+    lua_State *L = smtp_hook_notify_state(s, POLICY_ON_RELAYED);
 
     if (L == NULL)
         return HOOK_DONE;
     smtp_hook_push_session(L, s);
     smtp_hook_push_tx(L, s, true);
     lapi_push_relayed(L, r->code, r->enhanced, r->text, r->queue_id, r->upstream);
-    return hook_start(s, POLICY_ON_RELAYED, 3, true, done, NULL);
+    return smtp_hook_start(s, POLICY_ON_RELAYED, 3, true, done, NULL);
 }
 
 /* Nothing can wait for on_disconnect: its hooks may not yield (sluice.sleep and
  * sluice.passwd.verify raise there), so the run always ends before this returns. */
 static void
-hook_disconnect(struct smtp_session *s, const char *reason)
+smtp_hook_disconnect(struct smtp_session *s, const char *reason)
 {
-    lua_State *L = hook_notify_state(s, POLICY_ON_DISCONNECT);
+    lua_State *L = smtp_hook_notify_state(s, POLICY_ON_DISCONNECT);
 
     if (L == NULL)
         return;
     smtp_hook_push_session(L, s);
     lua_pushstring(L, reason != NULL ? reason : "");
-    if (hook_start(s, POLICY_ON_DISCONNECT, 2, true, NULL, NULL) == HOOK_PENDING) {
+    if (smtp_hook_start(s, POLICY_ON_DISCONNECT, 2, true, NULL, NULL) == HOOK_PENDING) {
         hook_run_cancel(s->hook); /* cannot happen: no wait is allowed */
         s->hook = NULL;
         s->hook_done = NULL;
@@ -291,14 +291,14 @@ hook_disconnect(struct smtp_session *s, const char *reason)
 }
 
 void
-hook_session_gone(struct smtp_session *s, const char *reason)
+smtp_hook_session_gone(struct smtp_session *s, const char *reason)
 {
     if (s->hook != NULL) {
         hook_run_cancel(s->hook);
         s->hook = NULL;
         s->hook_done = NULL;
     }
-    hook_disconnect(s, reason);
+    smtp_hook_disconnect(s, reason);
     if (s->pin.vm != NULL)
         lapi_session_release(policy_vm_state(s->pin.vm), &s->lua_session);
 }

@@ -96,7 +96,7 @@ smtp_relay_done(void *ctx, const struct relay_result *res)
         return;
     }
     smtp_relayed_fill(s, res, s->relayed);
-    if (hook_relayed(s, s->relayed, smtp_relayed_done) == HOOK_PENDING)
+    if (smtp_hook_relayed(s, s->relayed, smtp_relayed_done) == HOOK_PENDING)
         return; /* still RELAY; reading goes on as during the relay */
     smtp_relay_reply(s);
 }
@@ -121,8 +121,8 @@ smtp_relay_start(struct smtp_session *s)
     tx->env.n_rcpts = tx->n_rcpts;
     tx->env.smtputf8 = tx->smtputf8;
     tx->env.body_8bit = tx->body_8bit;
-    s->relay = upstream_pool_relay(s->pin.pool, set, s->id, &tx->env, buf_head(&tx->msg),
-                                   buf_used(&tx->msg), smtp_relay_done, s);
+    s->relay = relay_job_start(s->pin.pool, set, s->id, &tx->env, buf_head(&tx->msg),
+                               buf_used(&tx->msg), smtp_relay_done, s);
     if (s->relay == NULL) {
         smtp_session_reset_tx(s);
         return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);

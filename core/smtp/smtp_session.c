@@ -220,7 +220,7 @@ smtp_session_open(struct smtp_session *s)
 {
     struct verdict v;
 
-    if (hook_connect(s, smtp_connect_hook_done, &v) == HOOK_PENDING) {
+    if (smtp_hook_connect(s, smtp_connect_hook_done, &v) == HOOK_PENDING) {
         smtp_session_enter(s, SMTP_STATE_POLICY);
         conn_set_timeout(s->conn, 0);
         return SMTP_PAUSE;
@@ -335,8 +335,8 @@ smtp_session_free(struct smtp_session *s, const char *reason)
     struct logline l;
 
     if (s->relay != NULL)
-        upstream_job_cancel(s->relay);
-    hook_session_gone(s, reason);
+        relay_job_cancel(s->relay);
+    smtp_hook_session_gone(s, reason);
     free(s->pending_arg);
     free(s->relayed);
     log_begin(&l, LOG_INFO, "session.close", s->id);
@@ -375,7 +375,7 @@ smtp_session_error_text(struct smtp_session *s, int code, const char *enh, const
 enum smtp_rc
 smtp_session_error(struct smtp_session *s, enum smtp_reply_id reply)
 {
-    const struct smtp_reply_entry *r = smtp_reply_get(reply);
+    const struct smtp_reply_entry *r = smtp_replies_get(reply);
 
     return smtp_session_error_text(s, r->code, r->enhanced, r->text);
 }
@@ -399,7 +399,7 @@ smtp_session_close_text(struct smtp_session *s, int code, const char *enh, const
 enum smtp_rc
 smtp_session_close_with(struct smtp_session *s, enum smtp_reply_id reply)
 {
-    const struct smtp_reply_entry *r = smtp_reply_get(reply);
+    const struct smtp_reply_entry *r = smtp_replies_get(reply);
 
     return smtp_session_close_text(s, r->code, r->enhanced, r->text);
 }

@@ -94,7 +94,7 @@ struct smtp_session {
     struct conn                  *conn;     /* owns */
     enum smtp_state               state;    /* written only by smtp_session_enter() */
     struct smtp_tx               *tx;       /* owns; NULL outside MAIL .. end of data */
-    struct upstream_job          *relay;    /* the relay in progress, or NULL */
+    struct relay_job             *relay;    /* the relay in progress, or NULL */
     struct hook_run              *hook;     /* owns; the policy hook running, or NULL */
     hook_done_fn                 *hook_done; /* what gets hook's verdict (smtp_hook.c) */
     int                           lua_session; /* registry ref of the session table, 0 none */

@@ -40,29 +40,29 @@ enum smtp_rc {
  * (HOOK_DONE, *out holds the verdict, VERDICT_NONE: no policy decided) or later through
  * done (HOOK_PENDING: never before the call returns; the session waits in POLICY). */
 /* on_connect, before the greeting. */
-enum hook_rc hook_connect(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
+enum hook_rc smtp_hook_connect(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
 /* on_helo with the name sent; s->helo still holds the previous one. */
-enum hook_rc hook_helo(struct smtp_session *s, const char *name, hook_done_fn *done,
-                       struct verdict *out);
+enum hook_rc smtp_hook_helo(struct smtp_session *s, const char *name, hook_done_fn *done,
+                            struct verdict *out);
 /* on_auth with s->sasl.creds (the session keeps and wipes them). */
-enum hook_rc hook_auth(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
+enum hook_rc smtp_hook_auth(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
 /* on_mail_from for s->tx (set, with its sender). */
-enum hook_rc hook_mail_from(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
+enum hook_rc smtp_hook_mail_from(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
 /* on_rcpt for rcpt, not yet in s->tx. */
-enum hook_rc hook_rcpt(struct smtp_session *s, const char *rcpt, hook_done_fn *done,
-                       struct verdict *out);
+enum hook_rc smtp_hook_rcpt(struct smtp_session *s, const char *rcpt, hook_done_fn *done,
+                            struct verdict *out);
 /* on_data for the whole message in s->tx. */
-enum hook_rc hook_data(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
+enum hook_rc smtp_hook_data(struct smtp_session *s, hook_done_fn *done, struct verdict *out);
 /* Notifications: every policy with the hook runs; errors are only logged. on_auth_result
  * with the verdict the client is about to get; on_relayed with what the client is about
  * to be told about s->tx. */
-enum hook_rc hook_auth_result(struct smtp_session *s, const struct verdict *v,
-                              hook_done_fn *done);
-enum hook_rc hook_relayed(struct smtp_session *s, const struct smtp_relayed *r,
-                          hook_done_fn *done);
+enum hook_rc smtp_hook_auth_result(struct smtp_session *s, const struct verdict *v,
+                                   hook_done_fn *done);
+enum hook_rc smtp_hook_relayed(struct smtp_session *s, const struct smtp_relayed *r,
+                               hook_done_fn *done);
 /* The session is being freed: drop a pending hook (its done() is never called), run
  * on_disconnect with the reason, drop the session's Lua table. */
-void         hook_session_gone(struct smtp_session *s, const char *reason);
+void         smtp_hook_session_gone(struct smtp_session *s, const char *reason);
 
 /* A parsed command in CMD: the verb table's needs (EHLO first, ...), then its handler. */
 enum smtp_rc smtp_verbs_dispatch(struct smtp_session *s, const struct smtp_cmd *cmd);

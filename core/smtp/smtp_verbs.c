@@ -127,7 +127,7 @@ smtp_verb_ehlo(struct smtp_session *s, const struct smtp_cmd *cmd)
     if (s->pending_arg == NULL)
         return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
     s->pending_esmtp = cmd->verb == SMTP_VERB_EHLO;
-    if (hook_helo(s, s->pending_arg, smtp_ehlo_hook_done, &v) == HOOK_PENDING)
+    if (smtp_hook_helo(s, s->pending_arg, smtp_ehlo_hook_done, &v) == HOOK_PENDING)
         return smtp_session_wait(s);
     return smtp_ehlo_decided(s, &v);
 }
@@ -230,7 +230,7 @@ smtp_verb_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
         return smtp_budget_refuse(s, mem);
     }
     s->tx = tx; /* dropped again if the policies refuse the sender */
-    if (hook_mail_from(s, smtp_mail_hook_done, &v) == HOOK_PENDING)
+    if (smtp_hook_mail_from(s, smtp_mail_hook_done, &v) == HOOK_PENDING)
         return smtp_session_wait(s);
     return smtp_mail_decided(s, &v);
 }
@@ -292,7 +292,7 @@ smtp_verb_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
     s->pending_arg = strndup(cmd->addr.p, cmd->addr.len);
     if (s->pending_arg == NULL)
         return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
-    if (hook_rcpt(s, s->pending_arg, smtp_rcpt_hook_done, &v) == HOOK_PENDING)
+    if (smtp_hook_rcpt(s, s->pending_arg, smtp_rcpt_hook_done, &v) == HOOK_PENDING)
         return smtp_session_wait(s);
     return smtp_rcpt_decided(s, &v);
 }

@@ -601,10 +601,10 @@ static void
 relay(struct env *e, const struct relay_envelope *env, const char *msg, size_t len,
       struct done_rec *d)
 {
-    struct upstream_job *job = upstream_pool_relay(e->pool, 0, 0x5e55, env, msg, len, on_done, d);
+    struct relay_job *job = relay_job_start(e->pool, 0, 0x5e55, env, msg, len, on_done, d);
 
     CHECK(job != NULL);
-    CHECK_EQ_INT(d->calls, 0); /* never before upstream_pool_relay returns */
+    CHECK_EQ_INT(d->calls, 0); /* never before relay_job_start returns */
 }
 
 #define EHLO_PIPE "250-up.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
@@ -1160,15 +1160,15 @@ a_cancelled_job_never_calls_back_and_its_message_is_never_completed(void)
     struct server              sv;
     struct env                 e;
     struct done_rec            d[2] = {{0}};
-    struct upstream_job       *job;
+    struct relay_job       *job;
     struct upstream_pool_stats st;
 
     fixture_start(&sv, &e, scripts);
-    job = upstream_pool_relay(e.pool, 0, 1, &ENV_B, MSG, strlen(MSG), on_done, &d[0]);
+    job = relay_job_start(e.pool, 0, 1, &ENV_B, MSG, strlen(MSG), on_done, &d[0]);
     run_for(&e, 0.3); /* the message is out; the final reply is held */
-    upstream_job_cancel(job);
-    job = upstream_pool_relay(e.pool, 0, 2, &ENV_B, MSG, strlen(MSG), on_done, &d[1]);
-    upstream_job_cancel(job); /* before it even started */
+    relay_job_cancel(job);
+    job = relay_job_start(e.pool, 0, 2, &ENV_B, MSG, strlen(MSG), on_done, &d[1]);
+    relay_job_cancel(job); /* before it even started */
     run_for(&e, 0.2);
     CHECK_EQ_INT(d[0].calls, 0);
     CHECK_EQ_INT(d[1].calls, 0);

@@ -1,17 +1,18 @@
-/* tests/unit/test_smtp_reply.c: the table of fixed SMTP replies (core/smtp/smtp_reply.c) is
- * complete and well-formed, and docs/smtp.md's "Reply table" is exactly what the table
+/* tests/unit/test_smtp_replies.c: the table of fixed SMTP replies (core/proto/smtp_replies.c)
+ * is complete and well-formed, and docs/smtp.md's "Reply table" is exactly what the table
  * generates. After changing the table, regenerate the docs with
- *     SLUICE_REGEN_DOCS=1 build/test_smtp_reply
+ *     SLUICE_REGEN_DOCS=1 build/test_smtp_replies
  * and review the diff. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
-#include "smtp/smtp_reply.h"
+#include "proto/smtp_replies.h"
+#include "smtp/smtp_reply.h" /* smtp_reply_is_enhanced() */
 
 #define DOCS_PATH  SLUICE_SOURCE_DIR "/docs/smtp.md"
-#define BEGIN_MARK "<!-- reply table: generated from core/smtp/smtp_reply.c -->\n"
+#define BEGIN_MARK "<!-- reply table: generated from core/proto/smtp_replies.c -->\n"
 #define END_MARK   "<!-- end of reply table -->\n"
 
 static char *
@@ -46,7 +47,7 @@ generate(char *out, size_t len)
     size_t n = (size_t)snprintf(out, len, "| name | reply |\n|---|---|\n");
 
     for (int i = 0; i < SMTP_R__COUNT && n < len; i++) {
-        const struct smtp_reply_entry *r = &smtp_reply_table[i];
+        const struct smtp_reply_entry *r = &smtp_replies_table[i];
 
         n += (size_t)snprintf(out + n, len - n, "| `%s` | `%d%s%s %s` |\n", r->name, r->code,
                               r->enhanced ? " " : "", r->enhanced ? r->enhanced : "", r->text);
@@ -58,9 +59,9 @@ static void
 every_entry_is_stored_under_its_own_id(void)
 {
     for (int i = 0; i < SMTP_R__COUNT; i++) {
-        CHECK(smtp_reply_table[i].name != NULL); /* NULL: an id without an entry */
-        CHECK_EQ_INT(smtp_reply_table[i].id, i);
-        CHECK(smtp_reply_get((enum smtp_reply_id)i) == &smtp_reply_table[i]);
+        CHECK(smtp_replies_table[i].name != NULL); /* NULL: an id without an entry */
+        CHECK_EQ_INT(smtp_replies_table[i].id, i);
+        CHECK(smtp_replies_get((enum smtp_reply_id)i) == &smtp_replies_table[i]);
     }
 }
 
@@ -68,7 +69,7 @@ static void
 every_enhanced_code_is_valid_and_of_the_replys_class(void)
 {
     for (int i = 0; i < SMTP_R__COUNT; i++) {
-        const struct smtp_reply_entry *r = &smtp_reply_table[i];
+        const struct smtp_reply_entry *r = &smtp_replies_table[i];
 
         CHECK(r->code >= 200 && r->code <= 599);
         CHECK(r->text != NULL && r->text[0] != '\0' && strpbrk(r->text, "\r\n") == NULL);
@@ -86,8 +87,8 @@ no_two_entries_are_the_same_reply(void)
 {
     for (int i = 0; i < SMTP_R__COUNT; i++)
         for (int j = i + 1; j < SMTP_R__COUNT; j++)
-            CHECK(smtp_reply_table[i].code != smtp_reply_table[j].code ||
-                  strcmp(smtp_reply_table[i].text, smtp_reply_table[j].text) != 0);
+            CHECK(smtp_replies_table[i].code != smtp_replies_table[j].code ||
+                  strcmp(smtp_replies_table[i].text, smtp_replies_table[j].text) != 0);
 }
 
 static void
