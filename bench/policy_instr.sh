@@ -47,8 +47,8 @@ ir_of() {
 
 start_sink sink-plain
 SINK_PLAIN_PID=$SINK_PID SINK_PLAIN_PORT=$SINK_PORT
-# sluice drops privileges to cfg->user (nobody) after binding: callgrind's output file
-# must be writable by that user when it is written at exit.
+# sluice drops privileges to cfg->user after binding: callgrind's output files must be
+# writable by that user when they are written at exit.
 mkdir -p "$OUT/cg"
 chmod 1777 "$OUT" "$OUT/cg"
 ROWS=()
@@ -56,19 +56,22 @@ for v in $VARIANTS; do
     IFS=: read -r label set vroot vbuild <<<"$v"
     vroot=${vroot:-$ROOT} vbuild=${vbuild:-$BUILD}
     cp "$vbuild/sluice" "$OUT/bin/sluice-$label"
-    prof=$OUT/cg/$label.out
-    : >"$prof"
-    chown nobody "$prof" 2>/dev/null || chmod 666 "$prof"
+    # One profile per process (%p): sluice forks its privileged file reader before it
+    # drops privileges. The daemon's is the biggest.
     printf '#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file=%s %s "$@"\n' \
-        "$prof" "$OUT/bin/sluice-$label" >"$OUT/bin/cg-$label"
+        "$OUT/cg/$label.%p.out" "$OUT/bin/sluice-$label" >"$OUT/bin/cg-$label"
     chmod +x "$OUT/bin/cg-$label"
     SLUICE=$OUT/bin/cg-$label
     POLICIES=$(policy_set "$set" "$vroot") LUA_DIR=$vroot/lua start_sluice "sluice-$label"
+    # valgrind made the profiles at start, as root, mode 0600: the daemon writes its own at
+    # exit as the service user (conf `user`, default sluice)
+    [ "$(id -u)" -ne 0 ] || chown sluice "$OUT/cg/$label".*.out 2>/dev/null || true
     timeout 900 "$LOADGEN" --host 127.0.0.1 --port "$SMTPS" --insecure --tls implicit \
         "${AUTH_ARGS[@]}" --user "$FROM" -c 4 --per-conn 0 -n "$N" --timeout 60 --json \
         >"$OUT/$label.json" 2>"$OUT/$label.log" || true
     stop_pid "$SLUICE_PID"
     forget_pid "$SLUICE_PID"
+    prof=$(ls -S "$OUT/cg/$label".*.out | head -n 1)
     ok=$(jnum ok "$OUT/$label.json")
     worker=$(ir_of "$prof" '^worker_main$')
     hooks=$(ir_of "$prof" '^(smtp_)?hook_(connect|helo|auth|mail_from|rcpt|data|auth_result|relayed|session_gone)$')
