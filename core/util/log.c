@@ -160,8 +160,13 @@ log_put_json_string(struct logline *l, const char *s, size_t n)
 static bool
 log_is_head_key(const char *key)
 {
-    return strcmp(key, "ts") == 0 || strcmp(key, "level") == 0 || strcmp(key, "event") == 0 ||
-           strcmp(key, "sid") == 0;
+    switch (key[0]) { /* every field of every line comes here: one compare for most */
+    case 't': return strcmp(key, "ts") == 0;
+    case 'l': return strcmp(key, "level") == 0;
+    case 'e': return strcmp(key, "event") == 0;
+    case 's': return strcmp(key, "sid") == 0;
+    default: return false;
+    }
 }
 
 /* Start a field: ",\"key\":". Returns false, with nothing written, if even the key and
