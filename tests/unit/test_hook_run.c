@@ -20,6 +20,7 @@
 #include "policy/hook_ctx.h"
 #include "policy/hook_run.h"
 #include "policy/policy_vm.h"
+#include "testio.h"
 #include "tmpdir.h"
 #include "util/log.h"
 #include "util/offload.h"
@@ -29,22 +30,6 @@
 static const char *dir; /* removed at exit (tmpdir.h) */
 
 /* ---- the scratch files, the config and the vm ---------------------------------------- */
-
-static void
-write_file(const char *name, const char *text)
-{
-    char  p[256];
-    FILE *f;
-
-    snprintf(p, sizeof(p), "%s/%s", dir, name);
-    f = fopen(p, "w");
-    if (f == NULL) {
-        perror(p);
-        exit(1);
-    }
-    fputs(text, f);
-    fclose(f);
-}
 
 /* One test's world: its config, loop, vm, and (when asked) offload pool. */
 struct world {
@@ -63,7 +48,7 @@ world_init(struct world *w, const char *policy, const char *hook_timeout, int po
     char text[1024], p[256], err[1024] = "";
 
     memset(w, 0, sizeof(*w));
-    write_file("x.lua", policy);
+    test_write_file(dir, "x.lua", policy);
     snprintf(text, sizeof(text),
              "return {\n"
              "  insecure = true,\n"
@@ -73,7 +58,7 @@ world_init(struct world *w, const char *policy, const char *hook_timeout, int po
              "  policies = { 'x.lua' },\n"
              "}\n",
              hook_timeout);
-    write_file("sluice.lua", text);
+    test_write_file(dir, "sluice.lua", text);
     snprintf(p, sizeof(p), "%s/sluice.lua", dir);
     w->cfg = config_load(p, err, sizeof(err));
     w->loop = ev_loop_new(EVFLAG_AUTO);

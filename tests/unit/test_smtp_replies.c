@@ -8,37 +8,13 @@
 #include <string.h>
 
 #include "check.h"
+#include "testio.h"
 #include "proto/smtp_replies.h"
 #include "smtp/smtp_reply.h" /* smtp_reply_is_enhanced() */
 
 #define DOCS_PATH  SLUICE_SOURCE_DIR "/docs/smtp.md"
 #define BEGIN_MARK "<!-- reply table: generated from core/proto/smtp_replies.c -->\n"
 #define END_MARK   "<!-- end of reply table -->\n"
-
-static char *
-read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *p;
-    long  n;
-
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    p = malloc((size_t)n + 1);
-    if (p != NULL && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    if (p != NULL) {
-        p[n] = '\0';
-        *len = (size_t)n;
-    }
-    return p;
-}
 
 /* The Markdown table the docs must hold between the marks. */
 static void
@@ -95,32 +71,9 @@ static void
 docs_smtp_md_lists_exactly_the_reply_table(void)
 {
     static char want[32768];
-    size_t      len = 0;
-    char       *docs = read_all(DOCS_PATH, &len);
-    char       *begin, *end;
 
     generate(want, sizeof(want));
-    CHECK(docs != NULL);
-    if (docs == NULL)
-        return;
-    begin = strstr(docs, BEGIN_MARK);
-    end = begin != NULL ? strstr(begin, END_MARK) : NULL;
-    CHECK(begin != NULL && end != NULL);
-    if (begin != NULL && end != NULL) {
-        begin += strlen(BEGIN_MARK);
-        if (getenv("SLUICE_REGEN_DOCS") != NULL) {
-            FILE *f = fopen(DOCS_PATH, "wb");
-
-            fwrite(docs, 1, (size_t)(begin - docs), f);
-            fwrite(want, 1, strlen(want), f);
-            fwrite(end, 1, len - (size_t)(end - docs), f);
-            fclose(f);
-            fprintf(stderr, "regenerated the reply table in %s\n", DOCS_PATH);
-        } else {
-            CHECK_MEM(begin, (size_t)(end - begin), want);
-        }
-    }
-    free(docs);
+    CHECK(test_docs_section(DOCS_PATH, BEGIN_MARK, END_MARK, want) == 0);
 }
 
 int

@@ -600,60 +600,14 @@ diagram(char *out, size_t len)
     CHECK(n < len);
 }
 
-static char *
-read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *p = NULL;
-    long  n;
-
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (n >= 0 && (p = malloc((size_t)n + 1)) != NULL &&
-        fread(p, 1, (size_t)n, f) == (size_t)n) {
-        p[n] = '\0';
-        *len = (size_t)n;
-    } else {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    return p;
-}
-
 /* After changing the table: SLUICE_REGEN_DOCS=1 build/test_smtp_session rewrites it. */
 static void
 docs_smtp_md_draws_exactly_the_transition_table(void)
 {
     static char want[16384];
-    size_t      len = 0;
-    char       *docs = read_file(DOCS_PATH, &len);
-    char       *begin, *end;
 
     diagram(want, sizeof(want));
-    CHECK(docs != NULL);
-    if (docs == NULL)
-        return;
-    begin = strstr(docs, BEGIN_MARK);
-    end = begin != NULL ? strstr(begin, END_MARK) : NULL;
-    CHECK(begin != NULL && end != NULL);
-    if (begin != NULL && end != NULL) {
-        begin += strlen(BEGIN_MARK);
-        if (getenv("SLUICE_REGEN_DOCS") != NULL) {
-            FILE *f = fopen(DOCS_PATH, "wb");
-
-            fwrite(docs, 1, (size_t)(begin - docs), f);
-            fwrite(want, 1, strlen(want), f);
-            fwrite(end, 1, len - (size_t)(end - docs), f);
-            fclose(f);
-        } else {
-            CHECK_MEM(begin, (size_t)(end - begin), want);
-        }
-    }
-    free(docs);
+    CHECK(test_docs_section(DOCS_PATH, BEGIN_MARK, END_MARK, want) == 0);
 }
 
 static void

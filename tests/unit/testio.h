@@ -1,5 +1,6 @@
 /* tests/unit/testio.h: the file and log helpers unit tests share: write a file, read a
- * file back, and capture what the code under test writes on stderr (the JSON log lines)
+ * file back, compare (or regenerate) a generated section of docs/, and capture what the
+ * code under test writes on stderr (the JSON log lines)
  * between test_capture_start() and test_capture_end(). A helper that cannot do its job
  * (a set-up failure, not a test failure) says why and exits 1. Where scratch files go is
  * tmpdir.h's business. */
@@ -68,6 +69,44 @@ test_read_file(const char *path)
     }
     fclose(f);
     return buf;
+}
+
+/* The text between begin_mark and end_mark in the file at path (docs generated from a
+ * table in the code) against want: 0 when it is want, -1 when it differs or the marks
+ * are missing (and says which on stderr). With SLUICE_REGEN_DOCS set in the environment
+ * it rewrites that text to want instead, and returns 0. */
+static inline int
+test_docs_section(const char *path, const char *begin_mark, const char *end_mark,
+                  const char *want)
+{
+    char  *docs = test_read_file(path);
+    char  *begin = strstr(docs, begin_mark);
+    char  *end = begin != NULL ? strstr(begin, end_mark) : NULL;
+    int    rc = 0;
+    FILE  *f;
+
+    if (begin == NULL || end == NULL) {
+        fprintf(stderr, "%s: no section between \"%s\" and \"%s\"\n", path, begin_mark,
+                end_mark);
+        free(docs);
+        return -1;
+    }
+    begin += strlen(begin_mark);
+    if (getenv("SLUICE_REGEN_DOCS") != NULL) {
+        f = fopen(path, "wb");
+        if (f == NULL || fwrite(docs, 1, (size_t)(begin - docs), f) != (size_t)(begin - docs) ||
+            fputs(want, f) < 0 || fputs(end, f) < 0 || fclose(f) != 0)
+            rc = -1;
+        fprintf(stderr, "%s: %s the section after \"%s\"\n", path,
+                rc == 0 ? "regenerated" : "could not regenerate", begin_mark);
+    } else if ((size_t)(end - begin) != strlen(want) ||
+               memcmp(begin, want, strlen(want)) != 0) {
+        fprintf(stderr, "%s: the section after \"%s\" is stale: run the test with "
+                        "SLUICE_REGEN_DOCS=1\n", path, begin_mark);
+        rc = -1;
+    }
+    free(docs);
+    return rc;
 }
 
 /* stderr goes to an unlinked temporary file until test_capture_end(): no pipe to fill
