@@ -116,8 +116,9 @@ def main():
     for line in fail:
         print(line)
     n = sum(len(e) for _, e in graph.values())
-    print('check_layers: %d units, %d includes, %d problems (%d known, being worked off)'
-          % (len(graph), n, len(fail), len(known)))
+    print('check_layers: %d units, %d includes, %d problems%s'
+          % (len(graph), n, len(fail),
+             ' (%d known, being worked off)' % len(known) if known else ''))
     return 1 if fail else 0
 
 
