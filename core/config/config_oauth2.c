@@ -1,4 +1,4 @@
-/* core/config_oauth2.c: a domain's `oauth2` table (docs/authentication.md): which issuer,
+/* core/config/config_oauth2.c: a domain's `oauth2` table (docs/authentication.md): which issuer,
  * audience, scope and keys its bearer tokens must have, which clients may present them,
  * the clock leeway and the longest token lifetime accepted. Checking tokens is
  * policies/oauth2.lua's (with lua/sluice/jwt.lua); this only validates and stores.
