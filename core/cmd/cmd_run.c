@@ -24,6 +24,7 @@
 #include "net/iplimit.h"
 #include "net/listener.h"
 #include "util/log.h"
+#include "util/notify.h"
 #include "util/offload.h"
 #include "util/privfile.h"
 #include "store/zone.h"
@@ -107,6 +108,15 @@ cmd_run_log_ready(const struct config *cfg, const struct authdb *db)
             (int)getpid(), cfg->workers, authdb_count(db), cfg->path);
 }
 
+/* systemd (Type=notify, docs/deployment.md): a failed notification is logged, never
+ * fatal: the service manager then times the start or reload out by itself. */
+static void
+cmd_run_notify(int rc, const char *err)
+{
+    if (rc != 0)
+        log_msg(LOG_WARNING, "notify.fail", 0, "%s", err);
+}
+
 /* The main thread only waits for signals; workers run their loops. HUP reloads (the
  * control thread may reload too: daemon_ctl serialises them). */
 static void
@@ -127,6 +137,7 @@ cmd_run_wait(struct daemon_ctl *ctl)
             break;
         daemon_ctl_reload(ctl, msg, sizeof(msg));
     }
+    cmd_run_notify(notify_stopping(msg, sizeof(msg)), msg);
     log_msg(LOG_NOTICE, "daemon.drain", 0, "signal %d: draining", sig);
     for (int i = 0; i < ctl->n_workers; i++)
         worker_drain(ctl->workers[i]);
@@ -289,6 +300,12 @@ cmd_run_serve(struct config *cfg, const char *path, struct listener_set *ls)
     }
     if (rc == 0) {
         cmd_run_log_ready(first->parts.cfg, first->parts.authdb);
+        /* The workers' loops run and the listeners were bound before: a connection made
+         * from here on is accepted. */
+        char status[64];
+
+        snprintf(status, sizeof(status), "serving, generation %u", first->id);
+        cmd_run_notify(notify_ready(status, err, sizeof(err)), err);
         generation_unref(first);
         first = NULL;
         cmd_run_wait(&st.ctl);

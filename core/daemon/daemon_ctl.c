@@ -2,6 +2,7 @@
 #include "daemon/daemon_ctl.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "util/inflight.h"
 #include "net/iplimit.h"
 #include "util/log.h"
+#include "util/notify.h"
 #include "util/offload.h"
 #include "daemon/worker.h"
 #include "daemon/worker_gen.h"
@@ -140,12 +142,29 @@ daemon_ctl_try(struct daemon_ctl *c, char *err, size_t errlen)
     return 0;
 }
 
+/* systemd's reload protocol (docs/deployment.md): RELOADING=1 before the loading, READY=1
+ * after it whatever the outcome (a failed reload leaves the old generation serving). A
+ * failed notification is logged, never fatal. */
+static void
+daemon_ctl_notify(bool reloading, unsigned gen, bool ok)
+{
+    char status[64], err[256];
+    int  rc;
+
+    snprintf(status, sizeof(status), "serving, generation %u%s", gen,
+             ok ? "" : " (last reload failed)");
+    rc = reloading ? notify_reloading(err, sizeof(err)) : notify_ready(status, err, sizeof(err));
+    if (rc != 0)
+        log_msg(LOG_WARNING, "notify.fail", 0, "%s", err);
+}
+
 int
 daemon_ctl_reload(struct daemon_ctl *c, char *msg, size_t msglen)
 {
     int rc;
 
     pthread_mutex_lock(&c->mu);
+    daemon_ctl_notify(true, 0, true);
     log_msg(LOG_NOTICE, "reload.start", 0, "generation %u: loading %s", c->d->gen->id,
             c->path);
     rc = daemon_ctl_try(c, msg, msglen);
@@ -160,6 +179,7 @@ daemon_ctl_reload(struct daemon_ctl *c, char *msg, size_t msglen)
                 c->d->gen->id, msg);
         daemon_ctl_reopen_audit(c);
     }
+    daemon_ctl_notify(false, c->d->gen->id, rc == 0);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
