@@ -14,14 +14,16 @@ WERROR    ?=
 WERROR_FLAG = $(if $(WERROR),-DSLUICE_WERROR=$(WERROR))
 
 # Everything `run` and `test` use that a minimal Debian 12 (debootstrap --variant=minbase)
-# lacks; .ci/run proves the list on such a root. ca-certificates: npm ci (https).
+# lacks; .ci/run proves the list on such a root. ca-certificates: npm ci (https). systemd,
+# groff-base: test_systemd.py (systemd-analyze verify of the unit, groff on the man pages).
 DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
 	libev-dev libluajit-5.1-dev luajit libssl-dev openssl libcrypt-dev libargon2-dev libldap-dev \
 	slapd ldap-utils nodejs ca-certificates \
-	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest python3-cryptography
+	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest python3-cryptography \
+	systemd groff-base
 
 .PHONY: all deps service-user rundir build asan tsan fuzz certs run test unit unit-asan unit-tsan \
-	fuzz-run lua integration integration-tsan layers bench clean
+	fuzz-run lua integration integration-tsan layers bench clean install
 
 all: build
 
@@ -150,6 +152,34 @@ integration-tsan: tsan certs
 # WERROR=ON: a compiler warning in any build (plain, ASan, TSan, fuzz) fails the run.
 test: deps service-user
 	$(MAKE) -k WERROR=ON layers unit unit-asan unit-tsan fuzz-run lua integration integration-tsan
+
+# `make install [PREFIX=/usr/local] [DESTDIR=]`: the daemon, its Lua library and policies, an
+# example configuration, the systemd unit, the logrotate file and the man pages, where
+# docs/deployment.md says. The unit and the example get this PREFIX's and SYSCONFDIR's
+# paths; the example never replaces a sluice.lua. SYSCONFDIR is /etc for PREFIX=/usr.
+PREFIX       ?= /usr/local
+SBINDIR      ?= $(PREFIX)/sbin
+DATADIR      ?= $(PREFIX)/share
+MANDIR       ?= $(DATADIR)/man
+SYSCONFDIR   ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR      ?= $(PREFIX)/lib/systemd/system
+LOGROTATEDIR ?= $(SYSCONFDIR)/logrotate.d
+INSTALL_SED   = sed -e 's|/usr/sbin/sluice|$(SBINDIR)/sluice|g' \
+	-e 's|/usr/share/sluice|$(DATADIR)/sluice|g' -e 's|/etc/sluice|$(SYSCONFDIR)/sluice|g'
+
+install: build
+	install -D -m 0755 $(BUILD)/sluice $(DESTDIR)$(SBINDIR)/sluice
+	install -d $(DESTDIR)$(DATADIR)/sluice/lua/sluice $(DESTDIR)$(DATADIR)/sluice/policies/examples
+	install -m 0644 lua/sluice/*.lua $(DESTDIR)$(DATADIR)/sluice/lua/sluice/
+	install -m 0644 policies/*.lua $(DESTDIR)$(DATADIR)/sluice/policies/
+	install -m 0644 policies/examples/*.lua $(DESTDIR)$(DATADIR)/sluice/policies/examples/
+	install -d $(DESTDIR)$(SYSCONFDIR)/sluice $(DESTDIR)$(UNITDIR) $(DESTDIR)$(LOGROTATEDIR) \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
+	$(INSTALL_SED) dist/conf/sluice.lua >$(DESTDIR)$(SYSCONFDIR)/sluice/sluice.lua.example
+	$(INSTALL_SED) dist/systemd/sluice.service >$(DESTDIR)$(UNITDIR)/sluice.service
+	install -m 0644 dist/logrotate/sluice $(DESTDIR)$(LOGROTATEDIR)/sluice
+	install -m 0644 dist/man/sluice.8 $(DESTDIR)$(MANDIR)/man8/sluice.8
+	install -m 0644 dist/man/sluice.lua.5 $(DESTDIR)$(MANDIR)/man5/sluice.lua.5
 
 bench: build certs
 	bench/run.sh

@@ -1,7 +1,8 @@
 """systemd integration (docs/deployment.md): the notification protocol a Type=notify unit
 relies on, heard on a real Unix datagram socket named by NOTIFY_SOCKET (READY=1 once the
 listeners accept, RELOADING=1 with MONOTONIC_USEC then READY=1 around a HUP reload,
-STOPPING=1 on TERM before the drain).
+STOPPING=1 on TERM before the drain), the shipped unit checked by `systemd-analyze
+verify`, and `make install DESTDIR=` putting every file where the docs say.
 
 Run: SLUICE_BIN=build-asan/sluice /usr/bin/python3 -m pytest tests/integration/test_systemd.py
 """
@@ -17,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import (ALICE, SLUICE, RawClient, client_bytes, hup, upstream_conf,
+from conftest import (ALICE, ROOT, SLUICE, RawClient, client_bytes, hup, upstream_conf,
                       wait_read_by_peer, wait_until)
 
 # The reload notifications come from the main thread while workers serve.
@@ -171,3 +172,105 @@ def test_stopping_is_sent_on_term_before_the_drain_lets_a_message_finish(
     client.close()
     notify.close()
 
+
+def make_install(**variables):
+    """`make install` with these variables (the binary of build/, which `make
+    integration` builds); the tree it made."""
+    args = ['make', '-s', '-C', str(ROOT), 'install'] + [
+        '%s=%s' % kv for kv in variables.items()]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_make_install_puts_every_file_under_destdir_where_the_docs_say(tmp_path):
+    make_install(DESTDIR=tmp_path)  # PREFIX=/usr/local
+    root = tmp_path / 'usr' / 'local'
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob('*') if p.is_file())
+    lua = sorted('usr/local/share/sluice/lua/sluice/' + p.name
+                 for p in (ROOT / 'lua' / 'sluice').glob('*.lua'))
+    policies = sorted('usr/local/share/sluice/policies/' + str(p.relative_to(
+        ROOT / 'policies')) for p in (ROOT / 'policies').rglob('*.lua'))
+    assert files == sorted([
+        'usr/local/etc/logrotate.d/sluice',
+        'usr/local/etc/sluice/sluice.lua.example',
+        'usr/local/lib/systemd/system/sluice.service',
+        'usr/local/sbin/sluice',
+        'usr/local/share/man/man5/sluice.lua.5',
+        'usr/local/share/man/man8/sluice.8',
+    ] + lua + policies)
+    assert os.access(root / 'sbin' / 'sluice', os.X_OK)
+    version = subprocess.run([str(root / 'sbin' / 'sluice'), '--version'],
+                             capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith('sluice ')
+
+    unit = (root / 'lib' / 'systemd' / 'system' / 'sluice.service').read_text()
+    assert 'ExecStartPre=/usr/local/sbin/sluice check -c /usr/local/etc/sluice/sluice.lua\n' in unit
+    assert 'ExecStart=/usr/local/sbin/sluice run -c /usr/local/etc/sluice/sluice.lua\n' in unit
+    # the example names the installed Lua library and policies, which are there
+    example = (root / 'etc' / 'sluice' / 'sluice.lua.example').read_text()
+    assert "lua_dir = '/usr/local/share/sluice/lua'" in example
+    named = [line.strip().strip("',") for line in example.splitlines()
+             if '/share/sluice/policies/' in line]
+    assert len(named) == 4
+    for path in named:
+        assert (tmp_path / path.lstrip('/')).is_file(), path
+
+
+def test_the_installed_example_passes_sluice_check_on_the_installed_library(
+        tmp_path, certs, users_dir):
+    # only what is site-specific is replaced: certificates, users, the upstream, and the
+    # root for /run and /var/log; the Lua library and the policies are the installed ones
+    make_install(DESTDIR=tmp_path / 'dest')
+    share = tmp_path / 'dest' / 'usr' / 'local' / 'share' / 'sluice'
+    conf = (tmp_path / 'dest' / 'usr' / 'local' / 'etc' / 'sluice' /
+            'sluice.lua.example').read_text()
+    for old, new in (('/usr/local/share/sluice', str(share)),
+                     ('/usr/local/etc/sluice/users', str(users_dir)),
+                     ('/usr/local/etc/sluice/tls/fullchain.pem', str(certs / 'dev-ecdsa.crt')),
+                     ('/usr/local/etc/sluice/tls/privkey.pem', str(certs / 'dev-ecdsa.key')),
+                     ("'smtp.internal.example.org'", "'127.0.0.1'"),
+                     ('/run/sluice/', str(tmp_path) + '/'),
+                     ('/var/log/sluice/', str(tmp_path) + '/')):
+        assert old in conf, old
+        conf = conf.replace(old, new)
+    (tmp_path / 'sluice.lua').write_text(conf)
+    done = subprocess.run([SLUICE, 'check', '-c', str(tmp_path / 'sluice.lua')],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (share / 'lua' / 'sluice' / 'init.lua').unlink()  # the library really is the one read
+    done = subprocess.run([SLUICE, 'check', '-c', str(tmp_path / 'sluice.lua')],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 78 and 'lua_dir' in done.stdout + done.stderr
+
+
+def test_with_prefix_usr_the_configuration_goes_to_etc(tmp_path):
+    make_install(DESTDIR=tmp_path, PREFIX='/usr')
+    unit = (tmp_path / 'usr' / 'lib' / 'systemd' / 'system' / 'sluice.service').read_text()
+    assert 'ExecStart=/usr/sbin/sluice run -c /etc/sluice/sluice.lua\n' in unit
+    assert (tmp_path / 'etc' / 'sluice' / 'sluice.lua.example').is_file()
+    assert (tmp_path / 'etc' / 'logrotate.d' / 'sluice').is_file()
+
+
+def test_systemd_analyze_verifies_the_installed_unit_without_a_warning(tmp_path):
+    # installed for real under tmp_path: verify checks that ExecStart= is executable and
+    # that the Documentation= man pages exist (MANPATH)
+    make_install(PREFIX=tmp_path)
+    unit = tmp_path / 'lib' / 'systemd' / 'system' / 'sluice.service'
+    done = subprocess.run(['systemd-analyze', 'verify', str(unit)], capture_output=True,
+                          text=True, env=dict(os.environ, MANPATH=str(tmp_path / 'share' / 'man')))
+    assert (done.returncode, done.stdout, done.stderr) == (0, '', '')
+    unit.write_text(unit.read_text().replace('NoNewPrivileges=', 'NoNewPrivilege='))
+    done = subprocess.run(['systemd-analyze', 'verify', str(unit)], capture_output=True,
+                          text=True, env=dict(os.environ, MANPATH=str(tmp_path / 'share' / 'man')))
+    assert "Unknown key 'NoNewPrivilege'" in done.stderr  # the check above can fail
+
+
+@pytest.mark.parametrize('page', ['sluice.8', 'sluice.lua.5'])
+def test_the_man_page_formats_without_a_groff_warning(page):
+    done = subprocess.run(['groff', '-man', '-ww', '-z', '-Tutf8',
+                           str(ROOT / 'dist' / 'man' / page)], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, '')
+    broken = ROOT / 'dist' / 'man' / page
+    done = subprocess.run(['groff', '-man', '-ww', '-z', '-Tutf8'], capture_output=True,
+                          text=True, input=broken.read_text() + '.BOGUS\n\\fQ\n')
+    assert done.stderr != ''  # the check above can fail

@@ -1,0 +1,44 @@
+-- dist/conf/sluice.lua: a starting point for a real site, installed by `make install` as
+-- /etc/sluice/sluice.lua.example (paths rewritten for its PREFIX and SYSCONFDIR). Copy it
+-- to sluice.lua, put in your host name, certificates, upstream and domains, and check it
+-- with `sluice check -c /etc/sluice/sluice.lua`. Every key: docs/configuration.md and
+-- sluice.lua(5). The unit (sluice.service) makes /run/sluice and /var/log/sluice.
+return {
+  hostname = 'mail.example.org',
+  workers = 0,                                  -- one per online CPU
+  user = 'sluice',                              -- dropped to after start-up as root
+  users_dir = '/etc/sluice/users',              -- <domain>.txt, from `sluice passwd`
+  log_level = 'info',                           -- JSON lines on stderr: the journal
+  control_socket = '/run/sluice/sluice.ctl',    -- `sluice ctl`
+
+  listeners = {
+    { name = 'smtps', address = { '0.0.0.0', '::' }, port = 465, tls = 'implicit' },
+    { name = 'submission', address = { '0.0.0.0', '::' }, port = 587, tls = 'starttls' },
+  },
+
+  tls = {
+    certificates = {
+      { cert = '/etc/sluice/tls/fullchain.pem', key = '/etc/sluice/tls/privkey.pem' },
+    },
+    min_version = '1.2',
+  },
+
+  upstreams = {
+    default = {
+      { host = 'smtp.internal.example.org', port = 25, tls = 'starttls' },
+    },
+  },
+
+  lua_dir = '/usr/share/sluice/lua',
+  policies = {
+    '/usr/share/sluice/policies/ratelimit.lua',
+    '/usr/share/sluice/policies/auth.lua',
+    '/usr/share/sluice/policies/sender_domain.lua',
+    '/usr/share/sluice/policies/audit.lua',
+  },
+  audit_log = '/var/log/sluice/audit.log',      -- rotated by /etc/logrotate.d/sluice
+
+  domains = {
+    ['example.org'] = {},
+  },
+}
