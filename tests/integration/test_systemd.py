@@ -21,9 +21,6 @@ import pytest
 from conftest import (ALICE, ROOT, SLUICE, RawClient, client_bytes, hup, upstream_conf,
                       wait_read_by_peer, wait_until)
 
-# The reload notifications come from the main thread while workers serve.
-pytestmark = pytest.mark.threads
-
 BODY = b'Subject: stop\r\n\r\nsent while systemd was told STOPPING=1\r\n'
 
 
@@ -120,6 +117,9 @@ def monotonic_usec():
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
 
 
+# The reload and drain notifications come from the main thread while workers serve:
+# `make integration-tsan` runs these two.
+@pytest.mark.threads
 def test_a_hup_reload_is_framed_by_reloading_and_ready(make_relay, sink, notify_dir,
                                                        monkeypatch):
     notify = path_socket(notify_dir, monkeypatch)
@@ -147,6 +147,7 @@ def test_a_hup_reload_is_framed_by_reloading_and_ready(make_relay, sink, notify_
     notify.close()
 
 
+@pytest.mark.threads
 def test_stopping_is_sent_on_term_before_the_drain_lets_a_message_finish(
         make_relay, sink, notify_dir, monkeypatch):
     notify = path_socket(notify_dir, monkeypatch)
