@@ -18,7 +18,8 @@ WERROR_FLAG = $(if $(WERROR),-DSLUICE_WERROR=$(WERROR))
 DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
 	libev-dev libluajit-5.1-dev luajit libssl-dev openssl libcrypt-dev libargon2-dev libldap-dev \
 	slapd ldap-utils nodejs ca-certificates \
-	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest python3-cryptography
+	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest python3-cryptography \
+	haproxy
 
 .PHONY: all deps service-user rundir build asan tsan fuzz certs run test unit unit-asan unit-tsan \
 	fuzz-run lua integration integration-tsan layers bench clean
