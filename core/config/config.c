@@ -335,6 +335,42 @@ cfg_sasl(struct cfg_ctx *ctx, int t, unsigned *mechs)
     return rc;
 }
 
+/* proxy_protocol = true, proxy_trusted = { '10.0.0.0/8', '::1' }, proxy_timeout = 5:
+ * the trusted list is required with the protocol and meaningless without it. */
+static int
+cfg_listener_proxy(struct cfg_ctx *ctx, int t, struct config_listener *l)
+{
+    char **nets = NULL;
+    size_t i;
+    int    rc;
+
+    l->proxy_timeout = 5;
+    if (cfg_get_bool(ctx, t, "proxy_protocol", &l->proxy_protocol) != 0 ||
+        cfg_get_seconds(ctx, t, "proxy_timeout", &l->proxy_timeout) != 0 ||
+        cfg_get_strings(ctx, t, "proxy_trusted", true, l->proxy_protocol, &nets) != 0)
+        return -1;
+    if (nets != NULL && !l->proxy_protocol) {
+        cfg_free_strings(nets);
+        return cfg_fail_key(ctx, "proxy_trusted", "needs proxy_protocol = true");
+    }
+    for (i = 0; nets != NULL && nets[i] != NULL;)
+        i++;
+    rc = 0;
+    l->proxy_trusted = i > 0 ? calloc(i, sizeof(*l->proxy_trusted)) : NULL;
+    if (i > 0 && l->proxy_trusted == NULL)
+        rc = cfg_fail(ctx, "out of memory");
+    for (l->n_proxy_trusted = 0; rc == 0 && l->n_proxy_trusted < i; l->n_proxy_trusted++) {
+        if (cidr_parse(nets[l->n_proxy_trusted], &l->proxy_trusted[l->n_proxy_trusted]) != 0) {
+            cfg_push_key(ctx, "proxy_trusted");
+            cfg_push_index(ctx, l->n_proxy_trusted + 1);
+            rc = cfg_fail(ctx, "expected a network like '10.0.0.0/8' or an address, not '%s'",
+                          nets[l->n_proxy_trusted]);
+        }
+    }
+    cfg_free_strings(nets);
+    return rc;
+}
+
 static bool
 cfg_listeners_overlap(const struct config_listener *a, const struct config_listener *b)
 {
@@ -375,7 +411,9 @@ cfg_listener_check(struct cfg_ctx *ctx, const struct config *cfg, size_t i)
 static int
 cfg_listener(struct cfg_ctx *ctx, struct config *cfg, size_t i)
 {
-    static const char *const keys[] = {"name", "address", "port", "tls", "sasl", NULL};
+    static const char *const keys[] = {"name",           "address",       "port",
+                                                "tls",            "sasl",          "proxy_protocol",
+                                                "proxy_trusted",  "proxy_timeout", NULL};
     struct config_listener  *l = &cfg->listeners[i];
     int                      tls = CONFIG_TLS_NONE;
 
@@ -384,7 +422,7 @@ cfg_listener(struct cfg_ctx *ctx, struct config *cfg, size_t i)
         cfg_addresses(ctx, -1, &l->addresses) != 0 ||
         cfg_get_int(ctx, -1, "port", 1, 65535, true, &l->port) != 0 ||
         cfg_get_enum(ctx, -1, "tls", cfg_tls_mode_names, cfg_tls_mode_values, true, &tls) != 0 ||
-        cfg_sasl(ctx, -1, &l->sasl_mechs) != 0)
+        cfg_sasl(ctx, -1, &l->sasl_mechs) != 0 || cfg_listener_proxy(ctx, -1, l) != 0)
         return -1;
     l->tls = (enum config_tls_mode)tls;
     l->require_tls_for_auth = !cfg->insecure;
@@ -596,6 +634,7 @@ config_free(struct config *cfg)
         for (a = cfg->listeners[i].addresses; a != NULL && *a != NULL; a++)
             free(*a);
         free(cfg->listeners[i].addresses);
+        free(cfg->listeners[i].proxy_trusted);
     }
     free(cfg->listeners);
     cfg_free_tls(&cfg->tls);

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "proto/cidr.h"
 #include "proto/sasl.h"
 
 enum config_tls_mode {
@@ -25,6 +26,10 @@ struct config_listener {
     enum config_tls_mode tls;         /* STARTTLS or IMPLICIT (NONE only with insecure=true) */
     unsigned             sasl_mechs;  /* SASL_MECH_BIT() set advertised and accepted here */
     bool                 require_tls_for_auth; /* always true unless insecure */
+    bool                 proxy_protocol; /* a PROXY v1/v2 header precedes everything */
+    struct cidr         *proxy_trusted;  /* owns; who may send it (required with it) */
+    size_t               n_proxy_trusted;
+    double               proxy_timeout;  /* seconds for the whole header; default 5 */
 };
 
 struct config_cert {

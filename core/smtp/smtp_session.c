@@ -23,10 +23,15 @@
  * unit.smtp_session compares them; a change here is a change of the diagram. */
 #define T(a, b, why) {SMTP_STATE_##a, SMTP_STATE_##b, why}
 const struct smtp_transition smtp_session_transitions[] = {
+    T(NEW, PROXY, "proxy_protocol listener, trusted source"),
     T(NEW, TLS_ACCEPT, "implicit TLS listener"),
     T(NEW, POLICY, "on_connect takes time"),
     T(NEW, CMD, "greeting sent"),
     T(NEW, CLOSING, "on_connect refused"),
+    T(PROXY, TLS_ACCEPT, "header read, implicit TLS listener"),
+    T(PROXY, POLICY, "header read, on_connect takes time"),
+    T(PROXY, CMD, "header read, greeting sent"),
+    T(PROXY, CLOSING, "header read, on_connect refused"),
     T(TLS_ACCEPT, POLICY, "handshake done, on_connect takes time"),
     T(TLS_ACCEPT, CMD, "handshake done, greeting sent"),
     T(TLS_ACCEPT, CLOSING, "handshake done, on_connect refused"),
@@ -61,6 +66,7 @@ smtp_session_state_name(enum smtp_state st)
 {
     static const char *const names[SMTP_STATE_COUNT] = {
         [SMTP_STATE_NEW] = "NEW",           [SMTP_STATE_TLS_ACCEPT] = "TLS_ACCEPT",
+        [SMTP_STATE_PROXY] = "PROXY",
         [SMTP_STATE_CMD] = "CMD",           [SMTP_STATE_AUTH] = "AUTH",
         [SMTP_STATE_AUTH_ERROR] = "AUTH_ERROR", [SMTP_STATE_DATA] = "DATA",
         [SMTP_STATE_BDAT] = "BDAT",         [SMTP_STATE_STARTTLS] = "STARTTLS",
@@ -111,10 +117,11 @@ enum smtp_wait {
     SMTP_WAIT_LINE,     /* the rest of a command line, from its first octet */
     SMTP_WAIT_AUTH,     /* a line answering our 334 */
     SMTP_WAIT_DATA,     /* message content, at limits.min_data_rate */
+    SMTP_WAIT_PROXY,    /* the whole PROXY header, from the accept (proxy_timeout) */
 };
 
 static const char *const smtp_wait_phase[] = {
-    "none", "tls", "greeting", "command", "command_line", "auth", "data",
+    "none", "tls", "greeting", "command", "command_line", "auth", "data", "proxy",
 };
 
 /* The deadline of the current wait (*at, an ev_now time) and what it is for. Every one
@@ -126,6 +133,10 @@ smtp_session_deadline(const struct smtp_session *s, double *at, double *limit)
     enum smtp_wait       w;
 
     switch (s->state) {
+    case SMTP_STATE_PROXY:
+        *limit = s->lcfg->proxy_timeout;
+        *at = s->wait_since + *limit;
+        return SMTP_WAIT_PROXY;
     case SMTP_STATE_TLS_ACCEPT:
     case SMTP_STATE_STARTTLS:
         *limit = cfg->timeout_tls;
@@ -237,6 +248,8 @@ smtp_session_log_open(struct smtp_session *s)
     log_str(&l, "listener", s->lcfg->name);
     log_str(&l, "ip", s->peer);
     log_int(&l, "port", s->peer_port);
+    if (s->proxy_peer[0] != '\0')
+        log_str(&l, "proxy", s->proxy_peer);
     log_end(&l);
 }
 
@@ -273,8 +286,27 @@ smtp_session_new(struct smtp_server *srv, const struct config_listener *lcfg, in
     s->cfg = s->pin.cfg;
     s->lcfg = lcfg;
     s->started = ev_now(srv->loop);
-    s->conn->in_max = SMTP_PARSE_AUTH_MAX * 2 + 65536;
     conn_peer(s->conn, s->peer, sizeof(s->peer), &s->peer_port);
+    if (!lcfg->proxy_protocol)
+        return smtp_session_start(s) == SMTP_GONE ? NULL : s;
+    if (!smtp_proxy_is_trusted(lcfg, s->peer)) {
+        smtp_proxy_refuse(s, "proxy.refuse", "source not in proxy_trusted");
+        return NULL;
+    }
+    smtp_session_enter(s, SMTP_STATE_PROXY);
+    smtp_session_clock_start(s);
+    smtp_session_set_timeout(s);
+    if (smtp_proxy_input(s) == SMTP_GONE) /* asks for the header's first octets */
+        return NULL;
+    return s;
+}
+
+enum smtp_rc
+smtp_session_start(struct smtp_session *s)
+{
+    const struct config_listener *lcfg = s->lcfg;
+
+    s->conn->in_max = SMTP_PARSE_AUTH_MAX * 2 + 65536;
     iplimit_client_key(s->peer, (unsigned)s->cfg->client_ipv6_prefix, s->client);
     smtp_session_log_open(s);
     if (!smtp_session_admit(s)) {
@@ -285,25 +317,26 @@ smtp_session_new(struct smtp_server *srv, const struct config_listener *lcfg, in
             conn_flush(s->conn, false);
         }
         smtp_session_free(s, "connection limit");
-        return NULL;
+        return SMTP_GONE;
     }
     if (lcfg->tls == CONFIG_TLS_IMPLICIT) {
         SSL *ssl = tls_server_ssl_new(s->pin.tls, s->conn->fd);
 
         if (ssl == NULL) {
             smtp_session_free(s, "TLS setup failed");
-            return NULL;
+            return SMTP_GONE;
         }
         smtp_session_enter(s, SMTP_STATE_TLS_ACCEPT);
         smtp_session_clock_start(s);
         smtp_session_set_timeout(s);
         conn_start_tls(s->conn, ssl);
-        return s;
+        return SMTP_PAUSE;
     }
-    if (smtp_session_open(s) == SMTP_GONE || s->state == SMTP_STATE_CLOSING)
-        return NULL; /* refused by a policy: freed, or closing once the reply is out */
-    conn_flush(s->conn, false);
-    return s;
+    if (smtp_session_open(s) == SMTP_GONE)
+        return SMTP_GONE;
+    if (s->state == SMTP_STATE_CLOSING) /* refused by a policy: closing once the reply is out */
+        return SMTP_PAUSE;
+    return conn_flush(s->conn, false) == CONN_GONE ? SMTP_GONE : SMTP_CONTINUE;
 }
 
 void
@@ -509,6 +542,9 @@ smtp_session_process(struct smtp_session *s)
 
     while (r == SMTP_CONTINUE && buf_used(&s->conn->in) > 0) {
         switch (s->state) {
+        case SMTP_STATE_PROXY:
+            r = smtp_proxy_input(s);
+            break;
         case SMTP_STATE_CMD:
         case SMTP_STATE_AUTH:
         case SMTP_STATE_AUTH_ERROR:
@@ -679,6 +715,10 @@ smtp_session_timed_out(struct smtp_session *s)
         smtp_session_free(s, "timeout");
         return CONN_GONE;
     }
+    if (w == SMTP_WAIT_PROXY && at <= now + 0.001) { /* no SMTP channel yet: no 421 */
+        smtp_proxy_refuse(s, "proxy.bad", "header incomplete at proxy_timeout");
+        return CONN_GONE;
+    }
     if (at > now + 0.001) { /* moved since the timer was set (DATA octets): not yet */
         smtp_session_set_timeout(s);
         return CONN_OK;
@@ -719,6 +759,10 @@ smtp_session_event(void *owner, struct conn *c, enum conn_event ev)
         return smtp_session_timed_out(s);
     case CONN_EV_CLOSED:
     default:
+        if (s->state == SMTP_STATE_PROXY) { /* a truncated header, or none at all */
+            smtp_proxy_refuse(s, "proxy.bad", "connection closed before the header's end");
+            return CONN_GONE;
+        }
         smtp_session_free(s, c->error ? c->error : "closed");
         return CONN_GONE;
     }
@@ -733,7 +777,7 @@ smtp_session_drain(struct smtp_session *s)
         s->state == SMTP_STATE_AUTH || s->state == SMTP_STATE_AUTH_ERROR) {
         sasl_reset(&s->sasl);
         smtp_session_close_with(s, SMTP_R_SHUTTING_DOWN);
-    } else if (s->state == SMTP_STATE_TLS_ACCEPT) {
+    } else if (s->state == SMTP_STATE_TLS_ACCEPT || s->state == SMTP_STATE_PROXY) {
         smtp_session_free(s, "shutdown");
     }
     /* DATA, BDAT, POLICY, RELAY: the transaction finishes; smtp_session_process closes
@@ -746,7 +790,8 @@ smtp_session_drain(struct smtp_session *s)
 void
 smtp_session_cut(struct smtp_session *s)
 {
-    bool can_reply = s->state != SMTP_STATE_TLS_ACCEPT && s->state != SMTP_STATE_CLOSING &&
+    bool can_reply = s->state != SMTP_STATE_TLS_ACCEPT && s->state != SMTP_STATE_PROXY &&
+                     s->state != SMTP_STATE_CLOSING &&
                      !s->conn->handshaking;
 
     if (can_reply) {

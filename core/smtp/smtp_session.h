@@ -36,6 +36,7 @@ typedef void hook_done_fn(struct smtp_session *s, const struct verdict *v);
  * transitions it allows are the table in smtp_session.c (docs/smtp.md draws it). */
 enum smtp_state {
     SMTP_STATE_NEW,        /* accepted: nothing sent or read yet */
+    SMTP_STATE_PROXY,      /* proxy_protocol listener: reading the PROXY header */
     SMTP_STATE_TLS_ACCEPT, /* implicit TLS: handshake before the greeting */
     SMTP_STATE_CMD,        /* reading commands */
     SMTP_STATE_AUTH,       /* waiting for a SASL response line */
@@ -105,8 +106,9 @@ struct smtp_session {
     struct smtp_relayed          *relayed;  /* owns; the relay's answer while on_relayed runs */
     struct sasl                   sasl;
 
-    char     peer[64];
+    char     peer[64];    /* the client: the PROXY header's source, else the socket's */
     int      peer_port;
+    char     proxy_peer[64]; /* the socket's peer on a proxy_protocol listener, else "" */
     char     client[IPLIMIT_CLIENT_MAX]; /* peer's client network: the iplimit key and
                                           * session.client; fixed at accept */
     char     helo[256];

@@ -36,6 +36,19 @@ enum smtp_rc {
     SMTP_GONE,     /* the session was freed */
 };
 
+/* smtp_session.c: what follows the accept (or the PROXY header): the connection caps,
+ * session.open, then the TLS handshake or on_connect and the greeting. */
+enum smtp_rc smtp_session_start(struct smtp_session *s);
+
+/* smtp_proxy.c: the PROXY protocol header. Is ip (the connection's peer) in the
+ * listener's proxy_trusted? */
+bool         smtp_proxy_is_trusted(const struct config_listener *l, const char *ip);
+/* Input in SMTP_STATE_PROXY: waits for the rest (SMTP_PAUSE), or takes the header's
+ * client address and calls smtp_session_start(), or refuses (proxy.bad, SMTP_GONE). */
+enum smtp_rc smtp_proxy_input(struct smtp_session *s);
+/* Log event (proxy.refuse, proxy.bad) with reason and free the session: SMTP_GONE. */
+enum smtp_rc smtp_proxy_refuse(struct smtp_session *s, const char *event, const char *reason);
+
 /* smtp_hook.c: the questions to the policies (policy/hook.h), each answered at once
  * (HOOK_DONE, *out holds the verdict, VERDICT_NONE: no policy decided) or later through
  * done (HOOK_PENDING: never before the call returns; the session waits in POLICY). */

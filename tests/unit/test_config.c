@@ -500,6 +500,50 @@ listener_rules_are_enforced(void)
 }
 
 static void
+proxy_protocol_needs_a_trusted_list_of_networks(void)
+{
+    static const struct error_case cases[] = {
+        {ONE_LISTENER("name = 'a', address = '::1', port = 1, tls = 'implicit',\n"
+                      "    proxy_protocol = true"),
+         "sluice.lua:2: listeners[1].proxy_trusted: required"},
+        {ONE_LISTENER("name = 'a', address = '::1', port = 1, tls = 'implicit',\n"
+                      "    proxy_trusted = { '::1' }"),
+         "sluice.lua:3: listeners[1].proxy_trusted: needs proxy_protocol = true"},
+        {ONE_LISTENER("name = 'a', address = '::1', port = 1, tls = 'implicit',\n"
+                      "    proxy_protocol = true, proxy_trusted = { '10.0.0.0/8', '10.0.0.1/8' }"),
+         "sluice.lua:3: listeners[1].proxy_trusted[2]: expected a network like '10.0.0.0/8' "
+         "or an address, not '10.0.0.1/8'"},
+        {ONE_LISTENER("name = 'a', address = '::1', port = 1, tls = 'implicit',\n"
+                      "    proxy_protocol = 'yes', proxy_trusted = { '::1' }"),
+         "sluice.lua:3: listeners[1].proxy_protocol: expected true or false"},
+        {ONE_LISTENER("name = 'a', address = '::1', port = 1, tls = 'implicit',\n"
+                      "    proxy_protocol = true, proxy_trusted = '::1', proxy_timeout = 0"),
+         "sluice.lua:3: listeners[1].proxy_timeout: expected a positive number of seconds"},
+    };
+    char           err[1024] = "";
+    struct config *cfg;
+
+    check_errors(cases, sizeof(cases) / sizeof(cases[0]));
+    cfg = load(ONE_LISTENER("name = 'a', address = '::1', port = 1, tls = 'implicit',\n"
+                            "    proxy_protocol = true, proxy_trusted = { '127.0.0.1', "
+                            "'10.0.0.0/8' }, proxy_timeout = 2.5"),
+               err, sizeof(err));
+    CHECK(cfg != NULL);
+    if (cfg == NULL)
+        return;
+    CHECK(cfg->listeners[0].proxy_protocol);
+    CHECK_EQ_INT(cfg->listeners[0].n_proxy_trusted, 2);
+    CHECK(cidr_contains(&cfg->listeners[0].proxy_trusted[1], "10.1.2.3"));
+    CHECK(!cidr_contains(&cfg->listeners[0].proxy_trusted[0], "127.0.0.2"));
+    CHECK(cfg->listeners[0].proxy_timeout == 2.5);
+    config_free(cfg);
+    cfg = load(MINIMAL, err, sizeof(err));
+    CHECK(cfg != NULL && !cfg->listeners[0].proxy_protocol);
+    CHECK(cfg != NULL && cfg->listeners[0].proxy_timeout == 5);
+    config_free(cfg);
+}
+
+static void
 tls_rules_are_enforced(void)
 {
     static const struct error_case cases[] = {
@@ -930,6 +974,7 @@ main(void)
     RUN(an_unknown_key_is_refused_wherever_it_is);
     RUN(lua_errors_keep_luas_own_file_and_line);
     RUN(listener_rules_are_enforced);
+    RUN(proxy_protocol_needs_a_trusted_list_of_networks);
     RUN(tls_rules_are_enforced);
     RUN(upstream_and_route_rules_are_enforced);
     RUN(an_unreadable_file_is_named_in_the_error);
