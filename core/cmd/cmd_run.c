@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "daemon/control.h"
 #include "daemon/daemon_ctl.h"
+#include "daemon/metrics.h"
 #include "daemon/daemon_setup.h"
 #include "daemon/generation.h"
 #include "util/inflight.h"
@@ -165,6 +166,7 @@ struct cmd_run_state {
     int                n, made, started;
     bool               config_failed; /* the first generation did not load */
     struct control    *control;
+    struct metrics    *metrics;
     struct daemon_ctl  ctl;
 };
 
@@ -177,6 +179,8 @@ cmd_run_as_root(struct cmd_run_state *st, const struct config *cfg, char *err, s
         return -1;
     if (cfg->control_socket != NULL &&
         (st->control = control_open(cfg->control_socket, err, errlen)) == NULL)
+        return -1;
+    if (cfg->metrics != NULL && (st->metrics = metrics_open(cfg->metrics, err, errlen)) == NULL)
         return -1;
     return 0;
 }
@@ -252,6 +256,10 @@ cmd_run_start(struct cmd_run_state *st, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start the control thread");
         return -1;
     }
+    if (st->metrics != NULL && metrics_start(st->metrics, &ops, st->d.zones, st->d.audit) != 0) {
+        snprintf(err, errlen, "cannot start the metrics thread");
+        return -1;
+    }
     return 0;
 }
 
@@ -259,6 +267,7 @@ static void
 cmd_run_cleanup(struct cmd_run_state *st)
 {
     control_free(st->control); /* first: a reload in progress finishes */
+    metrics_free(st->metrics);
     for (int i = 0; i < st->started; i++)
         worker_drain(st->workers[i]);
     for (int i = 0; i < st->started; i++)

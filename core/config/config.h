@@ -169,6 +169,25 @@ struct config_zone {
                    * a full zone refuses new entries */
 };
 
+/* metrics (config_metrics.c, docs/metrics.md): the Prometheus listener. */
+struct config_metrics_net {
+    int           family; /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    unsigned      prefix; /* leading bits that must match */
+};
+
+struct config_metrics {
+    char                      *address; /* owns; an IP literal, default "127.0.0.1" */
+    int                        port;    /* default 9465; 0: any free port (tests) */
+    struct config_metrics_net *allow;   /* owns; n_allow networks that may scrape */
+    size_t                     n_allow;
+};
+
+/* "192.0.2.0/24", "::1/128" or a bare address -> *out. 0, or -1 if it is none of those. */
+int config_metrics_parse_net(const char *s, struct config_metrics_net *out);
+/* Whether two metrics tables (either may be NULL: none) ask for the same listener. */
+bool config_metrics_same(const struct config_metrics *a, const struct config_metrics *b);
+
 struct config {
     char                   *path;      /* owns; the file this came from */
     char                   *hostname;  /* owns; greeting, EHLO to upstreams, Received: */
@@ -176,6 +195,7 @@ struct config {
     char                   *user;      /* owns; drop to this user when started as root */
     char                   *users_dir; /* owns; per-domain user files */
     char                   *control_socket; /* owns; absolute path, NULL = no control socket */
+    struct config_metrics  *metrics;   /* owns; NULL = no metrics listener */
 
     struct config_listener *listeners; /* owns */
     size_t                  n_listeners;

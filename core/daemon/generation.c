@@ -113,5 +113,7 @@ generation_restart_needed(const struct config *running, const struct config *nex
         return "zones changed (names, sizes or evict; shdict_size is the zone 'default')";
     if (!generation_same_str(running->control_socket, next->control_socket))
         return "control_socket changed";
+    if (!config_metrics_same(running->metrics, next->metrics))
+        return "metrics changed (address, port or allow)";
     return "";
 }

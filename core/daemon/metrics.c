@@ -1,0 +1,553 @@
+/* core/daemon/metrics.c: the Prometheus metrics listener (metrics.h, docs/metrics.md):
+ * binding it, the serving thread, who may scrape (the allow-list), reading one bounded
+ * request against a deadline, and which metrics there are and where each value comes
+ * from. The exposition format is metrics_text.c's; parsing the request is
+ * metrics_http.c's. Modelled on control.c: every socket is non-blocking and every wait
+ * is a poll(2) that also watches the stop pipe, so metrics_free() never waits for a
+ * client, and no worker loop ever waits for a scrape (values are relaxed atomics and
+ * the zones' own locks, read from this thread). */
+#include "daemon/metrics.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "daemon/metrics_http.h"
+#include "daemon/metrics_text.h"
+#include "store/zone.h"
+#include "util/audit.h"
+#include "util/log.h"
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "unknown"
+#endif
+
+#define METRICS_BACKLOG 16
+
+struct metrics {
+    int                        fd;      /* owns; listening, non-blocking */
+    int                        stop[2]; /* owns; metrics_free() writes a byte to stop[1] */
+    int                        port;    /* bound */
+    struct config_metrics_net *allow;   /* owns; a copy of the configuration's */
+    size_t                     n_allow;
+    pthread_t                  thread;
+    bool                       started;
+    struct control_ops         ops;     /* ops.ctx borrowed */
+    struct zones              *zones;   /* borrows, or NULL */
+    struct audit              *audit;   /* borrows, or NULL */
+};
+
+/* ---- what there is to see ------------------------------------------------------------ */
+
+static void
+metrics_one(struct metrics_text *t, const char *name, const char *type, const char *help,
+            uint64_t v)
+{
+    metrics_text_family(t, name, type, help);
+    metrics_text_u64(t, name, NULL, NULL, v);
+}
+
+/* A family with one label and two values: result="ok" / "failed" and the like. */
+static void
+metrics_two(struct metrics_text *t, const char *name, const char *help, const char *label,
+            const char *a, uint64_t va, const char *b, uint64_t vb)
+{
+    metrics_text_family(t, name, "counter", help);
+    metrics_text_u64(t, name, label, a, va);
+    metrics_text_u64(t, name, label, b, vb);
+}
+
+static void
+metrics_render_zones(struct metrics_text *t, struct zones *zs)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"sluice_zone_entries", "gauge", "Entries in the zone, expired ones not yet removed."},
+        {"sluice_zone_bytes", "gauge", "Bytes the zone's entries and buckets are charged now."},
+        {"sluice_zone_capacity_bytes", "gauge", "Bytes the zone may hold (its configured size)."},
+        {"sluice_zone_evictions_total", "counter", "Live entries evicted to make room."},
+        {"sluice_zone_refusals_total", "counter", "Writes refused for lack of room."},
+        {"sluice_zone_expired_total", "counter", "Entries removed because they expired."},
+    };
+    struct zone_stats st;
+    size_t            n = zones_count(zs);
+
+    for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+        metrics_text_family(t, fam[f].name, fam[f].type, fam[f].help);
+        for (size_t i = 0; i < n; i++) { /* zone names come from the configuration only */
+            uint64_t v[] = {0, 0, 0, 0, 0, 0};
+
+            zone_stats(zones_at(zs, i), &st);
+            v[0] = st.entries, v[1] = st.bytes, v[2] = st.capacity;
+            v[3] = st.evictions, v[4] = st.refusals, v[5] = st.expired;
+            metrics_text_u64(t, fam[f].name, "zone", st.name, v[f]);
+        }
+    }
+}
+
+static void
+metrics_render_audit(struct metrics_text *t, struct audit *a)
+{
+    struct audit_stats as;
+
+    audit_stats(a, &as);
+    metrics_one(t, "sluice_audit_lines_written_total", "counter",
+                "Audit log lines that reached the file.", as.lines_written);
+    metrics_one(t, "sluice_audit_lines_dropped_total", "counter",
+                "Audit log lines lost: the queue was full or their write failed.",
+                as.lines_dropped);
+    metrics_one(t, "sluice_audit_write_errors_total", "counter",
+                "Failed writes to the audit log.", as.write_errors);
+    metrics_one(t, "sluice_audit_queued_bytes", "gauge",
+                "Bytes of audit log lines waiting to be written.", as.queued_bytes);
+}
+
+void
+metrics_render(struct metrics_text *t, const struct control_status *st, struct zones *zones,
+               struct audit *audit)
+{
+    metrics_one(t, "sluice_up", "gauge", "1 while the daemon serves.", 1);
+    metrics_text_family(t, "sluice_build_info", "gauge", "Always 1; the version is a label.");
+    metrics_text_u64(t, "sluice_build_info", "version", SLUICE_VERSION, 1);
+    metrics_text_family(t, "sluice_start_time_seconds", "gauge",
+                        "When the daemon started, in seconds since the Unix epoch.");
+    metrics_text_double(t, "sluice_start_time_seconds", NULL, NULL, st->started);
+    metrics_one(t, "sluice_workers", "gauge", "Worker threads.", (uint64_t)st->workers);
+    metrics_one(t, "sluice_config_generation", "gauge",
+                "The configuration generation in force: 1 at start, +1 per successful reload.",
+                st->generation);
+    metrics_text_family(t, "sluice_config_loaded_time_seconds", "gauge",
+                        "When the generation in force was loaded, in seconds since the epoch.");
+    metrics_text_double(t, "sluice_config_loaded_time_seconds", NULL, NULL, st->loaded);
+    metrics_two(t, "sluice_reloads_total", "Reloads (SIGHUP or sluice ctl reload) by result.",
+                "result", "ok", st->reloads_ok, "failed", st->reloads_failed);
+    metrics_one(t, "sluice_old_generations", "gauge",
+                "Older generations still finishing sessions.", st->old_generations);
+    metrics_one(t, "sluice_sessions_open", "gauge", "SMTP sessions open now.", st->sessions);
+    metrics_one(t, "sluice_sessions_total", "counter", "SMTP sessions accepted since start.",
+                st->sessions_total);
+    metrics_two(t, "sluice_auth_total", "AUTH exchanges that ended, by result.", "result",
+                "ok", st->auth_ok, "failed", st->auth_failed);
+    metrics_two(t, "sluice_messages_total",
+                "Messages by result: relayed (the upstream accepted) or failed.", "result",
+                "relayed", st->messages_relayed, "failed", st->messages_failed);
+    metrics_one(t, "sluice_inflight_bytes", "gauge",
+                "Bytes reserved now for messages in transit.", st->inflight_bytes);
+    metrics_one(t, "sluice_inflight_max_bytes", "gauge",
+                "The limit on bytes for messages in transit, whole daemon.",
+                st->inflight_max_bytes);
+    metrics_one(t, "sluice_inflight_clients", "gauge",
+                "Clients holding memory for messages in transit now.", st->inflight_clients);
+    metrics_one(t, "sluice_inflight_refused_total", "counter",
+                "Transactions refused with 452 4.3.1 for lack of memory.",
+                st->inflight_refused);
+    if (zones != NULL)
+        metrics_render_zones(t, zones);
+    if (audit != NULL)
+        metrics_render_audit(t, audit);
+}
+
+/* ---- opening ------------------------------------------------------------------------ */
+
+static int
+metrics_bind(struct metrics *m, const struct config_metrics *mc, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t               sl;
+    int                     one = 1;
+    unsigned                port;
+    struct logline          l;
+
+    memset(&ss, 0, sizeof(ss));
+    if (inet_pton(AF_INET, mc->address, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+        ss.ss_family = AF_INET;
+        ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)mc->port);
+        sl = sizeof(struct sockaddr_in);
+    } else if (inet_pton(AF_INET6, mc->address, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+        ss.ss_family = AF_INET6;
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)mc->port);
+        sl = sizeof(struct sockaddr_in6);
+    } else {
+        snprintf(err, errlen, "metrics %s: not an IP address", mc->address);
+        return -1;
+    }
+    m->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (m->fd < 0 || setsockopt(m->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(m->fd, (struct sockaddr *)&ss, sl) != 0 || listen(m->fd, METRICS_BACKLOG) != 0 ||
+        getsockname(m->fd, (struct sockaddr *)&ss, &sl) != 0) {
+        snprintf(err, errlen, "metrics %s port %d: %s", mc->address, mc->port,
+                 strerror(errno));
+        return -1;
+    }
+    port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                         : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    m->port = (int)port;
+    log_begin(&l, LOG_NOTICE, "metrics.listen", 0);
+    log_str(&l, "address", mc->address);
+    log_int(&l, "port", port);
+    log_end(&l);
+    return 0;
+}
+
+struct metrics *
+metrics_open(const struct config_metrics *mc, char *err, size_t errlen)
+{
+    struct metrics *m = calloc(1, sizeof(*m));
+
+    if (m == NULL || (m->allow = calloc(mc->n_allow + 1, sizeof(*m->allow))) == NULL) {
+        snprintf(err, errlen, "metrics: out of memory");
+        free(m);
+        return NULL;
+    }
+    memcpy(m->allow, mc->allow, mc->n_allow * sizeof(*m->allow));
+    m->n_allow = mc->n_allow;
+    m->fd = m->stop[0] = m->stop[1] = -1;
+    if (pipe2(m->stop, O_CLOEXEC | O_NONBLOCK) != 0) {
+        snprintf(err, errlen, "metrics: pipe: %s", strerror(errno));
+        goto fail;
+    }
+    if (metrics_bind(m, mc, err, errlen) != 0)
+        goto fail;
+    return m;
+fail:
+    if (m->fd >= 0)
+        close(m->fd);
+    if (m->stop[0] >= 0) {
+        close(m->stop[0]);
+        close(m->stop[1]);
+    }
+    free(m->allow);
+    free(m);
+    return NULL;
+}
+
+int
+metrics_port(const struct metrics *m)
+{
+    return m->port;
+}
+
+/* ---- who may scrape ------------------------------------------------------------------- */
+
+static bool
+metrics_net_has(const struct config_metrics_net *n, int family, const unsigned char *a)
+{
+    unsigned bytes = n->prefix / 8, bits = n->prefix % 8;
+
+    if (n->family != family || memcmp(n->addr, a, bytes) != 0)
+        return false;
+    return bits == 0 || ((n->addr[bytes] ^ a[bytes]) & (0xff00u >> bits) & 0xff) == 0;
+}
+
+/* Whether the peer is inside the allow-list; its text in addr either way. An IPv4
+ * client of a dual-stack socket (::ffff:a.b.c.d) is matched as IPv4. */
+static bool
+metrics_is_allowed(const struct metrics *m, const struct sockaddr_storage *ss, char *addr,
+                   size_t addrlen)
+{
+    const unsigned char *a;
+    int                  family = ss->ss_family;
+
+    if (family == AF_INET) {
+        a = (const unsigned char *)&((const struct sockaddr_in *)ss)->sin_addr;
+    } else if (family == AF_INET6) {
+        a = (const unsigned char *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)a)) {
+            family = AF_INET;
+            a += 12;
+        }
+    } else {
+        snprintf(addr, addrlen, "?");
+        return false;
+    }
+    if (inet_ntop(family, a, addr, (socklen_t)addrlen) == NULL)
+        snprintf(addr, addrlen, "?");
+    for (size_t i = 0; i < m->n_allow; i++)
+        if (metrics_net_has(&m->allow[i], family, a))
+            return true;
+    return false;
+}
+
+/* ---- one connection ------------------------------------------------------------------- */
+
+enum metrics_wait {
+    METRICS_WAIT_READY,
+    METRICS_WAIT_TIMEOUT,
+    METRICS_WAIT_STOP, /* metrics_free() was called */
+};
+
+static double
+metrics_clock(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static enum metrics_wait
+metrics_wait(const struct metrics *m, int fd, short events, double deadline)
+{
+    struct pollfd p[2] = {{.fd = m->stop[0], .events = POLLIN}, {.fd = fd, .events = events}};
+    double        left;
+    int           n;
+
+    for (;;) {
+        left = deadline - metrics_clock();
+        if (left <= 0)
+            return METRICS_WAIT_TIMEOUT;
+        n = poll(p, fd >= 0 ? 2 : 1, (int)(left * 1000) + 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) { /* ENOMEM: wait a little rather than spin, and give up on this wait */
+            nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
+            return METRICS_WAIT_TIMEOUT;
+        }
+        if (p[0].revents != 0)
+            return METRICS_WAIT_STOP;
+        if (n > 0)
+            return METRICS_WAIT_READY;
+    }
+}
+
+/* Write all of p before the deadline; a client that does not read loses the rest. */
+static void
+metrics_write(const struct metrics *m, int fd, const char *p, size_t len, double deadline)
+{
+    ssize_t n;
+
+    while (len > 0) {
+        n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && errno == EAGAIN) {
+            if (metrics_wait(m, fd, POLLOUT, deadline) != METRICS_WAIT_READY)
+                return;
+        } else {
+            return;
+        }
+    }
+}
+
+static void
+metrics_reply(const struct metrics *m, int fd, const char *status, const char *type,
+              const char *extra, const char *body, size_t len, double deadline)
+{
+    char head[512];
+    int  n;
+
+    n = snprintf(head, sizeof(head),
+                 "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
+                 "Connection: close\r\n\r\n",
+                 status, type, len, extra);
+    metrics_write(m, fd, head, (size_t)n, deadline);
+    metrics_write(m, fd, body, len, deadline);
+}
+
+static void
+metrics_scrape(const struct metrics *m, int fd, double deadline)
+{
+    struct control_status st;
+    struct metrics_text   t;
+
+    memset(&st, 0, sizeof(st));
+    if (m->ops.status != NULL)
+        m->ops.status(m->ops.ctx, &st);
+    metrics_text_init(&t);
+    metrics_render(&t, &st, m->zones, m->audit);
+    if (t.failed)
+        metrics_reply(m, fd, "503 Service Unavailable", "text/plain", "", "out of memory\n",
+                      14, deadline);
+    else
+        metrics_reply(m, fd, "200 OK", METRICS_TEXT_CONTENT_TYPE, "", t.p, t.len, deadline);
+    metrics_text_cleanup(&t);
+}
+
+/* After the answer: end our side and read what the client still sends (a head over the
+ * limit, a body) until it closes or the deadline passes. Closing with unread input would
+ * reset the connection, and the client could lose the answer it has not read yet. */
+static void
+metrics_linger(const struct metrics *m, int fd, double deadline)
+{
+    char    sink[4096];
+    ssize_t n;
+
+    if (shutdown(fd, SHUT_WR) != 0)
+        return;
+    for (;;) {
+        n = recv(fd, sink, sizeof(sink), 0);
+        if (n > 0 || (n < 0 && errno == EINTR))
+            continue;
+        if (n == 0 || errno != EAGAIN || metrics_wait(m, fd, POLLIN, deadline) !=
+                                             METRICS_WAIT_READY)
+            return;
+    }
+}
+
+/* Read the request head before the deadline. */
+static enum metrics_http_rc
+metrics_read(const struct metrics *m, int fd, char *buf, size_t *len, double deadline,
+             struct metrics_http_request *rq, bool *stop)
+{
+    enum metrics_http_rc rc = METRICS_HTTP_AGAIN;
+    ssize_t              n;
+
+    *len = 0;
+    while (rc == METRICS_HTTP_AGAIN) {
+        n = recv(fd, buf + *len, METRICS_HTTP_MAX_REQUEST - *len, 0);
+        if (n > 0) {
+            *len += (size_t)n;
+            rc = metrics_http_parse(buf, *len, rq);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && errno == EAGAIN) {
+            enum metrics_wait w = metrics_wait(m, fd, POLLIN, deadline);
+
+            *stop = w == METRICS_WAIT_STOP;
+            if (w != METRICS_WAIT_READY)
+                return METRICS_HTTP_AGAIN; /* timed out or stopping: no answer */
+        } else {
+            return METRICS_HTTP_AGAIN; /* closed or failed before a whole head */
+        }
+    }
+    return rc;
+}
+
+static void
+metrics_serve(struct metrics *m, int fd, const struct sockaddr_storage *peer)
+{
+    static const char   not_found[] = "not found: try /metrics\n";
+    static const char   not_allowed[] = "method not allowed\n";
+    static const char   bad[] = "bad request\n";
+    double              deadline = metrics_clock() + METRICS_TIMEOUT;
+    char                buf[METRICS_HTTP_MAX_REQUEST], addr[INET6_ADDRSTRLEN];
+    size_t              len;
+    bool                stop = false;
+    struct metrics_http_request rq;
+
+    if (!metrics_is_allowed(m, peer, addr, sizeof(addr))) {
+        struct logline l;
+
+        log_begin(&l, LOG_WARNING, "metrics.refuse", 0);
+        log_str(&l, "client", addr);
+        log_str(&l, "reason", "outside metrics.allow");
+        log_end(&l);
+        return; /* closed without an answer */
+    }
+    switch (metrics_read(m, fd, buf, &len, deadline, &rq, &stop)) {
+    case METRICS_HTTP_OK:
+        switch (metrics_http_route(&rq)) {
+        case METRICS_HTTP_METRICS: metrics_scrape(m, fd, deadline); break;
+        case METRICS_HTTP_NOT_FOUND:
+            metrics_reply(m, fd, "404 Not Found", "text/plain", "", not_found,
+                          sizeof(not_found) - 1, deadline);
+            break;
+        case METRICS_HTTP_NOT_ALLOWED:
+            metrics_reply(m, fd, "405 Method Not Allowed", "text/plain", "Allow: GET\r\n",
+                          not_allowed, sizeof(not_allowed) - 1, deadline);
+            break;
+        }
+        break;
+    case METRICS_HTTP_BAD:
+    case METRICS_HTTP_TOO_LONG:
+        metrics_reply(m, fd, "400 Bad Request", "text/plain", "", bad, sizeof(bad) - 1,
+                      deadline);
+        break;
+    case METRICS_HTTP_AGAIN: /* timed out, stopping, or closed: no answer */
+        if (!stop && len > 0)
+            log_msg(LOG_INFO, "metrics.timeout", 0,
+                    "%s: no complete request within %.0f seconds", addr, METRICS_TIMEOUT);
+        return;
+    }
+    metrics_linger(m, fd, deadline);
+}
+
+
+/* ---- the thread ------------------------------------------------------------------------ */
+
+static void *
+metrics_thread(void *arg)
+{
+    struct metrics         *m = arg;
+    struct sockaddr_storage peer;
+    socklen_t               plen;
+    int                     fd;
+
+    for (;;) {
+        if (metrics_wait(m, m->fd, POLLIN, metrics_clock() + 3600) == METRICS_WAIT_STOP)
+            break;
+        plen = sizeof(peer);
+        memset(&peer, 0, sizeof(peer));
+        fd = accept4(m->fd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0) {
+            metrics_serve(m, fd, &peer);
+            close(fd);
+        } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+            log_msg(LOG_WARNING, "metrics.accept", 0, "%s", strerror(errno));
+            if (metrics_wait(m, -1, 0, metrics_clock() + 0.5) == METRICS_WAIT_STOP)
+                break;
+        }
+    }
+    return NULL;
+}
+
+int
+metrics_start(struct metrics *m, const struct control_ops *ops, struct zones *zones,
+              struct audit *audit)
+{
+    sigset_t all, old;
+    int      rc;
+
+    if (m->started)
+        return -1;
+    m->ops = *ops;
+    m->zones = zones;
+    m->audit = audit;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* signals are the main thread's business */
+    rc = pthread_create(&m->thread, NULL, metrics_thread, m);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        log_msg(LOG_ERR, "metrics.fail", 0, "cannot start the metrics thread: %s",
+                strerror(rc));
+        return -1;
+    }
+    m->started = true;
+    return 0;
+}
+
+void
+metrics_free(struct metrics *m)
+{
+    ssize_t n;
+
+    if (m == NULL)
+        return;
+    if (m->started) {
+        do
+            n = write(m->stop[1], "x", 1);
+        while (n < 0 && errno == EINTR);
+        pthread_join(m->thread, NULL);
+    }
+    close(m->fd);
+    close(m->stop[0]);
+    close(m->stop[1]);
+    free(m->allow);
+    free(m);
+}

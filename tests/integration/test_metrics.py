@@ -1,0 +1,232 @@
+"""The Prometheus metrics listener (docs/metrics.md): a real sluice with `metrics` set,
+scraped over HTTP and read with a strict parser of the text exposition format 0.0.4
+(written here: every sample's family TYPEd before it and its lines together, names and
+label syntax per the data model, values that parse as floats, no series twice). Values
+move with traffic: one relayed message adds one to messages{result="relayed"}, one failed
+AUTH to auth{result="failed"}; a reload moves the generation. Other paths get 404, other
+methods 405; a scraper outside `allow` is closed on with a metrics.refuse line."""
+import re
+import socket
+import time
+
+import pytest
+
+from conftest import ALICE, b64, free_port, hup, upstream_conf, wait_until
+
+NAME = r'[a-zA-Z_:][a-zA-Z0-9_:]*'
+LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*'
+LABEL_VALUE = r'"(?:[^"\\\n]|\\[\\"n])*"'
+SAMPLE = re.compile(r'^(%s)(\{(?:%s=%s(?:,%s=%s)*,?)?\})? (\S+)(?: (-?\d+))?$'
+                    % (NAME, LABEL, LABEL_VALUE, LABEL, LABEL_VALUE))
+PAIR = re.compile(r'(%s)=(%s)' % (LABEL, LABEL_VALUE))
+FLOAT = r'[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|Inf)|NaN'
+TYPES = ('counter', 'gauge', 'histogram', 'summary', 'untyped')
+
+
+def parse_exposition(text):
+    """{(name, ((label, value), ...)): float}, or an AssertionError naming the line."""
+    assert text.endswith('\n'), 'the text must end with a line feed'
+    types, helps, series, done = {}, set(), {}, set()
+    current = None
+    for n, line in enumerate(text[:-1].split('\n'), 1):
+        where = 'line %d: %r' % (n, line)
+        assert line != '', 'empty line: ' + where
+        if line.startswith('#'):
+            parts = line.split(' ', 3)
+            if len(parts) >= 3 and parts[1] in ('HELP', 'TYPE'):
+                name = parts[2]
+                assert re.fullmatch(NAME, name), 'bad name: ' + where
+                if parts[1] == 'TYPE':
+                    assert len(parts) == 4 and parts[3] in TYPES, 'bad TYPE: ' + where
+                    assert name not in types, 'second TYPE: ' + where
+                    assert name not in done, 'TYPE after its samples: ' + where
+                    types[name] = parts[3]
+                else:
+                    assert name not in helps, 'second HELP: ' + where
+                    assert len(parts) == 4 and not re.search(r'\\[^\\n]', parts[3]), \
+                        'bad HELP: ' + where
+                    helps.add(name)
+            continue
+        m = SAMPLE.match(line)
+        assert m, 'not a sample line: ' + where
+        name, labels, value = m.group(1), m.group(2) or '', m.group(3)
+        family = name
+        if name not in types:
+            family = re.sub(r'_(bucket|sum|count)$', '', name)
+            assert types.get(family) in ('histogram', 'summary'), 'no TYPE before: ' + where
+        if family != current:
+            assert family not in done, 'lines of %s not together: %s' % (family, where)
+            if current is not None:
+                done.add(current)
+            current = family
+        pairs = tuple(sorted(PAIR.findall(labels)))
+        names = [p[0] for p in pairs]
+        assert len(set(names)) == len(names), 'label twice: ' + where
+        assert not any(x.startswith('__') for x in names), 'reserved label: ' + where
+        assert re.fullmatch(FLOAT, value), 'not a float: ' + where
+        value = float(value)
+        key = (name, pairs)
+        assert key not in series, 'series twice: ' + where
+        series[key] = value
+    for name, kind in types.items():
+        assert kind != 'counter' or all(v >= 0 for (n, _), v in series.items() if n == name)
+    return series
+
+
+def test_the_strict_parser_refuses_what_the_format_forbids():
+    good = '# HELP a_total x\n# TYPE a_total counter\na_total{k="v\\"w"} 1\n'
+    assert parse_exposition(good) == {('a_total', (('k', '"v\\"w"'),)): 1.0}
+    for bad in ('a 1\n',                                       # no TYPE
+                '# TYPE a gauge\na 1\na 2\n',                  # series twice
+                '# TYPE a gauge\na x\n',                       # not a float
+                '# TYPE a gauge\na{k=v} 1\n',                  # unquoted label value
+                '# TYPE a gauge\na{k="\\x"} 1\n',              # bad escape
+                '# TYPE 9a gauge\n9a 1\n',                     # bad name
+                '# TYPE a gauge\n# TYPE b gauge\na 1\nb 1\na{k="1"} 2\n',  # split family
+                '# TYPE a gauge\na 1e\n',                      # not a float either
+                '# TYPE a gauge\na 1_000\n',                   # Python's, not the format's
+                '# TYPE a gauge\na 1'):                        # no final LF
+        with pytest.raises(AssertionError):
+            parse_exposition(bad)
+    assert parse_exposition('# TYPE a gauge\na +Inf\na{b="c"} -1.5e-3\n') == {
+        ('a', ()): float('inf'), ('a', (('b', '"c"'),)): -0.0015}
+
+
+def http(port, request, source='127.0.0.1'):
+    """Send request bytes, read until the server closes: (status line, headers, body),
+    or None when it closed without a byte."""
+    with socket.create_connection(('127.0.0.1', port), timeout=10,
+                                  source_address=(source, 0)) as s:
+        s.sendall(request)
+        data = b''
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    if not data:
+        return None
+    head, _, body = data.partition(b'\r\n\r\n')
+    lines = head.decode('ascii').split('\r\n')
+    headers = dict(l.split(': ', 1) for l in lines[1:])
+    length = int(headers['Content-Length'])
+    assert len(body) == length, (len(body), length)
+    return lines[0], headers, body.decode('utf-8')
+
+
+def scrape(port):
+    status, headers, body = http(port, b'GET /metrics HTTP/1.1\r\nHost: sluice\r\n\r\n')
+    assert status == 'HTTP/1.1 200 OK'
+    assert headers['Content-Type'] == 'text/plain; version=0.0.4; charset=utf-8'
+    assert headers['Connection'] == 'close'
+    return parse_exposition(body)
+
+
+def value(series, name, **labels):
+    return series[(name, tuple(sorted((k, '"%s"' % v) for k, v in labels.items())))]
+
+
+@pytest.fixture
+def metrics_relay(make_relay, sink):
+    port = free_port()
+    r = make_relay(upstream_conf(sink.port), extra="metrics = { port = %d }," % port)
+    r.metrics_port = port
+    return r
+
+
+def test_a_scrape_is_strict_exposition_text_with_every_documented_metric(metrics_relay):
+    s = scrape(metrics_relay.metrics_port)
+    assert value(s, 'sluice_up') == 1
+    assert [k for k in s if k[0] == 'sluice_build_info'][0][1][0][0] == 'version'
+    assert value(s, 'sluice_config_generation') == 1
+    assert value(s, 'sluice_workers') == 1
+    assert value(s, 'sluice_reloads_total', result='ok') == 0
+    assert value(s, 'sluice_sessions_open') == 0
+    assert value(s, 'sluice_inflight_max_bytes') > 0
+    for zone in ('default', 'limits', 'blocks', 'denylist', 'auth_cache', 'jwks'):
+        assert value(s, 'sluice_zone_capacity_bytes', zone=zone) > 0
+    assert value(s, 'sluice_audit_lines_dropped_total') == 0
+    listen = metrics_relay.logs('metrics.listen')
+    assert listen and listen[0]['port'] == metrics_relay.metrics_port
+    assert listen[0]['address'] == '127.0.0.1'
+
+
+def test_a_relayed_message_and_a_failed_auth_move_their_counters(metrics_relay, sink):
+    port = metrics_relay.metrics_port
+    before = scrape(port)
+    c = metrics_relay.smtps()
+    c.sendmail(ALICE, ['rcpt@example.net'], b'From: alice@example.org\r\n\r\nhi\r\n')
+    c.quit()
+    assert len(sink.wait_messages(1)) == 1
+    wait_until(lambda: value(scrape(port), 'sluice_messages_total', result='relayed') ==
+               value(before, 'sluice_messages_total', result='relayed') + 1,
+               'messages_total{result="relayed"} + 1')
+    c = metrics_relay.raw()
+    c.cmd(b'EHLO client.test')
+    assert c.cmd('AUTH PLAIN ' + b64('\0%s\0wrong-password' % ALICE))[0] == 535
+    c.close()
+    wait_until(lambda: value(scrape(port), 'sluice_auth_total', result='failed') ==
+               value(before, 'sluice_auth_total', result='failed') + 1,
+               'auth_total{result="failed"} + 1')
+    after = scrape(port)
+    assert value(after, 'sluice_auth_total', result='ok') == \
+        value(before, 'sluice_auth_total', result='ok') + 1
+    assert value(after, 'sluice_sessions_total') == value(before, 'sluice_sessions_total') + 2
+    assert value(after, 'sluice_messages_total', result='failed') == \
+        value(before, 'sluice_messages_total', result='failed')
+
+
+def test_a_reload_moves_the_generation_and_the_ok_counter(metrics_relay):
+    hup(metrics_relay)
+    s = scrape(metrics_relay.metrics_port)
+    assert value(s, 'sluice_config_generation') == 2
+    assert value(s, 'sluice_reloads_total', result='ok') == 1
+    assert value(s, 'sluice_reloads_total', result='failed') == 0
+
+
+def test_other_paths_get_404_other_methods_405_and_garbage_400(metrics_relay):
+    port = metrics_relay.metrics_port
+    assert http(port, b'GET / HTTP/1.1\r\n\r\n')[0] == 'HTTP/1.1 404 Not Found'
+    status, headers, _ = http(port, b'PUT /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n')
+    assert status == 'HTTP/1.1 405 Method Not Allowed' and headers['Allow'] == 'GET'
+    assert http(port, b'HELO relay.test\r\n\r\n')[0] == 'HTTP/1.1 400 Bad Request'
+    assert http(port, b'GET /metrics HTTP/1.1\r\nX: ' + b'a' * 9000)[0] == \
+        'HTTP/1.1 400 Bad Request'
+
+
+def test_a_trickling_client_is_closed_at_the_deadline_and_others_are_served(metrics_relay):
+    port = metrics_relay.metrics_port
+    with socket.create_connection(('127.0.0.1', port), timeout=10) as slow:
+        slow.sendall(b'GET /metr')
+        t0 = time.monotonic()
+        assert slow.recv(100) == b''  # closed, no answer
+        assert 1.5 < time.monotonic() - t0 < 5
+    assert value(scrape(port), 'sluice_up') == 1
+    assert metrics_relay.wait_logs('metrics.timeout')
+
+
+def test_a_scraper_outside_allow_is_closed_without_an_answer(make_relay, sink):
+    port = free_port()
+    r = make_relay(upstream_conf(sink.port),
+                   extra="metrics = { port = %d, allow = { '127.0.0.2/32' } }," % port)
+    assert http(port, b'', source='127.0.0.1') is None
+    refused = r.wait_logs('metrics.refuse')
+    assert refused and refused[0]['client'] == '127.0.0.1'
+    assert value(scrape_from(port, '127.0.0.2'), 'sluice_up') == 1
+
+
+def scrape_from(port, source):
+    status, _, body = http(port, b'GET /metrics HTTP/1.0\r\n\r\n', source=source)
+    assert status == 'HTTP/1.1 200 OK'
+    return parse_exposition(body)
+
+
+def test_a_reload_that_moves_the_listener_is_refused(metrics_relay):
+    port = metrics_relay.metrics_port
+    text = metrics_relay.conf.read_text()
+    metrics_relay.conf.write_text(text.replace('port = %d }' % port, 'port = %d }' % free_port()))
+    line = hup(metrics_relay, 'reload.fail')
+    assert 'metrics changed' in line['msg'], line
+    s = scrape(port)
+    assert value(s, 'sluice_reloads_total', result='failed') == 1
+    assert value(s, 'sluice_config_generation') == 1
