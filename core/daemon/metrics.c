@@ -47,7 +47,13 @@ struct metrics {
     struct control_ops         ops;     /* ops.ctx borrowed */
     struct zones              *zones;   /* borrows, or NULL */
     struct audit              *audit;   /* borrows, or NULL */
+    /* metrics.refuse lines: at most one per METRICS_REFUSE_LOG_EVERY, with the count of
+     * the refusals not logged since; only the serving thread touches these */
+    double                     refuse_logged_at;
+    uint64_t                   refused_quietly;
 };
+
+#define METRICS_REFUSE_LOG_EVERY 10.0 /* seconds: a flood of strangers is one line each */
 
 /* ---- what there is to see ------------------------------------------------------------ */
 
@@ -429,6 +435,27 @@ metrics_read(const struct metrics *m, int fd, char *buf, size_t *len, double dea
     return rc;
 }
 
+
+/* One metrics.refuse line for the first refusal of every METRICS_REFUSE_LOG_EVERY
+ * seconds, naming the client and how many were refused without a line before it. */
+static void
+metrics_log_refusal(struct metrics *m, const char *addr)
+{
+    double         now = metrics_clock();
+    struct logline l;
+
+    if (m->refuse_logged_at != 0 && now - m->refuse_logged_at < METRICS_REFUSE_LOG_EVERY) {
+        m->refused_quietly++;
+        return;
+    }
+    log_begin(&l, LOG_WARNING, "metrics.refuse", 0);
+    log_str(&l, "client", addr);
+    log_str(&l, "reason", "outside metrics.allow");
+    log_int(&l, "unlogged", (long long)m->refused_quietly);
+    log_end(&l);
+    m->refuse_logged_at = now;
+    m->refused_quietly = 0;
+}
 static void
 metrics_serve(struct metrics *m, int fd, const struct sockaddr_storage *peer)
 {
@@ -442,12 +469,7 @@ metrics_serve(struct metrics *m, int fd, const struct sockaddr_storage *peer)
     struct metrics_http_request rq;
 
     if (!metrics_is_allowed(m, peer, addr, sizeof(addr))) {
-        struct logline l;
-
-        log_begin(&l, LOG_WARNING, "metrics.refuse", 0);
-        log_str(&l, "client", addr);
-        log_str(&l, "reason", "outside metrics.allow");
-        log_end(&l);
+        metrics_log_refusal(m, addr);
         return; /* closed without an answer */
     }
     switch (metrics_read(m, fd, buf, &len, deadline, &rq, &stop)) {
