@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "daemon/control_cmd.h"
+#include "util/fdwait.h"
 #include "util/log.h"
 
 #define CONTROL_BACKLOG 16
@@ -165,47 +166,6 @@ fail:
 
 /* ---- one connection --------------------------------------------------------------- */
 
-enum control_wait {
-    CONTROL_WAIT_READY,
-    CONTROL_WAIT_TIMEOUT,
-    CONTROL_WAIT_STOP, /* control_free() was called */
-};
-
-static double
-control_clock(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* Wait until fd has events (or the stop pipe is readable) before the deadline. */
-static enum control_wait
-control_wait(const struct control *c, int fd, short events, double deadline)
-{
-    struct pollfd p[2] = {{.fd = c->stop[0], .events = POLLIN}, {.fd = fd, .events = events}};
-    double        left;
-    int           n;
-
-    for (;;) {
-        left = deadline - control_clock();
-        if (left <= 0)
-            return CONTROL_WAIT_TIMEOUT;
-        n = poll(p, fd >= 0 ? 2 : 1, (int)(left * 1000) + 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) { /* ENOMEM: wait a little rather than spin, and give up on this wait */
-            nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
-            return CONTROL_WAIT_TIMEOUT;
-        }
-        if (p[0].revents != 0)
-            return CONTROL_WAIT_STOP;
-        if (n > 0)
-            return CONTROL_WAIT_READY;
-    }
-}
-
 enum control_read {
     CONTROL_READ_LINE,     /* line[0..*len) without the LF (or everything before EOF) */
     CONTROL_READ_NOTHING,  /* closed, or failed, before sending a byte */
@@ -219,7 +179,7 @@ enum control_read {
 static enum control_read
 control_read_line(const struct control *c, int fd, char *line, size_t *len)
 {
-    double  deadline = control_clock() + CONTROL_TIMEOUT;
+    double  deadline = fdwait_clock() + CONTROL_TIMEOUT;
     char   *lf;
     ssize_t n;
 
@@ -241,10 +201,10 @@ control_read_line(const struct control *c, int fd, char *line, size_t *len)
             return *len > 0 && n == 0 ? CONTROL_READ_LINE : CONTROL_READ_NOTHING;
         if (errno == EINTR)
             continue;
-        switch (control_wait(c, fd, POLLIN, deadline)) {
-        case CONTROL_WAIT_READY: break;
-        case CONTROL_WAIT_TIMEOUT: return CONTROL_READ_TIMEOUT;
-        case CONTROL_WAIT_STOP: return CONTROL_READ_STOP;
+        switch (fdwait(c->stop[0], fd, POLLIN, deadline)) {
+        case FDWAIT_READY: break;
+        case FDWAIT_TIMEOUT: return CONTROL_READ_TIMEOUT;
+        case FDWAIT_STOP: return CONTROL_READ_STOP;
         }
     }
 }
@@ -253,23 +213,7 @@ control_read_line(const struct control *c, int fd, char *line, size_t *len)
 static void
 control_write(const struct control *c, int fd, const char *p, size_t len)
 {
-    double  deadline = control_clock() + CONTROL_TIMEOUT;
-    ssize_t n;
-
-    while (len > 0) {
-        n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n > 0) {
-            p += n;
-            len -= (size_t)n;
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else if (n < 0 && errno == EAGAIN) {
-            if (control_wait(c, fd, POLLOUT, deadline) != CONTROL_WAIT_READY)
-                return;
-        } else {
-            return;
-        }
-    }
+    fdwait_send_all(c->stop[0], fd, p, len, fdwait_clock() + CONTROL_TIMEOUT);
 }
 
 static void
@@ -349,7 +293,7 @@ control_thread(void *arg)
     int             fd;
 
     for (;;) {
-        if (control_wait(c, c->fd, POLLIN, control_clock() + 3600) == CONTROL_WAIT_STOP)
+        if (fdwait(c->stop[0], c->fd, POLLIN, fdwait_clock() + 3600) == FDWAIT_STOP)
             break;
         fd = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd >= 0) {
@@ -358,7 +302,7 @@ control_thread(void *arg)
         } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
             /* EMFILE and the like: say so, and do not spin while it lasts */
             log_msg(LOG_WARNING, "control.accept", 0, "%s: %s", c->path, strerror(errno));
-            if (control_wait(c, -1, 0, control_clock() + 0.5) == CONTROL_WAIT_STOP)
+            if (fdwait(c->stop[0], -1, 0, fdwait_clock() + 0.5) == FDWAIT_STOP)
                 break;
         }
     }

@@ -28,6 +28,7 @@
 #include "daemon/metrics_text.h"
 #include "store/zone.h"
 #include "util/audit.h"
+#include "util/fdwait.h"
 #include "util/log.h"
 
 #ifndef SLUICE_VERSION
@@ -289,68 +290,6 @@ metrics_is_allowed(const struct metrics *m, const struct sockaddr_storage *ss, c
 
 /* ---- one connection ------------------------------------------------------------------- */
 
-enum metrics_wait {
-    METRICS_WAIT_READY,
-    METRICS_WAIT_TIMEOUT,
-    METRICS_WAIT_STOP, /* metrics_free() was called */
-};
-
-static double
-metrics_clock(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static enum metrics_wait
-metrics_wait(const struct metrics *m, int fd, short events, double deadline)
-{
-    struct pollfd p[2] = {{.fd = m->stop[0], .events = POLLIN}, {.fd = fd, .events = events}};
-    double        left;
-    int           n;
-
-    for (;;) {
-        left = deadline - metrics_clock();
-        if (left <= 0)
-            return METRICS_WAIT_TIMEOUT;
-        n = poll(p, fd >= 0 ? 2 : 1, (int)(left * 1000) + 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) { /* ENOMEM: wait a little rather than spin, and give up on this wait */
-            nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
-            return METRICS_WAIT_TIMEOUT;
-        }
-        if (p[0].revents != 0)
-            return METRICS_WAIT_STOP;
-        if (n > 0)
-            return METRICS_WAIT_READY;
-    }
-}
-
-/* Write all of p before the deadline; a client that does not read loses the rest. */
-static void
-metrics_write(const struct metrics *m, int fd, const char *p, size_t len, double deadline)
-{
-    ssize_t n;
-
-    while (len > 0) {
-        n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n > 0) {
-            p += n;
-            len -= (size_t)n;
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else if (n < 0 && errno == EAGAIN) {
-            if (metrics_wait(m, fd, POLLOUT, deadline) != METRICS_WAIT_READY)
-                return;
-        } else {
-            return;
-        }
-    }
-}
-
 static void
 metrics_reply(const struct metrics *m, int fd, const char *status, const char *type,
               const char *extra, const char *body, size_t len, double deadline)
@@ -362,8 +301,8 @@ metrics_reply(const struct metrics *m, int fd, const char *status, const char *t
                  "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
                  "Connection: close\r\n\r\n",
                  status, type, len, extra);
-    metrics_write(m, fd, head, (size_t)n, deadline);
-    metrics_write(m, fd, body, len, deadline);
+    fdwait_send_all(m->stop[0], fd, head, (size_t)n, deadline);
+    fdwait_send_all(m->stop[0], fd, body, len, deadline);
 }
 
 static void
@@ -400,8 +339,8 @@ metrics_linger(const struct metrics *m, int fd, double deadline)
         n = recv(fd, sink, sizeof(sink), 0);
         if (n > 0 || (n < 0 && errno == EINTR))
             continue;
-        if (n == 0 || errno != EAGAIN || metrics_wait(m, fd, POLLIN, deadline) !=
-                                             METRICS_WAIT_READY)
+        if (n == 0 || errno != EAGAIN || fdwait(m->stop[0], fd, POLLIN, deadline) !=
+                                             FDWAIT_READY)
             return;
     }
 }
@@ -423,10 +362,10 @@ metrics_read(const struct metrics *m, int fd, char *buf, size_t *len, double dea
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && errno == EAGAIN) {
-            enum metrics_wait w = metrics_wait(m, fd, POLLIN, deadline);
+            enum fdwait_rc w = fdwait(m->stop[0], fd, POLLIN, deadline);
 
-            *stop = w == METRICS_WAIT_STOP;
-            if (w != METRICS_WAIT_READY)
+            *stop = w == FDWAIT_STOP;
+            if (w != FDWAIT_READY)
                 return METRICS_HTTP_AGAIN; /* timed out or stopping: no answer */
         } else {
             return METRICS_HTTP_AGAIN; /* closed or failed before a whole head */
@@ -441,7 +380,7 @@ metrics_read(const struct metrics *m, int fd, char *buf, size_t *len, double dea
 static void
 metrics_log_refusal(struct metrics *m, const char *addr)
 {
-    double         now = metrics_clock();
+    double         now = fdwait_clock();
     struct logline l;
 
     if (m->refuse_logged_at != 0 && now - m->refuse_logged_at < METRICS_REFUSE_LOG_EVERY) {
@@ -462,7 +401,7 @@ metrics_serve(struct metrics *m, int fd, const struct sockaddr_storage *peer)
     static const char   not_found[] = "not found: try /metrics\n";
     static const char   not_allowed[] = "method not allowed\n";
     static const char   bad[] = "bad request\n";
-    double              deadline = metrics_clock() + METRICS_TIMEOUT;
+    double              deadline = fdwait_clock() + METRICS_TIMEOUT;
     char                buf[METRICS_HTTP_MAX_REQUEST], addr[INET6_ADDRSTRLEN];
     size_t              len;
     bool                stop = false;
@@ -512,7 +451,7 @@ metrics_thread(void *arg)
     int                     fd;
 
     for (;;) {
-        if (metrics_wait(m, m->fd, POLLIN, metrics_clock() + 3600) == METRICS_WAIT_STOP)
+        if (fdwait(m->stop[0], m->fd, POLLIN, fdwait_clock() + 3600) == FDWAIT_STOP)
             break;
         plen = sizeof(peer);
         memset(&peer, 0, sizeof(peer));
@@ -522,7 +461,7 @@ metrics_thread(void *arg)
             close(fd);
         } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
             log_msg(LOG_WARNING, "metrics.accept", 0, "%s", strerror(errno));
-            if (metrics_wait(m, -1, 0, metrics_clock() + 0.5) == METRICS_WAIT_STOP)
+            if (fdwait(m->stop[0], -1, 0, fdwait_clock() + 0.5) == FDWAIT_STOP)
                 break;
         }
     }
