@@ -466,7 +466,7 @@ cfg_walk_cb(lua_State *L)
         "hostname", "workers", "user",      "users_dir", "insecure", "log_level", "listeners",
         "tls",      "limits",  "timeouts",  "upstreams", "routes",   "pool",
         "policies", "hook_timeout", "audit_log", "lua_dir", "shdict_size", "domains",
-        "control_socket", "auth_cache_ttl", "default_domain", "zones", "metrics", NULL,
+        "control_socket", "auth_cache_ttl", "default_domain", "zones", "metrics", "redis", NULL,
     };
     struct cfg_walk *w = lua_touserdata(L, 1);
     struct cfg_ctx  *ctx = w->ctx;
@@ -480,7 +480,8 @@ cfg_walk_cb(lua_State *L)
         cfg_limits(ctx, top, w->cfg) || cfg_timeouts(ctx, top, w->cfg) ||
         cfg_pool(ctx, top, w->cfg) || cfg_tls(ctx, top, &w->cfg->tls) ||
         cfg_listeners(ctx, top, w->cfg) || cfg_upstreams(ctx, top, w->cfg) ||
-        cfg_routes(ctx, top, w->cfg) || cfg_policy(ctx, top, w->cfg) ||
+        cfg_routes(ctx, top, w->cfg) || cfg_redis(ctx, top, w->cfg) ||
+        cfg_policy(ctx, top, w->cfg) ||
         cfg_metrics(ctx, top, w->cfg))
         return 0;
     w->rc = 0;
@@ -652,6 +653,7 @@ config_free(struct config *cfg)
     free(cfg->users_dir);
     free(cfg->control_socket);
     cfg_free_metrics(cfg->metrics);
+    config_redis_free(cfg->redis);
     free(cfg);
 }
 

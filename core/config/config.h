@@ -162,12 +162,39 @@ enum config_zone_builtin {
 #define CONFIG_ZONE_NAME_MAX 32 /* octets: [a-z][a-z0-9_]* */
 #define CONFIG_ZONES_MAX     32
 
+/* Where a zone's entries live (docs/configuration.md `zones`, docs/deployment.md). */
+enum config_zone_backend {
+    CONFIG_ZONE_LOCAL, /* the in-process dictionary: this node's workers share it */
+    CONFIG_ZONE_REDIS, /* the `redis` server: every node shares it */
+};
+
 struct config_zone {
     char  *name;  /* owns */
-    size_t size;  /* bytes the zone may hold */
+    size_t size;  /* bytes the zone may hold (a Redis zone: its local fallback) */
     bool   evict; /* true: least recently used entries make room; false: never evicted,
                    * a full zone refuses new entries */
+    enum config_zone_backend backend;
+    bool   fail_closed; /* a Redis zone Redis cannot answer for: true, calls fail with
+                         * 'unavailable'; false, they use the local fallback (fail open) */
 };
+
+/* redis (config_redis.c, docs/configuration.md `redis`): the server Redis zones use. */
+struct config_redis {
+    char  *address;  /* owns; an IP literal, NULL when socket is set */
+    int    port;     /* default 6379 */
+    char  *socket;   /* owns; absolute path of a unix socket, or NULL */
+    int    database; /* SELECT this (0..15 by Redis' default) */
+    char  *prefix;   /* owns; before every key: "sluice:" by default */
+    char  *username; /* owns; ACL user (Redis 6+), or NULL for the default user */
+    char  *password; /* owns; from password_file, or NULL (no AUTH) */
+    double connect_timeout; /* seconds a connect may take */
+    double timeout;  /* seconds a client waits for one zone call at most */
+};
+
+bool config_redis_same(const struct config_redis *a, const struct config_redis *b);
+/* A copy that outlives the configuration (the zones keep one), or NULL (no memory). */
+struct config_redis *config_redis_copy(const struct config_redis *r);
+void                 config_redis_free(struct config_redis *r);
 
 /* metrics (config_metrics.c, docs/metrics.md): the Prometheus listener. */
 struct config_metrics_net {
@@ -247,6 +274,7 @@ struct config {
     struct config_zone     *zones;        /* owns; the built-in ones first, in enum
                                            * config_zone_builtin order, then the others */
     size_t                  n_zones;
+    struct config_redis    *redis;        /* owns; NULL: no redis table */
     size_t                  auth_cache_ttl; /* seconds a verified password is remembered, 0 = never */
     char                   *default_domain; /* owns; lowercase; a bare user name's domain, or NULL */
     struct config_domain   *domains;      /* owns; sorted by name */

@@ -156,6 +156,7 @@ int  cfg_policy(struct cfg_ctx *ctx, int top, struct config *cfg);
 void cfg_free_policy(struct config *cfg);
 /* config_metrics.c: metrics */
 int  cfg_metrics(struct cfg_ctx *ctx, int top, struct config *cfg);
+int  cfg_redis(struct cfg_ctx *ctx, int top, struct config *cfg);
 void cfg_free_metrics(struct config_metrics *m);
 
 #endif

@@ -88,11 +88,50 @@ cfg_zone_size_value(struct cfg_ctx *ctx, size_t *out)
     return 0;
 }
 
-/* zones[name] = { size = ..., evict = ... } into z, whose defaults are set. */
+/* backend = 'local' | 'redis' and fail = 'open' | 'closed' of zones[name]. The auth cache
+ * stays local: its keys are HMACs under a secret each process draws for itself
+ * (auth/auth_cache.c), so that a copy of the store is no password oracle; another node
+ * could never find them. */
 static int
-cfg_zone(struct cfg_ctx *ctx, struct config_zone *z, bool locked, bool builtin)
+cfg_zone_backend(struct cfg_ctx *ctx, const struct config *cfg, struct config_zone *z,
+                 size_t index)
 {
-    static const char *const keys[] = {"size", "evict", NULL};
+    static const char *const backends[] = {"local", "redis", NULL};
+    static const int         backend_values[] = {CONFIG_ZONE_LOCAL, CONFIG_ZONE_REDIS};
+    static const char *const fails[] = {"open", "closed", NULL};
+    static const int         fail_values[] = {0, 1};
+    int                      backend = (int)z->backend, closed = z->fail_closed;
+    size_t                   mark;
+    bool                     has_fail;
+
+    if (cfg_get_enum(ctx, -1, "backend", backends, backend_values, false, &backend) ||
+        cfg_get_enum(ctx, -1, "fail", fails, fail_values, false, &closed))
+        return -1;
+    has_fail = cfg_field(ctx, -1, "fail", &mark) != LUA_TNIL;
+    lua_pop(ctx->L, 1);
+    cfg_pop(ctx, mark);
+    z->backend = (enum config_zone_backend)backend;
+    z->fail_closed = closed;
+    if (z->backend == CONFIG_ZONE_REDIS && index == CONFIG_ZONE_AUTH_CACHE)
+        return cfg_fail_key(ctx, "backend", "the auth cache is per process (its keys are "
+                                            "keyed by a secret no other node has): "
+                                            "leave it local");
+    if (z->backend == CONFIG_ZONE_REDIS && cfg->redis == NULL)
+        return cfg_fail_key(ctx, "backend", "'redis' needs the redis table (where the "
+                                            "server is)");
+    if (has_fail && z->backend != CONFIG_ZONE_REDIS)
+        return cfg_fail_key(ctx, "fail", "only a zone with backend = 'redis' can fail");
+    return 0;
+}
+
+/* zones[name] = { size = ..., evict = ..., backend = ..., fail = ... } into z, whose
+ * defaults are set. */
+static int
+cfg_zone(struct cfg_ctx *ctx, const struct config *cfg, struct config_zone *z, size_t index)
+{
+    static const char *const keys[] = {"size", "evict", "backend", "fail", NULL};
+    bool                     builtin = index < CONFIG_ZONE_N_BUILTIN;
+    bool                     locked = builtin && cfg_zone_defaults[index].locked;
     size_t                   mark;
     int                      type;
 
@@ -115,7 +154,7 @@ cfg_zone(struct cfg_ctx *ctx, struct config_zone *z, bool locked, bool builtin)
     if (locked && z->evict)
         return cfg_fail_key(ctx, "evict", "this zone holds security state, which is never "
                                           "evicted: leave evict out, or false");
-    return 0;
+    return cfg_zone_backend(ctx, cfg, z, index);
 }
 
 static int
@@ -139,6 +178,8 @@ cfg_zones_builtin(struct cfg_ctx *ctx, struct config *cfg)
         cfg->n_zones++;
         z->size = def->size != 0 ? def->size : cfg->shdict_size;
         z->evict = def->evict;
+        z->backend = CONFIG_ZONE_LOCAL;
+        z->fail_closed = i == CONFIG_ZONE_DENYLIST; /* a deny that cannot be read denies */
     }
     return 0;
 }
@@ -167,10 +208,10 @@ cfg_zones_entry(struct cfg_ctx *ctx, struct config *cfg, bool has_shdict_size)
             return -1;
         cfg->n_zones++;
         z->evict = true;
+        z->backend = CONFIG_ZONE_LOCAL;
     }
     i = (size_t)(z - cfg->zones);
-    rc = cfg_zone(ctx, z, i < CONFIG_ZONE_N_BUILTIN && cfg_zone_defaults[i].locked,
-                  i < CONFIG_ZONE_N_BUILTIN);
+    rc = cfg_zone(ctx, cfg, z, i);
     if (rc == 0 && i == CONFIG_ZONE_DEFAULT && has_shdict_size) {
         lua_getfield(ctx->L, -1, "size");
         if (!lua_isnil(ctx->L, -1))

@@ -51,7 +51,8 @@ daemon_ctl_build(struct daemon_ctl *c, struct generation *g, struct audit *audit
         return NULL;
     }
     for (i = 0; i < c->n_workers; i++) {
-        wgs[i] = worker_gen_new(g, c->workers[i]->loop, c->d->zones, audit, err, errlen);
+        wgs[i] = worker_gen_new(g, c->workers[i]->loop, c->d->zones, c->workers[i]->zlink,
+                                audit, err, errlen);
         if (wgs[i] == NULL)
             break;
     }

@@ -92,9 +92,11 @@ generation_same_zones(const struct config *a, const struct config *b)
         return false;
     for (size_t i = 0; i < a->n_zones; i++)
         if (strcmp(a->zones[i].name, b->zones[i].name) != 0 ||
-            a->zones[i].size != b->zones[i].size || a->zones[i].evict != b->zones[i].evict)
+            a->zones[i].size != b->zones[i].size || a->zones[i].evict != b->zones[i].evict ||
+            a->zones[i].backend != b->zones[i].backend ||
+            a->zones[i].fail_closed != b->zones[i].fail_closed)
             return false;
-    return true;
+    return config_redis_same(a->redis, b->redis);
 }
 
 const char *
@@ -110,7 +112,8 @@ generation_restart_needed(const struct config *running, const struct config *nex
     if (strcmp(running->user, next->user) != 0)
         return "user changed";
     if (!generation_same_zones(running, next))
-        return "zones changed (names, sizes or evict; shdict_size is the zone 'default')";
+        return "zones changed (names, sizes, evict, backend, fail or the redis table; "
+               "shdict_size is the zone 'default')";
     if (!generation_same_str(running->control_socket, next->control_socket))
         return "control_socket changed";
     if (!config_metrics_same(running->metrics, next->metrics))

@@ -17,6 +17,7 @@
 #include "policy/policy_vm.h"
 #include "smtp/smtp_session.h"
 #include "relay/upstream_pool.h"
+#include "store/zone.h"
 #include "daemon/worker_gen.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -167,7 +168,8 @@ worker_new(int index, struct daemon *d, const int *fds, const size_t *lindex, si
         snprintf(err, errlen, "worker %d: out of memory", index);
         goto fail;
     }
-    w->gen = worker_gen_new(d->gen, w->loop, d->zones, d->audit, err, errlen);
+    w->zlink = zone_link_new(d->zones, w->loop); /* NULL: no zone is remote */
+    w->gen = worker_gen_new(d->gen, w->loop, d->zones, w->zlink, d->audit, err, errlen);
     if (w->gen == NULL)
         goto fail;
     worker_seed(w);
@@ -191,6 +193,7 @@ worker_maybe_done(struct worker *w)
             upstream_pool_drain(wg->pool);
         ev_timer_stop(w->loop, &w->drain_timer);
         ev_async_stop(w->loop, &w->wake);
+        zone_link_close(w->zlink); /* its socket and timer must not keep the loop alive */
     }
 }
 
@@ -362,6 +365,7 @@ worker_free(struct worker *w)
     }
     worker_gen_free(w->gen);
     worker_gen_free(w->pending);
+    zone_link_free(w->zlink);
     offload_return_free(w->offload_ret);
     if (w->loop != NULL)
         ev_loop_destroy(w->loop);

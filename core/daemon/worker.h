@@ -25,6 +25,7 @@ struct inflight;
 struct iplimit;
 struct zones;
 struct worker_gen;
+struct zone_link;
 struct listener;
 
 /* What all workers share. The pointers are set before any thread starts; a worker reads
@@ -69,6 +70,7 @@ struct worker {
                                         * listeners is refused) */
     size_t                  n_listeners;
     struct offload_return  *offload_ret; /* owns */
+    struct zone_link       *zlink;    /* owns; its connection to Redis, NULL: no Redis zone */
     struct worker_gen      *gen;      /* owns; current: new sessions pin it */
     struct worker_gen      *old;      /* owns; older ones with sessions still on them */
     struct worker_gen      *pending;  /* owns; the next current one (guarded by pending_mu) */

@@ -12,7 +12,7 @@
 
 struct worker_gen *
 worker_gen_new(struct generation *g, struct ev_loop *loop, struct zones *zones,
-               struct audit *audit, char *err, size_t errlen)
+               struct zone_link *zlink, struct audit *audit, char *err, size_t errlen)
 {
     struct worker_gen *wg = calloc(1, sizeof(*wg));
 
@@ -30,6 +30,7 @@ worker_gen_new(struct generation *g, struct ev_loop *loop, struct zones *zones,
         goto fail;
     if (audit != NULL)
         policy_vm_set_audit(wg->vm, audit);
+    policy_vm_set_zone_link(wg->vm, zlink);
     return wg;
 fail:
     worker_gen_free(wg);

@@ -15,6 +15,7 @@ struct ev_loop;
 struct generation;
 struct policy_vm;
 struct zones;
+struct zone_link;
 struct upstream_pool;
 
 struct worker_gen {
@@ -27,11 +28,12 @@ struct worker_gen {
 };
 
 /* A worker generation of g for a worker whose loop is loop, or NULL and the reason in
- * err (a policy that does not load, an upstream that does not resolve). zones and audit
- * (may be NULL) are borrowed and outlive it. Takes its own reference to g. */
+ * err (a policy that does not load, an upstream that does not resolve). zones, zlink (the
+ * worker's Redis connection) and audit (each may be NULL) are borrowed and outlive it.
+ * Takes its own reference to g. */
 struct worker_gen *worker_gen_new(struct generation *g, struct ev_loop *loop,
-                                  struct zones *zones, struct audit *audit,
-                                  char *err, size_t errlen);
+                                  struct zones *zones, struct zone_link *zlink,
+                                  struct audit *audit, char *err, size_t errlen);
 /* Close the pool's connections (QUIT to idle ones), close the Lua state, drop the
  * reference. Only once no session uses it. NULL is fine. */
 void worker_gen_free(struct worker_gen *wg);

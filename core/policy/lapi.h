@@ -7,6 +7,7 @@
 
 struct config;
 struct zones;
+struct zone_link;
 struct ev_loop;
 struct hook_run;
 struct audit;
@@ -19,6 +20,8 @@ struct lapi_env {
     struct audit        *audit;  /* borrows; NULL: sluice.audit discards */
     const char          *policy; /* borrows; file of the policy running now, or NULL */
     struct hook_run     *run;    /* borrows; the hook being resumed now, or NULL */
+    struct zone_link    *zlink;  /* borrows; the worker's Redis connection (zone.h), or
+                                  * NULL: Redis zones answer over the blocking one */
 };
 
 /* Store env in L's registry; lapi_env() finds it again. */

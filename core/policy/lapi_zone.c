@@ -1,9 +1,11 @@
-/* core/policy/lapi_zone.c: sluice.zone(name) and its get/set/add/incr/delete/ttl over the daemon's
- * zones (zone.h), and sluice.shdict.get/set/incr, the same calls on the zone 'default'.
- * Zones store numbers and strings; a Lua string is stored behind an 's' tag octet and a
- * boolean as the string "t" or "f", so that the three Lua types come back as they went in
- * and incr on either gives 'not a number'. None of these yield (a remote backend will:
- * docs/lua-api.md asks policies to call them only where a hook may yield, or at load).
+/* core/policy/lapi_zone.c: sluice.zone(name) and its get/set/add/incr/incr_peek/delete/ttl over
+ * the daemon's zones (zone.h), and sluice.shdict.get/set/incr, the same calls on the zone
+ * 'default'. Zones store numbers and strings; a Lua string is stored behind an 's' tag
+ * octet and a boolean as the string "t" or "f", so that the three Lua types come back as
+ * they went in and incr on either gives 'not a number'. On a local zone nothing yields;
+ * on a Redis zone a call in a hook yields until the worker's connection answers (or the
+ * deadline gives the zone's fallback answer: zone.h), so a coroutine of the policy's own
+ * cannot make it (docs/lua-api.md).
  *
  * A zone handle is a userdata holding the zone's index in the configuration's zones, so
  * that `sluice check`, which has no zones, still checks the names policies ask for. */
@@ -13,6 +15,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "policy/hook_run.h"
 #include "policy/lapi.h"
 #include "store/zone.h"
 
@@ -105,7 +108,11 @@ lapi_check_value(lua_State *L, int arg, bool allow_nil, struct shdict_value *v)
     case LUA_TNIL: case LUA_TNONE:
         luaL_argcheck(L, allow_nil, arg, "expected a string, number or boolean");
         break;
-    case LUA_TNUMBER: v->type = SHDICT_NUMBER; v->num = lua_tonumber(L, arg); break;
+    case LUA_TNUMBER:
+        v->type = SHDICT_NUMBER;
+        v->num = lua_tonumber(L, arg);
+        luaL_argcheck(L, v->num == v->num, arg, "expected a number, not NaN");
+        break;
     case LUA_TBOOLEAN:
         v->type = SHDICT_STRING;
         v->str = lua_toboolean(L, arg) ? "t" : "f";
@@ -125,104 +132,199 @@ lapi_check_value(lua_State *L, int arg, bool allow_nil, struct shdict_value *v)
     }
 }
 
+/* ---- running an operation: at once, or waiting on Redis ---------------------------------- */
+
+/* What the caller asked, for pushing the answer (the same for an answer now and later). */
+enum lapi_zone_ask { LAPI_ZONE_GET, LAPI_ZONE_TTL, LAPI_ZONE_STORE, LAPI_ZONE_INCR,
+                     LAPI_ZONE_INCR_PEEK, LAPI_ZONE_DELETE };
+
+/* One call of a hook waiting on Redis (run->wait). */
+struct lapi_zone_wait {
+    struct hook_run   *run;
+    struct zone       *z;
+    enum lapi_zone_ask ask;
+    double             now; /* for ttl */
+    struct zone_call  *call;
+};
+
+/* The answer to ask as Lua values on L; returns how many. */
+static int
+lapi_zone_push(lua_State *L, struct zone *z, enum lapi_zone_ask ask, double now,
+               const struct zone_result *r)
+{
+    if (r->rc == SHDICT_UNAVAILABLE) /* a Redis zone that fails closed, Redis down */
+        return lapi_zone_fail(L, shdict_rc_str(r->rc));
+    switch (ask) {
+    case LAPI_ZONE_GET:
+        if (r->rc != SHDICT_OK)
+            return lapi_zone_miss(L, z);
+        lapi_push_value(L, &r->v);
+        return 1;
+    case LAPI_ZONE_TTL:
+        if (r->rc != SHDICT_OK && r->rc != SHDICT_TOO_SMALL)
+            return lapi_zone_miss(L, z);
+        lua_pushnumber(L, r->v.expires == 0 ? 0 : r->v.expires - now);
+        return 1;
+    case LAPI_ZONE_STORE:
+        if (r->rc != SHDICT_OK)
+            return lapi_zone_fail(L, shdict_rc_str(r->rc));
+        lua_pushboolean(L, 1);
+        return 1;
+    case LAPI_ZONE_INCR: case LAPI_ZONE_INCR_PEEK:
+        if (r->rc != SHDICT_OK)
+            return lapi_zone_fail(L, shdict_rc_str(r->rc));
+        lua_pushnumber(L, r->num);
+        if (ask == LAPI_ZONE_INCR)
+            return 1;
+        lua_pushnumber(L, r->peek);
+        return 2;
+    case LAPI_ZONE_DELETE:
+        lua_pushboolean(L, r->rc == SHDICT_OK);
+        return 1;
+    }
+    return 0;
+}
+
+static void
+lapi_zone_done_cb(void *arg, const struct zone_result *r)
+{
+    struct lapi_zone_wait *w = arg;
+    struct hook_run       *run = w->run;
+    int                    n;
+
+    run->cancel = NULL;
+    run->wait = NULL;
+    n = lapi_zone_push(run->co, w->z, w->ask, w->now, r);
+    free(w);
+    hook_run_resume(run, n);
+}
+
+static void
+lapi_zone_cancel(struct hook_run *run)
+{
+    struct lapi_zone_wait *w = run->wait;
+
+    zone_call_cancel(w->call);
+    free(w);
+    run->wait = NULL;
+    run->cancel = NULL;
+}
+
+/* op on z: answered now (returns the number of values pushed), or, on a Redis zone in a
+ * hook, sent on the worker's connection while the hook yields (the answer is pushed
+ * when it comes, within redis.timeout and what is left of hook_timeout). Elsewhere (a
+ * policy being loaded, the control socket) a Redis zone answers over the blocking
+ * connection. */
+static int
+lapi_zone_run(lua_State *L, struct zone *z, const struct zone_op *op, enum lapi_zone_ask ask,
+              const char *fn)
+{
+    struct lapi_env       *env = lapi_env(L);
+    char                   small[512];
+    struct zone_result     r = {.v = {.buf = small, .cap = ask == LAPI_ZONE_TTL ? 0
+                                                                         : sizeof(small)}};
+    struct zone_call      *call;
+    struct lapi_zone_wait *w;
+    int                    n;
+
+    if (zone_is_remote(z) && env->run != NULL && env->zlink != NULL) {
+        struct hook_run *run = env->run;
+
+        lapi_require_yieldable(L, run, fn);
+        if ((w = calloc(1, sizeof(*w))) == NULL)
+            return luaL_error(L, "%s: out of memory", fn);
+        *w = (struct lapi_zone_wait){.run = run, .z = z, .ask = ask, .now = op->now};
+        if (!zone_call(z, env->zlink, op, run->budget_end - ev_now(run->loop), &r,
+                       lapi_zone_done_cb, w, &call)) {
+            w->call = call;
+            run->wait = w;
+            run->cancel = lapi_zone_cancel;
+            return lua_yield(L, 0);
+        }
+        free(w);
+    } else {
+        zone_exec(z, op, &r);
+    }
+    n = lapi_zone_push(L, z, ask, op->now, &r);
+    zone_result_cleanup(&r);
+    return n;
+}
+
 /* ---- the operations; key at arg base ------------------------------------------------------ */
 
-/* Copy key's value out: into small, or a heap buffer when it is longer. The entry is
- * read twice only then. Returns the rc; on SHDICT_OK v is filled and *heap may own. */
-static enum shdict_rc
-lapi_zone_read(lua_State *L, struct zone *z, const char *key, size_t klen,
-               struct shdict_value *v, char **heap, const char *fn)
+static struct zone_op
+lapi_zone_op(lua_State *L, enum zone_op_kind kind, int base)
 {
-    enum shdict_rc rc = zone_get(z, key, klen, v, lapi_zone_now(L));
+    struct zone_op op = {.kind = kind, .now = lapi_zone_now(L)};
 
-    *heap = NULL;
-    if (rc != SHDICT_TOO_SMALL)
-        return rc;
-    v->cap = SHDICT_MAX_VALUE;
-    if ((v->buf = *heap = malloc(v->cap)) == NULL)
-        luaL_error(L, "%s: out of memory", fn);
-    return zone_get(z, key, klen, v, lapi_zone_now(L));
+    op.key = lapi_check_key(L, base, &op.klen);
+    return op;
 }
 
 /* value[, err] = get(key) */
 static int
 lapi_zone_do_get(lua_State *L, struct zone *z, int base, const char *fn)
 {
-    size_t              klen;
-    const char         *key = lapi_check_key(L, base, &klen);
-    char                small[512], *heap;
-    struct shdict_value v = {.buf = small, .cap = sizeof(small)};
-    enum shdict_rc      rc = lapi_zone_read(L, z, key, klen, &v, &heap, fn);
+    struct zone_op op = lapi_zone_op(L, ZONE_GET, base);
 
-    if (rc == SHDICT_OK)
-        lapi_push_value(L, &v);
-    free(heap);
-    return rc == SHDICT_OK ? 1 : lapi_zone_miss(L, z);
+    return lapi_zone_run(L, z, &op, LAPI_ZONE_GET, fn);
 }
 
 /* left[, err] = ttl(key): seconds left, 0 for a key without expiry, nil when absent */
 static int
 lapi_zone_do_ttl(lua_State *L, struct zone *z, int base, const char *fn)
 {
-    size_t              klen;
-    const char         *key = lapi_check_key(L, base, &klen);
-    struct shdict_value v = {.buf = NULL, .cap = 0};
-    enum shdict_rc      rc = zone_get(z, key, klen, &v, lapi_zone_now(L));
+    struct zone_op op = lapi_zone_op(L, ZONE_GET, base);
 
-    (void)fn;
-    if (rc != SHDICT_OK && rc != SHDICT_TOO_SMALL)
-        return lapi_zone_miss(L, z);
-    lua_pushnumber(L, v.expires == 0 ? 0 : v.expires - lapi_zone_now(L));
-    return 1;
+    return lapi_zone_run(L, z, &op, LAPI_ZONE_TTL, fn);
 }
 
 /* ok, err = set(key, value, ttl) or add(key, value, ttl) */
 static int
 lapi_zone_do_store(lua_State *L, struct zone *z, int base, const char *fn, bool add)
 {
-    size_t              klen;
-    const char         *key = lapi_check_key(L, base, &klen);
-    double              ttl = lapi_check_ttl(L, base + 2);
-    struct shdict_value v;
-    enum shdict_rc      rc;
+    struct zone_op op = lapi_zone_op(L, add ? ZONE_ADD : ZONE_SET, base);
 
-    lapi_check_value(L, base + 1, !add, &v);
-    rc = add ? zone_add(z, key, klen, &v, ttl, lapi_zone_now(L))
-             : zone_set(z, key, klen, &v, ttl, lapi_zone_now(L));
-    if (rc == SHDICT_OK)
-        return lua_pushboolean(L, 1), 1;
-    if (rc != SHDICT_NO_MEMORY && rc != SHDICT_FULL && rc != SHDICT_EXISTS)
-        return luaL_error(L, "%s: %s", fn, shdict_rc_str(rc)); /* a NaN */
-    return lapi_zone_fail(L, shdict_rc_str(rc));
+    op.ttl = lapi_check_ttl(L, base + 2);
+    lapi_check_value(L, base + 1, !add, &op.value); /* a string stays on the stack */
+    return lapi_zone_run(L, z, &op, LAPI_ZONE_STORE, fn);
 }
 
 /* newval, err = incr(key, by, ttl) */
 static int
 lapi_zone_do_incr(lua_State *L, struct zone *z, int base, const char *fn)
 {
-    size_t         klen;
-    const char    *key = lapi_check_key(L, base, &klen);
-    double         by = luaL_checknumber(L, base + 1), ttl = lapi_check_ttl(L, base + 2), out = 0;
-    enum shdict_rc rc;
+    struct zone_op op = lapi_zone_op(L, ZONE_INCR, base);
 
-    (void)fn;
-    luaL_argcheck(L, by == by, base + 1, "expected a number");
-    rc = zone_incr(z, key, klen, by, ttl, lapi_zone_now(L), &out);
-    if (rc == SHDICT_OK)
-        return lua_pushnumber(L, out), 1;
-    return lapi_zone_fail(L, shdict_rc_str(rc));
+    op.by = luaL_checknumber(L, base + 1);
+    op.ttl = lapi_check_ttl(L, base + 2);
+    luaL_argcheck(L, op.by == op.by, base + 1, "expected a number");
+    return lapi_zone_run(L, z, &op, LAPI_ZONE_INCR, fn);
+}
+
+/* newval, peeked = incr_peek(key, by, ttl[, peek_key]): incr (by 0: only read, 0 when
+ * absent) and the number under peek_key (0 when absent), in one step; nil, err */
+static int
+lapi_zone_do_incr_peek(lua_State *L, struct zone *z, int base, const char *fn)
+{
+    struct zone_op op = lapi_zone_op(L, ZONE_INCR, base);
+
+    op.by = luaL_checknumber(L, base + 1);
+    op.ttl = lapi_check_ttl(L, base + 2);
+    luaL_argcheck(L, op.by == op.by, base + 1, "expected a number");
+    op.readonly = op.by == 0;
+    if (!lua_isnoneornil(L, base + 3))
+        op.peek = lapi_check_key(L, base + 3, &op.plen);
+    return lapi_zone_run(L, z, &op, LAPI_ZONE_INCR_PEEK, fn);
 }
 
 /* removed = delete(key): true when the key was there */
 static int
 lapi_zone_do_delete(lua_State *L, struct zone *z, int base, const char *fn)
 {
-    size_t      klen;
-    const char *key = lapi_check_key(L, base, &klen);
+    struct zone_op op = lapi_zone_op(L, ZONE_DELETE, base);
 
-    (void)fn;
-    lua_pushboolean(L, zone_delete(z, key, klen, lapi_zone_now(L)) == SHDICT_OK);
-    return 1;
+    return lapi_zone_run(L, z, &op, LAPI_ZONE_DELETE, fn);
 }
 
 /* ---- zone handles: sluice.zone(name):op(...) --------------------------------------------- */
@@ -263,6 +365,13 @@ static int
 lapi_zone_m_incr(lua_State *L)
 {
     return lapi_zone_do_incr(L, lapi_zone_self(L, "zone:incr"), 2, "zone:incr");
+}
+
+static int
+lapi_zone_m_incr_peek(lua_State *L)
+{
+    return lapi_zone_do_incr_peek(L, lapi_zone_self(L, "zone:incr_peek"), 2,
+                                  "zone:incr_peek");
 }
 
 static int
@@ -329,7 +438,8 @@ lapi_zone_open(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"get", lapi_zone_m_get}, {"set", lapi_zone_m_set},   {"add", lapi_zone_m_add},
-        {"incr", lapi_zone_m_incr}, {"delete", lapi_zone_m_delete}, {"ttl", lapi_zone_m_ttl},
+        {"incr", lapi_zone_m_incr}, {"incr_peek", lapi_zone_m_incr_peek},
+        {"delete", lapi_zone_m_delete}, {"ttl", lapi_zone_m_ttl},
         {NULL, NULL},
     };
 

@@ -206,6 +206,12 @@ policy_vm_set_audit(struct policy_vm *vm, struct audit *a)
     vm->env.audit = a;
 }
 
+void
+policy_vm_set_zone_link(struct policy_vm *vm, struct zone_link *zlink)
+{
+    vm->env.zlink = zlink;
+}
+
 struct policy_vm *
 policy_vm_new(const struct config *cfg, struct zones *zones, struct ev_loop *loop,
               char *err, size_t errlen)

@@ -50,6 +50,11 @@ struct policy_vm *policy_vm_new(const struct config *cfg, struct zones *zones,
                                 struct ev_loop *loop, char *err, size_t errlen);
 void              policy_vm_free(struct policy_vm *vm);
 
+/* The worker's connection to Redis that hooks on Redis zones wait on (zone.h); without
+ * one (NULL) they use the blocking connection. Set before the vm's first hook runs. */
+struct zone_link;
+void policy_vm_set_zone_link(struct policy_vm *vm, struct zone_link *zlink);
+
 /* Send sluice.audit to a (borrowed, must outlive the vm; NULL: discard). */
 void policy_vm_set_audit(struct policy_vm *vm, struct audit *a);
 

@@ -775,6 +775,7 @@ shdict_rc_str(enum shdict_rc rc)
     case SHDICT_NO_MEMORY:  return "no memory";
     case SHDICT_FULL:       return "full";
     case SHDICT_EXISTS:     return "exists";
+    case SHDICT_UNAVAILABLE: return "unavailable";
     }
     return "unknown";
 }

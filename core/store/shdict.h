@@ -79,6 +79,8 @@ enum shdict_rc {
     SHDICT_FULL,        /* set, add, incr (SHDICT_REFUSE only): no room without evicting,
                          * even after removing the expired entries; nothing changed */
     SHDICT_EXISTS,      /* add: the key is there and live; it is unchanged */
+    SHDICT_UNAVAILABLE, /* never shdict's: a zone whose Redis could not answer and that
+                         * fails closed (zone.h) */
 };
 
 struct shdict_stats {

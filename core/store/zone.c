@@ -1,7 +1,8 @@
-/* core/store/zone.c: the named zones of shared state; see zone.h. Each zone is today one
- * in-process dictionary (shdict.c) with SHDICT_EVICT or SHDICT_REFUSE; this file adds the
- * name, the "refusing" state, the rate-limited zone.full line and the key bounding that C
- * callers share with Lua. */
+/* core/store/zone.c: the named zones of shared state; see zone.h. Each zone has an
+ * in-process dictionary (shdict.c) with SHDICT_EVICT or SHDICT_REFUSE: its backend, or a
+ * Redis zone's fallback. This file adds the name, the "refusing" state, the rate-limited
+ * zone.full line, the key bounding that C callers share with Lua, and the dispatch to
+ * the Redis side (zone_remote.c) for a zone whose entries live there. */
 #include "store/zone.h"
 
 #include <openssl/evp.h>
@@ -11,23 +12,9 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "store/redis_sync.h"
+#include "store/zone_internal.h"
 #include "util/log.h"
-
-struct zone {
-    char            *name;     /* owns */
-    bool             evict;    /* immutable */
-    size_t           size;     /* immutable: the configured size */
-    struct shdict   *local;    /* owns; the backend */
-    atomic_bool      refusing; /* a write was refused and none succeeded since; relaxed: a
-                                * hint for readers, ordered by nothing else */
-    atomic_llong     logged;   /* ms since the epoch of the last zone.full line; CAS'd so
-                                * that one thread of many writes it */
-};
-
-struct zones {
-    struct zone *v; /* owns; n */
-    size_t       n;
-};
 
 static unsigned
 zone_shards(size_t size)
@@ -51,6 +38,9 @@ zones_new(const struct config *cfg, char *err, size_t errlen)
 
         z->evict = c->evict;
         z->size = c->size;
+        z->remote = c->backend == CONFIG_ZONE_REDIS;
+        z->fail_closed = c->fail_closed;
+        z->zs = zs;
         atomic_init(&z->refusing, false);
         atomic_init(&z->logged, 0);
         if ((z->name = strdup(c->name)) == NULL)
@@ -63,6 +53,8 @@ zones_new(const struct config *cfg, char *err, size_t errlen)
             goto fail;
         }
     }
+    if (zones_redis_init(zs, cfg) != 0)
+        goto nomem;
     return zs;
 nomem:
     snprintf(err, errlen, "zones: out of memory");
@@ -80,6 +72,9 @@ zones_free(struct zones *zs)
         shdict_free(zs->v[i].local);
         free(zs->v[i].name);
     }
+    redis_sync_free(zs->sync);
+    if (zs->redis != NULL)
+        config_redis_free(zs->redis);
     free(zs->v);
     free(zs);
 }
@@ -154,39 +149,160 @@ zone_wrote(struct zone *z, enum shdict_rc rc, double now)
     return rc;
 }
 
+/* A get of the local dictionary into r->v's buffer, or a heap one (r->heap) when the
+ * string is longer. */
+static void
+zone_local_get(struct zone *z, const struct zone_op *op, struct zone_result *r)
+{
+    r->rc = shdict_get(z->local, op->key, op->klen, &r->v, op->now);
+    if (r->rc != SHDICT_TOO_SMALL || op->kind != ZONE_GET)
+        return;
+    r->v.cap = r->v.len;
+    if ((r->v.buf = r->heap = malloc(r->v.cap ? r->v.cap : 1)) == NULL) {
+        r->rc = SHDICT_NO_MEMORY;
+        return;
+    }
+    r->rc = shdict_get(z->local, op->key, op->klen, &r->v, op->now);
+}
+
+/* incr, or its read-only form, and the peek: on the local dictionary. */
+static void
+zone_local_incr(struct zone *z, const struct zone_op *op, struct zone_result *r)
+{
+    struct shdict_value v = {.buf = NULL, .cap = 0};
+
+    if (op->readonly) {
+        r->rc = shdict_get(z->local, op->key, op->klen, &v, op->now);
+        r->num = r->rc == SHDICT_OK && v.type == SHDICT_NUMBER ? v.num : 0;
+        if (r->rc == SHDICT_TOO_SMALL || (r->rc == SHDICT_OK && v.type != SHDICT_NUMBER))
+            r->rc = SHDICT_NOT_NUMBER;
+        else
+            r->rc = SHDICT_OK;
+    } else {
+        r->rc = zone_wrote(z, shdict_incr(z->local, op->key, op->klen, op->by, 0, op->ttl,
+                                          op->now, &r->num), op->now);
+    }
+    r->peek = 0;
+    if (r->rc == SHDICT_OK && op->peek != NULL &&
+        shdict_get(z->local, op->peek, op->plen, &v, op->now) == SHDICT_OK &&
+        v.type == SHDICT_NUMBER)
+        r->peek = v.num;
+}
+
+void
+zone_exec_local(struct zone *z, const struct zone_op *op, struct zone_result *r)
+{
+    switch (op->kind) {
+    case ZONE_GET: zone_local_get(z, op, r); break;
+    case ZONE_SET:
+        r->rc = shdict_set(z->local, op->key, op->klen, &op->value, op->ttl, op->now);
+        if (op->value.type != SHDICT_NIL)
+            zone_wrote(z, r->rc, op->now);
+        break;
+    case ZONE_ADD:
+        r->rc = zone_wrote(z, shdict_add(z->local, op->key, op->klen, &op->value, op->ttl,
+                                         op->now), op->now);
+        break;
+    case ZONE_INCR: zone_local_incr(z, op, r); break;
+    case ZONE_DELETE: r->rc = shdict_delete(z->local, op->key, op->klen, op->now); break;
+    }
+}
+
+void
+zone_exec(struct zone *z, const struct zone_op *op, struct zone_result *r)
+{
+    r->heap = NULL;
+    r->fallback = false;
+    if (z->remote)
+        zone_exec_remote(z, op, r);
+    else
+        zone_exec_local(z, op, r);
+}
+
+void
+zone_result_cleanup(struct zone_result *r)
+{
+    free(r->heap);
+    r->heap = NULL;
+}
+
+bool
+zone_is_remote(const struct zone *z)
+{
+    return z->remote;
+}
+
+/* The calls of old, through zone_exec(). */
+static enum shdict_rc
+zone_exec_rc(struct zone *z, const struct zone_op *op, struct zone_result *r)
+{
+    zone_exec(z, op, r);
+    zone_result_cleanup(r);
+    return r->rc;
+}
+
 enum shdict_rc
 zone_get(struct zone *z, const char *key, size_t klen, struct shdict_value *out, double now)
 {
-    return shdict_get(z->local, key, klen, out, now);
+    struct zone_op     op = {.kind = ZONE_GET, .key = key, .klen = klen, .now = now};
+    struct zone_result r = {.v = {.buf = out->buf, .cap = out->cap}};
+
+    if (!z->remote)
+        return shdict_get(z->local, key, klen, out, now);
+    zone_exec(z, &op, &r);
+    if (r.heap != NULL) { /* longer than out->cap: as shdict_get says it */
+        r.rc = SHDICT_TOO_SMALL;
+        r.v.str = NULL;
+        r.v.buf = out->buf;
+        r.v.cap = out->cap;
+    }
+    zone_result_cleanup(&r);
+    *out = r.v;
+    return r.rc;
 }
 
 enum shdict_rc
 zone_set(struct zone *z, const char *key, size_t klen, const struct shdict_value *v,
          double ttl, double now)
 {
-    enum shdict_rc rc = shdict_set(z->local, key, klen, v, ttl, now);
+    struct zone_op     op = {.kind = ZONE_SET, .key = key, .klen = klen, .value = *v,
+                             .ttl = ttl, .now = now};
+    struct zone_result r = {0};
 
-    return v->type == SHDICT_NIL ? rc : zone_wrote(z, rc, now);
+    return zone_exec_rc(z, &op, &r);
 }
 
 enum shdict_rc
 zone_add(struct zone *z, const char *key, size_t klen, const struct shdict_value *v,
          double ttl, double now)
 {
-    return zone_wrote(z, shdict_add(z->local, key, klen, v, ttl, now), now);
+    struct zone_op     op = {.kind = ZONE_ADD, .key = key, .klen = klen, .value = *v,
+                             .ttl = ttl, .now = now};
+    struct zone_result r = {0};
+
+    return zone_exec_rc(z, &op, &r);
 }
 
 enum shdict_rc
 zone_incr(struct zone *z, const char *key, size_t klen, double by, double ttl, double now,
           double *newval)
 {
-    return zone_wrote(z, shdict_incr(z->local, key, klen, by, 0, ttl, now, newval), now);
+    struct zone_op     op = {.kind = ZONE_INCR, .key = key, .klen = klen, .by = by,
+                             .ttl = ttl, .now = now};
+    struct zone_result r = {0};
+
+    if (zone_exec_rc(z, &op, &r) == SHDICT_OK)
+        *newval = r.num;
+    return r.rc;
 }
 
 enum shdict_rc
 zone_delete(struct zone *z, const char *key, size_t klen, double now)
 {
-    return shdict_delete(z->local, key, klen, now);
+    struct zone_op     op = {.kind = ZONE_DELETE, .key = key, .klen = klen, .now = now};
+    struct zone_result r = {0};
+
+    return zone_exec_rc(z, &op, &r);
 }
 
 bool
@@ -199,6 +315,8 @@ size_t
 zone_keys(struct zone *z, const char *prefix, size_t plen, double now, shdict_key_fn *fn,
           void *ctx)
 {
+    if (z->remote)
+        return zone_keys_remote(z, prefix, plen, now, fn, ctx);
     return shdict_keys(z->local, prefix, plen, now, fn, ctx);
 }
 
@@ -217,6 +335,8 @@ zone_stats(struct zone *z, struct zone_stats *st)
     st->evictions = s.evictions;
     st->refusals = s.refusals;
     st->expired = s.expired;
+    st->redis = z->remote;
+    st->fallbacks = atomic_load_explicit(&z->fallbacks, memory_order_relaxed);
 }
 
 /* ---- keys -------------------------------------------------------------------------------- */

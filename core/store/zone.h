@@ -8,9 +8,19 @@
  * reader can tell "absent" from "maybe absent because it could not be written".
  *
  * The interface is small on purpose (get, set, add, incr, delete, and the expiry that get
- * returns), with values and results in shdict's types: today every zone's backend is the
- * in-process dictionary (core/store/shdict.c), and a remote one (Redis, for several nodes) is to
- * be a second backend behind these same calls, chosen per zone.
+ * returns), with values and results in shdict's types. A zone's backend is chosen in the
+ * configuration (config.h enum config_zone_backend): the in-process dictionary
+ * (core/store/shdict.c), or Redis (zone_redis.h), which every node shares. A Redis zone
+ * keeps a local dictionary of its configured size too: when Redis cannot answer in time
+ * (down, slow, refusing), a zone that fails open answers from it (zone.fallback, at most
+ * one line every ZONE_FULL_LOG_EVERY seconds, and a count), one that fails closed answers
+ * SHDICT_UNAVAILABLE. docs/deployment.md says what that means for each zone.
+ *
+ * Two ways to call: the functions below that return at once (a Redis zone does a blocking
+ * round trip on the daemon's one blocking connection, redis_sync.c: for the control
+ * socket and policies being loaded), and zone_call() (a Redis zone sends on the calling
+ * worker's own connection, struct zone_link, and calls back: for hooks, which yield
+ * meanwhile; a worker loop never blocks on Redis).
  *
  * Thread-safety: zones_new() and zones_free() run before and after the other threads; all
  * other calls may come from any thread at any time (the backend locks itself). */
@@ -31,6 +41,8 @@ struct zones;
 #define ZONE_SHARD_BYTES    (128u * 1024) /* a zone gets one shard (mutex) per this much */
 #define ZONE_MAX_SHARDS     64
 
+#define ZONE_REDIS_KEY_MAX (64 + 32 + 1 + 1024 + 1) /* prefix, zone, ':', key, NUL */
+
 /* `sluice ctl status`: one zone's usage. */
 struct zone_stats {
     const char *name;      /* borrows the zone's */
@@ -42,6 +54,38 @@ struct zone_stats {
     uint64_t    refusals;  /* writes refused for lack of room (evict = false), or for an
                             * entry larger than the zone can hold */
     uint64_t    expired;
+    bool        redis;     /* the backend is Redis; the numbers above are its fallback's */
+    uint64_t    fallbacks; /* calls Redis did not answer in time, answered locally or
+                            * refused (fail closed) */
+};
+
+/* One operation, for zone_exec() and zone_call(). */
+enum zone_op_kind { ZONE_GET, ZONE_SET, ZONE_ADD, ZONE_INCR, ZONE_DELETE };
+
+struct zone_op {
+    enum zone_op_kind   kind;
+    const char         *key;   /* borrows; klen octets */
+    size_t              klen;
+    struct shdict_value value; /* set (SHDICT_NIL deletes), add */
+    double              by;    /* incr */
+    double              ttl;   /* set, add, incr (only when it creates the key) */
+    bool                readonly; /* incr: read the number (0 when absent), change nothing */
+    const char         *peek;  /* incr: another key whose number to read in the same
+                                * step (a limiter's previous window), or NULL */
+    size_t              plen;
+    double              now;
+};
+
+/* What an operation gave. */
+struct zone_result {
+    enum shdict_rc      rc;
+    struct shdict_value v;        /* get: the value; v.str borrows (valid until the call
+                                   * returns, or the done callback does) */
+    double              num;      /* incr: the number now */
+    double              peek;     /* incr: the number under op->peek; 0 when absent */
+    bool                fallback; /* the local fallback answered, or nobody (fail closed) */
+    char               *heap;     /* owns: a get's string longer than v.cap; see
+                                   * zone_result_cleanup() */
 };
 
 /* The zones of cfg->zones, each empty, or NULL with the reason in err. The caller owns the
@@ -69,6 +113,40 @@ enum shdict_rc zone_add(struct zone *z, const char *key, size_t klen,
 enum shdict_rc zone_incr(struct zone *z, const char *key, size_t klen, double by, double ttl,
                          double now, double *newval);
 enum shdict_rc zone_delete(struct zone *z, const char *key, size_t klen, double now);
+
+/* op on z, returning at once (a Redis zone: a blocking round trip, see above). A get
+ * copies a string into r->v.buf (cap r->v.cap, set by the caller), or into a heap buffer
+ * r->heap when it is longer; zone_result_cleanup() frees that. */
+void zone_exec(struct zone *z, const struct zone_op *op, struct zone_result *r);
+void zone_result_cleanup(struct zone_result *r);
+
+/* True when z's entries live in Redis. */
+bool zone_is_remote(const struct zone *z);
+
+/* ---- calls that wait on a worker's loop ------------------------------------------------- */
+
+struct ev_loop;
+struct zone_link; /* one worker's connection to Redis */
+struct zone_call; /* one operation in flight */
+
+/* The worker's connection, opened when first used; NULL when no zone of zs is remote
+ * (then zone_call() never waits). Made and freed on the loop's thread. */
+struct zone_link *zone_link_new(struct zones *zs, struct ev_loop *loop);
+/* No more calls (a drained worker): nothing of it stays on the loop. NULL-safe. */
+void              zone_link_close(struct zone_link *l);
+void              zone_link_free(struct zone_link *l);
+
+typedef void zone_call_done_fn(void *arg, const struct zone_result *r);
+
+/* op on z: true when it is done already (a local zone, or Redis unreachable: the fallback
+ * answered) with the result in *r; false when it waits: done(arg, result) is called from
+ * link's loop within max_wait seconds (never before this returns), unless
+ * zone_call_cancel(*pending) comes first. A string value in a done result borrows from
+ * the reply: copy it before returning. */
+bool zone_call(struct zone *z, struct zone_link *link, const struct zone_op *op,
+               double max_wait, struct zone_result *r, zone_call_done_fn *done, void *arg,
+               struct zone_call **pending);
+void zone_call_cancel(struct zone_call *c);
 
 /* True when a write to z was refused for lack of room and none has succeeded since: a key
  * that is absent may be absent only because it could not be written. Never true for a zone

@@ -5,9 +5,11 @@
 --
 -- The window is the sliding-window counter (as Cloudflare and nginx-style limiters use):
 -- one counter per fixed window, and the estimate for "the last W seconds" weights the
--- previous window by how much of it still overlaps. Each hit is one atomic zone incr,
--- so workers never lose a count; a GCRA would need compare-and-set, which zones do not
--- offer. Error of the estimate: events are assumed evenly spread over the previous window.
+-- previous window by how much of it still overlaps. Each hit is one zone:incr_peek: the
+-- count and the read of the previous window in one atomic step (one script, one round
+-- trip, when the zone is in Redis and every node shares it), so neither workers nor nodes
+-- ever lose a count; a GCRA would need compare-and-set, which zones do not offer. Error
+-- of the estimate: events are assumed evenly spread over the previous window.
 --
 -- Key layout (this file's alone: `sluice ctl ratelimit` calls ctl_show, ctl_reset and
 -- ctl_list below, which reset a name by deleting every key that starts with 'NAME:'):
@@ -36,22 +38,26 @@ local function check_args(fn, name, window)
   return sluice.key_part(name, NAME_MAX)
 end
 
-local function estimate(name, window, current)
+-- Count `by` events (0: none) in the window of name at this moment: the estimate for the
+-- last `window` seconds, and the key counted in; or nil and the reason.
+local function hit(name, window, by)
   local now = sluice.now()
   local index = math.floor(now / window)
-  local previous = limits:get(name .. ':' .. window .. ':' .. (index - 1)) or 0
+  local key = name .. ':' .. window .. ':' .. index
+  local current, previous = limits:incr_peek(key, by, 2 * window,
+    name .. ':' .. window .. ':' .. (index - 1))
+  if not current then return nil, previous end
   local elapsed = (now - index * window) / window
-  return previous * (1 - elapsed) + current
+  return previous * (1 - elapsed) + current, key
 end
 
 -- Count `by` (default 1) events now; returns the estimated number of events in the
 -- last `window` seconds, this one included; or nil and the reason (zone full).
 function ratelimit.incr(name, window, by)
   name = check_args('incr', name, window)
-  local index = math.floor(sluice.now() / window)
-  local current, err = limits:incr(name .. ':' .. window .. ':' .. index, by or 1, 2 * window)
-  if not current then return nil, err end
-  return estimate(name, window, current)
+  local n, err = hit(name, window, by or 1)
+  if not n then return nil, err end
+  return n
 end
 
 -- Count one event now, before the work it stands for, so that concurrent callers can
@@ -60,10 +66,7 @@ end
 -- reason. Compare the estimate with the limit; over it, refund and refuse.
 function ratelimit.reserve(name, window)
   name = check_args('reserve', name, window)
-  local key = name .. ':' .. window .. ':' .. math.floor(sluice.now() / window)
-  local current, err = limits:incr(key, 1, 2 * window)
-  if not current then return nil, err end
-  return estimate(name, window, current), key
+  return hit(name, window, 1)
 end
 
 -- Take back an event reserve() counted (what it stood for succeeded, or never happened).
@@ -97,8 +100,7 @@ end
 -- The estimated number of events in the last `window` seconds, counting nothing.
 function ratelimit.count(name, window)
   name = check_args('count', name, window)
-  local index = math.floor(sluice.now() / window)
-  return estimate(name, window, limits:get(name .. ':' .. window .. ':' .. index) or 0)
+  return hit(name, window, 0) or 0
 end
 
 -- Block `name` for `seconds`. Returns true, or nil and the reason: 'full' when the zone

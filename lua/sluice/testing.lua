@@ -128,7 +128,7 @@ local function value_len(v)
   return #v + 1
 end
 
--- One zone: get, set, add, incr, delete, ttl on the harness's clock; the methods take the
+-- One zone: get, set, add, incr, incr_peek, delete, ttl on the harness's clock; the methods take the
 -- zone first (zone:get(key)), the zone 'default' also serves sluice.shdict.
 local function new_zone(h, name, cfg)
   local store, used = {}, 0
@@ -214,6 +214,22 @@ local function new_zone(h, name, cfg)
     e.value = e.value + by
     zone.refusing = false
     return e.value
+  end
+  -- incr (by 0: only read, 0 when absent) and the number under peek (0 when absent).
+  function zone.incr_peek(self, key, by, ttl, peek)
+    argcheck(peek == nil or key_ok(peek), 'zone:incr_peek', 'peek must be a key or nil')
+    local n, err
+    if by == 0 then
+      check('incr_peek', key, ttl)
+      local e = live(key)
+      n = e and e.value or 0
+      if type(n) ~= 'number' then return nil, 'not a number' end
+    else
+      n, err = zone.incr(self, key, by, ttl)
+      if not n then return nil, err end
+    end
+    local p = peek and live(peek)
+    return n, p and type(p.value) == 'number' and p.value or 0
   end
   function zone.delete(_, key)
     check('delete', key)

@@ -1,0 +1,162 @@
+"""The Redis zone backend (docs/deployment.md, docs/configuration.md `redis` and `zones`):
+zones with backend = 'redis' keep their entries in a real redis-server that several
+sluice processes share, each hook call yields on the worker's own connection, and when
+Redis is down or stuck the zone answers from its local fallback (fail open) or refuses
+(fail closed: the deny-list), within redis.timeout, and says so in the log.
+
+Run: SLUICE_BIN=build-asan/sluice /usr/bin/python3 -m pytest tests/integration/test_redis.py
+"""
+import json
+import smtplib
+import subprocess
+import time
+
+import pytest
+
+from conftest import ALICE, SLUICE, upstream_conf, wait_until
+from redis_server import RedisServer
+
+LIMIT = 3  # messages per hour for alice, through domains[...].limits
+DOMAINS = ("{ ['example.org'] = { check_header_from = false, limits = { "
+           "user_messages_per_hour = %d } }, ['example.net'] = { check_header_from = false } }"
+           % LIMIT)
+REDIS_ZONES = ("zones = { limits = { backend = 'redis' }, blocks = { backend = 'redis' },"
+               " denylist = { backend = 'redis' } },")
+MSG = b'From: <alice@example.org>\r\nSubject: t\r\n\r\nhello\r\n'
+
+
+@pytest.fixture
+def redis(tmp_path):
+    r = RedisServer(tmp_path / 'redis')
+    yield r
+    r.stop()
+
+
+def node(make_relay, sink, redis, extra='', redis_extra=''):
+    return make_relay(upstream_conf(sink.port), domains=DOMAINS,
+                      extra=REDIS_ZONES + redis.conf(redis_extra) + extra)
+
+
+def send(relay):
+    """One message from alice: the reply code of MAIL FROM (250, or the refusal's)."""
+    c = relay.smtps()
+    try:
+        c.sendmail(ALICE, ['bob@example.net'], MSG)
+        return 250
+    except smtplib.SMTPSenderRefused as e:
+        return e.smtp_code
+    finally:
+        c.quit()
+
+
+def test_a_limit_holds_across_nodes(make_relay, sink, redis):
+    a = node(make_relay, sink, redis)
+    b = node(make_relay, sink, redis)
+    codes = [send(r) for r in (a, b, a, b, a)]
+    assert codes == [250, 250, 250, 451, 451]
+    sink.wait_messages(LIMIT)
+    # the counter is one key in Redis, under the prefix and the zone's name, with the
+    # window's TTL (2 h for an hourly window), holding the count as a number
+    keys = redis.keys('sluice:limits:messages:user:alice@example.org:3600:*')
+    assert len(keys) == 1, redis.keys()
+    assert redis.cli_raw('GET', keys[0]) == str(LIMIT)
+    assert 3600 < int(redis.cli_raw('TTL', keys[0])) <= 7200
+    # nothing fell back to a node's own counters
+    for r in (a, b):
+        assert r.logs('zone.fallback') == []
+
+
+def test_redis_down_falls_back_to_local_limits(make_relay, sink, redis):
+    a = node(make_relay, sink, redis)
+    assert send(a) == 250
+    redis.stop()
+    started = time.monotonic()
+    # the node keeps serving: its local counters start from zero, so alice gets the
+    # whole limit again on this node (fail open), and no more
+    assert [send(a) for _ in range(LIMIT + 1)] == [250] * LIMIT + [451]
+    assert time.monotonic() - started < 20
+    down = a.wait_logs('redis.down')
+    assert down[0]['redis'] == '127.0.0.1:%d' % redis.port
+    fb = {line['zone']: line for line in a.wait_logs('zone.fallback', n=2)}
+    assert 'local' in fb['limits']['answer'] and 'local' in fb['blocks']['answer']
+    # back: the next connect after the back-off works, and the shared count is used again
+    redis.start()
+    wait_until(lambda: _send_and_check_up(a), 'the node uses Redis again', timeout=20)
+
+
+def _send_and_check_up(relay):
+    send(relay)
+    return relay.logs('redis.up') != []
+
+
+def test_a_stuck_redis_costs_a_client_at_most_the_timeout(make_relay, sink, redis):
+    a = node(make_relay, sink, redis, redis_extra=', timeout = 0.2')
+    assert send(a) == 250
+    redis.pause()
+    try:
+        c = a.smtps()
+        t0 = time.monotonic()
+        code, _ = c.mail(ALICE)
+        waited = time.monotonic() - t0
+        c.quit()
+        assert code == 250
+        assert waited < 2, waited
+        fb = a.wait_logs('zone.fallback')
+        assert 'redis.timeout' in fb[0]['error']
+    finally:
+        redis.resume()
+
+
+def test_the_keys_a_policy_writes_are_shared(make_relay, sink, redis, tmp_path):
+    pol = tmp_path / 'shared.lua'
+    pol.write_text("""
+local sluice = require('sluice')
+local z = sluice.zone('limits')
+return { on_mail_from = function(session, tx, sender)
+  local n = z:incr('visits', 1, 60)
+  local ok = z:set('note', 'from ' .. session.user, 60)
+  local v = z:get('note')
+  local left = z:ttl('note')
+  local added, why = z:add('note', 'again')
+  local cur, prev = z:incr_peek('visits', 0, 0, 'nothing')
+  sluice.log('info', 'test.zone', { n = n, ok = ok, v = v, left = left > 0 and left <= 60,
+    added = added or why, cur = cur, prev = prev, str = z:incr('note', 1) == nil })
+end }
+""")
+    a = make_relay(upstream_conf(sink.port), domains=DOMAINS,
+                   policies=[str(pol)] + _shipped(),
+                   extra=REDIS_ZONES + redis.conf())
+    assert send(a) == 250
+    line = a.wait_logs('test.zone')[0]
+    assert line['n'] == 1 and line['ok'] is True and line['v'] == 'from ' + ALICE
+    assert line['left'] is True and line['added'] == 'exists'
+    assert line['cur'] == 1 and line['prev'] == 0 and line['str'] is True
+    # a string as sluice stores it ('=' and the value with its Lua type tag)
+    assert redis.cli_raw('GET', 'sluice:limits:note') == '=sfrom ' + ALICE
+
+
+def _shipped():
+    from conftest import SHIPPED_POLICIES
+    return SHIPPED_POLICIES
+
+
+@pytest.mark.parametrize('extra, error', [
+    ("zones = { limits = { backend = 'redis' } },",
+     "'redis' needs the redis table"),
+    ("zones = { auth_cache = { backend = 'redis' } }, redis = { address = '127.0.0.1' },",
+     'the auth cache is per process'),
+    ("zones = { limits = { fail = 'closed' } },",
+     "only a zone with backend = 'redis' can fail"),
+    ("redis = { address = 'redis.example' },", 'expected an IPv4 or IPv6 address'),
+    ("redis = { address = '127.0.0.1', socket = '/run/redis.sock' },",
+     'not both'),
+    ("redis = { address = '127.0.0.1', timeout = 10 },", 'at most 5 seconds'),
+])
+def test_configuration_errors(tmp_path, extra, error):
+    conf = tmp_path / 'c.lua'
+    conf.write_text("return { listeners = { { name = 'l', address = '127.0.0.1', port = 2525,"
+                    " tls = 'none' } }, upstreams = { default = { { host = '127.0.0.1', "
+                    "port = 25 } } }, insecure = true, policies = {}, %s }" % extra)
+    r = subprocess.run([SLUICE, 'check', '-c', str(conf)], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert error in r.stderr, r.stderr
