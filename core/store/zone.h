@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "store/shdict.h"
+#include "store/zone_op.h"
 
 struct config;
 struct zone;
@@ -40,8 +41,6 @@ struct zones;
 #define ZONE_FULL_LOG_EVERY 10.0 /* seconds between two zone.full lines of one zone */
 #define ZONE_SHARD_BYTES    (128u * 1024) /* a zone gets one shard (mutex) per this much */
 #define ZONE_MAX_SHARDS     64
-
-#define ZONE_REDIS_KEY_MAX (64 + 32 + 1 + 1024 + 1) /* prefix, zone, ':', key, NUL */
 
 /* `sluice ctl status`: one zone's usage. */
 struct zone_stats {
@@ -57,35 +56,6 @@ struct zone_stats {
     bool        redis;     /* the backend is Redis; the numbers above are its fallback's */
     uint64_t    fallbacks; /* calls Redis did not answer in time, answered locally or
                             * refused (fail closed) */
-};
-
-/* One operation, for zone_exec() and zone_call(). */
-enum zone_op_kind { ZONE_GET, ZONE_SET, ZONE_ADD, ZONE_INCR, ZONE_DELETE };
-
-struct zone_op {
-    enum zone_op_kind   kind;
-    const char         *key;   /* borrows; klen octets */
-    size_t              klen;
-    struct shdict_value value; /* set (SHDICT_NIL deletes), add */
-    double              by;    /* incr */
-    double              ttl;   /* set, add, incr (only when it creates the key) */
-    bool                readonly; /* incr: read the number (0 when absent), change nothing */
-    const char         *peek;  /* incr: another key whose number to read in the same
-                                * step (a limiter's previous window), or NULL */
-    size_t              plen;
-    double              now;
-};
-
-/* What an operation gave. */
-struct zone_result {
-    enum shdict_rc      rc;
-    struct shdict_value v;        /* get: the value; v.str borrows (valid until the call
-                                   * returns, or the done callback does) */
-    double              num;      /* incr: the number now */
-    double              peek;     /* incr: the number under op->peek; 0 when absent */
-    bool                fallback; /* the local fallback answered, or nobody (fail closed) */
-    char               *heap;     /* owns: a get's string longer than v.cap; see
-                                   * zone_result_cleanup() */
 };
 
 /* The zones of cfg->zones, each empty, or NULL with the reason in err. The caller owns the

@@ -1,4 +1,4 @@
-/* core/store/zone_redis.h: the zone operations (zone.h's struct zone_op) as Redis commands,
+/* core/store/zone_redis.h: the zone operations (zone_op.h) as Redis commands,
  * and Redis replies as their results: the one place that knows how a zone's entries look
  * in Redis (docs/deployment.md "What Redis holds"):
  *
@@ -21,7 +21,7 @@
 #include <hiredis.h>
 #include <stddef.h>
 
-#include "store/zone.h"
+#include "store/zone_op.h"
 
 #define ZONE_REDIS_MAX_ARGS 8
 #define ZONE_REDIS_SCRIPTS  2
