@@ -215,8 +215,26 @@ control_status_zones(struct zones *zs, struct control_out *o)
         out_u64(o, "evictions", st.evictions);
         out_u64(o, "refusals", st.refusals);
         out_u64(o, "expired", st.expired);
+        out_text(o, "backend", st.redis ? "redis" : "local", 5);
+        out_u64(o, "fallbacks", st.fallbacks);
         out_put(o, "}", 1);
     }
+    out_put(o, "}", 1);
+}
+
+/* "redis": { links_up, connects, failures } when some zone is in Redis. */
+static void
+control_status_redis(struct zones *zs, struct control_out *o)
+{
+    struct zones_redis_stats st;
+
+    if (!zones_redis_stats(zs, &st))
+        return;
+    out_key(o, "redis");
+    out_put(o, "{", 1);
+    out_u64(o, "links_up", st.links_up);
+    out_u64(o, "connects", st.connects);
+    out_u64(o, "failures", st.failures);
     out_put(o, "}", 1);
 }
 
@@ -262,8 +280,10 @@ control_status(const struct control_env *env, struct control_out *o)
         out_u64(o, "refused", st.inflight_refused);
         out_put(o, "}", 1);
     }
-    if (env->zones != NULL)
+    if (env->zones != NULL) {
         control_status_zones(env->zones, o);
+        control_status_redis(env->zones, o);
+    }
     if (env->audit != NULL) {
         audit_stats(env->audit, &as);
         out_key(o, "audit");

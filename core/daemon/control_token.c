@@ -60,6 +60,20 @@ control_token_ttl(const char *w, size_t n, double *ttl)
     return true;
 }
 
+/* Why a deny was not written, for the operator. */
+static const char *
+control_token_why(const char *reason)
+{
+    if (reason != NULL && strcmp(reason, "full") == 0)
+        return "the zone denylist is full: nothing was denied, and bearer-token AUTH gets "
+               "454 until a deny succeeds; remove entries (token allow) or enlarge "
+               "zones.denylist (restart)";
+    if (reason != NULL && strcmp(reason, "unavailable") == 0)
+        return "Redis is unavailable (the zone denylist is in Redis and fails closed): "
+               "nothing was denied; bearer-token AUTH gets 454 until Redis is back";
+    return "out of memory: nothing was denied";
+}
+
 /* denylist.deny(kind, value[, ttl]) -> key, ttl | nil, reason, as a reply. */
 static void
 control_token_deny(struct control_lua *cl, bool has_ttl, struct control_out *out)
@@ -73,12 +87,7 @@ control_token_deny(struct control_lua *cl, bool has_ttl, struct control_out *out
                          sizeof(err)) != 0) {
         control_out_error(out, err);
     } else if (!lua_isstring(L, -2)) {
-        control_out_error(out, lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "full") == 0
-                                   ? "the zone denylist is full: nothing was denied, and "
-                                     "bearer-token AUTH gets 454 until a deny succeeds; "
-                                     "remove entries (token allow) or enlarge "
-                                     "zones.denylist (restart)"
-                                   : "out of memory: nothing was denied");
+        control_out_error(out, control_token_why(lua_tostring(L, -1)));
     } else {
         key = lua_tolstring(L, -2, &keylen);
         control_out_begin_ok(out);

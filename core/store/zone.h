@@ -129,6 +129,15 @@ size_t zone_keys(struct zone *z, const char *prefix, size_t plen, double now,
 
 void zone_stats(struct zone *z, struct zone_stats *st);
 
+/* Every worker's connection to Redis, summed: false (and *st untouched) when no zone is
+ * in Redis. */
+struct zones_redis_stats {
+    uint64_t links_up; /* workers connected now */
+    uint64_t connects; /* connections set up since start */
+    uint64_t failures; /* connects that failed, connections lost or dropped */
+};
+bool zones_redis_stats(struct zones *zs, struct zones_redis_stats *st);
+
 /* Keys from client-chosen strings (user names, token ids) are bounded this way, here and
  * in Lua (sluice.key_part, lua/sluice/init.lua), so that both build the same key: s itself
  * when it is at most max octets; otherwise its first max - 64 octets, '~' and the 64 hex

@@ -38,6 +38,20 @@ zones_redis_init(struct zones *zs, const struct config *cfg)
     return 0;
 }
 
+bool
+zones_redis_stats(struct zones *zs, struct zones_redis_stats *st)
+{
+    int up;
+
+    if (zs == NULL || zs->redis == NULL)
+        return false;
+    up = atomic_load_explicit(&zs->links.up, memory_order_relaxed);
+    st->links_up = up > 0 ? (uint64_t)up : 0;
+    st->connects = atomic_load_explicit(&zs->links.connects, memory_order_relaxed);
+    st->failures = atomic_load_explicit(&zs->links.failures, memory_order_relaxed);
+    return true;
+}
+
 /* ---- when Redis cannot answer ------------------------------------------------------------ */
 
 /* One zone.fallback line every ZONE_FULL_LOG_EVERY seconds per zone at most, with the

@@ -160,3 +160,85 @@ def test_configuration_errors(tmp_path, extra, error):
     r = subprocess.run([SLUICE, 'check', '-c', str(conf)], capture_output=True, text=True)
     assert r.returncode != 0
     assert error in r.stderr, r.stderr
+
+
+# ---- the deny-list and blocks, from `sluice ctl` on any node --------------------------------
+
+from test_zones import POLICIES as OAUTH_POLICIES, dev_key, domains_lua, jti_of, token_auth, token_for  # noqa: E402,F401
+from bearer import INVALID, OK  # noqa: E402
+
+
+def ctl(relay, *args):
+    return subprocess.run([SLUICE, 'ctl', '-s', str(relay.sock)] + list(args),
+                          capture_output=True, text=True, timeout=20)
+
+
+def oauth_node(make_relay, sink, redis, dev_key, tmp_path, extra=''):
+    sock = tmp_path / ('sluice-%d.ctl' % time.monotonic_ns())
+    r = make_relay(upstream_conf(sink.port), policies=OAUTH_POLICIES,
+                   domains=domains_lua(dev_key / 'dev-token.jwks'),
+                   extra="control_socket = '%s',\n  %s%s%s" % (sock, REDIS_ZONES,
+                                                               redis.conf(), extra))
+    r.sock = sock
+    return r
+
+
+def test_a_deny_on_one_node_holds_on_the_others(make_relay, sink, redis, dev_key, tmp_path):
+    a, b, c = (oauth_node(make_relay, sink, redis, dev_key, tmp_path) for _ in range(3))
+    token = token_for(a, dev_key)
+    assert [token_auth(r, token) for r in (a, b, c)] == [OK] * 3
+    p = ctl(a, 'token', 'deny', 'jti', jti_of(token))
+    assert p.returncode == 0, p.stderr
+    # the control socket wrote it to Redis before answering: enforced at once everywhere
+    assert [token_auth(r, token) for r in (b, c, a)] == [INVALID] * 3
+    assert len(redis.keys('sluice:denylist:oauth2:deny:jti:*')) == 1
+    p = ctl(c, 'token', 'allow', 'jti', jti_of(token))
+    assert p.returncode == 0, p.stderr
+    assert [token_auth(r, token) for r in (a, b)] == [OK] * 2
+
+
+def test_the_deny_list_fails_closed_without_redis(make_relay, sink, redis, dev_key, tmp_path):
+    a = oauth_node(make_relay, sink, redis, dev_key, tmp_path)
+    token = token_for(a, dev_key)
+    assert token_auth(a, token) == OK
+    redis.stop()
+    code, text = token_auth(a, token)
+    assert (code, text[:5]) == (454, b'4.7.0'), (code, text)
+    fb = [l for l in a.wait_logs('zone.fallback') if l['zone'] == 'denylist']
+    assert fb and fb[0]['answer'] == 'refused (fail closed)'
+    # and a deny cannot be made either: the operator is told, nothing is half-done
+    p = ctl(a, 'token', 'deny', 'jti', jti_of(token))
+    assert p.returncode != 0 and 'unavailable' in (p.stdout + p.stderr)
+    # passwords still work: only token AUTH needs the deny-list
+    c = a.smtps()
+    c.quit()
+    st = json.loads(ctl(a, '--json', 'status').stdout)
+    assert st['zones']['denylist']['backend'] == 'redis'
+    assert st['zones']['denylist']['fallbacks'] >= 1
+    assert st['zones']['default']['backend'] == 'local'
+    assert st['redis']['links_up'] == 0 and st['redis']['failures'] >= 1
+    assert st['redis']['connects'] >= 1
+
+
+def test_the_deny_list_can_fail_open(make_relay, sink, redis, dev_key, tmp_path):
+    a = oauth_node(make_relay, sink, redis, dev_key, tmp_path,
+                   extra="\n  zones = { denylist = { backend = 'redis', fail = 'open' },"
+                         " limits = { backend = 'redis' } },")
+    token = token_for(a, dev_key)
+    redis.stop()
+    assert token_auth(a, token) == OK
+
+
+def test_ctl_ratelimit_sees_and_resets_what_every_node_counted(make_relay, sink, redis,
+                                                                dev_key, tmp_path):
+    a, b = (oauth_node(make_relay, sink, redis, dev_key, tmp_path) for _ in range(2))
+    for r in (a, b):
+        assert send(r) == 250
+    show = json.loads(ctl(b, '--json', 'ratelimit', 'show',
+                          'messages:user:' + ALICE).stdout)
+    counters = [k for k in show['keys'] if k['key'].startswith('messages:user:' + ALICE)]
+    assert [k['value'] for k in counters] == [2] and counters[0]['zone'] == 'limits'
+    assert 3600 < counters[0]['ttl'] <= 7200
+    reset = json.loads(ctl(a, '--json', 'ratelimit', 'reset', 'messages:user:' + ALICE).stdout)
+    assert reset['removed'] == 1
+    assert redis.keys('sluice:limits:messages:user:*') == []

@@ -169,7 +169,8 @@ def test_counters_are_evicted_in_their_own_zone_and_status_shows_every_zone(
     assert list(zones) == ['default', 'limits', 'blocks', 'denylist', 'auth_cache', 'jwks']
     for z in zones.values():
         assert set(z) == {'evict', 'capacity', 'bytes', 'entries', 'evictions', 'refusals',
-                          'expired'}
+                          'expired', 'backend', 'fallbacks'}
+        assert (z['backend'], z['fallbacks']) == ('local', 0)
         assert z['bytes'] <= z['capacity']
     limits, deny = zones['limits'], zones['denylist']
     assert (limits['evict'], limits['capacity']) == (True, 64 * 1024)
