@@ -13,7 +13,13 @@
 #            relay without per-message policy work (the reference);
 #   shipped  auth.lua and sender_domain.lua (what bench/run.sh runs);
 #   noop4    auth.lua and bench/conf/noop.lua four times: a chain of four no-op hooks on
-#            MAIL FROM, RCPT TO and the end of data.
+#            MAIL FROM, RCPT TO and the end of data;
+#   limits   ratelimit.lua, auth.lua and sender_domain.lua, the limits raised out of reach
+#            (every message is counted twice, per user and per domain, and never refused),
+#            the zones local;
+#   limits-redis  the same with the zones limits, blocks and denylist in Redis: a
+#            redis-server this script starts (loopback, no persistence), shared by every
+#            such variant. Its commands per message are printed after the tables.
 # ROOT (default: this repository) is the tree whose policies/ and lua/ the variant uses and
 # BUILD (default: $BUILD) the build directory of its sluice, so that one run compares two
 # source states. The first variant is the reference of the ratios.
@@ -43,7 +49,9 @@ policy_set() { # policy_set SET ROOT: the POLICIES list of a set
         none) echo "$r/policies/auth.lua" ;;
         shipped) echo "$r/policies/auth.lua $r/policies/sender_domain.lua" ;;
         noop4) echo "$r/policies/auth.lua $n $n $n $n" ;;
-        *) log "unknown policy set $1 (none, shipped, noop4)"; exit 2 ;;
+        limits | limits-redis)
+            echo "$r/policies/ratelimit.lua $r/policies/auth.lua $r/policies/sender_domain.lua" ;;
+        *) log "unknown policy set $1 (none, shipped, noop4, limits, limits-redis)"; exit 2 ;;
     esac
 }
 
@@ -61,15 +69,43 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 start_sink sink-plain
 SINK_PLAIN_PID=$SINK_PID SINK_PLAIN_PORT=$SINK_PORT
 
+# The limits of policies/ratelimit.lua out of reach, for the limits sets.
+DOMAIN_CONF=${DOMAIN_CONF:-"limits = { messages_per_hour = 1000000000, user_messages_per_hour = 1000000000 }"}
+REDIS_PORT=
+start_redis() { # a redis-server for the limits-redis variants, once
+    [[ -z $REDIS_PORT ]] || return 0
+    REDIS_PORT=$(free_port)
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$OUT" --logfile "$OUT/redis.log" >/dev/null 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 50); do
+        [[ $(redis-cli -p "$REDIS_PORT" PING 2>/dev/null) == PONG ]] && return 0
+        sleep 0.1
+    done
+    log "redis-server did not start; see $OUT/redis.log"
+    exit 1
+}
+redis_commands() { # commands the bench's redis-server has processed so far
+    redis-cli -p "$REDIS_PORT" INFO stats | awk -F: '/^total_commands_processed/ { print $2 + 0 }'
+}
+declare -A REDIS_PER_MSG
+
 # One sluice per variant, each from its own copy of its binary.
-declare -A V_PID V_SMTPS V_SUB V_DESC
+declare -A V_PID V_SMTPS V_SUB V_DESC V_SET
 LABELS=()
 for v in $VARIANTS; do
     IFS=: read -r label set vroot vbuild <<<"$v"
     vroot=${vroot:-$ROOT} vbuild=${vbuild:-$BUILD}
     cp "$vbuild/sluice" "$OUT/bin/sluice-$label"
     SLUICE=$OUT/bin/sluice-$label
-    POLICIES=$(policy_set "$set" "$vroot") LUA_DIR=$vroot/lua start_sluice "sluice-$label"
+    EXTRA_CONF=
+    if [[ $set == limits-redis ]]; then
+        start_redis
+        EXTRA_CONF="redis = { address = '127.0.0.1', port = $REDIS_PORT }, zones = { limits = { backend = 'redis' }, blocks = { backend = 'redis' }, denylist = { backend = 'redis' } },"
+    fi
+    V_SET[$label]=$set
+    POLICIES=$(policy_set "$set" "$vroot") LUA_DIR=$vroot/lua EXTRA_CONF=$EXTRA_CONF \
+        start_sluice "sluice-$label"
     V_PID[$label]=$SLUICE_PID V_SMTPS[$label]=$SMTPS V_SUB[$label]=$SUBMISSION
     V_DESC[$label]="$set policies from $vroot, sluice from $vbuild (sha256 $(sha256sum "$SLUICE" | cut -c1-12))"
     LABELS+=("$label")
@@ -101,12 +137,19 @@ run_one() {
         >"$json" 2>"$OUT/$1.$2.$3.log" &
     local lpid=$!
     PIDS+=("$lpid")
+    local r0=0 r1=0
     sleep "$WARMUP" # sluice's CPU is counted from the end of the warmup
     c0=$(cpu_secs "$pid") u0=$(user_secs "$pid") m0=$(machine_busy) t0=$(now)
+    [[ ${V_SET[$2]} != limits-redis ]] || r0=$(redis_commands)
     wait "$lpid" || true
     forget_pid "$lpid"
     c1=$(cpu_secs "$pid") u1=$(user_secs "$pid") m1=$(machine_busy) t1=$(now)
+    [[ ${V_SET[$2]} != limits-redis ]] || r1=$(redis_commands)
     ok=$(jnum ok "$json")
+    if [[ ${V_SET[$2]} == limits-redis ]]; then # Redis commands per message measured
+        REDIS_PER_MSG[$1|$2|$3]=$(awk -v a="$r0" -v b="$r1" -v n="${ok:-0}" \
+            'BEGIN { printf "%.2f", n > 0 ? (b - a) / n : 0 }')
+    fi
     local us uus other
     read -r us uus other < <(awk -v c0="$c0" -v c1="$c1" -v u0="$u0" -v u1="$u1" \
         -v m0="$m0" -v m1="$m1" -v t0="$t0" -v t1="$t1" -v n="${ok:-0}" \
@@ -179,6 +222,9 @@ for id in $SCENARIO_IDS; do
              "$(each "$id" "$label" 7) |"
     done
     echo
+done
+for key in $(printf '%s\n' "${!REDIS_PER_MSG[@]}" | sort); do
+    echo "- Redis commands per message, $key (scenario|variant|round): ${REDIS_PER_MSG[$key]}"
 done
 stop_all
 log "done in $(elapsed) s; files in $OUT"

@@ -249,3 +249,19 @@ def test_killing_a_node_mid_traffic_loses_no_accepted_message(cluster):
                for code in results.values()), results
     # the other nodes carried on: most messages went through
     assert len(accepted) >= 45, results
+
+
+def test_the_docs_show_the_files_as_they_are():
+    """docs/deployment.md shows node1.lua, haproxy.cfg and redis.conf in full; node2.lua
+    and node3.lua are node1.lua with the node's number and address."""
+    docs = (ROOT / 'docs' / 'deployment.md').read_text()
+    for name in ('node1.lua', 'haproxy.cfg', 'redis.conf'):
+        marker = docs.index('<!-- dist/cluster/%s' % name)
+        start = docs.index('\n', docs.index('```', marker)) + 1
+        block = docs[start:docs.index('```\n', start)]
+        assert block == (CLUSTER / name).read_text(), name
+    one = (CLUSTER / 'node1.lua').read_text()
+    for n in (2, 3):
+        expected = (one.replace('node1', 'node%d' % n).replace('node 1 ', 'node %d ' % n)
+                    .replace("'127.0.1.1'", "'127.0.1.%d'" % n))
+        assert (CLUSTER / ('node%d.lua' % n)).read_text() == expected
