@@ -148,7 +148,7 @@ run_one() {
     ok=$(jnum ok "$json")
     if [[ ${V_SET[$2]} == limits-redis ]]; then # Redis commands per message measured
         REDIS_PER_MSG[$1|$2|$3]=$(awk -v a="$r0" -v b="$r1" -v n="${ok:-0}" \
-            'BEGIN { printf "%.2f", n > 0 ? (b - a) / n : 0 }')
+            'BEGIN { printf "%.2f", (n > 0 ? (b - a) / n : 0) }')
     fi
     local us uus other
     read -r us uus other < <(awk -v c0="$c0" -v c1="$c1" -v u0="$u0" -v u1="$u1" \

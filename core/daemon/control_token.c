@@ -97,7 +97,7 @@ control_token_deny(struct control_lua *cl, bool has_ttl, struct control_out *out
     }
 }
 
-/* denylist.allow(kind, value) -> key, removed, as a reply. */
+/* denylist.allow(kind, value) -> key, removed[, why], as a reply. */
 static void
 control_token_allow(struct control_lua *cl, struct control_out *out)
 {
@@ -106,10 +106,18 @@ control_token_allow(struct control_lua *cl, struct control_out *out)
     const char *key;
     size_t      keylen;
 
-    if (control_lua_call(cl, "token", "sluice.denylist", "allow", 2, 2, err, sizeof(err)) != 0) {
+    if (control_lua_call(cl, "token", "sluice.denylist", "allow", 2, 3, err, sizeof(err)) != 0) {
         control_out_error(out, err);
         return;
     }
+    if (lua_isstring(L, -1)) { /* why nothing was done */
+        control_out_error(out, strcmp(lua_tostring(L, -1), "unavailable") == 0
+                                   ? "Redis is unavailable (the zone denylist is in Redis): "
+                                     "nothing was allowed"
+                                   : lua_tostring(L, -1));
+        return;
+    }
+    lua_pop(L, 1);
     key = lua_isstring(L, -2) ? lua_tolstring(L, -2, &keylen) : (keylen = 0, "");
     control_out_begin_ok(out);
     control_out_text(out, "key", key, keylen);

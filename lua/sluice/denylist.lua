@@ -36,10 +36,12 @@ function denylist.deny(kind, value, ttl)
   return key, ttl
 end
 
--- Take value off the list: the key, and whether it was there.
+-- Take value off the list: the key, and whether it was there; or the key, nil and why it
+-- could not be done ('unavailable': the zone is in Redis, which did not answer).
 function denylist.allow(kind, value)
   local key = denylist.key(kind, value)
-  return key, zone:delete(key)
+  local removed, err = zone:delete(key)
+  return key, removed, err
 end
 
 return denylist

@@ -209,6 +209,8 @@ def test_the_deny_list_fails_closed_without_redis(make_relay, sink, redis, dev_k
     # and a deny cannot be made either: the operator is told, nothing is half-done
     p = ctl(a, 'token', 'deny', 'jti', jti_of(token))
     assert p.returncode != 0 and 'unavailable' in (p.stdout + p.stderr)
+    p = ctl(a, 'token', 'allow', 'jti', jti_of(token))
+    assert p.returncode != 0 and 'nothing was allowed' in p.stderr, p
     # passwords still work: only token AUTH needs the deny-list
     c = a.smtps()
     c.quit()
