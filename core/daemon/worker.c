@@ -351,8 +351,8 @@ worker_free(struct worker *w)
 {
     if (w == NULL)
         return;
-    while (w->sessions != NULL)
-        smtp_session_free(w->sessions, "shutdown");
+    while (w->sessions != NULL) /* the loop is over: a waiting on_disconnect never ends */
+        smtp_session_free_now(w->sessions, "shutdown");
     if (w->loop != NULL) {
         worker_listeners_stop(w);
         ev_idle_stop(w->loop, &w->reap);

@@ -20,11 +20,11 @@ lapi_hook_run(lua_State *L, const char *fn)
     return run;
 }
 
+/* Every hook may wait, on_disconnect too: the session outlives its connection until that
+ * run ends (core/smtp/smtp_session.c, DISCONNECTED). */
 void
 lapi_require_yieldable(lua_State *L, struct hook_run *run, const char *fn)
 {
-    if (run->hook == POLICY_ON_DISCONNECT)
-        luaL_error(L, "%s: not available in on_disconnect", fn);
     if (L != run->co)
         luaL_error(L, "%s: cannot yield from a coroutine of the policy's own", fn);
 }

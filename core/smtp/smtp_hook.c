@@ -272,33 +272,44 @@ smtp_hook_relayed(struct smtp_session *s, const struct smtp_relayed *r, hook_don
     return smtp_hook_start(s, POLICY_ON_RELAYED, 3, true, done, NULL);
 }
 
-/* Nothing can wait for on_disconnect: its hooks may not yield (sluice.sleep and
- * sluice.passwd.verify raise there), so the run always ends before this returns. */
-static void
-smtp_hook_disconnect(struct smtp_session *s, const char *reason)
+/* on_disconnect is asked after the connection is gone, so its arguments are taken while
+ * it is still there (the session table shows the TLS parameters; reason may point into the
+ * connection): pushed here, popped by smtp_hook_disconnect. */
+bool
+smtp_hook_session_closing(struct smtp_session *s, const char *reason)
 {
-    lua_State *L = smtp_hook_notify_state(s, POLICY_ON_DISCONNECT);
+    lua_State *L;
 
-    if (L == NULL)
-        return;
-    smtp_hook_push_session(L, s);
-    lua_pushstring(L, reason != NULL ? reason : "");
-    if (smtp_hook_start(s, POLICY_ON_DISCONNECT, 2, true, NULL, NULL) == HOOK_PENDING) {
-        hook_run_cancel(s->hook); /* cannot happen: no wait is allowed */
-        s->hook = NULL;
-        s->hook_done = NULL;
-    }
-}
-
-void
-smtp_hook_session_gone(struct smtp_session *s, const char *reason)
-{
-    if (s->hook != NULL) {
+    if (s->hook != NULL) { /* a decision nobody will hear */
         hook_run_cancel(s->hook);
         s->hook = NULL;
         s->hook_done = NULL;
     }
-    smtp_hook_disconnect(s, reason);
+    L = smtp_hook_notify_state(s, POLICY_ON_DISCONNECT);
+    if (L == NULL)
+        return false;
+    smtp_hook_push_session(L, s);
+    lua_pushstring(L, reason != NULL ? reason : "");
+    return true;
+}
+
+enum hook_rc
+smtp_hook_disconnect(struct smtp_session *s, hook_done_fn *done)
+{
+    return smtp_hook_start(s, POLICY_ON_DISCONNECT, 2, true, done, NULL);
+}
+
+bool
+smtp_hook_session_gone(struct smtp_session *s)
+{
+    bool cancelled = s->hook != NULL;
+
+    if (cancelled) {
+        hook_run_cancel(s->hook);
+        s->hook = NULL;
+        s->hook_done = NULL;
+    }
     if (s->pin.vm != NULL)
         lapi_session_release(policy_vm_state(s->pin.vm), &s->lua_session);
+    return cancelled;
 }

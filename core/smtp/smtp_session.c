@@ -56,6 +56,7 @@ const struct smtp_transition smtp_session_transitions[] = {
     T(BDAT, CLOSING, "timeout"),
     T(STARTTLS, CMD, "handshake done: the session starts over"),
     T(RELAY, CMD, "the client got the upstream's answer"),
+    T(ANY, DISCONNECTED, "connection closed and freed, on_disconnect waits"),
 };
 #undef T
 const size_t smtp_session_n_transitions =
@@ -71,9 +72,11 @@ smtp_session_state_name(enum smtp_state st)
         [SMTP_STATE_AUTH_ERROR] = "AUTH_ERROR", [SMTP_STATE_DATA] = "DATA",
         [SMTP_STATE_BDAT] = "BDAT",         [SMTP_STATE_STARTTLS] = "STARTTLS",
         [SMTP_STATE_POLICY] = "POLICY",     [SMTP_STATE_RELAY] = "RELAY",
-        [SMTP_STATE_CLOSING] = "CLOSING",
+        [SMTP_STATE_CLOSING] = "CLOSING",   [SMTP_STATE_DISCONNECTED] = "DISCONNECTED",
     };
 
+    if (st == SMTP_STATE_ANY)
+        return "ANY";
     return (unsigned)st < SMTP_STATE_COUNT ? names[st] : "?";
 }
 
@@ -83,7 +86,9 @@ smtp_session_may_enter(enum smtp_state from, enum smtp_state to)
     if (from == to)
         return true;
     for (size_t i = 0; i < smtp_session_n_transitions; i++) {
-        if (smtp_session_transitions[i].from == from && smtp_session_transitions[i].to == to)
+        const struct smtp_transition *t = &smtp_session_transitions[i];
+
+        if ((t->from == from || t->from == SMTP_STATE_ANY) && t->to == to)
             return true;
     }
     return false;
@@ -106,6 +111,7 @@ smtp_session_enter(struct smtp_session *s, enum smtp_state to)
 
 static enum conn_rc smtp_session_event(void *owner, struct conn *c, enum conn_event ev);
 static enum conn_rc smtp_session_flushed(struct smtp_session *s);
+static void         smtp_session_disconnected(struct smtp_session *s, const struct verdict *v);
 
 /* What the session waits for when its timer fires: names the log line's phase and
  * the reply. */
@@ -362,16 +368,24 @@ smtp_session_reset_tx(struct smtp_session *s)
     s->tx = NULL;
 }
 
-void
-smtp_session_free(struct smtp_session *s, const char *reason)
+/* The first half of the end, the client's: whatever was in progress is dropped, the
+ * session.close line written, the iplimit slot given back and the connection closed and
+ * freed; then on_disconnect runs. true: it waits, and s stays in DISCONNECTED until it
+ * ends (smtp_session_disconnected). */
+static bool
+smtp_session_hang_up(struct smtp_session *s, const char *reason)
 {
     struct logline l;
+    bool           ask;
 
     if (s->relay != NULL)
         relay_job_cancel(s->relay);
-    smtp_hook_session_gone(s, reason);
+    s->relay = NULL;
+    ask = smtp_hook_session_closing(s, reason); /* before the conn goes: TLS names, reason */
     free(s->pending_arg);
+    s->pending_arg = NULL;
     free(s->relayed);
+    s->relayed = NULL;
     log_begin(&l, LOG_INFO, "session.close", s->id);
     log_str(&l, "reason", reason);
     log_int(&l, "messages", (long long)s->messages);
@@ -382,9 +396,52 @@ smtp_session_free(struct smtp_session *s, const char *reason)
     sasl_reset(&s->sasl);
     if (s->counted)
         iplimit_release(s->server->iplimit, s->client);
-    conn_free(s->conn);
+    s->counted = false;
+    conn_free(s->conn); /* its watchers and timer stop with it: nothing fires for s now */
+    s->conn = NULL;
+    if (!ask || smtp_hook_disconnect(s, smtp_session_disconnected) != HOOK_PENDING)
+        return false;
+    smtp_session_enter(s, SMTP_STATE_DISCONNECTED);
+    return true;
+}
+
+/* The second half: on_disconnect is over (or cancelled, why says so in a policy.cancel
+ * line); the worker unlinks s and unpins its generation. */
+static void
+smtp_session_release(struct smtp_session *s, const char *why)
+{
+    struct logline l;
+
+    if (smtp_hook_session_gone(s)) {
+        log_begin(&l, LOG_NOTICE, "policy.cancel", s->id);
+        log_str(&l, "hook", "on_disconnect");
+        log_str(&l, "reason", why);
+        log_end(&l);
+    }
     s->server->session_gone(s->server->owner, s);
     free(s);
+}
+
+static void
+smtp_session_disconnected(struct smtp_session *s, const struct verdict *v)
+{
+    (void)v;
+    smtp_session_release(s, NULL);
+}
+
+void
+smtp_session_free(struct smtp_session *s, const char *reason)
+{
+    if (s->state == SMTP_STATE_DISCONNECTED || !smtp_session_hang_up(s, reason))
+        smtp_session_release(s, reason);
+}
+
+void
+smtp_session_free_now(struct smtp_session *s, const char *reason)
+{
+    if (s->state != SMTP_STATE_DISCONNECTED)
+        smtp_session_hang_up(s, reason);
+    smtp_session_release(s, reason);
 }
 
 /* Reply, count the error, and hang up when the client keeps erring (RFC 5321 4.5.3.1:
@@ -781,7 +838,8 @@ smtp_session_drain(struct smtp_session *s)
         smtp_session_free(s, "shutdown");
     }
     /* DATA, BDAT, POLICY, RELAY: the transaction finishes; smtp_session_process closes
-     * after. (NEW lasts only inside smtp_session_new.)
+     * after. (NEW lasts only inside smtp_session_new.) DISCONNECTED: on_disconnect ends
+     * within its budget; the drain waits for it as for any session.
      * STARTTLS: smtp_session_tls_ready closes once the handshake is done. */
 }
 
@@ -791,7 +849,7 @@ void
 smtp_session_cut(struct smtp_session *s)
 {
     bool can_reply = s->state != SMTP_STATE_TLS_ACCEPT && s->state != SMTP_STATE_PROXY &&
-                     s->state != SMTP_STATE_CLOSING &&
+                     s->state != SMTP_STATE_CLOSING && s->state != SMTP_STATE_DISCONNECTED &&
                      !s->conn->handshaking;
 
     if (can_reply) {
@@ -799,5 +857,5 @@ smtp_session_cut(struct smtp_session *s)
         if (conn_flush(s->conn, false) == CONN_GONE)
             return;
     }
-    smtp_session_free(s, "drain timeout");
+    smtp_session_free_now(s, "drain timeout");
 }

@@ -49,6 +49,8 @@ enum smtp_state {
     SMTP_STATE_RELAY,      /* the upstream has the message, then on_relayed hears its answer:
                             * reading goes on (to see a client leave), nothing is consumed */
     SMTP_STATE_CLOSING,    /* last reply queued; close when flushed */
+    SMTP_STATE_DISCONNECTED, /* the connection is closed and released (conn NULL); on_disconnect
+                              * waits, bounded by hook_timeout: then the session is freed */
     SMTP_STATE_COUNT
 };
 
@@ -92,7 +94,7 @@ struct smtp_session {
     struct smtp_server_pin        pin;      /* borrows: the pinned generation's parts */
     const struct config          *cfg;      /* borrows: pin.cfg */
     const struct config_listener *lcfg;     /* borrows */
-    struct conn                  *conn;     /* owns */
+    struct conn                  *conn;     /* owns; NULL in DISCONNECTED */
     enum smtp_state               state;    /* written only by smtp_session_enter() */
     struct smtp_tx               *tx;       /* owns; NULL outside MAIL .. end of data */
     struct relay_job             *relay;    /* the relay in progress, or NULL */
@@ -153,14 +155,25 @@ struct smtp_session *smtp_session_new(struct smtp_server *srv,
                                       const struct config_listener *lcfg, int fd);
 
 /* The one teardown path: cancels any outstanding wait, logs session.close with reason,
- * releases the iplimit slot, unlinks from the worker, frees. */
+ * releases the iplimit slot, closes and frees the connection, then runs on_disconnect;
+ * then unlinks from the worker and frees. If on_disconnect waits (a yielding call), s lives
+ * on in DISCONNECTED, still listed and still pinning its generation, until the run ends
+ * (within hook_timeout per policy) and frees it: the caller must not touch s again either
+ * way. Called on a session in DISCONNECTED it cancels that run and frees s at once, as
+ * smtp_session_free_now does. */
 void smtp_session_free(struct smtp_session *s, const char *reason);
 
+/* The same, but nothing is waited for: on_disconnect runs up to its first wait, which is
+ * cancelled (a policy.cancel line), as is one already waiting; s is gone on return. For
+ * the worker's hard shutdown, when its loop no longer runs. */
+void smtp_session_free_now(struct smtp_session *s, const char *reason);
+
 /* The worker is draining: an idle session gets 421 4.3.2 now; a busy one after its
- * transaction. */
+ * transaction; one in DISCONNECTED is left to finish its on_disconnect. */
 void smtp_session_drain(struct smtp_session *s);
 
-/* The drain timeout ran out: 421 where the client can hear it, then free. */
+/* The drain timeout ran out: 421 where the client can hear it, then free at once (a
+ * pending on_disconnect is cancelled, never waited for). */
 void smtp_session_cut(struct smtp_session *s);
 
 /* Room for n more octets in s->tx->msg, charged to the daemon's budget for messages in

@@ -18,12 +18,16 @@ struct smtp_transition {
     const char     *event;
 };
 
+/* A transition's `from` that stands for every state: the connection can close in any. */
+#define SMTP_STATE_ANY SMTP_STATE_COUNT
+
 extern const struct smtp_transition smtp_session_transitions[];
 extern const size_t                 smtp_session_n_transitions;
 
-/* "CMD" for SMTP_STATE_CMD; "?" out of range. */
+/* "CMD" for SMTP_STATE_CMD, "ANY" for SMTP_STATE_ANY; "?" out of range. */
 const char *smtp_session_state_name(enum smtp_state st);
-/* True if the table allows from -> to (staying in a state is always allowed). */
+/* True if the table allows from -> to (staying in a state is always allowed; a row from
+ * SMTP_STATE_ANY allows its `to` from every state). */
 bool        smtp_session_may_enter(enum smtp_state from, enum smtp_state to);
 /* The only writer of s->state. A change is logged at debug level (session.state, with
  * from and to); one the table does not allow is our bug: an assert (debug builds). */
@@ -73,9 +77,18 @@ enum hook_rc smtp_hook_auth_result(struct smtp_session *s, const struct verdict 
                                    hook_done_fn *done);
 enum hook_rc smtp_hook_relayed(struct smtp_session *s, const struct smtp_relayed *r,
                                hook_done_fn *done);
-/* The session is being freed: drop a pending hook (its done() is never called), run
- * on_disconnect with the reason, drop the session's Lua table. */
-void         smtp_hook_session_gone(struct smtp_session *s, const char *reason);
+/* The end, in three steps (smtp_session_free). The connection is still there: drop a
+ * pending decision hook (its done() is never called) and, when some policy has
+ * on_disconnect, push its arguments (the session table, reason) on the vm's stack: true.
+ * Nothing may run Lua on that state before smtp_hook_disconnect pops them. */
+bool         smtp_hook_session_closing(struct smtp_session *s, const char *reason);
+/* The connection is gone: run on_disconnect with those arguments. HOOK_PENDING: a policy
+ * waits (it may yield, as in every hook), done(s, verdict none) comes when the run ends,
+ * within hook_timeout per policy, unless smtp_hook_session_gone comes first. */
+enum hook_rc smtp_hook_disconnect(struct smtp_session *s, hook_done_fn *done);
+/* The session is being freed: cancel a pending run (on_disconnect's: true), drop the
+ * session's Lua table. */
+bool         smtp_hook_session_gone(struct smtp_session *s);
 
 /* A parsed command in CMD: the verb table's needs (EHLO first, ...), then its handler. */
 enum smtp_rc smtp_verbs_dispatch(struct smtp_session *s, const struct smtp_cmd *cmd);

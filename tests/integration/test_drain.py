@@ -1,7 +1,9 @@
 """Draining on SIGTERM, as docs/smtp.md describes it: stop accepting, 421 4.3.2 to idle
 sessions, let transactions in flight finish (the upstream's answer included), then
 421 to those sessions too, and exit 0; after timeouts.drain whatever is left is cut
-off, and a message whose upstream answer had not arrived was never acknowledged.
+off, and a message whose upstream answer had not arrived was never acknowledged. A
+session whose on_disconnect still waits is a session: the drain waits for it, and the
+drain timeout cancels it.
 
 Real clients over TLS, a real `sluice run` and a real `sluice sink` (--delay-ms holds
 the upstream's answer to the end of data). Each test checks what the clients got,
@@ -10,13 +12,17 @@ what the sink stored, the relay's log and its exit.
 Run: SLUICE_BIN=build-asan/sluice /usr/bin/python3 -m pytest tests/integration/test_drain.py
 """
 import os
+import pathlib
+import shutil
 import signal
 import socket
+import tempfile
 import time
 
 import pytest
 
-from conftest import ALICE, client_bytes, upstream_conf, wait_read_by_peer, wait_until
+from conftest import (ALICE, SHIPPED_POLICIES, client_bytes, lua_str, upstream_conf,
+                      wait_read_by_peer, wait_until)
 
 # The main thread drains the workers while they serve: `make integration-tsan`.
 pytestmark = pytest.mark.threads
@@ -195,3 +201,73 @@ def test_the_drain_timeout_cuts_off_a_stuck_upstream_and_acknowledges_nothing(
     assert closed['reason'] in ('cancelled', 'shutdown')
     assert sink.events('sink.message') == []  # still waiting: nothing was accepted yet
     busy.close()
+
+
+# on_disconnect that waits (docs/lua-api.md): it says test.waiting once the client has
+# gone, then waits until the test creates the file `go` (polled with sluice.sleep, the
+# way a limiter whose zone is in Redis waits for its answer), then says test.bye.
+WAITER = """local sluice = require('sluice')
+return {
+  on_disconnect = function(session, reason)
+    sluice.log('info', 'test.waiting', { reason = reason })
+    while true do
+      local f = io.open(%s)
+      if f then f:close() break end
+      sluice.sleep(0.02)
+    end
+    sluice.log('info', 'test.bye', { reason = reason })
+  end,
+}
+"""
+
+
+@pytest.fixture
+def go_dir():
+    """A directory the daemon's service user can look into (tmp_path is root's alone)."""
+    d = tempfile.mkdtemp(prefix='sluice-go-')
+    os.chmod(d, 0o755)
+    yield pathlib.Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def waiting_relay(make_relay, sink, tmp_path, go_dir, timeouts):
+    go = go_dir / 'go'
+    policy = tmp_path / 'waiter.lua'
+    policy.write_text(WAITER % lua_str(go))
+    relay = make_relay(upstream_conf(sink.port), timeouts=timeouts,
+                       policies=SHIPPED_POLICIES + [str(policy)])
+    client = relay.raw_authed()
+    assert client.cmd(b'QUIT').code == 221
+    assert client.at_eof()
+    relay.wait_logs('test.waiting')
+    return relay, go
+
+
+def test_sigterm_waits_for_an_on_disconnect_that_waits(make_relay, sink, tmp_path, go_dir):
+    relay, go = waiting_relay(make_relay, sink, tmp_path, go_dir, 'drain = 10,')
+    terminate(relay)
+    wait_until(lambda: 'daemon.drain' in events(relay), 'daemon.drain')
+    go.touch()
+
+    assert exit_within(relay, 5) == 0
+    log = events(relay)
+    assert log.index('session.close') < log.index('daemon.drain') < log.index('test.bye') \
+        < log.index('daemon.stop')
+    assert 'worker.drain_timeout' not in log and 'policy.cancel' not in log
+    assert relay.logs('policy.error') == []
+
+
+def test_the_drain_timeout_cancels_an_on_disconnect_that_waits_and_exits_0(
+        make_relay, sink, tmp_path, go_dir):
+    relay, _ = waiting_relay(make_relay, sink, tmp_path, go_dir, 'drain = 0.5,')
+    sent = terminate(relay)
+
+    assert exit_within(relay, 5) == 0  # make_relay checks stderr for sanitizer reports
+    assert time.monotonic() - sent >= 0.4
+    log = events(relay)
+    assert log.index('worker.drain_timeout') < log.index('policy.cancel')
+    [cancel] = relay.logs('policy.cancel')
+    [closed] = relay.logs('session.close')
+    assert (cancel['hook'], cancel['reason'], cancel['sid']) == (
+        'on_disconnect', 'drain timeout', closed['sid'])
+    assert 'test.bye' not in log

@@ -442,6 +442,41 @@ sleeping_inside_a_nested_coroutine_is_an_error_naming_its_line(void)
     world_cleanup(&w);
 }
 
+/* on_disconnect may wait like every hook (the session outlives its connection for it):
+ * the run is pending, then ends through done with no verdict and no error. */
+static void
+on_disconnect_may_wait_and_ends_through_done(void)
+{
+    struct world     w;
+    struct owner     o = { .v.kind = VERDICT_REJECT };
+    struct hook_ctx  ctx;
+    struct hook_run *run = NULL;
+    const char      *log;
+    lua_State       *L;
+
+    world_init(&w,
+               "local sluice = require('sluice')\n"
+               "return { on_disconnect = function(s, reason)\n"
+               "  sluice.sleep(0.01)\n"
+               "  sluice.log('err', 'test.bye', { reason = reason })\n"
+               "end }\n",
+               "5", 0);
+    ctx = ctx_for(&w, &o, NULL);
+    L = policy_vm_state(w.vm);
+    lua_newtable(L);
+    lua_pushstring(L, "client quit");
+    capture_start();
+    CHECK_EQ_INT(hook_run_notify(&ctx, w.vm, POLICY_ON_DISCONNECT, 2, &run), HOOK_PENDING);
+    CHECK(run != NULL);
+    CHECK(drive_until(w.loop, &o.done_calls, 1));
+    log = capture_end();
+    CHECK(o.v.kind == VERDICT_NONE);
+    CHECK(strstr(log, "\"event\":\"test.bye\"") != NULL);
+    CHECK(strstr(log, "\"reason\":\"client quit\"") != NULL);
+    CHECK(strstr(log, "policy.error") == NULL);
+    world_cleanup(&w);
+}
+
 int
 main(void)
 {
@@ -453,5 +488,6 @@ main(void)
     RUN(a_hook_running_past_its_budget_gets_451_and_policy_error);
     RUN(an_error_in_a_nested_coroutine_after_a_wait_names_its_line);
     RUN(sleeping_inside_a_nested_coroutine_is_an_error_naming_its_line);
+    RUN(on_disconnect_may_wait_and_ends_through_done);
     return check_summary();
 }

@@ -25,6 +25,7 @@
 #include "testio.h"
 #include "tmpdir.h"
 #include "daemon/worker.h"
+#include "daemon/worker_gen.h"
 
 #define T_INFLIGHT_TOTAL (2u * 1024 * 1024)
 #define T_INFLIGHT_SHARE (512u * 1024) /* every client here is "" (a socketpair) */
@@ -578,6 +579,263 @@ quit_says_221_and_closes(void)
     close(fd);
 }
 
+/* ---- on_disconnect that waits ------------------------------------------------------ */
+
+/* A worker of its own whose one policy's on_disconnect sleeps for the milliseconds the
+ * EHLO name says (napN), then logs test.bye: what policies/ratelimit.lua's limiter does
+ * there once its zone yields (Redis). Its own iplimit, so that the sessions the tests
+ * above left to the other worker do not count. */
+static struct daemon  bye_daemon;
+static struct worker *bye;
+
+static const char bye_policy[] =
+    "local sluice = require('sluice')\n"
+    "return { on_disconnect = function(session, reason)\n"
+    "  local ms = tonumber((session.helo or ''):match('^nap(%d+)$')) or 0\n"
+    "  sluice.sleep(ms / 1000)\n"
+    "  sluice.log('notice', 'test.bye', { reason = reason })\n"
+    "end }\n";
+
+static struct generation *
+bye_generation(unsigned id)
+{
+    char               conf[1024], path[512], err[512];
+    struct generation *g;
+
+    snprintf(path, sizeof(path), "%s/bye.lua", tmpdir);
+    test_write_file(NULL, path, bye_policy);
+    snprintf(conf, sizeof(conf),
+             "return { hostname = 'bye.test', workers = 1, insecure = true, users_dir = '%s/users',\n"
+             "  listeners = { { name = 'plain', address = '127.0.0.1', port = 1, tls = 'none' } },\n"
+             "  upstreams = { default = { { host = '127.0.0.1', port = 1, tls = 'none' } } },\n"
+             "  hook_timeout = 8, timeouts = { drain = 1 },\n"
+             "  policies = { '%s' } }\n",
+             tmpdir, path);
+    snprintf(path, sizeof(path), "%s/bye.conf.lua", tmpdir);
+    test_write_file(NULL, path, conf);
+    g = generation_load(path, id, err, sizeof(err));
+    if (g == NULL) {
+        fprintf(stderr, "bye config: %s\n", err);
+        exit(1);
+    }
+    return g;
+}
+
+static void
+bye_start(void)
+{
+    char err[512];
+
+    bye_daemon = daemon_;
+    bye_daemon.gen = bye_generation(1);
+    bye_daemon.iplimit = iplimit_new(100, 100);
+    bye = worker_new(0, &bye_daemon, NULL, NULL, 0, err, sizeof(err));
+    if (bye == NULL) {
+        fprintf(stderr, "bye: %s\n", err);
+        exit(1);
+    }
+}
+
+static void
+bye_stop(void)
+{
+    worker_free(bye); /* frees what is left, a waiting on_disconnect included */
+    bye = NULL;
+    iplimit_free(bye_daemon.iplimit);
+    generation_unref(bye_daemon.gen);
+}
+
+static void
+wake_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)t, (void)revents;
+}
+
+/* Run bye's loop one event at a time until done() (a watchdog wakes it every 50 ms; it
+ * synchronises nothing): false after 5 s. */
+static bool
+bye_drive_until(bool (*done)(void))
+{
+    ev_timer wake;
+    double   deadline = now() + 5;
+
+    ev_timer_init(&wake, wake_cb, 0.05, 0.05);
+    ev_timer_start(bye->loop, &wake);
+    while (!done() && now() < deadline)
+        ev_run(bye->loop, EVRUN_ONCE);
+    ev_timer_stop(bye->loop, &wake);
+    return done();
+}
+
+static bool
+bye_has_no_session(void)
+{
+    return bye->sessions == NULL;
+}
+
+static bool
+bye_is_draining(void)
+{
+    return bye->draining;
+}
+
+static bool
+bye_has_old_generation(void)
+{
+    return bye->old != NULL;
+}
+
+static bool
+bye_has_no_old_generation(void)
+{
+    return bye->old == NULL;
+}
+
+/* A client of bye's says EHLO napMS and QUIT, and reads until the server has closed the
+ * connection: true once it has (with 221 before). */
+static bool
+bye_client_quits(int ms)
+{
+    char   cmds[64], buf[4096];
+    size_t len = 0;
+    double deadline = now() + 5;
+    int    sv[2];
+
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
+    smtp_session_new(&bye->server, &bye->gen->cfg->listeners[0], sv[1]);
+    snprintf(cmds, sizeof(cmds), "EHLO nap%d\r\nQUIT\r\n", ms);
+    if (write(sv[0], cmds, strlen(cmds)) != (ssize_t)strlen(cmds))
+        return false;
+    while (now() < deadline) {
+        ssize_t n = read(sv[0], buf + len, sizeof(buf) - 1 - len);
+
+        if (n == 0)
+            break;
+        if (n > 0)
+            len += (size_t)n;
+        else
+            ev_run(bye->loop, EVRUN_NOWAIT);
+    }
+    close(sv[0]);
+    buf[len] = '\0';
+    return strstr(buf, "\r\n221 2.0.0 Bye\r\n") != NULL;
+}
+
+/* What the log holds so far, while the capture goes on. */
+static const char *
+captured_so_far(void)
+{
+    static char buf[65536];
+    ssize_t     n;
+
+    fflush(stderr);
+    n = pread(test_capture_fd, buf, sizeof(buf) - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
+}
+
+static void
+on_disconnect_waits_after_the_connection_is_closed_and_released(void)
+{
+    struct smtp_session *s;
+    const char          *log, *closed, *bye_line;
+
+    bye_start();
+    test_capture_start();
+    CHECK(bye_client_quits(300)); /* the client saw the close ... */
+    s = bye->sessions;            /* ... while the session waits for on_disconnect */
+    CHECK(s != NULL && s->state == SMTP_STATE_DISCONNECTED);
+    CHECK(s != NULL && s->conn == NULL && !s->counted);
+    CHECK_EQ_INT(bye->n_sessions, 1);
+    CHECK_EQ_INT(iplimit_total(bye_daemon.iplimit), 0);
+    log = captured_so_far();
+    CHECK(strstr(log, "\"event\":\"session.close\"") != NULL);
+    CHECK(strstr(log, "test.bye") == NULL);
+    CHECK(bye_drive_until(bye_has_no_session));
+    log = test_capture_end();
+    closed = strstr(log, "\"event\":\"session.close\"");
+    bye_line = strstr(log, "\"event\":\"test.bye\"");
+    CHECK(closed != NULL && bye_line != NULL && closed < bye_line);
+    CHECK(strstr(log, "\"reason\":\"Bye\"}") != NULL); /* the policy's line has the reason */
+    CHECK(strstr(log, "policy.") == NULL);              /* no error, nothing cancelled */
+    bye_stop();
+}
+
+static void
+a_hard_shutdown_cancels_a_waiting_on_disconnect_and_frees_at_once(void)
+{
+    const char *log;
+
+    bye_start();
+    CHECK(bye_client_quits(5000));
+    CHECK_EQ_INT(bye->n_sessions, 1);
+    test_capture_start();
+    bye_stop(); /* worker_free: ASan sees any leak or touch of the freed session */
+    log = test_capture_end();
+    CHECK(strstr(log, "\"event\":\"policy.cancel\"") != NULL);
+    CHECK(strstr(log, "\"hook\":\"on_disconnect\",\"reason\":\"shutdown\"") != NULL);
+    CHECK(strstr(log, "test.bye") == NULL);
+}
+
+static void
+a_drain_waits_for_a_waiting_on_disconnect(void)
+{
+    const char *log;
+
+    bye_start();
+    test_capture_start();
+    CHECK(bye_client_quits(300));
+    worker_drain(bye);
+    CHECK(bye_drive_until(bye_is_draining));
+    CHECK_EQ_INT(bye->n_sessions, 1);             /* not cut: it is a session */
+    CHECK(ev_is_active(&bye->drain_timer));       /* the drain is not over */
+    CHECK(bye_drive_until(bye_has_no_session));
+    CHECK(!ev_is_active(&bye->drain_timer));      /* now it is */
+    log = test_capture_end();
+    CHECK(strstr(log, "\"event\":\"test.bye\"") != NULL);
+    CHECK(strstr(log, "policy.cancel") == NULL);
+    bye_stop();
+}
+
+static void
+the_drain_timeout_cancels_a_waiting_on_disconnect(void)
+{
+    const char *log;
+
+    bye_start();
+    test_capture_start();
+    CHECK(bye_client_quits(5000)); /* timeouts.drain is 1 s */
+    worker_drain(bye);
+    CHECK(bye_drive_until(bye_has_no_session));
+    log = test_capture_end();
+    CHECK(strstr(log, "\"event\":\"worker.drain_timeout\"") != NULL);
+    CHECK(strstr(log, "\"hook\":\"on_disconnect\",\"reason\":\"drain timeout\"") != NULL);
+    CHECK(strstr(log, "test.bye") == NULL);
+    bye_stop();
+}
+
+static void
+a_reload_while_on_disconnect_waits_keeps_its_generation(void)
+{
+    struct generation *next;
+    struct worker_gen *first;
+    char               err[512];
+
+    bye_start();
+    first = bye->gen;
+    test_capture_start();
+    CHECK(bye_client_quits(300));
+    next = bye_generation(2);
+    worker_set_gen(bye, worker_gen_new(next, bye->loop, NULL, NULL, err, sizeof(err)));
+    generation_unref(next); /* the worker_gen holds its own */
+    CHECK(bye_drive_until(bye_has_old_generation) && bye->old == first);
+    CHECK_EQ_INT(first->sessions, 1); /* pinned by the session that waits */
+    CHECK(bye_drive_until(bye_has_no_session));
+    CHECK(bye_drive_until(bye_has_no_old_generation)); /* reaped once that session went */
+    CHECK(strstr(test_capture_end(), "\"event\":\"test.bye\"") != NULL);
+    bye_stop();
+}
+
 /* docs/smtp.md's state diagram, as the transition table generates it. */
 #define DOCS_PATH  SLUICE_SOURCE_DIR "/docs/smtp.md"
 #define BEGIN_MARK "<!-- state diagram: generated from core/smtp/smtp_session.c -->\n"
@@ -632,9 +890,15 @@ the_table_allows_its_transitions_and_no_others(void)
     CHECK(!smtp_session_may_enter(SMTP_STATE_CLOSING, SMTP_STATE_CMD));
     CHECK(!smtp_session_may_enter(SMTP_STATE_DATA, SMTP_STATE_RELAY));
     CHECK(!smtp_session_may_enter(SMTP_STATE_NEW, SMTP_STATE_DATA));
-    for (int st = 0; st < SMTP_STATE_COUNT; st++) /* CLOSING is the end */
-        CHECK(st == SMTP_STATE_CLOSING ||
+    /* The connection can close in any state, and then nothing but on_disconnect is left;
+     * CLOSING is the end of the conversation. */
+    for (int st = 0; st < SMTP_STATE_COUNT; st++) {
+        CHECK(smtp_session_may_enter((enum smtp_state)st, SMTP_STATE_DISCONNECTED));
+        CHECK(st == SMTP_STATE_DISCONNECTED ||
+              !smtp_session_may_enter(SMTP_STATE_DISCONNECTED, (enum smtp_state)st));
+        CHECK(st == SMTP_STATE_CLOSING || st == SMTP_STATE_DISCONNECTED ||
               !smtp_session_may_enter(SMTP_STATE_CLOSING, (enum smtp_state)st));
+    }
 }
 
 /* In a debug build (the ASan one the tests run under) a change the table does not allow
@@ -685,6 +949,11 @@ main(void)
     RUN(too_many_errors_end_the_session_with_421);
     RUN(starttls_is_refused_where_not_offered);
     RUN(quit_says_221_and_closes);
+    RUN(on_disconnect_waits_after_the_connection_is_closed_and_released);
+    RUN(a_hard_shutdown_cancels_a_waiting_on_disconnect_and_frees_at_once);
+    RUN(a_drain_waits_for_a_waiting_on_disconnect);
+    RUN(the_drain_timeout_cancels_a_waiting_on_disconnect);
+    RUN(a_reload_while_on_disconnect_waits_keeps_its_generation);
     RUN(docs_smtp_md_draws_exactly_the_transition_table);
     RUN(every_state_has_a_name_and_every_state_but_new_a_way_in);
     RUN(the_table_allows_its_transitions_and_no_others);
