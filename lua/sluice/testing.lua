@@ -276,7 +276,6 @@ local function new_core(h)
   h.store = h.stores.default
   function core.now() return h.clock end
   function core.sleep(seconds)
-    argcheck(not h.no_yield, 'sleep', 'not available in on_disconnect')
     argcheck(type(seconds) == 'number' and seconds >= 0 and seconds <= h.budget_left,
       'sleep', 'seconds out of range (0 .. the hook\'s remaining budget)')
     h.clock, h.budget_left = h.clock + seconds, h.budget_left - seconds
@@ -313,7 +312,6 @@ local function new_core(h)
   end
   core.passwd = {}
   function core.passwd.verify(user, password)
-    argcheck(not h.no_yield, 'passwd.verify', 'not available in on_disconnect')
     argcheck(type(user) == 'string' and type(password) == 'string', 'passwd.verify',
       'user and password must be strings')
     h.verifications = h.verifications + 1
@@ -335,7 +333,6 @@ local function new_core(h)
   -- an empty password (core/policy/lapi_ldap.c).
   core.ldap = {}
   function core.ldap.verify(identity, password)
-    argcheck(not h.no_yield, 'ldap.verify', 'not available in on_disconnect')
     argcheck(type(identity) == 'string' and type(password) == 'string', 'ldap.verify',
       'identity and password must be strings')
     local domain = identity:match('^[^%z]+@([^@%z]+)$')
@@ -501,10 +498,9 @@ local function policy_error(h, policy, hook, fn, err)
 end
 
 local function call(h, policy, hook, fn, ...)
-  h.budget_left, h.no_yield = h.budget, hook == 'on_disconnect'
+  h.budget_left = h.budget
   local co = coroutine.create(fn)
   local ok, v = coroutine.resume(co, ...)
-  h.no_yield = false
   if ok and coroutine.status(co) ~= 'dead' then
     ok, v = false, 'hook yielded outside the sluice API'
   end

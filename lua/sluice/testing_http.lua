@@ -45,7 +45,6 @@ function testing_http.install(h, core, argcheck)
   h.http_routes, h.http_requests = {}, {}
   core.http = {}
   function core.http.request(t)
-    argcheck(not h.no_yield, 'http.request', 'not available in on_disconnect')
     argcheck(type(t) == 'table', 'http.request', 'expected a table')
     for k in pairs(t) do argcheck(KEYS[k], 'http.request', 'unknown key ' .. tostring(k)) end
     argcheck(type(t.url) == 'string', 'http.request', 'url is required')

@@ -80,11 +80,15 @@ describe('sluice.testing run: a misbehaving hook', function()
       'tests/lua/fixtures/misbehaving.lua changed sluice.domains')
   end)
 
-  it('refuses the yielding calls in on_disconnect, as the engine does', function()
-    local sleeper = { on_disconnect = function() require('sluice').sleep(1) end }
-    h:run('on_disconnect', { sleeper }, h:session(), 'quit')
-    assert.matches('not available in on_disconnect', policy_error().error)
-    assert.same({}, h.sleeps)
+  it('lets on_disconnect wait, as the engine does', function()
+    local s = h:session()
+    local sleeper = { on_disconnect = function(session)
+      require('sluice').sleep(1)
+      session.data.after_sleep = true
+    end }
+    h:run('on_disconnect', { sleeper }, s, 'quit')
+    assert.same({ 1 }, h.sleeps)
+    assert.is_true(s.data.after_sleep)
   end)
 
   it('logs an error in a notification hook and still runs the next policy', function()
