@@ -277,10 +277,12 @@ status_gives_the_daemon_counters_and_every_zones_usage(void)
     CHECK(has(r, "\"messages_relayed\":42,\"messages_failed\":3,\"auth_ok\":40,"));
     CHECK(has(r, "\"auth_failed\":9,\"old_generations\":1,"));
     CHECK(has(r, "\"zones\":{\"default\":{\"evict\":true,\"capacity\":1048576,\"bytes\":"));
-    CHECK(has(r, "\"entries\":0,\"evictions\":0,\"refusals\":0,\"expired\":0},"
+    CHECK(has(r, "\"entries\":0,\"evictions\":0,\"refusals\":0,\"expired\":0,"
+                 "\"backend\":\"local\",\"fallbacks\":0},"
                  "\"limits\":{\"evict\":true,\"capacity\":1048576,\"bytes\":"));
-    CHECK(has(r, "\"entries\":1,\"evictions\":0,\"refusals\":0,\"expired\":0},"
-                 "\"blocks\":{\"evict\":false,"));
+    CHECK(has(r, "\"entries\":1,\"evictions\":0,\"refusals\":0,\"expired\":0,"
+                 "\"backend\":\"local\",\"fallbacks\":0},\"blocks\":{\"evict\":false,"));
+    CHECK(!has(r, "\"redis\":")); /* no zone in Redis: no redis section */
     CHECK(has(r, "\"denylist\":{\"evict\":false,"));
     CHECK(has(r, "\"auth_cache\":{\"evict\":true,"));
     CHECK(has(r, "\"jwks\":{\"evict\":true,"));
