@@ -220,6 +220,28 @@ control_status_zones(struct zones *zs, struct control_out *o)
     out_put(o, "}", 1);
 }
 
+/* "upstreams": { "HOST:PORT": { pool counters }, ... } */
+static void
+control_status_upstreams(const struct control_status *st, struct control_out *o)
+{
+    out_key(o, "upstreams");
+    out_put(o, "{", 1);
+    for (size_t i = 0; i < st->n_upstreams; i++) {
+        const struct control_upstream *u = &st->upstreams[i];
+
+        out_key(o, u->name);
+        out_put(o, "{", 1);
+        out_u64(o, "open", u->open);
+        out_u64(o, "idle", u->idle);
+        out_u64(o, "waits", u->waits);
+        out_u64(o, "wait_timeouts", u->wait_timeouts);
+        out_u64(o, "connect_failures", u->connect_failures);
+        out_u64(o, "errors", u->errors);
+        out_put(o, "}", 1);
+    }
+    out_put(o, "}", 1);
+}
+
 static void
 control_status(const struct control_env *env, struct control_out *o)
 {
@@ -262,6 +284,7 @@ control_status(const struct control_env *env, struct control_out *o)
         out_u64(o, "refused", st.inflight_refused);
         out_put(o, "}", 1);
     }
+    control_status_upstreams(&st, o);
     if (env->zones != NULL)
         control_status_zones(env->zones, o);
     if (env->audit != NULL) {

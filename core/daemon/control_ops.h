@@ -11,6 +11,15 @@
 #define CONTROL_TIMEOUT     2.0  /* seconds a client has to send its line and read the reply */
 #define CONTROL_MAX_REPLY   (8u << 20) /* octets: a bigger reply becomes an error reply */
 #define CONTROL_MAX_ENTRIES 10000 /* keys in one show or list reply, then "truncated":true */
+/* Series of the per-upstream counters: distinct host:port ever configured since start,
+ * "other" included (what comes after shares "other"; docs/metrics.md) */
+#define CONTROL_MAX_UPSTREAMS 256
+
+/* One upstream host:port's pool counters, summed over the workers (relay/upstream_pool.h). */
+struct control_upstream {
+    const char *name;   /* borrows the daemon's label ("host:port", or "other") */
+    uint64_t    open, idle, waits, wait_timeouts, connect_failures, errors;
+};
 
 /* Filled by the daemon on request, from the control thread: any field the daemon keeps
  * per worker it must read in a thread-safe way (atomics, or a lock of its own). */
@@ -27,6 +36,9 @@ struct control_status {
      * clients holding some, transactions refused with 452 4.3.1 since start */
     size_t   inflight_bytes, inflight_max_bytes, inflight_max_per_client, inflight_clients;
     uint64_t inflight_refused;
+    /* every upstream configured since start, in the order they were first configured */
+    struct control_upstream upstreams[CONTROL_MAX_UPSTREAMS];
+    size_t                  n_upstreams;
 };
 
 struct config;

@@ -15,9 +15,11 @@
 #include "net/iplimit.h"
 #include "util/log.h"
 #include "util/notify.h"
+#include "util/counter.h"
 #include "util/offload.h"
 #include "daemon/worker.h"
 #include "daemon/worker_gen.h"
+#include "relay/upstream_pool.h"
 
 void
 daemon_ctl_init(struct daemon_ctl *c, const char *path, struct daemon *d,
@@ -51,7 +53,9 @@ daemon_ctl_build(struct daemon_ctl *c, struct generation *g, struct audit *audit
         return NULL;
     }
     for (i = 0; i < c->n_workers; i++) {
-        wgs[i] = worker_gen_new(g, c->workers[i]->loop, c->d->zones, audit, err, errlen);
+        struct worker_gen_counts wc = {&c->d->upstream_labels, c->workers[i]->stats.upstreams};
+
+        wgs[i] = worker_gen_new(g, c->workers[i]->loop, c->d->zones, audit, &wc, err, errlen);
         if (wgs[i] == NULL)
             break;
     }
@@ -187,6 +191,34 @@ daemon_ctl_reload(struct daemon_ctl *c, char *msg, size_t msglen)
 #define DAEMON_CTL_LOAD(w, field) \
     atomic_load_explicit(&(w)->stats.field, memory_order_relaxed)
 
+/* Every upstream slot, the workers' counters summed; "other" only once a host:port had
+ * to go there. */
+static void
+daemon_ctl_status_upstreams(struct daemon_ctl *c, struct control_status *st)
+{
+    const struct stats_labels *lab = &c->d->upstream_labels;
+    size_t                     n = stats_labels_count(lab);
+
+    for (size_t k = 0; k < n && k < CONTROL_MAX_UPSTREAMS; k++) {
+        struct control_upstream *u = &st->upstreams[st->n_upstreams];
+
+        if (k == 0 && !stats_labels_overflowed(lab))
+            continue;
+        u->name = stats_labels_name(lab, k);
+        for (int i = 0; i < c->n_workers; i++) {
+            const struct upstream_pool_counters *w = &c->workers[i]->stats.upstreams[k];
+
+            u->open += counter_get(&w->open);
+            u->idle += counter_get(&w->idle);
+            u->waits += counter_get(&w->waits);
+            u->wait_timeouts += counter_get(&w->wait_timeouts);
+            u->connect_failures += counter_get(&w->connect_failures);
+            u->errors += counter_get(&w->errors);
+        }
+        st->n_upstreams++;
+    }
+}
+
 void
 daemon_ctl_status(struct daemon_ctl *c, struct control_status *st)
 {
@@ -220,6 +252,7 @@ daemon_ctl_status(struct daemon_ctl *c, struct control_status *st)
         st->auth_ok += DAEMON_CTL_LOAD(w, auth_ok);
         st->auth_failed += DAEMON_CTL_LOAD(w, auth_failed);
     }
+    daemon_ctl_status_upstreams(c, st);
 }
 
 int

@@ -105,6 +105,39 @@ metrics_render_zones(struct metrics_text *t, struct zones *zs)
     }
 }
 
+/* The pool counters of every upstream host:port configured since start (control_ops.h). */
+static void
+metrics_render_upstreams(struct metrics_text *t, const struct control_status *st)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"sluice_upstream_connections", "gauge",
+         "Upstream connections open now (setting up, carrying a message, or idle)."},
+        {"sluice_upstream_idle_connections", "gauge",
+         "Upstream connections idle in the pools now."},
+        {"sluice_upstream_waits_total", "counter",
+         "Messages that found every connection busy and waited for one."},
+        {"sluice_upstream_wait_timeouts_total", "counter",
+         "Messages that waited timeout_upstream for a connection and gave up."},
+        {"sluice_upstream_connect_failures_total", "counter",
+         "Connection set-ups that failed: connect, TLS, greeting, EHLO or AUTH."},
+        {"sluice_upstream_errors_total", "counter",
+         "Connections that broke while carrying a message: timeout, reset, out of sync."},
+    };
+
+    for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+        metrics_text_family(t, fam[f].name, fam[f].type, fam[f].help);
+        for (size_t i = 0; i < st->n_upstreams; i++) { /* names come from the configuration */
+            const struct control_upstream *u = &st->upstreams[i];
+            uint64_t v[] = {u->open, u->idle, u->waits, u->wait_timeouts, u->connect_failures,
+                            u->errors};
+
+            metrics_text_u64(t, fam[f].name, "upstream", u->name, v[f]);
+        }
+    }
+}
+
 static void
 metrics_render_audit(struct metrics_text *t, struct audit *a)
 {
@@ -161,6 +194,7 @@ metrics_render(struct metrics_text *t, const struct control_status *st, struct z
     metrics_one(t, "sluice_inflight_refused_total", "counter",
                 "Transactions refused with 452 4.3.1 for lack of memory.",
                 st->inflight_refused);
+    metrics_render_upstreams(t, st);
     if (zones != NULL)
         metrics_render_zones(t, zones);
     if (audit != NULL)

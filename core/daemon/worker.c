@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon/control_ops.h"
 #include "daemon/generation.h"
 #include "net/listener.h"
 #include "util/log.h"
@@ -20,6 +21,13 @@
 #include "daemon/worker_gen.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* The counters the metrics read start on a line of their own: no other worker's writes
+ * share it (aligned_alloc wants a multiple of the alignment). */
+#define WORKER_CACHE_LINE 64
+#define WORKER_UPSTREAMS_SIZE                                                              \
+    ((CONTROL_MAX_UPSTREAMS * sizeof(struct upstream_pool_counters) + WORKER_CACHE_LINE - 1) / \
+     WORKER_CACHE_LINE * WORKER_CACHE_LINE)
 
 static void
 worker_seed(struct worker *w)
@@ -167,7 +175,15 @@ worker_new(int index, struct daemon *d, const int *fds, const size_t *lindex, si
         snprintf(err, errlen, "worker %d: out of memory", index);
         goto fail;
     }
-    w->gen = worker_gen_new(d->gen, w->loop, d->zones, d->audit, err, errlen);
+    w->stats.upstreams = aligned_alloc(WORKER_CACHE_LINE, WORKER_UPSTREAMS_SIZE);
+    if (w->stats.upstreams == NULL) {
+        snprintf(err, errlen, "worker %d: out of memory", index);
+        goto fail;
+    }
+    memset(w->stats.upstreams, 0, WORKER_UPSTREAMS_SIZE);
+    w->gen = worker_gen_new(d->gen, w->loop, d->zones, d->audit,
+                            &(struct worker_gen_counts){&d->upstream_labels, w->stats.upstreams},
+                            err, errlen);
     if (w->gen == NULL)
         goto fail;
     worker_seed(w);
@@ -366,6 +382,7 @@ worker_free(struct worker *w)
     if (w->loop != NULL)
         ev_loop_destroy(w->loop);
     pthread_mutex_destroy(&w->pending_mu);
+    free(w->stats.upstreams);
     free(w->listeners);
     free(w);
 }

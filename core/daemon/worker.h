@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "daemon/stats_labels.h"
 #include "smtp/smtp_server.h"
 
 struct audit;
@@ -26,6 +27,7 @@ struct iplimit;
 struct zones;
 struct worker_gen;
 struct listener;
+struct upstream_pool_counters;
 
 /* What all workers share. The pointers are set before any thread starts; a worker reads
  * gen and audit only in worker_new() (it then reaches its generation through its own
@@ -41,10 +43,13 @@ struct daemon {
     struct audit      *audit;   /* borrows; internally locked. NULL: none yet; a reload
                                  * may set it (under daemon_ctl.mu), never change it */
     int                exit_code;
+    /* Label slots of the per-worker counter families (stats_labels.h: one writer at a
+     * time, worker_gen_new() at start and in reloads; any thread reads) */
+    struct stats_labels upstream_labels; /* host:port of every upstream ever configured */
 };
 
-/* Counters for `sluice ctl status`: written by the worker (relaxed atomics), read by
- * the control thread. */
+/* Counters for `sluice ctl status` and the metrics listener: written by the worker
+ * (relaxed atomics), read by the control and metrics threads. */
 struct worker_stats {
     _Atomic size_t   sessions;       /* open now */
     _Atomic size_t   old_generations; /* older worker generations still in use */
@@ -53,6 +58,9 @@ struct worker_stats {
     _Atomic uint64_t messages_failed;
     _Atomic uint64_t auth_ok;
     _Atomic uint64_t auth_failed;
+    /* owns; CONTROL_MAX_UPSTREAMS, by slot of daemon.upstream_labels; written by this
+     * worker's pools only (util/counter.h), on cache lines of their own */
+    struct upstream_pool_counters *upstreams;
 };
 
 #define WORKER_COUNT(w, field) \

@@ -7,14 +7,41 @@
 #include <string.h>
 
 #include "daemon/generation.h"
+#include "daemon/stats_labels.h"
 #include "policy/policy_vm.h"
+#include "relay/upstream.h"
 #include "relay/upstream_pool.h"
+
+/* One pointer per server of cfg, set by set, to the worker's counters of its host:port
+ * (upstream_pool_new()'s order), or NULL when out of memory. */
+static struct upstream_pool_counters **
+worker_gen_upstream_counters(const struct config *cfg, const struct worker_gen_counts *wc)
+{
+    struct upstream_pool_counters **out;
+    size_t                          n = 0, k = 0;
+    char                            name[300];
+
+    for (size_t s = 0; s < cfg->n_upstreams; s++)
+        n += cfg->upstreams[s].n_servers;
+    out = calloc(n + 1, sizeof(*out));
+    if (out == NULL)
+        return NULL;
+    for (size_t s = 0; s < cfg->n_upstreams; s++) {
+        for (size_t i = 0; i < cfg->upstreams[s].n_servers; i++) {
+            upstream_server_name(&cfg->upstreams[s].servers[i], name, sizeof(name));
+            out[k++] = &wc->upstreams[stats_labels_slot(wc->upstream_labels, name)];
+        }
+    }
+    return out;
+}
 
 struct worker_gen *
 worker_gen_new(struct generation *g, struct ev_loop *loop, struct zones *zones,
-               struct audit *audit, char *err, size_t errlen)
+               struct audit *audit, const struct worker_gen_counts *counts, char *err,
+               size_t errlen)
 {
-    struct worker_gen *wg = calloc(1, sizeof(*wg));
+    struct worker_gen              *wg = calloc(1, sizeof(*wg));
+    struct upstream_pool_counters **upc = NULL;
 
     if (wg == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -22,7 +49,12 @@ worker_gen_new(struct generation *g, struct ev_loop *loop, struct zones *zones,
     }
     wg->gen = generation_ref(g);
     wg->cfg = g->parts.cfg;
-    wg->pool = upstream_pool_new(loop, wg->cfg, err, errlen);
+    if (counts != NULL && (upc = worker_gen_upstream_counters(wg->cfg, counts)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    wg->pool = upstream_pool_new(loop, wg->cfg, upc, err, errlen);
+    free(upc); /* the pool keeps what it needs */
     if (wg->pool == NULL)
         goto fail;
     wg->vm = policy_vm_new(wg->cfg, zones, loop, err, errlen);

@@ -16,6 +16,8 @@ struct generation;
 struct policy_vm;
 struct zones;
 struct upstream_pool;
+struct upstream_pool_counters;
+struct stats_labels;
 
 struct worker_gen {
     struct generation    *gen;      /* holds a reference */
@@ -26,11 +28,22 @@ struct worker_gen {
     struct worker_gen    *next;     /* the worker's list of older ones */
 };
 
+/* Where a worker generation counts (docs/metrics.md): the daemon's label slots, which
+ * worker_gen_new() extends with the configuration's names (so it runs where those may be
+ * written: at start, or in a reload under daemon_ctl.mu), and the worker's counters,
+ * one per slot. All borrowed; they outlive every generation. */
+struct worker_gen_counts {
+    struct stats_labels           *upstream_labels; /* host:port of each server */
+    struct upstream_pool_counters *upstreams;       /* the worker's, by upstream slot */
+};
+
 /* A worker generation of g for a worker whose loop is loop, or NULL and the reason in
  * err (a policy that does not load, an upstream that does not resolve). zones and audit
- * (may be NULL) are borrowed and outlive it. Takes its own reference to g. */
+ * (may be NULL) are borrowed and outlive it. counts may be NULL (nothing is counted
+ * where anyone can read it). Takes its own reference to g. */
 struct worker_gen *worker_gen_new(struct generation *g, struct ev_loop *loop,
                                   struct zones *zones, struct audit *audit,
+                                  const struct worker_gen_counts *counts,
                                   char *err, size_t errlen);
 /* Close the pool's connections (QUIT to idle ones), close the Lua state, drop the
  * reference. Only once no session uses it. NULL is fine. */

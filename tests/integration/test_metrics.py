@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import ALICE, b64, free_port, hup, upstream_conf, wait_until
+from test_ctl import ctl_relay, status, world  # noqa: F401 (fixtures: ctl_relay, world)
 
 NAME = r'[a-zA-Z_:][a-zA-Z0-9_:]*'
 LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*'
@@ -233,3 +234,47 @@ def test_a_reload_that_moves_the_listener_is_refused(metrics_relay):
     s = scrape(port)
     assert value(s, 'sluice_reloads_total', result='failed') == 1
     assert value(s, 'sluice_config_generation') == 1
+
+
+def send_one(relay, sink, n=1):
+    c = relay.smtps()
+    c.sendmail(ALICE, ['rcpt@example.net'], b'From: alice@example.org\r\n\r\nhi\r\n')
+    c.quit()
+    assert len(sink.wait_messages(n)) == n
+
+
+def test_the_pool_of_each_upstream_shows_open_idle_and_failed_connections(make_relay, sink):
+    """The first server refuses connections: the message goes through the second, the
+    first's failed set-up is counted against its host:port, and the second's connection
+    stays open and idle in the pool afterwards."""
+    port, dead = free_port(), free_port()
+    r = make_relay("{ default = { { host = '127.0.0.1', port = %d, tls = 'none' },"
+                   " { host = '127.0.0.1', port = %d, tls = 'none' } } }" % (dead, sink.port),
+                   extra="metrics = { port = %d }," % port)
+    live, down = '127.0.0.1:%d' % sink.port, '127.0.0.1:%d' % dead
+    s = scrape(port)
+    assert value(s, 'sluice_upstream_connections', upstream=live) == 0
+    assert value(s, 'sluice_upstream_connect_failures_total', upstream=down) == 0
+    send_one(r, sink)
+    wait_until(lambda: value(scrape(port), 'sluice_upstream_idle_connections', upstream=live)
+               == 1, 'the connection back in the pool')
+    s = scrape(port)
+    assert value(s, 'sluice_upstream_connections', upstream=live) == 1
+    assert value(s, 'sluice_upstream_connections', upstream=down) == 0
+    assert value(s, 'sluice_upstream_connect_failures_total', upstream=down) == 1
+    assert value(s, 'sluice_upstream_connect_failures_total', upstream=live) == 0
+    assert value(s, 'sluice_upstream_errors_total', upstream=live) == 0
+    assert value(s, 'sluice_upstream_waits_total', upstream=live) == 0
+    assert not [k for k in s if k[0].startswith('sluice_upstream') and
+                dict(k[1]).get('upstream') == '"other"']
+
+
+def test_ctl_status_shows_the_pool_of_each_upstream(ctl_relay, sink):
+    r = ctl_relay()
+    live = '127.0.0.1:%d' % sink.port
+    assert status(r)['upstreams'] == {live: {'open': 0, 'idle': 0, 'waits': 0,
+                                             'wait_timeouts': 0, 'connect_failures': 0,
+                                             'errors': 0}}
+    send_one(r, sink)
+    wait_until(lambda: status(r)['upstreams'][live]['idle'] == 1, 'an idle connection')
+    assert status(r)['upstreams'][live]['open'] == 1

@@ -41,6 +41,11 @@ fake_status(void *ctx, struct control_status *st)
     st->inflight_bytes = 1024;
     st->inflight_refused = 11;
     st->started = 1700000000.5;
+    st->upstreams[0] = (struct control_upstream){.name = "127.0.0.1:25", .open = 3, .idle = 2,
+                                                 .waits = 12, .wait_timeouts = 1,
+                                                 .connect_failures = 4, .errors = 5};
+    st->upstreams[1] = (struct control_upstream){.name = "[::1]:2525"};
+    st->n_upstreams = 2;
 }
 
 static struct zones *
@@ -90,7 +95,7 @@ every_sample_has_a_type_before_it(const char *text)
 static void
 a_scrape_shows_the_status_and_every_zone_by_name(void)
 {
-    struct control_status st = {0};
+    static struct control_status st;
     struct metrics_text   t;
     struct zones         *zs = two_zones();
 
@@ -120,6 +125,14 @@ a_scrape_shows_the_status_and_every_zone_by_name(void)
     CHECK(strstr(t.p, "\nsluice_zone_capacity_bytes{zone=\"default\"} 65536\n") != NULL);
     CHECK(strstr(t.p, "\nsluice_zone_capacity_bytes{zone=\"limits\"} 131072\n") != NULL);
     CHECK(strstr(t.p, "\nsluice_zone_entries{zone=\"limits\"} 0\n") != NULL);
+    CHECK(strstr(t.p, "\n# TYPE sluice_upstream_connections gauge\n"
+                      "sluice_upstream_connections{upstream=\"127.0.0.1:25\"} 3\n"
+                      "sluice_upstream_connections{upstream=\"[::1]:2525\"} 0\n") != NULL);
+    CHECK(strstr(t.p, "\nsluice_upstream_idle_connections{upstream=\"127.0.0.1:25\"} 2\n"));
+    CHECK(strstr(t.p, "\nsluice_upstream_waits_total{upstream=\"127.0.0.1:25\"} 12\n"));
+    CHECK(strstr(t.p, "\nsluice_upstream_wait_timeouts_total{upstream=\"127.0.0.1:25\"} 1\n"));
+    CHECK(strstr(t.p, "\nsluice_upstream_connect_failures_total{upstream=\"127.0.0.1:25\"} 4\n"));
+    CHECK(strstr(t.p, "\nsluice_upstream_errors_total{upstream=\"127.0.0.1:25\"} 5\n"));
     CHECK(strstr(t.p, "sluice_audit_") == NULL); /* no audit writer: no audit series */
     CHECK(every_sample_has_a_type_before_it(t.p));
     metrics_text_cleanup(&t);
