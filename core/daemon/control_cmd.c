@@ -220,6 +220,27 @@ control_status_zones(struct zones *zs, struct control_out *o)
     out_put(o, "}", 1);
 }
 
+/* "auth": { "plain": { "ok": N, "failed": N }, ... } */
+static void
+control_status_auth(const struct control_status *st, struct control_out *o)
+{
+    out_key(o, "auth");
+    out_put(o, "{", 1);
+    for (int m = SASL_MECH_NONE + 1; m < CONTROL_AUTH_MECHS; m++) {
+        char name[16];
+
+        snprintf(name, sizeof(name), "%s", sasl_mech_name((enum sasl_mech)m));
+        for (char *p = name; *p != '\0'; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+        out_key(o, name);
+        out_put(o, "{", 1);
+        out_u64(o, "ok", st->auth[m][0]);
+        out_u64(o, "failed", st->auth[m][1]);
+        out_put(o, "}", 1);
+    }
+    out_put(o, "}", 1);
+}
+
 /* "upstreams": { "HOST:PORT": { pool counters }, ... } */
 static void
 control_status_upstreams(const struct control_status *st, struct control_out *o)
@@ -284,6 +305,7 @@ control_status(const struct control_env *env, struct control_out *o)
         out_u64(o, "refused", st.inflight_refused);
         out_put(o, "}", 1);
     }
+    control_status_auth(&st, o);
     control_status_upstreams(&st, o);
     if (env->zones != NULL)
         control_status_zones(env->zones, o);

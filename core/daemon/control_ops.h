@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/sasl.h"
+
 #define CONTROL_MAX_REQUEST 4096 /* octets in a request line, LF included */
 #define CONTROL_TIMEOUT     2.0  /* seconds a client has to send its line and read the reply */
 #define CONTROL_MAX_REPLY   (8u << 20) /* octets: a bigger reply becomes an error reply */
@@ -14,6 +16,7 @@
 /* Series of the per-upstream counters: distinct host:port ever configured since start,
  * "other" included (what comes after shares "other"; docs/metrics.md) */
 #define CONTROL_MAX_UPSTREAMS 256
+#define CONTROL_AUTH_MECHS    (SASL_MECH_OAUTHBEARER + 1) /* rows of auth, NONE's unused */
 
 /* One upstream host:port's pool counters, summed over the workers (relay/upstream_pool.h). */
 struct control_upstream {
@@ -30,7 +33,9 @@ struct control_status {
     char     last_reload_error[512]; /* "" when none */
     int      workers;
     size_t   sessions;               /* open now */
-    uint64_t sessions_total, messages_relayed, messages_failed, auth_ok, auth_failed;
+    uint64_t sessions_total, messages_relayed, messages_failed;
+    uint64_t auth_ok, auth_failed;   /* every mechanism's */
+    uint64_t auth[CONTROL_AUTH_MECHS][2]; /* by enum sasl_mech: [m][0] ok, [m][1] failed */
     size_t   old_generations;        /* older generations still finishing sessions */
     /* memory for messages in transit (core/util/inflight.h): octets reserved now, the limits,
      * clients holding some, transactions refused with 452 4.3.1 since start */

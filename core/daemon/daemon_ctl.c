@@ -249,8 +249,14 @@ daemon_ctl_status(struct daemon_ctl *c, struct control_status *st)
         st->sessions_total += DAEMON_CTL_LOAD(w, sessions_total);
         st->messages_relayed += DAEMON_CTL_LOAD(w, messages_relayed);
         st->messages_failed += DAEMON_CTL_LOAD(w, messages_failed);
-        st->auth_ok += DAEMON_CTL_LOAD(w, auth_ok);
-        st->auth_failed += DAEMON_CTL_LOAD(w, auth_failed);
+        for (int m = 0; m < CONTROL_AUTH_MECHS; m++) {
+            uint64_t ok = DAEMON_CTL_LOAD(w, auth[m][0]), failed = DAEMON_CTL_LOAD(w, auth[m][1]);
+
+            st->auth[m][0] += ok;
+            st->auth[m][1] += failed;
+            st->auth_ok += ok;
+            st->auth_failed += failed;
+        }
     }
     daemon_ctl_status_upstreams(c, st);
 }

@@ -105,6 +105,29 @@ metrics_render_zones(struct metrics_text *t, struct zones *zs)
     }
 }
 
+/* The label value of each mechanism (enum sasl_mech); NONE's row stays unused. */
+static const char *const metrics_mechs[CONTROL_AUTH_MECHS] = {
+    [SASL_MECH_PLAIN] = "plain",
+    [SASL_MECH_LOGIN] = "login",
+    [SASL_MECH_XOAUTH2] = "xoauth2",
+    [SASL_MECH_OAUTHBEARER] = "oauthbearer",
+};
+
+static void
+metrics_render_auth(struct metrics_text *t, const struct control_status *st)
+{
+    metrics_text_family(t, "sluice_auth_total", "counter",
+                        "AUTH exchanges that ended, by mechanism and result.");
+    for (int m = 0; m < CONTROL_AUTH_MECHS; m++) {
+        for (int r = 0; r < 2 && metrics_mechs[m] != NULL; r++) {
+            const char *labels[] = {"mechanism", metrics_mechs[m], "result",
+                                    r == 0 ? "ok" : "failed"};
+
+            metrics_text_u64_labels(t, "sluice_auth_total", labels, 2, st->auth[m][r]);
+        }
+    }
+}
+
 /* The pool counters of every upstream host:port configured since start (control_ops.h). */
 static void
 metrics_render_upstreams(struct metrics_text *t, const struct control_status *st)
@@ -179,8 +202,7 @@ metrics_render(struct metrics_text *t, const struct control_status *st, struct z
     metrics_one(t, "sluice_sessions_open", "gauge", "SMTP sessions open now.", st->sessions);
     metrics_one(t, "sluice_sessions_total", "counter", "SMTP sessions accepted since start.",
                 st->sessions_total);
-    metrics_two(t, "sluice_auth_total", "AUTH exchanges that ended, by result.", "result",
-                "ok", st->auth_ok, "failed", st->auth_failed);
+    metrics_render_auth(t, st);
     metrics_two(t, "sluice_messages_total",
                 "Messages by result: relayed (the upstream accepted) or failed.", "result",
                 "relayed", st->messages_relayed, "failed", st->messages_failed);

@@ -56,8 +56,7 @@ struct worker_stats {
     _Atomic uint64_t sessions_total;
     _Atomic uint64_t messages_relayed;
     _Atomic uint64_t messages_failed;
-    _Atomic uint64_t auth_ok;
-    _Atomic uint64_t auth_failed;
+    _Atomic uint64_t auth[SMTP_SERVER_AUTH_MECHS][2]; /* [enum sasl_mech][0 ok, 1 failed] */
     /* owns; CONTROL_MAX_UPSTREAMS, by slot of daemon.upstream_labels; written by this
      * worker's pools only (util/counter.h), on cache lines of their own */
     struct upstream_pool_counters *upstreams;

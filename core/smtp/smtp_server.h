@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "proto/sasl.h"
 #include "util/pin.h"
 
 struct authdb;
@@ -52,8 +53,7 @@ struct smtp_server {
     /* Counters read by another thread: relaxed atomics, owned by the worker. */
     _Atomic uint64_t *messages_relayed;
     _Atomic uint64_t *messages_failed;
-    _Atomic uint64_t *auth_ok;
-    _Atomic uint64_t *auth_failed;
+    _Atomic uint64_t (*auth)[2]; /* [enum sasl_mech][0: 235, 1: refused] */
     void            *owner;    /* borrows: the worker, for the two calls */
     /* A session begins: returns its id, links it, pins the current generation and fills
      * *pin. Neither frees nor yields. */
@@ -62,10 +62,20 @@ struct smtp_server {
     void (*session_gone)(void *owner, struct smtp_session *s);
 };
 
+#define SMTP_SERVER_AUTH_MECHS (SASL_MECH_OAUTHBEARER + 1) /* rows of auth */
+
 static inline void
 smtp_server_count(_Atomic uint64_t *counter)
 {
     atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+}
+
+/* An AUTH exchange ended: with 235 (ok) or refused, by its mechanism. */
+static inline void
+smtp_server_count_auth(struct smtp_server *srv, enum sasl_mech mech, bool ok)
+{
+    if ((unsigned)mech < SMTP_SERVER_AUTH_MECHS)
+        smtp_server_count(&srv->auth[mech][ok ? 0 : 1]);
 }
 
 #endif

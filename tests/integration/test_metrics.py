@@ -166,12 +166,13 @@ def test_a_relayed_message_and_a_failed_auth_move_their_counters(metrics_relay, 
     c.cmd(b'EHLO client.test')
     assert c.cmd('AUTH PLAIN ' + b64('\0%s\0wrong-password' % ALICE))[0] == 535
     c.close()
-    wait_until(lambda: value(scrape(port), 'sluice_auth_total', result='failed') ==
-               value(before, 'sluice_auth_total', result='failed') + 1,
-               'auth_total{result="failed"} + 1')
+    wait_until(lambda: value(scrape(port), 'sluice_auth_total', mechanism='plain',
+                             result='failed') ==
+               value(before, 'sluice_auth_total', mechanism='plain', result='failed') + 1,
+               'auth_total{mechanism="plain",result="failed"} + 1')
     after = scrape(port)
-    assert value(after, 'sluice_auth_total', result='ok') == \
-        value(before, 'sluice_auth_total', result='ok') + 1
+    assert value(after, 'sluice_auth_total', mechanism='plain', result='ok') == \
+        value(before, 'sluice_auth_total', mechanism='plain', result='ok') + 1
     assert value(after, 'sluice_sessions_total') == value(before, 'sluice_sessions_total') + 2
     assert value(after, 'sluice_messages_total', result='failed') == \
         value(before, 'sluice_messages_total', result='failed')
@@ -278,3 +279,27 @@ def test_ctl_status_shows_the_pool_of_each_upstream(ctl_relay, sink):
     send_one(r, sink)
     wait_until(lambda: status(r)['upstreams'][live]['idle'] == 1, 'an idle connection')
     assert status(r)['upstreams'][live]['open'] == 1
+
+
+def test_auth_is_counted_by_mechanism_and_result(metrics_relay):
+    """smtplib logs in with PLAIN, a LOGIN with a wrong password is refused: each is
+    counted under its own mechanism and result; every mechanism has both series from the
+    start."""
+    port = metrics_relay.metrics_port
+    s = scrape(port)
+    assert {(dict(k[1])['mechanism'], dict(k[1])['result']) for k in s
+            if k[0] == 'sluice_auth_total'} == {
+        (m, r) for m in ('"plain"', '"login"', '"xoauth2"', '"oauthbearer"')
+        for r in ('"ok"', '"failed"')}
+    assert sum(v for k, v in s.items() if k[0] == 'sluice_auth_total') == 0
+    metrics_relay.smtps().quit()
+    with metrics_relay.raw() as c:
+        c.cmd(b'EHLO client.test')
+        assert c.cmd(b'AUTH LOGIN').code == 334
+        assert c.cmd(b64(ALICE)).code == 334
+        assert c.cmd(b64('wrong-password')).code == 535
+    wait_until(lambda: value(scrape(port), 'sluice_auth_total', mechanism='login',
+                             result='failed') == 1, 'a failed LOGIN')
+    s = scrape(port)
+    assert value(s, 'sluice_auth_total', mechanism='plain', result='ok') == 1
+    assert sum(v for k, v in s.items() if k[0] == 'sluice_auth_total') == 2

@@ -92,6 +92,9 @@ fake_status(void *ctx, struct control_status *st)
     st->auth_ok = 40;
     st->auth_failed = 9;
     st->old_generations = 1;
+    st->auth[SASL_MECH_PLAIN][0] = 38;
+    st->auth[SASL_MECH_XOAUTH2][0] = 2;
+    st->auth[SASL_MECH_LOGIN][1] = 9;
     st->upstreams[0] = (struct control_upstream){.name = "127.0.0.1:25", .open = 3, .idle = 2,
                                                  .waits = 12, .wait_timeouts = 1,
                                                  .connect_failures = 4, .errors = 5};
@@ -280,6 +283,9 @@ status_gives_the_daemon_counters_and_every_zones_usage(void)
     CHECK(has(r, "\"workers\":4,\"sessions\":7,\"sessions_total\":12345678901,"));
     CHECK(has(r, "\"messages_relayed\":42,\"messages_failed\":3,\"auth_ok\":40,"));
     CHECK(has(r, "\"auth_failed\":9,\"old_generations\":1,"));
+    CHECK(has(r, ",\"auth\":{\"plain\":{\"ok\":38,\"failed\":0},\"login\":{\"ok\":0,"
+                 "\"failed\":9},\"xoauth2\":{\"ok\":2,\"failed\":0},\"oauthbearer\":{\"ok\":0,"
+                 "\"failed\":0}},"));
     CHECK(has(r, ",\"upstreams\":{\"127.0.0.1:25\":{\"open\":3,\"idle\":2,\"waits\":12,"
                  "\"wait_timeouts\":1,\"connect_failures\":4,\"errors\":5}},"));
     CHECK(has(r, "\"zones\":{\"default\":{\"evict\":true,\"capacity\":1048576,\"bytes\":"));

@@ -36,6 +36,9 @@ fake_status(void *ctx, struct control_status *st)
     st->sessions_total = 7;
     st->auth_ok = 5;
     st->auth_failed = 6;
+    st->auth[SASL_MECH_PLAIN][0] = 4;
+    st->auth[SASL_MECH_LOGIN][1] = 6;
+    st->auth[SASL_MECH_OAUTHBEARER][0] = 1;
     st->messages_relayed = 8;
     st->messages_failed = 9;
     st->inflight_bytes = 1024;
@@ -115,8 +118,17 @@ a_scrape_shows_the_status_and_every_zone_by_name(void)
     CHECK(strstr(t.p, "\nsluice_reloads_total{result=\"failed\"} 1\n") != NULL);
     CHECK(strstr(t.p, "\nsluice_sessions_open 4\n") != NULL);
     CHECK(strstr(t.p, "\nsluice_sessions_total 7\n") != NULL);
-    CHECK(strstr(t.p, "\nsluice_auth_total{result=\"ok\"} 5\n") != NULL);
-    CHECK(strstr(t.p, "\nsluice_auth_total{result=\"failed\"} 6\n") != NULL);
+    CHECK(strstr(t.p, "\n# TYPE sluice_auth_total counter\n"
+                      "sluice_auth_total{mechanism=\"plain\",result=\"ok\"} 4\n"
+                      "sluice_auth_total{mechanism=\"plain\",result=\"failed\"} 0\n"
+                      "sluice_auth_total{mechanism=\"login\",result=\"ok\"} 0\n"
+                      "sluice_auth_total{mechanism=\"login\",result=\"failed\"} 6\n"
+                      "sluice_auth_total{mechanism=\"xoauth2\",result=\"ok\"} 0\n"
+                      "sluice_auth_total{mechanism=\"xoauth2\",result=\"failed\"} 0\n"
+                      "sluice_auth_total{mechanism=\"oauthbearer\",result=\"ok\"} 1\n"
+                      "sluice_auth_total{mechanism=\"oauthbearer\",result=\"failed\"} 0\n"
+                      "# HELP ") != NULL);
+    CHECK(strstr(t.p, "mechanism=\"none\"") == NULL);
     CHECK(strstr(t.p, "\nsluice_messages_total{result=\"relayed\"} 8\n") != NULL);
     CHECK(strstr(t.p, "\nsluice_messages_total{result=\"failed\"} 9\n") != NULL);
     CHECK(strstr(t.p, "\nsluice_inflight_bytes 1024\n") != NULL);
