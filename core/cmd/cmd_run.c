@@ -210,7 +210,8 @@ cmd_run_make(struct cmd_run_state *st, struct config *cfg, const struct listener
     st->d.zones = zones_new(cfg, err, errlen);
     if (st->d.zones == NULL)
         goto out;
-    if (stats_labels_init(&st->d.upstream_labels, CONTROL_MAX_UPSTREAMS) != 0) {
+    if (stats_labels_init(&st->d.upstream_labels, CONTROL_MAX_UPSTREAMS) != 0 ||
+        stats_labels_init(&st->d.domain_labels, CONTROL_MAX_DOMAINS) != 0) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
@@ -288,6 +289,7 @@ cmd_run_cleanup(struct cmd_run_state *st)
     zones_free(st->d.zones);
     generation_unref(st->d.gen);
     stats_labels_cleanup(&st->d.upstream_labels); /* after every reader and writer */
+    stats_labels_cleanup(&st->d.domain_labels);
     free(st->workers);
 }
 

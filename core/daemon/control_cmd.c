@@ -241,6 +241,22 @@ control_status_auth(const struct control_status *st, struct control_out *o)
     out_put(o, "}", 1);
 }
 
+/* "domains": { "other": { "relayed": N, "failed": N }, "example.org": ... } */
+static void
+control_status_domains(const struct control_status *st, struct control_out *o)
+{
+    out_key(o, "domains");
+    out_put(o, "{", 1);
+    for (size_t i = 0; i < st->n_domains; i++) {
+        out_key(o, st->domains[i].name);
+        out_put(o, "{", 1);
+        out_u64(o, "relayed", st->domains[i].relayed);
+        out_u64(o, "failed", st->domains[i].failed);
+        out_put(o, "}", 1);
+    }
+    out_put(o, "}", 1);
+}
+
 /* "upstreams": { "HOST:PORT": { pool counters }, ... } */
 static void
 control_status_upstreams(const struct control_status *st, struct control_out *o)
@@ -306,6 +322,7 @@ control_status(const struct control_env *env, struct control_out *o)
         out_put(o, "}", 1);
     }
     control_status_auth(&st, o);
+    control_status_domains(&st, o);
     control_status_upstreams(&st, o);
     if (env->zones != NULL)
         control_status_zones(env->zones, o);

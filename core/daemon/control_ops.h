@@ -16,12 +16,21 @@
 /* Series of the per-upstream counters: distinct host:port ever configured since start,
  * "other" included (what comes after shares "other"; docs/metrics.md) */
 #define CONTROL_MAX_UPSTREAMS 256
+/* ... of the per-domain message counters: declared domains ever configured, "other"
+ * included */
+#define CONTROL_MAX_DOMAINS 1024
 #define CONTROL_AUTH_MECHS    (SASL_MECH_OAUTHBEARER + 1) /* rows of auth, NONE's unused */
 
 /* One upstream host:port's pool counters, summed over the workers (relay/upstream_pool.h). */
 struct control_upstream {
     const char *name;   /* borrows the daemon's label ("host:port", or "other") */
     uint64_t    open, idle, waits, wait_timeouts, connect_failures, errors;
+};
+
+/* One declared domain's messages, summed over the workers. */
+struct control_domain {
+    const char *name;   /* borrows the daemon's label (a domain name, or "other") */
+    uint64_t    relayed, failed;
 };
 
 /* Filled by the daemon on request, from the control thread: any field the daemon keeps
@@ -44,6 +53,9 @@ struct control_status {
     /* every upstream configured since start, in the order they were first configured */
     struct control_upstream upstreams[CONTROL_MAX_UPSTREAMS];
     size_t                  n_upstreams;
+    /* "other" first, then every declared domain since start, in the order first declared */
+    struct control_domain   domains[CONTROL_MAX_DOMAINS];
+    size_t                  n_domains;
 };
 
 struct config;

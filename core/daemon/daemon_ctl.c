@@ -53,7 +53,8 @@ daemon_ctl_build(struct daemon_ctl *c, struct generation *g, struct audit *audit
         return NULL;
     }
     for (i = 0; i < c->n_workers; i++) {
-        struct worker_gen_counts wc = {&c->d->upstream_labels, c->workers[i]->stats.upstreams};
+        struct worker_gen_counts wc = {&c->d->upstream_labels, c->workers[i]->stats.upstreams,
+                                       &c->d->domain_labels};
 
         wgs[i] = worker_gen_new(g, c->workers[i]->loop, c->d->zones, audit, &wc, err, errlen);
         if (wgs[i] == NULL)
@@ -191,6 +192,24 @@ daemon_ctl_reload(struct daemon_ctl *c, char *msg, size_t msglen)
 #define DAEMON_CTL_LOAD(w, field) \
     atomic_load_explicit(&(w)->stats.field, memory_order_relaxed)
 
+/* "other", then every declared domain since start, the workers' counters summed. */
+static void
+daemon_ctl_status_domains(struct daemon_ctl *c, struct control_status *st)
+{
+    const struct stats_labels *lab = &c->d->domain_labels;
+    size_t                     n = stats_labels_count(lab);
+
+    for (size_t k = 0; k < n && k < CONTROL_MAX_DOMAINS; k++) {
+        struct control_domain *dm = &st->domains[st->n_domains++];
+
+        dm->name = stats_labels_name(lab, k);
+        for (int i = 0; i < c->n_workers; i++) {
+            dm->relayed += DAEMON_CTL_LOAD(c->workers[i], domain_messages[k][0]);
+            dm->failed += DAEMON_CTL_LOAD(c->workers[i], domain_messages[k][1]);
+        }
+    }
+}
+
 /* Every upstream slot, the workers' counters summed; "other" only once a host:port had
  * to go there. */
 static void
@@ -259,6 +278,7 @@ daemon_ctl_status(struct daemon_ctl *c, struct control_status *st)
         }
     }
     daemon_ctl_status_upstreams(c, st);
+    daemon_ctl_status_domains(c, st);
 }
 
 int

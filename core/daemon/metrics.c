@@ -128,6 +128,23 @@ metrics_render_auth(struct metrics_text *t, const struct control_status *st)
     }
 }
 
+/* Messages of every declared domain since start, and of "other". */
+static void
+metrics_render_domains(struct metrics_text *t, const struct control_status *st)
+{
+    metrics_text_family(t, "sluice_domain_messages_total", "counter",
+                        "Messages by the sender's authenticated domain (a declared one, "
+                        "else other) and result: relayed or failed.");
+    for (size_t i = 0; i < st->n_domains; i++) { /* names come from the configuration */
+        const struct control_domain *d = &st->domains[i];
+        const char *relayed[] = {"domain", d->name, "result", "relayed"};
+        const char *failed[] = {"domain", d->name, "result", "failed"};
+
+        metrics_text_u64_labels(t, "sluice_domain_messages_total", relayed, 2, d->relayed);
+        metrics_text_u64_labels(t, "sluice_domain_messages_total", failed, 2, d->failed);
+    }
+}
+
 /* The pool counters of every upstream host:port configured since start (control_ops.h). */
 static void
 metrics_render_upstreams(struct metrics_text *t, const struct control_status *st)
@@ -216,6 +233,7 @@ metrics_render(struct metrics_text *t, const struct control_status *st, struct z
     metrics_one(t, "sluice_inflight_refused_total", "counter",
                 "Transactions refused with 452 4.3.1 for lack of memory.",
                 st->inflight_refused);
+    metrics_render_domains(t, st);
     metrics_render_upstreams(t, st);
     if (zones != NULL)
         metrics_render_zones(t, zones);

@@ -25,6 +25,7 @@
 /* The counters the metrics read start on a line of their own: no other worker's writes
  * share it (aligned_alloc wants a multiple of the alignment). */
 #define WORKER_CACHE_LINE 64
+#define WORKER_DOMAINS_SIZE (CONTROL_MAX_DOMAINS * 2 * sizeof(uint64_t)) /* lines already */
 #define WORKER_UPSTREAMS_SIZE                                                              \
     ((CONTROL_MAX_UPSTREAMS * sizeof(struct upstream_pool_counters) + WORKER_CACHE_LINE - 1) / \
      WORKER_CACHE_LINE * WORKER_CACHE_LINE)
@@ -100,6 +101,7 @@ worker_server_session_add(void *owner, struct smtp_session *s, struct smtp_serve
         .gen_id = g->id,
         .authdb = g->parts.authdb,
         .handle = wg,
+        .domain_slots = wg->domain_slots,
     };
     return worker_next_sid(w);
 }
@@ -143,6 +145,7 @@ worker_server_init(struct worker *w)
         .messages_relayed = &w->stats.messages_relayed,
         .messages_failed = &w->stats.messages_failed,
         .auth = w->stats.auth,
+        .domain_messages = w->stats.domain_messages,
         .owner = w,
         .session_add = worker_server_session_add,
         .session_gone = worker_server_session_gone,
@@ -175,13 +178,15 @@ worker_new(int index, struct daemon *d, const int *fds, const size_t *lindex, si
         goto fail;
     }
     w->stats.upstreams = aligned_alloc(WORKER_CACHE_LINE, WORKER_UPSTREAMS_SIZE);
-    if (w->stats.upstreams == NULL) {
+    w->stats.domain_messages = aligned_alloc(WORKER_CACHE_LINE, WORKER_DOMAINS_SIZE);
+    if (w->stats.upstreams == NULL || w->stats.domain_messages == NULL) {
         snprintf(err, errlen, "worker %d: out of memory", index);
         goto fail;
     }
     memset(w->stats.upstreams, 0, WORKER_UPSTREAMS_SIZE);
-    w->gen = worker_gen_new(d->gen, w->loop, d->zones, d->audit,
-                            &(struct worker_gen_counts){&d->upstream_labels, w->stats.upstreams},
+    memset(w->stats.domain_messages, 0, WORKER_DOMAINS_SIZE);
+    w->gen = worker_gen_new(d->gen, w->loop, d->zones, d->audit, &(struct worker_gen_counts){
+                                &d->upstream_labels, w->stats.upstreams, &d->domain_labels},
                             err, errlen);
     if (w->gen == NULL)
         goto fail;
@@ -382,6 +387,7 @@ worker_free(struct worker *w)
         ev_loop_destroy(w->loop);
     pthread_mutex_destroy(&w->pending_mu);
     free(w->stats.upstreams);
+    free(w->stats.domain_messages);
     free(w->listeners);
     free(w);
 }

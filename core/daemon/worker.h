@@ -46,6 +46,7 @@ struct daemon {
     /* Label slots of the per-worker counter families (stats_labels.h: one writer at a
      * time, worker_gen_new() at start and in reloads; any thread reads) */
     struct stats_labels upstream_labels; /* host:port of every upstream ever configured */
+    struct stats_labels domain_labels;   /* every declared domain ever configured */
 };
 
 /* Counters for `sluice ctl status` and the metrics listener: written by the worker
@@ -60,6 +61,8 @@ struct worker_stats {
     /* owns; CONTROL_MAX_UPSTREAMS, by slot of daemon.upstream_labels; written by this
      * worker's pools only (util/counter.h), on cache lines of their own */
     struct upstream_pool_counters *upstreams;
+    /* owns; CONTROL_MAX_DOMAINS, by slot of daemon.domain_labels: [0] relayed, [1] failed */
+    _Atomic uint64_t (*domain_messages)[2];
 };
 
 #define WORKER_COUNT(w, field) \

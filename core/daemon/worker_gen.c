@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/control_ops.h"
 #include "daemon/generation.h"
 #include "daemon/stats_labels.h"
 #include "policy/policy_vm.h"
@@ -35,6 +36,18 @@ worker_gen_upstream_counters(const struct config *cfg, const struct worker_gen_c
     return out;
 }
 
+/* Each declared domain's slot (stats_labels.h: "other" when there is no room left). */
+static uint16_t *
+worker_gen_domain_slots(const struct config *cfg, const struct worker_gen_counts *wc)
+{
+    uint16_t *out = calloc(cfg->n_domains + 1, sizeof(*out));
+
+    _Static_assert(CONTROL_MAX_DOMAINS <= UINT16_MAX, "a slot fits in uint16_t");
+    for (size_t i = 0; out != NULL && wc != NULL && i < cfg->n_domains; i++)
+        out[i] = (uint16_t)stats_labels_slot(wc->domain_labels, cfg->domains[i].name);
+    return out;
+}
+
 struct worker_gen *
 worker_gen_new(struct generation *g, struct ev_loop *loop, struct zones *zones,
                struct audit *audit, const struct worker_gen_counts *counts, char *err,
@@ -51,6 +64,12 @@ worker_gen_new(struct generation *g, struct ev_loop *loop, struct zones *zones,
     wg->cfg = g->parts.cfg;
     if (counts != NULL && (upc = worker_gen_upstream_counters(wg->cfg, counts)) == NULL) {
         snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    wg->domain_slots = worker_gen_domain_slots(wg->cfg, counts);
+    if (wg->domain_slots == NULL) {
+        snprintf(err, errlen, "out of memory");
+        free(upc);
         goto fail;
     }
     wg->pool = upstream_pool_new(loop, wg->cfg, upc, err, errlen);
@@ -76,5 +95,6 @@ worker_gen_free(struct worker_gen *wg)
     upstream_pool_free(wg->pool);
     policy_vm_free(wg->vm);
     generation_unref(wg->gen);
+    free(wg->domain_slots);
     free(wg);
 }

@@ -8,6 +8,7 @@
 #define SLUICE_WORKER_GEN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct audit;
 struct config;
@@ -24,6 +25,8 @@ struct worker_gen {
     const struct config  *cfg;      /* gen's configuration */
     struct policy_vm     *vm;       /* owns */
     struct upstream_pool *pool;     /* owns */
+    uint16_t             *domain_slots; /* owns; cfg->domains[i]'s slot in the worker's
+                                         * domain_messages (all 0 without counts) */
     size_t                sessions; /* pinned to this one now (worker thread only) */
     struct worker_gen    *next;     /* the worker's list of older ones */
 };
@@ -35,6 +38,7 @@ struct worker_gen {
 struct worker_gen_counts {
     struct stats_labels           *upstream_labels; /* host:port of each server */
     struct upstream_pool_counters *upstreams;       /* the worker's, by upstream slot */
+    struct stats_labels           *domain_labels;   /* each declared domain's name */
 };
 
 /* A worker generation of g for a worker whose loop is loop, or NULL and the reason in

@@ -40,6 +40,8 @@ struct smtp_server_pin {
     unsigned              gen_id; /* its id (auth cache keys) */
     const struct authdb  *authdb; /* its user files */
     void                 *handle; /* the worker's own handle of it; never read here */
+    /* The slot in smtp_server.domain_messages of each of cfg->domains (same index) */
+    const uint16_t       *domain_slots;
 };
 
 struct smtp_server {
@@ -54,6 +56,9 @@ struct smtp_server {
     _Atomic uint64_t *messages_relayed;
     _Atomic uint64_t *messages_failed;
     _Atomic uint64_t (*auth)[2]; /* [enum sasl_mech][0: 235, 1: refused] */
+    /* [slot][0: relayed, 1: failed]: slot 0 "other", the others a declared domain's
+     * (smtp_server_pin.domain_slots); NULL: not counted */
+    _Atomic uint64_t (*domain_messages)[2];
     void            *owner;    /* borrows: the worker, for the two calls */
     /* A session begins: returns its id, links it, pins the current generation and fills
      * *pin. Neither frees nor yields. */

@@ -6,6 +6,7 @@ move with traffic: one relayed message adds one to messages{result="relayed"}, o
 AUTH to auth{result="failed"}; a reload moves the generation. Other paths get 404, other
 methods 405; a scraper outside `allow` is closed on with a metrics.refuse line."""
 import re
+import smtplib
 import socket
 import time
 
@@ -303,3 +304,64 @@ def test_auth_is_counted_by_mechanism_and_result(metrics_relay):
     s = scrape(port)
     assert value(s, 'sluice_auth_total', mechanism='plain', result='ok') == 1
     assert sum(v for k, v in s.items() if k[0] == 'sluice_auth_total') == 2
+
+
+ACCEPT_ANY = """\
+local sluice = require('sluice')
+return { on_auth = function(session, auth) return sluice.accept() end }
+"""
+
+
+def test_messages_count_by_declared_domain_and_other_across_reloads(make_relay, make_sink,
+                                                                    tmp_path):
+    """A declared domain's messages are counted under its name, relayed or refused by the
+    upstream; an undeclared domain's under "other". A reload that drops a domain keeps
+    its series as they were (its sessions count under "other" from then on), and one
+    that declares it again counts on from there: every series only ever goes up."""
+    sink = make_sink('--reject-rcpt', 'refuse')
+    policy = tmp_path / 'accept_any.lua'
+    policy.write_text(ACCEPT_ANY)
+    port = free_port()
+    declared = "{ ['example.org'] = {}, ['example.net'] = {} }"
+    r = make_relay(upstream_conf(sink.port), policies=[str(policy)], domains=declared,
+                   extra="metrics = { port = %d }," % port)
+
+    def send(user, rcpt='rcpt@example.net'):
+        c = r.smtps(login=None)
+        c.login(user, 'any')
+        try:
+            c.sendmail(user, [rcpt], b'Subject: x\r\n\r\nhi\r\n')
+        except smtplib.SMTPDataError as e:  # the upstream's refusal, after the message
+            assert rcpt.startswith('refuse') and e.smtp_code == 550, e
+        c.quit()
+
+    def domains():
+        return {(dict(k[1])['domain'].strip('"'), dict(k[1])['result'].strip('"')): v
+                for k, v in scrape(port).items() if k[0] == 'sluice_domain_messages_total'}
+
+    assert domains() == {(d, res): 0 for d in ('other', 'example.org', 'example.net')
+                         for res in ('relayed', 'failed')}
+    send('alice@example.org')
+    send('alice@example.org', 'refuse@example.net')
+    send('dave@undeclared.test')
+    wait_until(lambda: domains()[('other', 'relayed')] == 1, 'a message under other')
+    assert domains() == {('other', 'relayed'): 1, ('other', 'failed'): 0,
+                         ('example.org', 'relayed'): 1, ('example.org', 'failed'): 1,
+                         ('example.net', 'relayed'): 0, ('example.net', 'failed'): 0}
+
+    r.conf.write_text(r.conf.read_text().replace(
+        declared, "{ ['example.net'] = {}, ['example.com'] = {} }"))
+    hup(r)
+    send('alice@example.org')
+    wait_until(lambda: domains()[('other', 'relayed')] == 2, 'example.org now under other')
+    after = domains()
+    assert after[('example.org', 'relayed')] == 1 and after[('example.org', 'failed')] == 1
+    assert after[('example.com', 'relayed')] == 0
+
+    r.conf.write_text(r.conf.read_text().replace(
+        "{ ['example.net'] = {}, ['example.com'] = {} }", declared))
+    hup(r)
+    send('alice@example.org')
+    wait_until(lambda: domains()[('example.org', 'relayed')] == 2, 'example.org counts on')
+    assert domains()[('other', 'relayed')] == 2
+    assert len(sink.wait_messages(4)) == 4

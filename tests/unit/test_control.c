@@ -99,6 +99,9 @@ fake_status(void *ctx, struct control_status *st)
                                                  .waits = 12, .wait_timeouts = 1,
                                                  .connect_failures = 4, .errors = 5};
     st->n_upstreams = 1;
+    st->domains[0] = (struct control_domain){.name = "other", .failed = 1};
+    st->domains[1] = (struct control_domain){.name = "example.org", .relayed = 41, .failed = 2};
+    st->n_domains = 2;
 }
 
 static void
@@ -286,6 +289,8 @@ status_gives_the_daemon_counters_and_every_zones_usage(void)
     CHECK(has(r, ",\"auth\":{\"plain\":{\"ok\":38,\"failed\":0},\"login\":{\"ok\":0,"
                  "\"failed\":9},\"xoauth2\":{\"ok\":2,\"failed\":0},\"oauthbearer\":{\"ok\":0,"
                  "\"failed\":0}},"));
+    CHECK(has(r, ",\"domains\":{\"other\":{\"relayed\":0,\"failed\":1},"
+                 "\"example.org\":{\"relayed\":41,\"failed\":2}},"));
     CHECK(has(r, ",\"upstreams\":{\"127.0.0.1:25\":{\"open\":3,\"idle\":2,\"waits\":12,"
                  "\"wait_timeouts\":1,\"connect_failures\":4,\"errors\":5}},"));
     CHECK(has(r, "\"zones\":{\"default\":{\"evict\":true,\"capacity\":1048576,\"bytes\":"));

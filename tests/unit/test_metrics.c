@@ -49,6 +49,9 @@ fake_status(void *ctx, struct control_status *st)
                                                  .connect_failures = 4, .errors = 5};
     st->upstreams[1] = (struct control_upstream){.name = "[::1]:2525"};
     st->n_upstreams = 2;
+    st->domains[0] = (struct control_domain){.name = "other", .relayed = 1};
+    st->domains[1] = (struct control_domain){.name = "example.org", .relayed = 7, .failed = 2};
+    st->n_domains = 2;
 }
 
 static struct zones *
@@ -129,6 +132,12 @@ a_scrape_shows_the_status_and_every_zone_by_name(void)
                       "sluice_auth_total{mechanism=\"oauthbearer\",result=\"failed\"} 0\n"
                       "# HELP ") != NULL);
     CHECK(strstr(t.p, "mechanism=\"none\"") == NULL);
+    CHECK(strstr(t.p, "\n# TYPE sluice_domain_messages_total counter\n"
+                      "sluice_domain_messages_total{domain=\"other\",result=\"relayed\"} 1\n"
+                      "sluice_domain_messages_total{domain=\"other\",result=\"failed\"} 0\n"
+                      "sluice_domain_messages_total{domain=\"example.org\",result=\"relayed\"} 7\n"
+                      "sluice_domain_messages_total{domain=\"example.org\",result=\"failed\"} 2\n"
+                      "# HELP ") != NULL);
     CHECK(strstr(t.p, "\nsluice_messages_total{result=\"relayed\"} 8\n") != NULL);
     CHECK(strstr(t.p, "\nsluice_messages_total{result=\"failed\"} 9\n") != NULL);
     CHECK(strstr(t.p, "\nsluice_inflight_bytes 1024\n") != NULL);
