@@ -220,6 +220,22 @@ control_status_zones(struct zones *zs, struct control_out *o)
     out_put(o, "}", 1);
 }
 
+/* "sessions_by_state": { "NEW": N, ... }, "connections_refused": { reason: N, ... } */
+static void
+control_status_sessions(const struct control_status *st, struct control_out *o)
+{
+    out_key(o, "sessions_by_state");
+    out_put(o, "{", 1);
+    for (size_t k = 0; k < st->n_states; k++)
+        out_u64(o, st->state_names[k], st->states[k]);
+    out_put(o, "}", 1);
+    out_key(o, "connections_refused");
+    out_put(o, "{", 1);
+    out_u64(o, "max_connections", st->refused_max_connections);
+    out_u64(o, "max_connections_per_ip", st->refused_max_connections_per_ip);
+    out_put(o, "}", 1);
+}
+
 /* "auth": { "plain": { "ok": N, "failed": N }, ... } */
 static void
 control_status_auth(const struct control_status *st, struct control_out *o)
@@ -321,6 +337,7 @@ control_status(const struct control_env *env, struct control_out *o)
         out_u64(o, "refused", st.inflight_refused);
         out_put(o, "}", 1);
     }
+    control_status_sessions(&st, o);
     control_status_auth(&st, o);
     control_status_domains(&st, o);
     control_status_upstreams(&st, o);

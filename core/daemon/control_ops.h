@@ -19,6 +19,7 @@
 /* ... of the per-domain message counters: declared domains ever configured, "other"
  * included */
 #define CONTROL_MAX_DOMAINS 1024
+#define CONTROL_MAX_STATES  16 /* room for enum smtp_state (smtp/smtp_session.h) */
 #define CONTROL_AUTH_MECHS    (SASL_MECH_OAUTHBEARER + 1) /* rows of auth, NONE's unused */
 
 /* One upstream host:port's pool counters, summed over the workers (relay/upstream_pool.h). */
@@ -50,6 +51,11 @@ struct control_status {
      * clients holding some, transactions refused with 452 4.3.1 since start */
     size_t   inflight_bytes, inflight_max_bytes, inflight_max_per_client, inflight_clients;
     uint64_t inflight_refused;
+    /* SMTP sessions in each state of the session's state machine now (docs/smtp.md) */
+    const char *state_names[CONTROL_MAX_STATES]; /* static: "NEW", "CMD", ... */
+    uint64_t    states[CONTROL_MAX_STATES];
+    size_t      n_states;
+    uint64_t    refused_max_connections, refused_max_connections_per_ip;
     /* every upstream configured since start, in the order they were first configured */
     struct control_upstream upstreams[CONTROL_MAX_UPSTREAMS];
     size_t                  n_upstreams;

@@ -20,6 +20,7 @@
 #include "daemon/worker.h"
 #include "daemon/worker_gen.h"
 #include "relay/upstream_pool.h"
+#include "smtp/smtp_session.h"
 
 void
 daemon_ctl_init(struct daemon_ctl *c, const char *path, struct daemon *d,
@@ -192,6 +193,23 @@ daemon_ctl_reload(struct daemon_ctl *c, char *msg, size_t msglen)
 #define DAEMON_CTL_LOAD(w, field) \
     atomic_load_explicit(&(w)->stats.field, memory_order_relaxed)
 
+/* Sessions by state: the workers' gauges summed. */
+static void
+daemon_ctl_status_states(struct daemon_ctl *c, struct control_status *st)
+{
+    _Static_assert(SMTP_STATE_COUNT <= CONTROL_MAX_STATES, "room for every state");
+    st->n_states = SMTP_STATE_COUNT;
+    for (int k = 0; k < SMTP_STATE_COUNT; k++) {
+        st->state_names[k] = smtp_session_state_name((enum smtp_state)k);
+        for (int i = 0; i < c->n_workers; i++)
+            st->states[k] += DAEMON_CTL_LOAD(c->workers[i], states[k]);
+    }
+    for (int i = 0; i < c->n_workers; i++) {
+        st->refused_max_connections += DAEMON_CTL_LOAD(c->workers[i], refused[0]);
+        st->refused_max_connections_per_ip += DAEMON_CTL_LOAD(c->workers[i], refused[1]);
+    }
+}
+
 /* "other", then every declared domain since start, the workers' counters summed. */
 static void
 daemon_ctl_status_domains(struct daemon_ctl *c, struct control_status *st)
@@ -279,6 +297,7 @@ daemon_ctl_status(struct daemon_ctl *c, struct control_status *st)
     }
     daemon_ctl_status_upstreams(c, st);
     daemon_ctl_status_domains(c, st);
+    daemon_ctl_status_states(c, st);
 }
 
 int

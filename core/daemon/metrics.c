@@ -128,6 +128,20 @@ metrics_render_auth(struct metrics_text *t, const struct control_status *st)
     }
 }
 
+/* Sessions by state (every state, 0 or not) and connections refused by reason. */
+static void
+metrics_render_sessions(struct metrics_text *t, const struct control_status *st)
+{
+    metrics_text_family(t, "sluice_sessions", "gauge",
+                        "SMTP sessions open now, by the state of the session's state machine.");
+    for (size_t k = 0; k < st->n_states; k++)
+        metrics_text_u64(t, "sluice_sessions", "state", st->state_names[k], st->states[k]);
+    metrics_two(t, "sluice_connections_refused_total",
+                "Connections refused at accept, by the limit that refused them.", "reason",
+                "max_connections", st->refused_max_connections, "max_connections_per_ip",
+                st->refused_max_connections_per_ip);
+}
+
 /* Messages of every declared domain since start, and of "other". */
 static void
 metrics_render_domains(struct metrics_text *t, const struct control_status *st)
@@ -219,6 +233,7 @@ metrics_render(struct metrics_text *t, const struct control_status *st, struct z
     metrics_one(t, "sluice_sessions_open", "gauge", "SMTP sessions open now.", st->sessions);
     metrics_one(t, "sluice_sessions_total", "counter", "SMTP sessions accepted since start.",
                 st->sessions_total);
+    metrics_render_sessions(t, st);
     metrics_render_auth(t, st);
     metrics_two(t, "sluice_messages_total",
                 "Messages by result: relayed (the upstream accepted) or failed.", "result",

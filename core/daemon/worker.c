@@ -12,6 +12,7 @@
 
 #include "daemon/control_ops.h"
 #include "daemon/generation.h"
+#include "util/counter.h"
 #include "net/listener.h"
 #include "util/log.h"
 #include "util/offload.h"
@@ -92,6 +93,7 @@ worker_server_session_add(void *owner, struct smtp_session *s, struct smtp_serve
     wg->sessions++;
     atomic_fetch_add_explicit(&w->stats.sessions, 1, memory_order_relaxed);
     WORKER_COUNT(w, sessions_total);
+    counter_inc(&w->stats.states[s->state]); /* NEW: smtp_session_enter() moves it on */
     *pin = (struct smtp_server_pin){
         .cfg = wg->cfg,
         .tls = g->parts.tls,
@@ -122,6 +124,7 @@ worker_server_session_gone(void *owner, struct smtp_session *s)
         s->next->prev = s->prev;
     w->n_sessions--;
     atomic_fetch_sub_explicit(&w->stats.sessions, 1, memory_order_relaxed);
+    counter_dec(&w->stats.states[s->state]);
     if (--wg->sessions == 0 && wg != w->gen)
         ev_idle_start(w->loop, &w->reap);
     worker_maybe_done(w);
@@ -146,6 +149,8 @@ worker_server_init(struct worker *w)
         .messages_failed = &w->stats.messages_failed,
         .auth = w->stats.auth,
         .domain_messages = w->stats.domain_messages,
+        .states = w->stats.states,
+        .refused = w->stats.refused,
         .owner = w,
         .session_add = worker_server_session_add,
         .session_gone = worker_server_session_gone,

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "proto/sasl.h"
+#include "util/counter.h"
 #include "util/pin.h"
 
 struct authdb;
@@ -59,6 +60,12 @@ struct smtp_server {
     /* [slot][0: relayed, 1: failed]: slot 0 "other", the others a declared domain's
      * (smtp_server_pin.domain_slots); NULL: not counted */
     _Atomic uint64_t (*domain_messages)[2];
+    /* Gauges, by enum smtp_state: sessions in each state now. The worker counts a new
+     * session in SMTP_STATE_NEW and takes a gone one out of its last state; every change
+     * between is smtp_session_enter()'s (smtp_server_count_state). NULL: not counted. */
+    _Atomic uint64_t *states;
+    /* Connections refused at accept: [0] limits.max_connections, [1] .._per_ip */
+    _Atomic uint64_t *refused;
     void            *owner;    /* borrows: the worker, for the two calls */
     /* A session begins: returns its id, links it, pins the current generation and fills
      * *pin. Neither frees nor yields. */
@@ -73,6 +80,16 @@ static inline void
 smtp_server_count(_Atomic uint64_t *counter)
 {
     atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+}
+
+/* A session moves from one state to another (the worker's thread only: util/counter.h). */
+static inline void
+smtp_server_count_state(struct smtp_server *srv, unsigned from, unsigned to)
+{
+    if (srv->states != NULL) {
+        counter_dec(&srv->states[from]);
+        counter_inc(&srv->states[to]);
+    }
 }
 
 /* An AUTH exchange ended: with 235 (ok) or refused, by its mechanism. */

@@ -365,3 +365,31 @@ def test_messages_count_by_declared_domain_and_other_across_reloads(make_relay, 
     wait_until(lambda: domains()[('example.org', 'relayed')] == 2, 'example.org counts on')
     assert domains()[('other', 'relayed')] == 2
     assert len(sink.wait_messages(4)) == 4
+
+
+def test_sessions_are_shown_by_state_and_refused_connections_by_reason(make_relay, sink):
+    port = free_port()
+    r = make_relay(upstream_conf(sink.port), limits='max_connections_per_ip = 1',
+                   extra="metrics = { port = %d }," % port)
+
+    def states():
+        return {dict(k[1])['state'].strip('"'): v for k, v in scrape(port).items()
+                if k[0] == 'sluice_sessions'}
+
+    assert set(states()) == {'NEW', 'PROXY', 'TLS_ACCEPT', 'CMD', 'AUTH', 'AUTH_ERROR',
+                             'DATA', 'BDAT', 'STARTTLS', 'POLICY', 'RELAY', 'CLOSING'}
+    assert sum(states().values()) == 0
+    c = r.raw()
+    wait_until(lambda: states()['CMD'] == 1, 'a session in CMD')
+    c.cmd(b'EHLO client.test')
+    assert c.cmd(b'AUTH LOGIN').code == 334
+    s = states()
+    assert (s['AUTH'], s['CMD'], sum(s.values())) == (1, 0, 1)
+    with r.raw(tls=False) as second:  # the same client address: over the limit
+        assert second.greeting.code == 421
+    assert value(scrape(port), 'sluice_connections_refused_total',
+                 reason='max_connections_per_ip') == 1
+    assert value(scrape(port), 'sluice_connections_refused_total',
+                 reason='max_connections') == 0
+    c.close()
+    wait_until(lambda: sum(states().values()) == 0, 'no session left in any state')

@@ -102,6 +102,11 @@ fake_status(void *ctx, struct control_status *st)
     st->domains[0] = (struct control_domain){.name = "other", .failed = 1};
     st->domains[1] = (struct control_domain){.name = "example.org", .relayed = 41, .failed = 2};
     st->n_domains = 2;
+    st->state_names[0] = "NEW";
+    st->state_names[1] = "CMD";
+    st->states[1] = 7;
+    st->n_states = 2;
+    st->refused_max_connections = 5;
 }
 
 static void
@@ -289,6 +294,8 @@ status_gives_the_daemon_counters_and_every_zones_usage(void)
     CHECK(has(r, ",\"auth\":{\"plain\":{\"ok\":38,\"failed\":0},\"login\":{\"ok\":0,"
                  "\"failed\":9},\"xoauth2\":{\"ok\":2,\"failed\":0},\"oauthbearer\":{\"ok\":0,"
                  "\"failed\":0}},"));
+    CHECK(has(r, ",\"sessions_by_state\":{\"NEW\":0,\"CMD\":7},\"connections_refused\":{"
+                 "\"max_connections\":5,\"max_connections_per_ip\":0},"));
     CHECK(has(r, ",\"domains\":{\"other\":{\"relayed\":0,\"failed\":1},"
                  "\"example.org\":{\"relayed\":41,\"failed\":2}},"));
     CHECK(has(r, ",\"upstreams\":{\"127.0.0.1:25\":{\"open\":3,\"idle\":2,\"waits\":12,"

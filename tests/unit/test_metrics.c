@@ -52,6 +52,11 @@ fake_status(void *ctx, struct control_status *st)
     st->domains[0] = (struct control_domain){.name = "other", .relayed = 1};
     st->domains[1] = (struct control_domain){.name = "example.org", .relayed = 7, .failed = 2};
     st->n_domains = 2;
+    st->state_names[0] = "NEW";
+    st->state_names[1] = "CMD";
+    st->states[1] = 3;
+    st->n_states = 2;
+    st->refused_max_connections_per_ip = 2;
 }
 
 static struct zones *
@@ -132,6 +137,10 @@ a_scrape_shows_the_status_and_every_zone_by_name(void)
                       "sluice_auth_total{mechanism=\"oauthbearer\",result=\"failed\"} 0\n"
                       "# HELP ") != NULL);
     CHECK(strstr(t.p, "mechanism=\"none\"") == NULL);
+    CHECK(strstr(t.p, "\n# TYPE sluice_sessions gauge\nsluice_sessions{state=\"NEW\"} 0\n"
+                      "sluice_sessions{state=\"CMD\"} 3\n# HELP ") != NULL);
+    CHECK(strstr(t.p, "\nsluice_connections_refused_total{reason=\"max_connections\"} 0\n"
+                      "sluice_connections_refused_total{reason=\"max_connections_per_ip\"} 2\n"));
     CHECK(strstr(t.p, "\n# TYPE sluice_domain_messages_total counter\n"
                       "sluice_domain_messages_total{domain=\"other\",result=\"relayed\"} 1\n"
                       "sluice_domain_messages_total{domain=\"other\",result=\"failed\"} 0\n"
