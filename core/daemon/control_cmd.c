@@ -236,6 +236,26 @@ control_status_sessions(const struct control_status *st, struct control_out *o)
     out_put(o, "}", 1);
 }
 
+/* "hooks": { "on_connect": { "runs": N, "seconds": S }, ... } */
+static void
+control_status_hooks(const struct control_status *st, struct control_out *o)
+{
+    out_key(o, "hooks");
+    out_put(o, "{", 1);
+    for (int h = 0; h < POLICY_N_HOOKS; h++) {
+        uint64_t runs = 0;
+
+        for (int b = 0; b <= HOOK_STATS_BUCKETS; b++)
+            runs += st->hook_runs[h][b];
+        out_key(o, policy_hook_names[h]);
+        out_put(o, "{", 1);
+        out_u64(o, "runs", runs);
+        out_secs(o, "seconds", (double)st->hook_sum_us[h] / 1e6);
+        out_put(o, "}", 1);
+    }
+    out_put(o, "}", 1);
+}
+
 /* "auth": { "plain": { "ok": N, "failed": N }, ... } */
 static void
 control_status_auth(const struct control_status *st, struct control_out *o)
@@ -341,6 +361,7 @@ control_status(const struct control_env *env, struct control_out *o)
     control_status_auth(&st, o);
     control_status_domains(&st, o);
     control_status_upstreams(&st, o);
+    control_status_hooks(&st, o);
     if (env->zones != NULL)
         control_status_zones(env->zones, o);
     if (env->audit != NULL) {

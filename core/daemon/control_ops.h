@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "policy/hook_stats.h"
 #include "proto/sasl.h"
 
 #define CONTROL_MAX_REQUEST 4096 /* octets in a request line, LF included */
@@ -56,6 +57,10 @@ struct control_status {
     uint64_t    states[CONTROL_MAX_STATES];
     size_t      n_states;
     uint64_t    refused_max_connections, refused_max_connections_per_ip;
+    /* policy hook durations (policy/hook_stats.h), by enum policy_hook: runs per bucket
+     * (not cumulative; the last one over every bound) and their sum */
+    uint64_t    hook_runs[POLICY_N_HOOKS][HOOK_STATS_BUCKETS + 1];
+    uint64_t    hook_sum_us[POLICY_N_HOOKS];
     /* every upstream configured since start, in the order they were first configured */
     struct control_upstream upstreams[CONTROL_MAX_UPSTREAMS];
     size_t                  n_upstreams;

@@ -193,7 +193,7 @@ daemon_ctl_reload(struct daemon_ctl *c, char *msg, size_t msglen)
 #define DAEMON_CTL_LOAD(w, field) \
     atomic_load_explicit(&(w)->stats.field, memory_order_relaxed)
 
-/* Sessions by state: the workers' gauges summed. */
+/* Sessions by state, refused connections and hook durations: the workers' summed. */
 static void
 daemon_ctl_status_states(struct daemon_ctl *c, struct control_status *st)
 {
@@ -205,6 +205,11 @@ daemon_ctl_status_states(struct daemon_ctl *c, struct control_status *st)
             st->states[k] += DAEMON_CTL_LOAD(c->workers[i], states[k]);
     }
     for (int i = 0; i < c->n_workers; i++) {
+        for (int h = 0; h < POLICY_N_HOOKS; h++) {
+            for (int b = 0; b <= HOOK_STATS_BUCKETS; b++)
+                st->hook_runs[h][b] += DAEMON_CTL_LOAD(c->workers[i], hooks.runs[h][b]);
+            st->hook_sum_us[h] += DAEMON_CTL_LOAD(c->workers[i], hooks.sum_us[h]);
+        }
         st->refused_max_connections += DAEMON_CTL_LOAD(c->workers[i], refused[0]);
         st->refused_max_connections_per_ip += DAEMON_CTL_LOAD(c->workers[i], refused[1]);
     }

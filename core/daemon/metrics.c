@@ -142,6 +142,27 @@ metrics_render_sessions(struct metrics_text *t, const struct control_status *st)
                 st->refused_max_connections_per_ip);
 }
 
+/* One histogram per hook (policy/hook_stats.h): cumulative buckets, +Inf, sum, count. */
+static void
+metrics_render_hooks(struct metrics_text *t, const struct control_status *st)
+{
+    metrics_text_family(t, "sluice_hook_duration_seconds", "histogram",
+                        "Policy hook runs from their start to their verdict, waits included.");
+    for (int h = 0; h < POLICY_N_HOOKS; h++) {
+        const char *labels[] = {"hook", policy_hook_names[h], "le", NULL};
+        uint64_t    cum = 0;
+
+        for (int b = 0; b <= HOOK_STATS_BUCKETS; b++) {
+            cum += st->hook_runs[h][b];
+            labels[3] = b < HOOK_STATS_BUCKETS ? hook_stats_bound_names[b] : "+Inf";
+            metrics_text_u64_labels(t, "sluice_hook_duration_seconds_bucket", labels, 2, cum);
+        }
+        metrics_text_double_labels(t, "sluice_hook_duration_seconds_sum", labels, 1,
+                                   (double)st->hook_sum_us[h] / 1e6);
+        metrics_text_u64_labels(t, "sluice_hook_duration_seconds_count", labels, 1, cum);
+    }
+}
+
 /* Messages of every declared domain since start, and of "other". */
 static void
 metrics_render_domains(struct metrics_text *t, const struct control_status *st)
@@ -250,6 +271,7 @@ metrics_render(struct metrics_text *t, const struct control_status *st, struct z
                 st->inflight_refused);
     metrics_render_domains(t, st);
     metrics_render_upstreams(t, st);
+    metrics_render_hooks(t, st);
     if (zones != NULL)
         metrics_render_zones(t, zones);
     if (audit != NULL)

@@ -151,6 +151,7 @@ worker_server_init(struct worker *w)
         .domain_messages = w->stats.domain_messages,
         .states = w->stats.states,
         .refused = w->stats.refused,
+        .hook_stats = &w->stats.hooks,
         .owner = w,
         .session_add = worker_server_session_add,
         .session_gone = worker_server_session_gone,

@@ -15,6 +15,7 @@
 
 #include "config/config.h"
 #include "daemon/control_ops.h"
+#include "policy/hook_stats.h"
 #include "daemon/stats_labels.h"
 #include "smtp/smtp_server.h"
 
@@ -61,6 +62,7 @@ struct worker_stats {
     _Atomic uint64_t auth[SMTP_SERVER_AUTH_MECHS][2]; /* [enum sasl_mech][0 ok, 1 failed] */
     _Atomic uint64_t states[CONTROL_MAX_STATES]; /* sessions by enum smtp_state, now */
     _Atomic uint64_t refused[2]; /* connections: max_connections, max_connections_per_ip */
+    struct hook_stats hooks;     /* how long the policy hooks took */
     /* owns; CONTROL_MAX_UPSTREAMS, by slot of daemon.upstream_labels; written by this
      * worker's pools only (util/counter.h), on cache lines of their own */
     struct upstream_pool_counters *upstreams;

@@ -19,6 +19,7 @@
 struct authdb;
 struct config;
 struct ev_loop;
+struct hook_stats;
 struct inflight;
 struct iplimit;
 struct offload;
@@ -66,6 +67,7 @@ struct smtp_server {
     _Atomic uint64_t *states;
     /* Connections refused at accept: [0] limits.max_connections, [1] .._per_ip */
     _Atomic uint64_t *refused;
+    struct hook_stats *hook_stats; /* the policies' durations; NULL: not counted */
     void            *owner;    /* borrows: the worker, for the two calls */
     /* A session begins: returns its id, links it, pins the current generation and fills
      * *pin. Neither frees nor yields. */

@@ -393,3 +393,39 @@ def test_sessions_are_shown_by_state_and_refused_connections_by_reason(make_rela
                  reason='max_connections') == 0
     c.close()
     wait_until(lambda: sum(states().values()) == 0, 'no session left in any state')
+
+
+SLOW_AUTH = """\
+local sluice = require('sluice')
+return { on_auth = function(session, auth)
+  sluice.sleep(0.3)
+  return sluice.accept()
+end }
+"""
+
+
+def test_a_hook_that_waits_is_timed_from_its_start_to_its_verdict(make_relay, sink, tmp_path):
+    """on_auth sleeps 0.3 s: its run lands in the 0.5 s bucket, not the 0.25 s one, and
+    its sum is at least the sleep; a hook no policy has is never counted."""
+    policy = tmp_path / 'slow_auth.lua'
+    policy.write_text(SLOW_AUTH)
+    port = free_port()
+    r = make_relay(upstream_conf(sink.port), policies=[str(policy)],
+                   extra="metrics = { port = %d }," % port)
+    name = 'sluice_hook_duration_seconds'
+    s = scrape(port)
+    assert value(s, name + '_count', hook='on_auth') == 0
+    assert value(s, name + '_bucket', hook='on_auth', le='+Inf') == 0
+    r.smtps().quit()
+    wait_until(lambda: value(scrape(port), name + '_count', hook='on_auth') == 1,
+               'one on_auth run counted')
+    s = scrape(port)
+    assert value(s, name + '_bucket', hook='on_auth', le='0.25') == 0
+    assert value(s, name + '_bucket', hook='on_auth', le='0.5') == 1
+    assert value(s, name + '_bucket', hook='on_auth', le='+Inf') == 1
+    assert 0.3 <= value(s, name + '_sum', hook='on_auth') < 0.5
+    assert value(s, name + '_count', hook='on_connect') == 0  # no policy has it
+    les = [dict(k[1])['le'] for k in s if k[0] == name + '_bucket' and
+           dict(k[1])['hook'] == '"on_auth"']
+    assert les == ['"%s"' % x for x in ('0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025',
+                                         '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '+Inf')]

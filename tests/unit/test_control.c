@@ -107,6 +107,9 @@ fake_status(void *ctx, struct control_status *st)
     st->states[1] = 7;
     st->n_states = 2;
     st->refused_max_connections = 5;
+    st->hook_runs[POLICY_ON_RCPT][2] = 4;
+    st->hook_runs[POLICY_ON_RCPT][13] = 1;
+    st->hook_sum_us[POLICY_ON_RCPT] = 6001500;
 }
 
 static void
@@ -298,6 +301,8 @@ status_gives_the_daemon_counters_and_every_zones_usage(void)
                  "\"max_connections\":5,\"max_connections_per_ip\":0},"));
     CHECK(has(r, ",\"domains\":{\"other\":{\"relayed\":0,\"failed\":1},"
                  "\"example.org\":{\"relayed\":41,\"failed\":2}},"));
+    CHECK(has(r, "\"hooks\":{\"on_connect\":{\"runs\":0,\"seconds\":0.000},"));
+    CHECK(has(r, "\"on_rcpt\":{\"runs\":5,\"seconds\":6.002},"));
     CHECK(has(r, ",\"upstreams\":{\"127.0.0.1:25\":{\"open\":3,\"idle\":2,\"waits\":12,"
                  "\"wait_timeouts\":1,\"connect_failures\":4,\"errors\":5}},"));
     CHECK(has(r, "\"zones\":{\"default\":{\"evict\":true,\"capacity\":1048576,\"bytes\":"));

@@ -57,6 +57,10 @@ fake_status(void *ctx, struct control_status *st)
     st->states[1] = 3;
     st->n_states = 2;
     st->refused_max_connections_per_ip = 2;
+    st->hook_runs[POLICY_ON_AUTH][0] = 3;  /* <= 0.5 ms */
+    st->hook_runs[POLICY_ON_AUTH][7] = 2;  /* <= 0.1 s */
+    st->hook_runs[POLICY_ON_AUTH][13] = 1; /* over 5 s */
+    st->hook_sum_us[POLICY_ON_AUTH] = 5250000;
 }
 
 static struct zones *
@@ -71,7 +75,10 @@ two_zones(void)
     return zones_new(&cfg, err, sizeof(err));
 }
 
-/* Whether every sample line's name (up to '{' or ' ') had a TYPE line before it. */
+static const char *const histogram_suffixes[] = {"_bucket", "_sum", "_count", NULL};
+
+/* Whether every sample line's name (up to '{' or ' ') had a TYPE line before it (a
+ * histogram's _bucket, _sum and _count lines: their family's). */
 static int
 every_sample_has_a_type_before_it(const char *text)
 {
@@ -93,6 +100,12 @@ every_sample_has_a_type_before_it(const char *text)
             size_t k = strcspn(line, "{ ");
 
             snprintf(key, sizeof(key), " %.*s ", (int)k, line);
+            for (const char *const *sfx = histogram_suffixes; *sfx != NULL; sfx++) {
+                size_t m = strlen(*sfx); /* a histogram's series: its family's TYPE */
+
+                if (strstr(types, key) == NULL && k > m && strncmp(line + k - m, *sfx, m) == 0)
+                    snprintf(key, sizeof(key), " %.*s ", (int)(k - m), line);
+            }
             if (strstr(types, key) == NULL) {
                 fprintf(stderr, "no TYPE before: %.*s\n", (int)n, line);
                 return 0;
@@ -137,6 +150,16 @@ a_scrape_shows_the_status_and_every_zone_by_name(void)
                       "sluice_auth_total{mechanism=\"oauthbearer\",result=\"failed\"} 0\n"
                       "# HELP ") != NULL);
     CHECK(strstr(t.p, "mechanism=\"none\"") == NULL);
+    CHECK(strstr(t.p, "\n# TYPE sluice_hook_duration_seconds histogram\n"
+                      "sluice_hook_duration_seconds_bucket{hook=\"on_connect\",le=\"0.0005\"} 0\n"));
+    CHECK(strstr(t.p, "\nsluice_hook_duration_seconds_bucket{hook=\"on_auth\",le=\"0.0005\"} 3\n"
+                      "sluice_hook_duration_seconds_bucket{hook=\"on_auth\",le=\"0.001\"} 3\n"));
+    CHECK(strstr(t.p, "\nsluice_hook_duration_seconds_bucket{hook=\"on_auth\",le=\"0.1\"} 5\n"));
+    CHECK(strstr(t.p, "\nsluice_hook_duration_seconds_bucket{hook=\"on_auth\",le=\"5\"} 5\n"
+                      "sluice_hook_duration_seconds_bucket{hook=\"on_auth\",le=\"+Inf\"} 6\n"
+                      "sluice_hook_duration_seconds_sum{hook=\"on_auth\"} 5.25\n"
+                      "sluice_hook_duration_seconds_count{hook=\"on_auth\"} 6\n"));
+    CHECK(strstr(t.p, "\nsluice_hook_duration_seconds_count{hook=\"on_disconnect\"} 0\n"));
     CHECK(strstr(t.p, "\n# TYPE sluice_sessions gauge\nsluice_sessions{state=\"NEW\"} 0\n"
                       "sluice_sessions{state=\"CMD\"} 3\n# HELP ") != NULL);
     CHECK(strstr(t.p, "\nsluice_connections_refused_total{reason=\"max_connections\"} 0\n"
