@@ -4,15 +4,20 @@ scraped over HTTP and read with a strict parser of the text exposition format 0.
 label syntax per the data model, values that parse as floats, no series twice). Values
 move with traffic: one relayed message adds one to messages{result="relayed"}, one failed
 AUTH to auth{result="failed"}; a reload moves the generation. Other paths get 404, other
-methods 405; a scraper outside `allow` is closed on with a metrics.refuse line."""
+methods 405; a scraper outside `allow` is closed on with a metrics.refuse line. A real
+Prometheus (Debian's) scrapes it too, and its query API reads back what sluice did."""
+import json
 import re
 import smtplib
 import socket
+import subprocess
 import time
+import urllib.parse
+import urllib.request
 
 import pytest
 
-from conftest import ALICE, b64, free_port, hup, upstream_conf, wait_until
+from conftest import ALICE, b64, free_port, hup, stop, upstream_conf, wait_until
 from test_ctl import ctl_relay, status, world  # noqa: F401 (fixtures: ctl_relay, world)
 
 NAME = r'[a-zA-Z_:][a-zA-Z0-9_:]*'
@@ -429,3 +434,83 @@ def test_a_hook_that_waits_is_timed_from_its_start_to_its_verdict(make_relay, si
            dict(k[1])['hook'] == '"on_auth"']
     assert les == ['"%s"' % x for x in ('0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025',
                                          '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '+Inf')]
+
+
+PROMETHEUS = '/usr/bin/prometheus'  # Debian's package (Makefile DEB_PACKAGES)
+
+
+def prometheus_api(port, path):
+    """GET the Prometheus HTTP API: its "data", or None while it does not answer yet."""
+    try:
+        with urllib.request.urlopen('http://127.0.0.1:%d/api/v1/%s' % (port, path),
+                                    timeout=5) as resp:
+            body = json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+    assert body['status'] == 'success', body
+    return body['data']
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    """A real Prometheus on loopback with its own storage, scraping the targets given to
+    start() every second; stopped by PID."""
+    started = []
+
+    def start(*targets):
+        d = tmp_path / 'prometheus'
+        d.mkdir()
+        (d / 'prometheus.yml').write_text(
+            'global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n'
+            'scrape_configs:\n  - job_name: sluice\n    static_configs:\n'
+            '      - targets: [%s]\n' % ', '.join("'127.0.0.1:%d'" % t for t in targets))
+        port = free_port()
+        proc = subprocess.Popen(
+            [PROMETHEUS, '--config.file=%s' % (d / 'prometheus.yml'),
+             '--storage.tsdb.path=%s' % (d / 'data'),
+             '--web.listen-address=127.0.0.1:%d' % port],
+            stdout=subprocess.DEVNULL, stderr=open(d / 'prometheus.err', 'wb'))
+        started.append(proc)
+        return port, d / 'prometheus.err'
+    yield start
+    for proc in started:
+        stop(proc)
+
+
+def prometheus_value(port, query):
+    """The value of an instant query's one sample, or None when it has none (yet)."""
+    data = prometheus_api(port, 'query?' + urllib.parse.urlencode({'query': query}))
+    if not data or not data['result']:
+        return None
+    assert len(data['result']) == 1, data
+    return float(data['result'][0]['value'][1])
+
+
+def test_a_real_prometheus_scrapes_sluice_and_sees_what_it_did(metrics_relay, sink,
+                                                               prometheus):
+    port, err = prometheus(metrics_relay.metrics_port)
+
+    def sluice_target():
+        data = prometheus_api(port, 'targets')
+        if data is None:
+            return None
+        targets = [t for t in data['activeTargets']
+                   if t['scrapeUrl'] == 'http://127.0.0.1:%d/metrics' % metrics_relay.metrics_port]
+        return targets[0] if targets else None
+
+    # the first scrape comes within a scrape interval of the start; a refused or
+    # unparsable exposition would say "down" with the parser's complaint in lastError
+    wait_until(lambda: (sluice_target() or {}).get('health') == 'up', 'Prometheus: target up',
+               timeout=30)
+    target = sluice_target()
+    assert target['lastError'] == '', target
+    assert prometheus_value(port, 'sluice_up') == 1
+    send_one(metrics_relay, sink)
+    wait_until(lambda: prometheus_value(
+        port, 'sluice_messages_total{result="relayed"}') == 1,
+        'Prometheus: one relayed message', timeout=15)
+    assert prometheus_value(port, 'sum(sluice_domain_messages_total{result="relayed"})') == 1
+    assert prometheus_value(
+        port, 'sluice_hook_duration_seconds_count{hook="on_auth"}') >= 1
+    assert sluice_target()['lastError'] == ''
+    assert 'level=error' not in err.read_text()
