@@ -17,10 +17,12 @@
 #include "cmd/cmd.h"
 #include "config/config.h"
 #include "daemon/control.h"
+#include "daemon/control_ops.h"
 #include "daemon/daemon_ctl.h"
 #include "daemon/metrics.h"
 #include "daemon/daemon_setup.h"
 #include "daemon/generation.h"
+#include "daemon/stats_labels.h"
 #include "util/inflight.h"
 #include "net/iplimit.h"
 #include "net/listener.h"
@@ -208,6 +210,11 @@ cmd_run_make(struct cmd_run_state *st, struct config *cfg, const struct listener
     st->d.zones = zones_new(cfg, err, errlen);
     if (st->d.zones == NULL)
         goto out;
+    if (stats_labels_init(&st->d.upstream_labels, CONTROL_MAX_UPSTREAMS) != 0 ||
+        stats_labels_init(&st->d.domain_labels, CONTROL_MAX_DOMAINS) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
     if (cfg->audit_log != NULL && (st->d.audit = audit_open(cfg->audit_log, err, errlen)) == NULL)
         goto out;
     while (st->made < st->n &&
@@ -281,6 +288,8 @@ cmd_run_cleanup(struct cmd_run_state *st)
     audit_free(st->d.audit);
     zones_free(st->d.zones);
     generation_unref(st->d.gen);
+    stats_labels_cleanup(&st->d.upstream_labels); /* after every reader and writer */
+    stats_labels_cleanup(&st->d.domain_labels);
     free(st->workers);
 }
 

@@ -238,6 +238,101 @@ control_status_redis(struct zones *zs, struct control_out *o)
     out_put(o, "}", 1);
 }
 
+/* "sessions_by_state": { "NEW": N, ... }, "connections_refused": { reason: N, ... } */
+static void
+control_status_sessions(const struct control_status *st, struct control_out *o)
+{
+    out_key(o, "sessions_by_state");
+    out_put(o, "{", 1);
+    for (size_t k = 0; k < st->n_states; k++)
+        out_u64(o, st->state_names[k], st->states[k]);
+    out_put(o, "}", 1);
+    out_key(o, "connections_refused");
+    out_put(o, "{", 1);
+    out_u64(o, "max_connections", st->refused_max_connections);
+    out_u64(o, "max_connections_per_ip", st->refused_max_connections_per_ip);
+    out_put(o, "}", 1);
+}
+
+/* "hooks": { "on_connect": { "runs": N, "seconds": S }, ... } */
+static void
+control_status_hooks(const struct control_status *st, struct control_out *o)
+{
+    out_key(o, "hooks");
+    out_put(o, "{", 1);
+    for (int h = 0; h < POLICY_N_HOOKS; h++) {
+        uint64_t runs = 0;
+
+        for (int b = 0; b <= HOOK_STATS_BUCKETS; b++)
+            runs += st->hook_runs[h][b];
+        out_key(o, policy_hook_names[h]);
+        out_put(o, "{", 1);
+        out_u64(o, "runs", runs);
+        out_secs(o, "seconds", (double)st->hook_sum_us[h] / 1e6);
+        out_put(o, "}", 1);
+    }
+    out_put(o, "}", 1);
+}
+
+/* "auth": { "plain": { "ok": N, "failed": N }, ... } */
+static void
+control_status_auth(const struct control_status *st, struct control_out *o)
+{
+    out_key(o, "auth");
+    out_put(o, "{", 1);
+    for (int m = SASL_MECH_NONE + 1; m < CONTROL_AUTH_MECHS; m++) {
+        char name[16];
+
+        snprintf(name, sizeof(name), "%s", sasl_mech_name((enum sasl_mech)m));
+        for (char *p = name; *p != '\0'; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+        out_key(o, name);
+        out_put(o, "{", 1);
+        out_u64(o, "ok", st->auth[m][0]);
+        out_u64(o, "failed", st->auth[m][1]);
+        out_put(o, "}", 1);
+    }
+    out_put(o, "}", 1);
+}
+
+/* "domains": { "other": { "relayed": N, "failed": N }, "example.org": ... } */
+static void
+control_status_domains(const struct control_status *st, struct control_out *o)
+{
+    out_key(o, "domains");
+    out_put(o, "{", 1);
+    for (size_t i = 0; i < st->n_domains; i++) {
+        out_key(o, st->domains[i].name);
+        out_put(o, "{", 1);
+        out_u64(o, "relayed", st->domains[i].relayed);
+        out_u64(o, "failed", st->domains[i].failed);
+        out_put(o, "}", 1);
+    }
+    out_put(o, "}", 1);
+}
+
+/* "upstreams": { "HOST:PORT": { pool counters }, ... } */
+static void
+control_status_upstreams(const struct control_status *st, struct control_out *o)
+{
+    out_key(o, "upstreams");
+    out_put(o, "{", 1);
+    for (size_t i = 0; i < st->n_upstreams; i++) {
+        const struct control_upstream *u = &st->upstreams[i];
+
+        out_key(o, u->name);
+        out_put(o, "{", 1);
+        out_u64(o, "open", u->open);
+        out_u64(o, "idle", u->idle);
+        out_u64(o, "waits", u->waits);
+        out_u64(o, "wait_timeouts", u->wait_timeouts);
+        out_u64(o, "connect_failures", u->connect_failures);
+        out_u64(o, "errors", u->errors);
+        out_put(o, "}", 1);
+    }
+    out_put(o, "}", 1);
+}
+
 static void
 control_status(const struct control_env *env, struct control_out *o)
 {
@@ -280,6 +375,11 @@ control_status(const struct control_env *env, struct control_out *o)
         out_u64(o, "refused", st.inflight_refused);
         out_put(o, "}", 1);
     }
+    control_status_sessions(&st, o);
+    control_status_auth(&st, o);
+    control_status_domains(&st, o);
+    control_status_upstreams(&st, o);
+    control_status_hooks(&st, o);
     if (env->zones != NULL) {
         control_status_zones(env->zones, o);
         control_status_redis(env->zones, o);

@@ -15,9 +15,12 @@
 #include "net/iplimit.h"
 #include "util/log.h"
 #include "util/notify.h"
+#include "util/counter.h"
 #include "util/offload.h"
 #include "daemon/worker.h"
 #include "daemon/worker_gen.h"
+#include "relay/upstream_pool.h"
+#include "smtp/smtp_session.h"
 
 void
 daemon_ctl_init(struct daemon_ctl *c, const char *path, struct daemon *d,
@@ -51,8 +54,11 @@ daemon_ctl_build(struct daemon_ctl *c, struct generation *g, struct audit *audit
         return NULL;
     }
     for (i = 0; i < c->n_workers; i++) {
+        struct worker_gen_counts wc = {&c->d->upstream_labels, c->workers[i]->stats.upstreams,
+                                       &c->d->domain_labels};
+
         wgs[i] = worker_gen_new(g, c->workers[i]->loop, c->d->zones, c->workers[i]->zlink,
-                                audit, err, errlen);
+                                audit, &wc, err, errlen);
         if (wgs[i] == NULL)
             break;
     }
@@ -188,6 +194,74 @@ daemon_ctl_reload(struct daemon_ctl *c, char *msg, size_t msglen)
 #define DAEMON_CTL_LOAD(w, field) \
     atomic_load_explicit(&(w)->stats.field, memory_order_relaxed)
 
+/* Sessions by state, refused connections and hook durations: the workers' summed. */
+static void
+daemon_ctl_status_states(struct daemon_ctl *c, struct control_status *st)
+{
+    _Static_assert(SMTP_STATE_COUNT <= CONTROL_MAX_STATES, "room for every state");
+    st->n_states = SMTP_STATE_COUNT;
+    for (int k = 0; k < SMTP_STATE_COUNT; k++) {
+        st->state_names[k] = smtp_session_state_name((enum smtp_state)k);
+        for (int i = 0; i < c->n_workers; i++)
+            st->states[k] += DAEMON_CTL_LOAD(c->workers[i], states[k]);
+    }
+    for (int i = 0; i < c->n_workers; i++) {
+        for (int h = 0; h < POLICY_N_HOOKS; h++) {
+            for (int b = 0; b <= HOOK_STATS_BUCKETS; b++)
+                st->hook_runs[h][b] += DAEMON_CTL_LOAD(c->workers[i], hooks.runs[h][b]);
+            st->hook_sum_us[h] += DAEMON_CTL_LOAD(c->workers[i], hooks.sum_us[h]);
+        }
+        st->refused_max_connections += DAEMON_CTL_LOAD(c->workers[i], refused[0]);
+        st->refused_max_connections_per_ip += DAEMON_CTL_LOAD(c->workers[i], refused[1]);
+    }
+}
+
+/* "other", then every declared domain since start, the workers' counters summed. */
+static void
+daemon_ctl_status_domains(struct daemon_ctl *c, struct control_status *st)
+{
+    const struct stats_labels *lab = &c->d->domain_labels;
+    size_t                     n = stats_labels_count(lab);
+
+    for (size_t k = 0; k < n && k < CONTROL_MAX_DOMAINS; k++) {
+        struct control_domain *dm = &st->domains[st->n_domains++];
+
+        dm->name = stats_labels_name(lab, k);
+        for (int i = 0; i < c->n_workers; i++) {
+            dm->relayed += DAEMON_CTL_LOAD(c->workers[i], domain_messages[k][0]);
+            dm->failed += DAEMON_CTL_LOAD(c->workers[i], domain_messages[k][1]);
+        }
+    }
+}
+
+/* Every upstream slot, the workers' counters summed; "other" only once a host:port had
+ * to go there. */
+static void
+daemon_ctl_status_upstreams(struct daemon_ctl *c, struct control_status *st)
+{
+    const struct stats_labels *lab = &c->d->upstream_labels;
+    size_t                     n = stats_labels_count(lab);
+
+    for (size_t k = 0; k < n && k < CONTROL_MAX_UPSTREAMS; k++) {
+        struct control_upstream *u = &st->upstreams[st->n_upstreams];
+
+        if (k == 0 && !stats_labels_overflowed(lab))
+            continue;
+        u->name = stats_labels_name(lab, k);
+        for (int i = 0; i < c->n_workers; i++) {
+            const struct upstream_pool_counters *w = &c->workers[i]->stats.upstreams[k];
+
+            u->open += counter_get(&w->open);
+            u->idle += counter_get(&w->idle);
+            u->waits += counter_get(&w->waits);
+            u->wait_timeouts += counter_get(&w->wait_timeouts);
+            u->connect_failures += counter_get(&w->connect_failures);
+            u->errors += counter_get(&w->errors);
+        }
+        st->n_upstreams++;
+    }
+}
+
 void
 daemon_ctl_status(struct daemon_ctl *c, struct control_status *st)
 {
@@ -218,9 +292,18 @@ daemon_ctl_status(struct daemon_ctl *c, struct control_status *st)
         st->sessions_total += DAEMON_CTL_LOAD(w, sessions_total);
         st->messages_relayed += DAEMON_CTL_LOAD(w, messages_relayed);
         st->messages_failed += DAEMON_CTL_LOAD(w, messages_failed);
-        st->auth_ok += DAEMON_CTL_LOAD(w, auth_ok);
-        st->auth_failed += DAEMON_CTL_LOAD(w, auth_failed);
+        for (int m = 0; m < CONTROL_AUTH_MECHS; m++) {
+            uint64_t ok = DAEMON_CTL_LOAD(w, auth[m][0]), failed = DAEMON_CTL_LOAD(w, auth[m][1]);
+
+            st->auth[m][0] += ok;
+            st->auth[m][1] += failed;
+            st->auth_ok += ok;
+            st->auth_failed += failed;
+        }
     }
+    daemon_ctl_status_upstreams(c, st);
+    daemon_ctl_status_domains(c, st);
+    daemon_ctl_status_states(c, st);
 }
 
 int

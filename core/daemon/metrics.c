@@ -105,6 +105,114 @@ metrics_render_zones(struct metrics_text *t, struct zones *zs)
     }
 }
 
+/* The label value of each mechanism (enum sasl_mech); NONE's row stays unused. */
+static const char *const metrics_mechs[CONTROL_AUTH_MECHS] = {
+    [SASL_MECH_PLAIN] = "plain",
+    [SASL_MECH_LOGIN] = "login",
+    [SASL_MECH_XOAUTH2] = "xoauth2",
+    [SASL_MECH_OAUTHBEARER] = "oauthbearer",
+};
+
+static void
+metrics_render_auth(struct metrics_text *t, const struct control_status *st)
+{
+    metrics_text_family(t, "sluice_auth_total", "counter",
+                        "AUTH exchanges that ended, by mechanism and result.");
+    for (int m = 0; m < CONTROL_AUTH_MECHS; m++) {
+        for (int r = 0; r < 2 && metrics_mechs[m] != NULL; r++) {
+            const char *labels[] = {"mechanism", metrics_mechs[m], "result",
+                                    r == 0 ? "ok" : "failed"};
+
+            metrics_text_u64_labels(t, "sluice_auth_total", labels, 2, st->auth[m][r]);
+        }
+    }
+}
+
+/* Sessions by state (every state, 0 or not) and connections refused by reason. */
+static void
+metrics_render_sessions(struct metrics_text *t, const struct control_status *st)
+{
+    metrics_text_family(t, "sluice_sessions", "gauge",
+                        "SMTP sessions open now, by the state of the session's state machine.");
+    for (size_t k = 0; k < st->n_states; k++)
+        metrics_text_u64(t, "sluice_sessions", "state", st->state_names[k], st->states[k]);
+    metrics_two(t, "sluice_connections_refused_total",
+                "Connections refused at accept, by the limit that refused them.", "reason",
+                "max_connections", st->refused_max_connections, "max_connections_per_ip",
+                st->refused_max_connections_per_ip);
+}
+
+/* One histogram per hook (policy/hook_stats.h): cumulative buckets, +Inf, sum, count. */
+static void
+metrics_render_hooks(struct metrics_text *t, const struct control_status *st)
+{
+    metrics_text_family(t, "sluice_hook_duration_seconds", "histogram",
+                        "Policy hook runs from their start to their verdict, waits included.");
+    for (int h = 0; h < POLICY_N_HOOKS; h++) {
+        const char *labels[] = {"hook", policy_hook_names[h], "le", NULL};
+        uint64_t    cum = 0;
+
+        for (int b = 0; b <= HOOK_STATS_BUCKETS; b++) {
+            cum += st->hook_runs[h][b];
+            labels[3] = b < HOOK_STATS_BUCKETS ? hook_stats_bound_names[b] : "+Inf";
+            metrics_text_u64_labels(t, "sluice_hook_duration_seconds_bucket", labels, 2, cum);
+        }
+        metrics_text_double_labels(t, "sluice_hook_duration_seconds_sum", labels, 1,
+                                   (double)st->hook_sum_us[h] / 1e6);
+        metrics_text_u64_labels(t, "sluice_hook_duration_seconds_count", labels, 1, cum);
+    }
+}
+
+/* Messages of every declared domain since start, and of "other". */
+static void
+metrics_render_domains(struct metrics_text *t, const struct control_status *st)
+{
+    metrics_text_family(t, "sluice_domain_messages_total", "counter",
+                        "Messages by the sender's authenticated domain (a declared one, "
+                        "else other) and result: relayed or failed.");
+    for (size_t i = 0; i < st->n_domains; i++) { /* names come from the configuration */
+        const struct control_domain *d = &st->domains[i];
+        const char *relayed[] = {"domain", d->name, "result", "relayed"};
+        const char *failed[] = {"domain", d->name, "result", "failed"};
+
+        metrics_text_u64_labels(t, "sluice_domain_messages_total", relayed, 2, d->relayed);
+        metrics_text_u64_labels(t, "sluice_domain_messages_total", failed, 2, d->failed);
+    }
+}
+
+/* The pool counters of every upstream host:port configured since start (control_ops.h). */
+static void
+metrics_render_upstreams(struct metrics_text *t, const struct control_status *st)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"sluice_upstream_connections", "gauge",
+         "Upstream connections open now (setting up, carrying a message, or idle)."},
+        {"sluice_upstream_idle_connections", "gauge",
+         "Upstream connections idle in the pools now."},
+        {"sluice_upstream_waits_total", "counter",
+         "Messages that found every connection busy and waited for one."},
+        {"sluice_upstream_wait_timeouts_total", "counter",
+         "Messages that waited timeout_upstream for a connection and gave up."},
+        {"sluice_upstream_connect_failures_total", "counter",
+         "Connection set-ups that failed: connect, TLS, greeting, EHLO or AUTH."},
+        {"sluice_upstream_errors_total", "counter",
+         "Connections that broke while carrying a message: timeout, reset, out of sync."},
+    };
+
+    for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+        metrics_text_family(t, fam[f].name, fam[f].type, fam[f].help);
+        for (size_t i = 0; i < st->n_upstreams; i++) { /* names come from the configuration */
+            const struct control_upstream *u = &st->upstreams[i];
+            uint64_t v[] = {u->open, u->idle, u->waits, u->wait_timeouts, u->connect_failures,
+                            u->errors};
+
+            metrics_text_u64(t, fam[f].name, "upstream", u->name, v[f]);
+        }
+    }
+}
+
 static void
 metrics_render_audit(struct metrics_text *t, struct audit *a)
 {
@@ -146,8 +254,8 @@ metrics_render(struct metrics_text *t, const struct control_status *st, struct z
     metrics_one(t, "sluice_sessions_open", "gauge", "SMTP sessions open now.", st->sessions);
     metrics_one(t, "sluice_sessions_total", "counter", "SMTP sessions accepted since start.",
                 st->sessions_total);
-    metrics_two(t, "sluice_auth_total", "AUTH exchanges that ended, by result.", "result",
-                "ok", st->auth_ok, "failed", st->auth_failed);
+    metrics_render_sessions(t, st);
+    metrics_render_auth(t, st);
     metrics_two(t, "sluice_messages_total",
                 "Messages by result: relayed (the upstream accepted) or failed.", "result",
                 "relayed", st->messages_relayed, "failed", st->messages_failed);
@@ -161,6 +269,9 @@ metrics_render(struct metrics_text *t, const struct control_status *st, struct z
     metrics_one(t, "sluice_inflight_refused_total", "counter",
                 "Transactions refused with 452 4.3.1 for lack of memory.",
                 st->inflight_refused);
+    metrics_render_domains(t, st);
+    metrics_render_upstreams(t, st);
+    metrics_render_hooks(t, st);
     if (zones != NULL)
         metrics_render_zones(t, zones);
     if (audit != NULL)

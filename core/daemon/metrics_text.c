@@ -1,5 +1,5 @@
 /* core/daemon/metrics_text.c: writing the Prometheus text exposition format 0.0.4
- * (metrics_text.h): HELP/TYPE lines and samples, with the format's escaping. Which
+ * (metrics_text.h): HELP/TYPE lines and samples with their labels, with the format's escaping. Which
  * metrics exist and where their values come from is metrics.c's. */
 #include "daemon/metrics_text.h"
 
@@ -99,40 +99,38 @@ metrics_text_family(struct metrics_text *t, const char *name, const char *type,
 }
 
 static void
-metrics_text_series(struct metrics_text *t, const char *name, const char *label,
-                    const char *value)
+metrics_text_series(struct metrics_text *t, const char *name, const char *const *labels,
+                    size_t n)
 {
     assert(metrics_text_is_name(name, true));
     metrics_text_str(t, name);
-    if (label != NULL) {
-        assert(metrics_text_is_name(label, false));
-        metrics_text_put(t, "{", 1);
-        metrics_text_str(t, label);
+    for (size_t i = 0; i < n; i++) {
+        assert(metrics_text_is_name(labels[2 * i], false));
+        metrics_text_put(t, i == 0 ? "{" : ",", 1);
+        metrics_text_str(t, labels[2 * i]);
         metrics_text_put(t, "=\"", 2);
-        metrics_text_escaped(t, value != NULL ? value : "", true);
-        metrics_text_put(t, "\"}", 2);
+        metrics_text_escaped(t, labels[2 * i + 1] != NULL ? labels[2 * i + 1] : "", true);
+        metrics_text_put(t, "\"", 1);
     }
+    if (n > 0)
+        metrics_text_put(t, "}", 1);
     metrics_text_put(t, " ", 1);
 }
 
-void
-metrics_text_u64(struct metrics_text *t, const char *name, const char *label,
-                 const char *value, uint64_t v)
+static void
+metrics_text_u64_value(struct metrics_text *t, uint64_t v)
 {
     char num[32];
 
-    metrics_text_series(t, name, label, value);
     snprintf(num, sizeof(num), "%llu\n", (unsigned long long)v);
     metrics_text_str(t, num);
 }
 
-void
-metrics_text_double(struct metrics_text *t, const char *name, const char *label,
-                    const char *value, double v)
+static void
+metrics_text_double_value(struct metrics_text *t, double v)
 {
     char num[48];
 
-    metrics_text_series(t, name, label, value);
     if (isnan(v))
         snprintf(num, sizeof(num), "NaN\n");
     else if (isinf(v))
@@ -140,4 +138,38 @@ metrics_text_double(struct metrics_text *t, const char *name, const char *label,
     else
         snprintf(num, sizeof(num), "%.17g\n", v);
     metrics_text_str(t, num);
+}
+
+void
+metrics_text_u64_labels(struct metrics_text *t, const char *name, const char *const *labels,
+                        size_t n, uint64_t v)
+{
+    metrics_text_series(t, name, labels, n);
+    metrics_text_u64_value(t, v);
+}
+
+void
+metrics_text_double_labels(struct metrics_text *t, const char *name,
+                           const char *const *labels, size_t n, double v)
+{
+    metrics_text_series(t, name, labels, n);
+    metrics_text_double_value(t, v);
+}
+
+void
+metrics_text_u64(struct metrics_text *t, const char *name, const char *label,
+                 const char *value, uint64_t v)
+{
+    const char *pair[] = {label, value};
+
+    metrics_text_u64_labels(t, name, pair, label != NULL, v);
+}
+
+void
+metrics_text_double(struct metrics_text *t, const char *name, const char *label,
+                    const char *value, double v)
+{
+    const char *pair[] = {label, value};
+
+    metrics_text_double_labels(t, name, pair, label != NULL, v);
 }

@@ -32,6 +32,13 @@ void metrics_text_u64(struct metrics_text *t, const char *name, const char *labe
 void metrics_text_double(struct metrics_text *t, const char *name, const char *label,
                          const char *value, double v);
 
+/* "name{k1=\"v1\",k2=\"v2\"} value": labels holds n name/value pairs, names first
+ * (labels[2i] the name, labels[2i+1] the value, escaped). n 0: no braces. */
+void metrics_text_u64_labels(struct metrics_text *t, const char *name,
+                             const char *const *labels, size_t n, uint64_t v);
+void metrics_text_double_labels(struct metrics_text *t, const char *name,
+                                const char *const *labels, size_t n, double v);
+
 /* Whether s matches [a-zA-Z_:][a-zA-Z0-9_:]* (metric names) or, with colon false,
  * [a-zA-Z_][a-zA-Z0-9_]* (label names). */
 bool metrics_text_is_name(const char *s, bool colon);

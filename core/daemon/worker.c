@@ -10,7 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon/control_ops.h"
 #include "daemon/generation.h"
+#include "util/counter.h"
 #include "net/listener.h"
 #include "util/log.h"
 #include "util/offload.h"
@@ -21,6 +23,14 @@
 #include "daemon/worker_gen.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* The counters the metrics read start on a line of their own: no other worker's writes
+ * share it (aligned_alloc wants a multiple of the alignment). */
+#define WORKER_CACHE_LINE 64
+#define WORKER_DOMAINS_SIZE (CONTROL_MAX_DOMAINS * 2 * sizeof(uint64_t)) /* lines already */
+#define WORKER_UPSTREAMS_SIZE                                                              \
+    ((CONTROL_MAX_UPSTREAMS * sizeof(struct upstream_pool_counters) + WORKER_CACHE_LINE - 1) / \
+     WORKER_CACHE_LINE * WORKER_CACHE_LINE)
 
 static void
 worker_seed(struct worker *w)
@@ -84,6 +94,7 @@ worker_server_session_add(void *owner, struct smtp_session *s, struct smtp_serve
     wg->sessions++;
     atomic_fetch_add_explicit(&w->stats.sessions, 1, memory_order_relaxed);
     WORKER_COUNT(w, sessions_total);
+    counter_inc(&w->stats.states[s->state]); /* NEW: smtp_session_enter() moves it on */
     *pin = (struct smtp_server_pin){
         .cfg = wg->cfg,
         .tls = g->parts.tls,
@@ -93,6 +104,7 @@ worker_server_session_add(void *owner, struct smtp_session *s, struct smtp_serve
         .gen_id = g->id,
         .authdb = g->parts.authdb,
         .handle = wg,
+        .domain_slots = wg->domain_slots,
     };
     return worker_next_sid(w);
 }
@@ -113,6 +125,7 @@ worker_server_session_gone(void *owner, struct smtp_session *s)
         s->next->prev = s->prev;
     w->n_sessions--;
     atomic_fetch_sub_explicit(&w->stats.sessions, 1, memory_order_relaxed);
+    counter_dec(&w->stats.states[s->state]);
     if (--wg->sessions == 0 && wg != w->gen)
         ev_idle_start(w->loop, &w->reap);
     worker_maybe_done(w);
@@ -135,8 +148,11 @@ worker_server_init(struct worker *w)
         .offload_ret = w->offload_ret,
         .messages_relayed = &w->stats.messages_relayed,
         .messages_failed = &w->stats.messages_failed,
-        .auth_ok = &w->stats.auth_ok,
-        .auth_failed = &w->stats.auth_failed,
+        .auth = w->stats.auth,
+        .domain_messages = w->stats.domain_messages,
+        .states = w->stats.states,
+        .refused = w->stats.refused,
+        .hook_stats = &w->stats.hooks,
         .owner = w,
         .session_add = worker_server_session_add,
         .session_gone = worker_server_session_gone,
@@ -168,8 +184,19 @@ worker_new(int index, struct daemon *d, const int *fds, const size_t *lindex, si
         snprintf(err, errlen, "worker %d: out of memory", index);
         goto fail;
     }
+    w->stats.upstreams = aligned_alloc(WORKER_CACHE_LINE, WORKER_UPSTREAMS_SIZE);
+    w->stats.domain_messages = aligned_alloc(WORKER_CACHE_LINE, WORKER_DOMAINS_SIZE);
+    if (w->stats.upstreams == NULL || w->stats.domain_messages == NULL) {
+        snprintf(err, errlen, "worker %d: out of memory", index);
+        goto fail;
+    }
+    memset(w->stats.upstreams, 0, WORKER_UPSTREAMS_SIZE);
+    memset(w->stats.domain_messages, 0, WORKER_DOMAINS_SIZE);
     w->zlink = zone_link_new(d->zones, w->loop); /* NULL: no zone is remote */
-    w->gen = worker_gen_new(d->gen, w->loop, d->zones, w->zlink, d->audit, err, errlen);
+    w->gen = worker_gen_new(d->gen, w->loop, d->zones, w->zlink, d->audit,
+                            &(struct worker_gen_counts){&d->upstream_labels, w->stats.upstreams,
+                                                        &d->domain_labels},
+                            err, errlen);
     if (w->gen == NULL)
         goto fail;
     worker_seed(w);
@@ -370,6 +397,8 @@ worker_free(struct worker *w)
     if (w->loop != NULL)
         ev_loop_destroy(w->loop);
     pthread_mutex_destroy(&w->pending_mu);
+    free(w->stats.upstreams);
+    free(w->stats.domain_messages);
     free(w->listeners);
     free(w);
 }

@@ -14,6 +14,9 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "daemon/control_ops.h"
+#include "policy/hook_stats.h"
+#include "daemon/stats_labels.h"
 #include "smtp/smtp_server.h"
 
 struct audit;
@@ -27,6 +30,7 @@ struct zones;
 struct worker_gen;
 struct zone_link;
 struct listener;
+struct upstream_pool_counters;
 
 /* What all workers share. The pointers are set before any thread starts; a worker reads
  * gen and audit only in worker_new() (it then reaches its generation through its own
@@ -42,18 +46,29 @@ struct daemon {
     struct audit      *audit;   /* borrows; internally locked. NULL: none yet; a reload
                                  * may set it (under daemon_ctl.mu), never change it */
     int                exit_code;
+    /* Label slots of the per-worker counter families (stats_labels.h: one writer at a
+     * time, worker_gen_new() at start and in reloads; any thread reads) */
+    struct stats_labels upstream_labels; /* host:port of every upstream ever configured */
+    struct stats_labels domain_labels;   /* every declared domain ever configured */
 };
 
-/* Counters for `sluice ctl status`: written by the worker (relaxed atomics), read by
- * the control thread. */
+/* Counters for `sluice ctl status` and the metrics listener: written by the worker
+ * (relaxed atomics), read by the control and metrics threads. */
 struct worker_stats {
     _Atomic size_t   sessions;       /* open now */
     _Atomic size_t   old_generations; /* older worker generations still in use */
     _Atomic uint64_t sessions_total;
     _Atomic uint64_t messages_relayed;
     _Atomic uint64_t messages_failed;
-    _Atomic uint64_t auth_ok;
-    _Atomic uint64_t auth_failed;
+    _Atomic uint64_t auth[SMTP_SERVER_AUTH_MECHS][2]; /* [enum sasl_mech][0 ok, 1 failed] */
+    _Atomic uint64_t states[CONTROL_MAX_STATES]; /* sessions by enum smtp_state, now */
+    _Atomic uint64_t refused[2]; /* connections: max_connections, max_connections_per_ip */
+    struct hook_stats hooks;     /* how long the policy hooks took */
+    /* owns; CONTROL_MAX_UPSTREAMS, by slot of daemon.upstream_labels; written by this
+     * worker's pools only (util/counter.h), on cache lines of their own */
+    struct upstream_pool_counters *upstreams;
+    /* owns; CONTROL_MAX_DOMAINS, by slot of daemon.domain_labels: [0] relayed, [1] failed */
+    _Atomic uint64_t (*domain_messages)[2];
 };
 
 #define WORKER_COUNT(w, field) \

@@ -20,6 +20,7 @@ struct authdb;
 struct buf;
 struct config;
 struct ev_loop;
+struct hook_stats;
 struct offload;
 struct offload_return;
 struct verdict;
@@ -53,6 +54,8 @@ struct hook_ctx {
     struct pin             gen;
     unsigned               gen_id;      /* gen's id (auth_cache_key()) */
     const struct authdb   *authdb;      /* gen's user files (sluice.passwd.verify) */
+    struct hook_stats     *stats;       /* the worker's hook durations (hook_stats.h);
+                                         * NULL: not counted */
 
     void             *owner; /* given back to the calls below */
     hook_ctx_done_fn *done;  /* the end of a run that returned HOOK_PENDING */

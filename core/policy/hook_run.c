@@ -10,6 +10,7 @@
 
 #include "config/config.h"
 #include "proto/smtp_replies.h"
+#include "policy/hook_stats.h"
 #include "policy/lapi.h"
 #include "util/log.h"
 
@@ -131,6 +132,7 @@ hook_call_end(struct hook_run *run, bool finished)
 static void
 hook_run_free(struct hook_run *run)
 {
+    hook_stats_add(run->ctx.stats, run->hook, ev_now(run->loop) - run->started);
     if (run->cancel != NULL)
         run->cancel(run);
     ev_timer_stop(run->loop, &run->timer);
@@ -383,7 +385,8 @@ hook_run_begin(const struct hook_ctx *ctx, struct policy_vm *vm, enum policy_hoo
     }
     *run = (struct hook_run){.ctx = *ctx, .vm = vm, .loop = ctx->loop, .hook = hook,
                              .pool = pool, .argv_ref = LUA_NOREF, .nargs = nargs,
-                             .co_ref = LUA_NOREF, .notify = notify};
+                             .co_ref = LUA_NOREF, .notify = notify,
+                             .started = ev_now(ctx->loop)};
     ev_init(&run->budget, hook_budget_cb);
     ev_init(&run->timer, NULL);
     run->argv = hook_thread_take(run, &run->argv_ref);

@@ -42,6 +42,7 @@ struct hook_run {
     struct verdict       verdict;
     bool                 notify;   /* a notification hook: every policy runs, errors are
                                     * logged and skipped, return values ignored */
+    double               started;  /* ev_now() at hook_run_start(): its duration's origin */
 };
 
 /* Run hook with the nargs values on top of the vm's state (popped), for the caller that

@@ -931,8 +931,7 @@ upstream_new(struct ev_loop *loop, const struct config *cfg,
     u->ssl_ctx = ssl_ctx;
     memcpy(&u->addr, addr, addrlen);
     u->addrlen = addrlen;
-    snprintf(u->name, sizeof(u->name), strchr(srv->host, ':') ? "[%s]:%d" : "%s:%d",
-             srv->host, srv->port);
+    upstream_server_name(srv, u->name, sizeof(u->name));
     if (inet_ntop(addr->sa_family,
                   addr->sa_family == AF_INET6
                       ? (const void *)&((const struct sockaddr_in6 *)addr)->sin6_addr
@@ -977,6 +976,12 @@ const struct upstream_outcome *
 upstream_outcome(const struct upstream *u)
 {
     return &u->out;
+}
+
+void
+upstream_server_name(const struct config_upstream_server *srv, char *buf, size_t len)
+{
+    snprintf(buf, len, strchr(srv->host, ':') ? "[%s]:%d" : "%s:%d", srv->host, srv->port);
 }
 
 const char *

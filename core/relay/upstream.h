@@ -112,6 +112,8 @@ const struct upstream_outcome *upstream_outcome(const struct upstream *u);
 
 /* "host:port" as configured ("[::1]:25" for a bare IPv6 host). */
 const char *upstream_name(const struct upstream *u);
+/* The same name for a configured server, into buf (len octets; 300 hold any). */
+void upstream_server_name(const struct config_upstream_server *srv, char *buf, size_t len);
 
 /* Transactions started on this connection (the one in progress included). */
 unsigned upstream_transactions(const struct upstream *u);

@@ -25,6 +25,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "util/counter.h"
 #include "util/log.h"
 #include "net/tls.h"
 #include "relay/upstream.h"
@@ -50,6 +51,7 @@ struct pool_key {
     struct pool_conn                    *idle;    /* most recently used first */
     size_t                               n_open;  /* counted against pool_max_per_worker */
     struct upstream_lease               *wait_head, *wait_tail; /* FIFO */
+    struct upstream_pool_counters       *ctr;     /* borrows: its host:port's */
 };
 
 struct pool_target {
@@ -91,6 +93,7 @@ struct upstream_pool {
     size_t                 n_conns, n_idle, n_waiting;
     unsigned long long     relayed, connects;
     bool                   draining;
+    struct upstream_pool_counters own; /* where keys count when none were given */
 };
 
 static enum conn_rc pool_conn_cb(void *owner, struct upstream *u, enum upstream_event ev);
@@ -129,6 +132,7 @@ pool_wait_add(struct pool_key *key, struct upstream_lease *l)
         key->wait_head = l;
     key->wait_tail = l;
     l->pool->n_waiting++;
+    counter_inc(&key->ctr->waits);
     ev_timer_set(&l->wait, l->pool->cfg->timeout_upstream, 0.);
     ev_timer_start(l->pool->loop, &l->wait);
 }
@@ -141,6 +145,7 @@ pool_wait_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     (void)loop;
     (void)revents;
+    counter_inc(&l->waiting_on->ctr->wait_timeouts);
     pool_wait_remove(l);
     l->ops->fail(l, true);
 }
@@ -174,6 +179,7 @@ pool_conn_drop(struct pool_conn *pc, const char *reason)
             pp = &(*pp)->idle_next;
         *pp = pc->idle_next;
         pool->n_idle--;
+        counter_dec(&key->ctr->idle);
     }
     if (pc->prev != NULL)
         pc->prev->next = pc->next;
@@ -183,6 +189,7 @@ pool_conn_drop(struct pool_conn *pc, const char *reason)
         pc->next->prev = pc->prev;
     pool->n_conns--;
     key->n_open--;
+    counter_dec(&key->ctr->open);
     pool_conn_log_close(pc, reason);
     upstream_free(pc->u);
     free(pc);
@@ -215,6 +222,7 @@ pool_conn_open(struct upstream_pool *pool, struct pool_key *key, size_t addr,
     pool->n_conns++;
     pool->connects++;
     key->n_open++;
+    counter_inc(&key->ctr->open);
     return pc;
 }
 
@@ -249,6 +257,7 @@ pool_lease_run(struct upstream_lease *l)
         key->idle = pc->idle_next;
         pc->idle_next = NULL;
         pool->n_idle--;
+        counter_dec(&key->ctr->idle);
         pool_conn_start(pc, l);
         return 0;
     }
@@ -311,6 +320,7 @@ pool_conn_release(struct pool_conn *pc)
     pc->idle_next = key->idle;
     key->idle = pc;
     pool->n_idle++;
+    counter_inc(&key->ctr->idle);
     return false;
 }
 
@@ -333,6 +343,7 @@ pool_conn_done(struct pool_conn *pc)
         return pool_conn_release(pc);
     }
     /* Free the dead connection's slot first, so that a retry can use it. */
+    counter_inc(&key->ctr->errors);
     pc->lease = NULL;
     pool_conn_drop(pc, upstream_outcome(pc->u)->broken ? "broken" : "out of sync");
     l->ops->resume(l, next);
@@ -350,6 +361,7 @@ pool_conn_closed(struct pool_conn *pc)
     const struct upstream_outcome *o = upstream_outcome(pc->u);
 
     if (pc->state == PC_SETUP) {
+        counter_inc(&key->ctr->connect_failures);
         key->addrs[pc->addr].down_until = ev_now(pool->loop) + POOL_DOWN_SECS;
         if (l != NULL)
             (void)l->ops->ended(l, pc->u, UPSTREAM_EV_CLOSED);
@@ -584,7 +596,7 @@ pool_resolve(struct pool_key *key, char *err, size_t errlen)
 /* The key for srv: an existing one, or a new one (resolved, with its TLS context). */
 static int
 pool_key_for(struct upstream_pool *pool, const struct config_upstream_server *srv,
-             size_t *out, char *err, size_t errlen)
+             struct upstream_pool_counters *ctr, size_t *out, char *err, size_t errlen)
 {
     struct pool_key *key;
     char             e[256];
@@ -598,6 +610,7 @@ pool_key_for(struct upstream_pool *pool, const struct config_upstream_server *sr
     }
     key = &pool->keys[pool->n_keys];
     key->srv = srv;
+    key->ctr = ctr != NULL ? ctr : &pool->own;
     if (pool_resolve(key, err, errlen) != 0)
         return -1;
     if (srv->tls != CONFIG_TLS_NONE) {
@@ -611,8 +624,10 @@ pool_key_for(struct upstream_pool *pool, const struct config_upstream_server *sr
     return 0;
 }
 
+/* Set s's targets; counters (or NULL) from its server number *flat on. */
 static int
-pool_set_init(struct upstream_pool *pool, size_t s, char *err, size_t errlen)
+pool_set_init(struct upstream_pool *pool, size_t s, struct upstream_pool_counters *const *counters,
+              size_t *flat, char *err, size_t errlen)
 {
     const struct config_upstream *cu = &pool->cfg->upstreams[s];
     struct pool_set              *set = &pool->sets[s];
@@ -624,7 +639,10 @@ pool_set_init(struct upstream_pool *pool, size_t s, char *err, size_t errlen)
         return -1;
     }
     for (i = 0; i < cu->n_servers; i++) {
-        if (pool_key_for(pool, &cu->servers[i], &k, err, errlen) != 0)
+        struct upstream_pool_counters *ctr = counters != NULL ? counters[*flat] : NULL;
+
+        ++*flat;
+        if (pool_key_for(pool, &cu->servers[i], ctr, &k, err, errlen) != 0)
             return -1;
         for (a = 0; a < pool->keys[k].n_addrs; a++) {
             set->targets[set->n_targets].key = k;
@@ -635,10 +653,11 @@ pool_set_init(struct upstream_pool *pool, size_t s, char *err, size_t errlen)
 }
 
 struct upstream_pool *
-upstream_pool_new(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen)
+upstream_pool_new(struct ev_loop *loop, const struct config *cfg,
+                  struct upstream_pool_counters *const *counters, char *err, size_t errlen)
 {
     struct upstream_pool *pool = calloc(1, sizeof(*pool));
-    size_t                s, n_servers = 0;
+    size_t                s, n_servers = 0, flat = 0;
 
     if (pool == NULL)
         goto fail;
@@ -652,7 +671,7 @@ upstream_pool_new(struct ev_loop *loop, const struct config *cfg, char *err, siz
         goto fail;
     pool->n_sets = cfg->n_upstreams;
     for (s = 0; s < cfg->n_upstreams; s++)
-        if (pool_set_init(pool, s, err, errlen) != 0)
+        if (pool_set_init(pool, s, counters, &flat, err, errlen) != 0)
             goto fail_set;
     return pool;
 fail:

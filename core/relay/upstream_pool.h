@@ -27,9 +27,29 @@ struct upstream_lease;
 struct pool_conn;
 struct pool_key;
 
-/* A pool for one worker's loop. cfg is borrowed and must outlive the pool.
- * Returns NULL and a reason in err (e.g. a CA file that does not load). */
+/* One upstream's counters in one worker (sluice_upstream_* in docs/metrics.md, `upstreams`
+ * of `sluice ctl status`). The worker owns them, one per configured host:port, and its
+ * pools (the current generation's and older ones still finishing) are their one writer
+ * (util/counter.h: relaxed atomics, plain adds); the metrics and control threads sum the
+ * workers' on reading. Every key of the host:port adds into the same one. */
+struct upstream_pool_counters {
+    _Atomic uint64_t open;             /* gauge: connections open (setting up, busy, idle) */
+    _Atomic uint64_t idle;             /* gauge: of which idle in the pool */
+    _Atomic uint64_t waits;            /* leases that found every slot busy and queued */
+    _Atomic uint64_t wait_timeouts;    /* ... and gave up after timeout_upstream */
+    _Atomic uint64_t connect_failures; /* set-ups that failed: connect, TLS, greeting, EHLO,
+                                        * AUTH */
+    _Atomic uint64_t errors;           /* connections that broke carrying a transaction:
+                                        * timeout, reset, out of sync */
+};
+
+/* A pool for one worker's loop. cfg is borrowed and must outlive the pool. counters, if
+ * not NULL, has one pointer per server of cfg (set by set, server by server in order),
+ * each to the counters of that server's host:port, borrowed (they outlive the pool);
+ * NULL: the pool counts into counters of its own. Returns NULL and a reason in err (e.g.
+ * a CA file that does not load). */
 struct upstream_pool *upstream_pool_new(struct ev_loop *loop, const struct config *cfg,
+                                        struct upstream_pool_counters *const *counters,
                                         char *err, size_t errlen);
 
 /* Close every connection (QUIT to idle ones, best effort, no waiting) and free.

@@ -204,7 +204,7 @@ static enum smtp_rc
 smtp_auth_refuse(struct smtp_session *s, const struct verdict *v)
 {
     smtp_auth_log_fail(s, s->sasl.creds.authcid, v->code, v->reason[0] ? v->reason : v->text);
-    smtp_server_count(s->server->auth_failed);
+    smtp_server_count_auth(s->server, s->auth_mech, false);
     if (v->code == 535 && (s->auth_mech == SASL_MECH_XOAUTH2 ||
                            s->auth_mech == SASL_MECH_OAUTHBEARER)) {
         smtp_auth_token_refused(s);
@@ -243,7 +243,7 @@ smtp_auth_send(struct smtp_session *s)
     if (s->auth_verdict.kind == VERDICT_ACCEPT) {
         sasl_reset(&s->sasl);
         smtp_auth_log_ok(s);
-        smtp_server_count(s->server->auth_ok);
+        smtp_server_count_auth(s->server, s->auth_mech, true);
         smtp_reply_send(s->conn, SMTP_R_AUTH_OK);
         smtp_auth_remember(s);
         return SMTP_CONTINUE;

@@ -78,6 +78,7 @@ smtp_hook_ctx(struct smtp_session *s, struct hook_ctx *ctx)
         .gen = s->pin.gen,
         .gen_id = s->pin.gen_id,
         .authdb = s->pin.authdb,
+        .stats = s->server->hook_stats,
         .owner = s,
         .done = smtp_hook_done_cb,
         .remember_on_235 = smtp_hook_remember_cb,

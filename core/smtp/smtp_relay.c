@@ -75,6 +75,26 @@ smtp_relayed_fill(struct smtp_session *s, const struct relay_result *res,
     snprintf(r->upstream, sizeof(r->upstream), "%s", res->upstream);
 }
 
+/* A relay attempt ended (sluice_messages_total, sluice_domain_messages_total): the
+ * domain's series when the session authenticated in a domain its generation declares,
+ * else "other" (slot 0). The slot is the generation's, so a reload in between cannot
+ * move it. */
+static void
+smtp_relay_count(struct smtp_session *s, bool ok)
+{
+    const struct config_domain *d = NULL;
+    size_t                      slot = 0;
+
+    smtp_server_count(ok ? s->server->messages_relayed : s->server->messages_failed);
+    if (s->server->domain_messages == NULL)
+        return;
+    if (s->authenticated && s->pin.domain_slots != NULL)
+        d = config_domain_find(s->cfg, s->domain);
+    if (d != NULL)
+        slot = s->pin.domain_slots[d - s->cfg->domains];
+    smtp_server_count(&s->server->domain_messages[slot][ok ? 0 : 1]);
+}
+
 /* The relay is over: on_relayed hears the answer before the client does. */
 static void
 smtp_relay_done(void *ctx, const struct relay_result *res)
@@ -83,10 +103,7 @@ smtp_relay_done(void *ctx, const struct relay_result *res)
 
     s->relay = NULL;
     smtp_relay_log(s, res);
-    if (res->status == RELAY_OK)
-        smtp_server_count(s->server->messages_relayed);
-    else
-        smtp_server_count(s->server->messages_failed);
+    smtp_relay_count(s, res->status == RELAY_OK);
     s->relayed = calloc(1, sizeof(*s->relayed));
     if (s->relayed == NULL) {
         smtp_reply_send(s->conn, SMTP_R_OUT_OF_MEMORY);

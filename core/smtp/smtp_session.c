@@ -106,6 +106,7 @@ smtp_session_enter(struct smtp_session *s, enum smtp_state to)
     log_str(&l, "from", smtp_session_state_name(s->state));
     log_str(&l, "to", smtp_session_state_name(to));
     log_end(&l);
+    smtp_server_count_state(s->server, s->state, to);
     s->state = to;
 }
 
@@ -274,6 +275,8 @@ smtp_session_admit(struct smtp_session *s)
     log_str(&l, "client", s->client);
     log_str(&l, "reason", rc == IPLIMIT_TOTAL ? "max_connections" : "max_connections_per_ip");
     log_end(&l);
+    if (s->server->refused != NULL)
+        smtp_server_count(&s->server->refused[rc == IPLIMIT_TOTAL ? 0 : 1]);
     return false;
 }
 

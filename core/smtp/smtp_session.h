@@ -54,6 +54,10 @@ enum smtp_state {
     SMTP_STATE_COUNT
 };
 
+/* "CMD" for SMTP_STATE_CMD; "?" out of range. Static text (the session.state log line,
+ * the sluice_sessions metric's state label). */
+const char *smtp_session_state_name(enum smtp_state st);
+
 struct smtp_tx {
     char              *mail_from;  /* owns; "" for <> */
     char             **rcpts;      /* owns each */

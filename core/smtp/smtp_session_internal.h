@@ -24,8 +24,6 @@ struct smtp_transition {
 extern const struct smtp_transition smtp_session_transitions[];
 extern const size_t                 smtp_session_n_transitions;
 
-/* "CMD" for SMTP_STATE_CMD, "ANY" for SMTP_STATE_ANY; "?" out of range. */
-const char *smtp_session_state_name(enum smtp_state st);
 /* True if the table allows from -> to (staying in a state is always allowed; a row from
  * SMTP_STATE_ANY allows its `to` from every state). */
 bool        smtp_session_may_enter(enum smtp_state from, enum smtp_state to);

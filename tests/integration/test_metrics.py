@@ -4,14 +4,21 @@ scraped over HTTP and read with a strict parser of the text exposition format 0.
 label syntax per the data model, values that parse as floats, no series twice). Values
 move with traffic: one relayed message adds one to messages{result="relayed"}, one failed
 AUTH to auth{result="failed"}; a reload moves the generation. Other paths get 404, other
-methods 405; a scraper outside `allow` is closed on with a metrics.refuse line."""
+methods 405; a scraper outside `allow` is closed on with a metrics.refuse line. A real
+Prometheus (Debian's) scrapes it too, and its query API reads back what sluice did."""
+import json
 import re
+import smtplib
 import socket
+import subprocess
 import time
+import urllib.parse
+import urllib.request
 
 import pytest
 
-from conftest import ALICE, b64, free_port, hup, upstream_conf, wait_until
+from conftest import ALICE, b64, free_port, hup, stop, upstream_conf, wait_until
+from test_ctl import ctl_relay, status, world  # noqa: F401 (fixtures: ctl_relay, world)
 
 NAME = r'[a-zA-Z_:][a-zA-Z0-9_:]*'
 LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*'
@@ -165,12 +172,13 @@ def test_a_relayed_message_and_a_failed_auth_move_their_counters(metrics_relay, 
     c.cmd(b'EHLO client.test')
     assert c.cmd('AUTH PLAIN ' + b64('\0%s\0wrong-password' % ALICE))[0] == 535
     c.close()
-    wait_until(lambda: value(scrape(port), 'sluice_auth_total', result='failed') ==
-               value(before, 'sluice_auth_total', result='failed') + 1,
-               'auth_total{result="failed"} + 1')
+    wait_until(lambda: value(scrape(port), 'sluice_auth_total', mechanism='plain',
+                             result='failed') ==
+               value(before, 'sluice_auth_total', mechanism='plain', result='failed') + 1,
+               'auth_total{mechanism="plain",result="failed"} + 1')
     after = scrape(port)
-    assert value(after, 'sluice_auth_total', result='ok') == \
-        value(before, 'sluice_auth_total', result='ok') + 1
+    assert value(after, 'sluice_auth_total', mechanism='plain', result='ok') == \
+        value(before, 'sluice_auth_total', mechanism='plain', result='ok') + 1
     assert value(after, 'sluice_sessions_total') == value(before, 'sluice_sessions_total') + 2
     assert value(after, 'sluice_messages_total', result='failed') == \
         value(before, 'sluice_messages_total', result='failed')
@@ -233,3 +241,276 @@ def test_a_reload_that_moves_the_listener_is_refused(metrics_relay):
     s = scrape(port)
     assert value(s, 'sluice_reloads_total', result='failed') == 1
     assert value(s, 'sluice_config_generation') == 1
+
+
+def send_one(relay, sink, n=1):
+    c = relay.smtps()
+    c.sendmail(ALICE, ['rcpt@example.net'], b'From: alice@example.org\r\n\r\nhi\r\n')
+    c.quit()
+    assert len(sink.wait_messages(n)) == n
+
+
+def test_the_pool_of_each_upstream_shows_open_idle_and_failed_connections(make_relay, sink):
+    """The first server refuses connections: the message goes through the second, the
+    first's failed set-up is counted against its host:port, and the second's connection
+    stays open and idle in the pool afterwards."""
+    port, dead = free_port(), free_port()
+    r = make_relay("{ default = { { host = '127.0.0.1', port = %d, tls = 'none' },"
+                   " { host = '127.0.0.1', port = %d, tls = 'none' } } }" % (dead, sink.port),
+                   extra="metrics = { port = %d }," % port)
+    live, down = '127.0.0.1:%d' % sink.port, '127.0.0.1:%d' % dead
+    s = scrape(port)
+    assert value(s, 'sluice_upstream_connections', upstream=live) == 0
+    assert value(s, 'sluice_upstream_connect_failures_total', upstream=down) == 0
+    send_one(r, sink)
+    wait_until(lambda: value(scrape(port), 'sluice_upstream_idle_connections', upstream=live)
+               == 1, 'the connection back in the pool')
+    s = scrape(port)
+    assert value(s, 'sluice_upstream_connections', upstream=live) == 1
+    assert value(s, 'sluice_upstream_connections', upstream=down) == 0
+    assert value(s, 'sluice_upstream_connect_failures_total', upstream=down) == 1
+    assert value(s, 'sluice_upstream_connect_failures_total', upstream=live) == 0
+    assert value(s, 'sluice_upstream_errors_total', upstream=live) == 0
+    assert value(s, 'sluice_upstream_waits_total', upstream=live) == 0
+    assert not [k for k in s if k[0].startswith('sluice_upstream') and
+                dict(k[1]).get('upstream') == '"other"']
+
+
+def test_ctl_status_shows_the_pool_of_each_upstream(ctl_relay, sink):
+    r = ctl_relay()
+    live = '127.0.0.1:%d' % sink.port
+    assert status(r)['upstreams'] == {live: {'open': 0, 'idle': 0, 'waits': 0,
+                                             'wait_timeouts': 0, 'connect_failures': 0,
+                                             'errors': 0}}
+    send_one(r, sink)
+    wait_until(lambda: status(r)['upstreams'][live]['idle'] == 1, 'an idle connection')
+    assert status(r)['upstreams'][live]['open'] == 1
+
+
+def test_auth_is_counted_by_mechanism_and_result(metrics_relay):
+    """smtplib logs in with PLAIN, a LOGIN with a wrong password is refused: each is
+    counted under its own mechanism and result; every mechanism has both series from the
+    start."""
+    port = metrics_relay.metrics_port
+    s = scrape(port)
+    assert {(dict(k[1])['mechanism'], dict(k[1])['result']) for k in s
+            if k[0] == 'sluice_auth_total'} == {
+        (m, r) for m in ('"plain"', '"login"', '"xoauth2"', '"oauthbearer"')
+        for r in ('"ok"', '"failed"')}
+    assert sum(v for k, v in s.items() if k[0] == 'sluice_auth_total') == 0
+    metrics_relay.smtps().quit()
+    with metrics_relay.raw() as c:
+        c.cmd(b'EHLO client.test')
+        assert c.cmd(b'AUTH LOGIN').code == 334
+        assert c.cmd(b64(ALICE)).code == 334
+        assert c.cmd(b64('wrong-password')).code == 535
+    wait_until(lambda: value(scrape(port), 'sluice_auth_total', mechanism='login',
+                             result='failed') == 1, 'a failed LOGIN')
+    s = scrape(port)
+    assert value(s, 'sluice_auth_total', mechanism='plain', result='ok') == 1
+    assert sum(v for k, v in s.items() if k[0] == 'sluice_auth_total') == 2
+
+
+ACCEPT_ANY = """\
+local sluice = require('sluice')
+return { on_auth = function(session, auth) return sluice.accept() end }
+"""
+
+
+def test_messages_count_by_declared_domain_and_other_across_reloads(make_relay, make_sink,
+                                                                    tmp_path):
+    """A declared domain's messages are counted under its name, relayed or refused by the
+    upstream; an undeclared domain's under "other". A reload that drops a domain keeps
+    its series as they were (its sessions count under "other" from then on), and one
+    that declares it again counts on from there: every series only ever goes up."""
+    sink = make_sink('--reject-rcpt', 'refuse')
+    policy = tmp_path / 'accept_any.lua'
+    policy.write_text(ACCEPT_ANY)
+    port = free_port()
+    declared = "{ ['example.org'] = {}, ['example.net'] = {} }"
+    r = make_relay(upstream_conf(sink.port), policies=[str(policy)], domains=declared,
+                   extra="metrics = { port = %d }," % port)
+
+    def send(user, rcpt='rcpt@example.net'):
+        c = r.smtps(login=None)
+        c.login(user, 'any')
+        try:
+            c.sendmail(user, [rcpt], b'Subject: x\r\n\r\nhi\r\n')
+        except smtplib.SMTPDataError as e:  # the upstream's refusal, after the message
+            assert rcpt.startswith('refuse') and e.smtp_code == 550, e
+        c.quit()
+
+    def domains():
+        return {(dict(k[1])['domain'].strip('"'), dict(k[1])['result'].strip('"')): v
+                for k, v in scrape(port).items() if k[0] == 'sluice_domain_messages_total'}
+
+    assert domains() == {(d, res): 0 for d in ('other', 'example.org', 'example.net')
+                         for res in ('relayed', 'failed')}
+    send('alice@example.org')
+    send('alice@example.org', 'refuse@example.net')
+    send('dave@undeclared.test')
+    wait_until(lambda: domains()[('other', 'relayed')] == 1, 'a message under other')
+    assert domains() == {('other', 'relayed'): 1, ('other', 'failed'): 0,
+                         ('example.org', 'relayed'): 1, ('example.org', 'failed'): 1,
+                         ('example.net', 'relayed'): 0, ('example.net', 'failed'): 0}
+
+    r.conf.write_text(r.conf.read_text().replace(
+        declared, "{ ['example.net'] = {}, ['example.com'] = {} }"))
+    hup(r)
+    send('alice@example.org')
+    wait_until(lambda: domains()[('other', 'relayed')] == 2, 'example.org now under other')
+    after = domains()
+    assert after[('example.org', 'relayed')] == 1 and after[('example.org', 'failed')] == 1
+    assert after[('example.com', 'relayed')] == 0
+
+    r.conf.write_text(r.conf.read_text().replace(
+        "{ ['example.net'] = {}, ['example.com'] = {} }", declared))
+    hup(r)
+    send('alice@example.org')
+    wait_until(lambda: domains()[('example.org', 'relayed')] == 2, 'example.org counts on')
+    assert domains()[('other', 'relayed')] == 2
+    assert len(sink.wait_messages(4)) == 4
+
+
+def test_sessions_are_shown_by_state_and_refused_connections_by_reason(make_relay, sink):
+    port = free_port()
+    r = make_relay(upstream_conf(sink.port), limits='max_connections_per_ip = 1',
+                   extra="metrics = { port = %d }," % port)
+
+    def states():
+        return {dict(k[1])['state'].strip('"'): v for k, v in scrape(port).items()
+                if k[0] == 'sluice_sessions'}
+
+    assert set(states()) == {'NEW', 'PROXY', 'TLS_ACCEPT', 'CMD', 'AUTH', 'AUTH_ERROR',
+                             'DATA', 'BDAT', 'STARTTLS', 'POLICY', 'RELAY', 'CLOSING'}
+    assert sum(states().values()) == 0
+    c = r.raw()
+    wait_until(lambda: states()['CMD'] == 1, 'a session in CMD')
+    c.cmd(b'EHLO client.test')
+    assert c.cmd(b'AUTH LOGIN').code == 334
+    s = states()
+    assert (s['AUTH'], s['CMD'], sum(s.values())) == (1, 0, 1)
+    with r.raw(tls=False) as second:  # the same client address: over the limit
+        assert second.greeting.code == 421
+    assert value(scrape(port), 'sluice_connections_refused_total',
+                 reason='max_connections_per_ip') == 1
+    assert value(scrape(port), 'sluice_connections_refused_total',
+                 reason='max_connections') == 0
+    c.close()
+    wait_until(lambda: sum(states().values()) == 0, 'no session left in any state')
+
+
+SLOW_AUTH = """\
+local sluice = require('sluice')
+return { on_auth = function(session, auth)
+  sluice.sleep(0.3)
+  return sluice.accept()
+end }
+"""
+
+
+def test_a_hook_that_waits_is_timed_from_its_start_to_its_verdict(make_relay, sink, tmp_path):
+    """on_auth sleeps 0.3 s: its run lands in the 0.5 s bucket, not the 0.25 s one, and
+    its sum is at least the sleep; a hook no policy has is never counted."""
+    policy = tmp_path / 'slow_auth.lua'
+    policy.write_text(SLOW_AUTH)
+    port = free_port()
+    r = make_relay(upstream_conf(sink.port), policies=[str(policy)],
+                   extra="metrics = { port = %d }," % port)
+    name = 'sluice_hook_duration_seconds'
+    s = scrape(port)
+    assert value(s, name + '_count', hook='on_auth') == 0
+    assert value(s, name + '_bucket', hook='on_auth', le='+Inf') == 0
+    r.smtps().quit()
+    wait_until(lambda: value(scrape(port), name + '_count', hook='on_auth') == 1,
+               'one on_auth run counted')
+    s = scrape(port)
+    assert value(s, name + '_bucket', hook='on_auth', le='0.25') == 0
+    assert value(s, name + '_bucket', hook='on_auth', le='0.5') == 1
+    assert value(s, name + '_bucket', hook='on_auth', le='+Inf') == 1
+    assert 0.3 <= value(s, name + '_sum', hook='on_auth') < 0.5
+    assert value(s, name + '_count', hook='on_connect') == 0  # no policy has it
+    les = [dict(k[1])['le'] for k in s if k[0] == name + '_bucket' and
+           dict(k[1])['hook'] == '"on_auth"']
+    assert les == ['"%s"' % x for x in ('0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025',
+                                         '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '+Inf')]
+
+
+PROMETHEUS = '/usr/bin/prometheus'  # Debian's package (Makefile DEB_PACKAGES)
+
+
+def prometheus_api(port, path):
+    """GET the Prometheus HTTP API: its "data", or None while it does not answer yet."""
+    try:
+        with urllib.request.urlopen('http://127.0.0.1:%d/api/v1/%s' % (port, path),
+                                    timeout=5) as resp:
+            body = json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+    assert body['status'] == 'success', body
+    return body['data']
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    """A real Prometheus on loopback with its own storage, scraping the targets given to
+    start() every second; stopped by PID."""
+    started = []
+
+    def start(*targets):
+        d = tmp_path / 'prometheus'
+        d.mkdir()
+        (d / 'prometheus.yml').write_text(
+            'global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n'
+            'scrape_configs:\n  - job_name: sluice\n    static_configs:\n'
+            '      - targets: [%s]\n' % ', '.join("'127.0.0.1:%d'" % t for t in targets))
+        port = free_port()
+        proc = subprocess.Popen(
+            [PROMETHEUS, '--config.file=%s' % (d / 'prometheus.yml'),
+             '--storage.tsdb.path=%s' % (d / 'data'),
+             '--web.listen-address=127.0.0.1:%d' % port],
+            stdout=subprocess.DEVNULL, stderr=open(d / 'prometheus.err', 'wb'))
+        started.append(proc)
+        return port, d / 'prometheus.err'
+    yield start
+    for proc in started:
+        stop(proc)
+
+
+def prometheus_value(port, query):
+    """The value of an instant query's one sample, or None when it has none (yet)."""
+    data = prometheus_api(port, 'query?' + urllib.parse.urlencode({'query': query}))
+    if not data or not data['result']:
+        return None
+    assert len(data['result']) == 1, data
+    return float(data['result'][0]['value'][1])
+
+
+def test_a_real_prometheus_scrapes_sluice_and_sees_what_it_did(metrics_relay, sink,
+                                                               prometheus):
+    port, err = prometheus(metrics_relay.metrics_port)
+
+    def sluice_target():
+        data = prometheus_api(port, 'targets')
+        if data is None:
+            return None
+        targets = [t for t in data['activeTargets']
+                   if t['scrapeUrl'] == 'http://127.0.0.1:%d/metrics' % metrics_relay.metrics_port]
+        return targets[0] if targets else None
+
+    # the first scrape comes within a scrape interval of the start; a refused or
+    # unparsable exposition would say "down" with the parser's complaint in lastError
+    wait_until(lambda: (sluice_target() or {}).get('health') == 'up', 'Prometheus: target up',
+               timeout=30)
+    target = sluice_target()
+    assert target['lastError'] == '', target
+    assert prometheus_value(port, 'sluice_up') == 1
+    send_one(metrics_relay, sink)
+    wait_until(lambda: prometheus_value(
+        port, 'sluice_messages_total{result="relayed"}') == 1,
+        'Prometheus: one relayed message', timeout=15)
+    assert prometheus_value(port, 'sum(sluice_domain_messages_total{result="relayed"})') == 1
+    assert prometheus_value(
+        port, 'sluice_hook_duration_seconds_count{hook="on_auth"}') >= 1
+    assert sluice_target()['lastError'] == ''
+    assert 'level=error' not in err.read_text()

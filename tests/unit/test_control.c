@@ -92,6 +92,24 @@ fake_status(void *ctx, struct control_status *st)
     st->auth_ok = 40;
     st->auth_failed = 9;
     st->old_generations = 1;
+    st->auth[SASL_MECH_PLAIN][0] = 38;
+    st->auth[SASL_MECH_XOAUTH2][0] = 2;
+    st->auth[SASL_MECH_LOGIN][1] = 9;
+    st->upstreams[0] = (struct control_upstream){.name = "127.0.0.1:25", .open = 3, .idle = 2,
+                                                 .waits = 12, .wait_timeouts = 1,
+                                                 .connect_failures = 4, .errors = 5};
+    st->n_upstreams = 1;
+    st->domains[0] = (struct control_domain){.name = "other", .failed = 1};
+    st->domains[1] = (struct control_domain){.name = "example.org", .relayed = 41, .failed = 2};
+    st->n_domains = 2;
+    st->state_names[0] = "NEW";
+    st->state_names[1] = "CMD";
+    st->states[1] = 7;
+    st->n_states = 2;
+    st->refused_max_connections = 5;
+    st->hook_runs[POLICY_ON_RCPT][2] = 4;
+    st->hook_runs[POLICY_ON_RCPT][13] = 1;
+    st->hook_sum_us[POLICY_ON_RCPT] = 6001500;
 }
 
 static void
@@ -276,6 +294,17 @@ status_gives_the_daemon_counters_and_every_zones_usage(void)
     CHECK(has(r, "\"workers\":4,\"sessions\":7,\"sessions_total\":12345678901,"));
     CHECK(has(r, "\"messages_relayed\":42,\"messages_failed\":3,\"auth_ok\":40,"));
     CHECK(has(r, "\"auth_failed\":9,\"old_generations\":1,"));
+    CHECK(has(r, ",\"auth\":{\"plain\":{\"ok\":38,\"failed\":0},\"login\":{\"ok\":0,"
+                 "\"failed\":9},\"xoauth2\":{\"ok\":2,\"failed\":0},\"oauthbearer\":{\"ok\":0,"
+                 "\"failed\":0}},"));
+    CHECK(has(r, ",\"sessions_by_state\":{\"NEW\":0,\"CMD\":7},\"connections_refused\":{"
+                 "\"max_connections\":5,\"max_connections_per_ip\":0},"));
+    CHECK(has(r, ",\"domains\":{\"other\":{\"relayed\":0,\"failed\":1},"
+                 "\"example.org\":{\"relayed\":41,\"failed\":2}},"));
+    CHECK(has(r, "\"hooks\":{\"on_connect\":{\"runs\":0,\"seconds\":0.000},"));
+    CHECK(has(r, "\"on_rcpt\":{\"runs\":5,\"seconds\":6.002},"));
+    CHECK(has(r, ",\"upstreams\":{\"127.0.0.1:25\":{\"open\":3,\"idle\":2,\"waits\":12,"
+                 "\"wait_timeouts\":1,\"connect_failures\":4,\"errors\":5}},"));
     CHECK(has(r, "\"zones\":{\"default\":{\"evict\":true,\"capacity\":1048576,\"bytes\":"));
     CHECK(has(r, "\"entries\":0,\"evictions\":0,\"refusals\":0,\"expired\":0,"
                  "\"backend\":\"local\",\"fallbacks\":0},"

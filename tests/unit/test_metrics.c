@@ -36,11 +36,31 @@ fake_status(void *ctx, struct control_status *st)
     st->sessions_total = 7;
     st->auth_ok = 5;
     st->auth_failed = 6;
+    st->auth[SASL_MECH_PLAIN][0] = 4;
+    st->auth[SASL_MECH_LOGIN][1] = 6;
+    st->auth[SASL_MECH_OAUTHBEARER][0] = 1;
     st->messages_relayed = 8;
     st->messages_failed = 9;
     st->inflight_bytes = 1024;
     st->inflight_refused = 11;
     st->started = 1700000000.5;
+    st->upstreams[0] = (struct control_upstream){.name = "127.0.0.1:25", .open = 3, .idle = 2,
+                                                 .waits = 12, .wait_timeouts = 1,
+                                                 .connect_failures = 4, .errors = 5};
+    st->upstreams[1] = (struct control_upstream){.name = "[::1]:2525"};
+    st->n_upstreams = 2;
+    st->domains[0] = (struct control_domain){.name = "other", .relayed = 1};
+    st->domains[1] = (struct control_domain){.name = "example.org", .relayed = 7, .failed = 2};
+    st->n_domains = 2;
+    st->state_names[0] = "NEW";
+    st->state_names[1] = "CMD";
+    st->states[1] = 3;
+    st->n_states = 2;
+    st->refused_max_connections_per_ip = 2;
+    st->hook_runs[POLICY_ON_AUTH][0] = 3;  /* <= 0.5 ms */
+    st->hook_runs[POLICY_ON_AUTH][7] = 2;  /* <= 0.1 s */
+    st->hook_runs[POLICY_ON_AUTH][13] = 1; /* over 5 s */
+    st->hook_sum_us[POLICY_ON_AUTH] = 5250000;
 }
 
 static struct zones *
@@ -55,7 +75,10 @@ two_zones(void)
     return zones_new(&cfg, err, sizeof(err));
 }
 
-/* Whether every sample line's name (up to '{' or ' ') had a TYPE line before it. */
+static const char *const histogram_suffixes[] = {"_bucket", "_sum", "_count", NULL};
+
+/* Whether every sample line's name (up to '{' or ' ') had a TYPE line before it (a
+ * histogram's _bucket, _sum and _count lines: their family's). */
 static int
 every_sample_has_a_type_before_it(const char *text)
 {
@@ -77,6 +100,12 @@ every_sample_has_a_type_before_it(const char *text)
             size_t k = strcspn(line, "{ ");
 
             snprintf(key, sizeof(key), " %.*s ", (int)k, line);
+            for (const char *const *sfx = histogram_suffixes; *sfx != NULL; sfx++) {
+                size_t m = strlen(*sfx); /* a histogram's series: its family's TYPE */
+
+                if (strstr(types, key) == NULL && k > m && strncmp(line + k - m, *sfx, m) == 0)
+                    snprintf(key, sizeof(key), " %.*s ", (int)(k - m), line);
+            }
             if (strstr(types, key) == NULL) {
                 fprintf(stderr, "no TYPE before: %.*s\n", (int)n, line);
                 return 0;
@@ -90,7 +119,7 @@ every_sample_has_a_type_before_it(const char *text)
 static void
 a_scrape_shows_the_status_and_every_zone_by_name(void)
 {
-    struct control_status st = {0};
+    static struct control_status st;
     struct metrics_text   t;
     struct zones         *zs = two_zones();
 
@@ -110,8 +139,37 @@ a_scrape_shows_the_status_and_every_zone_by_name(void)
     CHECK(strstr(t.p, "\nsluice_reloads_total{result=\"failed\"} 1\n") != NULL);
     CHECK(strstr(t.p, "\nsluice_sessions_open 4\n") != NULL);
     CHECK(strstr(t.p, "\nsluice_sessions_total 7\n") != NULL);
-    CHECK(strstr(t.p, "\nsluice_auth_total{result=\"ok\"} 5\n") != NULL);
-    CHECK(strstr(t.p, "\nsluice_auth_total{result=\"failed\"} 6\n") != NULL);
+    CHECK(strstr(t.p, "\n# TYPE sluice_auth_total counter\n"
+                      "sluice_auth_total{mechanism=\"plain\",result=\"ok\"} 4\n"
+                      "sluice_auth_total{mechanism=\"plain\",result=\"failed\"} 0\n"
+                      "sluice_auth_total{mechanism=\"login\",result=\"ok\"} 0\n"
+                      "sluice_auth_total{mechanism=\"login\",result=\"failed\"} 6\n"
+                      "sluice_auth_total{mechanism=\"xoauth2\",result=\"ok\"} 0\n"
+                      "sluice_auth_total{mechanism=\"xoauth2\",result=\"failed\"} 0\n"
+                      "sluice_auth_total{mechanism=\"oauthbearer\",result=\"ok\"} 1\n"
+                      "sluice_auth_total{mechanism=\"oauthbearer\",result=\"failed\"} 0\n"
+                      "# HELP ") != NULL);
+    CHECK(strstr(t.p, "mechanism=\"none\"") == NULL);
+    CHECK(strstr(t.p, "\n# TYPE sluice_hook_duration_seconds histogram\n"
+                      "sluice_hook_duration_seconds_bucket{hook=\"on_connect\",le=\"0.0005\"} 0\n"));
+    CHECK(strstr(t.p, "\nsluice_hook_duration_seconds_bucket{hook=\"on_auth\",le=\"0.0005\"} 3\n"
+                      "sluice_hook_duration_seconds_bucket{hook=\"on_auth\",le=\"0.001\"} 3\n"));
+    CHECK(strstr(t.p, "\nsluice_hook_duration_seconds_bucket{hook=\"on_auth\",le=\"0.1\"} 5\n"));
+    CHECK(strstr(t.p, "\nsluice_hook_duration_seconds_bucket{hook=\"on_auth\",le=\"5\"} 5\n"
+                      "sluice_hook_duration_seconds_bucket{hook=\"on_auth\",le=\"+Inf\"} 6\n"
+                      "sluice_hook_duration_seconds_sum{hook=\"on_auth\"} 5.25\n"
+                      "sluice_hook_duration_seconds_count{hook=\"on_auth\"} 6\n"));
+    CHECK(strstr(t.p, "\nsluice_hook_duration_seconds_count{hook=\"on_disconnect\"} 0\n"));
+    CHECK(strstr(t.p, "\n# TYPE sluice_sessions gauge\nsluice_sessions{state=\"NEW\"} 0\n"
+                      "sluice_sessions{state=\"CMD\"} 3\n# HELP ") != NULL);
+    CHECK(strstr(t.p, "\nsluice_connections_refused_total{reason=\"max_connections\"} 0\n"
+                      "sluice_connections_refused_total{reason=\"max_connections_per_ip\"} 2\n"));
+    CHECK(strstr(t.p, "\n# TYPE sluice_domain_messages_total counter\n"
+                      "sluice_domain_messages_total{domain=\"other\",result=\"relayed\"} 1\n"
+                      "sluice_domain_messages_total{domain=\"other\",result=\"failed\"} 0\n"
+                      "sluice_domain_messages_total{domain=\"example.org\",result=\"relayed\"} 7\n"
+                      "sluice_domain_messages_total{domain=\"example.org\",result=\"failed\"} 2\n"
+                      "# HELP ") != NULL);
     CHECK(strstr(t.p, "\nsluice_messages_total{result=\"relayed\"} 8\n") != NULL);
     CHECK(strstr(t.p, "\nsluice_messages_total{result=\"failed\"} 9\n") != NULL);
     CHECK(strstr(t.p, "\nsluice_inflight_bytes 1024\n") != NULL);
@@ -120,6 +178,14 @@ a_scrape_shows_the_status_and_every_zone_by_name(void)
     CHECK(strstr(t.p, "\nsluice_zone_capacity_bytes{zone=\"default\"} 65536\n") != NULL);
     CHECK(strstr(t.p, "\nsluice_zone_capacity_bytes{zone=\"limits\"} 131072\n") != NULL);
     CHECK(strstr(t.p, "\nsluice_zone_entries{zone=\"limits\"} 0\n") != NULL);
+    CHECK(strstr(t.p, "\n# TYPE sluice_upstream_connections gauge\n"
+                      "sluice_upstream_connections{upstream=\"127.0.0.1:25\"} 3\n"
+                      "sluice_upstream_connections{upstream=\"[::1]:2525\"} 0\n") != NULL);
+    CHECK(strstr(t.p, "\nsluice_upstream_idle_connections{upstream=\"127.0.0.1:25\"} 2\n"));
+    CHECK(strstr(t.p, "\nsluice_upstream_waits_total{upstream=\"127.0.0.1:25\"} 12\n"));
+    CHECK(strstr(t.p, "\nsluice_upstream_wait_timeouts_total{upstream=\"127.0.0.1:25\"} 1\n"));
+    CHECK(strstr(t.p, "\nsluice_upstream_connect_failures_total{upstream=\"127.0.0.1:25\"} 4\n"));
+    CHECK(strstr(t.p, "\nsluice_upstream_errors_total{upstream=\"127.0.0.1:25\"} 5\n"));
     CHECK(strstr(t.p, "sluice_audit_") == NULL); /* no audit writer: no audit series */
     CHECK(every_sample_has_a_type_before_it(t.p));
     metrics_text_cleanup(&t);

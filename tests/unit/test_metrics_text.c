@@ -1,5 +1,5 @@
 /* tests/unit/test_metrics_text.c: core/daemon/metrics_text.c -- HELP and TYPE lines, samples
- * with and without a label, the exposition format's escaping, special floats, names. */
+ * with no label, one or several, the exposition format's escaping, special floats, names. */
 #include <math.h>
 #include <string.h>
 
@@ -45,6 +45,22 @@ doubles_use_the_formats_spelling_of_special_values(void)
 }
 
 static void
+several_labels_are_comma_separated_in_the_order_given(void)
+{
+    struct metrics_text t;
+    const char         *two[] = {"mechanism", "plain", "result", "o\"k"};
+    const char         *le[] = {"hook", "on_auth", "le", "+Inf"};
+
+    metrics_text_init(&t);
+    metrics_text_u64_labels(&t, "a_total", two, 2, 3);
+    metrics_text_double_labels(&t, "h_bucket", le, 2, 0.25);
+    metrics_text_u64_labels(&t, "c", NULL, 0, 1);
+    CHECK_MEM(t.p, t.len, "a_total{mechanism=\"plain\",result=\"o\\\"k\"} 3\n"
+                          "h_bucket{hook=\"on_auth\",le=\"+Inf\"} 0.25\nc 1\n");
+    metrics_text_cleanup(&t);
+}
+
+static void
 names_follow_the_data_model(void)
 {
     CHECK(metrics_text_is_name("sluice_up", true));
@@ -62,6 +78,7 @@ main(void)
     RUN(a_family_gets_help_then_type);
     RUN(samples_print_integers_exactly_and_escape_label_values);
     RUN(doubles_use_the_formats_spelling_of_special_values);
+    RUN(several_labels_are_comma_separated_in_the_order_given);
     RUN(names_follow_the_data_model);
     return check_summary();
 }

@@ -826,7 +826,7 @@ a_reload_while_on_disconnect_waits_keeps_its_generation(void)
     test_capture_start();
     CHECK(bye_client_quits(300));
     next = bye_generation(2);
-    worker_set_gen(bye, worker_gen_new(next, bye->loop, NULL, NULL, NULL, err,
+    worker_set_gen(bye, worker_gen_new(next, bye->loop, NULL, NULL, NULL, NULL, err,
                                            sizeof(err)));
     generation_unref(next); /* the worker_gen holds its own */
     CHECK(bye_drive_until(bye_has_old_generation) && bye->old == first);

@@ -30,6 +30,7 @@
 #include "tmpdir.h"
 #include "relay/relay_job.h"
 #include "relay/upstream_pool.h"
+#include "util/counter.h"
 
 #define SRV_CONNS_MAX 8
 #define SRV_READS_MAX 512
@@ -534,7 +535,7 @@ env_pool(struct env *e)
 {
     char err[256] = "";
 
-    e->pool = upstream_pool_new(e->loop, &e->cfg, err, sizeof(err));
+    e->pool = upstream_pool_new(e->loop, &e->cfg, NULL, err, sizeof(err));
     if (e->pool == NULL)
         fprintf(stderr, "upstream_pool_new: %s\n", err);
     CHECK(e->pool != NULL);
@@ -1127,6 +1128,98 @@ jobs_over_the_cap_wait_and_run_in_order_on_the_one_connection(void)
     server_cleanup(&sv);
 }
 
+#define GET(c, f) ((long long)counter_get(&(c).f))
+
+/* The counters the metrics read (docs/metrics.md sluice_upstream_*): open and idle follow
+ * the connections, a job that finds the one slot busy is a wait, and none of them is
+ * lost on the way back to zero when the pool is freed. */
+static void
+the_counters_follow_connections_and_waits_back_to_zero(void)
+{
+    static const char *const c0[] = {"220 up\r\n", EHLO_CHUNK, "250 Ok\r\n", "250 Ok\r\n",
+                                     "250 Ok\r\n", "250 Ok\r\n", "250 Ok\r\n", "250 Ok\r\n",
+                                     "250 Ok\r\n", NULL};
+    static const char *const *const scripts[] = {c0, NULL};
+    struct upstream_pool_counters   ctr = {0}, *ctrs[] = {&ctr};
+    struct server                   sv;
+    struct env                      e;
+    struct done_rec                 d[2] = {{0}};
+    char                            err[256] = "";
+
+    server_start(&sv, scripts, NULL, false);
+    env_init(&e);
+    e.cfg.pool_max_per_worker = 1;
+    env_add_server(&e, sv.port);
+    e.pool = upstream_pool_new(e.loop, &e.cfg, ctrs, err, sizeof(err));
+    CHECK(e.pool != NULL);
+    relay(&e, &ENV_B, MSG, strlen(MSG), &d[0]);
+    relay(&e, &ENV_B, MSG, strlen(MSG), &d[1]);
+    CHECK_EQ_INT(GET(ctr, open), 1);
+    CHECK_EQ_INT(GET(ctr, idle), 0);
+    CHECK_EQ_INT(GET(ctr, waits), 1);
+    run_until(&e, d, 2, 5);
+    CHECK_EQ_INT(d[1].res.status, RELAY_OK);
+    CHECK_EQ_INT(GET(ctr, open), 1);
+    CHECK_EQ_INT(GET(ctr, idle), 1);
+    CHECK_EQ_INT(GET(ctr, waits), 1);
+    CHECK_EQ_INT(GET(ctr, wait_timeouts) + GET(ctr, connect_failures) + GET(ctr, errors), 0);
+    fixture_stop(&sv, &e);
+    CHECK_EQ_INT(GET(ctr, open), 0);
+    CHECK_EQ_INT(GET(ctr, idle), 0);
+    server_cleanup(&sv);
+}
+
+/* A refused connect counts against its server's host:port, a connection that breaks
+ * during DATA is an error of the other's, and a job that waited out timeout_upstream
+ * is a wait timeout. */
+static void
+the_counters_tell_failed_set_ups_broken_connections_and_wait_timeouts_apart(void)
+{
+    static const char *const c0[] = {"220 up\r\n", EHLO_PIPE, "250 Ok\r\n", "250 Ok\r\n",
+                                     "354 go\r\n<close>", NULL};
+    static const char *const h0[] = {"220 up\r\n", EHLO_CHUNK, "<hold>", NULL};
+    static const char *const *const scripts[] = {c0, NULL}, *const *const held[] = {h0, NULL};
+    struct upstream_pool_counters   dead = {0}, live = {0}, *ctrs[] = {&dead, &live};
+    struct server                   sv;
+    struct env                      e;
+    struct done_rec                 d[2] = {{0}};
+    char                            err[256] = "";
+
+    server_start(&sv, scripts, NULL, false);
+    env_init(&e);
+    env_add_server(&e, dead_port());
+    env_add_server(&e, sv.port);
+    e.pool = upstream_pool_new(e.loop, &e.cfg, ctrs, err, sizeof(err));
+    CHECK(e.pool != NULL);
+    relay(&e, &ENV_B, MSG, strlen(MSG), &d[0]);
+    run_until(&e, d, 1, 5);
+    CHECK_EQ_INT(d[0].res.status, RELAY_UNAVAILABLE);
+    CHECK_EQ_INT(GET(dead, connect_failures), 1);
+    CHECK_EQ_INT(GET(dead, errors) + GET(live, connect_failures), 0);
+    CHECK_EQ_INT(GET(live, errors), 1);
+    CHECK_EQ_INT(GET(dead, open) + GET(live, open), 0);
+    fixture_stop(&sv, &e);
+    server_cleanup(&sv);
+
+    memset(&live, 0, sizeof(live));
+    memset(d, 0, sizeof(d));
+    server_start(&sv, held, NULL, false);
+    env_init(&e);
+    e.cfg.pool_max_per_worker = 1;
+    e.cfg.timeout_upstream = 0.3;
+    env_add_server(&e, sv.port);
+    e.pool = upstream_pool_new(e.loop, &e.cfg, &ctrs[1], err, sizeof(err));
+    CHECK(e.pool != NULL);
+    relay(&e, &ENV_B, MSG, strlen(MSG), &d[0]);
+    relay(&e, &ENV_B, MSG, strlen(MSG), &d[1]);
+    run_until(&e, &d[1], 1, 5);
+    CHECK_EQ_INT(d[1].res.status, RELAY_UNAVAILABLE);
+    CHECK_EQ_INT(GET(live, waits), 1);
+    CHECK_EQ_INT(GET(live, wait_timeouts), 1);
+    fixture_stop(&sv, &e);
+    server_cleanup(&sv);
+}
+
 static void
 a_job_waiting_longer_than_the_timeout_is_unavailable_451_4_4_5(void)
 {
@@ -1655,6 +1748,8 @@ main(void)
     RUN(a_drop_in_the_middle_of_data_is_unavailable_451_4_4_2);
     RUN(jobs_over_the_cap_wait_and_run_in_order_on_the_one_connection);
     RUN(a_job_waiting_longer_than_the_timeout_is_unavailable_451_4_4_5);
+    RUN(the_counters_follow_connections_and_waits_back_to_zero);
+    RUN(the_counters_tell_failed_set_ups_broken_connections_and_wait_timeouts_apart);
     RUN(a_cancelled_job_never_calls_back_and_its_message_is_never_completed);
     RUN(an_idle_connection_gets_quit_after_the_idle_timeout);
     RUN(a_connection_that_reached_max_reuse_is_closed_with_quit);
