@@ -88,6 +88,10 @@ metrics_render_zones(struct metrics_text *t, struct zones *zs)
         {"sluice_zone_evictions_total", "counter", "Live entries evicted to make room."},
         {"sluice_zone_refusals_total", "counter", "Writes refused for lack of room."},
         {"sluice_zone_expired_total", "counter", "Entries removed because they expired."},
+        {"sluice_zone_redis", "gauge", "1 when the zone's entries are in Redis, 0 local."},
+        {"sluice_zone_fallbacks_total", "counter",
+         "Calls on a Redis zone that Redis did not answer in time: answered locally or "
+         "refused."},
     };
     struct zone_stats st;
     size_t            n = zones_count(zs);
@@ -95,14 +99,35 @@ metrics_render_zones(struct metrics_text *t, struct zones *zs)
     for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
         metrics_text_family(t, fam[f].name, fam[f].type, fam[f].help);
         for (size_t i = 0; i < n; i++) { /* zone names come from the configuration only */
-            uint64_t v[] = {0, 0, 0, 0, 0, 0};
+            uint64_t v[] = {0, 0, 0, 0, 0, 0, 0, 0};
 
             zone_stats(zones_at(zs, i), &st);
             v[0] = st.entries, v[1] = st.bytes, v[2] = st.capacity;
             v[3] = st.evictions, v[4] = st.refusals, v[5] = st.expired;
+            v[6] = st.redis, v[7] = st.fallbacks;
             metrics_text_u64(t, fam[f].name, "zone", st.name, v[f]);
         }
     }
+}
+
+/* The workers' connections to Redis, when some zone is there. */
+static void
+metrics_render_redis(struct metrics_text *t, struct zones *zs)
+{
+    struct zones_redis_stats st;
+
+    if (!zones_redis_stats(zs, &st))
+        return;
+    metrics_text_family(t, "sluice_redis_links_up", "gauge",
+                        "Workers whose connection to Redis is up now.");
+    metrics_text_u64(t, "sluice_redis_links_up", NULL, NULL, st.links_up);
+    metrics_text_family(t, "sluice_redis_connects_total", "counter",
+                        "Connections to Redis set up (AUTH, SELECT, SCRIPT LOAD done).");
+    metrics_text_u64(t, "sluice_redis_connects_total", NULL, NULL, st.connects);
+    metrics_text_family(t, "sluice_redis_failures_total", "counter",
+                        "Connects to Redis that failed, and connections lost or dropped "
+                        "(no answer within redis.timeout).");
+    metrics_text_u64(t, "sluice_redis_failures_total", NULL, NULL, st.failures);
 }
 
 /* The label value of each mechanism (enum sasl_mech); NONE's row stays unused. */
@@ -272,8 +297,10 @@ metrics_render(struct metrics_text *t, const struct control_status *st, struct z
     metrics_render_domains(t, st);
     metrics_render_upstreams(t, st);
     metrics_render_hooks(t, st);
-    if (zones != NULL)
+    if (zones != NULL) {
         metrics_render_zones(t, zones);
+        metrics_render_redis(t, zones);
+    }
     if (audit != NULL)
         metrics_render_audit(t, audit);
 }

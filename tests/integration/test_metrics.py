@@ -382,7 +382,8 @@ def test_sessions_are_shown_by_state_and_refused_connections_by_reason(make_rela
                 if k[0] == 'sluice_sessions'}
 
     assert set(states()) == {'NEW', 'PROXY', 'TLS_ACCEPT', 'CMD', 'AUTH', 'AUTH_ERROR',
-                             'DATA', 'BDAT', 'STARTTLS', 'POLICY', 'RELAY', 'CLOSING'}
+                             'DATA', 'BDAT', 'STARTTLS', 'POLICY', 'RELAY', 'CLOSING',
+                             'DISCONNECTED'}
     assert sum(states().values()) == 0
     c = r.raw()
     wait_until(lambda: states()['CMD'] == 1, 'a session in CMD')

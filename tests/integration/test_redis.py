@@ -244,3 +244,24 @@ def test_ctl_ratelimit_sees_and_resets_what_every_node_counted(make_relay, sink,
     reset = json.loads(ctl(a, '--json', 'ratelimit', 'reset', 'messages:user:' + ALICE).stdout)
     assert reset['removed'] == 1
     assert redis.keys('sluice:limits:messages:user:*') == []
+
+
+def test_metrics_show_the_redis_links_and_each_zones_fallbacks(make_relay, sink, redis):
+    from conftest import free_port
+    from test_metrics import scrape, value
+    port = free_port()
+    a = node(make_relay, sink, redis, extra="metrics = { port = %d }," % port)
+    assert send(a) == 250
+    s = scrape(port)
+    assert value(s, 'sluice_redis_links_up') == 1
+    assert value(s, 'sluice_redis_connects_total') == 1
+    assert value(s, 'sluice_redis_failures_total') == 0
+    assert value(s, 'sluice_zone_redis', zone='limits') == 1
+    assert value(s, 'sluice_zone_redis', zone='default') == 0
+    assert value(s, 'sluice_zone_fallbacks_total', zone='limits') == 0
+    redis.stop()
+    assert send(a) == 250
+    s = scrape(port)
+    assert value(s, 'sluice_redis_links_up') == 0
+    assert value(s, 'sluice_redis_failures_total') >= 1
+    assert value(s, 'sluice_zone_fallbacks_total', zone='limits') >= 1
