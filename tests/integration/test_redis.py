@@ -33,7 +33,8 @@ def redis(tmp_path):
 
 
 def node(make_relay, sink, redis, extra='', redis_extra=''):
-    return make_relay(upstream_conf(sink.port), domains=DOMAINS,
+    """A relay with two workers (each its own Redis connection) and the zones in redis."""
+    return make_relay(upstream_conf(sink.port), domains=DOMAINS, workers=2,
                       extra=REDIS_ZONES + redis.conf(redis_extra) + extra)
 
 
@@ -49,6 +50,7 @@ def send(relay):
         c.quit()
 
 
+@pytest.mark.threads  # workers, the control thread and the blocking connection
 def test_a_limit_holds_across_nodes(make_relay, sink, redis):
     a = node(make_relay, sink, redis)
     b = node(make_relay, sink, redis)
@@ -89,6 +91,7 @@ def _send_and_check_up(relay):
     return relay.logs('redis.up') != []
 
 
+@pytest.mark.threads
 def test_a_stuck_redis_costs_a_client_at_most_the_timeout(make_relay, sink, redis):
     a = node(make_relay, sink, redis, redis_extra=', timeout = 0.2')
     assert send(a) == 250
@@ -183,6 +186,7 @@ def oauth_node(make_relay, sink, redis, dev_key, tmp_path, extra=''):
     return r
 
 
+@pytest.mark.threads
 def test_a_deny_on_one_node_holds_on_the_others(make_relay, sink, redis, dev_key, tmp_path):
     a, b, c = (oauth_node(make_relay, sink, redis, dev_key, tmp_path) for _ in range(3))
     token = token_for(a, dev_key)
@@ -246,6 +250,7 @@ def test_ctl_ratelimit_sees_and_resets_what_every_node_counted(make_relay, sink,
     assert redis.keys('sluice:limits:messages:user:*') == []
 
 
+@pytest.mark.threads  # the metrics thread reads what the workers count
 def test_metrics_show_the_redis_links_and_each_zones_fallbacks(make_relay, sink, redis):
     from conftest import free_port
     from test_metrics import scrape, value
@@ -265,3 +270,37 @@ def test_metrics_show_the_redis_links_and_each_zones_fallbacks(make_relay, sink,
     assert value(s, 'sluice_redis_links_up') == 0
     assert value(s, 'sluice_redis_failures_total') >= 1
     assert value(s, 'sluice_zone_fallbacks_total', zone='limits') >= 1
+
+
+def test_a_hook_waiting_on_redis_never_blocks_its_worker(make_relay, sink, redis, tmp_path):
+    """One worker; Redis stuck; a client's MAIL FROM waits on it (up to redis.timeout = 2 s)
+    while a second client on the same worker, whose hooks need no Redis (only MAIL FROM
+    counts here), is greeted, authenticated and answered at once."""
+    from conftest import ROOT
+    pol = tmp_path / 'count.lua'
+    pol.write_text("local z = require('sluice').zone('limits')\n"
+                   "return { on_mail_from = function() z:incr('mails', 1, 60) end }\n")
+    a = make_relay(upstream_conf(sink.port), domains=DOMAINS, workers=1,
+                   policies=[str(ROOT / 'policies' / 'auth.lua'), str(pol)],
+                   extra=REDIS_ZONES + redis.conf(', timeout = 2'))
+    assert send(a) == 250  # the worker's connection is up
+    first = a.smtps()
+    redis.pause()
+    try:
+        first.putcmd('MAIL', 'FROM:<%s>' % ALICE)  # its hook now waits on Redis
+        wait_until(lambda: a.logs('session.state') and any(
+            o.get('to') == 'POLICY' for o in a.logs('session.state')[-3:]),
+            'the MAIL FROM hook is waiting')
+        t0 = time.monotonic()
+        second = a.smtps()  # TLS handshake, EHLO and AUTH on the same worker
+        assert second.noop()[0] == 250
+        served = time.monotonic() - t0
+        second.close()
+        code, _ = first.getreply()
+        waited = time.monotonic() - t0
+    finally:
+        redis.resume()
+    first.close()
+    assert code == 250  # the fallback answered (fail open)
+    assert served < 1.0, served
+    assert waited > served
