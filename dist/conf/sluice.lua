@@ -1,8 +1,11 @@
 -- dist/conf/sluice.lua: a starting point for a real site, installed by `make install` as
--- /etc/sluice/sluice.lua.example (paths rewritten for its PREFIX and SYSCONFDIR). Copy it
--- to sluice.lua, put in your host name, certificates, upstream and domains, and check it
--- with `sluice check -c /etc/sluice/sluice.lua`. Every key: docs/configuration.md and
--- sluice.lua(5). The unit (sluice.service) makes /run/sluice and /var/log/sluice.
+-- /etc/sluice/sluice.lua.example (paths rewritten for its PREFIX and SYSCONFDIR): copy it
+-- to sluice.lua. The Debian package installs it as /etc/sluice/sluice.lua itself (a
+-- conffile), with tls/fullchain.pem and tls/privkey.pem linked to ssl-cert's self-signed
+-- pair until yours are there. Put in your host name, certificates, upstream and domains,
+-- and check it with `sluice check -c /etc/sluice/sluice.lua`. Every key:
+-- docs/configuration.md and sluice.lua(5). The unit (sluice.service) makes /run/sluice and
+-- /var/log/sluice.
 return {
   hostname = 'mail.example.org',
   workers = 0,                                  -- one per online CPU
