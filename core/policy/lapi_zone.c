@@ -290,15 +290,24 @@ lapi_zone_do_store(lua_State *L, struct zone *z, int base, const char *fn, bool 
     return lapi_zone_run(L, z, &op, LAPI_ZONE_STORE, fn);
 }
 
-/* newval, err = incr(key, by, ttl) */
-static int
-lapi_zone_do_incr(lua_State *L, struct zone *z, int base, const char *fn)
+/* The key, by and ttl of incr and incr_peek. */
+static struct zone_op
+lapi_zone_incr_op(lua_State *L, int base)
 {
     struct zone_op op = lapi_zone_op(L, ZONE_INCR, base);
 
     op.by = luaL_checknumber(L, base + 1);
     op.ttl = lapi_check_ttl(L, base + 2);
     luaL_argcheck(L, op.by == op.by, base + 1, "expected a number");
+    return op;
+}
+
+/* newval, err = incr(key, by, ttl) */
+static int
+lapi_zone_do_incr(lua_State *L, struct zone *z, int base, const char *fn)
+{
+    struct zone_op op = lapi_zone_incr_op(L, base);
+
     return lapi_zone_run(L, z, &op, LAPI_ZONE_INCR, fn);
 }
 
@@ -307,11 +316,8 @@ lapi_zone_do_incr(lua_State *L, struct zone *z, int base, const char *fn)
 static int
 lapi_zone_do_incr_peek(lua_State *L, struct zone *z, int base, const char *fn)
 {
-    struct zone_op op = lapi_zone_op(L, ZONE_INCR, base);
+    struct zone_op op = lapi_zone_incr_op(L, base);
 
-    op.by = luaL_checknumber(L, base + 1);
-    op.ttl = lapi_check_ttl(L, base + 2);
-    luaL_argcheck(L, op.by == op.by, base + 1, "expected a number");
     op.readonly = op.by == 0;
     if (!lua_isnoneornil(L, base + 3))
         op.peek = lapi_check_key(L, base + 3, &op.plen);
