@@ -543,12 +543,14 @@ def metrics_tls(cert_dir, client_ca=None):
 
 @pytest.fixture
 def https_relay(make_relay, sink, certs):
-    """start(cert_dir=certs, client_ca=None): a relay whose metrics listener serves
-    cert_dir's dev-ecdsa pair over HTTPS; .metrics_port, .ca (the CA that signed it)."""
-    def start(cert_dir=certs, client_ca=None):
+    """start(cert_dir=certs, client_ca=None, allow=None): a relay whose metrics listener
+    serves cert_dir's dev-ecdsa pair over HTTPS to allow (Lua text; default loopback);
+    .metrics_port, .ca (the CA that signed it)."""
+    def start(cert_dir=certs, client_ca=None, allow=None):
         port = free_port()
-        r = make_relay(upstream_conf(sink.port), extra='metrics = { port = %d, %s },' % (
-            port, metrics_tls(cert_dir, client_ca)))
+        allow = '' if allow is None else 'allow = %s, ' % allow
+        r = make_relay(upstream_conf(sink.port), extra='metrics = { port = %d, %s%s },' % (
+            port, allow, metrics_tls(cert_dir, client_ca)))
         r.metrics_port = port
         r.ca = cert_dir / 'dev-ca.crt' if (cert_dir / 'dev-ca.crt').exists() else \
             certs / 'dev-ca.crt'
@@ -610,6 +612,19 @@ def test_plain_http_to_the_https_listener_gets_no_answer_and_one_log_line(https_
     assert [(x['client'], x['level'], x['unlogged']) for x in lines] == \
         [('127.0.0.1', 'info', 0)], lines
     assert lines[0]['reason'] == 'http request', lines
+
+
+def test_a_stranger_gets_no_handshake_on_the_https_listener(https_relay):
+    """The allow-list comes first: a client outside it is closed on before the server
+    sends a byte of TLS (no ServerHello, no certificate), and only metrics.refuse says so."""
+    r = https_relay(allow="{ '127.0.0.2' }")
+    ctx = ssl.create_default_context(cafile=str(r.ca))
+    with socket.create_connection(('127.0.0.1', r.metrics_port), timeout=10) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            ctx.wrap_socket(raw, server_hostname='127.0.0.1')
+    assert curl(r, '--fail', '-o', '/dev/null', '--interface', '127.0.0.2').returncode == 0
+    assert [x['client'] for x in r.wait_logs('metrics.refuse')] == ['127.0.0.1']
+    assert r.logs('metrics.tls_error') == []
 
 
 def client_hello():
