@@ -184,6 +184,7 @@ cmd_run_as_root(struct cmd_run_state *st, const struct config *cfg, char *err, s
         return -1;
     if (cfg->metrics != NULL && (st->metrics = metrics_open(cfg->metrics, err, errlen)) == NULL)
         return -1;
+    st->ctl.metrics = st->metrics; /* reloads hand it the certificate they read */
     return 0;
 }
 
@@ -258,6 +259,10 @@ cmd_run_start(struct cmd_run_state *st, char *err, size_t errlen)
                      ? "cannot start worker threads" : "out of memory");
         return -1;
     }
+    /* Read with the first generation's certificates; before the control thread, which
+     * may reload (and replace st->d.gen) from its start on. */
+    if (st->metrics != NULL && st->d.gen->parts.metrics_tls != NULL)
+        metrics_set_tls(st->metrics, st->d.gen->parts.metrics_tls);
     if (st->control != NULL &&
         control_start(st->control, &ops, st->d.zones, st->d.audit) != 0) {
         snprintf(err, errlen, "cannot start the control thread");

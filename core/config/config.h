@@ -208,11 +208,14 @@ struct config_metrics {
     int                        port;    /* default 9465; 0: any free port (tests) */
     struct config_metrics_net *allow;   /* owns; n_allow networks that may scrape */
     size_t                     n_allow;
+    struct config_cert         tls;     /* owns both; cert_file NULL: plain HTTP */
+    char                      *client_ca; /* owns; NULL: no client certificate asked */
 };
 
 /* "192.0.2.0/24", "::1/128" or a bare address -> *out. 0, or -1 if it is none of those. */
 int config_metrics_parse_net(const char *s, struct config_metrics_net *out);
-/* Whether two metrics tables (either may be NULL: none) ask for the same listener. */
+/* Whether two metrics tables (either may be NULL: none) ask for the same listener: the
+ * same address, port, allow-list and TLS files (by path; their contents may differ). */
 bool config_metrics_same(const struct config_metrics *a, const struct config_metrics *b);
 
 struct config {

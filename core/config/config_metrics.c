@@ -1,6 +1,8 @@
 /* core/config/config_metrics.c: the `metrics` table of conf/sluice.lua (docs/configuration.md,
- * docs/metrics.md): where the Prometheus listener binds and which client networks may
- * scrape it. Absent table: no metrics listener. Serving it is daemon/metrics.c's. */
+ * docs/metrics.md): where the Prometheus listener binds, which client networks may
+ * scrape it, and its TLS files (`metrics.tls`: HTTPS instead of HTTP). Absent table: no
+ * metrics listener. Serving it is daemon/metrics.c's; loading the certificate is
+ * daemon/daemon_setup.c's, with the listeners' certificates. */
 #include <arpa/inet.h>
 #include <lua.h>
 #include <stdio.h>
@@ -48,6 +50,12 @@ config_metrics_parse_net(const char *s, struct config_metrics_net *out)
     return 0;
 }
 
+static bool
+cfg_metrics_same_str(const char *a, const char *b)
+{
+    return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+}
+
 bool
 config_metrics_same(const struct config_metrics *a, const struct config_metrics *b)
 {
@@ -55,7 +63,10 @@ config_metrics_same(const struct config_metrics *a, const struct config_metrics 
         return a == b;
     return strcmp(a->address, b->address) == 0 && a->port == b->port &&
            a->n_allow == b->n_allow &&
-           memcmp(a->allow, b->allow, a->n_allow * sizeof(*a->allow)) == 0;
+           memcmp(a->allow, b->allow, a->n_allow * sizeof(*a->allow)) == 0 &&
+           cfg_metrics_same_str(a->tls.cert_file, b->tls.cert_file) &&
+           cfg_metrics_same_str(a->tls.key_file, b->tls.key_file) &&
+           cfg_metrics_same_str(a->client_ca, b->client_ca);
 }
 
 static int
@@ -88,10 +99,29 @@ cfg_metrics_allow(struct cfg_ctx *ctx, int t, struct config_metrics *m)
     return rc;
 }
 
+/* metrics.tls = { cert = ..., key = ..., client_ca = ... }: every file readable now; whether
+ * the key fits the certificate is found when the context is made (tls_single_ctx_new). */
+static int
+cfg_metrics_tls(struct cfg_ctx *ctx, int t, struct config_metrics *m)
+{
+    static const char *const keys[] = {"cert", "key", "client_ca", NULL};
+    size_t                   mark;
+    int                      rc = cfg_enter(ctx, t, "tls", keys, &mark);
+
+    if (rc <= 0)
+        return rc;
+    if (cfg_get_path(ctx, -1, "cert", true, true, &m->tls.cert_file) != 0 ||
+        cfg_get_path(ctx, -1, "key", true, true, &m->tls.key_file) != 0 ||
+        cfg_get_path(ctx, -1, "client_ca", false, true, &m->client_ca) != 0)
+        return -1;
+    cfg_leave(ctx, mark);
+    return 0;
+}
+
 int
 cfg_metrics(struct cfg_ctx *ctx, int top, struct config *cfg)
 {
-    static const char *const keys[] = {"address", "port", "allow", NULL};
+    static const char *const keys[] = {"address", "port", "allow", "tls", NULL};
     struct config_metrics   *m;
     size_t                   mark;
     int                      t, rc;
@@ -111,7 +141,7 @@ cfg_metrics(struct cfg_ctx *ctx, int top, struct config *cfg)
     if (cfg_strdup(ctx, "127.0.0.1", &m->address) || /* loopback by default */
         cfg_get_string(ctx, t, "address", false, &m->address) ||
         cfg_get_int(ctx, t, "port", 0, 65535, false, &m->port) ||
-        cfg_metrics_allow(ctx, t, m))
+        cfg_metrics_allow(ctx, t, m) || cfg_metrics_tls(ctx, t, m))
         goto out;
     if (!cfg_is_ip(m->address)) {
         cfg_fail_key(ctx, "address", "expected an IPv4 or IPv6 address");
@@ -130,5 +160,8 @@ cfg_free_metrics(struct config_metrics *m)
         return;
     free(m->address);
     free(m->allow);
+    free(m->tls.cert_file);
+    free(m->tls.key_file);
+    free(m->client_ca);
     free(m);
 }

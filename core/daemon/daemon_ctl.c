@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "daemon/control.h"
 #include "daemon/generation.h"
+#include "daemon/metrics.h"
 #include "util/inflight.h"
 #include "net/iplimit.h"
 #include "util/log.h"
@@ -106,6 +107,9 @@ daemon_ctl_publish(struct daemon_ctl *c, struct generation *g, struct worker_gen
     inflight_set_limits(c->d->inflight, cfg->max_inflight_bytes,
                         cfg->max_inflight_bytes_per_client);
     log_set_level(cfg->log_level);
+    /* the same metrics.tls paths (generation_restart_needed), their files read again */
+    if (c->metrics != NULL && g->parts.metrics_tls != NULL)
+        metrics_set_tls(c->metrics, g->parts.metrics_tls);
     generation_unref(c->d->gen);
     c->d->gen = g;
 }

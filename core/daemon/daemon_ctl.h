@@ -11,6 +11,7 @@
 struct config;
 struct control_status;
 struct daemon;
+struct metrics;
 struct worker;
 
 struct daemon_ctl {
@@ -18,6 +19,8 @@ struct daemon_ctl {
     struct daemon  *d;         /* borrows; d->gen is the current generation (under mu) */
     struct worker **workers;   /* borrows */
     int             n_workers;
+    struct metrics *metrics;   /* borrows, or NULL; set before the first reload: each
+                                * successful one gives it the TLS context it read */
     double          started;   /* wall clock */
     pthread_mutex_t mu;        /* one reload at a time; guards the fields below and d->gen */
     unsigned        reloads_ok, reloads_failed;

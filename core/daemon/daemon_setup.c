@@ -46,6 +46,25 @@ daemon_check_policies(const struct config *cfg, char *err, size_t errlen)
     return vm == NULL ? -1 : 0;
 }
 
+/* The metrics listener's certificate, read with the listeners' (through privfile.h, so
+ * start-up and every reload read it alike) and under their cipher policy (tls). */
+static int
+daemon_metrics_tls(struct daemon_parts *p, char *err, size_t errlen)
+{
+    const struct config_metrics *mc = p->cfg->metrics;
+    char                         why[768];
+
+    if (mc == NULL || mc->tls.cert_file == NULL)
+        return 0;
+    p->metrics_tls = tls_single_ctx_new(&p->cfg->tls, &mc->tls, mc->client_ca, why,
+                                        sizeof(why));
+    if (p->metrics_tls == NULL) {
+        snprintf(err, errlen, "metrics.tls: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
 int
 daemon_parts_load(const char *path, struct daemon_parts *p, char *err, size_t errlen)
 {
@@ -73,6 +92,8 @@ daemon_parts_build(struct config *cfg, struct daemon_parts *p, char *err, size_t
         if (p->tls == NULL)
             goto fail;
     }
+    if (daemon_metrics_tls(p, err, errlen) != 0)
+        goto fail;
     return 0;
 fail:
     daemon_parts_free(p);
@@ -82,6 +103,7 @@ fail:
 void
 daemon_parts_free(struct daemon_parts *p)
 {
+    SSL_CTX_free(p->metrics_tls);
     tls_server_free(p->tls);
     authdb_free(p->authdb);
     config_free(p->cfg);

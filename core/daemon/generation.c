@@ -117,6 +117,6 @@ generation_restart_needed(const struct config *running, const struct config *nex
     if (!generation_same_str(running->control_socket, next->control_socket))
         return "control_socket changed";
     if (!config_metrics_same(running->metrics, next->metrics))
-        return "metrics changed (address, port or allow)";
+        return "metrics changed (address, port, allow or tls)";
     return "";
 }

@@ -1,11 +1,12 @@
 /* core/daemon/metrics.c: the Prometheus metrics listener (metrics.h, docs/metrics.md):
- * binding it, the serving thread, who may scrape (the allow-list), reading one bounded
- * request against a deadline, and which metrics there are and where each value comes
- * from. The exposition format is metrics_text.c's; parsing the request is
- * metrics_http.c's. Modelled on control.c: every socket is non-blocking and every wait
- * is a poll(2) that also watches the stop pipe, so metrics_free() never waits for a
- * client, and no worker loop ever waits for a scrape (values are relaxed atomics and
- * the zones' own locks, read from this thread). */
+ * binding it, the serving thread, who may scrape (the allow-list), the TLS context in
+ * force (metrics_set_tls), reading one bounded request against a deadline, and which
+ * metrics there are and where each value comes from. The exposition format is
+ * metrics_text.c's; parsing the request is metrics_http.c's; the connection's reads,
+ * writes and TLS handshake are metrics_conn.c's. Modelled on control.c: every socket is
+ * non-blocking and every wait is a poll(2) that also watches the stop pipe, so
+ * metrics_free() never waits for a client, and no worker loop ever waits for a scrape
+ * (values are relaxed atomics and the zones' own locks, read from this thread). */
 #include "daemon/metrics.h"
 
 #include <arpa/inet.h>
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "daemon/metrics_conn.h"
 #include "daemon/metrics_http.h"
 #include "daemon/metrics_text.h"
 #include "store/zone.h"
@@ -37,24 +39,32 @@
 
 #define METRICS_BACKLOG 16
 
+/* A log line at most once per METRICS_LOG_EVERY, with the count of the events not logged
+ * since; only the serving thread touches it. */
+struct metrics_quiet {
+    double   logged_at;
+    uint64_t unlogged;
+};
+
+#define METRICS_LOG_EVERY 10.0 /* seconds: a flood of strangers is one line each */
+
 struct metrics {
     int                        fd;      /* owns; listening, non-blocking */
     int                        stop[2]; /* owns; metrics_free() writes a byte to stop[1] */
     int                        port;    /* bound */
     struct config_metrics_net *allow;   /* owns; a copy of the configuration's */
     size_t                     n_allow;
+    bool                       https;   /* metrics.tls is set: never answer without TLS */
+    pthread_mutex_t            tls_mu;  /* guards tls: reloads set it, the thread reads it */
+    SSL_CTX                   *tls;     /* holds a ref; the context in force, or NULL */
     pthread_t                  thread;
     bool                       started;
     struct control_ops         ops;     /* ops.ctx borrowed */
     struct zones              *zones;   /* borrows, or NULL */
     struct audit              *audit;   /* borrows, or NULL */
-    /* metrics.refuse lines: at most one per METRICS_REFUSE_LOG_EVERY, with the count of
-     * the refusals not logged since; only the serving thread touches these */
-    double                     refuse_logged_at;
-    uint64_t                   refused_quietly;
+    struct metrics_quiet       refusals;   /* metrics.refuse */
+    struct metrics_quiet       tls_errors; /* metrics.tls_error */
 };
-
-#define METRICS_REFUSE_LOG_EVERY 10.0 /* seconds: a flood of strangers is one line each */
 
 /* ---- what there is to see ------------------------------------------------------------ */
 
@@ -343,6 +353,9 @@ metrics_bind(struct metrics *m, const struct config_metrics *mc, char *err, size
     log_begin(&l, LOG_NOTICE, "metrics.listen", 0);
     log_str(&l, "address", mc->address);
     log_int(&l, "port", port);
+    log_str(&l, "tls", mc->tls.cert_file == NULL ? "none"
+                       : mc->client_ca == NULL   ? "on"
+                                                 : "client certificate");
     log_end(&l);
     return 0;
 }
@@ -359,6 +372,8 @@ metrics_open(const struct config_metrics *mc, char *err, size_t errlen)
     }
     memcpy(m->allow, mc->allow, mc->n_allow * sizeof(*m->allow));
     m->n_allow = mc->n_allow;
+    m->https = mc->tls.cert_file != NULL;
+    pthread_mutex_init(&m->tls_mu, NULL);
     m->fd = m->stop[0] = m->stop[1] = -1;
     if (pipe2(m->stop, O_CLOEXEC | O_NONBLOCK) != 0) {
         snprintf(err, errlen, "metrics: pipe: %s", strerror(errno));
@@ -374,6 +389,7 @@ fail:
         close(m->stop[0]);
         close(m->stop[1]);
     }
+    pthread_mutex_destroy(&m->tls_mu);
     free(m->allow);
     free(m);
     return NULL;
@@ -383,6 +399,33 @@ int
 metrics_port(const struct metrics *m)
 {
     return m->port;
+}
+
+void
+metrics_set_tls(struct metrics *m, SSL_CTX *ctx)
+{
+    SSL_CTX *old;
+
+    SSL_CTX_up_ref(ctx);
+    pthread_mutex_lock(&m->tls_mu);
+    old = m->tls;
+    m->tls = ctx;
+    pthread_mutex_unlock(&m->tls_mu);
+    SSL_CTX_free(old); /* a handshake in progress holds its own reference (SSL_new) */
+}
+
+/* The context in force with a reference the caller drops (SSL_CTX_free), or NULL. */
+static SSL_CTX *
+metrics_tls_ref(struct metrics *m)
+{
+    SSL_CTX *ctx;
+
+    pthread_mutex_lock(&m->tls_mu);
+    ctx = m->tls;
+    if (ctx != NULL)
+        SSL_CTX_up_ref(ctx);
+    pthread_mutex_unlock(&m->tls_mu);
+    return ctx;
 }
 
 /* ---- who may scrape ------------------------------------------------------------------- */
@@ -429,8 +472,8 @@ metrics_is_allowed(const struct metrics *m, const struct sockaddr_storage *ss, c
 /* ---- one connection ------------------------------------------------------------------- */
 
 static void
-metrics_reply(const struct metrics *m, int fd, const char *status, const char *type,
-              const char *extra, const char *body, size_t len, double deadline)
+metrics_reply(struct metrics_conn *c, const char *status, const char *type, const char *extra,
+              const char *body, size_t len)
 {
     char head[512];
     int  n;
@@ -439,12 +482,12 @@ metrics_reply(const struct metrics *m, int fd, const char *status, const char *t
                  "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
                  "Connection: close\r\n\r\n",
                  status, type, len, extra);
-    fdwait_send_all(m->stop[0], fd, head, (size_t)n, deadline);
-    fdwait_send_all(m->stop[0], fd, body, len, deadline);
+    metrics_conn_send_all(c, head, (size_t)n);
+    metrics_conn_send_all(c, body, len);
 }
 
 static void
-metrics_scrape(const struct metrics *m, int fd, double deadline)
+metrics_scrape(const struct metrics *m, struct metrics_conn *c)
 {
     struct control_status st;
     struct metrics_text   t;
@@ -455,128 +498,159 @@ metrics_scrape(const struct metrics *m, int fd, double deadline)
     metrics_text_init(&t);
     metrics_render(&t, &st, m->zones, m->audit);
     if (t.failed)
-        metrics_reply(m, fd, "503 Service Unavailable", "text/plain", "", "out of memory\n",
-                      14, deadline);
+        metrics_reply(c, "503 Service Unavailable", "text/plain", "", "out of memory\n", 14);
     else
-        metrics_reply(m, fd, "200 OK", METRICS_TEXT_CONTENT_TYPE, "", t.p, t.len, deadline);
+        metrics_reply(c, "200 OK", METRICS_TEXT_CONTENT_TYPE, "", t.p, t.len);
     metrics_text_cleanup(&t);
 }
 
-/* After the answer: end our side and read what the client still sends (a head over the
- * limit, a body) until it closes or the deadline passes. Closing with unread input would
- * reset the connection, and the client could lose the answer it has not read yet. */
-static void
-metrics_linger(const struct metrics *m, int fd, double deadline)
-{
-    char    sink[4096];
-    ssize_t n;
-
-    if (shutdown(fd, SHUT_WR) != 0)
-        return;
-    for (;;) {
-        n = recv(fd, sink, sizeof(sink), 0);
-        if (n > 0 || (n < 0 && errno == EINTR))
-            continue;
-        if (n == 0 || errno != EAGAIN || fdwait(m->stop[0], fd, POLLIN, deadline) !=
-                                             FDWAIT_READY)
-            return;
-    }
-}
-
-/* Read the request head before the deadline. */
+/* Read the request head before the deadline. *len: the octets that came. */
 static enum metrics_http_rc
-metrics_read(const struct metrics *m, int fd, char *buf, size_t *len, double deadline,
-             struct metrics_http_request *rq, bool *stop)
+metrics_read(struct metrics_conn *c, char *buf, size_t *len, struct metrics_http_request *rq,
+             bool *stop)
 {
     enum metrics_http_rc rc = METRICS_HTTP_AGAIN;
-    ssize_t              n;
+    enum metrics_conn_rc io;
+    size_t               got;
 
     *len = 0;
     while (rc == METRICS_HTTP_AGAIN) {
-        n = recv(fd, buf + *len, METRICS_HTTP_MAX_REQUEST - *len, 0);
-        if (n > 0) {
-            *len += (size_t)n;
-            rc = metrics_http_parse(buf, *len, rq);
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else if (n < 0 && errno == EAGAIN) {
-            enum fdwait_rc w = fdwait(m->stop[0], fd, POLLIN, deadline);
-
-            *stop = w == FDWAIT_STOP;
-            if (w != FDWAIT_READY)
-                return METRICS_HTTP_AGAIN; /* timed out or stopping: no answer */
-        } else {
-            return METRICS_HTTP_AGAIN; /* closed or failed before a whole head */
+        io = metrics_conn_recv(c, buf + *len, METRICS_HTTP_MAX_REQUEST - *len, &got);
+        if (io != METRICS_CONN_OK) {
+            *stop = io == METRICS_CONN_STOP;
+            return METRICS_HTTP_AGAIN; /* timed out, stopping, or closed: no answer */
         }
+        *len += got;
+        rc = metrics_http_parse(buf, *len, rq);
     }
     return rc;
 }
 
+/* Whether this event gets its line now: the first of every METRICS_LOG_EVERY seconds. The
+ * others are counted, and the next line says how many there were (`unlogged`). */
+static bool
+metrics_quiet_is_due(struct metrics_quiet *q, uint64_t *unlogged)
+{
+    double now = fdwait_clock();
 
-/* One metrics.refuse line for the first refusal of every METRICS_REFUSE_LOG_EVERY
- * seconds, naming the client and how many were refused without a line before it. */
+    if (q->logged_at != 0 && now - q->logged_at < METRICS_LOG_EVERY) {
+        q->unlogged++;
+        return false;
+    }
+    *unlogged = q->unlogged;
+    q->logged_at = now;
+    q->unlogged = 0;
+    return true;
+}
+
 static void
 metrics_log_refusal(struct metrics *m, const char *addr)
 {
-    double         now = fdwait_clock();
     struct logline l;
+    uint64_t       unlogged;
 
-    if (m->refuse_logged_at != 0 && now - m->refuse_logged_at < METRICS_REFUSE_LOG_EVERY) {
-        m->refused_quietly++;
+    if (!metrics_quiet_is_due(&m->refusals, &unlogged))
         return;
-    }
     log_begin(&l, LOG_WARNING, "metrics.refuse", 0);
     log_str(&l, "client", addr);
     log_str(&l, "reason", "outside metrics.allow");
-    log_int(&l, "unlogged", (long long)m->refused_quietly);
+    log_int(&l, "unlogged", (long long)unlogged);
     log_end(&l);
-    m->refuse_logged_at = now;
-    m->refused_quietly = 0;
 }
-static void
-metrics_serve(struct metrics *m, int fd, const struct sockaddr_storage *peer)
+
+/* The TLS part of a connection, after the allow-list: false when the connection is over
+ * (the handshake failed, timed out, or the listener stops). A failed handshake is logged
+ * (metrics.tls_error, rate-limited as metrics.refuse), a connection on which nothing came
+ * is not (a TCP probe, as on a plain listener). */
+static bool
+metrics_handshake(struct metrics *m, struct metrics_conn *c, const char *addr, bool *stop)
 {
-    static const char   not_found[] = "not found: try /metrics\n";
-    static const char   not_allowed[] = "method not allowed\n";
-    static const char   bad[] = "bad request\n";
-    double              deadline = fdwait_clock() + METRICS_TIMEOUT;
-    char                buf[METRICS_HTTP_MAX_REQUEST], addr[INET6_ADDRSTRLEN];
-    size_t              len;
-    bool                stop = false;
+    SSL_CTX             *ctx = metrics_tls_ref(m);
+    char                 why[256] = "no TLS context"; /* metrics_start() prevents it */
+    enum metrics_conn_rc rc = ctx != NULL ? metrics_conn_accept(c, ctx, why, sizeof(why))
+                                          : METRICS_CONN_TLS_ERROR;
+    struct logline       l;
+    uint64_t             unlogged;
+
+    SSL_CTX_free(ctx);
+    *stop = rc == METRICS_CONN_STOP;
+    if (rc == METRICS_CONN_OK || rc == METRICS_CONN_STOP || metrics_conn_bytes_in(c) == 0)
+        return rc == METRICS_CONN_OK;
+    if (rc == METRICS_CONN_TIMEOUT) {
+        log_msg(LOG_INFO, "metrics.timeout", 0, "%s: no TLS handshake within %.0f seconds",
+                addr, METRICS_TIMEOUT);
+    } else if (metrics_quiet_is_due(&m->tls_errors, &unlogged)) {
+        log_begin(&l, LOG_INFO, "metrics.tls_error", 0);
+        log_str(&l, "client", addr);
+        log_str(&l, "reason", why);
+        log_int(&l, "unlogged", (long long)unlogged);
+        log_end(&l);
+    }
+    return false;
+}
+
+/* Read the request and answer it: true when an answer went out (linger for the client
+ * to read it), false when none did (timed out, stopping, or closed). */
+static bool
+metrics_answer(struct metrics *m, struct metrics_conn *c, const char *addr)
+{
+    static const char           not_found[] = "not found: try /metrics\n";
+    static const char           not_allowed[] = "method not allowed\n";
+    static const char           bad[] = "bad request\n";
+    char                        buf[METRICS_HTTP_MAX_REQUEST];
+    size_t                      len;
+    bool                        stop = false;
     struct metrics_http_request rq;
 
-    if (!metrics_is_allowed(m, peer, addr, sizeof(addr))) {
-        metrics_log_refusal(m, addr);
-        return; /* closed without an answer */
-    }
-    switch (metrics_read(m, fd, buf, &len, deadline, &rq, &stop)) {
+    switch (metrics_read(c, buf, &len, &rq, &stop)) {
     case METRICS_HTTP_OK:
         switch (metrics_http_route(&rq)) {
-        case METRICS_HTTP_METRICS: metrics_scrape(m, fd, deadline); break;
+        case METRICS_HTTP_METRICS: metrics_scrape(m, c); break;
         case METRICS_HTTP_NOT_FOUND:
-            metrics_reply(m, fd, "404 Not Found", "text/plain", "", not_found,
-                          sizeof(not_found) - 1, deadline);
+            metrics_reply(c, "404 Not Found", "text/plain", "", not_found,
+                          sizeof(not_found) - 1);
             break;
         case METRICS_HTTP_NOT_ALLOWED:
-            metrics_reply(m, fd, "405 Method Not Allowed", "text/plain", "Allow: GET\r\n",
-                          not_allowed, sizeof(not_allowed) - 1, deadline);
+            metrics_reply(c, "405 Method Not Allowed", "text/plain", "Allow: GET\r\n",
+                          not_allowed, sizeof(not_allowed) - 1);
             break;
         }
         break;
     case METRICS_HTTP_BAD:
     case METRICS_HTTP_TOO_LONG:
-        metrics_reply(m, fd, "400 Bad Request", "text/plain", "", bad, sizeof(bad) - 1,
-                      deadline);
+        metrics_reply(c, "400 Bad Request", "text/plain", "", bad, sizeof(bad) - 1);
         break;
     case METRICS_HTTP_AGAIN: /* timed out, stopping, or closed: no answer */
         if (!stop && len > 0)
             log_msg(LOG_INFO, "metrics.timeout", 0,
                     "%s: no complete request within %.0f seconds", addr, METRICS_TIMEOUT);
-        return;
+        return false;
     }
-    metrics_linger(m, fd, deadline);
+    return true;
 }
 
+/* Allow-list first, so a stranger costs no TLS work; then the handshake (with
+ * metrics.tls), the request and the answer, all within one METRICS_TIMEOUT. */
+static void
+metrics_serve(struct metrics *m, int fd, const struct sockaddr_storage *peer)
+{
+    struct metrics_conn c;
+    char                addr[INET6_ADDRSTRLEN];
+    bool                stopping = false;
+
+    if (!metrics_is_allowed(m, peer, addr, sizeof(addr))) {
+        metrics_log_refusal(m, addr);
+        return; /* closed without an answer */
+    }
+    metrics_conn_init(&c, fd, m->stop[0], fdwait_clock() + METRICS_TIMEOUT);
+    if (m->https && !metrics_handshake(m, &c, addr, &stopping)) {
+        if (!stopping && metrics_conn_bytes_in(&c) > 0)
+            metrics_conn_linger(&c); /* the client reads our alert rather than a reset */
+    } else if (metrics_answer(m, &c, addr)) {
+        metrics_conn_linger(&c);
+    }
+    metrics_conn_cleanup(&c);
+}
 
 /* ---- the thread ------------------------------------------------------------------------ */
 
@@ -615,6 +689,10 @@ metrics_start(struct metrics *m, const struct control_ops *ops, struct zones *zo
 
     if (m->started)
         return -1;
+    if (m->https && m->tls == NULL) {
+        log_msg(LOG_ERR, "metrics.fail", 0, "metrics.tls is set but no TLS context was given");
+        return -1;
+    }
     m->ops = *ops;
     m->zones = zones;
     m->audit = audit;
@@ -647,6 +725,8 @@ metrics_free(struct metrics *m)
     close(m->fd);
     close(m->stop[0]);
     close(m->stop[1]);
+    SSL_CTX_free(m->tls);
+    pthread_mutex_destroy(&m->tls_mu);
     free(m->allow);
     free(m);
 }

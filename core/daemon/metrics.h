@@ -3,14 +3,18 @@
  * request, gets one response, and the server closes. GET /metrics answers 200 with the
  * text exposition format 0.0.4; any other path 404, any other method 405. Only clients
  * inside the configured allow-list are answered; others are closed on, with a log line.
- * A request has METRICS_TIMEOUT seconds and METRICS_HTTP_MAX_REQUEST octets to arrive.
+ * With metrics.tls the listener speaks HTTPS only (the allow-list is checked before the
+ * handshake). A client has METRICS_TIMEOUT seconds for all of it (handshake, request,
+ * answer) and METRICS_HTTP_MAX_REQUEST octets of request head.
  *
  * The values come from the daemon's status (struct control_status, the same that
  * `sluice ctl status` shows), the zones and the audit writer: this file adds no shared
- * state of its own. The listener is made at start; a reload does not move it. */
+ * state of its own. The listener is made at start; a reload does not move it, but gives
+ * it the certificate and key it read again (metrics_set_tls). */
 #ifndef SLUICE_METRICS_H
 #define SLUICE_METRICS_H
 
+#include <openssl/ssl.h>
 #include <stddef.h>
 
 #include "daemon/control_ops.h"
@@ -31,10 +35,17 @@ struct metrics *metrics_open(const struct config_metrics *mc, char *err, size_t 
 /* The port bound (the configured one, or the one the kernel chose for port 0). */
 int metrics_port(const struct metrics *m);
 
+/* The TLS context to serve with from the next connection on (net/tls.h's
+ * tls_single_ctx_new(), made from mc->tls by daemon_setup.c); a reference is taken, the
+ * previous context's dropped. Needed before metrics_start() when mc->tls was set. Any
+ * thread: at start, then by each reload. */
+void metrics_set_tls(struct metrics *m, SSL_CTX *ctx);
+
 /* Serve on a thread of its own, all signals blocked in it. ops is copied (only status
  * is used); ops->ctx, zones and audit are borrowed and must outlive metrics_free();
  * zones and audit may be NULL (their metrics are left out). 0, or -1 if the thread
- * cannot start (or was started already). */
+ * cannot start (or was started already, or metrics.tls is set and metrics_set_tls() was
+ * not called). */
 int metrics_start(struct metrics *m, const struct control_ops *ops, struct zones *zones,
                   struct audit *audit);
 

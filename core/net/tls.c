@@ -311,18 +311,16 @@ tls_load_certs(SSL_CTX *ctx, const struct config_cert *certs, size_t n, char *er
     return 0;
 }
 
+/* What every server context shares, the listeners' and tls_single_ctx_new()'s: the
+ * protocol versions and ciphers of cfg, compression and renegotiation off, the server's
+ * order of ciphers (ChaCha20 first for clients that prefer it). */
 static int
-tls_ctx_settings(SSL_CTX *ctx, struct tls_server *ts, const struct config_tls *cfg, char *err,
-                 size_t errlen)
+tls_ctx_policy(SSL_CTX *ctx, const struct config_tls *cfg, char *err, size_t errlen)
 {
     char reason[256];
 
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_NO_RENEGOTIATION | SSL_OP_PRIORITIZE_CHACHA);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS); /* idle connections hold no buffers */
-    /* One read(2) per burst instead of two per record (header, then body); conn.c reads
-     * what OpenSSL buffered without waiting for the socket (conn->ssl_more). */
-    SSL_CTX_set_read_ahead(ctx, 1);
     if (SSL_CTX_set_min_proto_version(ctx, cfg->min_version ? cfg->min_version
                                                             : TLS1_2_VERSION) != 1) {
         snprintf(err, errlen, "tls.min_version: %s", tls_error_string(reason, sizeof(reason)));
@@ -337,6 +335,20 @@ tls_ctx_settings(SSL_CTX *ctx, struct tls_server *ts, const struct config_tls *c
         return -1;
     }
     SSL_CTX_set_dh_auto(ctx, 1); /* only used if ciphers names DHE suites */
+    ERR_clear_error();
+    return 0;
+}
+
+static int
+tls_ctx_settings(SSL_CTX *ctx, struct tls_server *ts, const struct config_tls *cfg, char *err,
+                 size_t errlen)
+{
+    if (tls_ctx_policy(ctx, cfg, err, errlen) != 0)
+        return -1;
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS); /* idle connections hold no buffers */
+    /* One read(2) per burst instead of two per record (header, then body); conn.c reads
+     * what OpenSSL buffered without waiting for the socket (conn->ssl_more). */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)TLS_SESSION_ID_CONTEXT,
                                    sizeof(TLS_SESSION_ID_CONTEXT) - 1);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
@@ -461,6 +473,58 @@ tls_server_ssl_new(struct tls_server *ts, int fd)
     }
     SSL_set_accept_state(ssl);
     return ssl;
+}
+
+/* ---- one certificate, no resumption -------------------------------------------------- */
+
+/* Clients must present a certificate that chains to one in client_ca; its subjects are
+ * sent as the acceptable issuers (RFC 8446 4.3.2, RFC 5246 7.4.4). */
+static int
+tls_require_client_cert(SSL_CTX *ctx, const char *client_ca, char *err, size_t errlen)
+{
+    X509_STORE            *store = SSL_CTX_get_cert_store(ctx);
+    STACK_OF(X509_OBJECT) *objs;
+
+    if (tls_store_add_file(store, client_ca, err, errlen) != 0)
+        return -1;
+    objs = X509_STORE_get0_objects(store);
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+
+        if (x != NULL && SSL_CTX_add_client_CA(ctx, x) != 1) {
+            snprintf(err, errlen, "%s: out of memory", client_ca);
+            return -1;
+        }
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    return 0;
+}
+
+SSL_CTX *
+tls_single_ctx_new(const struct config_tls *cfg, const struct config_cert *cert,
+                   const char *client_ca, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+    if (ctx == NULL) {
+        snprintf(err, errlen, "tls: cannot create a context");
+        return NULL;
+    }
+    if (tls_ctx_policy(ctx, cfg, err, errlen) != 0 ||
+        tls_load_certs(ctx, cert, 1, err, errlen) != 0 ||
+        (client_ca != NULL && tls_require_client_cert(ctx, client_ca, err, errlen) != 0)) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    /* One request per connection: nothing to resume, so no cache, no tickets (the id
+     * context only keeps OpenSSL from refusing a client certificate on a resumption). */
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)TLS_SESSION_ID_CONTEXT,
+                                   sizeof(TLS_SESSION_ID_CONTEXT) - 1);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_num_tickets(ctx, 0);
+    ERR_clear_error();
+    return ctx;
 }
 
 /* ---- client contexts ----------------------------------------------------------------- */

@@ -24,6 +24,16 @@ void               tls_server_free(struct tls_server *ts);
  * matching name's context. Caller owns the SSL. NULL on allocation failure. */
 SSL *tls_server_ssl_new(struct tls_server *ts, int fd);
 
+/* A server context for one certificate (cert: the PEM leaf and its chain, and its key,
+ * checked to match), with cfg's versions and ciphers and the listeners' fixed choices, but
+ * without SNI and without session resumption (no cache, no tickets): for a listener that
+ * answers one request per connection (daemon/metrics.c). client_ca not NULL: a client must
+ * present a certificate that chains to one of that PEM file's (mutual TLS). Files are
+ * read as tls_use_cert_chain_file() says. The caller owns the context (SSL_CTX_free);
+ * NULL and "path: reason" in err on failure. */
+SSL_CTX *tls_single_ctx_new(const struct config_tls *cfg, const struct config_cert *cert,
+                            const char *client_ca, char *err, size_t errlen);
+
 /* Client context for an upstream: verification against ca_file (or the system store)
  * when verify is set, TLS 1.2 minimum. NULL and a reason in err on failure. */
 SSL_CTX *tls_client_ctx_new(const char *ca_file, bool verify, char *err, size_t errlen);

@@ -5,11 +5,19 @@ label syntax per the data model, values that parse as floats, no series twice). 
 move with traffic: one relayed message adds one to messages{result="relayed"}, one failed
 AUTH to auth{result="failed"}; a reload moves the generation. Other paths get 404, other
 methods 405; a scraper outside `allow` is closed on with a metrics.refuse line. A real
-Prometheus (Debian's) scrapes it too, and its query API reads back what sluice did."""
+Prometheus (Debian's) scrapes it too, and its query API reads back what sluice did.
+With `metrics.tls` the listener speaks HTTPS only: curl, openssl s_client and Prometheus
+scrape it with the dev CA; plain HTTP, TLS 1.1, a client without the certificate
+`client_ca` asks for are refused and logged (metrics.tls_error); a stalled handshake is
+closed at the deadline; a reload reads a renewed certificate (a root-only key) again."""
 import json
+import os
+import pwd
 import re
+import shutil
 import smtplib
 import socket
+import ssl
 import subprocess
 import time
 import urllib.parse
@@ -17,7 +25,8 @@ import urllib.request
 
 import pytest
 
-from conftest import ALICE, b64, free_port, hup, stop, upstream_conf, wait_until
+from conftest import (ALICE, SLUICE, b64, free_port, hup, lua_str, renew_certs, stop,
+                      upstream_conf, wait_until)
 from test_ctl import ctl_relay, status, world  # noqa: F401 (fixtures: ctl_relay, world)
 
 NAME = r'[a-zA-Z_:][a-zA-Z0-9_:]*'
@@ -455,16 +464,18 @@ def prometheus_api(port, path):
 @pytest.fixture
 def prometheus(tmp_path):
     """A real Prometheus on loopback with its own storage, scraping the targets given to
-    start() every second; stopped by PID."""
+    start() every second (over HTTPS, trusting ca_file, when given); stopped by PID."""
     started = []
 
-    def start(*targets):
+    def start(*targets, ca_file=None):
         d = tmp_path / 'prometheus'
         d.mkdir()
+        tls = '' if ca_file is None else (
+            '    scheme: https\n    tls_config:\n      ca_file: %s\n' % ca_file)
         (d / 'prometheus.yml').write_text(
             'global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n'
-            'scrape_configs:\n  - job_name: sluice\n    static_configs:\n'
-            '      - targets: [%s]\n' % ', '.join("'127.0.0.1:%d'" % t for t in targets))
+            'scrape_configs:\n  - job_name: sluice\n%s    static_configs:\n'
+            '      - targets: [%s]\n' % (tls, ', '.join("'127.0.0.1:%d'" % t for t in targets)))
         port = free_port()
         proc = subprocess.Popen(
             [PROMETHEUS, '--config.file=%s' % (d / 'prometheus.yml'),
@@ -487,17 +498,22 @@ def prometheus_value(port, query):
     return float(data['result'][0]['value'][1])
 
 
+def prometheus_target(port, url):
+    """The Prometheus target scraping url, or None (not yet, or Prometheus not up)."""
+    data = prometheus_api(port, 'targets')
+    if data is None:
+        return None
+    targets = [t for t in data['activeTargets'] if t['scrapeUrl'] == url]
+    return targets[0] if targets else None
+
+
 def test_a_real_prometheus_scrapes_sluice_and_sees_what_it_did(metrics_relay, sink,
                                                                prometheus):
     port, err = prometheus(metrics_relay.metrics_port)
 
     def sluice_target():
-        data = prometheus_api(port, 'targets')
-        if data is None:
-            return None
-        targets = [t for t in data['activeTargets']
-                   if t['scrapeUrl'] == 'http://127.0.0.1:%d/metrics' % metrics_relay.metrics_port]
-        return targets[0] if targets else None
+        return prometheus_target(port,
+                                 'http://127.0.0.1:%d/metrics' % metrics_relay.metrics_port)
 
     # the first scrape comes within a scrape interval of the start; a refused or
     # unparsable exposition would say "down" with the parser's complaint in lastError
@@ -514,4 +530,261 @@ def test_a_real_prometheus_scrapes_sluice_and_sees_what_it_did(metrics_relay, si
     assert prometheus_value(
         port, 'sluice_hook_duration_seconds_count{hook="on_auth"}') >= 1
     assert sluice_target()['lastError'] == ''
+    assert 'level=error' not in err.read_text()
+
+
+# ---- HTTPS (metrics.tls) -------------------------------------------------------------------
+
+def metrics_tls(cert_dir, client_ca=None):
+    ca = '' if client_ca is None else ', client_ca = %s' % lua_str(client_ca)
+    return 'tls = { cert = %s, key = %s%s }' % (
+        lua_str(cert_dir / 'dev-ecdsa.crt'), lua_str(cert_dir / 'dev-ecdsa.key'), ca)
+
+
+@pytest.fixture
+def https_relay(make_relay, sink, certs):
+    """start(cert_dir=certs, client_ca=None, allow=None): a relay whose metrics listener
+    serves cert_dir's dev-ecdsa pair over HTTPS to allow (Lua text; default loopback);
+    .metrics_port, .ca (the CA that signed it)."""
+    def start(cert_dir=certs, client_ca=None, allow=None):
+        port = free_port()
+        allow = '' if allow is None else 'allow = %s, ' % allow
+        r = make_relay(upstream_conf(sink.port), extra='metrics = { port = %d, %s%s },' % (
+            port, allow, metrics_tls(cert_dir, client_ca)))
+        r.metrics_port = port
+        r.ca = cert_dir / 'dev-ca.crt' if (cert_dir / 'dev-ca.crt').exists() else \
+            certs / 'dev-ca.crt'
+        return r
+    return start
+
+
+def curl(relay, *args, path='/metrics'):
+    """curl over HTTPS trusting relay.ca (the certificate names IP 127.0.0.1); stdout and
+    stderr as text, CRLFs kept."""
+    out = subprocess.run(
+        ['curl', '-sS', '--max-time', '10', '--cacert', str(relay.ca)] + list(args) +
+        ['https://127.0.0.1:%d%s' % (relay.metrics_port, path)],
+        capture_output=True, timeout=30)
+    out.stdout, out.stderr = out.stdout.decode(), out.stderr.decode(errors='replace')
+    return out
+
+
+def served_cert(port):
+    """The DER certificate the listener on port serves, not verified."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(('127.0.0.1', port), timeout=10) as raw:
+        with ctx.wrap_socket(raw) as s:
+            return s.getpeercert(binary_form=True)
+
+
+def uid_of(pid):
+    for line in open('/proc/%d/status' % pid).read().splitlines():
+        if line.startswith('Uid:'):
+            return int(line.split()[1])
+    raise AssertionError('no Uid line for %d' % pid)
+
+
+def test_curl_scrapes_the_https_listener_and_the_strict_parser_accepts_it(https_relay):
+    r = https_relay()
+    out = curl(r, '--fail', '-D', '-')
+    assert out.returncode == 0, out.stderr
+    head, _, body = out.stdout.partition('\r\n\r\n')
+    assert head.startswith('HTTP/1.1 200 OK\r\n'), head
+    assert 'Content-Type: text/plain; version=0.0.4; charset=utf-8' in head
+    assert value(parse_exposition(body), 'sluice_up') == 1
+    listen = r.logs('metrics.listen')
+    assert (listen[0]['port'], listen[0]['tls']) == (r.metrics_port, 'on')
+    # TLS 1.2 with the listeners' ECDHE ciphers, and the other answers over TLS as well
+    out = curl(r, '-v', '--tls-max', '1.2', '-o', '/dev/null', '-w', '%{http_code}')
+    assert out.stdout == '200' and 'TLSv1.2 / ECDHE-ECDSA-' in out.stderr, out.stderr
+    assert curl(r, '-o', '/dev/null', '-w', '%{http_code}', path='/').stdout == '404'
+    assert r.logs('metrics.tls_error') == []
+
+
+def test_plain_http_to_the_https_listener_gets_no_answer_and_one_log_line(https_relay):
+    r = https_relay()
+    for _ in range(3):  # each closed without a byte (http() saw EOF: handled)
+        assert http(r.metrics_port, b'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n') is None
+    assert curl(r, '--fail', '-o', '/dev/null').returncode == 0  # the listener serves on
+    lines = r.wait_logs('metrics.tls_error')
+    assert [(x['client'], x['level'], x['unlogged']) for x in lines] == \
+        [('127.0.0.1', 'info', 0)], lines
+    assert lines[0]['reason'] == 'http request', lines
+
+
+def test_a_stranger_gets_no_handshake_on_the_https_listener(https_relay):
+    """The allow-list comes first: a client outside it is closed on before the server
+    sends a byte of TLS (no ServerHello, no certificate), and only metrics.refuse says so."""
+    r = https_relay(allow="{ '127.0.0.2' }")
+    ctx = ssl.create_default_context(cafile=str(r.ca))
+    with socket.create_connection(('127.0.0.1', r.metrics_port), timeout=10) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            ctx.wrap_socket(raw, server_hostname='127.0.0.1')
+    assert curl(r, '--fail', '-o', '/dev/null', '--interface', '127.0.0.2').returncode == 0
+    assert [x['client'] for x in r.wait_logs('metrics.refuse')] == ['127.0.0.1']
+    assert r.logs('metrics.tls_error') == []
+
+
+def client_hello():
+    """The first flight of a TLS client, as bytes."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    obj = ctx.wrap_bio(incoming, outgoing)
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
+
+
+def test_a_stalled_handshake_is_closed_at_the_deadline_and_the_next_scrape_served(https_relay):
+    r = https_relay()
+    with socket.create_connection(('127.0.0.1', r.metrics_port), timeout=10) as silent:
+        t0 = time.monotonic()
+        assert silent.recv(100) == b''  # no ClientHello: closed at the deadline
+        assert 1.5 < time.monotonic() - t0 < 5
+    assert curl(r, '--fail', '-o', '/dev/null').returncode == 0
+    hello = client_hello()
+    with socket.create_connection(('127.0.0.1', r.metrics_port), timeout=10) as stalled:
+        stalled.sendall(hello[:len(hello) // 2])
+        t0 = time.monotonic()
+        assert stalled.recv(100) == b''  # half a ClientHello: the same deadline
+        assert 1.5 < time.monotonic() - t0 < 5
+    assert curl(r, '--fail', '-o', '/dev/null').returncode == 0
+    timeouts = r.wait_logs('metrics.timeout')
+    assert [x['msg'] for x in timeouts] == \
+        ['127.0.0.1: no TLS handshake within 2 seconds'], timeouts  # the silent one: none
+    assert r.logs('metrics.tls_error') == []
+
+
+def test_tls_1_1_is_refused_and_tls_1_2_answered_by_openssl_s_client(https_relay):
+    r = https_relay()
+    old = subprocess.run(['openssl', 's_client', '-connect', '127.0.0.1:%d' % r.metrics_port,
+                          '-tls1_1', '-cipher', 'DEFAULT@SECLEVEL=0'],
+                         input=b'', capture_output=True, timeout=30)
+    said = (old.stdout + old.stderr).decode(errors='replace')
+    if 'no protocols available' in said:
+        pytest.skip('this openssl cannot offer TLS 1.1 even at SECLEVEL=0: ' + said[-300:])
+    assert old.returncode != 0, said
+    # refused in the handshake: the server's protocol_version alert (70), no certificate
+    assert 'alert protocol version' in said and 'alert number 70' in said, said
+    assert 'no peer certificate available' in said, said
+    lines = r.wait_logs('metrics.tls_error')
+    assert lines and lines[0]['reason'] == 'unsupported protocol', lines
+    new = subprocess.run(['openssl', 's_client', '-connect', '127.0.0.1:%d' % r.metrics_port,
+                          '-tls1_2', '-CAfile', str(r.ca), '-verify_return_error', '-quiet'],
+                         input=b'GET /metrics HTTP/1.0\r\n\r\n', capture_output=True,
+                         timeout=30)
+    assert new.stdout.startswith(b'HTTP/1.1 200 OK\r\n'), new
+    assert value(parse_exposition(new.stdout.partition(b'\r\n\r\n')[2].decode()),
+                 'sluice_up') == 1
+
+
+def test_a_root_only_key_works_after_the_drop_and_reloads_read_it_again(https_relay, certs,
+                                                                       tmp_path):
+    """The key is root's, 0600, in a 0700 directory; the daemon runs as `sluice` and reads
+    it through its privileged reader at start and on reload. A renewed certificate is
+    served after a reload; a key that does not fit fails the reload and the old pair
+    serves on; another path is a change of the listener, refused."""
+    assert os.geteuid() == 0, 'this test needs root: it tests what sluice does as root'
+    mine = tmp_path / 'metrics-certs'
+    mine.mkdir(mode=0o700)
+    for f in ('dev-ecdsa.crt', 'dev-ecdsa.key'):
+        shutil.copy(certs / f, mine / f)
+    os.chmod(mine / 'dev-ecdsa.key', 0o600)
+    r = https_relay(cert_dir=mine)
+    assert uid_of(r.proc.pid) == pwd.getpwnam('sluice').pw_uid
+    assert curl(r, '--fail', '-o', '/dev/null').returncode == 0
+    before = served_cert(r.metrics_port)
+
+    renew_certs(tmp_path / 'renewed', mine, 0o600)  # a new CA and pair, root-only
+    r.ca = mine / 'dev-ca.crt'
+    hup(r, 'reload.ok')
+    after = served_cert(r.metrics_port)
+    assert after != before
+    assert after == ssl.PEM_cert_to_DER_cert((mine / 'dev-ecdsa.crt').read_text())
+    assert curl(r, '--fail', '-o', '/dev/null').returncode == 0
+
+    shutil.copy(mine / 'dev-rsa.key', mine / 'dev-ecdsa.key')  # not the certificate's key
+    line = hup(r, 'reload.fail')
+    assert 'metrics.tls' in line['msg'] and 'dev-ecdsa.key' in line['msg'], line
+    assert served_cert(r.metrics_port) == after
+
+    r.conf.write_text(r.conf.read_text().replace(
+        lua_str(mine / 'dev-ecdsa.key'), lua_str(certs / 'dev-ecdsa.key')).replace(
+        lua_str(mine / 'dev-ecdsa.crt'), lua_str(certs / 'dev-ecdsa.crt')))
+    line = hup(r, 'reload.fail')
+    assert 'metrics changed (address, port, allow or tls)' in line['msg'], line
+    assert served_cert(r.metrics_port) == after
+
+
+def test_sluice_check_finds_a_metrics_key_that_does_not_fit(https_relay, certs, tmp_path):
+    r = https_relay()
+    conf = tmp_path / 'check.lua'
+    mine = metrics_tls(certs)
+    assert r.conf.read_text().count(mine) == 1
+    conf.write_text(r.conf.read_text().replace(mine, mine.replace(
+        lua_str(certs / 'dev-ecdsa.key'), lua_str(certs / 'dev-rsa.key'))))
+    got = subprocess.run([SLUICE, 'check', '-c', str(conf)], capture_output=True, timeout=30)
+    assert got.returncode != 0
+    assert 'metrics.tls: %s' % (certs / 'dev-rsa.key') in got.stderr.decode(), got.stderr
+    ok = subprocess.run([SLUICE, 'check', '-c', str(r.conf)], capture_output=True, timeout=30)
+    assert ok.returncode == 0, ok.stderr
+
+
+def client_cert(d, name, ca_dir=None):
+    """A client certificate (clientAuth) for CN=name signed by ca_dir's dev CA, or
+    self-signed without ca_dir: (cert path, key path)."""
+    key, crt, ext = d / (name + '.key'), d / (name + '.crt'), d / (name + '.ext')
+    ext.write_text('extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n')
+    if ca_dir is None:
+        subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                        'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-keyout', str(key),
+                        '-out', str(crt), '-subj', '/CN=' + name,
+                        '-addext', 'extendedKeyUsage=clientAuth'],
+                       check=True, capture_output=True)
+        return crt, key
+    csr = d / (name + '.csr')
+    subprocess.run(['openssl', 'req', '-new', '-newkey', 'ec', '-pkeyopt',
+                    'ec_paramgen_curve:P-256', '-nodes', '-keyout', str(key), '-out', str(csr),
+                    '-subj', '/CN=' + name], check=True, capture_output=True)
+    subprocess.run(['openssl', 'x509', '-req', '-in', str(csr), '-CA', str(ca_dir / 'dev-ca.crt'),
+                    '-CAkey', str(ca_dir / 'dev-ca.key'), '-set_serial', '4242', '-days', '2',
+                    '-extfile', str(ext), '-out', str(crt)], check=True, capture_output=True)
+    return crt, key
+
+
+def test_with_client_ca_only_a_client_certificate_from_it_is_answered(https_relay, certs,
+                                                                      tmp_path):
+    good = client_cert(tmp_path, 'prometheus', certs)
+    stranger = client_cert(tmp_path, 'stranger')
+    r = https_relay(client_ca=certs / 'dev-ca.crt')
+    assert r.logs('metrics.listen')[0]['tls'] == 'client certificate'
+    out = curl(r, '--fail', '--cert', str(good[0]), '--key', str(good[1]))
+    assert out.returncode == 0, out.stderr
+    assert value(parse_exposition(out.stdout), 'sluice_up') == 1
+    out = curl(r, '-o', '/dev/null', '-w', '%{http_code}')
+    assert out.returncode != 0 and out.stdout == '000', out  # no certificate: no answer
+    lines = r.wait_logs('metrics.tls_error')
+    assert lines and lines[0]['reason'] == 'peer did not return a certificate', lines
+    out = curl(r, '-o', '/dev/null', '-w', '%{http_code}', '--cert', str(stranger[0]),
+               '--key', str(stranger[1]))
+    assert out.returncode != 0 and out.stdout == '000', out
+    assert curl(r, '--fail', '-o', '/dev/null', '--cert', str(good[0]),
+                '--key', str(good[1])).returncode == 0
+
+
+def test_a_real_prometheus_scrapes_over_https_with_the_dev_ca(https_relay, prometheus):
+    r = https_relay()
+    port, err = prometheus(r.metrics_port, ca_file=r.ca)
+    url = 'https://127.0.0.1:%d/metrics' % r.metrics_port
+    wait_until(lambda: (prometheus_target(port, url) or {}).get('health') == 'up',
+               'Prometheus: the https target up', timeout=30)
+    assert prometheus_target(port, url)['lastError'] == ''
+    wait_until(lambda: prometheus_value(port, 'sluice_up') == 1, 'Prometheus: sluice_up 1',
+               timeout=15)
+    assert prometheus_target(port, url)['lastError'] == ''
+    assert r.logs('metrics.tls_error') == []
     assert 'level=error' not in err.read_text()

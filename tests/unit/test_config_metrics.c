@@ -89,6 +89,31 @@ every_metrics_key_is_read(void)
 }
 
 static void
+metrics_tls_names_the_certificate_the_key_and_the_client_ca(void)
+{
+    char           err[512] = "";
+    struct config *plain = load("  metrics = {},", err, sizeof(err));
+    struct config *cfg = load("  metrics = { tls = { cert = 'a.crt', key = 'a.key', "
+                              "client_ca = 'ca.crt' } },",
+                              err, sizeof(err));
+
+    CHECK(plain != NULL && plain->metrics->tls.cert_file == NULL &&
+          plain->metrics->tls.key_file == NULL && plain->metrics->client_ca == NULL);
+    CHECK(cfg != NULL);
+    if (cfg == NULL) {
+        fprintf(stderr, "%s\n", err);
+        config_free(plain);
+        return;
+    }
+    /* relative to the configuration file, as every path */
+    CHECK(strcmp(cfg->metrics->tls.cert_file, test_path(dir, "a.crt")) == 0);
+    CHECK(strcmp(cfg->metrics->tls.key_file, test_path(dir, "a.key")) == 0);
+    CHECK(strcmp(cfg->metrics->client_ca, test_path(dir, "ca.crt")) == 0);
+    config_free(cfg);
+    config_free(plain);
+}
+
+static void
 a_bad_metrics_value_names_its_key(void)
 {
     static const struct {
@@ -101,6 +126,15 @@ a_bad_metrics_value_names_its_key(void)
         {"  metrics = { allow = { '::1/129' } },", "metrics.allow"},
         {"  metrics = { listen = '127.0.0.1' },", "metrics.listen"},
         {"  metrics = 9465,", "metrics"},
+        {"  metrics = { tls = { cert = 'a.crt' } },", "metrics.tls.key"},
+        {"  metrics = { tls = { key = 'a.key' } },", "metrics.tls.cert"},
+        {"  metrics = { tls = { cert = 'a.crt', key = 'a.key', ca = 'ca.crt' } },",
+         "metrics.tls.ca"},
+        {"  metrics = { tls = { cert = 'nope.crt', key = 'a.key' } },",
+         "metrics.tls.cert: cannot read"},
+        {"  metrics = { tls = { cert = 'a.crt', key = 'a.key', client_ca = 'nope' } },",
+         "metrics.tls.client_ca: cannot read"},
+        {"  metrics = { tls = 'a.crt' },", "metrics.tls"},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -156,15 +190,29 @@ two_tables_are_the_same_listener_only_when_every_key_matches(void)
     struct config *c = load("  metrics = { port = 9500, allow = { '127.0.0.1' } },", err,
                             sizeof(err));
     struct config *d = load("  metrics = { port = 9501 },", err, sizeof(err));
+    struct config *e = load("  metrics = { port = 9500, tls = { cert = 'a.crt', "
+                            "key = 'a.key' } },", err, sizeof(err));
+    struct config *f = load("  metrics = { port = 9500, tls = { cert = 'a.crt', "
+                            "key = 'a.key', client_ca = 'ca.crt' } },", err, sizeof(err));
+    struct config *g = load("  metrics = { port = 9500, tls = { cert = 'a.crt', "
+                            "key = 'a.key' } },", err, sizeof(err));
 
-    CHECK(a != NULL && b != NULL && c != NULL && d != NULL);
-    if (a != NULL && b != NULL && c != NULL && d != NULL) {
+    CHECK(a != NULL && b != NULL && c != NULL && d != NULL && e != NULL && f != NULL &&
+          g != NULL);
+    if (a != NULL && b != NULL && c != NULL && d != NULL && e != NULL && f != NULL &&
+        g != NULL) {
         CHECK(config_metrics_same(a->metrics, b->metrics));
         CHECK(!config_metrics_same(a->metrics, c->metrics));
         CHECK(!config_metrics_same(a->metrics, d->metrics));
         CHECK(!config_metrics_same(a->metrics, NULL));
         CHECK(config_metrics_same(NULL, NULL));
+        CHECK(!config_metrics_same(a->metrics, e->metrics)); /* HTTP -> HTTPS */
+        CHECK(!config_metrics_same(e->metrics, f->metrics)); /* a client CA added */
+        CHECK(config_metrics_same(e->metrics, g->metrics));
     }
+    config_free(e);
+    config_free(f);
+    config_free(g);
     config_free(a);
     config_free(b);
     config_free(c);
@@ -178,9 +226,11 @@ main(void)
     snprintf(cfgpath, sizeof(cfgpath), "%s/sluice.lua", dir);
     test_write_file(dir, "a.crt", "");
     test_write_file(dir, "a.key", "");
+    test_write_file(dir, "ca.crt", "");
     RUN(a_file_without_a_metrics_table_has_no_metrics_listener);
     RUN(an_empty_metrics_table_listens_on_loopback_9465_for_loopback_only);
     RUN(every_metrics_key_is_read);
+    RUN(metrics_tls_names_the_certificate_the_key_and_the_client_ca);
     RUN(a_bad_metrics_value_names_its_key);
     RUN(networks_parse_with_or_without_a_prefix);
     RUN(two_tables_are_the_same_listener_only_when_every_key_matches);

@@ -314,6 +314,30 @@ a_client_that_trickles_is_closed_at_the_deadline(void)
     metrics_free(m);
 }
 
+static void
+an_https_listener_does_not_start_without_a_tls_context(void)
+{
+    struct config_metrics_net net;
+    struct config_metrics     mc = {.address = (char *)"127.0.0.1", .port = 0, .allow = &net,
+                                    .n_allow = 1,
+                                    .tls = {(char *)"m.crt", (char *)"m.key"}};
+    struct control_ops        ops = {.status = fake_status};
+    char                      err[256] = "";
+    struct metrics           *m;
+    const char               *log;
+
+    config_metrics_parse_net("127.0.0.1", &net);
+    test_capture_start();
+    m = metrics_open(&mc, err, sizeof(err));
+    CHECK(m != NULL);
+    if (m != NULL)
+        CHECK(metrics_start(m, &ops, NULL, NULL) != 0); /* never plain HTTP instead */
+    metrics_free(m);
+    log = test_capture_end();
+    CHECK(strstr(log, "\"tls\":\"on\"") != NULL);   /* in metrics.listen */
+    CHECK(strstr(log, "\"event\":\"metrics.fail\"") != NULL);
+}
+
 int
 main(void)
 {
@@ -322,5 +346,6 @@ main(void)
     RUN(other_paths_get_404_and_other_methods_405);
     RUN(a_client_outside_the_allow_list_is_closed_on_and_logged);
     RUN(a_client_that_trickles_is_closed_at_the_deadline);
+    RUN(an_https_listener_does_not_start_without_a_tls_context);
     return check_summary();
 }

@@ -597,6 +597,148 @@ tls_server_new_refuses_a_cipher_list_with_nothing_usable(void)
     CHECK(e != NULL && strstr(e, "tls.certificates") != NULL);
 }
 
+/* ---- one certificate, no resumption (tls_single_ctx_new) ------------------------------- */
+
+/* A context for ecdsa.crt with the test policy at min_version; client_ca as given. */
+static SSL_CTX *
+single_new(int min_version, const char *client_ca, char *err, size_t errlen)
+{
+    static struct config_cert cert[1];
+    char                      ca[256];
+    struct config_tls         cfg;
+
+    if (client_ca != NULL) /* path()'s buffers rotate: tls_config() reuses them all */
+        snprintf(ca, sizeof(ca), "%s", client_ca);
+    cfg = tls_config(min_version);
+    cert[0] = (struct config_cert){path("ecdsa.crt"), path("ecdsa.key")};
+    return tls_single_ctx_new(&cfg, cert, client_ca != NULL ? ca : NULL, err, errlen);
+}
+
+/* Handshake a client of cctx (with ccert/ckey as its certificate unless NULL) against
+ * sctx: 0 when both sides completed. */
+static int
+single_open(struct pair *p, SSL_CTX *sctx, SSL_CTX *cctx, const char *ccert, const char *ckey)
+{
+    socketpair(AF_UNIX, SOCK_STREAM, 0, p->fds);
+    fcntl(p->fds[0], F_SETFL, O_NONBLOCK);
+    fcntl(p->fds[1], F_SETFL, O_NONBLOCK);
+    p->server = SSL_new(sctx);
+    SSL_set_fd(p->server, p->fds[0]);
+    SSL_set_accept_state(p->server);
+    p->client = SSL_new(cctx);
+    SSL_set_fd(p->client, p->fds[1]);
+    SSL_set_connect_state(p->client);
+    if (ccert != NULL && (SSL_use_certificate_chain_file(p->client, ccert) != 1 ||
+                          SSL_use_PrivateKey_file(p->client, ckey, SSL_FILETYPE_PEM) != 1))
+        abort();
+    return pair_handshake(p);
+}
+
+static void
+a_single_context_serves_its_certificate_and_no_ticket(void)
+{
+    char         err[512] = "";
+    SSL_CTX     *sctx = single_new(TLS1_2_VERSION, NULL, err, sizeof(err));
+    SSL_CTX     *cctx = client_ctx(0, NULL, NULL);
+    struct pair  p;
+
+    CHECK(sctx != NULL);
+    if (sctx == NULL) {
+        fprintf(stderr, "tls_single_ctx_new: %s\n", err);
+        SSL_CTX_free(cctx);
+        return;
+    }
+    CHECK_EQ_INT(single_open(&p, sctx, cctx, NULL, NULL), 0);
+    CHECK(strcmp(peer_cn(p.client), "ecdsa.default.test") == 0);
+    CHECK_EQ_INT(SSL_version(p.client), TLS1_3_VERSION);
+    /* no NewSessionTicket came with the server's first record: nothing to resume */
+    CHECK(!SSL_SESSION_is_resumable(SSL_get_session(p.client)));
+    pair_close(&p);
+    SSL_CTX_free(cctx);
+    SSL_CTX_free(sctx);
+}
+
+static void
+a_single_context_keeps_the_listeners_minimum_version(void)
+{
+    char        err[512] = "";
+    SSL_CTX    *v12 = single_new(TLS1_2_VERSION, NULL, err, sizeof(err));
+    SSL_CTX    *v13 = single_new(TLS1_3_VERSION, NULL, err, sizeof(err));
+    SSL_CTX    *tls11 = client_ctx(TLS1_1_VERSION, "DEFAULT@SECLEVEL=0", NULL);
+    SSL_CTX    *tls12 = client_ctx(TLS1_2_VERSION, NULL, NULL);
+    struct pair p;
+
+    SSL_CTX_set_security_level(tls11, 0); /* OpenSSL 3 offers TLS 1.1 at level 0 only */
+    CHECK(v12 != NULL && v13 != NULL);
+    CHECK(single_open(&p, v12, tls11, NULL, NULL) != 0);
+    pair_close(&p);
+    CHECK_EQ_INT(single_open(&p, v12, tls12, NULL, NULL), 0);
+    CHECK(strncmp(tls_cipher_name(p.server), "ECDHE-", 6) == 0); /* the listeners' list */
+    pair_close(&p);
+    CHECK(single_open(&p, v13, tls12, NULL, NULL) != 0);
+    pair_close(&p);
+    SSL_CTX_free(tls11);
+    SSL_CTX_free(tls12);
+    SSL_CTX_free(v12);
+    SSL_CTX_free(v13);
+}
+
+static void
+with_a_client_ca_only_a_client_certificate_from_it_gets_through(void)
+{
+    char        err[512] = "";
+    SSL_CTX    *sctx = single_new(TLS1_2_VERSION, path("mail.crt"), err, sizeof(err));
+    SSL_CTX    *cctx = client_ctx(0, NULL, NULL);
+    SSL_CTX    *c12 = client_ctx(TLS1_2_VERSION, NULL, NULL);
+    struct pair p;
+
+    CHECK(sctx != NULL);
+    if (sctx == NULL) {
+        fprintf(stderr, "tls_single_ctx_new: %s\n", err);
+        SSL_CTX_free(cctx);
+        SSL_CTX_free(c12);
+        return;
+    }
+    CHECK_EQ_INT(single_open(&p, sctx, cctx, path("mail.crt"), path("mail.key")), 0);
+    pair_close(&p);
+    CHECK_EQ_INT(single_open(&p, sctx, c12, path("mail.crt"), path("mail.key")), 0);
+    pair_close(&p);
+    CHECK(single_open(&p, sctx, cctx, NULL, NULL) != 0); /* none */
+    pair_close(&p);
+    CHECK(single_open(&p, sctx, cctx, path("wild.crt"), path("wild.key")) != 0); /* not its */
+    pair_close(&p);
+    CHECK(single_open(&p, sctx, c12, NULL, NULL) != 0);
+    pair_close(&p);
+    SSL_CTX_free(cctx);
+    SSL_CTX_free(c12);
+    SSL_CTX_free(sctx);
+}
+
+static void
+tls_single_ctx_new_names_the_file_it_cannot_use(void)
+{
+    static struct config_cert cert[1];
+    struct config_tls         cfg = tls_config(TLS1_2_VERSION);
+    char                      err[512] = "";
+    SSL_CTX                  *ctx;
+
+    cert[0] = (struct config_cert){path("rsa.crt"), path("rsa2.key")};
+    ctx = tls_single_ctx_new(&cfg, cert, NULL, err, sizeof(err));
+    CHECK(ctx == NULL && strstr(err, "rsa2.key") != NULL && strstr(err, "rsa.crt") != NULL);
+    SSL_CTX_free(ctx);
+    ctx = single_new(TLS1_2_VERSION, path("nope-ca.pem"), err, sizeof(err));
+    CHECK(ctx == NULL && strstr(err, "nope-ca.pem") != NULL);
+    SSL_CTX_free(ctx);
+    ctx = single_new(TLS1_2_VERSION, path("rsa.key"), err, sizeof(err)); /* no certificate */
+    CHECK(ctx == NULL && strstr(err, "rsa.key") != NULL);
+    SSL_CTX_free(ctx);
+    cfg.ciphers = "NOT-A-CIPHER";
+    cert[0] = (struct config_cert){path("rsa.crt"), path("rsa.key")};
+    ctx = tls_single_ctx_new(&cfg, cert, NULL, err, sizeof(err));
+    CHECK(ctx == NULL && strstr(err, "tls.ciphers") != NULL);
+    SSL_CTX_free(ctx);
+}
+
 /* ---- client side ---------------------------------------------------------------------- */
 
 /* Handshake a tls_client_ssl_new() client with name against the test server. */
@@ -698,6 +840,10 @@ main(void)
     RUN(tls_server_new_names_the_file_it_cannot_use);
     RUN(tls_server_new_refuses_two_certificates_of_one_key_type);
     RUN(tls_server_new_refuses_a_cipher_list_with_nothing_usable);
+    RUN(a_single_context_serves_its_certificate_and_no_ticket);
+    RUN(a_single_context_keeps_the_listeners_minimum_version);
+    RUN(with_a_client_ca_only_a_client_certificate_from_it_gets_through);
+    RUN(tls_single_ctx_new_names_the_file_it_cannot_use);
     RUN(a_verifying_client_checks_the_chain_and_the_host_name);
     RUN(a_client_without_verification_accepts_any_certificate);
     RUN(a_client_context_names_an_unreadable_ca_file);
