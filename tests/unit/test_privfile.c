@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -36,8 +37,11 @@ make_tree(void)
     test_write_file_mode(dir, "other/c.txt", "gamma", 0600);
     test_write_file_mode(dir, "users/example.org.txt", "x", 0600);
     test_write_file_mode(dir, "users/example.net.txt", "y", 0600);
-    mkfifo(test_path(dir, "secret/fifo"), 0600);
-    symlink(test_path(dir, "other/c.txt"), test_path(dir, "secret/link-out"));
+    if (mkfifo(test_path(dir, "secret/fifo"), 0600) != 0 ||
+        symlink(test_path(dir, "other/c.txt"), test_path(dir, "secret/link-out")) != 0) {
+        perror("test_privfile: the tree");
+        abort();
+    }
 }
 
 /* What start-up does as root: read secret/a.txt, list users/, append to log/audit.log. */
