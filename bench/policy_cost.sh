@@ -7,19 +7,11 @@
 # runs every scenario against every variant, the order of the variants rotated each round
 # so that drift and the machine's other load hit all alike. A variant is
 #   LABEL:SET[:ROOT[:BUILD]]
-# SET is which policies the configuration lists:
-#   none     policies/auth.lua only. AUTH needs a policy, and auth.lua has no hook but
-#            on_auth, which runs once per connection: with a reused connection this is the
-#            relay without per-message policy work (the reference);
-#   shipped  auth.lua and sender_domain.lua (what bench/run.sh runs);
-#   noop4    auth.lua and bench/conf/noop.lua four times: a chain of four no-op hooks on
-#            MAIL FROM, RCPT TO and the end of data;
-#   limits   ratelimit.lua, auth.lua and sender_domain.lua, the limits raised out of reach
-#            (every message is counted twice, per user and per domain, and never refused),
-#            the zones local;
-#   limits-redis  the same with the zones limits, blocks and denylist in Redis: a
-#            redis-server this script starts (loopback, no persistence), shared by every
-#            such variant. Its commands per message are printed after the tables.
+# SET is which policies the configuration lists (bench/policy_sets.sh: none, shipped,
+# noop4, limits, all4); limits-redis is limits with the zones limits, blocks and denylist
+# in Redis: a redis-server this script starts (loopback, no persistence), shared by every
+# such variant; its commands per message are printed after the tables. all4 writes its
+# audit log into the output directory.
 # ROOT (default: this repository) is the tree whose policies/ and lua/ the variant uses and
 # BUILD (default: $BUILD) the build directory of its sluice, so that one run compares two
 # source states. The first variant is the reference of the ratios.
@@ -43,17 +35,8 @@ RUNS=${RUNS:-3}
 VARIANTS=${VARIANTS:-"none:none shipped:shipped noop4:noop4"}
 SCENARIO_IDS=${IDS:-"a c"}
 
-policy_set() { # policy_set SET ROOT: the POLICIES list of a set
-    local r=$2 n=$ROOT/bench/conf/noop.lua
-    case $1 in
-        none) echo "$r/policies/auth.lua" ;;
-        shipped) echo "$r/policies/auth.lua $r/policies/sender_domain.lua" ;;
-        noop4) echo "$r/policies/auth.lua $n $n $n $n" ;;
-        limits | limits-redis)
-            echo "$r/policies/ratelimit.lua $r/policies/auth.lua $r/policies/sender_domain.lua" ;;
-        *) log "unknown policy set $1 (none, shipped, noop4, limits, limits-redis)"; exit 2 ;;
-    esac
-}
+# shellcheck source=bench/policy_sets.sh
+source "$(dirname "${BASH_SOURCE[0]}")/policy_sets.sh"
 
 scenario_of() { # the SCENARIOS line of run.sh for an id
     local s id rest
@@ -69,8 +52,6 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 start_sink sink-plain
 SINK_PLAIN_PID=$SINK_PID SINK_PLAIN_PORT=$SINK_PORT
 
-# The limits of policies/ratelimit.lua out of reach, for the limits sets.
-DOMAIN_CONF=${DOMAIN_CONF:-"limits = { messages_per_hour = 1000000000, user_messages_per_hour = 1000000000 }"}
 REDIS_PORT=
 start_redis() { # a redis-server for the limits-redis variants, once
     [[ -z $REDIS_PORT ]] || return 0
@@ -99,7 +80,9 @@ for v in $VARIANTS; do
     cp "$vbuild/sluice" "$OUT/bin/sluice-$label"
     SLUICE=$OUT/bin/sluice-$label
     EXTRA_CONF=
-    if [[ $set == limits-redis ]]; then
+    if [[ $set == all4 ]]; then
+        EXTRA_CONF="audit_log = '$OUT/audit-$label.log',"
+    elif [[ $set == limits-redis ]]; then
         start_redis
         EXTRA_CONF="redis = { address = '127.0.0.1', port = $REDIS_PORT }, zones = { limits = { backend = 'redis' }, blocks = { backend = 'redis' }, denylist = { backend = 'redis' } },"
     fi

@@ -2,8 +2,8 @@
 # bench/policy_instr.sh: the policy engine's cost in instructions, which unlike time does
 # not depend on what else the machine runs (docs/benchmarks.md "Policy engine cost").
 #
-# For each variant (as bench/policy_cost.sh: LABEL:SET[:ROOT[:BUILD]], SET none, shipped
-# or noop4) it starts sluice under valgrind's callgrind, with the bench configuration and a
+# For each variant (as bench/policy_cost.sh: LABEL:SET[:ROOT[:BUILD]], SET one of
+# bench/policy_sets.sh's) it starts sluice under valgrind's callgrind, with the bench configuration and a
 # plain sink, sends N messages over reused connections (implicit TLS + AUTH PLAIN, c=4),
 # stops sluice and reads the profile: instructions per message in the worker threads, in
 # all hook calls (inclusive cost of core/smtp/smtp_hook.c's seam: smtp_hook_mail_from,
@@ -27,15 +27,8 @@ for tool in valgrind callgrind_annotate; do
     command -v "$tool" >/dev/null || { log "$tool is needed (apt-get install valgrind)"; exit 1; }
 done
 
-policy_set() { # as in bench/policy_cost.sh
-    local r=$2 n=$ROOT/bench/conf/noop.lua
-    case $1 in
-        none) echo "$r/policies/auth.lua" ;;
-        shipped) echo "$r/policies/auth.lua $r/policies/sender_domain.lua" ;;
-        noop4) echo "$r/policies/auth.lua $n $n $n $n" ;;
-        *) log "unknown policy set $1 (none, shipped, noop4)"; exit 2 ;;
-    esac
-}
+# shellcheck source=bench/policy_sets.sh
+source "$(dirname "${BASH_SOURCE[0]}")/policy_sets.sh"
 
 # inclusive Ir of the functions matching a regex, summed, from a callgrind profile
 ir_of() {
@@ -62,7 +55,10 @@ for v in $VARIANTS; do
         "$OUT/cg/$label.%p.out" "$OUT/bin/sluice-$label" >"$OUT/bin/cg-$label"
     chmod +x "$OUT/bin/cg-$label"
     SLUICE=$OUT/bin/cg-$label
-    POLICIES=$(policy_set "$set" "$vroot") LUA_DIR=$vroot/lua start_sluice "sluice-$label"
+    EXTRA_CONF=
+    [[ $set != all4 ]] || EXTRA_CONF="audit_log = '$OUT/audit-$label.log',"
+    POLICIES=$(policy_set "$set" "$vroot") LUA_DIR=$vroot/lua EXTRA_CONF=$EXTRA_CONF \
+        start_sluice "sluice-$label"
     # valgrind made the profiles at start, as root, mode 0600: the daemon writes its own at
     # exit as the service user (conf `user`, default sluice)
     [ "$(id -u)" -ne 0 ] || chown sluice "$OUT/cg/$label".*.out 2>/dev/null || true
