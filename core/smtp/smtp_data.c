@@ -27,39 +27,87 @@ smtp_with_keyword(const struct smtp_session *s)
     return kw[s->tx->smtputf8][(s->tls ? 1 : 0) + (s->authenticated ? 2 : 0)];
 }
 
+/* The date of a Received: header now (RFC 5322 3.3, UTC) into out (at least 32 octets):
+ * formatted once per second per thread, copied otherwise. */
 static void
-smtp_received_date(char *out, size_t len)
+smtp_received_date(char out[32])
 {
-    time_t    now = time(NULL);
-    struct tm tm;
+    static _Thread_local time_t cached_at = -1;
+    static _Thread_local char   cached[32];
+    time_t                      now = time(NULL);
+    struct tm                   tm;
 
-    gmtime_r(&now, &tm);
-    strftime(out, len, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    if (now != cached_at) {
+        gmtime_r(&now, &tm);
+        strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+        cached_at = now;
+    }
+    memcpy(out, cached, sizeof(cached));
+}
+
+/* s into the header under construction: pieces appended, no format string parsed. */
+static int
+smtp_received_put(struct buf *b, const char *s, size_t cap)
+{
+    return buf_append(b, s, strlen(s), cap);
+}
+
+/* id as 8 lowercase hex digits at least (log.c prints "sid" so), '.', then k: written
+ * from the end of out. */
+static int
+smtp_received_id(struct buf *b, unsigned long long id, size_t k, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    char              out[40]; /* 16 hex digits, '.', 20 decimal ones */
+    size_t            i = sizeof(out);
+
+    do {
+        out[--i] = (char)('0' + k % 10);
+        k /= 10;
+    } while (k != 0);
+    out[--i] = '.';
+    for (int digits = 0; id != 0 || digits < 8; digits++) {
+        out[--i] = hex[id & 15];
+        id >>= 4;
+    }
+    return buf_append(b, out + i, sizeof(out) - i, cap);
 }
 
 /* RFC 5321 4.4: trace information, prepended. The user name is not disclosed
  * (Postfix's smtpd_sasl_authenticated_header=no); the session id ties it to the log,
- * so it is printed as log.c prints "sid" (%08 hex), here and in the 250. */
+ * so it is printed as log.c prints "sid" (%08 hex), here and in the 250. Built from
+ * pieces (no printf: it runs for every message). */
 static int
 smtp_received_header(struct smtp_session *s)
 {
     struct smtp_tx *tx = s->tx;
-    char            date[64], tls[160] = "";
+    struct buf     *b = &tx->msg;
+    char            date[32];
     size_t          cap = s->cfg->max_message_size + SMTP_HEADER_ROOM;
 
     if (cap > tx->charged) /* MAIL charged a first chunk, more than this header needs */
         cap = tx->charged;
-    smtp_received_date(date, sizeof(date));
-    if (s->tls)
-        snprintf(tls, sizeof(tls), "\r\n\t(using %s with cipher %s)",
-                 tls_version_name(s->conn->ssl), tls_cipher_name(s->conn->ssl));
-    if (buf_printf(&tx->msg, cap, "Received: from %s ([%s])\r\n\tby %s (sluice) with %s id %08llx.%zu%s",
-                   s->helo, s->peer, s->cfg->hostname, smtp_with_keyword(s),
-                   (unsigned long long)s->id, s->messages + 1, tls) != 0)
+    smtp_received_date(date);
+    if (smtp_received_put(b, "Received: from ", cap) || smtp_received_put(b, s->helo, cap) ||
+        smtp_received_put(b, " ([", cap) || smtp_received_put(b, s->peer, cap) ||
+        smtp_received_put(b, "])\r\n\tby ", cap) ||
+        smtp_received_put(b, s->cfg->hostname, cap) ||
+        smtp_received_put(b, " (sluice) with ", cap) ||
+        smtp_received_put(b, smtp_with_keyword(s), cap) || smtp_received_put(b, " id ", cap) ||
+        smtp_received_id(b, (unsigned long long)s->id, s->messages + 1, cap))
         return -1;
-    if (tx->n_rcpts == 1 && buf_printf(&tx->msg, cap, "\r\n\tfor <%s>", tx->rcpts[0]) != 0)
+    if (s->tls && (smtp_received_put(b, "\r\n\t(using ", cap) ||
+                   smtp_received_put(b, tls_version_name(s->conn->ssl), cap) ||
+                   smtp_received_put(b, " with cipher ", cap) ||
+                   smtp_received_put(b, tls_cipher_name(s->conn->ssl), cap) ||
+                   smtp_received_put(b, ")", cap)))
         return -1;
-    if (buf_printf(&tx->msg, cap, ";\r\n\t%s\r\n", date) != 0)
+    if (tx->n_rcpts == 1 && (smtp_received_put(b, "\r\n\tfor <", cap) ||
+                             smtp_received_put(b, tx->rcpts[0], cap) ||
+                             smtp_received_put(b, ">", cap)))
+        return -1;
+    if (smtp_received_put(b, ";\r\n\t", cap) || smtp_received_put(b, date, cap) ||
+        smtp_received_put(b, "\r\n", cap))
         return -1;
     tx->body_start = buf_used(&tx->msg);
     return 0;
