@@ -5,6 +5,7 @@
 #include <ev.h>
 #include <lauxlib.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "policy/lapi.h"
@@ -34,20 +35,39 @@ lapi_env(lua_State *L)
     return env;
 }
 
+/* The seconds part is formatted once per second per thread (an audit line per message
+ * would otherwise run gmtime and snprintf each time); the microseconds by hand. */
 void
 lapi_iso8601_us(double t, char *buf, size_t len)
 {
-    time_t    secs = (time_t)t;
-    long      us = (long)((t - (double)secs) * 1e6);
-    struct tm tm;
+    static _Thread_local time_t cached_at = -1;
+    static _Thread_local char   cached[32]; /* "YYYY-MM-DDTHH:MM:SS." */
+    static _Thread_local size_t cached_len;
+    time_t                      secs = (time_t)t;
+    long                        us = (long)((t - (double)secs) * 1e6);
+    struct tm                   tm;
 
     if (us < 0)
         us = 0;
     if (us > 999999)
         us = 999999;
-    gmtime_r(&secs, &tm);
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, us);
+    if (secs != cached_at) {
+        gmtime_r(&secs, &tm);
+        cached_len = (size_t)snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d.",
+                                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                                      tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_at = secs;
+    }
+    if (len < cached_len + 8) {
+        if (len > 0)
+            buf[0] = '\0';
+        return;
+    }
+    memcpy(buf, cached, cached_len);
+    for (int i = 5; i >= 0; i--, us /= 10)
+        buf[cached_len + (size_t)i] = (char)('0' + us % 10);
+    buf[cached_len + 6] = 'Z';
+    buf[cached_len + 7] = '\0';
 }
 
 /* t = sluice.now() */
