@@ -6,7 +6,8 @@
  * and exact: a whole number up to 2^53 is written in full (cjson's %.14g rounds 15 digits
  * and more), and text is escaped as the log is (log_json_char: invalid UTF-8 and control
  * octets as \u00XX; cjson copies them raw and escapes '/'). Anything else (NaN, a function,
- * mixed or sparse keys, deeper nesting) is left to cjson: LAPI_JSON_OTHER. */
+ * mixed or sparse keys, deeper nesting, a string whose worst case does not fit the cap) is
+ * left to cjson: LAPI_JSON_OTHER. */
 #include "policy/lapi_json.h"
 
 #include <math.h>
@@ -28,31 +29,31 @@ lapi_json_put(struct buf *b, const char *s, size_t n, size_t cap)
     return buf_append(b, s, n, cap) == 0 ? LAPI_JSON_OK : LAPI_JSON_NOMEM;
 }
 
+/* s as a JSON string: room for the worst case (every octet as \u00XX) is made once, then
+ * the octets are written straight into it, plain ASCII copied as it is. */
 static int
 lapi_json_string(struct buf *b, const char *s, size_t n, size_t cap)
 {
     const unsigned char *p = (const unsigned char *)s;
-    size_t               i = 0, start = 0, len, used;
-    char                 out[8];
+    size_t               i = 0, len, used;
+    char                *w;
 
-    if (buf_reserve(b, n + 2, cap) != 0 || lapi_json_put(b, "\"", 1, cap) != LAPI_JSON_OK)
-        return LAPI_JSON_NOMEM;
+    if (n > (cap - 2) / 6 || buf_reserve(b, 6 * n + 2, cap) != 0)
+        return LAPI_JSON_OTHER; /* may still fit: cjson writes it, or says it is too long */
+    w = buf_tail(b);
+    *w++ = '"';
     while (i < n) {
         if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '"' && p[i] != '\\') {
-            i++; /* plain ASCII: copied in runs */
+            *w++ = (char)p[i++];
             continue;
         }
-        if (lapi_json_put(b, s + start, i - start, cap) != LAPI_JSON_OK)
-            return LAPI_JSON_NOMEM;
-        len = log_json_char(p + i, n - i, out, &used);
-        if (lapi_json_put(b, out, len, cap) != LAPI_JSON_OK)
-            return LAPI_JSON_NOMEM;
+        len = log_json_char(p + i, n - i, w, &used); /* at most 6 octets per octet used */
+        w += len;
         i += used;
-        start = i;
     }
-    if (lapi_json_put(b, s + start, i - start, cap) != LAPI_JSON_OK)
-        return LAPI_JSON_NOMEM;
-    return lapi_json_put(b, "\"", 1, cap);
+    *w++ = '"';
+    b->len = (size_t)(w - b->data);
+    return LAPI_JSON_OK;
 }
 
 static int
