@@ -40,7 +40,7 @@
 # Prints markdown on stdout (progress on stderr) and draws the figures with
 # bench/compare_report.py into CHART (python3-matplotlib; skipped without it).
 #
-#   bench/compare.sh                     all three servers, about 6 minutes
+#   bench/compare.sh                     all three servers, about 3 minutes (as root)
 #   bench/compare.sh --only sluice       sluice alone: no download, no root needed
 #   bench/compare.sh --only nginx,postfix
 #
