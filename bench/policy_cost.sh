@@ -29,9 +29,9 @@
 # processes started here are stopped, by PID.
 set -euo pipefail
 BENCH_LIB=1
+RUNS=${RUNS:-3} # before run.sh, whose own default (2) would win otherwise
 # shellcheck source=bench/run.sh
 source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
-RUNS=${RUNS:-3}
 VARIANTS=${VARIANTS:-"none:none shipped:shipped noop4:noop4"}
 SCENARIO_IDS=${IDS:-"a c"}
 
