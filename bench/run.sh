@@ -169,7 +169,8 @@ abs_path() { if [[ $1 == /* ]]; then echo "$1"; else echo "$ROOT/$1"; fi; }
 write_conf() {
     local p list=
     for p in $POLICIES; do list+="'$(abs_path "$p")', "; done
-    sed -e "s|@WORKERS@|$2|; s|@USERS_DIR@|$ROOT/bench/conf/users|" \
+    sed -e "s|@WORKERS@|$2|; s|@USERS_DIR@|${USERS_DIR:-$ROOT/bench/conf/users}|" \
+        -e "s|@MAX_REUSE@|${MAX_REUSE:-1000}|; s|@UPSTREAM_TLS@|${UPSTREAM_TLS:-'none'}|" \
         -e "s|@SMTPS_PORT@|$3|; s|@SUBMISSION_PORT@|$4|; s|@SINK_PORT@|$5|" \
         -e "s|@POLICIES@|$list|; s|@LUA_DIR@|$(abs_path "$LUA_DIR")|" \
         -e "s|@DOMAIN@|${DOMAIN_CONF:-}|; s|@EXTRA@|${EXTRA_CONF:-}|" \

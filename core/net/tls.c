@@ -560,6 +560,107 @@ tls_client_ctx_new(const char *ca_file, bool verify, char *err, size_t errlen)
     return ctx;
 }
 
+/* ---- client sessions: resumption towards one server ---------------------------------- */
+
+/* The newest session a context's connections were given (a TLS 1.2 session or a TLS 1.3
+ * ticket): what the next connection offers. Hung on the context as ex_data, freed with it.
+ * Synchronisation: mu guards session; a context is a pool key's, one worker's (relay/),
+ * but nothing here relies on that. */
+struct tls_client_cache {
+    pthread_mutex_t mu;
+    SSL_SESSION    *session; /* owns a reference, or NULL */
+};
+
+static int            tls_client_cache_idx = -1;
+static pthread_once_t tls_client_cache_once = PTHREAD_ONCE_INIT;
+
+static void
+tls_client_cache_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                      void *argp)
+{
+    struct tls_client_cache *cache = ptr;
+
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    if (cache == NULL)
+        return;
+    SSL_SESSION_free(cache->session);
+    pthread_mutex_destroy(&cache->mu);
+    free(cache);
+}
+
+static void
+tls_client_cache_index(void)
+{
+    tls_client_cache_idx =
+        SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, tls_client_cache_free);
+}
+
+static struct tls_client_cache *
+tls_client_cache_of(SSL_CTX *ctx)
+{
+    return tls_client_cache_idx < 0 ? NULL : SSL_CTX_get_ex_data(ctx, tls_client_cache_idx);
+}
+
+/* OpenSSL hands over each new session: after a TLS 1.2 handshake, and for each TLS 1.3
+ * ticket (they arrive after the handshake, read with the first records that follow).
+ * Keeping the reference: return 1. */
+static int
+tls_client_new_session_cb(SSL *ssl, SSL_SESSION *session)
+{
+    struct tls_client_cache *cache = tls_client_cache_of(SSL_get_SSL_CTX(ssl));
+    SSL_SESSION             *old;
+
+    if (cache == NULL || !SSL_SESSION_is_resumable(session))
+        return 0;
+    pthread_mutex_lock(&cache->mu);
+    old = cache->session;
+    cache->session = session;
+    pthread_mutex_unlock(&cache->mu);
+    SSL_SESSION_free(old);
+    return 1;
+}
+
+int
+tls_client_ctx_resume(SSL_CTX *ctx)
+{
+    struct tls_client_cache *cache;
+
+    pthread_once(&tls_client_cache_once, tls_client_cache_index);
+    if (tls_client_cache_idx < 0 || (cache = calloc(1, sizeof(*cache))) == NULL)
+        return -1;
+    pthread_mutex_init(&cache->mu, NULL);
+    if (SSL_CTX_set_ex_data(ctx, tls_client_cache_idx, cache) != 1) {
+        tls_client_cache_free(NULL, cache, NULL, 0, 0, NULL);
+        return -1;
+    }
+    /* Client sessions are kept here, not in OpenSSL's internal cache (which a client
+     * context never looks up); the callback sees every one. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, tls_client_new_session_cb);
+    return 0;
+}
+
+/* Offer the context's newest session on ssl, if it has one still good. */
+static void
+tls_client_offer_session(SSL_CTX *ctx, SSL *ssl)
+{
+    struct tls_client_cache *cache = tls_client_cache_of(ctx);
+
+    if (cache == NULL)
+        return;
+    pthread_mutex_lock(&cache->mu);
+    if (cache->session != NULL && SSL_SESSION_is_resumable(cache->session) &&
+        SSL_set_session(ssl, cache->session) != 1) /* takes its own reference */
+        ERR_clear_error(); /* then a full handshake */
+    pthread_mutex_unlock(&cache->mu);
+}
+
+bool
+tls_client_resumed(SSL *ssl)
+{
+    return SSL_session_reused(ssl) == 1;
+}
+
 static bool
 tls_is_ip_literal(const char *name)
 {
@@ -589,6 +690,7 @@ tls_client_ssl_new(SSL_CTX *ctx, int fd, const char *name)
     }
     if (verify)
         SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    tls_client_offer_session(ctx, ssl);
     SSL_set_connect_state(ssl);
     return ssl;
 }

@@ -38,9 +38,18 @@ SSL_CTX *tls_single_ctx_new(const struct config_tls *cfg, const struct config_ce
  * when verify is set, TLS 1.2 minimum. NULL and a reason in err on failure. */
 SSL_CTX *tls_client_ctx_new(const char *ca_file, bool verify, char *err, size_t errlen);
 
+/* Resume sessions on ctx's connections (RFC 5077, RFC 8446 section 2.2): keep the newest
+ * session or TLS 1.3 ticket a server gave one of them, and offer it on the next
+ * tls_client_ssl_new(). For a context used towards one server (a name, a port, the same
+ * verification): a relay pool key's. 0, or -1 when out of memory (nothing is resumed). */
+int tls_client_ctx_resume(SSL_CTX *ctx);
+
 /* A client SSL on fd that checks the peer's name (SNI + host name verification) when
- * the context verifies. Caller owns the SSL. */
+ * the context verifies, offering the context's session when it resumes. Caller owns
+ * the SSL. */
 SSL *tls_client_ssl_new(SSL_CTX *ctx, int fd, const char *name);
+/* The handshake on ssl resumed a session (no certificate was sent or checked again). */
+bool tls_client_resumed(SSL *ssl);
 
 /* Facts for logs and the Received: header ("TLSv1.3", "TLS_AES_256_GCM_SHA384").
  * Pointers are static or owned by ssl. The SNI name may be NULL. */

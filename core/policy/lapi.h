@@ -4,6 +4,8 @@
 #define SLUICE_LAPI_H
 
 #include <lua.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct config;
 struct zones;
@@ -56,6 +58,14 @@ void lapi_require_yieldable(lua_State *L, struct hook_run *run, const char *fn);
  * for ttl seconds once the session has sent 235, not before (passed on to the caller's
  * hook_ctx.remember_on_235; nothing without one). */
 void lapi_remember_on_235(struct hook_run *run, const char *cache_key, double ttl);
+struct auth_flights;
+/* The state's table of checks in progress (auth_flight.h), made on first use and freed
+ * with the state; NULL when out of memory. */
+struct auth_flights *lapi_flights(lua_State *L);
+/* Log a check of identity against backend joining a flight that waiters (this one
+ * included) now wait on: auth.verify (debug) when it is the first and the computation
+ * starts, auth.verify_shared (debug) when it shares one in progress. */
+void lapi_log_flight(uint64_t sid, const char *backend, const char *identity, size_t waiters);
 /* Raise in a hook past its budget that runs without yielding (a count hook). */
 void lapi_budget_install(lua_State *L);
 /* sleep and passwd.verify (lapi_wait.c) into the table at the stack top. */

@@ -1,16 +1,20 @@
 /* core/policy/lapi_ldap.c: sluice.ldap.verify (docs/lua-api.md), the hook's side of
  * ldap_client.c: it finds the identity's domain and its `ldap` settings, starts the
- * check, registers the cancel and yields; the check's completion resumes the hook. The
+ * check (or joins the identical one in progress: auth_flight.h), registers the cancel and
+ * yields; the check's completion resumes every hook waiting for it. The
  * directory's connections live in one ldap_client per Lua state (that is, per worker
  * and policy generation), kept in the registry and closed by its __gc when the state
  * is. Also the `ldap` table of sluice.domains: the settings without the service
  * password. */
 #include <ev.h>
 #include <lauxlib.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "auth/auth_cache.h"
+#include "auth/auth_flight.h"
 #include "config/config.h"
 #include "policy/hook_run.h"
 #include "policy/lapi.h"
@@ -18,14 +22,18 @@
 #include "util/log.h"
 #include "store/zone.h"
 
-/* One check in flight: run->wait. */
+/* One hook waiting for a check's result: run->wait. Identical checks in progress share
+ * one bind (auth_flight.h): the flight is the bind's done argument, and the bind is its
+ * cancel's. */
 struct lapi_ldap_wait {
-    struct hook_run     *run;      /* borrows */
-    struct ldap_request *req;      /* the check; ldap_client_cancel() drops it */
-    struct zone         *cache;    /* borrows; where a success is remembered, or NULL */
-    double               cache_ttl;
-    char                 cache_key[AUTH_CACHE_KEY_MAX];
+    struct auth_flight_waiter waiter;
+    struct hook_run          *run;   /* borrows */
+    struct zone              *cache; /* borrows; where a success is remembered, or NULL */
+    double                    cache_ttl;
+    char                      key[AUTH_CACHE_KEY_MAX]; /* the flight's; "" for none */
 };
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 /* Registry key of the state's client: the address of this variable. */
 static const char lapi_ldap_key = 0;
@@ -63,14 +71,28 @@ lapi_ldap_client(lua_State *L, struct hook_run *run)
     return *ud;
 }
 
+/* The bind ended: everyone still waiting gets its result. */
 static void
 lapi_ldap_done(void *arg, enum ldap_client_rc rc, const char *reason)
 {
-    struct lapi_ldap_wait *w = arg;
+    auth_flight_finish(arg, (int)rc, reason);
+}
+
+/* The flight's cancel: the last waiter left. */
+static void
+lapi_ldap_bind_cancel(void *arg)
+{
+    ldap_client_cancel(arg);
+}
+
+static void
+lapi_ldap_wait_done(struct auth_flight_waiter *waiter, int rc, const char *reason)
+{
+    struct lapi_ldap_wait *w = container_of(waiter, struct lapi_ldap_wait, waiter);
     struct hook_run       *run = w->run;
 
     if (rc == LDAP_CLIENT_OK && w->cache != NULL)
-        lapi_remember_on_235(run, w->cache_key, w->cache_ttl);
+        lapi_remember_on_235(run, w->key, w->cache_ttl);
     free(w);
     run->cancel = NULL;
     run->wait = NULL;
@@ -87,12 +109,13 @@ lapi_ldap_done(void *arg, enum ldap_client_rc rc, const char *reason)
     hook_run_resume(run, 2);
 }
 
+/* The session is gone, or the hook ran out of time: the others keep waiting. */
 static void
 lapi_ldap_cancel(struct hook_run *run)
 {
     struct lapi_ldap_wait *w = run->wait;
 
-    ldap_client_cancel(w->req);
+    auth_flight_leave(&w->waiter);
     free(w);
     run->wait = NULL;
     run->cancel = NULL;
@@ -100,7 +123,8 @@ lapi_ldap_cancel(struct hook_run *run)
 
 /* True when these credentials were found right a moment ago (auth_cache.h, the same
  * cache as sluice.passwd.verify's, under the backend name "ldap"); otherwise w learns
- * where to remember a success. */
+ * where to remember a success. w->key is the flight's key either way ("" when none could
+ * be made: the check then shares with nobody). */
 static bool
 lapi_ldap_cached(struct hook_run *run, struct lapi_ldap_wait *w, const char *identity,
                  const char *password, size_t password_len)
@@ -108,16 +132,57 @@ lapi_ldap_cached(struct hook_run *run, struct lapi_ldap_wait *w, const char *ide
     const struct hook_ctx *ctx = &run->ctx;
     struct zone           *cache = zones_at(ctx->zones, CONFIG_ZONE_AUTH_CACHE);
 
-    if (ctx->cfg->auth_cache_ttl == 0 || cache == NULL || strlen(password) != password_len ||
-        auth_cache_key(ctx->gen_id, "ldap", identity, password, w->cache_key) != 0)
+    if (strlen(password) != password_len ||
+        auth_cache_key(ctx->gen_id, "ldap", identity, password, w->key) != 0) {
+        w->key[0] = '\0';
         return false;
-    if (auth_cache_hit(cache, w->cache_key, ev_now(run->loop))) {
+    }
+    if (ctx->cfg->auth_cache_ttl == 0 || cache == NULL)
+        return false;
+    if (auth_cache_hit(cache, w->key, ev_now(run->loop))) {
         log_msg(LOG_DEBUG, "auth.cache_hit", ctx->sid, "%s", identity);
         return true;
     }
     w->cache = cache;
     w->cache_ttl = (double)ctx->cfg->auth_cache_ttl;
     return false;
+}
+
+/* w waits on the flight of its key in progress, or on a new one whose bind this starts.
+ * -1 when out of memory. */
+static int
+lapi_ldap_fly(lua_State *L, struct hook_run *run, struct lapi_ldap_wait *w,
+              const struct config_domain *d, const char *identity, size_t local_len,
+              const char *domain, const char *password, size_t pw_len)
+{
+    struct auth_flights *fs = lapi_flights(L);
+    struct auth_flight  *f = NULL;
+    struct ldap_client  *c;
+    struct ldap_request *req;
+    char                 solo[32];
+
+    if (fs == NULL)
+        return -1;
+    if (w->key[0] != '\0' && (f = auth_flight_find(fs, w->key)) != NULL) {
+        auth_flight_join(f, &w->waiter);
+        lapi_log_flight(run->ctx.sid, "ldap", identity, auth_flight_waiters(f));
+        return 0;
+    }
+    if (w->key[0] == '\0') /* a key of its own: nobody else can join */
+        snprintf(solo, sizeof(solo), "solo:%p", (void *)w);
+    if ((c = lapi_ldap_client(L, run)) == NULL ||
+        (f = auth_flight_new(fs, w->key[0] != '\0' ? w->key : solo)) == NULL)
+        return -1;
+    auth_flight_join(f, &w->waiter);
+    req = ldap_client_verify(c, d, run->ctx.sid, identity, local_len, domain, strlen(domain),
+                             password, pw_len, lapi_ldap_done, f);
+    if (req == NULL) {
+        auth_flight_leave(&w->waiter); /* frees f: no cancel set yet */
+        return -1;
+    }
+    auth_flight_set_cancel(f, lapi_ldap_bind_cancel, req);
+    lapi_log_flight(run->ctx.sid, "ldap", identity, 1);
+    return 0;
 }
 
 /* ok, err = sluice.ldap.verify(identity, password); yields (not for an identity no
@@ -132,7 +197,6 @@ lapi_ldap_verify(lua_State *L)
     struct hook_run            *run = lapi_hook_run(L, "sluice.ldap.verify");
     const char                 *at = memrchr(identity, '@', id_len);
     const struct config_domain *d = NULL;
-    struct ldap_client         *c;
     struct lapi_ldap_wait      *w;
     char                        domain[256];
 
@@ -165,13 +229,12 @@ lapi_ldap_verify(lua_State *L)
         lua_pushboolean(L, 1);
         return 1;
     }
-    c = w != NULL ? lapi_ldap_client(L, run) : NULL;
-    if (c != NULL) {
+    if (w != NULL) {
         w->run = run;
-        w->req = ldap_client_verify(c, d, run->ctx.sid, identity, local_len, domain,
-                                    strlen(domain), password, pw_len, lapi_ldap_done, w);
+        w->waiter.done = lapi_ldap_wait_done;
     }
-    if (w == NULL || w->req == NULL) {
+    if (w == NULL ||
+        lapi_ldap_fly(L, run, w, d, identity, local_len, domain, password, pw_len) != 0) {
         free(w);
         lua_pushnil(L);
         lua_pushstring(L, "out of memory");

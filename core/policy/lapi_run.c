@@ -1,14 +1,17 @@
 /* core/policy/lapi_run.c: what every binding that needs the running hook uses (lapi.h):
  * finding the hook run of the calling state, refusing a yield the engine cannot resume,
- * the count hook that enforces hook_timeout on a hook that never yields, and passing a
- * verified password on to be remembered after 235. The bindings themselves are the other
- * lapi_*.c files'; the waits (sleep, passwd.verify) are lapi_wait.c's. */
+ * the count hook that enforces hook_timeout on a hook that never yields, passing a
+ * verified password on to be remembered after 235, and the state's table of password
+ * checks in progress that identical ones share (auth_flight.h). The bindings themselves
+ * are the other lapi_*.c files'; the waits (sleep, passwd.verify) are lapi_wait.c's. */
 #include <ev.h>
 #include <lauxlib.h>
 
+#include "auth/auth_flight.h"
 #include "config/config.h"
 #include "policy/hook_run.h"
 #include "policy/lapi.h"
+#include "util/log.h"
 
 struct hook_run *
 lapi_hook_run(lua_State *L, const char *fn)
@@ -61,3 +64,53 @@ lapi_remember_on_235(struct hook_run *run, const char *cache_key, double ttl)
         run->ctx.remember_on_235(run->ctx.owner, cache_key, ttl);
 }
 
+
+/* ---- checks in progress, shared ------------------------------------------------------ */
+
+/* Registry key of the state's table: the address of this variable. */
+static const char lapi_flights_key = 0;
+
+static int
+lapi_flights_gc(lua_State *L)
+{
+    struct auth_flights **ud = lua_touserdata(L, 1);
+
+    auth_flights_free(*ud);
+    *ud = NULL;
+    return 0;
+}
+
+struct auth_flights *
+lapi_flights(lua_State *L)
+{
+    struct auth_flights **ud;
+
+    lua_pushlightuserdata(L, (void *)&lapi_flights_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    ud = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (ud != NULL)
+        return *ud;
+    lua_pushlightuserdata(L, (void *)&lapi_flights_key);
+    ud = lua_newuserdata(L, sizeof(*ud));
+    *ud = auth_flights_new();
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, lapi_flights_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    return *ud;
+}
+
+void
+lapi_log_flight(uint64_t sid, const char *backend, const char *identity, size_t waiters)
+{
+    struct logline l;
+
+    log_begin(&l, LOG_DEBUG, waiters <= 1 ? "auth.verify" : "auth.verify_shared", sid);
+    log_str(&l, "backend", backend);
+    log_str(&l, "user", identity);
+    if (waiters > 1)
+        log_int(&l, "waiters", (long long)waiters);
+    log_end(&l);
+}

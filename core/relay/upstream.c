@@ -279,8 +279,10 @@ upstream_set_up_done(struct upstream *u)
     log_begin(&l, LOG_INFO, "upstream.ready", u->sid);
     log_str(&l, "upstream", u->name);
     log_str(&l, "tls", u->tls_on ? tls_version_name(u->conn->ssl) : "none");
-    if (u->tls_on)
+    if (u->tls_on) {
         log_str(&l, "cipher", tls_cipher_name(u->conn->ssl));
+        log_bool(&l, "resumed", tls_client_resumed(u->conn->ssl));
+    }
     log_bool(&l, "pipelining", (u->caps & CAP_PIPELINING) != 0);
     log_bool(&l, "chunking", (u->caps & CAP_CHUNKING) != 0);
     log_bool(&l, "auth", u->srv->auth_user != NULL);

@@ -619,6 +619,14 @@ pool_key_for(struct upstream_pool *pool, const struct config_upstream_server *sr
             snprintf(err, errlen, "upstream %s:%d: %s", srv->host, srv->port, e);
             return -1;
         }
+        /* One context per key and worker: the session is this worker's with this server
+         * (its host, port, TLS name and verification), never offered to another. */
+        if (tls_client_ctx_resume(key->ssl_ctx) != 0) {
+            SSL_CTX_free(key->ssl_ctx);
+            key->ssl_ctx = NULL;
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
     }
     *out = pool->n_keys++;
     return 0;

@@ -38,7 +38,8 @@ def slow_users(tmp_path):
 
 def flood(relay, n, user, password, source='127.0.0.1', sent=None):
     """n TLS sessions from source, each EHLO'd, then all send one AUTH PLAIN at once
-    (sent, an Event, is set once every one has been sent). The replies, in no order."""
+    (sent, an Event, is set once every one has been sent). password is one for all, or a
+    list of n. The replies, in no order."""
     clients = []
     for _ in range(n):
         c = relay.raw(source=source)
@@ -46,13 +47,15 @@ def flood(relay, n, user, password, source='127.0.0.1', sent=None):
         clients.append(c)
     barrier = threading.Barrier(n)
     replies = [None] * n
-    line = ('AUTH PLAIN ' + b64('\0%s\0%s' % (user, password)) + '\r\n').encode()
+    passwords = password if isinstance(password, list) else [password] * n
+    lines = [('AUTH PLAIN ' + b64('\0%s\0%s' % (user, pw)) + '\r\n').encode()
+             for pw in passwords]
     count = [0]
     lock = threading.Lock()
 
     def one(i):
         barrier.wait(timeout=10)
-        clients[i].send(line)
+        clients[i].send(lines[i])
         with lock:
             count[0] += 1
             if count[0] == n and sent is not None:
@@ -96,7 +99,9 @@ def test_a_client_flooding_auth_leaves_another_client_free(make_relay, sink, cer
 
     other = threading.Thread(target=legit)
     other.start()
-    replies = flood(r, 16, 'alice@example.org', 'wrong-password')
+    # A guessing flood: every password different. Identical ones would share one hash
+    # (docs/authentication.md "One check for identical checks") and take one share.
+    replies = flood(r, 16, 'alice@example.org', ['wrong-password-%d' % i for i in range(16)])
     other.join(timeout=30)
     codes = [x.code for x in replies]
     assert codes.count(454) >= 1, codes  # over its share: refused before any hash

@@ -456,6 +456,50 @@ def test_implicit_tls_upstream_relays(make_relay, make_sink, certs):
     assert connect['tls'] == 'implicit'
 
 
+@pytest.mark.parametrize('mode', ['implicit', 'starttls'])
+def test_a_new_upstream_tls_connection_resumes_the_session_of_the_one_before(
+        make_relay, make_sink, certs, mode):
+    # max_reuse = 1: every message on a new upstream connection. The first handshake is
+    # a full one; the second offers the session (TLS 1.3 ticket) the first was given.
+    sink = tls_sink(make_sink, certs, *(['--implicit-tls'] if mode == 'implicit' else []))
+    relay = make_relay(sets(default=[server(sink.port, mode, verify=True,
+                                            ca_file=str(certs / 'dev-ca.crt'),
+                                            tls_name='localhost')]),
+                       extra='pool = { max_reuse = 1 },')
+    for _ in range(3):
+        code, text = send_one(relay)
+        assert code == 250, text
+    assert [client_bytes(m) for m in sink.wait_messages(3)] == [BODY] * 3
+    ready = relay.wait_logs('upstream.ready', 3)
+    assert [r['resumed'] for r in ready] == [False, True, True], ready
+    assert all(r['tls'] == 'TLSv1.3' for r in ready), ready
+    assert [e['tls'] for e in sink.events('sink.message')] == [True] * 3
+    assert len(relay.logs('upstream.connect')) == 3  # three connections, not one reused
+
+
+def test_a_session_is_offered_only_to_the_server_it_came_from(make_relay, make_sink, certs):
+    # Two upstream sets, each its own server (another port): each one's second connection
+    # resumes its own session; neither ever resumes with the other's.
+    ca = str(certs / 'dev-ca.crt')
+    one, two = tls_sink(make_sink, certs), tls_sink(make_sink, certs)
+    relay = make_relay(sets(default=[server(one.port, 'starttls', verify=True, ca_file=ca,
+                                            tls_name='localhost')],
+                            partner=[server(two.port, 'starttls', verify=True, ca_file=ca,
+                                            tls_name='localhost')]),
+                       extra="pool = { max_reuse = 1 }, routes = { ['example.net'] = "
+                             "'partner' },")
+    for sender in (ALICE, 'carol@example.net', ALICE, 'carol@example.net'):  # sender routes
+        code, text = send_one(relay, sender=sender)
+        assert code == 250, text
+    ready = relay.wait_logs('upstream.ready', 4)
+    by_port = {}
+    for r in ready:
+        by_port.setdefault(r['upstream'], []).append(r['resumed'])
+    assert by_port == {'127.0.0.1:%d' % one.port: [False, True],
+                       '127.0.0.1:%d' % two.port: [False, True]}, ready
+    assert len(one.wait_messages(2)) == 2 and len(two.wait_messages(2)) == 2
+
+
 def test_a_reply_injected_behind_the_starttls_220_is_discarded(make_relay, make_sink, certs):
     sink = tls_sink(make_sink, certs, '--inject-before-tls')
     relay = make_relay(sets(default=[server(sink.port, 'starttls',
