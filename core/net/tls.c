@@ -183,6 +183,12 @@ tls_ticket_cb(SSL *ssl, unsigned char name[TLS_KEY_NAME_LEN], unsigned char *iv,
         if (rc > 0 && (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, key.aes, iv) != 1 ||
                        !tls_mac_init(hctx, &key)))
             rc = -1;
+        /* TLS 1.3: renew on every resumption. OpenSSL sends a NewSessionTicket after a
+         * resumed 1.3 handshake only when this returns 2, and a client that uses each
+         * ticket once (RFC 8446 C.4) would otherwise resume every other connection. A
+         * 1.2 ticket stays valid for reuse and is renewed only from the previous key. */
+        if (rc == 1 && SSL_version(ssl) == TLS1_3_VERSION)
+            rc = 2;
     }
     OPENSSL_cleanse(&key, sizeof(key));
     return rc;

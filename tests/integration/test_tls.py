@@ -7,6 +7,7 @@ reached the sink and the daemon's tls.established / session.close log lines.
 
 Run: SLUICE_BIN=build-asan/sluice /usr/bin/python3 -m pytest tests/integration/test_tls.py
 """
+import os
 import re
 import subprocess
 
@@ -116,6 +117,28 @@ def test_session_resumption_reuses_the_session(relay, sink, tmp_path, args, star
     assert re.search(r'^Reused, TLSv1\.[23], Cipher is ', second.out, re.M), second.out
     assert '221 2.0.0 Bye' in second.out
     assert [t['resumed'] for t in relay.wait_logs('tls.established', 2)] == [False, True]
+    [stored] = sink.wait_messages(1)
+    assert client_bytes(stored) == BODY
+
+
+@pytest.mark.parametrize('starttls', [False, True], ids=['implicit', 'starttls'])
+def test_a_resumed_tls_1_3_session_leaves_the_client_a_fresh_ticket(relay, sink, tmp_path,
+                                                                    starttls):
+    """s_client writes -sess_out only when a ticket arrives: a chain of connections, each
+    resuming with the ticket the one before got, resumes every time (RFC 8446 C.4: a
+    client should use a ticket once). Before, a resumed handshake got no ticket."""
+    sess = [str(tmp_path / ('session%d.pem' % i)) for i in range(4)]
+    first = s_client(relay, '-tls1_3', '-sess_out', sess[0], starttls=starttls)
+    assert first.returncode == 0 and 'New, TLSv1.3, Cipher is ' in first.out, first.err
+    for i in range(1, 4):
+        proc = s_client(relay, '-tls1_3', '-sess_in', sess[i - 1], '-sess_out', sess[i],
+                        starttls=starttls, stdin=SESSION if i == 3 else b'QUIT\r\n')
+        assert proc.returncode == 0, proc.out + proc.err
+        assert re.search(r'^Reused, TLSv1\.3, Cipher is ', proc.out, re.M), proc.out
+        assert os.path.exists(sess[i]), 'no ticket after resumed connection %d' % i
+        assert open(sess[i]).read() != open(sess[i - 1]).read()
+    assert [t['resumed'] for t in relay.wait_logs('tls.established', 4)] == [
+        False, True, True, True]
     [stored] = sink.wait_messages(1)
     assert client_bytes(stored) == BODY
 

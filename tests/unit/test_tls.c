@@ -393,6 +393,52 @@ a_ticket_from_one_connection_resumes_a_second(void)
     tls_server_free(ts);
 }
 
+/* A client that uses each ticket once (RFC 8446 C.4), as browsers and OpenSSL's own
+ * client cache do: it keeps only the newest ticket the server sent, and drops it on use. */
+static SSL_SESSION *one_use_ticket; /* owns */
+static int          one_use_tickets;
+
+static int
+one_use_keep_cb(SSL *ssl, SSL_SESSION *s)
+{
+    (void)ssl;
+    SSL_SESSION_free(one_use_ticket);
+    one_use_ticket = s;
+    one_use_tickets++;
+    return 1; /* the reference is ours now */
+}
+
+static void
+every_tls13_resumption_leaves_the_client_a_fresh_ticket(void)
+{
+    struct tls_server *ts = server_new(TLS1_2_VERSION);
+    SSL_CTX           *cctx = client_ctx(0, NULL, NULL);
+    SSL_SESSION       *s;
+    struct pair        p;
+    int                i, resumed = 0;
+
+    SSL_CTX_set_session_cache_mode(cctx, SSL_SESS_CACHE_CLIENT |
+                                             SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(cctx, one_use_keep_cb);
+    CHECK_EQ_INT(pair_open(&p, ts, cctx, NULL, NULL), 0);
+    pair_close(&p);
+    CHECK_EQ_INT(one_use_tickets, 1);
+    for (i = 0; i < 6 && one_use_ticket != NULL; i++) {
+        s = one_use_ticket;
+        one_use_ticket = NULL;
+        if (pair_open(&p, ts, cctx, i % 2 ? "mail.example.net" : NULL, s) == 0)
+            resumed += SSL_session_reused(p.client) && SSL_version(p.client) == TLS1_3_VERSION;
+        pair_close(&p);
+        SSL_SESSION_free(s);
+    }
+    CHECK_EQ_INT(resumed, 6);          /* before the fix: 1, then no ticket to resume with */
+    CHECK_EQ_INT(one_use_tickets, 1 + 6);
+    SSL_SESSION_free(one_use_ticket);
+    one_use_ticket = NULL;
+    SSL_CTX_free(cctx);
+    tls_server_free(ts);
+}
+
 static void
 a_ticket_resumes_after_one_rotation_but_not_after_two(void)
 {
@@ -832,6 +878,7 @@ main(void)
     RUN(an_rsa_only_tls12_client_gets_the_rsa_certificate);
     RUN(a_tls13_client_gets_the_certificate_its_signature_algorithms_allow);
     RUN(a_ticket_from_one_connection_resumes_a_second);
+    RUN(every_tls13_resumption_leaves_the_client_a_fresh_ticket);
     RUN(a_ticket_resumes_after_one_rotation_but_not_after_two);
     RUN(a_ticket_is_refused_after_two_lifetimes_without_any_handshake);
     RUN(a_ticket_issued_under_an_sni_name_resumes_under_it);
