@@ -13,7 +13,8 @@ import subprocess
 
 import pytest
 
-from conftest import ALICE, PASSWORDS, b64, client_bytes, received_header, upstream_conf
+from conftest import (ALICE, PASSWORDS, b64, client_bytes, hup, received_header,
+                      upstream_conf)
 
 BODY = b'Subject: over s_client\r\n\r\n.dot line\r\nend\r\n'
 SESSION = (b'EHLO client.test\r\nAUTH PLAIN ' + b64('\0%s\0%s' % (ALICE, PASSWORDS[ALICE]))
@@ -141,6 +142,57 @@ def test_a_resumed_tls_1_3_session_leaves_the_client_a_fresh_ticket(relay, sink,
         False, True, True, True]
     [stored] = sink.wait_messages(1)
     assert client_bytes(stored) == BODY
+
+
+def reload_as(relay, hostname, tls_extra=''):
+    """Rewrite the relay's configuration with another hostname (the greeting then tells
+    which generation served a connection) and tls_extra in its tls table; SIGHUP."""
+    conf = relay.conf.read_text()
+    conf = re.sub(r"hostname = '[^']*'", "hostname = '%s'" % hostname, conf)
+    conf = conf.replace("min_version = '1.2',", "min_version = '1.2', " + tls_extra)
+    relay.conf.write_text(conf)
+    return hup(relay)
+
+
+@pytest.mark.parametrize('args', [['-tls1_2'], ['-tls1_3']], ids=['tls12', 'tls13'])
+@pytest.mark.parametrize('starttls', [False, True], ids=['implicit', 'starttls'])
+def test_a_session_ticket_resumes_after_a_reload(make_relay, sink, tmp_path, args, starttls):
+    relay = make_relay(upstream_conf(sink.port), min_version='1.2')
+    sess = str(tmp_path / 'session.pem')
+    first = s_client(relay, '-sess_out', sess, *args, starttls=starttls)
+    assert first.returncode == 0 and 'New, TLSv1.' in first.out, first.out + first.err
+    assert 'generation 2' in reload_as(relay, 'reloaded.test')['msg']
+    second = s_client(relay, '-sess_in', sess, *args, starttls=starttls, stdin=SESSION)
+    assert second.returncode == 0, second.out + second.err
+    # served by the new generation: its greeting, or after STARTTLS its EHLO reply
+    assert re.search(r'^(220 |250-)reloaded\.test ', second.out, re.M), second.out
+    assert re.search(r'^Reused, TLSv1\.[23], Cipher is ', second.out, re.M), second.out
+    assert [t['resumed'] for t in relay.wait_logs('tls.established', 2)] == [False, True]
+    assert relay.logs('tls.ticket_keys') == []
+    [stored] = sink.wait_messages(1)
+    assert client_bytes(stored) == BODY
+
+
+def test_a_reload_that_changes_ticket_key_lifetime_makes_new_keys(make_relay, sink, tmp_path):
+    relay = make_relay(upstream_conf(sink.port), min_version='1.2')
+    sess = [str(tmp_path / ('session%d.pem' % i)) for i in range(2)]
+    first = s_client(relay, '-tls1_3', '-sess_out', sess[0])
+    assert first.returncode == 0 and 'New, TLSv1.3' in first.out, first.out + first.err
+    reload_as(relay, 'reloaded.test', 'ticket_key_lifetime = 7200,')
+    [keys] = relay.wait_logs('tls.ticket_keys')
+    assert keys['level'] == 'notice' and 'ticket_key_lifetime changed' in keys['msg']
+    second = s_client(relay, '-tls1_3', '-sess_in', sess[0], '-sess_out', sess[1])
+    assert second.returncode == 0, second.out + second.err
+    assert '220 reloaded.test ESMTP' in second.out
+    assert re.search(r'^New, TLSv1\.3, Cipher is ', second.out, re.M), second.out
+    # the next reload keeps the lifetime, and so the keys: the new ticket resumes
+    reload_as(relay, 'again.test')
+    third = s_client(relay, '-tls1_3', '-sess_in', sess[1])
+    assert '220 again.test ESMTP' in third.out
+    assert re.search(r'^Reused, TLSv1\.3, Cipher is ', third.out, re.M), third.out
+    assert [t['resumed'] for t in relay.wait_logs('tls.established', 3)] == [False, False,
+                                                                            True]
+    assert len(relay.logs('tls.ticket_keys')) == 1
 
 
 def test_ipv6_listeners_on_loopback_serve_smtps_and_starttls(make_relay, sink):

@@ -506,6 +506,88 @@ tickets_from_another_server_instance_do_not_resume(void)
     tls_server_free(b);
 }
 
+/* A reload: the next generation's server takes the running one's keys. */
+static struct tls_server *
+server_with_lifetime(int lifetime)
+{
+    struct config_tls cfg = tls_config(TLS1_2_VERSION);
+    char              err[512] = "";
+
+    cfg.ticket_lifetime = lifetime;
+    return tls_server_new(&cfg, err, sizeof(err));
+}
+
+static void
+tickets_resume_on_a_next_server_that_keeps_the_ticket_keys(void)
+{
+    static const int versions[] = {TLS1_3_VERSION, TLS1_2_VERSION};
+
+    for (size_t i = 0; i < 2; i++) {
+        struct tls_server *running = server_new(TLS1_2_VERSION);
+        struct tls_server *next = server_new(TLS1_2_VERSION);
+        SSL_CTX           *cctx = client_ctx(versions[i], NULL, NULL);
+        SSL_SESSION       *s = first_session(running, cctx, NULL);
+        SSL_SESSION       *s2;
+
+        CHECK(s != NULL);
+        CHECK_EQ_INT(resumes(next, cctx, NULL, s), 0); /* its own keys: not yet */
+        CHECK(tls_server_keep_ticket_keys(next, running));
+        CHECK_EQ_INT(resumes(next, cctx, NULL, s), 1);
+        CHECK_EQ_INT(resumes(next, cctx, "mail.example.net", s), 1); /* an SNI context too */
+        s2 = first_session(next, cctx, NULL); /* and the other way round */
+        CHECK_EQ_INT(resumes(running, cctx, NULL, s2), 1);
+        tls_server_free(running); /* the old generation retires: the keys stay */
+        CHECK_EQ_INT(resumes(next, cctx, NULL, s), 1);
+        CHECK_EQ_INT(resumes(next, cctx, NULL, s2), 1);
+        SSL_SESSION_free(s);
+        SSL_SESSION_free(s2);
+        SSL_CTX_free(cctx);
+        tls_server_free(next);
+    }
+}
+
+static void
+kept_ticket_keys_go_on_with_their_rotation_schedule(void)
+{
+    struct tls_server *running = server_new(TLS1_2_VERSION);
+    struct tls_server *next = server_new(TLS1_2_VERSION);
+    SSL_CTX           *cctx = client_ctx(0, NULL, NULL);
+    time_t             now = 1000000;
+    SSL_SESSION       *s;
+
+    tls_server_set_clock(running, fake_clock, &now);
+    s = first_session(running, cctx, NULL);
+    now += 3000;
+    CHECK(tls_server_keep_ticket_keys(next, running));
+    tls_server_free(running);
+    now += 600; /* one lifetime since the key was made, not since the reload: rotated */
+    CHECK_EQ_INT(resumes(next, cctx, NULL, s), 1);
+    now += 3600; /* two rotations */
+    CHECK_EQ_INT(resumes(next, cctx, NULL, s), 0);
+    SSL_SESSION_free(s);
+    SSL_CTX_free(cctx);
+    tls_server_free(next);
+}
+
+static void
+a_changed_ticket_lifetime_keeps_the_next_servers_own_keys(void)
+{
+    struct tls_server *running = server_new(TLS1_2_VERSION);
+    struct tls_server *next = server_with_lifetime(7200);
+    SSL_CTX           *cctx = client_ctx(0, NULL, NULL);
+    SSL_SESSION       *s = first_session(running, cctx, NULL);
+
+    CHECK(next != NULL && s != NULL);
+    CHECK(!tls_server_keep_ticket_keys(next, running));
+    CHECK_EQ_INT(resumes(next, cctx, NULL, s), 0);
+    CHECK(!tls_server_keep_ticket_keys(next, NULL));
+    CHECK(!tls_server_keep_ticket_keys(NULL, running));
+    SSL_SESSION_free(s);
+    SSL_CTX_free(cctx);
+    tls_server_free(running);
+    tls_server_free(next);
+}
+
 /* Workers share one tls_server: handshakes and ticket use from several threads. */
 static void *
 handshake_worker(void *arg)
@@ -883,6 +965,9 @@ main(void)
     RUN(a_ticket_is_refused_after_two_lifetimes_without_any_handshake);
     RUN(a_ticket_issued_under_an_sni_name_resumes_under_it);
     RUN(tickets_from_another_server_instance_do_not_resume);
+    RUN(tickets_resume_on_a_next_server_that_keeps_the_ticket_keys);
+    RUN(kept_ticket_keys_go_on_with_their_rotation_schedule);
+    RUN(a_changed_ticket_lifetime_keeps_the_next_servers_own_keys);
     RUN(threads_share_one_server_and_its_ticket_keys);
     RUN(tls_server_new_names_the_file_it_cannot_use);
     RUN(tls_server_new_refuses_two_certificates_of_one_key_type);
