@@ -106,6 +106,33 @@ def test_client_gets_the_certificate_type_it_supports(relay, sink, certs, args, 
     assert list(sink.transcripts.iterdir()) == []
 
 
+def test_a_client_that_takes_both_gets_ecdsa_whichever_pair_is_listed_first(relay, sink,
+                                                                             certs):
+    """ECDSA first (docs/configuration.md tls): OpenSSL picks the certificate by the
+    server's order of TLS 1.2 suites and of signature algorithms, ECDSA's first, not by
+    the order of tls.certificates; a client that takes only RSA still gets RSA."""
+    ecdsa = (certs / 'dev-ecdsa.crt').read_text().strip()
+    rsa = (certs / 'dev-rsa.crt').read_text().strip()
+    conf = relay.conf.read_text()
+    pairs = re.search(r'(    \{ cert = [^\n]*dev-ecdsa[^\n]*\n)(    \{ cert = [^\n]*dev-rsa'
+                      r'[^\n]*\n)', conf)
+    assert pairs, conf
+    for generation in ('ECDSA listed first', 'RSA listed first'):
+        for version in ('-tls1_2', '-tls1_3'):
+            proc = s_client(relay, version)
+            assert proc.returncode == 0, proc.out + proc.err
+            assert server_cert(proc) == ecdsa, generation + ' ' + version
+            assert 'Peer signature type: ECDSA\n' in proc.out
+        only_rsa = s_client(relay, '-tls1_3', '-sigalgs', 'rsa_pss_rsae_sha256')
+        assert only_rsa.returncode == 0 and server_cert(only_rsa) == rsa, only_rsa.out
+        if generation == 'ECDSA listed first':
+            relay.conf.write_text(conf.replace(pairs.group(0), pairs.group(2) + pairs.group(1)))
+            assert 'generation 2' in hup(relay)['msg']
+    assert [t['version'] for t in relay.wait_logs('tls.established', 6)] == [
+        'TLSv1.2', 'TLSv1.3', 'TLSv1.3'] * 2
+    assert list(sink.transcripts.iterdir()) == []
+
+
 @pytest.mark.parametrize('args', [['-tls1_2'], ['-tls1_2', '-no_ticket'], ['-tls1_3']],
                          ids=['tls12-ticket', 'tls12-session-cache', 'tls13-ticket'])
 @pytest.mark.parametrize('starttls', [False, True], ids=['implicit', 'starttls'])
