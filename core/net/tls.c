@@ -244,9 +244,10 @@ tls_server_set_clock(struct tls_server *ts, tls_clock_fn *clock, void *arg)
 bool
 tls_server_keep_ticket_keys(struct tls_server *next, const struct tls_server *running)
 {
-    if (next == NULL || running == NULL || next->keys == running->keys ||
-        next->keys->lifetime != running->keys->lifetime)
+    if (next == NULL || running == NULL || next->keys->lifetime != running->keys->lifetime)
         return false;
+    if (next->keys == running->keys)
+        return true; /* kept already */
     atomic_fetch_add_explicit(&running->keys->refs, 1, memory_order_relaxed);
     tls_keys_unref(next->keys);
     next->keys = running->keys;

@@ -532,6 +532,7 @@ tickets_resume_on_a_next_server_that_keeps_the_ticket_keys(void)
         CHECK(s != NULL);
         CHECK_EQ_INT(resumes(next, cctx, NULL, s), 0); /* its own keys: not yet */
         CHECK(tls_server_keep_ticket_keys(next, running));
+        CHECK(tls_server_keep_ticket_keys(next, running)); /* again: nothing changes */
         CHECK_EQ_INT(resumes(next, cctx, NULL, s), 1);
         CHECK_EQ_INT(resumes(next, cctx, "mail.example.net", s), 1); /* an SNI context too */
         s2 = first_session(next, cctx, NULL); /* and the other way round */
