@@ -10,7 +10,7 @@
 # logrotate, and on a root without systemd-sysv cron and an MTA); then the system user
 # exists, the unit is in place and not enabled, the maintainer scripts asked nothing to
 # start, `sluice check -c /etc/sluice/sluice.lua` passes on the shipped configuration
-# (ssl-cert's snakeoil pair through the postinst's links), and
+# (ssl-cert's snakeoil pair and the postinst's ECDSA placeholder, through its links), and
 # `apt-get purge` stops the service, then leaves nothing of the package but the system
 # user (kept on purpose: debian/sluice.postrm says why).
 #
@@ -145,6 +145,8 @@ owner_mode /etc/sluice/tls root:sluice 750
 owner_mode /var/log/sluice root:root 750
 [ "$(readlink /etc/sluice/tls/privkey.pem)" = /etc/ssl/private/ssl-cert-snakeoil.key ] ||
     fail "no link to the snakeoil key"
+[ "$(readlink /etc/sluice/tls/ecdsa-privkey.pem)" = /etc/sluice/tls/snakeoil-ecdsa.key ] ||
+    fail "no link to the ECDSA placeholder key"
 dpkg-query -W -f='${Conffiles}\n' sluice | grep -q '^ /etc/sluice/sluice.lua ' ||
     fail "sluice.lua is no conffile"
 /usr/sbin/sluice --version

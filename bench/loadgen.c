@@ -213,6 +213,7 @@ usage(FILE *f)
           "  --pipelining          RFC 2920 when the server offers it\n"
           "  --bdat                RFC 3030 BDAT when the server offers CHUNKING\n"
           "  --resume              resume TLS sessions across a client's connections\n"
+          "                        (each TLS 1.3 ticket once, the newest one)\n"
           "  --cafile F            verify the server certificate against F\n"
           "  --insecure            do not verify, and say nothing about it\n"
           "  --servername N        SNI and verified name (--host)\n"
@@ -502,6 +503,11 @@ ssl_ctx_new(const struct options *o)
     } else if (!o->insecure) {
         fputs("sluice-loadgen: note: no --cafile, server certificate not verified\n", stderr);
     }
+    if (o->resume) { /* sessions reach loadgen_keep_ticket_cb(), no cache in between */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+                                                SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ctx, loadgen_keep_ticket_cb);
+    }
     return ctx;
 }
 
@@ -627,6 +633,7 @@ summary_fill(struct summary *sm, struct run *run, const struct client *cls, int6
         }
         sm->st.handshakes += s->handshakes;
         sm->st.resumed += s->resumed;
+        sm->st.tickets += s->tickets;
         sm->st.quit_ok += s->quit_ok;
         last = s->last > last ? s->last : last;
     }
@@ -685,8 +692,9 @@ summary_print(const struct summary *sm, const struct run *run)
             fprintf(stderr, "    %-11s %9.3f %10llu\n", phase_names[p],
                     phase_mean_ms(&sm->st, p), (unsigned long long)sm->st.phase_n[p]);
     if (o->tls != TLS_NONE)
-        fprintf(stderr, "  tls           %llu handshakes, %llu resumed\n",
-                (unsigned long long)sm->st.handshakes, (unsigned long long)sm->st.resumed);
+        fprintf(stderr, "  tls           %llu handshakes, %llu resumed, %llu tickets\n",
+                (unsigned long long)sm->st.handshakes, (unsigned long long)sm->st.resumed,
+                (unsigned long long)sm->st.tickets);
     fprintf(stderr, "  cpu           %.3f s user, %.3f s system (this process, whole run)\n",
             sm->cpu_user, sm->cpu_sys);
     if (run->first_error[0] != '\0')
@@ -741,9 +749,10 @@ summary_json(const struct summary *sm, const struct run *run)
     for (int p = 0; p < PHASE_COUNT; p++)
         printf("%s\"%s\":{\"mean\":%.3f,\"n\":%llu}", p > 0 ? "," : "", phase_names[p],
                phase_mean_ms(&sm->st, p), (unsigned long long)sm->st.phase_n[p]);
-    printf("},\"tls_handshakes\":%llu,\"tls_resumed\":%llu,\"cpu_user_s\":%.3f,"
-           "\"cpu_sys_s\":%.3f,\"first_error\":", (unsigned long long)sm->st.handshakes,
-           (unsigned long long)sm->st.resumed, sm->cpu_user, sm->cpu_sys);
+    printf("},\"tls_handshakes\":%llu,\"tls_resumed\":%llu,\"tls_tickets\":%llu,"
+           "\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"first_error\":",
+           (unsigned long long)sm->st.handshakes, (unsigned long long)sm->st.resumed,
+           (unsigned long long)sm->st.tickets, sm->cpu_user, sm->cpu_sys);
     json_str(run->first_error);
     printf("}\n");
 }

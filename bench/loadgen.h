@@ -134,6 +134,7 @@ struct stats {
     uint64_t phase_n[PHASE_COUNT];
     uint64_t handshakes;
     uint64_t resumed;
+    uint64_t tickets; /* --resume: sessions kept (TLS 1.3 tickets, TLS 1.2 sessions) */
     uint64_t quit_ok; /* --idle: connections closed with 221 */
     int64_t  last;    /* when the last measured message ended; 0: none */
 };
@@ -175,7 +176,7 @@ struct client {
     unsigned     id;
     pthread_t    thread;
     struct conn  conn;    /* the load connection; unused with --idle */
-    SSL_SESSION *session; /* owns; the last resumable session, --resume */
+    SSL_SESSION *session; /* owns; --resume: the newest session, NULL once a 1.3 one is used */
     char        *cmd;     /* owns; cmd_max bytes of MAIL/RCPT/DATA commands */
     size_t      *cmd_end; /* owns; cmd_end[i] is the end of command line i */
     char        *buf;     /* owns; cmd_max bytes of room, then the message */
@@ -216,6 +217,8 @@ enum fail client_cmd(struct client *cl, struct conn *c, struct reply *r, int wan
                      const char *what, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 enum fail client_open(struct client *cl, struct conn *c);
+/* SSL_CTX_sess_set_new_cb() of --resume: keeps s as the client's next session. */
+int loadgen_keep_ticket_cb(SSL *ssl, SSL_SESSION *s);
 void client_quit(struct client *cl, struct conn *c);
 char *body_lines_new(void);
 enum fail client_transaction(struct client *cl, struct conn *c);

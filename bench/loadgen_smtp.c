@@ -351,8 +351,14 @@ conn_tls(struct client *cl, struct conn *c)
         !(is_ip_literal(name) ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), name)
                               : SSL_set1_host(c->ssl, name)))
         return fail_note(cl, FAIL_TLS, "tls: cannot set the name to verify");
-    if (o->resume && cl->session != NULL)
-        SSL_set_session(c->ssl, cl->session);
+    SSL_set_app_data(c->ssl, cl); /* for loadgen_keep_ticket_cb() */
+    if (o->resume && cl->session != NULL) {
+        SSL_set_session(c->ssl, cl->session); /* takes its own reference */
+        if (SSL_SESSION_get_protocol_version(cl->session) == TLS1_3_VERSION) {
+            SSL_SESSION_free(cl->session); /* RFC 8446 C.4: a 1.3 ticket once */
+            cl->session = NULL;
+        }
+    }
     for (;;) {
         int       rc;
         enum fail f;
@@ -498,19 +504,27 @@ client_auth(struct client *cl, struct conn *c, struct reply *r)
     }
 }
 
-/* Keeps the newest resumable session; TLS 1.3 tickets arrive after the handshake and are
- * taken in by the SSL_read of the greeting or EHLO reply. */
-static void
-client_keep_session(struct client *cl, struct conn *c)
+/* --resume: OpenSSL hands over every session it could resume with: a TLS 1.3 ticket
+ * when its NewSessionTicket is read (after the handshake, with the greeting or a reply), a
+ * TLS 1.2 session when the handshake ends. The newest one is kept for the client's next
+ * connection. A TLS 1.3 ticket is then used once, as RFC 8446 C.4 asks of clients (and as
+ * browsers and OpenSSL's own client cache do): a server that issues no ticket on a resumed
+ * handshake is resumed on every other connection only, and `tickets` shows it. A 1.2
+ * session is reused for as long as the server resumes it (RFC 5077).
+ * The SSL belongs to the client thread, apart from --idle's hold, when main() reads the
+ * idle connections while their client threads wait for hold_over. */
+int
+loadgen_keep_ticket_cb(SSL *ssl, SSL_SESSION *s)
 {
-    SSL_SESSION *s = SSL_get1_session(c->ssl);
+    struct client *cl = SSL_get_app_data(ssl);
 
-    if (s == NULL || !SSL_SESSION_is_resumable(s)) {
-        SSL_SESSION_free(s);
-        return;
-    }
+    if (cl == NULL || !SSL_SESSION_is_resumable(s))
+        return 0; /* not kept: OpenSSL frees it */
     SSL_SESSION_free(cl->session);
     cl->session = s;
+    if (cl->measured)
+        cl->st.tickets++;
+    return 1; /* the reference is cl's now */
 }
 
 /* Opens c and takes it to where MAIL may be sent. On failure c is half open: close it. */
@@ -543,8 +557,6 @@ client_open(struct client *cl, struct conn *c)
             return f;
         phase_done(cl, PHASE_AUTH, t);
     }
-    if (o->resume && c->ssl != NULL)
-        client_keep_session(cl, c);
     return FAIL_NONE;
 }
 

@@ -13,6 +13,9 @@
 # Prints a markdown table. Needs valgrind (callgrind_annotate). About 30 s per variant.
 #
 # Environment (defaults): VARIANTS ("none:none shipped:shipped noop4:noop4"), N (2000),
+# PER_CONN (0: connections reused; 1: a new connection, TLS handshake and AUTH per
+# message), RESUME ("": full handshakes; 1: sluice-loadgen --resume), TOP (0: with a
+# number, the heaviest functions of each profile, inclusive, after the table),
 # and bench/run.sh's BUILD, OUT, START_TIMEOUT (raised to 60: valgrind starts slowly).
 set -euo pipefail
 BENCH_LIB=1
@@ -21,6 +24,9 @@ START_TIMEOUT=${START_TIMEOUT:-60}
 source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
 VARIANTS=${VARIANTS:-"none:none shipped:shipped noop4:noop4"}
 N=${N:-2000}
+PER_CONN=${PER_CONN:-0}
+RESUME=${RESUME:-}
+TOP=${TOP:-0}
 WORKERS=1 # one worker thread: the profile's worker total is that thread's
 
 for tool in valgrind callgrind_annotate; do
@@ -45,6 +51,7 @@ SINK_PLAIN_PID=$SINK_PID SINK_PLAIN_PORT=$SINK_PORT
 mkdir -p "$OUT/cg"
 chmod 1777 "$OUT" "$OUT/cg"
 ROWS=()
+PROFS=()
 for v in $VARIANTS; do
     IFS=: read -r label set vroot vbuild <<<"$v"
     vroot=${vroot:-$ROOT} vbuild=${vbuild:-$BUILD}
@@ -63,7 +70,8 @@ for v in $VARIANTS; do
     # exit as the service user (conf `user`, default sluice)
     [ "$(id -u)" -ne 0 ] || chown sluice "$OUT/cg/$label".*.out 2>/dev/null || true
     timeout 900 "$LOADGEN" --host 127.0.0.1 --port "$SMTPS" --insecure --tls implicit \
-        "${AUTH_ARGS[@]}" --user "$FROM" -c 4 --per-conn 0 -n "$N" --timeout 60 --json \
+        "${AUTH_ARGS[@]}" --user "$FROM" -c 4 --per-conn "$PER_CONN" ${RESUME:+--resume} \
+        -n "$N" --timeout 60 --json \
         >"$OUT/$label.json" 2>"$OUT/$label.log" || true
     stop_pid "$SLUICE_PID"
     forget_pid "$SLUICE_PID"
@@ -73,14 +81,20 @@ for v in $VARIANTS; do
     hooks=$(ir_of "$prof" '^(smtp_)?hook_(connect|helo|auth|mail_from|rcpt|data|auth_result|relayed|session_gone)$')
     bufr=$(ir_of "$prof" '^buf_reserve$')
     ROWS+=("$label|$set|$ok|$worker|$hooks|$bufr")
+    PROFS+=("$label|$prof")
     log "$label: $ok messages; Ir worker $worker, hooks $hooks, buf_reserve $bufr"
 done
 stop_all
 
 echo "## Policy engine cost in instructions: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
+if [[ $PER_CONN == 0 ]]; then
+    conns="connections reused; the 4 AUTHs are in the totals"
+else
+    conns="a new connection every $PER_CONN message(s)${RESUME:+, TLS resumed (--resume)}"
+fi
 echo "Source: $SOURCE_STATE. sluice under callgrind, 1 worker, $N messages (2 KB, implicit TLS +"
-echo "AUTH PLAIN, c=4, connections reused; the 4 AUTHs are in the totals). Output: $OUT"
+echo "AUTH PLAIN, c=4, $conns). Output: $OUT"
 echo
 echo "| variant | policies | messages | worker Ir/msg | worker minus buf_reserve Ir/msg | in hook calls Ir/msg |"
 echo "|---|---|---:|---:|---:|---:|"
@@ -91,3 +105,18 @@ for r in "${ROWS[@]}"; do
         printf "| %s | %s | %d | %.0f | %.0f | %.0f |\n", l, s, n, w / n, (w - b) / n, h / n }'
 done
 echo
+if [[ $TOP != 0 ]]; then
+    for p in "${PROFS[@]}"; do
+        IFS='|' read -r label prof <<<"$p"
+        echo "Heaviest functions of $label, inclusive Ir per message:"
+        echo
+        echo '```'
+        callgrind_annotate --inclusive=yes --threshold=100 "$prof" 2>/dev/null |
+            awk -v n="$(jnum ok "$OUT/$label.json")" -v top="$TOP" '
+                match($0, /:[A-Za-z0-9_.]+ \[/) && k < top && n > 0 {
+                    ir = $1; gsub(",", "", ir)
+                    printf "%12.0f  %s\n", ir / n, substr($0, RSTART + 1, RLENGTH - 3); k++ }'
+        echo '```'
+        echo
+    done
+fi

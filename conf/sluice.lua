@@ -17,7 +17,8 @@ return {
   },
 
   tls = {
-    -- ECDSA and RSA side by side: each client gets the one it supports.
+    -- ECDSA P-256 first, RSA-2048 for old clients: each client gets the one it supports,
+    -- ECDSA whenever it can (docs/configuration.md tls, "ECDSA first").
     certificates = {
       { cert = '../certs/dev-ecdsa.crt', key = '../certs/dev-ecdsa.key' },
       { cert = '../certs/dev-rsa.crt', key = '../certs/dev-rsa.key' },

@@ -14,6 +14,7 @@
 #include "daemon/metrics.h"
 #include "util/inflight.h"
 #include "net/iplimit.h"
+#include "net/tls.h"
 #include "util/log.h"
 #include "util/notify.h"
 #include "util/counter.h"
@@ -86,6 +87,19 @@ daemon_ctl_audit(struct daemon_ctl *c, const struct config *next, struct audit *
     return *fresh == NULL ? -1 : 0;
 }
 
+/* Session tickets survive the reload: the next generation seals and opens them with the
+ * running one's keys, unless tls.ticket_key_lifetime changed (docs/policies.md "Reload"). */
+static void
+daemon_ctl_ticket_keys(struct generation *next, const struct generation *running)
+{
+    if (next->parts.tls == NULL || running->parts.tls == NULL)
+        return;
+    if (!tls_server_keep_ticket_keys(next->parts.tls, running->parts.tls))
+        log_msg(LOG_NOTICE, "tls.ticket_keys", 0,
+                "tls.ticket_key_lifetime changed: new session ticket keys, clients with a "
+                "ticket do one full handshake");
+}
+
 /* Everything is built: hand it over. Nothing here can fail the reload. */
 static void
 daemon_ctl_publish(struct daemon_ctl *c, struct generation *g, struct worker_gen **wgs,
@@ -94,6 +108,7 @@ daemon_ctl_publish(struct daemon_ctl *c, struct generation *g, struct worker_gen
     const struct config *cfg = g->parts.cfg;
     char                 err[512];
 
+    daemon_ctl_ticket_keys(g, c->d->gen); /* before any worker can see g */
     for (int i = 0; i < c->n_workers; i++)
         worker_set_gen(c->workers[i], wgs[i]);
     if (fresh != NULL)

@@ -7,9 +7,11 @@
  * Ticket keys: the current key seals new tickets for ticket_lifetime seconds, then
  * becomes the previous key, which only opens tickets (and has OpenSSL renew them) until
  * the next rotation, at least one more lifetime. A ticket itself lives ticket_lifetime
- * (the session timeout), so every ticket can be opened for all of its life. Keys never
- * leave the process: after a restart, or behind a load balancer with several nodes,
- * clients fall back to a full handshake. */
+ * (the session timeout), so every ticket can be opened for all of its life. A reload
+ * hands the keys, with their rotation schedule, to the next generation's server when the
+ * lifetime stays the same (tls_server_keep_ticket_keys), so tickets outlive reloads. Keys
+ * never leave the process: after a restart, or behind a load balancer with several
+ * nodes, clients fall back to a full handshake. */
 #include "net/tls.h"
 
 #include <arpa/inet.h>
@@ -24,6 +26,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +45,10 @@ struct tls_ticket_key {
     time_t        created;                /* on keys->clock */
 };
 
+/* Shared by every context of a tls_server, and by the generations a reload keeps them
+ * across (tls_server_keep_ticket_keys): the last tls_server_free() frees them. */
 struct tls_ticket_keys {
+    _Atomic unsigned      refs;         /* one per tls_server holding these */
     pthread_mutex_t       lock;         /* guards all below: workers handshake at once */
     struct tls_ticket_key current;      /* seals new tickets */
     struct tls_ticket_key previous;     /* still opens tickets when has_previous */
@@ -58,10 +64,10 @@ struct tls_sni_ctx {
 };
 
 struct tls_server {
-    SSL_CTX               *ctx;   /* owns; default certificates; every SSL starts here */
-    struct tls_sni_ctx    *sni;   /* owns; n_sni entries sorted by name */
-    size_t                 n_sni;
-    struct tls_ticket_keys keys;  /* shared by ctx and every sni[i].ctx */
+    SSL_CTX                *ctx;  /* owns; default certificates; every SSL starts here */
+    struct tls_sni_ctx     *sni;  /* owns; n_sni entries sorted by name */
+    size_t                  n_sni;
+    struct tls_ticket_keys *keys; /* holds a ref; used by ctx and every sni[i].ctx */
 };
 
 const char *
@@ -104,6 +110,35 @@ tls_key_generate(struct tls_ticket_key *key, time_t now)
     *key = fresh;
     OPENSSL_cleanse(&fresh, sizeof(fresh));
     return 0;
+}
+
+static struct tls_ticket_keys *
+tls_keys_new(time_t lifetime)
+{
+    struct tls_ticket_keys *k = calloc(1, sizeof(*k));
+
+    if (k == NULL)
+        return NULL;
+    atomic_init(&k->refs, 1);
+    pthread_mutex_init(&k->lock, NULL);
+    k->lifetime = lifetime;
+    k->clock = tls_monotonic;
+    if (tls_key_generate(&k->current, tls_monotonic(NULL)) != 0) {
+        pthread_mutex_destroy(&k->lock);
+        free(k);
+        return NULL;
+    }
+    return k;
+}
+
+static void
+tls_keys_unref(struct tls_ticket_keys *k)
+{
+    if (k == NULL || atomic_fetch_sub_explicit(&k->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    pthread_mutex_destroy(&k->lock);
+    OPENSSL_cleanse(k, sizeof(*k));
+    free(k);
 }
 
 /* Rotate when the current key has sealed for a lifetime; drop the previous one when it
@@ -172,17 +207,23 @@ tls_ticket_cb(SSL *ssl, unsigned char name[TLS_KEY_NAME_LEN], unsigned char *iv,
     if (ts == NULL)
         return -1;
     if (enc) {
-        rc = tls_keys_get(&ts->keys, NULL, &key);
+        rc = tls_keys_get(ts->keys, NULL, &key);
         memcpy(name, key.name, TLS_KEY_NAME_LEN);
         if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1 ||
             EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, key.aes, iv) != 1 ||
             !tls_mac_init(hctx, &key))
             rc = -1;
     } else {
-        rc = tls_keys_get(&ts->keys, name, &key);
+        rc = tls_keys_get(ts->keys, name, &key);
         if (rc > 0 && (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, key.aes, iv) != 1 ||
                        !tls_mac_init(hctx, &key)))
             rc = -1;
+        /* TLS 1.3: renew on every resumption. OpenSSL sends a NewSessionTicket after a
+         * resumed 1.3 handshake only when this returns 2, and a client that uses each
+         * ticket once (RFC 8446 C.4) would otherwise resume every other connection. A
+         * 1.2 ticket stays valid for reuse and is renewed only from the previous key. */
+        if (rc == 1 && SSL_version(ssl) == TLS1_3_VERSION)
+            rc = 2;
     }
     OPENSSL_cleanse(&key, sizeof(key));
     return rc;
@@ -191,12 +232,26 @@ tls_ticket_cb(SSL *ssl, unsigned char name[TLS_KEY_NAME_LEN], unsigned char *iv,
 void
 tls_server_set_clock(struct tls_server *ts, tls_clock_fn *clock, void *arg)
 {
-    pthread_mutex_lock(&ts->keys.lock);
-    ts->keys.clock = clock;
-    ts->keys.clock_arg = arg;
-    ts->keys.current.created = clock(arg);
-    ts->keys.has_previous = false;
-    pthread_mutex_unlock(&ts->keys.lock);
+    pthread_mutex_lock(&ts->keys->lock);
+    ts->keys->clock = clock;
+    ts->keys->clock_arg = arg;
+    ts->keys->current.created = clock(arg);
+    ts->keys->has_previous = false;
+    pthread_mutex_unlock(&ts->keys->lock);
+}
+
+/* The lifetime is fixed when the keys are made, and read without the lock. */
+bool
+tls_server_keep_ticket_keys(struct tls_server *next, const struct tls_server *running)
+{
+    if (next == NULL || running == NULL || next->keys->lifetime != running->keys->lifetime)
+        return false;
+    if (next->keys == running->keys)
+        return true; /* kept already */
+    atomic_fetch_add_explicit(&running->keys->refs, 1, memory_order_relaxed);
+    tls_keys_unref(next->keys);
+    next->keys = running->keys;
+    return true;
 }
 
 /* ---- SNI ------------------------------------------------------------------------------ */
@@ -353,7 +408,7 @@ tls_ctx_settings(SSL_CTX *ctx, struct tls_server *ts, const struct config_tls *c
                                    sizeof(TLS_SESSION_ID_CONTEXT) - 1);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     SSL_CTX_sess_set_cache_size(ctx, TLS_SESSION_CACHE_SIZE);
-    SSL_CTX_set_timeout(ctx, (long)ts->keys.lifetime); /* a ticket opens for >= this */
+    SSL_CTX_set_timeout(ctx, (long)ts->keys->lifetime); /* a ticket opens for >= this */
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_app_data(ctx, ts);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_cb);
@@ -421,10 +476,9 @@ tls_server_new(const struct config_tls *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "tls: out of memory");
         return NULL;
     }
-    pthread_mutex_init(&ts->keys.lock, NULL);
-    ts->keys.lifetime = cfg->ticket_lifetime > 0 ? cfg->ticket_lifetime : TLS_DEFAULT_LIFETIME;
-    ts->keys.clock = tls_monotonic;
-    if (tls_key_generate(&ts->keys.current, tls_monotonic(NULL)) != 0) {
+    ts->keys = tls_keys_new(cfg->ticket_lifetime > 0 ? cfg->ticket_lifetime
+                                                     : TLS_DEFAULT_LIFETIME);
+    if (ts->keys == NULL) {
         snprintf(err, errlen, "tls: cannot generate a session ticket key");
         goto fail;
     }
@@ -454,9 +508,7 @@ tls_server_free(struct tls_server *ts)
     }
     free(ts->sni);
     SSL_CTX_free(ts->ctx);
-    OPENSSL_cleanse(&ts->keys.current, sizeof(ts->keys.current));
-    OPENSSL_cleanse(&ts->keys.previous, sizeof(ts->keys.previous));
-    pthread_mutex_destroy(&ts->keys.lock);
+    tls_keys_unref(ts->keys);
     free(ts);
 }
 

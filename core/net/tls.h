@@ -12,13 +12,23 @@
 
 #include "config/config.h"
 
-struct tls_server; /* default SSL_CTX, SNI table, ticket keys (mutex-protected) */
+struct tls_server; /* default SSL_CTX, SNI table, ticket keys (mutex-protected, shared
+                    * with the next generation's server across a reload) */
 
 /* Build from cfg->tls: loads every certificate and key (checking each key matches its
  * certificate), min version, cipher lists, compression off, server cipher preference,
  * session cache and tickets on. Returns NULL and "file: reason" in err on failure. */
 struct tls_server *tls_server_new(const struct config_tls *cfg, char *err, size_t errlen);
 void               tls_server_free(struct tls_server *ts);
+
+/* A reload: make next seal and open tickets with running's ticket keys, current and
+ * previous, on running's rotation schedule, instead of the keys it made, so that tickets
+ * issued before the reload resume after it. Only when both have the same
+ * ticket_lifetime (else next keeps its own, and returns false); NULL for either is
+ * false too. The keys are shared from then on (reference-counted, one mutex): freeing
+ * either server leaves the other's intact. Call before next is shared between threads;
+ * running may be serving. */
+bool tls_server_keep_ticket_keys(struct tls_server *next, const struct tls_server *running);
 
 /* A new server-side SSL for an accepted socket; the SNI callback switches it to the
  * matching name's context. Caller owns the SSL. NULL on allocation failure. */

@@ -2,7 +2,8 @@
 -- /etc/sluice/sluice.lua.example (paths rewritten for its PREFIX and SYSCONFDIR): copy it
 -- to sluice.lua. The Debian package installs it as /etc/sluice/sluice.lua itself (a
 -- conffile), with tls/fullchain.pem and tls/privkey.pem linked to ssl-cert's self-signed
--- pair until yours are there. Put in your host name, certificates, upstream and domains,
+-- RSA pair and tls/ecdsa-*.pem to a self-signed ECDSA pair of its own until yours are
+-- there. Put in your host name, certificates, upstream and domains,
 -- and check it with `sluice check -c /etc/sluice/sluice.lua`. Every key:
 -- docs/configuration.md and sluice.lua(5). The unit (sluice.service) makes /run/sluice and
 -- /var/log/sluice.
@@ -19,8 +20,13 @@ return {
     { name = 'submission', address = { '0.0.0.0', '::' }, port = 587, tls = 'starttls' },
   },
 
+  -- ECDSA P-256 first, RSA-2048 for old clients: each client gets the one it supports,
+  -- ECDSA whenever it can (about half the handshake CPU; docs/configuration.md tls).
+  -- certbot: one lineage per key type, e.g. --key-type ecdsa and --key-type rsa
+  -- --cert-name mail.example.org-rsa (docs/deployment.md "Configure").
   tls = {
     certificates = {
+      { cert = '/etc/sluice/tls/ecdsa-fullchain.pem', key = '/etc/sluice/tls/ecdsa-privkey.pem' },
       { cert = '/etc/sluice/tls/fullchain.pem', key = '/etc/sluice/tls/privkey.pem' },
     },
     min_version = '1.2',

@@ -27,6 +27,8 @@ from conftest import ROOT
 
 SNAKEOIL_CERT = '/etc/ssl/certs/ssl-cert-snakeoil.pem'
 SNAKEOIL_KEY = '/etc/ssl/private/ssl-cert-snakeoil.key'
+ECDSA_CERT = '/etc/sluice/tls/snakeoil-ecdsa.pem'  # the postinst's own placeholder
+ECDSA_KEY = '/etc/sluice/tls/snakeoil-ecdsa.key'
 # What the stand-ins of the maintainer-script test record, one line per call.
 STUBBED = ('adduser', 'chown', 'deb-systemd-invoke', 'systemctl')
 
@@ -158,10 +160,10 @@ def test_the_configuration_and_the_logrotate_file_are_conffiles(package, tmp_pat
         '/etc/logrotate.d/sluice', '/etc/sluice/sluice.lua']
 
 
-def test_it_depends_on_its_libraries_lua_cjson_adduser_and_ssl_cert(package):
+def test_it_depends_on_its_libraries_lua_cjson_adduser_ssl_cert_and_openssl(package):
     depends = [d.strip().split()[0] for d in package.field('Depends').split(',')]
     for name in ('libluajit-5.1-2', 'libev4', 'libssl3', 'libldap-2.5-0', 'libargon2-1',
-                 'libcrypt1', 'lua-cjson', 'adduser', 'ssl-cert'):
+                 'libcrypt1', 'lua-cjson', 'adduser', 'ssl-cert', 'openssl'):
         assert name in depends, (name, depends)
 
 
@@ -198,8 +200,10 @@ def test_the_packaged_binary_checks_the_packaged_configuration_on_its_own_librar
     conf = (root / 'etc' / 'sluice' / 'sluice.lua').read_text()
     for old, new in (('/usr/share/sluice/', str(root / 'usr' / 'share' / 'sluice') + '/'),
                      ('/etc/sluice/users', str(users)),
-                     ('/etc/sluice/tls/fullchain.pem', str(certs / 'dev-ecdsa.crt')),
-                     ('/etc/sluice/tls/privkey.pem', str(certs / 'dev-ecdsa.key')),
+                     ('/etc/sluice/tls/ecdsa-fullchain.pem', str(certs / 'dev-ecdsa.crt')),
+                     ('/etc/sluice/tls/ecdsa-privkey.pem', str(certs / 'dev-ecdsa.key')),
+                     ('/etc/sluice/tls/fullchain.pem', str(certs / 'dev-rsa.crt')),
+                     ('/etc/sluice/tls/privkey.pem', str(certs / 'dev-rsa.key')),
                      ('/var/log/sluice/', str(tmp_path) + '/')):
         assert old in conf, old
         conf = conf.replace(old, new)
@@ -284,6 +288,19 @@ def test_the_postinst_makes_the_user_and_directories_and_links_the_snakeoil_pair
         assert '%s %s' % (owner, scripts.at(path)) in scripts.calls('chown'), path
     assert os.readlink(scripts.at('/etc/sluice/tls/fullchain.pem')) == SNAKEOIL_CERT
     assert os.readlink(scripts.at('/etc/sluice/tls/privkey.pem')) == SNAKEOIL_KEY
+    # the ECDSA pair sluice.lua lists first: a self-signed P-256 placeholder of its own
+    assert os.readlink(scripts.at('/etc/sluice/tls/ecdsa-fullchain.pem')) == ECDSA_CERT
+    assert os.readlink(scripts.at('/etc/sluice/tls/ecdsa-privkey.pem')) == ECDSA_KEY
+    assert mode(scripts.at(ECDSA_KEY)) == 0o600 and mode(scripts.at(ECDSA_CERT)) == 0o644
+    text = subprocess.run(['openssl', 'x509', '-noout', '-text', '-in',
+                           str(scripts.at(ECDSA_CERT))], capture_output=True, text=True,
+                          check=True).stdout
+    assert 'ASN1 OID: prime256v1' in text and 'ecdsa-with-SHA256' in text
+    pub = [subprocess.run(['openssl'] + args, capture_output=True, text=True,
+                          check=True).stdout
+           for args in (['x509', '-noout', '-pubkey', '-in', str(scripts.at(ECDSA_CERT))],
+                        ['pkey', '-pubout', '-in', str(scripts.at(ECDSA_KEY))])]
+    assert pub[0] == pub[1]  # the key is the certificate's
 
 
 def test_the_postinst_neither_enables_nor_starts_the_service(scripts, package, tmp_path):
@@ -320,10 +337,14 @@ def test_a_second_configure_keeps_what_the_operator_changed(scripts):
     os.unlink(scripts.at('/etc/sluice/tls/fullchain.pem'))
     os.unlink(scripts.at('/etc/sluice/tls/privkey.pem'))
     scripts.at('/etc/sluice/tls/fullchain.pem').write_text('the site certificate\n')
+    placeholder = scripts.at(ECDSA_CERT).read_text()
+    os.unlink(scripts.at('/etc/sluice/tls/ecdsa-privkey.pem'))
     scripts.run('postinst', 'configure', '0.1.0')
     assert mode(scripts.at('/etc/sluice/users')) == 0o700
     assert scripts.at('/etc/sluice/tls/fullchain.pem').read_text() == 'the site certificate\n'
     assert not os.path.lexists(scripts.at('/etc/sluice/tls/privkey.pem'))
+    assert not os.path.lexists(scripts.at('/etc/sluice/tls/ecdsa-privkey.pem'))
+    assert scripts.at(ECDSA_CERT).read_text() == placeholder  # not made again
 
 
 def remove_package_files(scripts, conffiles):
@@ -357,14 +378,20 @@ def test_purge_removes_what_the_postinst_made_and_keeps_the_operators_files(scri
                  '/var/lib/systemd/deb-systemd-helper-enabled/sluice.service.dsh-also'):
         assert not os.path.lexists(scripts.at(path)), path
     assert scripts.at(SNAKEOIL_CERT).exists()  # ssl-cert's, not ours
+    for path in (ECDSA_CERT, ECDSA_KEY):  # ours
+        assert not os.path.lexists(scripts.at(path)), path
 
     # a users file and a certificate the operator put there stay, with their directories
     scripts.run('postinst', 'configure', '')
     scripts.at('/etc/sluice/users/example.org.txt').write_text('ann:$y$...\n')
     os.unlink(scripts.at('/etc/sluice/tls/privkey.pem'))
     scripts.at('/etc/sluice/tls/privkey.pem').write_text('the site key\n')
+    os.unlink(scripts.at('/etc/sluice/tls/ecdsa-fullchain.pem'))
+    scripts.at('/etc/sluice/tls/ecdsa-fullchain.pem').write_text('the site ECDSA chain\n')
     scripts.run('postrm', 'purge')
     assert scripts.at('/etc/sluice/users/example.org.txt').exists()
     assert scripts.at('/etc/sluice/tls/privkey.pem').exists()
+    assert scripts.at('/etc/sluice/tls/ecdsa-fullchain.pem').exists()
+    assert not os.path.lexists(scripts.at('/etc/sluice/tls/ecdsa-privkey.pem'))  # ours
     assert not os.path.lexists(scripts.at('/etc/sluice/tls/fullchain.pem'))  # ours: gone
     assert not os.path.lexists(scripts.at('/var/log/sluice'))

@@ -227,8 +227,11 @@ def test_the_installed_example_passes_sluice_check_on_the_installed_library(
             'sluice.lua.example').read_text()
     for old, new in (('/usr/local/share/sluice', str(share)),
                      ('/usr/local/etc/sluice/users', str(users_dir)),
-                     ('/usr/local/etc/sluice/tls/fullchain.pem', str(certs / 'dev-ecdsa.crt')),
-                     ('/usr/local/etc/sluice/tls/privkey.pem', str(certs / 'dev-ecdsa.key')),
+                     ('/usr/local/etc/sluice/tls/ecdsa-fullchain.pem',
+                      str(certs / 'dev-ecdsa.crt')),
+                     ('/usr/local/etc/sluice/tls/ecdsa-privkey.pem', str(certs / 'dev-ecdsa.key')),
+                     ('/usr/local/etc/sluice/tls/fullchain.pem', str(certs / 'dev-rsa.crt')),
+                     ('/usr/local/etc/sluice/tls/privkey.pem', str(certs / 'dev-rsa.key')),
                      ("'smtp.internal.example.org'", "'127.0.0.1'"),
                      ('/run/sluice/', str(tmp_path) + '/'),
                      ('/var/log/sluice/', str(tmp_path) + '/')):

@@ -7,12 +7,14 @@ reached the sink and the daemon's tls.established / session.close log lines.
 
 Run: SLUICE_BIN=build-asan/sluice /usr/bin/python3 -m pytest tests/integration/test_tls.py
 """
+import os
 import re
 import subprocess
 
 import pytest
 
-from conftest import ALICE, PASSWORDS, b64, client_bytes, received_header, upstream_conf
+from conftest import (ALICE, PASSWORDS, b64, client_bytes, hup, received_header,
+                      upstream_conf)
 
 BODY = b'Subject: over s_client\r\n\r\n.dot line\r\nend\r\n'
 SESSION = (b'EHLO client.test\r\nAUTH PLAIN ' + b64('\0%s\0%s' % (ALICE, PASSWORDS[ALICE]))
@@ -104,6 +106,33 @@ def test_client_gets_the_certificate_type_it_supports(relay, sink, certs, args, 
     assert list(sink.transcripts.iterdir()) == []
 
 
+def test_a_client_that_takes_both_gets_ecdsa_whichever_pair_is_listed_first(relay, sink,
+                                                                             certs):
+    """ECDSA first (docs/configuration.md tls): OpenSSL picks the certificate by the
+    server's order of TLS 1.2 suites and of signature algorithms, ECDSA's first, not by
+    the order of tls.certificates; a client that takes only RSA still gets RSA."""
+    ecdsa = (certs / 'dev-ecdsa.crt').read_text().strip()
+    rsa = (certs / 'dev-rsa.crt').read_text().strip()
+    conf = relay.conf.read_text()
+    pairs = re.search(r'(    \{ cert = [^\n]*dev-ecdsa[^\n]*\n)(    \{ cert = [^\n]*dev-rsa'
+                      r'[^\n]*\n)', conf)
+    assert pairs, conf
+    for generation in ('ECDSA listed first', 'RSA listed first'):
+        for version in ('-tls1_2', '-tls1_3'):
+            proc = s_client(relay, version)
+            assert proc.returncode == 0, proc.out + proc.err
+            assert server_cert(proc) == ecdsa, generation + ' ' + version
+            assert 'Peer signature type: ECDSA\n' in proc.out
+        only_rsa = s_client(relay, '-tls1_3', '-sigalgs', 'rsa_pss_rsae_sha256')
+        assert only_rsa.returncode == 0 and server_cert(only_rsa) == rsa, only_rsa.out
+        if generation == 'ECDSA listed first':
+            relay.conf.write_text(conf.replace(pairs.group(0), pairs.group(2) + pairs.group(1)))
+            assert 'generation 2' in hup(relay)['msg']
+    assert [t['version'] for t in relay.wait_logs('tls.established', 6)] == [
+        'TLSv1.2', 'TLSv1.3', 'TLSv1.3'] * 2
+    assert list(sink.transcripts.iterdir()) == []
+
+
 @pytest.mark.parametrize('args', [['-tls1_2'], ['-tls1_2', '-no_ticket'], ['-tls1_3']],
                          ids=['tls12-ticket', 'tls12-session-cache', 'tls13-ticket'])
 @pytest.mark.parametrize('starttls', [False, True], ids=['implicit', 'starttls'])
@@ -118,6 +147,79 @@ def test_session_resumption_reuses_the_session(relay, sink, tmp_path, args, star
     assert [t['resumed'] for t in relay.wait_logs('tls.established', 2)] == [False, True]
     [stored] = sink.wait_messages(1)
     assert client_bytes(stored) == BODY
+
+
+@pytest.mark.parametrize('starttls', [False, True], ids=['implicit', 'starttls'])
+def test_a_resumed_tls_1_3_session_leaves_the_client_a_fresh_ticket(relay, sink, tmp_path,
+                                                                    starttls):
+    """s_client writes -sess_out only when a ticket arrives: a chain of connections, each
+    resuming with the ticket the one before got, resumes every time (RFC 8446 C.4: a
+    client should use a ticket once). Before, a resumed handshake got no ticket."""
+    sess = [str(tmp_path / ('session%d.pem' % i)) for i in range(4)]
+    first = s_client(relay, '-tls1_3', '-sess_out', sess[0], starttls=starttls)
+    assert first.returncode == 0 and 'New, TLSv1.3, Cipher is ' in first.out, first.err
+    for i in range(1, 4):
+        proc = s_client(relay, '-tls1_3', '-sess_in', sess[i - 1], '-sess_out', sess[i],
+                        starttls=starttls, stdin=SESSION if i == 3 else b'QUIT\r\n')
+        assert proc.returncode == 0, proc.out + proc.err
+        assert re.search(r'^Reused, TLSv1\.3, Cipher is ', proc.out, re.M), proc.out
+        assert os.path.exists(sess[i]), 'no ticket after resumed connection %d' % i
+        assert open(sess[i]).read() != open(sess[i - 1]).read()
+    assert [t['resumed'] for t in relay.wait_logs('tls.established', 4)] == [
+        False, True, True, True]
+    [stored] = sink.wait_messages(1)
+    assert client_bytes(stored) == BODY
+
+
+def reload_as(relay, hostname, tls_extra=''):
+    """Rewrite the relay's configuration with another hostname (the greeting then tells
+    which generation served a connection) and tls_extra in its tls table; SIGHUP."""
+    conf = relay.conf.read_text()
+    conf = re.sub(r"hostname = '[^']*'", "hostname = '%s'" % hostname, conf)
+    conf = conf.replace("min_version = '1.2',", "min_version = '1.2', " + tls_extra)
+    relay.conf.write_text(conf)
+    return hup(relay)
+
+
+@pytest.mark.parametrize('args', [['-tls1_2'], ['-tls1_3']], ids=['tls12', 'tls13'])
+@pytest.mark.parametrize('starttls', [False, True], ids=['implicit', 'starttls'])
+def test_a_session_ticket_resumes_after_a_reload(make_relay, sink, tmp_path, args, starttls):
+    relay = make_relay(upstream_conf(sink.port), min_version='1.2')
+    sess = str(tmp_path / 'session.pem')
+    first = s_client(relay, '-sess_out', sess, *args, starttls=starttls)
+    assert first.returncode == 0 and 'New, TLSv1.' in first.out, first.out + first.err
+    assert 'generation 2' in reload_as(relay, 'reloaded.test')['msg']
+    second = s_client(relay, '-sess_in', sess, *args, starttls=starttls, stdin=SESSION)
+    assert second.returncode == 0, second.out + second.err
+    # served by the new generation: its greeting, or after STARTTLS its EHLO reply
+    assert re.search(r'^(220 |250-)reloaded\.test ', second.out, re.M), second.out
+    assert re.search(r'^Reused, TLSv1\.[23], Cipher is ', second.out, re.M), second.out
+    assert [t['resumed'] for t in relay.wait_logs('tls.established', 2)] == [False, True]
+    assert relay.logs('tls.ticket_keys') == []
+    [stored] = sink.wait_messages(1)
+    assert client_bytes(stored) == BODY
+
+
+def test_a_reload_that_changes_ticket_key_lifetime_makes_new_keys(make_relay, sink, tmp_path):
+    relay = make_relay(upstream_conf(sink.port), min_version='1.2')
+    sess = [str(tmp_path / ('session%d.pem' % i)) for i in range(2)]
+    first = s_client(relay, '-tls1_3', '-sess_out', sess[0])
+    assert first.returncode == 0 and 'New, TLSv1.3' in first.out, first.out + first.err
+    reload_as(relay, 'reloaded.test', 'ticket_key_lifetime = 7200,')
+    [keys] = relay.wait_logs('tls.ticket_keys')
+    assert keys['level'] == 'notice' and 'ticket_key_lifetime changed' in keys['msg']
+    second = s_client(relay, '-tls1_3', '-sess_in', sess[0], '-sess_out', sess[1])
+    assert second.returncode == 0, second.out + second.err
+    assert '220 reloaded.test ESMTP' in second.out
+    assert re.search(r'^New, TLSv1\.3, Cipher is ', second.out, re.M), second.out
+    # the next reload keeps the lifetime, and so the keys: the new ticket resumes
+    reload_as(relay, 'again.test')
+    third = s_client(relay, '-tls1_3', '-sess_in', sess[1])
+    assert '220 again.test ESMTP' in third.out
+    assert re.search(r'^Reused, TLSv1\.3, Cipher is ', third.out, re.M), third.out
+    assert [t['resumed'] for t in relay.wait_logs('tls.established', 3)] == [False, False,
+                                                                            True]
+    assert len(relay.logs('tls.ticket_keys')) == 1
 
 
 def test_ipv6_listeners_on_loopback_serve_smtps_and_starttls(make_relay, sink):

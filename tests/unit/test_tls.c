@@ -393,6 +393,52 @@ a_ticket_from_one_connection_resumes_a_second(void)
     tls_server_free(ts);
 }
 
+/* A client that uses each ticket once (RFC 8446 C.4), as browsers and OpenSSL's own
+ * client cache do: it keeps only the newest ticket the server sent, and drops it on use. */
+static SSL_SESSION *one_use_ticket; /* owns */
+static int          one_use_tickets;
+
+static int
+one_use_keep_cb(SSL *ssl, SSL_SESSION *s)
+{
+    (void)ssl;
+    SSL_SESSION_free(one_use_ticket);
+    one_use_ticket = s;
+    one_use_tickets++;
+    return 1; /* the reference is ours now */
+}
+
+static void
+every_tls13_resumption_leaves_the_client_a_fresh_ticket(void)
+{
+    struct tls_server *ts = server_new(TLS1_2_VERSION);
+    SSL_CTX           *cctx = client_ctx(0, NULL, NULL);
+    SSL_SESSION       *s;
+    struct pair        p;
+    int                i, resumed = 0;
+
+    SSL_CTX_set_session_cache_mode(cctx, SSL_SESS_CACHE_CLIENT |
+                                             SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(cctx, one_use_keep_cb);
+    CHECK_EQ_INT(pair_open(&p, ts, cctx, NULL, NULL), 0);
+    pair_close(&p);
+    CHECK_EQ_INT(one_use_tickets, 1);
+    for (i = 0; i < 6 && one_use_ticket != NULL; i++) {
+        s = one_use_ticket;
+        one_use_ticket = NULL;
+        if (pair_open(&p, ts, cctx, i % 2 ? "mail.example.net" : NULL, s) == 0)
+            resumed += SSL_session_reused(p.client) && SSL_version(p.client) == TLS1_3_VERSION;
+        pair_close(&p);
+        SSL_SESSION_free(s);
+    }
+    CHECK_EQ_INT(resumed, 6);          /* before the fix: 1, then no ticket to resume with */
+    CHECK_EQ_INT(one_use_tickets, 1 + 6);
+    SSL_SESSION_free(one_use_ticket);
+    one_use_ticket = NULL;
+    SSL_CTX_free(cctx);
+    tls_server_free(ts);
+}
+
 static void
 a_ticket_resumes_after_one_rotation_but_not_after_two(void)
 {
@@ -458,6 +504,89 @@ tickets_from_another_server_instance_do_not_resume(void)
     SSL_CTX_free(cctx);
     tls_server_free(a);
     tls_server_free(b);
+}
+
+/* A reload: the next generation's server takes the running one's keys. */
+static struct tls_server *
+server_with_lifetime(int lifetime)
+{
+    struct config_tls cfg = tls_config(TLS1_2_VERSION);
+    char              err[512] = "";
+
+    cfg.ticket_lifetime = lifetime;
+    return tls_server_new(&cfg, err, sizeof(err));
+}
+
+static void
+tickets_resume_on_a_next_server_that_keeps_the_ticket_keys(void)
+{
+    static const int versions[] = {TLS1_3_VERSION, TLS1_2_VERSION};
+
+    for (size_t i = 0; i < 2; i++) {
+        struct tls_server *running = server_new(TLS1_2_VERSION);
+        struct tls_server *next = server_new(TLS1_2_VERSION);
+        SSL_CTX           *cctx = client_ctx(versions[i], NULL, NULL);
+        SSL_SESSION       *s = first_session(running, cctx, NULL);
+        SSL_SESSION       *s2;
+
+        CHECK(s != NULL);
+        CHECK_EQ_INT(resumes(next, cctx, NULL, s), 0); /* its own keys: not yet */
+        CHECK(tls_server_keep_ticket_keys(next, running));
+        CHECK(tls_server_keep_ticket_keys(next, running)); /* again: nothing changes */
+        CHECK_EQ_INT(resumes(next, cctx, NULL, s), 1);
+        CHECK_EQ_INT(resumes(next, cctx, "mail.example.net", s), 1); /* an SNI context too */
+        s2 = first_session(next, cctx, NULL); /* and the other way round */
+        CHECK_EQ_INT(resumes(running, cctx, NULL, s2), 1);
+        tls_server_free(running); /* the old generation retires: the keys stay */
+        CHECK_EQ_INT(resumes(next, cctx, NULL, s), 1);
+        CHECK_EQ_INT(resumes(next, cctx, NULL, s2), 1);
+        SSL_SESSION_free(s);
+        SSL_SESSION_free(s2);
+        SSL_CTX_free(cctx);
+        tls_server_free(next);
+    }
+}
+
+static void
+kept_ticket_keys_go_on_with_their_rotation_schedule(void)
+{
+    struct tls_server *running = server_new(TLS1_2_VERSION);
+    struct tls_server *next = server_new(TLS1_2_VERSION);
+    SSL_CTX           *cctx = client_ctx(0, NULL, NULL);
+    time_t             now = 1000000;
+    SSL_SESSION       *s;
+
+    tls_server_set_clock(running, fake_clock, &now);
+    s = first_session(running, cctx, NULL);
+    now += 3000;
+    CHECK(tls_server_keep_ticket_keys(next, running));
+    tls_server_free(running);
+    now += 600; /* one lifetime since the key was made, not since the reload: rotated */
+    CHECK_EQ_INT(resumes(next, cctx, NULL, s), 1);
+    now += 3600; /* two rotations */
+    CHECK_EQ_INT(resumes(next, cctx, NULL, s), 0);
+    SSL_SESSION_free(s);
+    SSL_CTX_free(cctx);
+    tls_server_free(next);
+}
+
+static void
+a_changed_ticket_lifetime_keeps_the_next_servers_own_keys(void)
+{
+    struct tls_server *running = server_new(TLS1_2_VERSION);
+    struct tls_server *next = server_with_lifetime(7200);
+    SSL_CTX           *cctx = client_ctx(0, NULL, NULL);
+    SSL_SESSION       *s = first_session(running, cctx, NULL);
+
+    CHECK(next != NULL && s != NULL);
+    CHECK(!tls_server_keep_ticket_keys(next, running));
+    CHECK_EQ_INT(resumes(next, cctx, NULL, s), 0);
+    CHECK(!tls_server_keep_ticket_keys(next, NULL));
+    CHECK(!tls_server_keep_ticket_keys(NULL, running));
+    SSL_SESSION_free(s);
+    SSL_CTX_free(cctx);
+    tls_server_free(running);
+    tls_server_free(next);
 }
 
 /* Workers share one tls_server: handshakes and ticket use from several threads. */
@@ -832,10 +961,14 @@ main(void)
     RUN(an_rsa_only_tls12_client_gets_the_rsa_certificate);
     RUN(a_tls13_client_gets_the_certificate_its_signature_algorithms_allow);
     RUN(a_ticket_from_one_connection_resumes_a_second);
+    RUN(every_tls13_resumption_leaves_the_client_a_fresh_ticket);
     RUN(a_ticket_resumes_after_one_rotation_but_not_after_two);
     RUN(a_ticket_is_refused_after_two_lifetimes_without_any_handshake);
     RUN(a_ticket_issued_under_an_sni_name_resumes_under_it);
     RUN(tickets_from_another_server_instance_do_not_resume);
+    RUN(tickets_resume_on_a_next_server_that_keeps_the_ticket_keys);
+    RUN(kept_ticket_keys_go_on_with_their_rotation_schedule);
+    RUN(a_changed_ticket_lifetime_keeps_the_next_servers_own_keys);
     RUN(threads_share_one_server_and_its_ticket_keys);
     RUN(tls_server_new_names_the_file_it_cannot_use);
     RUN(tls_server_new_refuses_two_certificates_of_one_key_type);
