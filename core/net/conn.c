@@ -323,8 +323,9 @@ conn_flush(struct conn *c, bool want_flushed_event)
         buf_consume(&c->out, sent);
     }
     ev_io_stop(c->loop, &c->wio);
-    if (c->out.cap > 4096)
-        buf_cleanup(&c->out); /* a large reply burst does not pin its buffer */
+    /* Sent: an idle connection keeps no write buffer either (the greeting's 4 KiB were a
+     * fifth of an idle TLS session). The next reply allocates again, as a read does. */
+    buf_cleanup(&c->out);
     return CONN_OK;
 }
 
