@@ -54,7 +54,7 @@ smtp_received_header(struct smtp_session *s)
         snprintf(tls, sizeof(tls), "\r\n\t(using %s with cipher %s)",
                  tls_version_name(s->conn->ssl), tls_cipher_name(s->conn->ssl));
     if (buf_printf(&tx->msg, cap, "Received: from %s ([%s])\r\n\tby %s (sluice) with %s id %08llx.%zu%s",
-                   s->helo, s->peer, s->cfg->hostname, smtp_with_keyword(s),
+                   s->helo != NULL ? s->helo : "", s->peer, s->cfg->hostname, smtp_with_keyword(s),
                    (unsigned long long)s->id, s->messages + 1, tls) != 0)
         return -1;
     if (tx->n_rcpts == 1 && buf_printf(&tx->msg, cap, "\r\n\tfor <%s>", tx->rcpts[0]) != 0)
