@@ -1,7 +1,9 @@
 /* tests/unit/test_conn.c: core/net/conn.c over a socketpair, in cleartext: what an idle
  * connection keeps. Once its output is sent and its input consumed, a conn holds no
- * buffer (10,000 idle sessions must cost a few KiB each: docs/benchmarks.md "Memory per
- * idle connection"); bytes the owner left are kept. Each loop run is bounded by a guard
+ * reply-sized or burst-sized buffer (10,000 idle sessions must cost a few KiB each:
+ * docs/benchmarks.md "Memory per idle connection"), but keeps a message-sized one (an
+ * upstream connection's, made again for every message otherwise); bytes the owner left
+ * are kept. Each loop run is bounded by a guard
  * timer; no test waits for a sleep to pass. */
 #include <errno.h>
 #include <ev.h>
@@ -94,6 +96,28 @@ a_reply_sent_at_once_leaves_no_write_buffer(void)
 }
 
 static void
+a_message_sized_write_buffer_is_kept_for_the_next_one(void)
+{
+    struct owner o = {0};
+    int          sv[2];
+    struct conn *c = pair(sv, &o);
+    char         msg[2500], got[4096];
+
+    CHECK(c != NULL);
+    if (c == NULL)
+        return;
+    memset(msg, 'm', sizeof(msg));
+    CHECK_EQ_INT(conn_write(c, "MAIL FROM:<a@b>\r\n", 17), 0);
+    CHECK_EQ_INT(conn_write(c, msg, sizeof(msg)), 0);
+    CHECK_EQ_INT(conn_flush(c, false), CONN_OK);
+    CHECK_EQ_INT(buf_used(&c->out), 0);
+    CHECK(c->out.cap >= sizeof(msg) + 17 && c->out.cap <= 4096);
+    CHECK_EQ_INT(read(sv[1], got, sizeof(got)), (long)sizeof(msg) + 17);
+    conn_free(c);
+    close(sv[1]);
+}
+
+static void
 a_reply_that_had_to_wait_leaves_no_write_buffer_once_sent(void)
 {
     struct owner o = {0};
@@ -159,6 +183,7 @@ main(void)
 {
     loop = ev_loop_new(EVFLAG_AUTO);
     RUN(a_reply_sent_at_once_leaves_no_write_buffer);
+    RUN(a_message_sized_write_buffer_is_kept_for_the_next_one);
     RUN(a_reply_that_had_to_wait_leaves_no_write_buffer_once_sent);
     RUN(input_consumed_leaves_no_read_buffer_and_input_left_is_kept);
     ev_loop_destroy(loop);
