@@ -5,6 +5,7 @@
 #include "daemon/worker.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,7 @@ worker_server_session_add(void *owner, struct smtp_session *s, struct smtp_serve
     atomic_fetch_add_explicit(&w->stats.sessions, 1, memory_order_relaxed);
     WORKER_COUNT(w, sessions_total);
     counter_inc(&w->stats.states[s->state]); /* NEW: smtp_session_enter() moves it on */
+    worker_trim_count(&w->trim, w->n_sessions);
     *pin = (struct smtp_server_pin){
         .cfg = wg->cfg,
         .tls = g->parts.tls,
@@ -128,7 +130,35 @@ worker_server_session_gone(void *owner, struct smtp_session *s)
     counter_dec(&w->stats.states[s->state]);
     if (--wg->sessions == 0 && wg != w->gen)
         ev_idle_start(w->loop, &w->reap);
+    worker_trim_count(&w->trim, w->n_sessions);
     worker_maybe_done(w);
+}
+
+/* The worker's trim function (worker_trim.h): give back what ended sessions left. Their
+ * Lua tables first (a full collection of each Lua state this worker runs, so that
+ * LuaJIT's allocator can unmap them), then glibc's free heap: malloc_trim(0) returns the
+ * free pages of every arena, not only its top (docs/benchmarks.md "Memory per idle
+ * connection"). */
+static void
+worker_give_back(void *arg, size_t peak, size_t sessions)
+{
+    struct worker *w = arg;
+    struct logline l;
+    double         t0 = ev_time();
+    long           before = worker_trim_rss_kib();
+
+    policy_vm_collect(w->gen->vm);
+    for (struct worker_gen *wg = w->old; wg != NULL; wg = wg->next)
+        policy_vm_collect(wg->vm);
+    malloc_trim(0);
+    log_begin(&l, LOG_INFO, "memory.trim", 0);
+    log_int(&l, "worker", w->index);
+    log_int(&l, "sessions_peak", (long long)peak);
+    log_int(&l, "sessions", (long long)sessions);
+    log_int(&l, "rss_kib_before", before);
+    log_int(&l, "rss_kib_after", worker_trim_rss_kib());
+    log_dbl(&l, "ms", (ev_time() - t0) * 1000.);
+    log_end(&l);
 }
 
 /* What the worker's sessions borrow: smtp/ includes nothing of daemon/. The daemon's
@@ -205,6 +235,7 @@ worker_new(int index, struct daemon *d, const int *fds, const size_t *lindex, si
     ev_async_start(w->loop, &w->wake);
     ev_init(&w->drain_timer, worker_drain_timeout_cb);
     ev_idle_init(&w->reap, worker_reap_cb);
+    worker_trim_init(&w->trim, w->loop, worker_give_back, w);
     return w;
 fail:
     worker_free(w);
@@ -219,6 +250,7 @@ worker_maybe_done(struct worker *w)
         for (struct worker_gen *wg = w->old; wg != NULL; wg = wg->next)
             upstream_pool_drain(wg->pool);
         ev_timer_stop(w->loop, &w->drain_timer);
+        worker_trim_stop(&w->trim); /* the process is about to end: nothing to give back */
         ev_async_stop(w->loop, &w->wake);
         zone_link_close(w->zlink); /* its socket and timer must not keep the loop alive */
     }
@@ -383,6 +415,7 @@ worker_free(struct worker *w)
     if (w->loop != NULL) {
         worker_listeners_stop(w);
         ev_idle_stop(w->loop, &w->reap);
+        worker_trim_stop(&w->trim);
     }
     while (w->old != NULL) {
         struct worker_gen *next = w->old->next;

@@ -17,6 +17,7 @@
 #include "daemon/control_ops.h"
 #include "policy/hook_stats.h"
 #include "daemon/stats_labels.h"
+#include "daemon/worker_trim.h"
 #include "smtp/smtp_server.h"
 
 struct audit;
@@ -100,6 +101,7 @@ struct worker {
     ev_async                wake;     /* another thread asks: drain, or take pending */
     ev_timer                drain_timer;
     _Atomic int             drain_requested;
+    struct worker_trim      trim;     /* memory back to the system after a drop in sessions */
 };
 
 /* Create a worker on d->gen with the given pre-bound listening fds (the worker owns

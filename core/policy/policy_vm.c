@@ -266,6 +266,13 @@ policy_vm_free(struct policy_vm *vm)
     free(vm);
 }
 
+void
+policy_vm_collect(struct policy_vm *vm)
+{
+    if (vm != NULL)
+        lua_gc(vm->L, LUA_GCCOLLECT, 0);
+}
+
 lua_State *
 policy_vm_state(struct policy_vm *vm)
 {

@@ -58,6 +58,11 @@ void policy_vm_set_zone_link(struct policy_vm *vm, struct zone_link *zlink);
 /* Send sluice.audit to a (borrowed, must outlive the vm; NULL: discard). */
 void policy_vm_set_audit(struct policy_vm *vm, struct audit *a);
 
+/* A full garbage collection, so that what ended sessions left (their tables) is freed and
+ * LuaJIT's allocator can give it back to the system. Between hooks only: never from
+ * inside a hook or a binding. NULL: nothing. Neither frees vm nor yields. */
+void policy_vm_collect(struct policy_vm *vm);
+
 /* The state, for the hook runner. */
 lua_State *policy_vm_state(struct policy_vm *vm);
 

@@ -1,6 +1,7 @@
 /* core/smtp/smtp_auth.c: the AUTH exchange (RFC 4954): checks, 334 challenges through
  * sasl.c, the decision through hook_auth_start(), and the replies. A refused bearer
  * token first gets the RFC 7628 error challenge, which the client must answer. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +26,10 @@ static enum smtp_rc
 smtp_auth_fail(struct smtp_session *s, enum smtp_reply_id reply, const char *why)
 {
     const struct smtp_reply_entry *r = smtp_replies_get(reply);
-    struct verdict                *a = &s->auth_verdict;
+    struct verdict                *a;
 
+    assert(s->auth != NULL); /* only inside an exchange smtp_auth_begin started */
+    a = &s->auth->verdict;
     smtp_session_enter(s, SMTP_STATE_CMD);
     s->auth_mech = s->sasl.mech;
     verdict_set(a, r->code / 100 == 4 ? VERDICT_TEMPFAIL : VERDICT_REJECT, r->code, r->enhanced,
@@ -100,7 +103,7 @@ smtp_auth_decide(struct smtp_session *s)
     struct verdict v;
 
     s->auth_mech = s->sasl.mech;
-    s->auth_cache_key[0] = '\0';
+    s->auth->cache_key[0] = '\0';
     if (smtp_auth_qualify(s) != 0)
         return smtp_auth_fail(s, SMTP_R_AUTH_NO_MEMORY, NULL);
     if (smtp_hook_auth(s, smtp_auth_hook_done, &v) == HOOK_DONE)
@@ -143,6 +146,8 @@ smtp_auth_begin(struct smtp_session *s, const struct smtp_cmd *cmd)
     mech = sasl_mech_from_name(arg, sp ? (size_t)(sp - arg) : len);
     if (mech == SASL_MECH_NONE || !(s->lcfg->sasl_mechs & SASL_MECH_BIT(mech)))
         return smtp_session_error(s, SMTP_R_AUTH_BAD_MECH);
+    if (s->auth == NULL && (s->auth = calloc(1, sizeof(*s->auth))) == NULL)
+        return smtp_session_error(s, SMTP_R_AUTH_NO_MEMORY);
     if (sp != NULL)
         return smtp_auth_result(s, sasl_start(&s->sasl, mech, sp + 1,
                                               len - (size_t)(sp + 1 - arg)));
@@ -183,19 +188,23 @@ smtp_auth_token_refused(struct smtp_session *s)
 
 /* The session's identity after an accepted AUTH: the user name with ASCII letters
  * lowercased, the domain its part after the last '@'. */
-static void
+static int
 smtp_auth_identity(struct smtp_session *s, const char *authcid)
 {
     const char *at;
-    char       *p;
+    char       *user, *p;
 
-    snprintf(s->user, sizeof(s->user), "%s", authcid != NULL ? authcid : "");
-    for (p = s->user; *p; p++)
+    if ((user = strdup(authcid != NULL ? authcid : "")) == NULL)
+        return -1;
+    for (p = user; *p; p++)
         if (*p >= 'A' && *p <= 'Z')
             *p = (char)(*p - 'A' + 'a');
-    at = strrchr(s->user, '@');
-    snprintf(s->domain, sizeof(s->domain), "%s", at != NULL ? at + 1 : "");
+    free(s->user);
+    s->user = user;
+    at = strrchr(user, '@');
+    s->domain = at != NULL ? at + 1 : "";
     s->authenticated = true;
+    return 0;
 }
 
 /* A refusal: a bearer token first gets the error challenge; any other answer counts
@@ -226,30 +235,50 @@ smtp_auth_refuse(struct smtp_session *s, const struct verdict *v)
  * right is remembered (auth_cache.h). A success computed for a session that is gone or
  * whose hook ran out of time never gets here. */
 static void
-smtp_auth_remember(struct smtp_session *s)
+smtp_auth_remember(struct smtp_session *s, const struct smtp_auth_answer *a)
 {
     struct zone *cache = zones_at(s->server->zones, CONFIG_ZONE_AUTH_CACHE);
 
-    if (s->auth_cache_key[0] != '\0' && cache != NULL)
-        auth_cache_store(cache, s->auth_cache_key, s->auth_cache_ttl, ev_now(s->server->loop));
-    s->auth_cache_key[0] = '\0';
+    if (a->cache_key[0] != '\0' && cache != NULL)
+        auth_cache_store(cache, a->cache_key, a->cache_ttl, ev_now(s->server->loop));
 }
 
-/* Send the AUTH answer decided in s->auth_verdict. */
+static void
+smtp_auth_answer_free(struct smtp_auth_answer *a)
+{
+    if (a == NULL)
+        return;
+    explicit_bzero(a->cache_key, sizeof(a->cache_key)); /* derived from the password */
+    free(a);
+}
+
+void
+smtp_auth_forget(struct smtp_session *s)
+{
+    smtp_auth_answer_free(s->auth);
+    s->auth = NULL;
+}
+
+/* Send the AUTH answer decided in s->auth, which ends here. */
 static enum smtp_rc
 smtp_auth_send(struct smtp_session *s)
 {
+    struct smtp_auth_answer *a = s->auth;
+    enum smtp_rc             rc = SMTP_CONTINUE;
+
+    s->auth = NULL; /* ours now: a refusal below may free the session */
     smtp_session_enter(s, SMTP_STATE_CMD);
-    if (s->auth_verdict.kind == VERDICT_ACCEPT) {
+    if (a->verdict.kind == VERDICT_ACCEPT) {
         sasl_reset(&s->sasl);
         smtp_auth_log_ok(s);
         smtp_server_count_auth(s->server, s->auth_mech, true);
         smtp_reply_send(s->conn, SMTP_R_AUTH_OK);
-        smtp_auth_remember(s);
-        return SMTP_CONTINUE;
+        smtp_auth_remember(s, a);
+    } else {
+        rc = smtp_auth_refuse(s, &a->verdict);
     }
-    s->auth_cache_key[0] = '\0';
-    return smtp_auth_refuse(s, &s->auth_verdict);
+    smtp_auth_answer_free(a);
+    return rc;
 }
 
 static void
@@ -272,12 +301,14 @@ smtp_auth_verdict_set(struct verdict *v, enum verdict_kind kind, enum smtp_reply
 static enum smtp_rc
 smtp_auth_apply(struct smtp_session *s, const struct verdict *v)
 {
-    struct verdict *a = &s->auth_verdict;
+    struct verdict *a = &s->auth->verdict;
 
     smtp_session_enter(s, SMTP_STATE_CMD);
     *a = *v;
+    if (a->kind == VERDICT_ACCEPT &&
+        smtp_auth_identity(s, a->user[0] != '\0' ? a->user : s->sasl.creds.authcid) != 0)
+        return smtp_auth_fail(s, SMTP_R_AUTH_NO_MEMORY, NULL);
     if (a->kind == VERDICT_ACCEPT) {
-        smtp_auth_identity(s, a->user[0] != '\0' ? a->user : s->sasl.creds.authcid);
         smtp_auth_verdict_set(a, VERDICT_ACCEPT, SMTP_R_AUTH_OK);
     } else if (a->kind == VERDICT_NONE) {
         smtp_auth_verdict_set(a, VERDICT_REJECT, SMTP_R_AUTH_INVALID);

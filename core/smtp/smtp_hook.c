@@ -40,8 +40,10 @@ smtp_hook_remember_cb(void *owner, const char *cache_key, double ttl)
 {
     struct smtp_session *s = owner;
 
-    snprintf(s->auth_cache_key, sizeof(s->auth_cache_key), "%s", cache_key);
-    s->auth_cache_ttl = ttl;
+    if (s->auth == NULL) /* the exchange is over: nothing will be remembered */
+        return;
+    snprintf(s->auth->cache_key, sizeof(s->auth->cache_key), "%s", cache_key);
+    s->auth->cache_ttl = ttl;
 }
 
 static bool

@@ -291,6 +291,7 @@ smtp_session_new(struct smtp_server *srv, const struct config_listener *lcfg, in
         return NULL;
     }
     s->server = srv;
+    s->domain = "";
     s->id = srv->session_add(srv->owner, s, &s->pin);
     s->cfg = s->pin.cfg;
     s->lcfg = lcfg;
@@ -389,6 +390,7 @@ smtp_session_hang_up(struct smtp_session *s, const char *reason)
     s->pending_arg = NULL;
     free(s->relayed);
     s->relayed = NULL;
+    smtp_auth_forget(s);
     log_begin(&l, LOG_INFO, "session.close", s->id);
     log_str(&l, "reason", reason);
     log_int(&l, "messages", (long long)s->messages);
@@ -422,6 +424,8 @@ smtp_session_release(struct smtp_session *s, const char *why)
         log_end(&l);
     }
     s->server->session_gone(s->server->owner, s);
+    free(s->helo);
+    free(s->user);
     free(s);
 }
 
@@ -701,7 +705,8 @@ smtp_session_tls_ready(struct smtp_session *s)
     smtp_session_enter(s, SMTP_STATE_CMD);
     s->ehlo_seen = false;
     s->esmtp = false;
-    s->helo[0] = '\0';
+    free(s->helo);
+    s->helo = NULL;
     smtp_session_reset_tx(s);
     if (s->server->draining) /* it came during the handshake: idle now, so 421 */
         return smtp_session_close_with(s, SMTP_R_SHUTTING_DOWN) == SMTP_GONE

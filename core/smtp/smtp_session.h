@@ -27,6 +27,7 @@
 
 struct conn;
 struct hook_run;
+struct smtp_auth_answer;
 struct smtp_session;
 
 /* The verdict of a policy decision that returned HOOK_PENDING (smtp_hook.c). */
@@ -108,7 +109,8 @@ struct smtp_session {
     char                         *pending_arg; /* owns; RCPT address or EHLO name while
                                                  * on_rcpt or on_helo runs */
     bool                          pending_esmtp; /* EHLO (not HELO) while on_helo runs */
-    struct verdict                auth_verdict; /* the AUTH answer while on_auth_result runs */
+    struct smtp_auth_answer      *auth;     /* owns; from AUTH until its answer is sent
+                                             * (smtp_auth.c), else NULL */
     struct smtp_relayed          *relayed;  /* owns; the relay's answer while on_relayed runs */
     struct sasl                   sasl;
 
@@ -117,13 +119,16 @@ struct smtp_session {
     char     proxy_peer[64]; /* the socket's peer on a proxy_protocol listener, else "" */
     char     client[IPLIMIT_CLIENT_MAX]; /* peer's client network: the iplimit key and
                                           * session.client; fixed at accept */
-    char     helo[256];
+    /* An idle session holds only what it needs (docs/benchmarks.md "Memory per idle
+     * connection"): names sized to what the client sent, the AUTH exchange's state
+     * (struct smtp_auth_answer) only while it lasts. */
+    char    *helo;        /* owns; the EHLO/HELO name accepted, NULL before one */
     bool     ehlo_seen;   /* EHLO or HELO accepted since connect/STARTTLS */
     bool     esmtp;       /* EHLO (not HELO): parameters allowed */
     bool     tls;
     bool     authenticated;
-    char     user[SASL_ID_MAX];
-    char     domain[256];
+    char    *user;        /* owns; the identity an accepted AUTH fixed, NULL before */
+    const char *domain;   /* borrows: user's part after its last '@'; "" without one */
     enum sasl_mech auth_mech;
     bool     counted;     /* holds an iplimit slot */
     bool     skip_line;   /* discarding the rest of an over-long line */
@@ -147,10 +152,6 @@ struct smtp_session {
     size_t   commands;
     size_t   messages;
     size_t   auth_failures;
-    /* A password a backend found right during this AUTH, remembered (auth_cache.h) only
-     * once 235 has been sent: "" when there is none. */
-    char     auth_cache_key[AUTH_CACHE_KEY_MAX];
-    double   auth_cache_ttl;
     double   started;     /* ev_now at accept, for the close line */
 };
 

@@ -31,6 +31,19 @@ bool        smtp_session_may_enter(enum smtp_state from, enum smtp_state to);
  * from and to); one the table does not allow is our bug: an assert (debug builds). */
 void        smtp_session_enter(struct smtp_session *s, enum smtp_state to);
 #define SMTP_HEADER_ROOM 2048 /* our Received: header on top of max_message_size */
+#define SMTP_HELO_MAX    256  /* an EHLO/HELO name is shorter (a domain: 255 octets) */
+
+/* What one AUTH exchange needs until its answer is sent; s->auth, freed then. */
+struct smtp_auth_answer {
+    struct verdict verdict; /* the AUTH answer while on_auth_result runs */
+    /* A password a backend found right during this AUTH, remembered (auth_cache.h) only
+     * once 235 has been sent: "" when there is none. */
+    char           cache_key[AUTH_CACHE_KEY_MAX];
+    double         cache_ttl;
+};
+
+/* smtp_auth.c: the session is going: drop what an unfinished AUTH held. */
+void         smtp_auth_forget(struct smtp_session *s);
 
 enum smtp_rc {
     SMTP_CONTINUE, /* keep processing input */

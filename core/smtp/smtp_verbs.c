@@ -101,8 +101,8 @@ smtp_ehlo_decided(struct smtp_session *s, const struct verdict *v)
         free(name);
         return smtp_session_policy_reply(s, v);
     }
-    snprintf(s->helo, sizeof(s->helo), "%s", name);
-    free(name);
+    free(s->helo);
+    s->helo = name; /* handed over: pending_arg was NULLed above */
     smtp_session_reset_tx(s); /* RFC 5321 4.1.4: EHLO resets the transaction */
     s->ehlo_seen = true;
     s->esmtp = s->pending_esmtp;
@@ -120,7 +120,7 @@ smtp_verb_ehlo(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
     struct verdict v;
 
-    if (cmd->arg.len == 0 || cmd->arg.len >= sizeof(s->helo) ||
+    if (cmd->arg.len == 0 || cmd->arg.len >= SMTP_HELO_MAX ||
         !smtp_helo_is_valid(cmd->arg.p, cmd->arg.len))
         return smtp_session_error(s, SMTP_R_EHLO_BAD_NAME);
     s->pending_arg = strndup(cmd->arg.p, cmd->arg.len);

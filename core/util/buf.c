@@ -47,6 +47,18 @@ buf_reserve(struct buf *b, size_t n, size_t cap_total)
 }
 
 int
+buf_reserve_first(struct buf *b, size_t first)
+{
+    if (b->data != NULL || first == 0)
+        return 0;
+    if ((b->data = malloc(first)) == NULL)
+        return -1;
+    b->off = b->len = 0;
+    b->cap = first;
+    return 0;
+}
+
+int
 buf_append(struct buf *b, const void *p, size_t n, size_t cap_total)
 {
     if (n == 0)

@@ -17,6 +17,11 @@ struct buf {
 /* Ensure room for n more bytes without exceeding cap_total live+new bytes.
  * Compacts before growing. 0 on success, -1 on cap or allocation failure. */
 int  buf_reserve(struct buf *b, size_t n, size_t cap_total);
+/* A buffer with no memory yet gets exactly first octets of room, where buf_reserve()
+ * would take 4096: for one that usually stays small and is freed when empty (a reply
+ * of a few hundred octets then comes from malloc's per-thread cache). Nothing when b
+ * has memory already. 0 on success, -1 on allocation failure. */
+int  buf_reserve_first(struct buf *b, size_t first);
 int  buf_append(struct buf *b, const void *p, size_t n, size_t cap_total);
 int  buf_printf(struct buf *b, size_t cap_total, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -3,7 +3,8 @@ for the whole daemon (limits.max_inflight_bytes) and a share per client address
 (limits.max_inflight_bytes_per_client). A transaction past either gets 452 4.3.1, at
 MAIL FROM or at the end of the message it was sending, while other clients go on; the
 budget returns to zero however a transaction ends; the daemon's memory stays bounded
-by the budget whatever clients stream at it.
+by the budget whatever clients stream at it. What idle sessions held goes back to the
+system once they close (memory.trim, docs/benchmarks.md "Memory per idle connection").
 
 Real clients over implicit TLS from several loopback addresses (127.0.0.x), a real
 `sluice run` with a control socket (`sluice ctl --json status` shows the budget) and a
@@ -324,3 +325,39 @@ def test_clients_streaming_more_than_the_budget_leave_memory_bounded_by_it(
     assert [e['text'].encode() for e in rejects(relay)] == [FULL[6:]] * codes.count(452)
     f = wait_idle(relay)
     assert (f['bytes'], f['clients'], f['refused']) == (0, 0, codes.count(452)), f
+
+
+def test_what_idle_sessions_held_goes_back_to_the_system_once_they_close(
+        mem_relay, sink, monkeypatch):
+    """600 idle authenticated TLS sessions on one worker, then all closed: the worker gives
+    back what they held (memory.trim, once the last is gone), and the daemon's resident
+    memory falls most of the way back to where it was before they opened. Before, glibc
+    kept the freed heap and RSS stayed at its peak (docs/benchmarks.md)."""
+    # ASan keeps freed blocks in quarantine and returns pages only when told to.
+    monkeypatch.setenv('ASAN_OPTIONS', os.environ.get('ASAN_OPTIONS', '') +
+                       ':quarantine_size_mb=0:allocator_release_to_os_interval_ms=0')
+    relay = mem_relay('max_connections = 1000, max_connections_per_ip = 1000')
+    warm = Client(relay)  # TLS, Lua and the session table made once before measuring
+    assert warm.cmd(b'QUIT').code == 221
+    warm.close()
+    pid = relay.proc.pid
+    before = rss_kib(pid, 'VmRSS')
+    clients = [Client(relay) for _ in range(600)]
+    held = rss_kib(pid, 'VmRSS')
+    assert held - before > 2 * KiB, (before, held)  # 600 sessions: megabytes, not nothing
+    for c in clients:
+        c.close()
+
+    def last_trim():
+        done = [e for e in relay.logs('memory.trim') if e['sessions'] == 0]
+        return done[-1] if done else None
+    deadline = time.monotonic() + 10
+    while last_trim() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    trim = last_trim()
+    assert trim is not None, relay.logs('memory.trim')
+    assert trim['worker'] == 0, trim
+    assert max(e['sessions_peak'] for e in relay.logs('memory.trim')) >= 256
+    after = rss_kib(pid, 'VmRSS')
+    assert after - before < (held - before) / 2, (before, held, after)
+    assert status(relay)['sessions'] == 0
