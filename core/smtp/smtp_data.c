@@ -88,7 +88,8 @@ smtp_received_header(struct smtp_session *s)
     if (cap > tx->charged) /* MAIL charged a first chunk, more than this header needs */
         cap = tx->charged;
     smtp_received_date(date);
-    if (smtp_received_put(b, "Received: from ", cap) || smtp_received_put(b, s->helo != NULL ? s->helo : "", cap) ||
+    if (smtp_received_put(b, "Received: from ", cap) ||
+        smtp_received_put(b, s->helo != NULL ? s->helo : "", cap) ||
         smtp_received_put(b, " ([", cap) || smtp_received_put(b, s->peer, cap) ||
         smtp_received_put(b, "])\r\n\tby ", cap) ||
         smtp_received_put(b, s->cfg->hostname, cap) ||
