@@ -19,7 +19,10 @@ return {
       proxy_protocol = true, proxy_trusted = '127.0.1.10' },
   },
   tls = {
-    certificates = { { cert = 'tls/fullchain.pem', key = 'tls/privkey.pem' } },
+    certificates = {                            -- ECDSA first; RSA for old clients
+      { cert = 'tls/ecdsa-fullchain.pem', key = 'tls/ecdsa-privkey.pem' },
+      { cert = 'tls/fullchain.pem', key = 'tls/privkey.pem' },
+    },
   },
   upstreams = {
     default = { { host = '127.0.1.30', port = 10025, tls = 'none' } },

@@ -49,6 +49,8 @@ class Cluster:
             (d / sub).mkdir()
         shutil.copy(certs / 'dev-rsa.crt', d / 'tls' / 'fullchain.pem')
         shutil.copy(certs / 'dev-rsa.key', d / 'tls' / 'privkey.pem')
+        shutil.copy(certs / 'dev-ecdsa.crt', d / 'tls' / 'ecdsa-fullchain.pem')
+        shutil.copy(certs / 'dev-ecdsa.key', d / 'tls' / 'ecdsa-privkey.pem')
         shutil.copytree(users_dir, d / 'users')
         os.symlink(ROOT / 'lua', d / 'lua')
         os.symlink(ROOT / 'policies', d / 'policies')
