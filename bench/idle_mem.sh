@@ -54,28 +54,12 @@ done
 # idle_one LABEL ROUND: appends "label|round|opened|setup s|before|held|after 0.5 s|after"
 ROWS=()
 idle_one() {
-    local label=$1 round=$2 json=$OUT/idle-$1-$2.json log=$OUT/idle-$1-$2.log lpid
+    local label=$1 round=$2 json=$OUT/idle-$1-$2.json log=$OUT/idle-$1-$2.log
     local before held= after1 after2 open setup
     wait_quiet
     SLUICE=${V_BIN[$label]} start_sluice "sluice-$label-$round"
-    sleep 0.5
-    before=$(rss_kib "$SLUICE_PID")
-    timeout $((IDLE_HOLD + 90)) "$LOADGEN" --host 127.0.0.1 --port "$SMTPS" --insecure \
-        --tls implicit "${AUTH_ARGS[@]}" --user "$FROM" --idle "$N" -c 16 --bind "$IDLE_BIND" \
-        --duration "$IDLE_HOLD" --timeout 60 --json >"$json" 2>"$log" &
-    lpid=$!
-    PIDS+=("$lpid")
-    for _ in $(seq 900); do # up to 90 s for the setup
-        if grep -q 'connections open after' "$log"; then
-            sleep 1
-            held=$(rss_kib "$SLUICE_PID")
-            break
-        fi
-        kill -0 "$lpid" 2>/dev/null || break
-        sleep 0.1
-    done
-    wait "$lpid" 2>/dev/null || true
-    forget_pid "$lpid"
+    hold_idle "$N" "$json" "$log"
+    before=$IDLE_BEFORE held=$IDLE_HELD
     sleep 0.5
     after1=$(rss_kib "$SLUICE_PID")
     sleep "$(awk -v s="$AFTER_SECS" 'BEGIN { print (s > 0.5 ? s - 0.5 : 0) }')"

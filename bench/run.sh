@@ -399,28 +399,22 @@ main_bench() {
     report
 }
 
-# idle_mem N: a fresh sluice; VmRSS before, while N idle authenticated TLS connections are
-# held, and after they QUIT.
-idle_mem() {
-    local n=$1 log=$OUT/idle-$1.log json=$OUT/idle-$1.json before held after lpid open
-    if (($(ulimit -n) < n + 200)); then
-        IDLE_ROWS+=("| $n | - | - | - | - | - | skipped: ulimit -n is $(ulimit -n) |")
-        return
-    fi
-    wait_quiet
-    start_sluice "sluice-idle-$n"
+# hold_idle N JSON LOG: against the sluice started last (SLUICE_PID, SMTPS), hold N idle
+# authenticated TLS connections for IDLE_HOLD s; sets IDLE_BEFORE (VmRSS KiB before) and
+# IDLE_HELD (1 s after all were open; empty when they never were), returns once they QUIT.
+hold_idle() {
+    local n=$1 json=$2 log=$3 lpid
     sleep 0.5
-    before=$(rss_kib "$SLUICE_PID")
+    IDLE_BEFORE=$(rss_kib "$SLUICE_PID") IDLE_HELD=
     timeout $((IDLE_HOLD + 90)) "$LOADGEN" --host 127.0.0.1 --port "$SMTPS" --insecure \
         --tls implicit "${AUTH_ARGS[@]}" --user "$FROM" --idle "$n" -c 16 --bind "$IDLE_BIND" \
         --duration "$IDLE_HOLD" --timeout 60 --json >"$json" 2>"$log" &
     lpid=$!
     PIDS+=("$lpid")
-    held=
     for _ in $(seq 900); do # up to 90 s for the setup
         if grep -q 'connections open after' "$log"; then
             sleep 1
-            held=$(rss_kib "$SLUICE_PID")
+            IDLE_HELD=$(rss_kib "$SLUICE_PID")
             break
         fi
         kill -0 "$lpid" 2>/dev/null || break
@@ -428,6 +422,20 @@ idle_mem() {
     done
     wait "$lpid" 2>/dev/null || true
     forget_pid "$lpid"
+}
+
+# idle_mem N: a fresh sluice; VmRSS before, while N idle authenticated TLS connections are
+# held, and after they QUIT.
+idle_mem() {
+    local n=$1 log=$OUT/idle-$1.log json=$OUT/idle-$1.json before held after open
+    if (($(ulimit -n) < n + 200)); then
+        IDLE_ROWS+=("| $n | - | - | - | - | - | skipped: ulimit -n is $(ulimit -n) |")
+        return
+    fi
+    wait_quiet
+    start_sluice "sluice-idle-$n"
+    hold_idle "$n" "$json" "$log"
+    before=$IDLE_BEFORE held=$IDLE_HELD
     sleep 0.5
     after=$(rss_kib "$SLUICE_PID")
     open=$(jnum open "$json")
