@@ -33,7 +33,7 @@ struct zone_redis_cmd {
     size_t      lens[ZONE_REDIS_MAX_ARGS];
     char        key[ZONE_REDIS_KEY_MAX];  /* prefix zone ':' key */
     char        peek[ZONE_REDIS_KEY_MAX]; /* the same for op->peek */
-    char        num[3][32];               /* numbers as text */
+    char        num[2][32];               /* numbers as text: a value or by, a TTL */
     char       *value;                    /* owns: '=' and a string value, or NULL */
 };
 
