@@ -70,6 +70,7 @@ conn_free(struct conn *c)
     if (c->ssl != NULL) {
         if (!c->closed && !c->handshaking)
             SSL_shutdown(c->ssl); /* one close_notify, best effort, never waits */
+        tls_buffers_forget(c);
         SSL_free(c->ssl);
     }
     ERR_clear_error();
@@ -152,6 +153,7 @@ conn_read_tls(struct conn *c, char *dst, size_t room, size_t *got)
 
     conn_err_reset(); /* SSL_get_error() reads this thread's queue: only our errors */
     n = SSL_read(c->ssl, dst, (int)room);
+    tls_buffers_touch(c);
 
     if (n > 0) {
         *got = (size_t)n;
@@ -213,6 +215,7 @@ conn_handshake_step(struct conn *c)
 
     ERR_clear_error();
     r = c->is_server ? SSL_accept(c->ssl) : SSL_connect(c->ssl);
+    tls_buffers_touch(c);
 
     if (r == 1) {
         c->handshaking = false;
@@ -272,8 +275,8 @@ conn_start_tls(struct conn *c, SSL *ssl)
     c->ssl = ssl;
     c->is_server = SSL_is_server(ssl);
     c->handshaking = true;
-    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                          SSL_MODE_RELEASE_BUFFERS);
+    /* Not SSL_MODE_RELEASE_BUFFERS: tls_buffers.c frees them once the connection is quiet. */
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* The first step runs from the loop so that the completion never fires before the
      * caller has returned (STYLE.md: never complete before returning). */
     ev_io_start(c->loop, &c->wio);
@@ -307,6 +310,7 @@ conn_send_some(struct conn *c, size_t *sent)
 
     conn_err_reset();
     w = SSL_write(c->ssl, buf_head(&c->out), n > 65536 ? 65536 : (int)n);
+    tls_buffers_touch(c);
 
     if (w > 0) {
         *sent = (size_t)w;

@@ -11,6 +11,7 @@
 #include <openssl/ssl.h>
 #include <stdbool.h>
 
+#include "net/tls_buffers.h"
 #include "util/buf.h"
 
 enum conn_rc {
@@ -48,6 +49,7 @@ struct conn {
     bool            closed;   /* EOF or error seen; no more I/O */
     bool            notify_flushed;
     bool            ssl_more; /* OpenSSL may hold whole records the socket won't signal */
+    struct tls_buffers_link tls_link; /* whether OpenSSL's record buffers stay (tls_buffers.h) */
 };
 
 /* Wrap a connected non-blocking fd (takes ownership; sets TCP_NODELAY). */

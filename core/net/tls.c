@@ -400,7 +400,6 @@ tls_ctx_settings(SSL_CTX *ctx, struct tls_server *ts, const struct config_tls *c
 {
     if (tls_ctx_policy(ctx, cfg, err, errlen) != 0)
         return -1;
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS); /* idle connections hold no buffers */
     /* One read(2) per burst instead of two per record (header, then body); conn.c reads
      * what OpenSSL buffered without waiting for the socket (conn->ssl_more). */
     SSL_CTX_set_read_ahead(ctx, 1);
@@ -593,7 +592,6 @@ tls_client_ctx_new(const char *ca_file, bool verify, char *err, size_t errlen)
         return NULL;
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_read_ahead(ctx, 1); /* see the server context */
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
