@@ -307,7 +307,7 @@ cfg_server_copy(const struct config_upstream_server *from, struct config_upstrea
  * credentials (upstream_pool.c), so the domain's connections are never another's. */
 static int
 cfg_domain_set(struct cfg_ctx *ctx, struct config *cfg, int base, const char *domain,
-               char **user, char **password, int *out)
+               const char *user, const char *password, int *out)
 {
     struct config_upstream *sets, *set;
     const struct config_upstream *b;
@@ -335,8 +335,8 @@ cfg_domain_set(struct cfg_ctx *ctx, struct config *cfg, int base, const char *do
         set->n_servers++;
         if (cfg_server_copy(&b->servers[i], &set->servers[i]) != 0)
             return cfg_fail(ctx, "out of memory");
-        set->servers[i].auth_user = strdup(*user);
-        set->servers[i].auth_password = strdup(*password);
+        set->servers[i].auth_user = strdup(user);
+        set->servers[i].auth_password = strdup(password);
         if (set->servers[i].auth_user == NULL || set->servers[i].auth_password == NULL)
             return cfg_fail(ctx, "out of memory");
     }
@@ -383,7 +383,7 @@ cfg_domain_upstream_auth(struct cfg_ctx *ctx, int t, struct config *cfg, const c
         return rc;
     rc = cfg_auth_fields(ctx, &user, &password);
     if (rc == 0)
-        rc = cfg_domain_set(ctx, cfg, *set, domain, &user, &password, set);
+        rc = cfg_domain_set(ctx, cfg, *set, domain, user, password, set);
     free(user);
     if (password != NULL)
         explicit_bzero(password, strlen(password));
