@@ -138,6 +138,9 @@ void cfg_lowercase(char *s);
 int  cfg_upstreams(struct cfg_ctx *ctx, int top, struct config *cfg);
 int  cfg_routes(struct cfg_ctx *ctx, int top, struct config *cfg);
 void cfg_free_upstream(struct config_upstream *set);
+/* domains[name].upstream and .upstream_auth of the domain table at t (after upstreams and
+ * routes): the domain's routes entry, and for upstream_auth a set of its own. 0 or -1. */
+int  cfg_domain_upstream(struct cfg_ctx *ctx, int t, struct config *cfg, const char *domain);
 
 /* ---- config_policy.c: policies, hook_timeout, audit_log, lua_dir, shdict_size, domains */
 

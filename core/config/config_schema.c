@@ -123,6 +123,27 @@ static const struct config_schema_rule schema_ldap_rules[] = {
 static const struct config_schema_table schema_ldap = {"ldap", schema_ldap_keys,
                                                        schema_ldap_rules};
 
+/* ---- domains[name].upstream_auth (config_upstream.c) ---------------------------------- */
+
+static const struct config_schema_key schema_upstream_auth_keys[] = {
+    KEY("user", CONFIG_SCHEMA_STRING, true, NULL),
+    SECRET("password", CONFIG_SCHEMA_STRING),
+    SECRET("password_file", CONFIG_SCHEMA_PATH),
+    END_KEYS,
+};
+
+static const char *const schema_upstream_passwords[] = {"password", "password_file", NULL};
+
+static const struct config_schema_rule schema_upstream_auth_rules[] = {
+    {CONFIG_SCHEMA_EXCLUSIVE, "password_file", schema_upstream_passwords, NULL, NULL,
+     "give password or password_file, not both"},
+    {CONFIG_SCHEMA_REQUIRES, "password", schema_upstream_passwords, NULL, NULL, "required"},
+    END_RULES,
+};
+
+static const struct config_schema_table schema_upstream_auth = {
+    "upstream_auth", schema_upstream_auth_keys, schema_upstream_auth_rules};
+
 /* ---- domains[name] (config_policy.c) ------------------------------------------------ */
 
 static const char *const schema_backends[] = {"file", "ldap", "oauth2", NULL};
@@ -141,6 +162,8 @@ static const struct config_schema_key schema_domain_keys[] = {
      "{}"},
     TABLE("oauth2", &schema_oauth2),
     TABLE("ldap", &schema_ldap),
+    KEY("upstream", CONFIG_SCHEMA_STRING, false, NULL),
+    TABLE("upstream_auth", &schema_upstream_auth),
     END_KEYS,
 };
 

@@ -1,32 +1,81 @@
 /* core/config/config_upstream.c: the relay side of the configuration: upstreams.* (named sets
  * of servers tried in order) and routes.* (sender domain -> set), and the route lookup
  * done for every MAIL FROM. Connecting to the servers is core/relay/upstream.c's. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "config/config.h"
 #include "config/config_internal.h"
+#include "config/config_schema.h"
 
 /* ---- upstreams ------------------------------------------------------------------------ */
+
+#define CFG_UPSTREAM_MAX_PASSWORD 1024 /* AUTH PLAIN's whole line stays under 3072 octets */
+
+/* password or password_file (its first line, read through util/privfile.c) of the auth
+ * table at the stack top. */
+static int
+cfg_auth_password(struct cfg_ctx *ctx, char **password)
+{
+    char  *path = NULL, buf[CFG_UPSTREAM_MAX_PASSWORD + 2];
+    size_t n;
+    int    rc = 0;
+
+    if (cfg_get_string(ctx, -1, "password", false, password) ||
+        cfg_get_path(ctx, -1, "password_file", false, true, &path))
+        return -1;
+    if (path == NULL)
+        return *password == NULL ? cfg_fail_missing(ctx, "password") : 0;
+    if (*password != NULL) {
+        free(path);
+        return cfg_fail_key(ctx, "password_file", "give password or password_file, not both");
+    }
+    n = cfg_first_line(path, buf, sizeof(buf));
+    if (n == 0 || n > CFG_UPSTREAM_MAX_PASSWORD)
+        rc = cfg_fail_key(ctx, "password_file",
+                          n == 0 ? "no password on the first line" : "password too long");
+    else if ((*password = strdup(buf)) == NULL)
+        rc = cfg_fail(ctx, "out of memory");
+    explicit_bzero(buf, sizeof(buf));
+    free(path);
+    return rc;
+}
+
+/* The credentials table at the stack top (a server's auth, a domain's upstream_auth). */
+static int
+cfg_auth_fields(struct cfg_ctx *ctx, char **user, char **password)
+{
+    if (cfg_get_string(ctx, -1, "user", true, user) != 0)
+        return -1;
+    return cfg_auth_password(ctx, password);
+}
+
+/* like Postfix's smtp_sasl_security_options = noplaintext */
+static int
+cfg_auth_needs_tls(struct cfg_ctx *ctx, const struct config *cfg,
+                   const struct config_upstream_server *u)
+{
+    if (u->tls == CONFIG_TLS_NONE && !cfg->insecure)
+        return cfg_fail(ctx, "sends a password in clear: needs tls = 'starttls' or "
+                             "'implicit' (or insecure = true)");
+    return 0;
+}
 
 static int
 cfg_upstream_auth(struct cfg_ctx *ctx, const struct config *cfg,
                   struct config_upstream_server *u)
 {
-    static const char *const keys[] = {"user", "password", NULL};
+    static const char *const keys[] = {"user", "password", "password_file", NULL};
     size_t mark;
     int    rc = cfg_enter(ctx, -1, "auth", keys, &mark);
 
     if (rc <= 0)
         return rc;
-    if (cfg_get_string(ctx, -1, "user", true, &u->auth_user) != 0 ||
-        cfg_get_string(ctx, -1, "password", true, &u->auth_password) != 0)
+    if (cfg_auth_fields(ctx, &u->auth_user, &u->auth_password) != 0 ||
+        cfg_auth_needs_tls(ctx, cfg, u) != 0)
         return -1;
-    /* like Postfix's smtp_sasl_security_options = noplaintext */
-    if (u->tls == CONFIG_TLS_NONE && !cfg->insecure)
-        return cfg_fail(ctx, "sends a password in clear: needs tls = 'starttls' or "
-                             "'implicit' (or insecure = true)");
     cfg_leave(ctx, mark);
     return 0;
 }
@@ -210,6 +259,173 @@ cfg_routes(struct cfg_ctx *ctx, int top, struct config *cfg)
     qsort(cfg->routes, cfg->n_routes, sizeof(*cfg->routes), cfg_route_cmp);
     cfg_leave(ctx, mark);
     return 0;
+}
+
+/* ---- domains[name].upstream and upstream_auth: the domain's routing in one place ------ */
+
+/* Index of the set named name, or -1. */
+static int
+cfg_set_index(const struct config *cfg, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < cfg->n_upstreams; i++)
+        if (strcmp(cfg->upstreams[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* The routes entry of domain (lowercase), or NULL. */
+static struct config_route *
+cfg_route_find(struct config *cfg, const char *domain)
+{
+    size_t i;
+
+    for (i = 0; i < cfg->n_routes; i++)
+        if (strcmp(cfg->routes[i].sender_domain, domain) == 0)
+            return &cfg->routes[i];
+    return NULL;
+}
+
+static int
+cfg_server_copy(const struct config_upstream_server *from, struct config_upstream_server *to)
+{
+    *to = *from;
+    to->host = strdup(from->host);
+    to->ca_file = from->ca_file != NULL ? strdup(from->ca_file) : NULL;
+    to->tls_name = from->tls_name != NULL ? strdup(from->tls_name) : NULL;
+    to->auth_user = NULL;
+    to->auth_password = NULL;
+    if (to->host == NULL || (from->ca_file != NULL && to->ca_file == NULL) ||
+        (from->tls_name != NULL && to->tls_name == NULL))
+        return -1;
+    return 0;
+}
+
+/* A new set "<base>/<domain>": base's servers in base's order, each with the domain's
+ * credentials instead of the set's own. The pool keys connections by server and
+ * credentials (upstream_pool.c), so the domain's connections are never another's. */
+static int
+cfg_domain_set(struct cfg_ctx *ctx, struct config *cfg, int base, const char *domain,
+               const char *user, const char *password, int *out)
+{
+    struct config_upstream *sets, *set;
+    const struct config_upstream *b;
+    size_t                  i, len;
+
+    sets = realloc(cfg->upstreams, (cfg->n_upstreams + 1) * sizeof(*sets));
+    if (sets == NULL)
+        return cfg_fail(ctx, "out of memory");
+    cfg->upstreams = sets;
+    b = &sets[base];
+    set = &sets[cfg->n_upstreams];
+    memset(set, 0, sizeof(*set));
+    cfg->n_upstreams++;
+    len = strlen(b->name) + strlen(domain) + 2;
+    set->name = malloc(len);
+    set->servers = calloc(b->n_servers, sizeof(*set->servers));
+    if (set->name == NULL || set->servers == NULL)
+        return cfg_fail(ctx, "out of memory");
+    snprintf(set->name, len, "%s/%s", b->name, domain);
+    for (i = 0; i < b->n_servers; i++) {
+        if (b->servers[i].tls == CONFIG_TLS_NONE && !cfg->insecure)
+            return cfg_fail(ctx, "would send a password in clear to %s (upstreams.%s has "
+                                 "tls = 'none'; insecure = true allows it)",
+                            b->servers[i].host, b->name);
+        set->n_servers++;
+        if (cfg_server_copy(&b->servers[i], &set->servers[i]) != 0)
+            return cfg_fail(ctx, "out of memory");
+        set->servers[i].auth_user = strdup(user);
+        set->servers[i].auth_password = strdup(password);
+        if (set->servers[i].auth_user == NULL || set->servers[i].auth_password == NULL)
+            return cfg_fail(ctx, "out of memory");
+    }
+    *out = (int)(cfg->n_upstreams - 1);
+    return 0;
+}
+
+/* Point domain's mail at set: its routes entry, or a new one (routes stay sorted). */
+static int
+cfg_domain_route(struct cfg_ctx *ctx, struct config *cfg, const char *domain, int set)
+{
+    struct config_route *r = cfg_route_find(cfg, domain), *routes;
+
+    if (r != NULL) {
+        r->upstream = set;
+        return 0;
+    }
+    routes = realloc(cfg->routes, (cfg->n_routes + 1) * sizeof(*routes));
+    if (routes == NULL)
+        return cfg_fail(ctx, "out of memory");
+    cfg->routes = routes;
+    r = &routes[cfg->n_routes];
+    r->upstream = set;
+    r->sender_domain = NULL;
+    if (cfg_strdup(ctx, domain, &r->sender_domain) != 0)
+        return -1;
+    cfg->n_routes++;
+    qsort(cfg->routes, cfg->n_routes, sizeof(*cfg->routes), cfg_route_cmp);
+    return 0;
+}
+
+/* upstream_auth = { user = ..., password = ... | password_file = ... } at t. */
+static int
+cfg_domain_upstream_auth(struct cfg_ctx *ctx, int t, struct config *cfg, const char *domain,
+                         int *set)
+{
+    const struct config_schema_table *schema =
+        config_schema_find(&config_schema_domain, "upstream_auth")->table;
+    char  *user = NULL, *password = NULL;
+    size_t mark;
+    int    rc = cfg_enter_schema(ctx, t, "upstream_auth", schema, &mark);
+
+    if (rc <= 0)
+        return rc;
+    rc = cfg_auth_fields(ctx, &user, &password);
+    if (rc == 0)
+        rc = cfg_domain_set(ctx, cfg, *set, domain, user, password, set);
+    free(user);
+    if (password != NULL)
+        explicit_bzero(password, strlen(password));
+    free(password);
+    if (rc == 0)
+        cfg_leave(ctx, mark);
+    return rc;
+}
+
+int
+cfg_domain_upstream(struct cfg_ctx *ctx, int t, struct config *cfg, const char *domain)
+{
+    const struct config_route *route = cfg_route_find(cfg, domain);
+    char                      *name = NULL;
+    int                        set = route != NULL ? route->upstream : 0;
+    bool                       named, has_auth;
+    size_t                     mark;
+
+    if (cfg_get_string(ctx, t, "upstream", false, &name) != 0)
+        return -1;
+    named = name != NULL;
+    if (named) {
+        set = cfg_set_index(cfg, name);
+        mark = cfg_push_key(ctx, "upstream");
+        if (set < 0)
+            cfg_fail(ctx, "no upstream set named '%s'", name);
+        else if (route != NULL)
+            cfg_fail(ctx, "routes names this domain too: give one of them (routes is the "
+                          "older spelling)");
+        free(name);
+        if (set < 0 || route != NULL)
+            return -1;
+        cfg_pop(ctx, mark);
+    }
+    lua_getfield(ctx->L, t, "upstream_auth");
+    has_auth = !lua_isnil(ctx->L, -1);
+    lua_pop(ctx->L, 1);
+    if (!named && !has_auth)
+        return 0;
+    if (cfg_domain_upstream_auth(ctx, t, cfg, domain, &set) != 0)
+        return -1;
+    return cfg_domain_route(ctx, cfg, domain, set);
 }
 
 void

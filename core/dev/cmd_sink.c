@@ -93,6 +93,7 @@ static const char sink_usage[] =
     "  --implicit-tls         speak TLS from the first byte on every listener\n"
     "  --require-tls          refuse MAIL and AUTH before TLS\n"
     "  --auth USER:PASS       offer AUTH PLAIN LOGIN and require it before MAIL\n"
+    "                         (repeatable: any of the pairs logs in)\n"
     "  --no-pipelining        do not advertise PIPELINING\n"
     "  --no-chunking          do not advertise CHUNKING (BDAT gets 502)\n"
     "  --max-size N           SIZE limit in octets (default 52428800)\n"
@@ -175,13 +176,14 @@ sink_option_arg(struct sink *sk, int opt, const char *name, const char *arg)
     case OPT_LISTEN:
         return sink_add(sk->listen, &sk->nlisten, SINK_MAX_LISTEN, arg, "--listen");
     case OPT_AUTH:
-        free(sk->auth);
-        if (!(sk->auth = strdup(arg)) || !(colon = strchr(sk->auth, ':')) || colon == sk->auth)
+        if (!(colon = strchr(arg, ':')) || colon == arg)
             break;
-        *colon = '\0';
-        cfg->auth_user = sk->auth;
-        cfg->auth_pass = colon + 1;
-        return 0;
+        if (cfg->auth_user == NULL) {
+            if (!(sk->auth = strndup(arg, (size_t)(colon - arg))))
+                break;
+            cfg->auth_user = sk->auth;
+        }
+        return sink_add(cfg->auth.v, &cfg->auth.n, CMD_SINK_MAX_MATCH, arg, "--auth");
     case OPT_MAX_SIZE:
         if (cmd_sink_parse_num(arg, 1ul << 40, &cfg->max_size) < 0 || cfg->max_size == 0)
             break;

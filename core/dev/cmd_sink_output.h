@@ -22,7 +22,7 @@ struct sink_config {
     const char       *transcript;   /* directory for conn-<session>.{in,out,reads}, or NULL */
     char              host[256];    /* --hostname or gethostname() */
     const char       *auth_user;    /* NULL: no AUTH offered */
-    const char       *auth_pass;
+    struct sink_match auth;         /* every --auth USER:PASS, any of which may log in */
     bool              fsync, implicit_tls, require_tls, pipelining, chunking, inject;
     unsigned long     max_size;     /* SIZE; octets */
     unsigned long     delay_ms;     /* before the reply at end of data */

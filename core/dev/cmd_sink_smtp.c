@@ -664,11 +664,24 @@ sink_cmd_starttls(struct sink_conn *c, char *arg)
     c->user = NULL;
 }
 
+/* user and pass are one of the --auth USER:PASS pairs. */
+static bool
+sink_auth_known(const struct sink_config *cfg, const char *user, const char *pass)
+{
+    size_t ul = strlen(user);
+
+    for (int i = 0; i < cfg->auth.n; i++)
+        if (strncmp(cfg->auth.v[i], user, ul) == 0 && cfg->auth.v[i][ul] == ':' &&
+            strcmp(cfg->auth.v[i] + ul + 1, pass) == 0)
+            return true;
+    return false;
+}
+
 static void
 sink_auth_check(struct sink_conn *c, const char *user, const char *pass)
 {
     c->mode = MODE_CMD;
-    if (strcmp(user, c->cfg->auth_user) || strcmp(pass, c->cfg->auth_pass)) {
+    if (!sink_auth_known(c->cfg, user, pass)) {
         sink_reply(c, "535 5.7.8 Authentication credentials invalid");
     } else if (!(c->user = strdup(user))) {
         sink_reply(c, "454 4.7.0 Temporary authentication failure");

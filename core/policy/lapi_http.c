@@ -13,7 +13,7 @@
 
 #include "config/config.h"
 #include "policy/hook_run.h"
-#include "auth/http_client.h"
+#include "net/http_client.h"
 #include "policy/lapi.h"
 
 #define LAPI_HTTP_HEADERS_MAX 32

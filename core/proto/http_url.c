@@ -1,5 +1,5 @@
 /* core/proto/http_url.c: an http(s) URL taken apart; see http_url.h. No I/O: the requests
- * are core/auth/http_client.c's, and the config loader checks URLs with it at load. */
+ * are core/net/http_client.c's, and the config loader checks URLs with it at load. */
 #include "proto/http_url.h"
 
 #include <ctype.h>

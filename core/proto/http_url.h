@@ -1,5 +1,5 @@
 /* core/proto/http_url.h: an http(s) URL taken apart, scheme://host[:port][/path?query], for
- * the HTTP client (core/auth/http_client.c) and for the config loader, which refuses a bad
+ * the HTTP client (core/net/http_client.c) and for the config loader, which refuses a bad
  * URL at load. A pure parser: no I/O, no allocation, no DNS. */
 #ifndef SLUICE_HTTP_URL_H
 #define SLUICE_HTTP_URL_H

@@ -75,6 +75,18 @@ return { domain = { name = 'domain', keys = {
       { kind = 'requires', key = 'bind_dn', keys = { 'bind_password', 'bind_password_file', }, when = { 'filter', 'bind_dn', },
         message = "needs bind_password or bind_password_file" },
     } } },
+  { name = 'upstream', type = 'string' },
+  { name = 'upstream_auth', type = 'table',
+    table = { name = 'upstream_auth', keys = {
+      { name = 'user', type = 'string', required = true },
+      { name = 'password', type = 'string', secret = true },
+      { name = 'password_file', type = 'path', secret = true },
+    }, rules = {
+      { kind = 'exclusive', key = 'password_file', keys = { 'password', 'password_file', },
+        message = "give password or password_file, not both" },
+      { kind = 'requires', key = 'password', keys = { 'password', 'password_file', },
+        message = "required" },
+    } } },
 }, rules = {
   { kind = 'listed', key = 'auth', keys = { 'oauth2', }, value = 'oauth2',
     message = "lists 'oauth2' but the domain has no oauth2 table" },

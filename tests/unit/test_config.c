@@ -692,6 +692,102 @@ routes_match_the_sender_domain_ignoring_case(void)
     config_free(cfg);
 }
 
+/* ---- domains[name].upstream and upstream_auth ------------------------------------------- */
+
+#define TWO_SETS                                                                       \
+    "  upstreams = { default = { { host = '127.0.0.1', port = 2525, tls = 'none' } },\n" \
+    "                other = { { host = '127.0.0.2', port = 2526, tls = 'none',\n"      \
+    "                            auth = { user = 'set', password = 'setpw' } } } },\n"
+#define DOMAINS(extra)                                                                 \
+    "return {\n  insecure = true,\n" LISTEN_TLS CERTS TWO_SETS extra "\n}\n"
+
+static void
+a_domain_names_its_upstream_set_and_credentials(void)
+{
+    char           err[512] = "";
+    struct config *cfg = load(DOMAINS(
+        "  routes = { ['r.example'] = 'other' },\n"
+        "  domains = { ['a.example'] = { upstream = 'other' },\n"
+        "              ['b.example'] = { upstream = 'other',\n"
+        "                                upstream_auth = { user = 'b', password = 'bpw' } },\n"
+        "              ['r.example'] = { upstream_auth = { user = 'r', password = 'rpw' } },\n"
+        "              ['c.example'] = { upstream_auth = { user = 'c', password = 'cpw' } },\n"
+        "              ['d.example'] = {} },"), err, sizeof(err));
+    int            b, c, r;
+
+    CHECK(cfg != NULL);
+    if (cfg == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return;
+    }
+    CHECK_EQ_INT(config_route_for_domain(cfg, "a.example", 9), 1);
+    CHECK_EQ_INT(config_route_for_domain(cfg, "d.example", 9), 0);
+    b = config_route_for_domain(cfg, "B.example", 9);
+    c = config_route_for_domain(cfg, "c.example", 9);
+    r = config_route_for_domain(cfg, "r.example", 9);
+    CHECK(b >= 2 && c >= 2 && r >= 2 && b != c && c != r && b != r);
+    CHECK_EQ_INT(cfg->n_upstreams, 5);
+    if (b >= 2 && c >= 2 && r >= 2) {
+        /* a set of the domain's own: the base set's servers, the domain's credentials */
+        CHECK(strcmp(cfg->upstreams[b].name, "other/b.example") == 0);
+        CHECK(strcmp(cfg->upstreams[b].servers[0].host, "127.0.0.2") == 0);
+        CHECK_EQ_INT(cfg->upstreams[b].servers[0].port, 2526);
+        CHECK(strcmp(cfg->upstreams[b].servers[0].auth_user, "b") == 0);
+        CHECK(strcmp(cfg->upstreams[b].servers[0].auth_password, "bpw") == 0);
+        CHECK(strcmp(cfg->upstreams[c].name, "default/c.example") == 0);
+        CHECK(strcmp(cfg->upstreams[c].servers[0].auth_user, "c") == 0);
+        CHECK(strcmp(cfg->upstreams[r].name, "other/r.example") == 0); /* routes' set */
+        CHECK(strcmp(cfg->upstreams[r].servers[0].auth_user, "r") == 0);
+    }
+    CHECK(strcmp(cfg->upstreams[1].servers[0].auth_user, "set") == 0); /* untouched */
+    config_free(cfg);
+}
+
+static void
+a_domains_upstream_password_may_come_from_a_file(void)
+{
+    char           err[512] = "", text[2048];
+    struct config *cfg;
+    int            s;
+
+    test_write_file(dir, "relay.secret", "filepw\nsecond line\n");
+    snprintf(text, sizeof(text), DOMAINS("  domains = { ['a.example'] = { upstream_auth = "
+                                         "{ user = 'a', password_file = '%s' } } },"),
+             in_dir("relay.secret"));
+    cfg = load(text, err, sizeof(err));
+    CHECK(cfg != NULL);
+    if (cfg == NULL)
+        return;
+    s = config_route_for_domain(cfg, "a.example", 9);
+    CHECK(strcmp(cfg->upstreams[s].servers[0].auth_password, "filepw") == 0);
+    config_free(cfg);
+}
+
+static void
+domain_upstream_rules_are_enforced(void)
+{
+    static const struct error_case cases[] = {
+        {DOMAINS("  domains = { ['a.example'] = { upstream = 'nope' } },"),
+         "sluice.lua:8: domains['a.example'].upstream: no upstream set named 'nope'"},
+        {DOMAINS("  routes = { ['a.example'] = 'other' },\n"
+                 "  domains = { ['a.example'] = { upstream = 'other' } },"),
+         "sluice.lua:9: domains['a.example'].upstream: routes names this domain too: give one "
+         "of them (routes is the older spelling)"},
+        {DOMAINS("  domains = { ['a.example'] = { upstream_auth = { password = 'p' } } },"),
+         "sluice.lua:8: domains['a.example'].upstream_auth.user: required"},
+        {DOMAINS("  domains = { ['a.example'] = { upstream_auth = { user = 'u' } } },"),
+         "sluice.lua:8: domains['a.example'].upstream_auth.password: required"},
+        {DOMAINS("  domains = { ['a.example'] = { upstream_auth = { user = 'u', pass = 'p' } } },"),
+         "sluice.lua:8: domains['a.example'].upstream_auth.pass: unknown key"},
+        {"return {\n" LISTEN_TLS CERTS UPSTREAM
+         "  domains = { ['a.example'] = { upstream_auth = { user = 'u', password = 'p' } } },\n}\n",
+         "sluice.lua:5: domains['a.example'].upstream_auth: would send a password in clear to "
+         "127.0.0.1 (upstreams.default has tls = 'none'; insecure = true allows it)"},
+    };
+
+    check_errors(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
 /* ---- the policy engine's keys ------------------------------------------------------------ */
 
 static void
@@ -981,6 +1077,9 @@ main(void)
     RUN(relative_paths_resolve_against_the_files_directory);
     RUN(a_relative_config_path_still_gives_absolute_paths);
     RUN(routes_match_the_sender_domain_ignoring_case);
+    RUN(a_domain_names_its_upstream_set_and_credentials);
+    RUN(a_domains_upstream_password_may_come_from_a_file);
+    RUN(domain_upstream_rules_are_enforced);
     RUN(policy_keys_default_to_no_policies_and_no_domains);
     RUN(policy_keys_are_loaded_and_paths_resolved);
     RUN(policy_key_rules_are_enforced);

@@ -30,7 +30,7 @@ domains_error(const char *text)
     struct config *cfg;
 
     snprintf(file, sizeof(file),
-             "return {\n"
+             "return {\n  insecure = true,\n"
              "  listeners = { { name = 'smtps', address = '127.0.0.1', port = 8465, "
              "tls = 'implicit' } },\n"
              "  tls = { certificates = { { cert = 'a.crt', key = 'a.key' } } },\n"

@@ -1,4 +1,4 @@
-/* tests/unit/test_http_client.c: core/auth/http_client.c against a real server on a loopback
+/* tests/unit/test_http_client.c: core/net/http_client.c against a real server on a loopback
  * listener (a thread of this test answering one connection with a canned response, in
  * plain text or TLS with a certificate made at test time for "localhost"), and
  * core/proto/http_response.c on its own, including every response cut at every byte.
@@ -20,7 +20,7 @@
 
 #include "check.h"
 #include "fake_getaddrinfo.h"
-#include "auth/http_client.h"
+#include "net/http_client.h"
 #include "proto/http_response.h"
 #include "loopback.h"
 #include "util/offload.h"

@@ -1,11 +1,11 @@
-/* core/auth/http_client.c: one HTTP/1.1 request per connection on a worker's loop. See
+/* core/net/http_client.c: one HTTP/1.1 request per connection on a worker's loop. See
  * http_client.h. Steps, each from the loop: resolve (numeric at once, else getaddrinfo on
  * the offload pool) -> connect to the first address that answers (tcp_dial.c: every
  * address the name has, in getaddrinfo's order, staggered) -> TLS handshake (conn.c,
  * verifying the chain and the host name) -> send the request -> read until
  * http_response.c says the response is complete (or the peer closes) -> done(). One
  * deadline covers all of it; a second timer bounds connect + handshake. */
-#include "auth/http_client.h"
+#include "net/http_client.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

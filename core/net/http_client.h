@@ -1,4 +1,4 @@
-/* core/auth/http_client.h: a small asynchronous HTTP/1.1 client on a worker's libev loop, for
+/* core/net/http_client.h: a small asynchronous HTTP/1.1 client on a worker's libev loop, for
  * policies talking to an identity provider (JWKS documents, RFC 7662 introspection).
  * One request per connection (Connection: close): no pooling, no keep-alive, no
  * redirects, no proxies. https verifies the certificate chain and the host name (SNI
