@@ -70,7 +70,7 @@ conn_free(struct conn *c)
     if (c->ssl != NULL) {
         if (!c->closed && !c->handshaking)
             SSL_shutdown(c->ssl); /* one close_notify, best effort, never waits */
-        tls_buffers_forget(c);
+        tls_buffers_forget(&c->tls_link);
         SSL_free(c->ssl);
     }
     ERR_clear_error();
@@ -153,7 +153,7 @@ conn_read_tls(struct conn *c, char *dst, size_t room, size_t *got)
 
     conn_err_reset(); /* SSL_get_error() reads this thread's queue: only our errors */
     n = SSL_read(c->ssl, dst, (int)room);
-    tls_buffers_touch(c);
+    tls_buffers_touch(&c->tls_link, c->ssl, c->loop);
 
     if (n > 0) {
         *got = (size_t)n;
@@ -215,7 +215,7 @@ conn_handshake_step(struct conn *c)
 
     ERR_clear_error();
     r = c->is_server ? SSL_accept(c->ssl) : SSL_connect(c->ssl);
-    tls_buffers_touch(c);
+    tls_buffers_touch(&c->tls_link, c->ssl, c->loop);
 
     if (r == 1) {
         c->handshaking = false;
@@ -310,7 +310,7 @@ conn_send_some(struct conn *c, size_t *sent)
 
     conn_err_reset();
     w = SSL_write(c->ssl, buf_head(&c->out), n > 65536 ? 65536 : (int)n);
-    tls_buffers_touch(c);
+    tls_buffers_touch(&c->tls_link, c->ssl, c->loop);
 
     if (w > 0) {
         *sent = (size_t)w;

@@ -5,31 +5,25 @@
  * list is not empty. */
 #include "net/tls_buffers.h"
 
-#include <openssl/ssl.h>
-
-#include "net/conn.h"
-
 struct tls_buffers_list {
-    struct conn    *head; /* borrows: most recently active */
-    struct conn    *tail; /* borrows: least recently active */
-    unsigned        n;
-    struct ev_loop *loop; /* borrows: the loop of every connection in the list */
-    ev_timer        sweep;
+    struct tls_buffers_link *head; /* borrows: most recently active */
+    struct tls_buffers_link *tail; /* borrows: least recently active */
+    unsigned                 n;
+    struct ev_loop          *loop; /* borrows: the loop of every connection in the list */
+    ev_timer                 sweep;
 };
 
 static __thread struct tls_buffers_list tls_buffers_list;
 
 static void
-tls_buffers_unlink(struct tls_buffers_list *l, struct conn *c)
+tls_buffers_unlink(struct tls_buffers_list *l, struct tls_buffers_link *k)
 {
-    struct tls_buffers_link *k = &c->tls_link;
-
     if (k->prev != NULL)
-        k->prev->tls_link.next = k->next;
+        k->prev->next = k->next;
     else
         l->head = k->next;
     if (k->next != NULL)
-        k->next->tls_link.prev = k->prev;
+        k->next->prev = k->prev;
     else
         l->tail = k->prev;
     k->prev = k->next = NULL;
@@ -38,17 +32,15 @@ tls_buffers_unlink(struct tls_buffers_list *l, struct conn *c)
 }
 
 static void
-tls_buffers_push(struct tls_buffers_list *l, struct conn *c)
+tls_buffers_push(struct tls_buffers_list *l, struct tls_buffers_link *k)
 {
-    struct tls_buffers_link *k = &c->tls_link;
-
     k->prev = NULL;
     k->next = l->head;
     if (l->head != NULL)
-        l->head->tls_link.prev = c;
+        l->head->prev = k;
     else
-        l->tail = c;
-    l->head = c;
+        l->tail = k;
+    l->head = k;
     k->linked = true;
     l->n++;
 }
@@ -62,16 +54,16 @@ tls_buffers_sweep_stop(struct tls_buffers_list *l)
     ev_timer_stop(l->loop, &l->sweep);
 }
 
-/* Free c's buffers and drop it from the list; a connection whose buffers still hold data
+/* Free k's buffers and drop it from the list; a connection whose buffers still hold data
  * (a record read ahead, a write not yet sent) keeps them and goes back to the head. */
 static void
-tls_buffers_release(struct tls_buffers_list *l, struct conn *c, ev_tstamp now)
+tls_buffers_release(struct tls_buffers_list *l, struct tls_buffers_link *k, ev_tstamp now)
 {
-    tls_buffers_unlink(l, c);
-    if (SSL_free_buffers(c->ssl) == 1)
+    tls_buffers_unlink(l, k);
+    if (SSL_free_buffers(k->ssl) == 1)
         return;
-    c->tls_link.last_io = now;
-    tls_buffers_push(l, c);
+    k->last_io = now;
+    tls_buffers_push(l, k);
 }
 
 static void
@@ -82,13 +74,13 @@ tls_buffers_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     (void)revents;
     /* Bounded: a connection put back at the head has last_io == now and ends the walk. */
-    while (l->tail != NULL && now - l->tail->tls_link.last_io >= TLS_BUFFERS_QUIET)
+    while (l->tail != NULL && now - l->tail->last_io >= TLS_BUFFERS_QUIET)
         tls_buffers_release(l, l->tail, now);
     if (l->tail == NULL) {
         tls_buffers_sweep_stop(l);
         return;
     }
-    w->repeat = l->tail->tls_link.last_io + TLS_BUFFERS_QUIET - now;
+    w->repeat = l->tail->last_io + TLS_BUFFERS_QUIET - now;
     if (w->repeat < 0.01)
         w->repeat = 0.01;
     ev_timer_again(loop, w);
@@ -107,35 +99,36 @@ tls_buffers_sweep_start(struct tls_buffers_list *l, struct ev_loop *loop)
 }
 
 void
-tls_buffers_touch(struct conn *c)
+tls_buffers_touch(struct tls_buffers_link *k, SSL *ssl, struct ev_loop *loop)
 {
     struct tls_buffers_list *l = &tls_buffers_list;
 
-    c->tls_link.last_io = ev_now(c->loop);
-    if (l->head == c)
+    k->last_io = ev_now(loop);
+    if (l->head == k)
         return;
-    if (l->head != NULL && l->loop != c->loop) {
+    if (l->head != NULL && l->loop != loop) {
         /* A second loop on this thread (a short-lived one at load): no list for it, so
          * OpenSSL frees its buffers itself after each call, as before. */
-        SSL_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+        SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
         return;
     }
-    if (c->tls_link.linked)
-        tls_buffers_unlink(l, c);
-    tls_buffers_push(l, c);
-    tls_buffers_sweep_start(l, c->loop);
+    k->ssl = ssl;
+    if (k->linked)
+        tls_buffers_unlink(l, k);
+    tls_buffers_push(l, k);
+    tls_buffers_sweep_start(l, loop);
     if (l->n > TLS_BUFFERS_HOT)
-        tls_buffers_release(l, l->tail, c->tls_link.last_io);
+        tls_buffers_release(l, l->tail, k->last_io);
 }
 
 void
-tls_buffers_forget(struct conn *c)
+tls_buffers_forget(struct tls_buffers_link *k)
 {
     struct tls_buffers_list *l = &tls_buffers_list;
 
-    if (!c->tls_link.linked)
+    if (!k->linked)
         return;
-    tls_buffers_unlink(l, c);
+    tls_buffers_unlink(l, k);
     if (l->head == NULL)
         tls_buffers_sweep_stop(l);
 }

@@ -12,31 +12,32 @@
  * TLS_BUFFERS_HOT pairs at once.
  *
  * conn.c calls tls_buffers_touch() after each SSL call and tls_buffers_forget() before
- * SSL_free(); nothing else does. A thread's list and its sweep timer live on the loop of
+ * SSL_free(), with the link embedded in its struct conn; nothing else does. A thread's list and its sweep timer live on the loop of
  * the connections it holds: one loop per thread. */
 #ifndef SLUICE_TLS_BUFFERS_H
 #define SLUICE_TLS_BUFFERS_H
 
 #include <ev.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 
 #define TLS_BUFFERS_QUIET 1.0 /* seconds without I/O before a connection's buffers go */
 #define TLS_BUFFERS_HOT   64  /* connections per thread that may hold buffers at once */
 
-struct conn;
-
 /* A connection's place in its thread's list (embedded in struct conn). */
 struct tls_buffers_link {
-    struct conn *prev;    /* borrows: more recently active */
-    struct conn *next;    /* borrows: less recently active */
-    ev_tstamp    last_io; /* ev_now() of the last SSL call */
-    bool         linked;
+    struct tls_buffers_link *prev;    /* borrows: more recently active */
+    struct tls_buffers_link *next;    /* borrows: less recently active */
+    SSL                     *ssl;     /* borrows: the connection's */
+    ev_tstamp                last_io; /* ev_now() of the last SSL call */
+    bool                     linked;
 };
 
-/* c did an SSL call: it holds buffers now, and is the most recently active. */
-void tls_buffers_touch(struct conn *c);
-/* c is going away: out of the list (no-op when it is not in it). */
-void tls_buffers_forget(struct conn *c);
+/* The connection of k did an SSL call on ssl: it holds buffers now, and is the most
+ * recently active. */
+void tls_buffers_touch(struct tls_buffers_link *k, SSL *ssl, struct ev_loop *loop);
+/* The connection of k is going away: out of the list (no-op when it is not in it). */
+void tls_buffers_forget(struct tls_buffers_link *k);
 /* How many connections of this thread hold buffers (tests). */
 unsigned tls_buffers_held(void);
 
