@@ -12,8 +12,9 @@
  * TLS_BUFFERS_HOT pairs at once.
  *
  * conn.c calls tls_buffers_touch() after each SSL call and tls_buffers_forget() before
- * SSL_free(), with the link embedded in its struct conn; nothing else does. A thread's list and its sweep timer live on the loop of
- * the connections it holds: one loop per thread. */
+ * SSL_free(), with the link embedded in its struct conn; nothing else does. A thread's
+ * list and its sweep timer live on the loop of the connections it holds: one loop per
+ * thread. */
 #ifndef SLUICE_TLS_BUFFERS_H
 #define SLUICE_TLS_BUFFERS_H
 
