@@ -123,6 +123,18 @@ static const struct config_schema_rule schema_ldap_rules[] = {
 static const struct config_schema_table schema_ldap = {"ldap", schema_ldap_keys,
                                                        schema_ldap_rules};
 
+/* ---- domains[name].dkim (config_dkim.c): a table, or a list of them ------------------ */
+
+static const struct config_schema_key schema_dkim_keys[] = {
+    KEY("selector", CONFIG_SCHEMA_STRING, true, NULL),
+    KEY("key_file", CONFIG_SCHEMA_PATH, true, NULL),
+    LIST("headers", false, false, false, NULL),
+    END_KEYS,
+};
+
+static const struct config_schema_table schema_dkim = {"dkim", schema_dkim_keys,
+                                                       schema_no_rules};
+
 /* ---- domains[name] (config_policy.c) ------------------------------------------------ */
 
 static const char *const schema_backends[] = {"file", "ldap", "oauth2", NULL};
@@ -141,6 +153,7 @@ static const struct config_schema_key schema_domain_keys[] = {
      "{}"},
     TABLE("oauth2", &schema_oauth2),
     TABLE("ldap", &schema_ldap),
+    {"dkim", CONFIG_SCHEMA_TABLES, false, false, false, true, 0, 0, NULL, &schema_dkim, NULL},
     END_KEYS,
 };
 
@@ -173,6 +186,7 @@ static const char *const schema_type_names[] = {
     [CONFIG_SCHEMA_PATH] = "path",       [CONFIG_SCHEMA_STRINGS] = "strings",
     [CONFIG_SCHEMA_INTEGER] = "integer", [CONFIG_SCHEMA_SECONDS] = "seconds",
     [CONFIG_SCHEMA_TABLE] = "table",     [CONFIG_SCHEMA_SENDERS] = "senders",
+    [CONFIG_SCHEMA_TABLES] = "tables",
 };
 
 static const char *const schema_rule_names[] = {

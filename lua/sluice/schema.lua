@@ -75,6 +75,13 @@ return { domain = { name = 'domain', keys = {
       { kind = 'requires', key = 'bind_dn', keys = { 'bind_password', 'bind_password_file', }, when = { 'filter', 'bind_dn', },
         message = "needs bind_password or bind_password_file" },
     } } },
+  { name = 'dkim', type = 'tables', secret = true,
+    table = { name = 'dkim', keys = {
+      { name = 'selector', type = 'string', required = true },
+      { name = 'key_file', type = 'path', required = true },
+      { name = 'headers', type = 'strings' },
+    }, rules = {
+    } } },
 }, rules = {
   { kind = 'listed', key = 'auth', keys = { 'oauth2', }, value = 'oauth2',
     message = "lists 'oauth2' but the domain has no oauth2 table" },
