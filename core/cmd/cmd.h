@@ -29,5 +29,6 @@ int cmd_passwd_main(int argc, char **argv);
 int cmd_sink_main(int argc, char **argv);
 int cmd_ctl_main(int argc, char **argv);
 int cmd_token_main(int argc, char **argv);
+int cmd_dkim_main(int argc, char **argv);
 
 #endif

@@ -14,6 +14,7 @@ usage(FILE *f)
                "       sluice sink [OPTIONS]      capturing upstream SMTP server (--help)\n"
                "       sluice ctl [-c FILE] CMD   talk to the running daemon (--help)\n"
                "       sluice token [OPTIONS] USER  mint a test JWT from the dev key (--help)\n"
+               "       sluice dkim keygen OPTIONS  make a DKIM key, print its DNS record (--help)\n"
                "       sluice --version           print the version\n"
                "every subcommand takes --help\n");
     return f == stdout ? 0 : EXIT_USAGE;
@@ -36,6 +37,8 @@ main(int argc, char **argv)
         return cmd_ctl_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "token") == 0)
         return cmd_token_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "dkim") == 0)
+        return cmd_dkim_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)
         return usage(stdout);
     if (strcmp(argv[1], "--version") == 0 && argc == 2) {

@@ -133,6 +133,15 @@ struct config_ldap {
     size_t  max_connections; /* per worker; default 4 */
 };
 
+/* domains['name'].dkim: one key a domain signs with (config_dkim.c, docs/dkim.md). */
+struct dkim_key;
+struct config_dkim {
+    char            *selector; /* owns; one DNS label, s= */
+    char            *key_file; /* owns; absolute path, read at load (a reload re-reads it) */
+    struct dkim_key *key;      /* owns; proto/dkim_sign.h: RSA >= 1024 bits or Ed25519 */
+    char           **headers;  /* owns; NULL-terminated names to sign, NULL = the default */
+};
+
 struct config_domain {
     char                       *name;    /* owns; ASCII-lowercased, U-label or A-label */
     bool                        enabled; /* default true */
@@ -145,6 +154,8 @@ struct config_domain {
     struct config_domain_limits limits;
     struct config_oauth2       *oauth2;  /* owns; NULL when the domain has no oauth2 table */
     struct config_ldap         *ldap;    /* owns; NULL when the domain has no ldap table */
+    struct config_dkim         *dkim;    /* owns; n_dkim keys, a signature each; NULL: none */
+    size_t                      n_dkim;
 };
 
 /* Shared state zones (config_zones.c, docs/configuration.md `zones`). The built-in zones

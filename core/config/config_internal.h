@@ -152,6 +152,9 @@ void cfg_free_oauth2(struct config_oauth2 *o);
 int  cfg_domain_ldap(struct cfg_ctx *ctx, int t, const struct config *cfg,
                      struct config_domain *d);
 void cfg_free_ldap(struct config_ldap *l);
+/* config_dkim.c: domains[name].dkim, one table or a list of them, keys read and checked */
+int  cfg_domain_dkim(struct cfg_ctx *ctx, int t, struct config_domain *d);
+void cfg_free_dkim(struct config_domain *d);
 /* config_zones.c: zones (after shdict_size, which sizes the zone 'default') */
 int  cfg_zones(struct cfg_ctx *ctx, int top, struct config *cfg);
 void cfg_free_zones(struct config *cfg);

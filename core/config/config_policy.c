@@ -262,7 +262,8 @@ cfg_domain(struct cfg_ctx *ctx, struct config *cfg)
         cfg_get_bool(ctx, -1, "allow_null_sender", &d->allow_null_sender) ||
         cfg_get_bool(ctx, -1, "check_header_from", &d->check_header_from) ||
         cfg_domain_limits(ctx, -1, &d->limits) || cfg_domain_oauth2(ctx, -1, d) ||
-        cfg_domain_ldap(ctx, -1, cfg, d) || cfg_domain_upstream(ctx, -1, cfg, d->name))
+        cfg_domain_ldap(ctx, -1, cfg, d) || cfg_domain_upstream(ctx, -1, cfg, d->name) ||
+        cfg_domain_dkim(ctx, -1, d))
         return -1;
     cfg_pop(ctx, mark);
     return 0;
@@ -338,6 +339,7 @@ cfg_free_policy(struct config *cfg)
         free(d->senders);
         cfg_free_oauth2(d->oauth2);
         cfg_free_ldap(d->ldap);
+        cfg_free_dkim(d);
     }
     free(cfg->domains);
 }

@@ -144,6 +144,18 @@ static const struct config_schema_rule schema_upstream_auth_rules[] = {
 static const struct config_schema_table schema_upstream_auth = {
     "upstream_auth", schema_upstream_auth_keys, schema_upstream_auth_rules};
 
+/* ---- domains[name].dkim (config_dkim.c): a table, or a list of them ------------------ */
+
+static const struct config_schema_key schema_dkim_keys[] = {
+    KEY("selector", CONFIG_SCHEMA_STRING, true, NULL),
+    KEY("key_file", CONFIG_SCHEMA_PATH, true, NULL),
+    LIST("headers", false, false, false, NULL),
+    END_KEYS,
+};
+
+static const struct config_schema_table schema_dkim = {"dkim", schema_dkim_keys,
+                                                       schema_no_rules};
+
 /* ---- domains[name] (config_policy.c) ------------------------------------------------ */
 
 static const char *const schema_backends[] = {"file", "ldap", "oauth2", NULL};
@@ -164,6 +176,8 @@ static const struct config_schema_key schema_domain_keys[] = {
     TABLE("ldap", &schema_ldap),
     KEY("upstream", CONFIG_SCHEMA_STRING, false, NULL),
     TABLE("upstream_auth", &schema_upstream_auth),
+
+    {"dkim", CONFIG_SCHEMA_TABLES, false, false, false, true, 0, 0, NULL, &schema_dkim, NULL},
     END_KEYS,
 };
 
@@ -196,6 +210,7 @@ static const char *const schema_type_names[] = {
     [CONFIG_SCHEMA_PATH] = "path",       [CONFIG_SCHEMA_STRINGS] = "strings",
     [CONFIG_SCHEMA_INTEGER] = "integer", [CONFIG_SCHEMA_SECONDS] = "seconds",
     [CONFIG_SCHEMA_TABLE] = "table",     [CONFIG_SCHEMA_SENDERS] = "senders",
+    [CONFIG_SCHEMA_TABLES] = "tables",
 };
 
 static const char *const schema_rule_names[] = {

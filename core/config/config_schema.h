@@ -20,6 +20,7 @@ enum config_schema_type {
     CONFIG_SCHEMA_SECONDS, /* a number > 0, at most 86400 */
     CONFIG_SCHEMA_TABLE,   /* the named keys of table */
     CONFIG_SCHEMA_SENDERS, /* { ['user@domain'] = { 'address', ... } } */
+    CONFIG_SCHEMA_TABLES,  /* the named keys of table, or a non-empty list of such tables */
 };
 
 struct config_schema_table;

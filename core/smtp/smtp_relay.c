@@ -133,6 +133,12 @@ smtp_relay_start(struct smtp_session *s)
     const char     *dom = smtp_domain_of(tx->mail_from);
     int             set = config_route_for_domain(s->cfg, dom, strlen(dom));
 
+    /* After on_data, so its edits are signed; a failure is 451, not unsigned mail that a
+     * DMARC p=reject domain's recipients would refuse (docs/dkim.md) */
+    if (smtp_dkim_sign(s) == SMTP_DKIM_FAILED) {
+        smtp_session_reset_tx(s);
+        return smtp_session_error_text(s, 451, "4.3.0", "DKIM signing failed, try again later");
+    }
     tx->env.mail_from = tx->mail_from;
     tx->env.rcpts = (const char **)tx->rcpts;
     tx->env.n_rcpts = tx->n_rcpts;

@@ -115,6 +115,15 @@ enum smtp_rc smtp_data_input(struct smtp_session *s);
 /* smtp_relay.c. on_data accepted s->tx: hand it to the upstream pool; RELAY until the
  * client has the answer (SMTP_PAUSE), or 451 at once. */
 enum smtp_rc smtp_relay_start(struct smtp_session *s);
+/* smtp_dkim.c: sign tx->msg for its From: domain, the fields prepended (body_start moves
+ * down with the client's message). FAILED has been logged (dkim.fail); the message is as
+ * it was. Neither frees nor yields. */
+enum smtp_dkim_rc {
+    SMTP_DKIM_UNSIGNED, /* no session identity, no single From:, or no keys for its domain */
+    SMTP_DKIM_SIGNED,
+    SMTP_DKIM_FAILED,   /* OpenSSL or memory: the caller tempfails, the client retries */
+};
+enum smtp_dkim_rc smtp_dkim_sign(struct smtp_session *s);
 void         smtp_tx_free(struct smtp_tx *tx);
 void         smtp_session_reset_tx(struct smtp_session *s);
 /* Reply (from the table), log smtp.reject, count the error; 421 and close past

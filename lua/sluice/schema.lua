@@ -87,6 +87,13 @@ return { domain = { name = 'domain', keys = {
       { kind = 'requires', key = 'password', keys = { 'password', 'password_file', },
         message = "required" },
     } } },
+  { name = 'dkim', type = 'tables', secret = true,
+    table = { name = 'dkim', keys = {
+      { name = 'selector', type = 'string', required = true },
+      { name = 'key_file', type = 'path', required = true },
+      { name = 'headers', type = 'strings' },
+    }, rules = {
+    } } },
 }, rules = {
   { kind = 'listed', key = 'auth', keys = { 'oauth2', }, value = 'oauth2',
     message = "lists 'oauth2' but the domain has no oauth2 table" },

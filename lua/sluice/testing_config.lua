@@ -159,6 +159,12 @@ local function check_value(path, key, v)
     return check_senders(path, v)
   elseif t == 'table' then
     return check_table(path, key.table, v)
+  elseif t == 'tables' then -- one table, or a list of them (config_dkim.c)
+    if type(v) ~= 'table' or v[1] == nil then return { check_table(path, key.table, v) } end
+    check_list(path, v)
+    local out = {}
+    for i, x in ipairs(v) do out[i] = check_table(push(path, i), key.table, x) end
+    return out
   end
   error('sluice.schema: unknown type ' .. tostring(t))
 end

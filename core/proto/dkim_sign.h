@@ -1,0 +1,51 @@
+/* core/proto/dkim_sign.h: DKIM-Signature fields (RFC 6376) with RSA-SHA256 or
+ * Ed25519-SHA256 (RFC 8463) keys, made with OpenSSL. Canonicalisation is dkim_canon.c's;
+ * which domain signs a message, and with which keys, is the caller's (smtp/smtp_dkim.c). */
+#ifndef SLUICE_DKIM_SIGN_H
+#define SLUICE_DKIM_SIGN_H
+
+#include <stddef.h>
+
+#define DKIM_RSA_MIN_BITS 1024 /* RFC 8301 section 3.2: verifiers refuse shorter keys */
+#define DKIM_LINE_MAX     78   /* RFC 5322 section 2.1.1: fold the field at 78 columns */
+
+enum dkim_alg {
+    DKIM_ALG_RSA_SHA256,     /* a=rsa-sha256, k=rsa */
+    DKIM_ALG_ED25519_SHA256, /* a=ed25519-sha256, k=ed25519 (RFC 8463) */
+};
+
+/* A private key, immutable once made: any number of threads may sign with it at once
+ * (OpenSSL 3 makes a context per operation). */
+struct dkim_key;
+
+/* The key in a PEM text (PKCS#8 or traditional RSA). NULL with err ("not a PEM private
+ * key", "RSA key of 512 bits: at least 1024") on failure. Free with dkim_key_free. */
+struct dkim_key *dkim_key_new(const char *pem, size_t len, char *err, size_t errlen);
+void             dkim_key_free(struct dkim_key *k);
+enum dkim_alg    dkim_key_alg(const struct dkim_key *k);
+int              dkim_key_bits(const struct dkim_key *k);
+/* "rsa-sha256" or "ed25519-sha256". */
+const char      *dkim_alg_name(enum dkim_alg alg);
+
+/* The DNS TXT record's text for the key's public half: "v=DKIM1; k=rsa; p=BASE64" (the
+ * SubjectPublicKeyInfo for RSA, the raw 32 octets for Ed25519: RFC 8463 section 4.2).
+ * Heap string, caller frees; NULL on allocation failure. */
+char *dkim_key_dns_txt(const struct dkim_key *k);
+
+/* One signature to make; every pointer borrows. */
+struct dkim_signer {
+    const struct dkim_key *key;
+    const char            *domain;   /* d= */
+    const char            *selector; /* s= */
+    const char *const     *headers;  /* NULL-terminated names to sign ("list-*" a prefix),
+                                      * or NULL for dkim_canon.c's default set; From is
+                                      * always signed, and once more than present */
+};
+
+/* The field "DKIM-Signature: ...\r\n" for msg (header block, empty line, body; CRLF
+ * lines), relaxed/relaxed, t=now, folded at DKIM_LINE_MAX columns. 0 with a heap string in
+ * *out (caller frees) and its length in *out_len; -1 with err on failure. */
+int dkim_sign(const struct dkim_signer *s, const char *msg, size_t len, long long now,
+              char **out, size_t *out_len, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,204 @@
+"""DKIM signing (docs/dkim.md): sluice signs a relayed message for its header From's domain
+with the keys `sluice dkim keygen` made, and an independent verifier (python3-dkim, Debian's
+dkimpy) checks the bytes the upstream received against the TXT record keygen printed: RSA
+and Ed25519, a message an on_data policy edited, folded and blank-heavy headers and a body
+with trailing empty lines, two keys (two signatures), a domain without keys (none). `sluice
+check` refuses a bad key, a short RSA key and a selector that is not a label."""
+import re
+import subprocess
+
+import dkim
+import pytest
+
+from conftest import ALICE, SHIPPED_POLICIES, SLUICE, lua_str, upstream_conf
+
+CAROL = 'carol@example.net'
+
+
+def keygen(tmp_path, selector, algorithm='rsa', domain='example.org'):
+    """(key path, {dns name: TXT text}) from `sluice dkim keygen`."""
+    out = tmp_path / ('%s.%s.key' % (domain, selector))
+    r = subprocess.run([SLUICE, 'dkim', 'keygen', '--domain', domain, '--selector', selector,
+                        '--algorithm', algorithm, '--out', str(out)],
+                       capture_output=True, text=True, check=True)
+    m = re.match(r'^(\S+) IN TXT \((.*)\)$', r.stdout.strip())
+    assert m, r.stdout
+    assert out.stat().st_mode & 0o777 == 0o600
+    return out, {m.group(1): ''.join(re.findall(r'"([^"]*)"', m.group(2)))}
+
+
+def dnsfunc(records):
+    def lookup(name, timeout=5):
+        name = name.decode() if isinstance(name, bytes) else name
+        txt = records.get(name if name.endswith('.') else name + '.')
+        return txt.encode() if txt is not None else None
+    return lookup
+
+
+def dkim_table(key, selector, headers=None):
+    extra = '' if headers is None else ', headers = { %s }' % ', '.join(map(lua_str, headers))
+    return '{ selector = %s, key_file = %s%s }' % (lua_str(selector), lua_str(key), extra)
+
+
+def domains(org_dkim):
+    return ("{ ['example.org'] = { check_header_from = false, dkim = %s },"
+            " ['example.net'] = { check_header_from = false } }" % org_dkim)
+
+
+def send(relay, message, user=ALICE):
+    c = relay.raw_authed(user)
+    assert c.cmd(b'MAIL FROM:<%s>' % user.encode())[0] == 250
+    assert c.cmd(b'RCPT TO:<rcpt@example.com>')[0] == 250
+    assert c.cmd(b'DATA')[0] == 354
+    reply = c.cmd(message + b'.')
+    c.close()
+    return reply
+
+
+def signatures(stored):
+    return re.findall(rb'^DKIM-Signature:.*?\r\n(?![ \t])', stored, re.M | re.S)
+
+
+def verify_all(stored, records):
+    """dkimpy's verdict on each signature (a mismatch raises in some paths: False)."""
+    out = []
+    for i in range(len(signatures(stored))):
+        try:
+            out.append(dkim.DKIM(stored).verify(idx=i, dnsfunc=dnsfunc(records)))
+        except dkim.DKIMException:
+            out.append(False)
+    return out
+
+
+MESSAGE = (b'From: Alice <alice@example.org>\r\nTo: rcpt@example.com\r\n'
+           b'Subject: hello\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\n'
+           b'Message-ID: <1@example.org>\r\n\r\nHello, world.\r\n')
+
+
+@pytest.mark.parametrize('algorithm', ['rsa', 'ed25519'])
+def test_a_signed_message_verifies_with_dkimpy_against_the_printed_record(
+        make_relay, sink, tmp_path, algorithm):
+    key, records = keygen(tmp_path, 's2026', algorithm)
+    relay = make_relay(upstream_conf(sink.port), domains=domains(dkim_table(key, 's2026')))
+    assert send(relay, MESSAGE)[0] == 250
+    stored = sink.wait_messages(1)[0]
+    assert stored.startswith(b'DKIM-Signature: v=1; a=%s-sha256; c=relaxed/relaxed; '
+                             % algorithm.encode())
+    sig = signatures(stored)[0]
+    assert re.search(rb'd=example\.org;\s+s=s2026;', sig)
+    assert all(len(line) <= 78 for line in sig.split(b'\r\n'))
+    h = re.search(rb'h=([^;]*);', sig).group(1)
+    assert re.sub(rb'\s', b'', h).split(b':').count(b'from') == 2  # From oversigned
+    assert b'Received: from' in stored and stored.index(b'Received') > stored.index(sig)
+    assert verify_all(stored, records) == [True]
+    # the verifier can fail: one octet of the body changed
+    assert verify_all(stored.replace(b'Hello, world.', b'Hello, World.'), records) == [False]
+    log = relay.wait_logs('dkim.sign')[0]
+    assert log['domain'] == 'example.org'
+    assert log['selectors'] == 's2026:%s-sha256' % algorithm
+
+
+EDIT = """
+return {
+  on_data = function(session, tx)
+    tx:remove_header('Subject')
+    tx:add_header('Subject', 'edited by policy')
+    tx:add_header('Reply-To', 'desk@example.org')
+  end,
+}
+"""
+
+
+def test_headers_an_on_data_policy_edited_are_signed_as_relayed(make_relay, sink, tmp_path):
+    key, records = keygen(tmp_path, 'ed', 'ed25519')
+    policy = tmp_path / 'edit.lua'
+    policy.write_text(EDIT)
+    relay = make_relay(upstream_conf(sink.port), domains=domains(dkim_table(key, 'ed')),
+                       policies=SHIPPED_POLICIES + [str(policy)])
+    assert send(relay, MESSAGE)[0] == 250
+    stored = sink.wait_messages(1)[0]
+    assert b'Subject: edited by policy\r\n' in stored and b'Subject: hello' not in stored
+    h = re.sub(rb'\s', b'', re.search(rb'h=([^;]*);', signatures(stored)[0]).group(1))
+    assert b'reply-to' in h.split(b':') and b'subject' in h.split(b':')
+    assert verify_all(stored, records) == [True]
+    tampered = stored.replace(b'edited by policy', b'hello')
+    assert verify_all(tampered, records) == [False]
+
+
+def test_folded_blank_heavy_headers_and_trailing_empty_lines_verify(make_relay, sink,
+                                                                     tmp_path):
+    key, records = keygen(tmp_path, 'rsa1', 'rsa')
+    relay = make_relay(upstream_conf(sink.port), domains=domains(dkim_table(key, 'rsa1')))
+    message = (b'From:  "Alice  A."\r\n\t <alice@EXAMPLE.org>  \r\n'
+               b'To: a@example.com,\r\n  b@example.com\t,\r\n\t c@example.com\r\n'
+               b'SUBJECT:\t  lots   of\t\tspace   \r\n'
+               b'Content-Type: text/plain;\r\n charset="utf-8"\r\n\r\n'
+               b'  indented  line  \t\r\n\r\ntext\t\r\n\r\n\r\n\r\n')
+    assert send(relay, message)[0] == 250
+    stored = sink.wait_messages(1)[0]
+    assert stored.endswith(b'text\t\r\n\r\n\r\n\r\n')  # relayed as sent: only the hash is relaxed
+    assert verify_all(stored, records) == [True]
+
+
+def test_two_keys_give_two_signatures_that_both_verify(make_relay, sink, tmp_path):
+    rsa_key, rsa_records = keygen(tmp_path, 'r2026', 'rsa')
+    ed_key, ed_records = keygen(tmp_path, 'e2026', 'ed25519')
+    both = '{ %s, %s }' % (dkim_table(rsa_key, 'r2026'),
+                           dkim_table(ed_key, 'e2026', ['from', 'to', 'subject', 'x-app-*']))
+    relay = make_relay(upstream_conf(sink.port), domains=domains(both))
+    assert send(relay, MESSAGE.replace(b'\r\n\r\n', b'\r\nX-App-Id: 7\r\n\r\n'))[0] == 250
+    stored = sink.wait_messages(1)[0]
+    sigs = signatures(stored)
+    assert len(sigs) == 2
+    assert b's=r2026;' in sigs[0] and b'a=rsa-sha256;' in sigs[0]
+    assert b's=e2026;' in sigs[1] and b'a=ed25519-sha256;' in sigs[1]
+    ed_h = re.sub(rb'\s', b'', re.search(rb'h=([^;]*);', sigs[1]).group(1)).split(b':')
+    assert sorted(ed_h) == [b'from', b'from', b'subject', b'to', b'x-app-id']
+    assert verify_all(stored, {**rsa_records, **ed_records}) == [True, True]
+
+
+def test_a_domain_without_keys_is_relayed_unsigned(make_relay, sink, tmp_path):
+    key, _ = keygen(tmp_path, 's1', 'ed25519')
+    relay = make_relay(upstream_conf(sink.port), domains=domains(dkim_table(key, 's1')))
+    message = MESSAGE.replace(b'alice@example.org', CAROL.encode())
+    assert send(relay, message, user=CAROL)[0] == 250
+    stored = sink.wait_messages(1)[0]
+    assert stored.startswith(b'Received: from ')
+    assert signatures(stored) == []
+    assert relay.logs('dkim.sign') == []
+
+
+def check(tmp_path, org_dkim):
+    conf = tmp_path / 'check.lua'
+    (tmp_path / 'c.crt').write_text('')
+    conf.write_text(
+        "return {\n  insecure = true, users_dir = %s,\n"
+        "  listeners = { { name = 'smtps', address = '127.0.0.1', port = 8465,"
+        " tls = 'none' } },\n"
+        "  upstreams = %s,\n"
+        "  domains = {\n    ['example.org'] = {\n      dkim = %s,\n    },\n  },\n}\n"
+        % (lua_str(tmp_path), upstream_conf(2525), org_dkim))
+    return subprocess.run([SLUICE, 'check', '-c', str(conf)], capture_output=True, text=True)
+
+
+def test_sluice_check_accepts_good_keys_and_names_file_and_line_of_bad_ones(tmp_path):
+    good, _ = keygen(tmp_path, 'good', 'ed25519')
+    r = check(tmp_path, dkim_table(good, 'good'))
+    assert r.returncode == 0, r.stderr
+    short = tmp_path / 'short.key'
+    subprocess.run(['openssl', 'genpkey', '-algorithm', 'RSA', '-pkeyopt',
+                    'rsa_keygen_bits:512', '-out', str(short)], check=True, capture_output=True)
+    garbage = tmp_path / 'garbage.key'
+    garbage.write_text('not a key\n')
+    cases = [
+        (dkim_table(short, 's1'), 'key_file: \'%s\': RSA key of 512 bits: at least 1024' % short),
+        (dkim_table(garbage, 's1'), 'key_file: \'%s\': not a PEM private key' % garbage),
+        (dkim_table(tmp_path / 'absent.key', 's1'), 'key_file: cannot read'),
+        (dkim_table(good, 'bad_selector'), 'selector: expected a DNS label'),
+        (dkim_table(good, 's1', ['subject']), "headers: must list 'from'"),
+    ]
+    for text, want in cases:
+        r = check(tmp_path, text)
+        assert r.returncode != 0
+        assert re.search(r'check\.lua:7: domains\[\'example\.org\'\]\.dkim\.', r.stderr), r.stderr
+        assert want in r.stderr, r.stderr
