@@ -20,19 +20,6 @@ cmd_check_mixed(void *arg, const char *path, size_t n, const char *settings)
            settings);
 }
 
-/* config_access.h: a file the service user could not read by itself */
-static void
-cmd_check_unreadable(void *arg, const char *key, const char *path, const char *reason)
-{
-    const char *user = arg;
-
-    printf("warning: %s: '%s' is not readable by user '%s' (%s): only the privileged reader "
-           "of a daemon started as root reads it, at start and on reload; a reload fails if "
-           "it moves to a directory start-up did not read from. Make it readable by '%s' "
-           "(e.g. owner root, group %s, mode 0640) to be independent of the reader\n",
-           key, path, user, reason, user, user);
-}
-
 int
 cmd_check_main(int argc, char **argv)
 {
@@ -59,8 +46,7 @@ cmd_check_main(int argc, char **argv)
     printf("%s: ok (%zu listeners, %zu upstream sets, %zu users)\n", path, p.cfg->n_listeners,
            p.cfg->n_upstreams, authdb_count(p.authdb));
     authdb_each_mixed_domain(p.authdb, cmd_check_mixed, NULL);
-    if (config_access_check(p.cfg, cmd_check_unreadable, p.cfg->user, err, sizeof(err)) != 0)
-        printf("warning: %s\n", err);
+    config_access_warn(p.cfg); /* on stderr, with the other warnings (JSON lines) */
     daemon_parts_free(&p);
     return 0;
 }

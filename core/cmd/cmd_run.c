@@ -345,22 +345,6 @@ cmd_run_serve(struct config *cfg, const char *path, struct listener_set *ls)
     return rc;
 }
 
-/* config_access.h: the service user could not read this file by itself. */
-static void
-cmd_run_unreadable(void *arg, const char *key, const char *path, const char *reason)
-{
-    struct logline l;
-
-    log_begin(&l, LOG_WARNING, "config.unreadable", 0);
-    log_str(&l, "key", key);
-    log_str(&l, "path", path);
-    log_str(&l, "user", arg);
-    log_str(&l, "error", reason);
-    log_str(&l, "msg", "only the privileged reader can read it: keep it in a directory "
-                       "start-up reads, or make it readable by the service user");
-    log_end(&l);
-}
-
 /* Root only forks the privileged reader, reads the configuration (data: the sandboxed
  * state of config_source.c), binds, and gives the control socket and the audit log away;
  * policies, users files and certificates are loaded after the drop (privfile.h). */
@@ -394,8 +378,7 @@ cmd_run_main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     log_set_level(cfg->log_level);
-    if (config_access_check(cfg, cmd_run_unreadable, cfg->user, err, sizeof(err)) != 0)
-        log_msg(LOG_WARNING, "config.unreadable", 0, "%s", err);
+    config_access_warn(cfg);
     if (listener_bind_all(cfg, cfg->workers, &ls, err, sizeof(err)) != 0) {
         log_msg(LOG_ERR, "daemon.fail", 0, "%s", err);
         listener_close_all(&ls);

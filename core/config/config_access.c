@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "util/log.h"
+
 /* The users files authdb.c loads: DOMAIN.txt in users_dir. */
 static bool
 config_access_is_users_file(const char *name)
@@ -145,6 +147,32 @@ config_access_run(const struct passwd *pw, const struct config_access_list *l,
         return -1;
     }
     return 0;
+}
+
+static void
+config_access_log(void *arg, const char *key, const char *path, const char *reason)
+{
+    struct logline l;
+
+    log_begin(&l, LOG_WARNING, "config.unreadable", 0);
+    log_str(&l, "key", key);
+    log_str(&l, "path", path);
+    log_str(&l, "user", arg);
+    log_str(&l, "error", reason);
+    log_str(&l, "msg", "only the privileged reader of a daemon started as root can read it, "
+                       "at start and on reload; a reload fails if it moves to a directory "
+                       "start-up did not read from. Make it readable by the user (e.g. group "
+                       "of the user, mode 0640) to be independent of the reader");
+    log_end(&l);
+}
+
+void
+config_access_warn(const struct config *cfg)
+{
+    char err[256];
+
+    if (config_access_check(cfg, config_access_log, cfg->user, err, sizeof(err)) != 0)
+        log_msg(LOG_WARNING, "config.unreadable", 0, "%s", err);
 }
 
 int
