@@ -50,7 +50,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, client_bytes, lua_str, upstream_conf
+from conftest import ROOT, b64, client_bytes, lua_str, upstream_conf
 from bearer import CHALLENGE, INVALID, OK, PAYLOAD, connect
 from test_idp import AUDIENCE, OPAQUE_RESOURCE, RESOURCE, SCOPE, SECRETS, Idp, jwt_part
 from test_ldap import LDAP_PASSWORDS, SLAPD_CONF, Slapd, auth_plain, ldif, ssha
@@ -280,3 +280,30 @@ def test_a_user_disabled_in_the_directory_loses_password_and_tokens_within_the_b
     reasons = [e['reason'] for e in relay.audit('token_validation', n=7)
                if e['success'] is False]
     assert reasons == ['inactive', 'expired'], reasons
+
+
+MALFORMED = (501, b'5.5.2 Malformed authentication data')
+
+
+def test_what_the_docs_say_about_empty_fields_and_the_challenges(slapd, idp, relay):
+    """docs/authentication.md: an empty password is malformed (501 5.5.2, RFC 4616
+    passwd = 1*SAFE), before any backend; OAUTHBEARER omits the authzid (n,,) to let the
+    token name the user, and `n,a=,` is malformed; the XOAUTH2 challenge says Bearer, the
+    OAUTHBEARER one bearer."""
+    c = connect(relay, 'smtps')
+    assert auth_plain(c, ALICE, '') == MALFORMED
+    c.close()
+    token = idp.user_token(ALICE, password=ALICE_PW)['access_token']
+    c = connect(relay, 'smtps')
+    assert c.cmd('AUTH OAUTHBEARER ' + b64('n,a=,\x01auth=Bearer %s\x01\x01' % token)) == \
+        MALFORMED
+    assert c.cmd('AUTH OAUTHBEARER ' + b64('n,,\x01auth=Bearer %s\x01\x01' % token)) == OK
+    c.close()
+    assert relay.logs('ldap.result') == []  # the empty password never reached the directory
+    for mech, scheme in (('XOAUTH2', 'Bearer'), ('OAUTHBEARER', 'bearer')):
+        c = connect(relay, 'smtps')
+        reply = c.cmd('AUTH %s %s' % (mech, PAYLOAD[mech](ALICE, token + 'x')))
+        assert reply.code == 334, reply
+        assert json.loads(base64.b64decode(reply.text))['schemes'] == scheme
+        assert c.cmd('') == INVALID
+        c.close()
