@@ -7,6 +7,7 @@
 #include "auth/authdb.h"
 #include "cmd/cmd.h"
 #include "config/config.h"
+#include "config/config_access.h"
 #include "config/config_schema.h"
 #include "daemon/daemon_setup.h"
 
@@ -45,6 +46,7 @@ cmd_check_main(int argc, char **argv)
     printf("%s: ok (%zu listeners, %zu upstream sets, %zu users)\n", path, p.cfg->n_listeners,
            p.cfg->n_upstreams, authdb_count(p.authdb));
     authdb_each_mixed_domain(p.authdb, cmd_check_mixed, NULL);
+    config_access_warn(p.cfg); /* on stderr, with the other warnings (JSON lines) */
     daemon_parts_free(&p);
     return 0;
 }

@@ -16,6 +16,7 @@
 #include "auth/authdb.h"
 #include "cmd/cmd.h"
 #include "config/config.h"
+#include "config/config_access.h"
 #include "daemon/control.h"
 #include "daemon/control_ops.h"
 #include "daemon/daemon_ctl.h"
@@ -377,6 +378,7 @@ cmd_run_main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     log_set_level(cfg->log_level);
+    config_access_warn(cfg);
     if (listener_bind_all(cfg, cfg->workers, &ls, err, sizeof(err)) != 0) {
         log_msg(LOG_ERR, "daemon.fail", 0, "%s", err);
         listener_close_all(&ls);

@@ -566,7 +566,7 @@ config_load(const char *path, char *err, size_t errlen)
     char           dummy[1];
     struct cfg_ctx ctx = {.file = path, .err = err ? err : dummy, .errlen = err ? errlen : 1};
     struct config *cfg = calloc(1, sizeof(*cfg));
-    char          *src = NULL, *dir = NULL;
+    char          *src = NULL, *dir = NULL, *real;
     int            rc = -1;
 
     if (ctx.errlen > 0)
@@ -580,10 +580,14 @@ config_load(const char *path, char *err, size_t errlen)
     ctx.src = src;
     ctx.dir = dir;
     ctx.L = cfg_sandbox();
+    ctx.cfg = cfg;
+    real = src != NULL ? realpath(path, NULL) : NULL;
     if (src != NULL && (dir == NULL || ctx.L == NULL))
         snprintf(ctx.err, ctx.errlen, "%s: out of memory", path);
-    else if (src != NULL && cfg_defaults(&ctx, cfg) == 0)
+    else if (src != NULL && cfg_note_file(&ctx, real != NULL ? real : path) == 0 &&
+             cfg_defaults(&ctx, cfg) == 0)
         rc = cfg_load_into(&ctx, cfg);
+    free(real);
     if (ctx.L != NULL)
         lua_close(ctx.L);
     free(src);
@@ -654,6 +658,11 @@ config_free(struct config *cfg)
     free(cfg->control_socket);
     cfg_free_metrics(cfg->metrics);
     config_redis_free(cfg->redis);
+    for (i = 0; i < cfg->n_files; i++) {
+        free(cfg->files[i].key);
+        free(cfg->files[i].path);
+    }
+    free(cfg->files);
     free(cfg);
 }
 

@@ -229,6 +229,12 @@ int config_metrics_parse_net(const char *s, struct config_metrics_net *out);
  * same address, port, allow-list and TLS files (by path; their contents may differ). */
 bool config_metrics_same(const struct config_metrics *a, const struct config_metrics *b);
 
+/* A file a configuration reads: where the configuration names it, and its path. */
+struct config_file {
+    char *key;  /* owns; "domains['example.net'].ldap.bind_password_file", "policies[2]" */
+    char *path; /* owns; absolute */
+};
+
 struct config {
     char                   *path;      /* owns; the file this came from */
     char                   *hostname;  /* owns; greeting, EHLO to upstreams, Received: */
@@ -296,6 +302,10 @@ struct config {
 
     int  log_level;  /* LOG_* from log.h */
     bool insecure;   /* allow cleartext listeners and AUTH without TLS: tests only */
+
+    struct config_file *files; /* owns; every file the configuration names for reading,
+                                * which every reload reads again (config_access.h) */
+    size_t              n_files;
 };
 
 /* Load and validate. Returns NULL and "file:line: key: reason" in err on failure. */

@@ -29,6 +29,7 @@ struct cfg_ctx {
     size_t      path_len;
     char       *err;       /* "file:line: key.path: reason" */
     size_t      errlen;
+    struct config *cfg;    /* borrows: where cfg_note_file() lists the files read */
 };
 
 /* "none", "starttls", "implicit" and their enum config_tls_mode values. */
@@ -55,6 +56,9 @@ int cfg_line_of(const char *src, size_t len, const char *path);
 
 /* A push returns a mark; pop back to it when leaving the value. */
 size_t cfg_push_key(struct cfg_ctx *ctx, const char *key);
+/* List path (copied) in ctx->cfg->files under the key path being read. 0, or -1 (out of
+ * memory, reported in ctx->err). */
+int    cfg_note_file(struct cfg_ctx *ctx, const char *path);
 size_t cfg_push_index(struct cfg_ctx *ctx, size_t i);
 void   cfg_pop(struct cfg_ctx *ctx, size_t mark);
 

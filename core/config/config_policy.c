@@ -81,11 +81,13 @@ cfg_policy_paths(struct cfg_ctx *ctx, struct config *cfg)
         free(cfg->policies[i]);
         cfg->policies[i] = full;
         cfg->n_policies++;
-        if (privfile_check(full) != 0) {
-            cfg_push_key(ctx, "policies");
-            cfg_push_index(ctx, i + 1);
+        cfg_push_key(ctx, "policies");
+        cfg_push_index(ctx, i + 1);
+        if (privfile_check(full) != 0)
             return cfg_fail(ctx, "cannot read '%s': %s", full, strerror(errno));
-        }
+        if (cfg_note_file(ctx, full) != 0)
+            return -1;
+        cfg_pop(ctx, 0);
     }
     return 0;
 }

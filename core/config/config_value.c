@@ -82,6 +82,30 @@ cfg_push_index(struct cfg_ctx *ctx, size_t i)
     return mark;
 }
 
+int
+cfg_note_file(struct cfg_ctx *ctx, const char *path)
+{
+    struct config      *cfg = ctx->cfg;
+    struct config_file *grown, *f;
+
+    if (cfg == NULL)
+        return 0;
+    grown = realloc(cfg->files, (cfg->n_files + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return cfg_fail(ctx, "out of memory");
+    cfg->files = grown;
+    f = &cfg->files[cfg->n_files];
+    f->key = strdup(ctx->path_len > 0 ? ctx->path : "(the configuration file)");
+    f->path = strdup(path);
+    if (f->key == NULL || f->path == NULL) {
+        free(f->key);
+        free(f->path);
+        return cfg_fail(ctx, "out of memory");
+    }
+    cfg->n_files++;
+    return 0;
+}
+
 void
 cfg_pop(struct cfg_ctx *ctx, size_t mark)
 {
@@ -575,6 +599,8 @@ cfg_get_path(struct cfg_ctx *ctx, int t, const char *key, bool required, bool re
             rc = cfg_fail(ctx, "out of memory");
         else if (readable && privfile_check(full) != 0)
             rc = cfg_fail(ctx, "cannot read '%s': %s", full, strerror(errno));
+        else if (readable)
+            rc = cfg_note_file(ctx, full);
         free(*out);
         *out = full;
     }

@@ -100,7 +100,9 @@ class Idp:
          'token_endpoint_auth_method': 'client_secret_basic'},
     ]
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, **config):
+        """config: keys of server.mjs's CONFIG replacing these (test_idp_ldap.py's
+        `ldap`)."""
         self.dir = tmp
         self.out = tmp / 'idp.out'
         self.err = tmp / 'idp.err'
@@ -111,7 +113,7 @@ class Idp:
                 RESOURCE: {'audience': AUDIENCE, 'scope': SCOPE, 'format': 'jwt'},
                 OPAQUE_RESOURCE: {'audience': AUDIENCE, 'scope': SCOPE, 'format': 'opaque'},
                 OTHER_RESOURCE: {'audience': OTHER_RESOURCE, 'scope': SCOPE, 'format': 'jwt'},
-            }}))
+            }, **config}))
         self.proc = subprocess.Popen([NODE, str(IDP_DIR / 'server.mjs'), str(conf)],
                                      cwd=str(IDP_DIR), stdin=subprocess.DEVNULL,
                                      stdout=open(self.out, 'wb'), stderr=open(self.err, 'wb'))

@@ -104,19 +104,24 @@ class Slapd:
     """slapd on 127.0.0.1: ldap:// (StartTLS) on `port`, ldaps:// on `tls_port` (and on
     127.0.0.2, which its certificate does not name), in `dir`; start(), stop() (TERM, by
     PID), pause() / resume() (STOP / CONT). DEBUG is slapd's -d level: what it writes to
-    slapd.err."""
+    slapd.err. A subclass may change CONF (its slapd.conf, formatted with dir and certs)
+    and ldif(dc) (the entries under dc=example,dc=<dc>)."""
 
     DEBUG = '0'
+    CONF = SLAPD_CONF
+
+    def ldif(self, dc):
+        return ldif(dc)
 
     def __init__(self, tmp, certs):
         self.dir = tmp
         self.port, self.tls_port = free_port(), free_port()
         self.conf = tmp / 'slapd.conf'
-        self.conf.write_text(SLAPD_CONF.format(dir=tmp, certs=certs))
+        self.conf.write_text(self.CONF.format(dir=tmp, certs=certs))
         for dc in ('org', 'net'):
             (tmp / dc).mkdir()
         for dc in ('org', 'net'):
-            (tmp / (dc + '.ldif')).write_text(ldif(dc))
+            (tmp / (dc + '.ldif')).write_text(self.ldif(dc))
             subprocess.run([SLAPADD, '-f', str(self.conf), '-b', 'dc=example,dc=' + dc,
                             '-l', str(tmp / (dc + '.ldif'))], check=True, capture_output=True)
         self.proc = None

@@ -7,6 +7,8 @@
 //   node server.mjs CONFIG.json
 //
 // CONFIG (written by the test fixture): { "users": { "alice@example.org": "password", ... },
+// or instead of "users" "ldap": { ... } (directory.mjs: accounts and passwords in a
+// directory, test_idp_ldap.py),
 // "clients": [ oidc-provider client metadata, ... ], "resources": { "RESOURCE": { "audience",
 // "scope", "format": "jwt" | "opaque" }, ... }, "access_token_ttl": seconds }.
 // The issuer is http://127.0.0.1:PORT, known once the port is bound; the first line on
@@ -34,10 +36,12 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import Provider, { errors } from 'oidc-provider';
+import { directory } from './directory.mjs';
 
 const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 let accessTokenTTL = config.access_token_ttl ?? 600;
 const keys = []; // private JWKs, the signing one first
+const dir = config.ldap ? directory(config.ldap) : null; // null: the users of the file
 
 function newKey() {
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -45,12 +49,24 @@ function newKey() {
   return { ...jwk, kid: 'idp-' + randomBytes(6).toString('hex'), use: 'sig', alg: 'RS256' };
 }
 
-function account(id) {
-  if (!Object.hasOwn(config.users, id)) return undefined;
+function accountOf(id) {
   return {
     accountId: id,
     async claims() { return { sub: id, email: id, email_verified: true }; },
   };
+}
+
+// The account of id, or undefined; with a directory, only while the directory has it
+// enabled (asked at every token issue).
+async function account(id) {
+  if (dir) return (await dir.enabled(id)) ? accountOf(id) : undefined;
+  return Object.hasOwn(config.users, id) ? accountOf(id) : undefined;
+}
+
+// The login page's check of a password.
+async function passwordRight(login, password) {
+  if (dir) return dir.login(login, password);
+  return Object.hasOwn(config.users, login) && config.users[login] === password;
 }
 
 function makeProvider(issuer) {
@@ -109,6 +125,7 @@ function makeProvider(issuer) {
       client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
   });
   provider.on('server_error', (ctx, err) => console.error('idp server_error', err));
+  if (dir) provider.use(dir.guardIntrospection);
   return provider;
 }
 
@@ -133,7 +150,7 @@ async function interaction(provider, req, res) {
   const { prompt, params } = details;
   if (prompt.name === 'login') {
     const login = form.get('login');
-    if (!account(login) || config.users[login] !== form.get('password')) {
+    if (!(await passwordRight(login, form.get('password')))) {
       return json(res, 403, { error: 'access_denied', error_description: 'bad login' });
     }
     return provider.interactionFinished(req, res, { login: { accountId: login } },
