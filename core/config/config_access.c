@@ -154,15 +154,18 @@ config_access_log(void *arg, const char *key, const char *path, const char *reas
 {
     struct logline l;
 
-    log_begin(&l, LOG_WARNING, "config.unreadable", 0);
+    /* A notice, not a warning: a root-only key is the recommended set-up and works (the
+     * reader serves it); what the line is for is the day the file moves. */
+    log_begin(&l, LOG_NOTICE, "config.unreadable", 0);
     log_str(&l, "key", key);
     log_str(&l, "path", path);
     log_str(&l, "user", arg);
     log_str(&l, "error", reason);
-    log_str(&l, "msg", "only the privileged reader of a daemon started as root can read it, "
-                       "at start and on reload; a reload fails if it moves to a directory "
-                       "start-up did not read from. Make it readable by the user (e.g. group "
-                       "of the user, mode 0640) to be independent of the reader");
+    log_str(&l, "msg", "read through the privileged reader of a daemon started as root: "
+                       "works at start and on every reload while the file stays in a "
+                       "directory start-up read from; a reload that finds it elsewhere, or "
+                       "a start without root, fails. Nothing to do for a key meant to be "
+                       "root's alone; otherwise make it root:USER mode 0640");
     log_end(&l);
 }
 

@@ -28,7 +28,7 @@ typedef void config_access_fn(void *arg, const char *key, const char *path,
 int config_access_check(const struct config *cfg, config_access_fn *fn, void *arg, char *err,
                         size_t errlen);
 
-/* config_access_check() with a warning log line `config.unreadable` (key, path, user,
+/* config_access_check() with a notice log line `config.unreadable` (key, path, user,
  * error) for each file, and one for a check that could not run: what `sluice run` and
  * `sluice check` say. */
 void config_access_warn(const struct config *cfg);

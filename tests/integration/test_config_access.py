@@ -97,11 +97,11 @@ def test_root_only_secrets_are_named_by_check_and_run_and_still_reload(make_rela
     for lines in (warned(check_warnings(got), secrets), warned(relay.logs(), secrets)):
         assert {name: (w['level'], w['key'], w['user'], w['error'])
                 for name, w in lines.items()} == {
-            'ldap.secret': ('warning', "domains['example.net'].ldap.bind_password_file",
+            'ldap.secret': ('notice', "domains['example.net'].ldap.bind_password_file",
                             'sluice', 'Permission denied'),
-            'idp.jwks': ('warning', "domains['example.org'].oauth2.jwks_file",
+            'idp.jwks': ('notice', "domains['example.org'].oauth2.jwks_file",
                          'sluice', 'Permission denied'),
-            'idp.secret': ('warning', "domains['example.org'].oauth2.client_secret_file",
+            'idp.secret': ('notice', "domains['example.org'].oauth2.client_secret_file",
                            'sluice', 'Permission denied')}
         assert 'privileged reader' in lines['idp.jwks']['msg']
 
