@@ -6,6 +6,7 @@
  * fields are made by proto/dkim_sign.c and prepended above our Received:. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "config/config.h"
@@ -51,6 +52,31 @@ smtp_dkim_from_domain(const char *msg, size_t len, char out[SMTP_DKIM_DOMAIN_MAX
     out[k] = '\0';
     free(v);
     return k > 0;
+}
+
+/* Whether the session's user may have mail signed for d, the From: domain's entry: d is
+ * the user's own domain, or `senders` gives the user an address in d. The policies'
+ * check_header_from holds the From: to the same rule, but a domain may turn that off for
+ * its users: their mail must still never get another domain's signature. */
+static bool
+smtp_dkim_user_may_sign(const struct smtp_session *s, const struct config_domain *d)
+{
+    const struct config_domain *own = config_domain_find(s->cfg, s->domain);
+    const char                 *at;
+    size_t                      i, k;
+
+    if (own == d)
+        return true;
+    for (i = 0; own != NULL && i < own->n_senders; i++) {
+        if (strcasecmp(own->senders[i].user, s->user) != 0)
+            continue;
+        for (k = 0; own->senders[i].addresses[k] != NULL; k++) {
+            at = strrchr(own->senders[i].addresses[k], '@');
+            if (at != NULL && config_domain_find(s->cfg, at + 1) == d)
+                return true;
+        }
+    }
+    return false;
 }
 
 /* Every key's field, concatenated in *out (caller frees). 0, or -1 with err. */
@@ -124,6 +150,10 @@ smtp_dkim_sign(struct smtp_session *s)
                                buf_used(&tx->msg) - tx->body_start, dom) ||
         (d = config_domain_find(s->cfg, dom)) == NULL || d->n_dkim == 0)
         return SMTP_DKIM_UNSIGNED;
+    if (!smtp_dkim_user_may_sign(s, d)) {
+        smtp_dkim_log(s, LOG_INFO, "dkim.skip", d, "the From: domain is not the user's");
+        return SMTP_DKIM_UNSIGNED;
+    }
     if (smtp_dkim_fields(d, buf_head(&tx->msg), buf_used(&tx->msg), &fields, &n, err,
                          sizeof(err)) != 0) {
         smtp_dkim_log(s, LOG_WARNING, "dkim.fail", d, err);

@@ -168,6 +168,21 @@ def test_a_domain_without_keys_is_relayed_unsigned(make_relay, sink, tmp_path):
     assert relay.logs('dkim.sign') == []
 
 
+def test_a_user_of_another_domain_never_gets_its_signature(make_relay, sink, tmp_path):
+    """example.net turned check_header_from off, so carol@example.net may write any From:;
+    one of example.org (which has keys) is relayed, but not with example.org's signature
+    (it would let the spoof pass DMARC)."""
+    key, _ = keygen(tmp_path, 's1', 'ed25519')
+    relay = make_relay(upstream_conf(sink.port), domains=domains(dkim_table(key, 's1')))
+    assert send(relay, MESSAGE, user=CAROL)[0] == 250
+    stored = sink.wait_messages(1)[0]
+    assert b'From: Alice <alice@example.org>' in stored
+    assert signatures(stored) == []
+    skip = relay.wait_logs('dkim.skip')[0]
+    assert (skip['domain'], skip['error']) == ('example.org', "the From: domain is not the user's")
+    assert relay.logs('dkim.sign') == []
+
+
 def check(tmp_path, org_dkim):
     conf = tmp_path / 'check.lua'
     (tmp_path / 'c.crt').write_text('')
