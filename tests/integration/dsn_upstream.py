@@ -53,6 +53,9 @@ class Handler:
         session.host_name = hostname
         if self.offer_dsn:  # before the last line ("250 HELP")
             responses.insert(len(responses) - 1, '250-DSN')
+            # RFC 3461 4.1-4.4: RCPT lines 530 octets longer, MAIL 108
+            server.command_size_limits['RCPT'] = 512 + 530
+            server.command_size_limits['MAIL'] += 108
         return responses
 
     async def handle_DATA(self, server, session, envelope):

@@ -208,3 +208,24 @@ def test_policies_read_the_dsn_parameters_as_tx_fields(make_relay, make_upstream
         550, b'5.7.1 HDRS id+1 SUCCESS,DELAY false rfc822;old+x@example.com false')
     c.close()
     assert up.records() == []
+
+
+def test_rcpt_lines_may_be_530_octets_longer_for_dsn_parameters(make_relay, make_upstream):
+    """RFC 3461 4.1-4.2: NOTIFY and ORCPT lengthen RCPT by 530 octets: a 500-character ORCPT
+    behind a long address still fits, one more octet is a line too long."""
+    up = make_upstream(True)
+    relay = make_relay(upstream_conf(up.port))
+    rcpt = b'r' * 60 + b'@' + b'd' * 60 + b'.example.com'
+    orcpt = b'rfc822;' + b'o' * 493
+    line = b'RCPT TO:<' + rcpt + b'> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=' + orcpt
+    assert 512 < len(line) + 2 <= 512 + 530
+    c = relay.raw_authed()
+    assert c.cmd(b'MAIL FROM:<alice@example.org>')[0] == 250
+    assert c.cmd(line) == (250, b'2.1.5 Recipient ok')
+    assert c.cmd(b'RCPT TO:<x@example.com> ' + b'X' * (1042 - 2 - 24 + 1)) == \
+        (500, b'5.5.2 Line too long')
+    r = c.cmd(b'DATA')
+    assert r[0] == 354, r
+    assert c.cmd(BODY + b'.')[0] == 250
+    c.close()
+    assert up.wait_records(1)[0]['rcpts'] == [line[len(b'RCPT '):].decode()]
