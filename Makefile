@@ -20,11 +20,12 @@ WERROR_FLAG = $(if $(WERROR),-DSLUICE_WERROR=$(WERROR))
 # haproxy: test_proxy.py (a real HAProxy sends the PROXY header); libhiredis-dev,
 # redis-server: the Redis zone backend and its tests; prometheus: test_metrics.py scrapes
 # with a real one; debhelper: the Debian package (debian/, test_debian.py); python3-dkim:
-# test_dkim.py verifies our DKIM signatures with an independent implementation (dkimpy).
+# test_dkim.py verifies our DKIM signatures with an independent implementation (dkimpy);
+# python3-aiosmtpd: test_dsn.py's independent upstream, with and without DSN.
 DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
 	libev-dev libluajit-5.1-dev luajit libssl-dev openssl libcrypt-dev libargon2-dev libldap-dev \
 	slapd ldap-utils nodejs ca-certificates \
-	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest python3-cryptography \
+	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest python3-cryptography python3-aiosmtpd \
 	systemd groff-base man-db haproxy libhiredis-dev redis-server prometheus debhelper python3-dkim
 
 .PHONY: all deps service-user rundir build asan tsan fuzz certs run test unit unit-asan unit-tsan \

@@ -212,6 +212,7 @@ usage(FILE *f)
           "  --per-conn M          messages per connection; 0 = reuse one (0)\n"
           "  --pipelining          RFC 2920 when the server offers it\n"
           "  --bdat                RFC 3030 BDAT when the server offers CHUNKING\n"
+          "  --dsn                 RET, ENVID on MAIL, NOTIFY, ORCPT on RCPT (RFC 3461)\n"
           "  --resume              resume TLS sessions across a client's connections\n"
           "                        (each TLS 1.3 ticket once, the newest one)\n"
           "  --cafile F            verify the server certificate against F\n"
@@ -264,7 +265,7 @@ parse_enum(const char *s, const char *const *names, int n)
 enum {
     OPT_HOST = 256, OPT_PORT, OPT_TLS, OPT_AUTH, OPT_USER, OPT_PASSWORD, OPT_TOKEN, OPT_FROM,
     OPT_TO, OPT_SIZE, OPT_PER_CONN, OPT_PIPELINING, OPT_BDAT, OPT_RESUME, OPT_INSECURE,
-    OPT_CAFILE, OPT_SERVERNAME, OPT_EHLO, OPT_BIND, OPT_PROGRESS, OPT_JSON, OPT_WARMUP,
+    OPT_DSN, OPT_CAFILE, OPT_SERVERNAME, OPT_EHLO, OPT_BIND, OPT_PROGRESS, OPT_JSON, OPT_WARMUP,
     OPT_TIMEOUT, OPT_IDLE,
 };
 
@@ -283,6 +284,7 @@ static const struct option long_options[] = {
     {"progress", 0, NULL, OPT_PROGRESS}, {"json", 0, NULL, OPT_JSON},
     {"warmup", 1, NULL, OPT_WARMUP},     {"timeout", 1, NULL, OPT_TIMEOUT},
     {"idle", 1, NULL, OPT_IDLE},         {"help", 0, NULL, 'h'},
+    {"dsn", 0, NULL, OPT_DSN},
     {NULL, 0, NULL, 0},
 };
 
@@ -349,6 +351,7 @@ option_set(struct options *o, int opt, const char *arg)
     case OPT_PIPELINING: o->pipelining = true; break;
     case OPT_BDAT: o->bdat = true; break;
     case OPT_RESUME: o->resume = true; break;
+    case OPT_DSN: o->dsn = true; break;
     case OPT_INSECURE: o->insecure = true; break;
     case OPT_PROGRESS: o->progress = true; break;
     case OPT_JSON: o->json = true; break;
@@ -522,7 +525,7 @@ run_init(struct run *run, const struct options *o)
     run->run_id = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)getpid() << 1) ^ (uint64_t)now_ns();
     run->cmd_max = 128 + strlen(o->from);
     for (size_t i = 0; i < o->nto; i++)
-        run->cmd_max += strlen(o->to[i]) + 16;
+        run->cmd_max += 2 * strlen(o->to[i]) + 64; /* --dsn: NOTIFY, ORCPT */
     run->msg_max = o->size + LOADGEN_HDR_MAX + 3;
     run->cap = o->idle > 0 ? o->idle : o->messages > 0 ? o->messages : LOADGEN_SAMPLES;
     run->cap = run->cap < LOADGEN_SAMPLES ? run->cap : LOADGEN_SAMPLES;

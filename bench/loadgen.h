@@ -108,6 +108,7 @@ struct options {
     uint64_t       per_conn;   /* 0: one connection per client for the whole run */
     unsigned       idle;
     bool           pipelining, bdat, resume, insecure, progress, json;
+    bool           dsn;        /* RFC 3461 parameters on MAIL and every RCPT */
 };
 
 struct conn {

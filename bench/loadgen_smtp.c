@@ -652,10 +652,16 @@ tx_commands(struct client *cl, const struct conn *c, size_t mlen, bool bdat)
 
     if (c->caps & CAP_SIZE) /* RFC 1870 */
         snprintf(size, sizeof size, " SIZE=%zu", mlen);
-    n = (size_t)snprintf(cl->cmd, cap, "MAIL FROM:<%s>%s\r\n", o->from, size);
+    n = (size_t)snprintf(cl->cmd, cap, "MAIL FROM:<%s>%s%s\r\n", o->from, size,
+                         o->dsn ? " RET=HDRS ENVID=bench+2B1" : "");
     cl->cmd_end[0] = n;
     for (size_t i = 0; i < o->nto; i++) {
-        n += (size_t)snprintf(cl->cmd + n, cap - n, "RCPT TO:<%s>\r\n", o->to[i]);
+        if (o->dsn) /* RFC 3461: the address is xtext as long as it has no '+' or '=' */
+            n += (size_t)snprintf(cl->cmd + n, cap - n,
+                                  "RCPT TO:<%s> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;%s\r\n",
+                                  o->to[i], o->to[i]);
+        else
+            n += (size_t)snprintf(cl->cmd + n, cap - n, "RCPT TO:<%s>\r\n", o->to[i]);
         cl->cmd_end[i + 1] = n;
     }
     if (bdat) /* RFC 3030: the whole message as one chunk */

@@ -2,7 +2,7 @@
 # bench/policy_instr.sh: the policy engine's cost in instructions, which unlike time does
 # not depend on what else the machine runs (docs/benchmarks.md "Policy engine cost").
 #
-# For each variant (as bench/policy_cost.sh: LABEL:SET[:ROOT[:BUILD]], SET one of
+# For each variant (as bench/policy_cost.sh: LABEL:SET[:ROOT[:BUILD[:FLAG]]], SET one of
 # bench/policy_sets.sh's) it starts sluice under valgrind's callgrind, with the bench configuration and a
 # plain sink, sends N messages over reused connections (implicit TLS + AUTH PLAIN, c=4),
 # stops sluice and reads the profile: instructions per message in the worker threads, in
@@ -10,6 +10,8 @@
 # smtp_hook_rcpt, smtp_hook_data, smtp_hook_relayed, ...; hook_* in trees before the
 # rename), and in buf_reserve (whose realloc copies vary a lot with the heap's layout and
 # so swamp small differences in the worker total).
+# FLAG, when given, is one more sluice-loadgen flag for that variant (--dsn: RFC 3461
+# parameters on every MAIL and RCPT; docs/benchmarks.md "DSN parameters").
 # Prints a markdown table. Needs valgrind (callgrind_annotate). About 30 s per variant.
 #
 # Environment (defaults): VARIANTS ("none:none shipped:shipped noop4:noop4"), N (2000),
@@ -53,7 +55,7 @@ chmod 1777 "$OUT" "$OUT/cg"
 ROWS=()
 PROFS=()
 for v in $VARIANTS; do
-    IFS=: read -r label set vroot vbuild <<<"$v"
+    IFS=: read -r label set vroot vbuild vflag <<<"$v"
     vroot=${vroot:-$ROOT} vbuild=${vbuild:-$BUILD}
     cp "$vbuild/sluice" "$OUT/bin/sluice-$label"
     # One profile per process (%p): sluice forks its privileged file reader before it
@@ -70,7 +72,7 @@ for v in $VARIANTS; do
     # exit as the service user (conf `user`, default sluice)
     [ "$(id -u)" -ne 0 ] || chown sluice "$OUT/cg/$label".*.out 2>/dev/null || true
     timeout 900 "$LOADGEN" --host 127.0.0.1 --port "$SMTPS" --insecure --tls implicit \
-        "${AUTH_ARGS[@]}" --user "$FROM" -c 4 --per-conn "$PER_CONN" ${RESUME:+--resume} \
+        "${AUTH_ARGS[@]}" --user "$FROM" -c 4 --per-conn "$PER_CONN" ${RESUME:+--resume} ${vflag:+"$vflag"} \
         -n "$N" --timeout 60 --json \
         >"$OUT/$label.json" 2>"$OUT/$label.log" || true
     stop_pid "$SLUICE_PID"

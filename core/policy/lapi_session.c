@@ -13,6 +13,7 @@
 #include "policy/hook.h"
 #include "policy/lapi_session.h"
 #include "policy/lapi_tx.h"
+#include "proto/dsn.h"
 #include "proto/sasl.h"
 
 static void
@@ -173,6 +174,93 @@ lapi_tx_id(char *buf, unsigned long long sid, size_t n)
     return len;
 }
 
+/* An xtext value decoded (RFC 3461 section 4), pushed; value was checked on input. */
+static void
+lapi_push_xtext(lua_State *L, const char *p, size_t len)
+{
+    char  *scratch = lua_newuserdata(L, len + 1);
+    size_t n = dsn_xtext_decode((struct smtp_str){p, len}, scratch);
+
+    lua_pushlstring(L, scratch, n);
+    lua_remove(L, -2);
+}
+
+/* ORCPT as policies see it: "rfc822;" and the address decoded; "utf-8;..." (RFC 6533) as
+ * sent, its \x{..} escapes being no xtext. */
+static void
+lapi_push_orcpt(lua_State *L, const char *orcpt)
+{
+    const char *semi = strchr(orcpt, ';');
+    size_t      tl = (size_t)(semi - orcpt);
+
+    if (!smtp_str_ieq((struct smtp_str){orcpt, tl}, "rfc822")) {
+        lua_pushstring(L, orcpt);
+        return;
+    }
+    lua_pushlstring(L, orcpt, tl + 1);
+    lapi_push_xtext(L, semi + 1, strlen(semi + 1));
+    lua_concat(L, 2);
+}
+
+/* NOTIFY as policies see it: upper case ("SUCCESS,DELAY"); false when absent. */
+static void
+lapi_push_notify(lua_State *L, const char *notify)
+{
+    size_t i, len;
+    char  *up;
+
+    if (notify == NULL) {
+        lua_pushboolean(L, 0);
+        return;
+    }
+    len = strlen(notify);
+    up = lua_newuserdata(L, len);
+    for (i = 0; i < len; i++) /* ASCII letters and ',' only: checked on input */
+        up[i] = notify[i] >= 'a' && notify[i] <= 'z' ? (char)(notify[i] - 'a' + 'A') : notify[i];
+    lua_pushlstring(L, up, len);
+    lua_remove(L, -2);
+}
+
+/* tx.dsn_ret, dsn_envid, dsn_notify[i], dsn_orcpt[i], and in on_rcpt rcpt_notify and
+ * rcpt_orcpt: only what the client sent, so a transaction without DSN costs one test. */
+static void
+lapi_push_tx_dsn(lua_State *L, const struct lapi_tx_view *tx)
+{
+    size_t i;
+
+    if (tx->dsn_ret != DSN_RET_NONE)
+        lapi_set_str(L, "dsn_ret", tx->dsn_ret == DSN_RET_FULL ? "FULL" : "HDRS");
+    if (tx->dsn_envid != NULL) {
+        lapi_push_xtext(L, tx->dsn_envid, strlen(tx->dsn_envid));
+        lua_setfield(L, -2, "dsn_envid");
+    }
+    if (tx->dsn_rcpts != NULL) {
+        lua_createtable(L, (int)tx->n_rcpts, 0);
+        for (i = 0; i < tx->n_rcpts; i++) {
+            lapi_push_notify(L, tx->dsn_rcpts[i].notify);
+            lua_rawseti(L, -2, (int)i + 1);
+        }
+        lua_setfield(L, -2, "dsn_notify");
+        lua_createtable(L, (int)tx->n_rcpts, 0);
+        for (i = 0; i < tx->n_rcpts; i++) {
+            if (tx->dsn_rcpts[i].orcpt != NULL)
+                lapi_push_orcpt(L, tx->dsn_rcpts[i].orcpt);
+            else
+                lua_pushboolean(L, 0);
+            lua_rawseti(L, -2, (int)i + 1);
+        }
+        lua_setfield(L, -2, "dsn_orcpt");
+    }
+    if (tx->dsn_pending != NULL && tx->dsn_pending->notify != NULL) {
+        lapi_push_notify(L, tx->dsn_pending->notify);
+        lua_setfield(L, -2, "rcpt_notify");
+    }
+    if (tx->dsn_pending != NULL && tx->dsn_pending->orcpt != NULL) {
+        lapi_push_orcpt(L, tx->dsn_pending->orcpt);
+        lua_setfield(L, -2, "rcpt_orcpt");
+    }
+}
+
 void
 lapi_push_tx(lua_State *L, const struct lapi_tx_view *tx)
 {
@@ -201,6 +289,7 @@ lapi_push_tx(lua_State *L, const struct lapi_tx_view *tx)
     }
     lua_pushboolean(L, tx->smtputf8);
     lua_setfield(L, -2, "smtputf8");
+    lapi_push_tx_dsn(L, tx);
     lapi_tx_methods(L);
 }
 

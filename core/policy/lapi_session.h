@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct dsn_rcpt;
 struct sasl_creds;
 struct verdict;
 
@@ -44,6 +45,11 @@ struct lapi_tx_view {
     bool               with_size;         /* the message has arrived: size is set */
     size_t             size;              /* its octets as received */
     bool               smtputf8;
+    /* DSN (RFC 3461), docs/lua-api.md "The transaction" */
+    int                dsn_ret;           /* enum dsn_ret */
+    const char        *dsn_envid;         /* xtext as sent, or NULL */
+    const struct dsn_rcpt *dsn_rcpts;     /* n_rcpts entries, or NULL */
+    const struct dsn_rcpt *dsn_pending;   /* on_rcpt: the recipient being decided, or NULL */
 };
 
 /* The session table, made on first use and kept in *v->lua_ref, fields refreshed. */

@@ -124,22 +124,38 @@ smtp_parse_ull(struct smtp_str s, unsigned long long *out)
 
 /* ------------------------------------------------------------------ lines */
 
-/* The limit, CRLF included, for the line at the start of buf. While the first five octets
- * have not all arrived but match "AUTH " so far, the larger limit applies: the answer must
- * not depend on how the line was split across reads. */
+/* True if the n octets at s (n <= strlen(word)) start word, ignoring ASCII case. */
+static bool
+is_iprefix_of(const char *s, size_t n, const char *word)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (to_lower((unsigned char)s[i]) != (unsigned char)word[i])
+            return false;
+    return true;
+}
+
+/* The limit, CRLF included, for the line at the start of buf: auth_max for "AUTH ",
+ * cmd_max + SMTP_PARSE_DSN_EXTRA for "MAIL " and "RCPT ", else cmd_max. While the first
+ * five octets have not all arrived, the largest limit the line may still get applies: the
+ * answer must not depend on how the line was split across reads. */
 static size_t
 line_limit(const char *buf, size_t len, size_t cmd_max, size_t auth_max)
 {
-    static const char auth[] = "auth ";
-    size_t            n = len < 5 ? len : 5;
-    size_t            i;
+    size_t n = len < 5 ? len : 5, limit = cmd_max;
+    size_t path_max = cmd_max + SMTP_PARSE_DSN_EXTRA;
+    bool   auth = is_iprefix_of(buf, n, "auth ");
+    bool   path = cmd_max != auth_max && /* not a SASL response (smtp_parse.h) */
+                (is_iprefix_of(buf, n, "mail ") || is_iprefix_of(buf, n, "rcpt "));
 
-    for (i = 0; i < n; i++)
-        if (to_lower((unsigned char)buf[i]) != (unsigned char)auth[i])
-            return cmd_max;
     if (n == 5)
-        return auth_max;
-    return cmd_max > auth_max ? cmd_max : auth_max;
+        return auth ? auth_max : path ? path_max : cmd_max;
+    if (auth && auth_max > limit)
+        limit = auth_max;
+    if (path && path_max > limit)
+        limit = path_max;
+    return limit;
 }
 
 /* Only the first `limit` octets decide the outcome, so the result is the same however the

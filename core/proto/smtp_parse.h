@@ -11,6 +11,10 @@
  * RFC 4954 section 4: AUTH lines (and SASL responses) up to 12288 octets. */
 #define SMTP_PARSE_CMD_MAX  512
 #define SMTP_PARSE_AUTH_MAX 12288
+/* RFC 3461 sections 4.1-4.4: DSN's parameters lengthen RCPT by 530 octets (NOTIFY 30,
+ * ORCPT 500) and MAIL by 108 (RET 8, ENVID 100); MAIL and RCPT lines may be cmd_max plus
+ * this (RFC 5321 section 4.5.3.1.4 lets an extension raise the limit). */
+#define SMTP_PARSE_DSN_EXTRA 530
 
 enum parse_rc {
     PARSE_OK,         /* result filled, *used bytes consumed */
@@ -56,8 +60,10 @@ struct smtp_cmd {
 };
 
 /* Find one line ending in CRLF at the start of buf.
- * A line starting with "AUTH " (any case) may be auth_max octets long, others cmd_max;
- * the caller passes cmd_max == auth_max while it waits for a SASL response.
+ * A line starting with "AUTH " (any case) may be auth_max octets long, one starting with
+ * "MAIL " or "RCPT " cmd_max + SMTP_PARSE_DSN_EXTRA, others cmd_max;
+ * the caller passes cmd_max == auth_max while it waits for a SASL response (no verbs then:
+ * every line gets that limit).
  * PARSE_OK: *line / *line_len is the line without CRLF, *used includes CRLF.
  * PARSE_BAD_ENDING: a CR not followed by LF, or an LF not preceded by CR, appears before
  *   the limit; *used covers through the next LF so the caller can resume after it

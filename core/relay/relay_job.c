@@ -149,6 +149,7 @@ relay_job_judge(struct relay_job *job, struct upstream *u)
     const struct upstream_outcome *o = upstream_outcome(u);
 
     snprintf(job->res.upstream, sizeof(job->res.upstream), "%s", upstream_name(u));
+    job->res.dsn_dropped = o->dsn_dropped;
     if (!o->broken) {
         relay_job_result_from_reply(job, o);
         return UPSTREAM_LEASE_FINISH;
@@ -196,6 +197,8 @@ relay_job_log(const struct relay_job *job)
     log_int(&l, "rcpts", (long long)job->env->n_rcpts);
     log_int(&l, "size", (long long)job->msg_len);
     log_bool(&l, "reused", res->reused);
+    if (res->dsn_dropped)
+        log_str(&l, "dsn", "dropped");
     log_int(&l, "ms",
             (long long)((ev_now(upstream_pool_loop(job->pool)) - job->started) * 1000));
     log_end(&l);

@@ -40,6 +40,7 @@ struct relay_result {
     char              queue_id[64];  /* best effort from the upstream's 250 text, or "" */
     int               failed_rcpt;   /* index of the refused recipient, or -1 */
     bool              reused;        /* the connection had carried a message before */
+    bool              dsn_dropped;   /* DSN parameters not sent: the upstream lacks DSN */
 };
 
 typedef void (*relay_done_fn)(void *ctx, const struct relay_result *res);

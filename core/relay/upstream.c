@@ -467,25 +467,45 @@ upstream_on_set_up_reply(struct upstream *u, const struct upstream_reply *r)
 
 /* ---- the transaction ---- */
 
+/* RCPT for recipient i, with its NOTIFY and ORCPT as the client sent them when this
+ * connection's upstream offers DSN (RFC 3461 section 5.2.1: passed on unchanged). */
+static int
+upstream_send_rcpt(struct upstream *u, size_t i)
+{
+    const struct relay_envelope *env = u->env;
+    const struct dsn_rcpt *d = env->dsn_rcpts != NULL ? &env->dsn_rcpts[i] : NULL;
+
+    if (d == NULL || !(u->caps & CAP_DSN) || (d->notify == NULL && d->orcpt == NULL))
+        return upstream_printf(u, "RCPT TO:<%s>\r\n", env->rcpts[i]);
+    return upstream_printf(u, "RCPT TO:<%s>%s%s%s%s\r\n", env->rcpts[i],
+                           d->notify ? " NOTIFY=" : "", d->notify ? d->notify : "",
+                           d->orcpt ? " ORCPT=" : "", d->orcpt ? d->orcpt : "");
+}
+
 /* Command k of the batch: [RSET] MAIL RCPT... */
 static int
 upstream_send_tx_cmd(struct upstream *u, unsigned k)
 {
     const struct relay_envelope *env = u->env;
-    char                         params[96] = "";
+    char                         params[96 + DSN_ENVID_MAX] = "";
     size_t                       pl = 0;
 
     if (u->rset_first && k-- == 0)
         return conn_write(u->conn, "RSET\r\n", 6);
     if (k > 0)
-        return upstream_printf(u, "RCPT TO:<%s>\r\n", env->rcpts[k - 1]);
+        return upstream_send_rcpt(u, k - 1);
     if (u->caps & CAP_SIZE) /* RFC 1870: our estimate, the stuffed size may differ a bit */
         pl += (size_t)snprintf(params + pl, sizeof(params) - pl, " SIZE=%zu",
                                u->msg_len + (u->add_crlf ? 2 : 0));
     if (env->body_8bit && (u->caps & CAP_8BITMIME))
         pl += (size_t)snprintf(params + pl, sizeof(params) - pl, " BODY=8BITMIME");
     if (env->smtputf8)
-        snprintf(params + pl, sizeof(params) - pl, " SMTPUTF8");
+        pl += (size_t)snprintf(params + pl, sizeof(params) - pl, " SMTPUTF8");
+    if (env->dsn_ret != DSN_RET_NONE && (u->caps & CAP_DSN))
+        pl += (size_t)snprintf(params + pl, sizeof(params) - pl, " RET=%s",
+                               env->dsn_ret == DSN_RET_FULL ? "FULL" : "HDRS");
+    if (env->dsn_envid != NULL && (u->caps & CAP_DSN))
+        snprintf(params + pl, sizeof(params) - pl, " ENVID=%s", env->dsn_envid);
     return upstream_printf(u, "MAIL FROM:<%s>%s\r\n", env->mail_from, params);
 }
 
@@ -521,6 +541,11 @@ upstream_transact(struct upstream *u, uint64_t sid, const struct relay_envelope 
     assert(u->state == U_READY && env->n_rcpts > 0);
     memset(&u->out, 0, sizeof(u->out));
     u->out.failed_rcpt = -1;
+    /* RFC 3461 section 5.2.2: a server without DSN gets none of the parameters; what
+     * sluice does instead (it has no queue to send a "relayed" DSN from) is in
+     * docs/smtp.md "Delivery status notifications". Per connection: its own EHLO. */
+    u->out.dsn_dropped = !(u->caps & CAP_DSN) && (env->dsn_ret != DSN_RET_NONE ||
+                                                  env->dsn_envid != NULL || env->dsn_rcpts != NULL);
     u->sid = sid;
     u->env = env;
     u->msg = msg;

@@ -21,6 +21,7 @@
 
 #include "config/config.h"
 #include "net/conn.h"
+#include "proto/dsn.h"
 #include "relay/upstream_reply.h"
 
 struct upstream;
@@ -32,6 +33,11 @@ struct relay_envelope {
     size_t       n_rcpts;
     bool         smtputf8;  /* the client used SMTPUTF8: pass it on (or fail if not offered) */
     bool         body_8bit; /* BODY=8BITMIME */
+    /* DSN (RFC 3461): sent on when the connection's EHLO offered DSN, else dropped */
+    enum dsn_ret dsn_ret;   /* RET= */
+    const char  *dsn_envid; /* borrows; ENVID's value as sent, or NULL */
+    const struct dsn_rcpt *dsn_rcpts; /* borrows; n_rcpts entries, or NULL: none had
+                                             * NOTIFY or ORCPT */
 };
 
 
@@ -76,6 +82,8 @@ struct upstream_outcome {
     int                 failed_rcpt; /* index of the first refused recipient, or -1 */
     unsigned            replies;     /* replies to this transaction's commands (a 421 does
                                         not count: it says the connection was dead) */
+    bool                dsn_dropped; /* the envelope had DSN parameters and this connection's
+                                        upstream does not offer DSN: they were not sent */
 };
 
 /* The owner's callback. It may free u (upstream_free) and then returns CONN_GONE;

@@ -142,7 +142,7 @@ reply_cap_line(unsigned *caps, unsigned long long *size_max, const char *s, size
     } simple[] = {
         {"PIPELINING", CAP_PIPELINING}, {"CHUNKING", CAP_CHUNKING},
         {"8BITMIME", CAP_8BITMIME},     {"SMTPUTF8", CAP_SMTPUTF8},
-        {"STARTTLS", CAP_STARTTLS},
+        {"STARTTLS", CAP_STARTTLS},     {"DSN", CAP_DSN},
     };
     size_t i;
 

@@ -22,6 +22,7 @@ enum upstream_cap {
     CAP_STARTTLS = 1u << 5,   /* RFC 3207 */
     CAP_AUTH_PLAIN = 1u << 6, /* RFC 4954, RFC 4616 */
     CAP_AUTH_LOGIN = 1u << 7,
+    CAP_DSN = 1u << 8,        /* RFC 3461 */
 };
 
 struct upstream_reply {

@@ -114,9 +114,11 @@ smtp_hook_push_session(lua_State *L, struct smtp_session *s)
     lapi_push_session(L, &v);
 }
 
-/* with_size: the message has arrived (on_data, on_relayed). */
+/* with_size: the message has arrived (on_data, on_relayed); pending: the DSN parameters
+ * of the recipient on_rcpt decides, or NULL. */
 static void
-smtp_hook_push_tx(lua_State *L, struct smtp_session *s, bool with_size)
+smtp_hook_push_tx(lua_State *L, struct smtp_session *s, bool with_size,
+                  const struct dsn_rcpt *pending)
 {
     const struct smtp_tx *tx = s->tx;
     struct lapi_tx_view   v = {
@@ -130,6 +132,10 @@ smtp_hook_push_tx(lua_State *L, struct smtp_session *s, bool with_size)
         .with_size = with_size,
         .size = tx->dec.size,
         .smtputf8 = tx->smtputf8,
+        .dsn_ret = (int)tx->dsn_ret,
+        .dsn_envid = tx->dsn_envid,
+        .dsn_rcpts = tx->dsn_rcpts,
+        .dsn_pending = pending,
     };
 
     lapi_push_tx(L, &v);
@@ -210,7 +216,7 @@ smtp_hook_mail_from(struct smtp_session *s, hook_done_fn *done, struct verdict *
     if (L == NULL)
         return HOOK_DONE;
     smtp_hook_push_session(L, s);
-    smtp_hook_push_tx(L, s, false);
+    smtp_hook_push_tx(L, s, false, NULL);
     lua_pushstring(L, s->tx->mail_from);
     return smtp_hook_start(s, POLICY_ON_MAIL_FROM, 3, false, done, out);
 }
@@ -223,7 +229,7 @@ smtp_hook_rcpt(struct smtp_session *s, const char *rcpt, hook_done_fn *done, str
     if (L == NULL)
         return HOOK_DONE;
     smtp_hook_push_session(L, s);
-    smtp_hook_push_tx(L, s, false);
+    smtp_hook_push_tx(L, s, false, &s->pending_dsn);
     lua_pushstring(L, rcpt);
     return smtp_hook_start(s, POLICY_ON_RCPT, 3, false, done, out);
 }
@@ -236,7 +242,7 @@ smtp_hook_data(struct smtp_session *s, hook_done_fn *done, struct verdict *out)
     if (L == NULL)
         return HOOK_DONE;
     smtp_hook_push_session(L, s);
-    smtp_hook_push_tx(L, s, true);
+    smtp_hook_push_tx(L, s, true, NULL);
     return smtp_hook_start(s, POLICY_ON_DATA, 2, false, done, out);
 }
 
@@ -270,7 +276,7 @@ smtp_hook_relayed(struct smtp_session *s, const struct smtp_relayed *r, hook_don
     if (L == NULL)
         return HOOK_DONE;
     smtp_hook_push_session(L, s);
-    smtp_hook_push_tx(L, s, true);
+    smtp_hook_push_tx(L, s, true, NULL);
     lapi_push_relayed(L, r->code, r->enhanced, r->text, r->queue_id, r->upstream);
     return smtp_hook_start(s, POLICY_ON_RELAYED, 3, true, done, NULL);
 }

@@ -29,6 +29,8 @@ smtp_relay_log(struct smtp_session *s, const struct relay_result *res)
     log_str(&l, "text", res->text);
     log_str(&l, "queue_id", res->queue_id);
     log_bool(&l, "reused", res->reused);
+    if (res->dsn_dropped)
+        log_str(&l, "dsn", "dropped");
     log_end(&l);
 }
 
@@ -63,9 +65,12 @@ smtp_relayed_fill(struct smtp_session *s, const struct relay_result *res,
     if (res->status == RELAY_OK) { /* s->messages counts it once the client is told */
         r->code = 250;
         snprintf(r->enhanced, sizeof(r->enhanced), "2.0.0");
-        snprintf(r->text, sizeof(r->text), "Ok: queued as %08llx.%zu%s%s",
+        /* RFC 3461 section 5.2.2 asks for a "relayed" DSN here; sluice has no queue to
+         * send one from, so the client hears it now (docs/smtp.md). */
+        snprintf(r->text, sizeof(r->text), "Ok: queued as %08llx.%zu%s%s%s",
                  (unsigned long long)s->id, s->messages + 1, res->queue_id[0] ? " upstream " : "",
-                 res->queue_id);
+                 res->queue_id,
+                 res->dsn_dropped ? "; DSN not relayed: the upstream does not offer it" : "");
     } else {
         r->code = res->code;
         snprintf(r->enhanced, sizeof(r->enhanced), "%s", res->enhanced);
@@ -144,6 +149,9 @@ smtp_relay_start(struct smtp_session *s)
     tx->env.n_rcpts = tx->n_rcpts;
     tx->env.smtputf8 = tx->smtputf8;
     tx->env.body_8bit = tx->body_8bit;
+    tx->env.dsn_ret = tx->dsn_ret;
+    tx->env.dsn_envid = tx->dsn_envid;
+    tx->env.dsn_rcpts = tx->dsn_rcpts;
     s->relay = relay_job_start(s->pin.pool, set, s->id, &tx->env, buf_head(&tx->msg),
                                buf_used(&tx->msg), smtp_relay_done, s);
     if (s->relay == NULL) {

@@ -356,6 +356,7 @@ smtp_tx_free(struct smtp_tx *tx)
         return;
     assert(tx->charged == 0); /* smtp_session_reset_tx released it */
     free(tx->mail_from);
+    smtp_dsn_tx_cleanup(tx);
     for (size_t i = 0; i < tx->n_rcpts; i++)
         free(tx->rcpts[i]);
     free(tx->rcpts);
@@ -388,6 +389,7 @@ smtp_session_hang_up(struct smtp_session *s, const char *reason)
     ask = smtp_hook_session_closing(s, reason); /* before the conn goes: TLS names, reason */
     free(s->pending_arg);
     s->pending_arg = NULL;
+    smtp_dsn_rcpt_cleanup(&s->pending_dsn);
     free(s->relayed);
     s->relayed = NULL;
     smtp_auth_forget(s);

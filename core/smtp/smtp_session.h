@@ -68,6 +68,11 @@ struct smtp_tx {
     bool               body_8bit;
     unsigned long long declared_size;
     bool               declared_size_set; /* MAIL had SIZE= */
+    enum dsn_ret       dsn_ret;    /* MAIL had RET= (RFC 3461 section 4.3) */
+    char              *dsn_envid;  /* owns; ENVID's value as sent, or NULL */
+    struct dsn_rcpt *dsn_rcpts; /* owns, with each one's strings: cap_rcpts entries
+                                       * parallel to rcpts, or NULL while no recipient had
+                                       * NOTIFY or ORCPT (smtp_dsn.c) */
     bool               bdat_used;  /* CHUNKING: DATA no longer allowed in this tx */
     bool               failed;     /* a BDAT chunk failed: discard the rest */
     struct buf         msg;        /* Received: + message, unstuffed, CRLF */
@@ -109,6 +114,8 @@ struct smtp_session {
     char                         *pending_arg; /* owns; RCPT address or EHLO name while
                                                  * on_rcpt or on_helo runs */
     bool                          pending_esmtp; /* EHLO (not HELO) while on_helo runs */
+    struct dsn_rcpt         pending_dsn; /* owns its strings: pending_arg's NOTIFY
+                                                * and ORCPT while on_rcpt runs */
     struct smtp_auth_answer      *auth;     /* owns; from AUTH until its answer is sent
                                              * (smtp_auth.c), else NULL */
     struct smtp_relayed          *relayed;  /* owns; the relay's answer while on_relayed runs */

@@ -125,6 +125,29 @@ enum smtp_dkim_rc {
 };
 enum smtp_dkim_rc smtp_dkim_sign(struct smtp_session *s);
 void         smtp_tx_free(struct smtp_tx *tx);
+/* smtp_dsn.c: RFC 3461 parameters. Each returns SMTP_DSN_NOT_OURS for a key that is not
+ * a DSN parameter of its command, SMTP_DSN_TAKEN when the value was kept (in tx or *d),
+ * SMTP_DSN_REFUSED with *reply set. Neither frees nor yields. */
+enum smtp_dsn_rc {
+    SMTP_DSN_NOT_OURS,
+    SMTP_DSN_TAKEN,
+    SMTP_DSN_REFUSED,
+};
+enum smtp_dsn_rc smtp_dsn_mail_param(struct smtp_tx *tx, struct smtp_str key,
+                                     struct smtp_str val, enum smtp_reply_id *reply);
+enum smtp_dsn_rc smtp_dsn_rcpt_param(const struct smtp_tx *tx, struct dsn_rcpt *d,
+                                     struct smtp_str key, struct smtp_str val,
+                                     enum smtp_reply_id *reply);
+/* Move *d (zeroed after) into tx as recipient n_rcpts's, before n_rcpts grows; the rcpts
+ * array already has room for it. 0, or -1 out of memory (d untouched). */
+int          smtp_dsn_rcpt_keep(struct smtp_tx *tx, struct dsn_rcpt *d);
+/* Grow tx's DSN array (when there is one) from cap_rcpts to ncap entries, with the
+ * rcpts array, before cap_rcpts changes. 0, or -1 out of memory (unchanged). */
+int          smtp_dsn_rcpts_grow(struct smtp_tx *tx, size_t ncap);
+/* Free d's strings and zero it. */
+void         smtp_dsn_rcpt_cleanup(struct dsn_rcpt *d);
+/* Free tx's DSN strings and arrays (smtp_tx_free). */
+void         smtp_dsn_tx_cleanup(struct smtp_tx *tx);
 void         smtp_session_reset_tx(struct smtp_session *s);
 /* Reply (from the table), log smtp.reject, count the error; 421 and close past
  * limits.max_errors. */

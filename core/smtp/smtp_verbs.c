@@ -79,6 +79,7 @@ smtp_ehlo_reply(struct smtp_session *s)
     lines[n++] = "SMTPUTF8";
     lines[n++] = "ENHANCEDSTATUSCODES";
     lines[n++] = "CHUNKING";
+    lines[n++] = "DSN"; /* RFC 3461; always: docs/smtp.md "Delivery status notifications" */
     if (s->lcfg->tls == CONFIG_TLS_STARTTLS && !s->tls)
         lines[n++] = "STARTTLS";
     if (smtp_auth_offered(s) && !s->authenticated) {
@@ -147,18 +148,24 @@ smtp_param_fail(struct smtp_session *s, enum smtp_rc *rc, enum smtp_reply_id rep
 }
 
 /* MAIL FROM parameters: SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531),
- * AUTH (RFC 4954 section 5, accepted and ignored). Anything else: 555 5.5.4. */
+ * RET and ENVID (RFC 3461, smtp_dsn.c), AUTH (RFC 4954 section 5, accepted and ignored).
+ * Anything else: 555 5.5.4. */
 static bool
 smtp_mail_params(struct smtp_session *s, const struct smtp_cmd *cmd, struct smtp_tx *tx,
                  enum smtp_rc *rc)
 {
-    struct smtp_str cur = cmd->params, key, val;
-    bool            bad = false;
+    struct smtp_str    cur = cmd->params, key, val;
+    bool               bad = false;
+    enum smtp_dsn_rc   dsn;
+    enum smtp_reply_id reply;
 
     while (smtp_parse_param_next(&cur, &key, &val, &bad)) {
         if (!s->esmtp)
             return smtp_param_fail(s, rc, SMTP_R_PARAMS_NEED_EHLO);
-        if (smtp_str_ieq(key, "SIZE")) {
+        if ((dsn = smtp_dsn_mail_param(tx, key, val, &reply)) != SMTP_DSN_NOT_OURS) {
+            if (dsn == SMTP_DSN_REFUSED)
+                return smtp_param_fail(s, rc, reply);
+        } else if (smtp_str_ieq(key, "SIZE")) {
             if (!smtp_parse_ull(val, &tx->declared_size))
                 return smtp_param_fail(s, rc, SMTP_R_BAD_SIZE);
             tx->declared_size_set = true;
@@ -235,7 +242,7 @@ smtp_verb_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
     return smtp_mail_decided(s, &v);
 }
 
-/* Add rcpt (owned) to the transaction. */
+/* Add rcpt (owned) and its DSN parameters (s->pending_dsn) to the transaction. */
 static enum smtp_rc
 smtp_rcpt_add(struct smtp_session *s, char *rcpt)
 {
@@ -245,16 +252,21 @@ smtp_rcpt_add(struct smtp_session *s, char *rcpt)
         size_t ncap = tx->cap_rcpts ? tx->cap_rcpts * 2 : 4;
         char **p = realloc(tx->rcpts, ncap * sizeof(*p));
 
-        if (p == NULL) {
-            free(rcpt);
-            return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
-        }
-        tx->rcpts = p;
+        if (p != NULL)
+            tx->rcpts = p;
+        if (p == NULL || smtp_dsn_rcpts_grow(tx, ncap) != 0)
+            goto oom;
         tx->cap_rcpts = ncap;
     }
+    if (smtp_dsn_rcpt_keep(tx, &s->pending_dsn) != 0)
+        goto oom;
     tx->rcpts[tx->n_rcpts++] = rcpt;
     smtp_reply_send(s->conn, SMTP_R_RECIPIENT_OK);
     return SMTP_CONTINUE;
+oom:
+    free(rcpt);
+    smtp_dsn_rcpt_cleanup(&s->pending_dsn);
+    return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
 }
 
 /* on_rcpt's verdict for s->pending_arg. */
@@ -267,6 +279,7 @@ smtp_rcpt_decided(struct smtp_session *s, const struct verdict *v)
     smtp_session_enter(s, SMTP_STATE_CMD);
     if (v->kind == VERDICT_REJECT || v->kind == VERDICT_TEMPFAIL) {
         free(rcpt);
+        smtp_dsn_rcpt_cleanup(&s->pending_dsn);
         return smtp_session_policy_reply(s, v);
     }
     return smtp_rcpt_add(s, rcpt);
@@ -278,20 +291,45 @@ smtp_rcpt_hook_done(struct smtp_session *s, const struct verdict *v)
     smtp_session_decided(s, smtp_rcpt_decided(s, v));
 }
 
+/* RCPT TO parameters: NOTIFY and ORCPT (RFC 3461, smtp_dsn.c) into s->pending_dsn.
+ * Anything else: 555 5.5.4. */
+static bool
+smtp_rcpt_params(struct smtp_session *s, const struct smtp_cmd *cmd, enum smtp_rc *rc)
+{
+    struct smtp_str    cur = cmd->params, key, val;
+    bool               bad = false;
+    enum smtp_dsn_rc   dsn;
+    enum smtp_reply_id reply = SMTP_R_BAD_RCPT_PARAM;
+
+    while (smtp_parse_param_next(&cur, &key, &val, &bad)) {
+        if (!s->esmtp)
+            reply = SMTP_R_PARAMS_NEED_EHLO;
+        else if ((dsn = smtp_dsn_rcpt_param(s->tx, &s->pending_dsn, key, val, &reply)) ==
+                 SMTP_DSN_TAKEN)
+            continue;
+        smtp_dsn_rcpt_cleanup(&s->pending_dsn);
+        return smtp_param_fail(s, rc, reply); /* NOT_OURS leaves BAD_RCPT_PARAM */
+    }
+    return true; /* smtp_parse_command() refused malformed parameters already */
+}
+
 static enum smtp_rc
 smtp_verb_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
     struct verdict v;
+    enum smtp_rc   rc;
 
-    if (cmd->params.len > 0)
-        return smtp_session_error(s, SMTP_R_BAD_RCPT_PARAM);
     if (cmd->addr_utf8 && !s->tx->smtputf8)
         return smtp_session_error(s, SMTP_R_NEED_SMTPUTF8);
     if (s->tx->n_rcpts >= s->cfg->max_recipients) /* RFC 5321 4.5.3.1.10 */
         return smtp_session_error(s, SMTP_R_TOO_MANY_RECIPIENTS);
+    if (!smtp_rcpt_params(s, cmd, &rc))
+        return rc;
     s->pending_arg = strndup(cmd->addr.p, cmd->addr.len);
-    if (s->pending_arg == NULL)
+    if (s->pending_arg == NULL) {
+        smtp_dsn_rcpt_cleanup(&s->pending_dsn);
         return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
+    }
     if (smtp_hook_rcpt(s, s->pending_arg, smtp_rcpt_hook_done, &v) == HOOK_PENDING)
         return smtp_session_wait(s);
     return smtp_rcpt_decided(s, &v);

@@ -128,7 +128,27 @@ function testing_tx.new(fields)
   end
   local recipients = {}
   for j, r in ipairs(fields.recipients or {}) do recipients[j] = r end
+  -- DSN (RFC 3461) fields as the engine shows them (docs/lua-api.md "The transaction"):
+  -- RET and NOTIFY upper case; dsn_notify/dsn_orcpt one entry per recipient, false where
+  -- it had none, present only when some recipient had one.
+  local function upper(v) return type(v) == 'string' and v:upper() or v end
+  local function per_rcpt(list, up)
+    if list == nil then return nil end
+    local out = {}
+    for j = 1, #recipients do
+      local v = list[j]
+      if v == nil then v = false end
+      out[j] = up and upper(v) or v
+    end
+    return out
+  end
   return setmetatable({
+    dsn_ret = upper(fields.dsn_ret),
+    dsn_envid = fields.dsn_envid,
+    dsn_notify = per_rcpt(fields.dsn_notify, true),
+    dsn_orcpt = per_rcpt(fields.dsn_orcpt, false),
+    rcpt_notify = upper(fields.rcpt_notify),
+    rcpt_orcpt = fields.rcpt_orcpt,
     id = fields.id or '00000001.1',
     sender = fields.sender or '',
     recipients = recipients,

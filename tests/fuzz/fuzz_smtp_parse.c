@@ -105,7 +105,12 @@ limit_for(const char *buf, size_t len, size_t cmd_max, size_t auth_max)
 {
     struct smtp_str head = { buf, len < 5 ? len : 5 };
 
-    return len >= 5 && smtp_str_ieq(head, "AUTH ") ? auth_max : cmd_max;
+    if (len >= 5 && smtp_str_ieq(head, "AUTH "))
+        return auth_max;
+    if (len >= 5 && cmd_max != auth_max &&
+        (smtp_str_ieq(head, "MAIL ") || smtp_str_ieq(head, "RCPT ")))
+        return cmd_max + SMTP_PARSE_DSN_EXTRA;
+    return cmd_max;
 }
 
 /* One line at buf: its outcome, and that it was decided at the right octet. */
@@ -120,7 +125,8 @@ check_line(const char *buf, size_t len, size_t cmd_max, size_t auth_max, bool *a
     limit = limit_for(buf, len, cmd_max, auth_max);
     *again = rc == PARSE_AGAIN;
     if (rc == PARSE_AGAIN) {
-        REQUIRE(len < (cmd_max > auth_max ? cmd_max : auth_max));
+        REQUIRE(len < (cmd_max + SMTP_PARSE_DSN_EXTRA > auth_max ? cmd_max + SMTP_PARSE_DSN_EXTRA
+                                                                 : auth_max));
         return len;
     }
     if (rc == PARSE_OK) {

@@ -514,7 +514,7 @@ def test_unknown_mail_or_rcpt_parameters_get_555(relay, sink):
     assert c.cmd(b'MAIL FROM:<alice@example.org> BODY=BINARYMIME') == (
         555, b'5.5.4 Unsupported BODY type')
     assert c.cmd(b'MAIL FROM:<alice@example.org> SIZE=12 AUTH=<>') == (250, b'2.1.0 Sender ok')
-    assert c.cmd(b'RCPT TO:<bob@example.com> NOTIFY=NEVER') == (
+    assert c.cmd(b'RCPT TO:<bob@example.com> X-EVIL=NEVER') == (  # NOTIFY is DSN's now
         555, b'5.5.4 Unsupported RCPT parameter')
     c.close()
     assert [r['code'] for r in relay.wait_logs('smtp.reject', 3)] == [555, 555, 555]

@@ -173,6 +173,13 @@ static const struct limit_case limit_cases[] = {
     { "NOAUTH ", 513, 512, 12288, PARSE_TOO_LONG },
     { "", 12288, 12288, 12288, PARSE_OK },                /* a SASL response */
     { "", 12289, 12288, 12288, PARSE_TOO_LONG },
+    /* RFC 3461: MAIL and RCPT may carry DSN parameters, 530 octets more */
+    { "RCPT TO:<a@b> ORCPT=rfc822;", 512 + 530, 512, 12288, PARSE_OK },
+    { "rcpt TO:<a@b> ORCPT=rfc822;", 512 + 531, 512, 12288, PARSE_TOO_LONG },
+    { "MAIL FROM:<a@b> ENVID=", 512 + 530, 512, 12288, PARSE_OK },
+    { "MAIL FROM:<a@b> ENVID=", 512 + 531, 512, 12288, PARSE_TOO_LONG },
+    { "MAILX ", 513, 512, 12288, PARSE_TOO_LONG },
+    { "RCPT ", 12289, 12288, 12288, PARSE_TOO_LONG },     /* a SASL response: no verbs */
     { "", 2, 2, 2, PARSE_OK },
     { "", 3, 2, 2, PARSE_TOO_LONG },
 };
@@ -315,8 +322,8 @@ static const char reader_stream[] =
     "AUTH PLAIN AAAAAAAAAAAAAAA\r\n" /* 28 octets: fine for AUTH */
     "NOOP AAAAAAAAAAAAAAAAAAAA\r\n" /* 27: not for NOOP */
     "\r\n"
-    "MAIL FROM:<ab>\r\n"            /* exactly 16 */
-    "MAIL FROM:<abc>\r\n"           /* 17 */
+    "MAIL FROM:<ab>\r\n"            /* 16 (MAIL may be 16 + 530: RFC 3461) */
+    "VRFY FROM:<abc>\r\n"           /* 17 */
     "A\r\rB\nC\r\n"
     "auth x\r\n"
     "AUTH\r\n"

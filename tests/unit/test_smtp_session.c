@@ -179,6 +179,7 @@ greeting_names_the_host_and_ehlo_lists_the_extensions(void)
     r = exchange(fd, "EHLO client.test\r\n", 1);
     CHECK(strstr(r, "250-PIPELINING\r\n") != NULL);
     CHECK(strstr(r, "250-CHUNKING\r\n") != NULL);
+    CHECK(strstr(r, "250-DSN\r\n") != NULL); /* RFC 3461, always (docs/smtp.md) */
     CHECK(strstr(r, "250-8BITMIME\r\n") != NULL);
     CHECK(strstr(r, "250-SMTPUTF8\r\n") != NULL);
     CHECK(strstr(r, "250-ENHANCEDSTATUSCODES\r\n") != NULL);
@@ -397,7 +398,11 @@ mail_parameters_are_checked(void)
 
     CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org> SIZE=999999999\r\n", 1), "552 5.3.4"));
     CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org> BODY=BINARYMIME\r\n", 1), "555 5.5.4"));
-    CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org> RET=FULL\r\n", 1), "555 5.5.4"));
+    CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org> MT-PRIORITY=1\r\n", 1), "555 5.5.4"));
+    CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org> RET=BODY\r\n", 1),
+                 "501 5.5.4 Bad RET"));
+    CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org> RET=FULL RET=HDRS\r\n", 1),
+                 "501 5.5.4 Duplicate DSN parameter"));
     CHECK(strstr(exchange(fd, "MAIL FROM:<\xc3\xa4nn@example.org>\r\n", 1), "553 5.6.7"));
     CHECK(strstr(exchange(fd, "MAIL FROM:<ann@example.org> SMTPUTF8 BODY=8BITMIME SIZE=10\r\n",
                           1), "250 2.1.0"));

@@ -82,3 +82,28 @@ describe('sluice.testing transaction phases', function()
     assert.same({ 'tempfail', 451, '4.3.0' }, { v.kind, v.code, v.enhanced })
   end)
 end)
+
+describe('sluice.testing transaction DSN fields', function()
+  it('shows RET and NOTIFY in upper case and one NOTIFY/ORCPT entry per recipient', function()
+    local tx = testing.new():transaction({
+      sender = 'ann@example.org', recipients = { 'a@x.test', 'b@x.test' },
+      dsn_ret = 'hdrs', dsn_envid = 'id+1',
+      dsn_notify = { 'success,delay' }, dsn_orcpt = { [2] = 'rfc822;old@x.test' },
+      rcpt_notify = 'never', rcpt_orcpt = 'rfc822;c@x.test',
+    })
+    assert.equal('HDRS', tx.dsn_ret)
+    assert.equal('id+1', tx.dsn_envid)
+    assert.same({ 'SUCCESS,DELAY', false }, tx.dsn_notify)
+    assert.same({ false, 'rfc822;old@x.test' }, tx.dsn_orcpt)
+    assert.equal('NEVER', tx.rcpt_notify)
+    assert.equal('rfc822;c@x.test', tx.rcpt_orcpt)
+  end)
+
+  it('leaves every DSN field nil for a transaction without DSN', function()
+    local tx = testing.new():transaction({ recipients = { 'a@x.test' } })
+    assert.is_nil(tx.dsn_ret)
+    assert.is_nil(tx.dsn_envid)
+    assert.is_nil(tx.dsn_notify)
+    assert.is_nil(tx.rcpt_notify)
+  end)
+end)
