@@ -79,6 +79,16 @@ smtp_dkim_user_may_sign(const struct smtp_session *s, const struct config_domain
     return false;
 }
 
+/* Whether any domain the user may sign for has keys, before the From: is parsed: most
+ * mail is of domains without any, and costs one lookup. */
+static bool
+smtp_dkim_user_may_sign_any(const struct smtp_session *s)
+{
+    const struct config_domain *own = config_domain_find(s->cfg, s->domain);
+
+    return own != NULL && (own->n_dkim > 0 || own->n_senders > 0);
+}
+
 /* Every key's field, concatenated in *out (caller frees). 0, or -1 with err. */
 static int
 smtp_dkim_fields(const struct config_domain *d, const char *msg, size_t len, char **out,
@@ -145,7 +155,7 @@ smtp_dkim_sign(struct smtp_session *s)
     size_t                      n, used;
     char                       *head;
 
-    if (!s->authenticated ||
+    if (!s->authenticated || !smtp_dkim_user_may_sign_any(s) ||
         !smtp_dkim_from_domain(buf_head(&tx->msg) + tx->body_start,
                                buf_used(&tx->msg) - tx->body_start, dom) ||
         (d = config_domain_find(s->cfg, dom)) == NULL || d->n_dkim == 0)
