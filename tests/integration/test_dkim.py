@@ -171,9 +171,13 @@ def test_a_domain_without_keys_is_relayed_unsigned(make_relay, sink, tmp_path):
 def test_a_user_of_another_domain_never_gets_its_signature(make_relay, sink, tmp_path):
     """example.net turned check_header_from off, so carol@example.net may write any From:;
     one of example.org (which has keys) is relayed, but not with example.org's signature
-    (it would let the spoof pass DMARC)."""
+    (it would let the spoof pass DMARC), nor with her own domain's (not the From:'s)."""
     key, _ = keygen(tmp_path, 's1', 'ed25519')
-    relay = make_relay(upstream_conf(sink.port), domains=domains(dkim_table(key, 's1')))
+    net_key, _ = keygen(tmp_path, 'n1', 'ed25519', domain='example.net')
+    relay = make_relay(upstream_conf(sink.port), domains=(
+        "{ ['example.org'] = { check_header_from = false, dkim = %s },"
+        " ['example.net'] = { check_header_from = false, dkim = %s } }"
+        % (dkim_table(key, 's1'), dkim_table(net_key, 'n1'))))
     assert send(relay, MESSAGE, user=CAROL)[0] == 250
     stored = sink.wait_messages(1)[0]
     assert b'From: Alice <alice@example.org>' in stored
