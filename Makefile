@@ -120,18 +120,10 @@ unit-tsan: tsan
 	cd $(TSAN) && TSAN_OPTIONS="$(TSAN_OPTIONS_ALL)" ctest --output-on-failure
 
 # Each target FUZZ_SECS seconds (and no input over 10 s) from its seeds in
-# tests/fuzz/corpus/<name without fuzz_>/; what it finds on the way is dropped. Its log,
-# $(FUZZ)/fuzz_<name>.log, is not a target.
+# tests/fuzz/corpus/<name without fuzz_>/, as many at once as there are CPUs
+# (tests/fuzz/run_all.sh); what they find on the way is dropped. Logs: $(FUZZ)/fuzz_<name>.log.
 fuzz-run: fuzz
-	@for f in $(FUZZ)/fuzz_*; do \
-		case $$f in *.log) continue;; esac; \
-		name=$$(basename $$f); corpus=tests/fuzz/corpus/$${name#fuzz_}; \
-		mkdir -p $$corpus-run; \
-		echo "fuzz: $$name for $(FUZZ_SECS)s"; \
-		$$f -max_total_time=$(FUZZ_SECS) -timeout=10 -print_final_stats=0 $$corpus-run $$corpus \
-			>$(FUZZ)/$$name.log 2>&1 || { tail -40 $(FUZZ)/$$name.log; exit 1; }; \
-		rm -rf $$corpus-run; \
-	done
+	tests/fuzz/run_all.sh $(FUZZ) $(FUZZ_SECS)
 
 # The include rules of core/ (tests/layers/check_layers.py): folders depend one way, no
 # file-level cycles.
