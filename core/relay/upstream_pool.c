@@ -361,7 +361,8 @@ pool_conn_done(struct pool_conn *pc)
     return true;
 }
 
-/* Set-up failed, or an idle connection died. The lease, if any, fails over. */
+/* Set-up failed, or an idle connection died. The lease, if any, fails over (or retries
+ * on the same target when its holder asks: a refused XOAUTH2 token). */
 static void
 pool_conn_closed(struct pool_conn *pc)
 {
@@ -369,18 +370,19 @@ pool_conn_closed(struct pool_conn *pc)
     struct pool_key               *key = pc->key;
     struct upstream_lease         *l = pc->lease;
     const struct upstream_outcome *o = upstream_outcome(pc->u);
+    enum upstream_lease_next       next = UPSTREAM_LEASE_FAILOVER;
 
     if (pc->state == PC_SETUP) {
         counter_inc(&key->ctr->connect_failures);
         key->addrs[pc->addr].down_until = ev_now(pool->loop) + POOL_DOWN_SECS;
-        if (l != NULL)
-            (void)l->ops->ended(l, pc->u, UPSTREAM_EV_CLOSED);
+        if (l != NULL) /* RETRY: the holder changed something (a new XOAUTH2 token) */
+            next = l->ops->ended(l, pc->u, UPSTREAM_EV_CLOSED);
     }
     pool_conn_drop(pc, o->error[0] != '\0' ? o->error : "closed");
     if (l != NULL) {
         l->pc = NULL;
         l->state = UPSTREAM_LEASE_NONE;
-        l->ops->resume(l, UPSTREAM_LEASE_FAILOVER);
+        l->ops->resume(l, next == UPSTREAM_LEASE_RETRY ? next : UPSTREAM_LEASE_FAILOVER);
     }
     pool_key_serve(key, pool);
 }

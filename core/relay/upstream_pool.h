@@ -87,7 +87,8 @@ struct upstream_lease_ops {
     void (*start)(struct upstream_lease *l, struct upstream *u);
     /* The transaction on u ended (UPSTREAM_EV_DONE) or u's set-up failed
      * (UPSTREAM_EV_CLOSED): judge it while u is there. What it returns goes to resume()
-     * once the connection is back in the pool or closed (only FINISH if it is back). */
+     * once the connection is back in the pool or closed (only FINISH if it is back;
+     * after a failed set-up, RETRY on the same target or else FAILOVER). */
     enum upstream_lease_next (*ended)(struct upstream_lease *l, struct upstream *u,
                                       enum upstream_event ev);
     void (*resume)(struct upstream_lease *l, enum upstream_lease_next next);
