@@ -19,12 +19,14 @@ WERROR_FLAG = $(if $(WERROR),-DSLUICE_WERROR=$(WERROR))
 # Documentation= pages; groff on the man pages);
 # haproxy: test_proxy.py (a real HAProxy sends the PROXY header); libhiredis-dev,
 # redis-server: the Redis zone backend and its tests; prometheus: test_metrics.py scrapes
-# with a real one; debhelper: the Debian package (debian/, test_debian.py).
+# with a real one; debhelper: the Debian package (debian/, test_debian.py);
+# python3-aiosmtpd: test_upstream_oauth2.py's upstream that checks XOAUTH2 bearers.
 DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
 	libev-dev libluajit-5.1-dev luajit libssl-dev openssl libcrypt-dev libargon2-dev libldap-dev \
 	slapd ldap-utils nodejs ca-certificates \
 	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest python3-cryptography \
-	systemd groff-base man-db haproxy libhiredis-dev redis-server prometheus debhelper
+	systemd groff-base man-db haproxy libhiredis-dev redis-server prometheus debhelper \
+	python3-aiosmtpd
 
 .PHONY: all deps service-user rundir build asan tsan fuzz certs run test unit unit-asan unit-tsan \
 	fuzz-run lua integration integration-tsan layers bench clean install

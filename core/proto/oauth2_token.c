@@ -226,8 +226,8 @@ jscan_expires_in(struct jscan *j, long *out)
     return *out >= 0 ? 0 : -1;
 }
 
-enum oauth2_token_rc
-oauth2_token_parse(const char *body, size_t len, struct oauth2_token_answer *out)
+static enum oauth2_token_rc
+oauth2_token_read(const char *body, size_t len, struct oauth2_token_answer *out)
 {
     struct jscan j = {body, body + len};
     char         key[32], type[32] = "";
@@ -280,10 +280,17 @@ oauth2_token_parse(const char *body, size_t len, struct oauth2_token_answer *out
         return OAUTH2_TOKEN_ERROR;
     /* RFC 6749 5.1: token_type is required; case-insensitive (7.1). */
     if (!has_token || bad || strcasecmp(type, "bearer") != 0 ||
-        !oauth2_token_is_b64token(out->access_token, token_len)) {
-        explicit_bzero(out->access_token, sizeof(out->access_token));
-        out->access_token[0] = '\0';
+        !oauth2_token_is_b64token(out->access_token, token_len))
         return OAUTH2_TOKEN_BAD;
-    }
     return OAUTH2_TOKEN_OK;
+}
+
+enum oauth2_token_rc
+oauth2_token_parse(const char *body, size_t len, struct oauth2_token_answer *out)
+{
+    enum oauth2_token_rc rc = oauth2_token_read(body, len, out);
+
+    if (rc != OAUTH2_TOKEN_OK) /* whatever was read of a token stays nowhere */
+        explicit_bzero(out->access_token, sizeof(out->access_token));
+    return rc;
 }
