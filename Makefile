@@ -21,7 +21,8 @@ WERROR_FLAG = $(if $(WERROR),-DSLUICE_WERROR=$(WERROR))
 # redis-server: the Redis zone backend and its tests; prometheus: test_metrics.py scrapes
 # with a real one; debhelper: the Debian package (debian/, test_debian.py); python3-dkim:
 # test_dkim.py verifies our DKIM signatures with an independent implementation (dkimpy);
-# python3-aiosmtpd: test_dsn.py's independent upstream, with and without DSN.
+# python3-aiosmtpd: test_dsn.py's independent upstream, with and without DSN, and
+# test_upstream_oauth2.py's upstream that checks XOAUTH2 bearers.
 DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
 	libev-dev libluajit-5.1-dev luajit libssl-dev openssl libcrypt-dev libargon2-dev libldap-dev \
 	slapd ldap-utils nodejs ca-certificates \

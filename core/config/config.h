@@ -54,6 +54,23 @@ struct config_tls {
     int                 ticket_lifetime; /* seconds a ticket key encrypts before rotation */
 };
 
+/* How an upstream server (or a domain's upstream_auth) logs in. */
+enum config_upstream_mech {
+    CONFIG_AUTH_PASSWORD, /* PLAIN, else LOGIN, as the server offers */
+    CONFIG_AUTH_XOAUTH2,  /* a bearer token from oauth2's token endpoint */
+};
+
+/* auth.oauth2 / upstream_auth.oauth2: where the bearer tokens of mechanism = 'xoauth2'
+ * come from (core/relay/upstream_token.c; docs/upstreams.md "OAuth2"). */
+struct config_upstream_oauth2 {
+    char *token_url;     /* owns; http(s) URL of the token endpoint */
+    char *client_id;     /* owns */
+    char *client_secret; /* owns; secret; NULL: a public client (refresh grant only) */
+    char *refresh_token; /* owns; secret; NULL: the client-credentials grant */
+    char *scope;         /* owns; NULL: none sent */
+    char *ca_file;       /* owns; NULL: the system's store */
+};
+
 struct config_upstream_server {
     char                *host;     /* owns */
     int                  port;
@@ -62,7 +79,9 @@ struct config_upstream_server {
     char                *ca_file;  /* owns; NULL = system store */
     char                *tls_name; /* owns; name to verify/SNI, default host */
     char                *auth_user;     /* owns; NULL = no AUTH */
-    char                *auth_password; /* owns */
+    char                *auth_password; /* owns; NULL with xoauth2 */
+    enum config_upstream_mech      auth_mech;
+    struct config_upstream_oauth2 *oauth2; /* owns; only with CONFIG_AUTH_XOAUTH2 */
 };
 
 struct config_upstream {

@@ -123,21 +123,61 @@ static const struct config_schema_rule schema_ldap_rules[] = {
 static const struct config_schema_table schema_ldap = {"ldap", schema_ldap_keys,
                                                        schema_ldap_rules};
 
-/* ---- domains[name].upstream_auth (config_upstream.c) ---------------------------------- */
+/* ---- domains[name].upstream_auth and upstreams' auth (config_upstream.c) ----------- */
+
+static const struct config_schema_key schema_upstream_oauth2_keys[] = {
+    KEY("token_url", CONFIG_SCHEMA_STRING, true, NULL),
+    KEY("client_id", CONFIG_SCHEMA_STRING, true, NULL),
+    SECRET("client_secret", CONFIG_SCHEMA_STRING),
+    SECRET("client_secret_file", CONFIG_SCHEMA_PATH),
+    SECRET("refresh_token", CONFIG_SCHEMA_STRING),
+    SECRET("refresh_token_file", CONFIG_SCHEMA_PATH),
+    KEY("scope", CONFIG_SCHEMA_STRING, false, NULL),
+    KEY("ca_file", CONFIG_SCHEMA_PATH, false, NULL),
+    END_KEYS,
+};
+
+static const char *const schema_refresh_tokens[] = {"refresh_token", "refresh_token_file", NULL};
+static const char *const schema_grants[] = {"client_secret", "client_secret_file",
+                                            "refresh_token", "refresh_token_file", NULL};
+
+static const struct config_schema_rule schema_upstream_oauth2_rules[] = {
+    {CONFIG_SCHEMA_EXCLUSIVE, "client_secret_file", schema_secrets, NULL, NULL,
+     "give client_secret or client_secret_file, not both"},
+    {CONFIG_SCHEMA_EXCLUSIVE, "refresh_token_file", schema_refresh_tokens, NULL, NULL,
+     "give refresh_token or refresh_token_file, not both"},
+    {CONFIG_SCHEMA_REQUIRES, "client_secret", schema_grants, NULL, NULL, "required"},
+    END_RULES,
+};
+
+static const struct config_schema_table schema_upstream_oauth2 = {
+    "oauth2", schema_upstream_oauth2_keys, schema_upstream_oauth2_rules};
 
 static const struct config_schema_key schema_upstream_auth_keys[] = {
     KEY("user", CONFIG_SCHEMA_STRING, true, NULL),
+    KEY("mechanism", CONFIG_SCHEMA_STRING, false, "'password'"),
     SECRET("password", CONFIG_SCHEMA_STRING),
     SECRET("password_file", CONFIG_SCHEMA_PATH),
+    TABLE("oauth2", &schema_upstream_oauth2),
     END_KEYS,
 };
 
 static const char *const schema_upstream_passwords[] = {"password", "password_file", NULL};
+static const char *const schema_upstream_logins[] = {"password", "password_file", "oauth2",
+                                                     NULL};
+static const char *const schema_upstream_oauth2_table[] = {"oauth2", NULL};
+static const char *const schema_upstream_mechanism[] = {"mechanism", NULL};
 
+/* What the rules cannot say, config_upstream.c says: mechanism is 'password' or
+ * 'xoauth2', and 'xoauth2' takes no password. */
 static const struct config_schema_rule schema_upstream_auth_rules[] = {
     {CONFIG_SCHEMA_EXCLUSIVE, "password_file", schema_upstream_passwords, NULL, NULL,
      "give password or password_file, not both"},
-    {CONFIG_SCHEMA_REQUIRES, "password", schema_upstream_passwords, NULL, NULL, "required"},
+    {CONFIG_SCHEMA_EXCLUSIVE, "oauth2", schema_upstream_logins, NULL, NULL,
+     "give a password or oauth2, not both"},
+    {CONFIG_SCHEMA_REQUIRES, "password", schema_upstream_logins, NULL, NULL, "required"},
+    {CONFIG_SCHEMA_ONLY_WITH, "oauth2", schema_upstream_oauth2_table, schema_upstream_mechanism,
+     NULL, "needs mechanism = 'xoauth2'"},
     END_RULES,
 };
 

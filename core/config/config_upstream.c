@@ -9,47 +9,146 @@
 #include "config/config.h"
 #include "config/config_internal.h"
 #include "config/config_schema.h"
+#include "proto/http_url.h"
 
 /* ---- upstreams ------------------------------------------------------------------------ */
 
 #define CFG_UPSTREAM_MAX_PASSWORD 1024 /* AUTH PLAIN's whole line stays under 3072 octets */
+#define CFG_UPSTREAM_MAX_SECRET   4096 /* a refresh token (Microsoft's run to ~2 KB) */
 
-/* password or password_file (its first line, read through util/privfile.c) of the auth
- * table at the stack top. */
+/* key or key_file (its first line, read through util/privfile.c: the file may be root's
+ * alone, and a reload after the privileges dropped still reads it) of the table at the
+ * stack top. *out stays NULL when neither is given. */
 static int
-cfg_auth_password(struct cfg_ctx *ctx, char **password)
+cfg_secret(struct cfg_ctx *ctx, const char *key, size_t max, char **out)
 {
-    char  *path = NULL, buf[CFG_UPSTREAM_MAX_PASSWORD + 2];
+    char   file_key[48], msg[96], *path = NULL, buf[CFG_UPSTREAM_MAX_SECRET + 2];
     size_t n;
     int    rc = 0;
 
-    if (cfg_get_string(ctx, -1, "password", false, password) ||
-        cfg_get_path(ctx, -1, "password_file", false, true, &path))
+    snprintf(file_key, sizeof(file_key), "%s_file", key);
+    if (cfg_get_string(ctx, -1, key, false, out) ||
+        cfg_get_path(ctx, -1, file_key, false, true, &path))
         return -1;
     if (path == NULL)
-        return *password == NULL ? cfg_fail_missing(ctx, "password") : 0;
-    if (*password != NULL) {
+        return 0;
+    if (*out != NULL) {
         free(path);
-        return cfg_fail_key(ctx, "password_file", "give password or password_file, not both");
+        snprintf(msg, sizeof(msg), "give %s or %s, not both", key, file_key);
+        return cfg_fail_key(ctx, file_key, msg);
     }
     n = cfg_first_line(path, buf, sizeof(buf));
-    if (n == 0 || n > CFG_UPSTREAM_MAX_PASSWORD)
-        rc = cfg_fail_key(ctx, "password_file",
-                          n == 0 ? "no password on the first line" : "password too long");
-    else if ((*password = strdup(buf)) == NULL)
+    snprintf(msg, sizeof(msg), n == 0 ? "no %s on the first line" : "%s too long", key);
+    if (n == 0 || n > max)
+        rc = cfg_fail_key(ctx, file_key, msg);
+    else if ((*out = strdup(buf)) == NULL)
         rc = cfg_fail(ctx, "out of memory");
     explicit_bzero(buf, sizeof(buf));
     free(path);
     return rc;
 }
 
-/* The credentials table at the stack top (a server's auth, a domain's upstream_auth). */
-static int
-cfg_auth_fields(struct cfg_ctx *ctx, char **user, char **password)
+static void
+cfg_free_secret(char *s)
 {
-    if (cfg_get_string(ctx, -1, "user", true, user) != 0)
+    if (s != NULL)
+        explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+static void
+cfg_free_upstream_oauth2(struct config_upstream_oauth2 *o)
+{
+    if (o == NULL)
+        return;
+    free(o->token_url);
+    free(o->client_id);
+    cfg_free_secret(o->client_secret);
+    cfg_free_secret(o->refresh_token);
+    free(o->scope);
+    free(o->ca_file);
+    free(o);
+}
+
+/* token_url: https, or http to a loopback host (as the policies' IdP URLs). */
+static int
+cfg_token_url(struct cfg_ctx *ctx, char **out)
+{
+    struct http_url u;
+    char            err[128];
+
+    if (cfg_get_string(ctx, -1, "token_url", true, out) != 0)
         return -1;
-    return cfg_auth_password(ctx, password);
+    if (http_url_parse(*out, &u, err, sizeof(err)) != 0)
+        return cfg_fail_key(ctx, "token_url", err);
+    if (!u.is_https && strcmp(u.host, "localhost") != 0 && strncmp(u.host, "127.", 4) != 0 &&
+        strcmp(u.host, "::1") != 0)
+        return cfg_fail_key(ctx, "token_url", "must be https:// (http:// only to a loopback host)");
+    return 0;
+}
+
+/* The credentials' oauth2 = { ... } table (the schema's upstream_auth.oauth2), if any. */
+static int
+cfg_auth_oauth2(struct cfg_ctx *ctx, const struct config_schema_table *auth_schema,
+                struct config_upstream_oauth2 **out)
+{
+    const struct config_schema_table *schema = config_schema_find(auth_schema, "oauth2")->table;
+    struct config_upstream_oauth2    *o;
+    size_t                            mark;
+    int                               rc = cfg_enter_schema(ctx, -1, "oauth2", schema, &mark);
+
+    if (rc <= 0)
+        return rc;
+    if ((o = *out = calloc(1, sizeof(*o))) == NULL)
+        return cfg_fail(ctx, "out of memory");
+    if (cfg_token_url(ctx, &o->token_url) != 0 ||
+        cfg_get_string(ctx, -1, "client_id", true, &o->client_id) != 0 ||
+        cfg_secret(ctx, "client_secret", CFG_UPSTREAM_MAX_PASSWORD, &o->client_secret) != 0 ||
+        cfg_secret(ctx, "refresh_token", CFG_UPSTREAM_MAX_SECRET, &o->refresh_token) != 0 ||
+        cfg_get_string(ctx, -1, "scope", false, &o->scope) != 0 ||
+        cfg_get_path(ctx, -1, "ca_file", false, true, &o->ca_file) != 0)
+        return -1;
+    /* RFC 6749 4.4: the client-credentials grant is for confidential clients only. */
+    if (o->client_secret == NULL && o->refresh_token == NULL)
+        return cfg_fail_missing(ctx, "client_secret");
+    cfg_leave(ctx, mark);
+    return 0;
+}
+
+/* The credentials table at the stack top (a server's auth, a domain's upstream_auth):
+ * user, and a password (mechanism 'password', the default) or an oauth2 table (mechanism
+ * 'xoauth2'). Into a's auth_* fields; on failure the caller frees what was set. */
+static int
+cfg_auth_fields(struct cfg_ctx *ctx, struct config_upstream_server *a)
+{
+    const struct config_schema_table *schema =
+        config_schema_find(&config_schema_domain, "upstream_auth")->table;
+    char *mech = NULL;
+    bool  has_password;
+    int   rc;
+
+    if (cfg_get_string(ctx, -1, "user", true, &a->auth_user) != 0 ||
+        cfg_get_string(ctx, -1, "mechanism", false, &mech) != 0)
+        return -1;
+    a->auth_mech = mech != NULL && strcmp(mech, "xoauth2") == 0 ? CONFIG_AUTH_XOAUTH2
+                                                               : CONFIG_AUTH_PASSWORD;
+    rc = mech != NULL && strcmp(mech, "xoauth2") != 0 && strcmp(mech, "password") != 0;
+    free(mech);
+    if (rc)
+        return cfg_fail_key(ctx, "mechanism", "expected 'password' or 'xoauth2'");
+    if (cfg_secret(ctx, "password", CFG_UPSTREAM_MAX_PASSWORD, &a->auth_password) != 0 ||
+        cfg_auth_oauth2(ctx, schema, &a->oauth2) != 0)
+        return -1;
+    has_password = a->auth_password != NULL;
+    if (has_password && a->oauth2 != NULL)
+        return cfg_fail_key(ctx, "oauth2", "give a password or oauth2, not both");
+    if (!has_password && a->oauth2 == NULL)
+        return cfg_fail_missing(ctx, "password");
+    if (a->oauth2 != NULL && a->auth_mech != CONFIG_AUTH_XOAUTH2)
+        return cfg_fail_key(ctx, "oauth2", "needs mechanism = 'xoauth2'");
+    if (has_password && a->auth_mech == CONFIG_AUTH_XOAUTH2)
+        return cfg_fail_key(ctx, "password", "not with mechanism = 'xoauth2' (it takes oauth2 = { ... })");
+    return 0;
 }
 
 /* like Postfix's smtp_sasl_security_options = noplaintext */
@@ -67,14 +166,14 @@ static int
 cfg_upstream_auth(struct cfg_ctx *ctx, const struct config *cfg,
                   struct config_upstream_server *u)
 {
-    static const char *const keys[] = {"user", "password", "password_file", NULL};
+    const struct config_schema_table *schema =
+        config_schema_find(&config_schema_domain, "upstream_auth")->table;
     size_t mark;
-    int    rc = cfg_enter(ctx, -1, "auth", keys, &mark);
+    int    rc = cfg_enter_schema(ctx, -1, "auth", schema, &mark);
 
     if (rc <= 0)
         return rc;
-    if (cfg_auth_fields(ctx, &u->auth_user, &u->auth_password) != 0 ||
-        cfg_auth_needs_tls(ctx, cfg, u) != 0)
+    if (cfg_auth_fields(ctx, u) != 0 || cfg_auth_needs_tls(ctx, cfg, u) != 0)
         return -1;
     cfg_leave(ctx, mark);
     return 0;
@@ -288,26 +387,53 @@ cfg_route_find(struct config *cfg, const char *domain)
 }
 
 static int
-cfg_server_copy(const struct config_upstream_server *from, struct config_upstream_server *to)
+cfg_copy_str(const char *from, char **to)
+{
+    *to = from != NULL ? strdup(from) : NULL;
+    return from != NULL && *to == NULL ? -1 : 0;
+}
+
+static int
+cfg_oauth2_copy(const struct config_upstream_oauth2 *from, struct config_upstream_oauth2 **out)
+{
+    struct config_upstream_oauth2 *o = *out = calloc(1, sizeof(*o));
+
+    if (o == NULL || cfg_copy_str(from->token_url, &o->token_url) != 0 ||
+        cfg_copy_str(from->client_id, &o->client_id) != 0 ||
+        cfg_copy_str(from->client_secret, &o->client_secret) != 0 ||
+        cfg_copy_str(from->refresh_token, &o->refresh_token) != 0 ||
+        cfg_copy_str(from->scope, &o->scope) != 0 || cfg_copy_str(from->ca_file, &o->ca_file))
+        return -1;
+    return 0;
+}
+
+/* from's connection settings with cred's credentials (user, password or oauth2). */
+static int
+cfg_server_copy(const struct config_upstream_server *from,
+                const struct config_upstream_server *cred, struct config_upstream_server *to)
 {
     *to = *from;
-    to->host = strdup(from->host);
-    to->ca_file = from->ca_file != NULL ? strdup(from->ca_file) : NULL;
-    to->tls_name = from->tls_name != NULL ? strdup(from->tls_name) : NULL;
-    to->auth_user = NULL;
-    to->auth_password = NULL;
-    if (to->host == NULL || (from->ca_file != NULL && to->ca_file == NULL) ||
-        (from->tls_name != NULL && to->tls_name == NULL))
+    to->host = to->ca_file = to->tls_name = NULL;
+    to->auth_user = to->auth_password = NULL;
+    to->auth_mech = cred->auth_mech;
+    to->oauth2 = NULL;
+    if (cfg_copy_str(from->host, &to->host) != 0 ||
+        cfg_copy_str(from->ca_file, &to->ca_file) != 0 ||
+        cfg_copy_str(from->tls_name, &to->tls_name) != 0 ||
+        cfg_copy_str(cred->auth_user, &to->auth_user) != 0 ||
+        cfg_copy_str(cred->auth_password, &to->auth_password) != 0 ||
+        (cred->oauth2 != NULL && cfg_oauth2_copy(cred->oauth2, &to->oauth2) != 0))
         return -1;
     return 0;
 }
 
 /* A new set "<base>/<domain>": base's servers in base's order, each with the domain's
- * credentials instead of the set's own. The pool keys connections by server and
- * credentials (upstream_pool.c), so the domain's connections are never another's. */
+ * credentials (cred's auth_* fields) instead of the set's own. The pool keys connections
+ * by server and credentials (upstream_pool.c), so the domain's connections are never
+ * another's. */
 static int
 cfg_domain_set(struct cfg_ctx *ctx, struct config *cfg, int base, const char *domain,
-               const char *user, const char *password, int *out)
+               const struct config_upstream_server *cred, int *out)
 {
     struct config_upstream *sets, *set;
     const struct config_upstream *b;
@@ -333,11 +459,7 @@ cfg_domain_set(struct cfg_ctx *ctx, struct config *cfg, int base, const char *do
                                  "tls = 'none'; insecure = true allows it)",
                             b->servers[i].host, b->name);
         set->n_servers++;
-        if (cfg_server_copy(&b->servers[i], &set->servers[i]) != 0)
-            return cfg_fail(ctx, "out of memory");
-        set->servers[i].auth_user = strdup(user);
-        set->servers[i].auth_password = strdup(password);
-        if (set->servers[i].auth_user == NULL || set->servers[i].auth_password == NULL)
+        if (cfg_server_copy(&b->servers[i], cred, &set->servers[i]) != 0)
             return cfg_fail(ctx, "out of memory");
     }
     *out = (int)(cfg->n_upstreams - 1);
@@ -368,26 +490,27 @@ cfg_domain_route(struct cfg_ctx *ctx, struct config *cfg, const char *domain, in
     return 0;
 }
 
-/* upstream_auth = { user = ..., password = ... | password_file = ... } at t. */
+/* upstream_auth = { user = ..., password = ... | password_file = ... | mechanism =
+ * 'xoauth2', oauth2 = { ... } } at t. */
 static int
 cfg_domain_upstream_auth(struct cfg_ctx *ctx, int t, struct config *cfg, const char *domain,
                          int *set)
 {
     const struct config_schema_table *schema =
         config_schema_find(&config_schema_domain, "upstream_auth")->table;
-    char  *user = NULL, *password = NULL;
-    size_t mark;
-    int    rc = cfg_enter_schema(ctx, t, "upstream_auth", schema, &mark);
+    struct config_upstream_server cred;
+    size_t                        mark;
+    int                           rc = cfg_enter_schema(ctx, t, "upstream_auth", schema, &mark);
 
     if (rc <= 0)
         return rc;
-    rc = cfg_auth_fields(ctx, &user, &password);
+    memset(&cred, 0, sizeof(cred));
+    rc = cfg_auth_fields(ctx, &cred);
     if (rc == 0)
-        rc = cfg_domain_set(ctx, cfg, *set, domain, user, password, set);
-    free(user);
-    if (password != NULL)
-        explicit_bzero(password, strlen(password));
-    free(password);
+        rc = cfg_domain_set(ctx, cfg, *set, domain, &cred, set);
+    free(cred.auth_user);
+    cfg_free_secret(cred.auth_password);
+    cfg_free_upstream_oauth2(cred.oauth2);
     if (rc == 0)
         cfg_leave(ctx, mark);
     return rc;
@@ -440,9 +563,8 @@ cfg_free_upstream(struct config_upstream *set)
         free(u->ca_file);
         free(u->tls_name);
         free(u->auth_user);
-        if (u->auth_password != NULL)
-            memset(u->auth_password, 0, strlen(u->auth_password));
-        free(u->auth_password);
+        cfg_free_secret(u->auth_password);
+        cfg_free_upstream_oauth2(u->oauth2);
     }
     free(set->servers);
     free(set->name);

@@ -297,6 +297,7 @@ worker_adopt_pending(struct worker *w)
     w->gen->next = w->old;
     w->old = w->gen;
     w->gen = wg;
+    upstream_pool_set_offload(wg->pool, w->server.offload, w->offload_ret);
     atomic_fetch_add_explicit(&w->stats.old_generations, 1, memory_order_relaxed);
     ev_idle_start(w->loop, &w->reap);
 }
@@ -389,6 +390,7 @@ int
 worker_start(struct worker *w)
 {
     worker_server_init(w); /* the daemon's shared parts may be set after worker_new() */
+    upstream_pool_set_offload(w->gen->pool, w->server.offload, w->offload_ret);
     return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
 }
 

@@ -14,6 +14,7 @@
 
 #include "proto/smtp_replies.h"
 #include "relay/upstream_pool.h"
+#include "relay/upstream_token.h"
 #include "util/log.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -24,6 +25,9 @@
  * answer from the host, or a connection that was established and then went bad. */
 #define RELAY_JOB_NO_ANSWER      "4.4.1"
 #define RELAY_JOB_BAD_CONNECTION "4.4.2"
+/* RFC 3463 3.8: our own credentials for the upstream (its OAuth2 token) are missing or
+ * were refused: a security matter on our side, temporary for the client. */
+#define RELAY_JOB_NO_CREDENTIALS "4.7.0"
 
 struct relay_job {
     struct upstream_lease        lease;   /* the pool's part: set, target, fresh, state */
@@ -36,6 +40,8 @@ struct relay_job {
     void                        *ctx;
     bool                         finished; /* res is final; timer is fed and runs done() */
     bool                         retried;  /* the one retry after a dead pooled connection */
+    bool                         refetched; /* the one new token after a refused one */
+    struct upstream_token_wait   token_wait; /* XOAUTH2: waiting for the target's token */
     ev_timer                     timer;    /* fed by relay_job_finish(): done() from the loop */
     ev_tstamp                    started;
     char                         last_error[240]; /* why the last server failed */
@@ -235,14 +241,57 @@ relay_job_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     done(ctx, &res); /* last: it may start another relay */
 }
 
+static void relay_job_token_cb(struct upstream_token_wait *w, bool ok, const char *error);
+
+/* The target's server logs in with XOAUTH2 and no token is cached: wait for one first
+ * (fetched once for every job of the worker that waits). */
+static bool
+relay_job_needs_token(struct relay_job *job)
+{
+    const struct config_upstream_server *srv =
+        upstream_pool_target_server(job->pool, job->lease.set, job->lease.target);
+    struct upstream_tokens *tokens = upstream_pool_tokens(job->pool);
+
+    if (srv->auth_mech != CONFIG_AUTH_XOAUTH2 ||
+        upstream_tokens_get(tokens, srv->oauth2, job->sid) != NULL)
+        return false;
+    job->token_wait.done = relay_job_token_cb;
+    if (upstream_tokens_wait(tokens, srv->oauth2, &job->token_wait, job->sid) != 0) {
+        relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_OUT_OF_MEMORY);
+        relay_job_finish(job);
+    }
+    return true;
+}
+
 /* Run the job on lease.target; out of memory finishes it. */
 static void
 relay_job_lease(struct relay_job *job)
 {
+    if (relay_job_needs_token(job))
+        return;
     if (upstream_pool_lease(&job->lease) != 0) {
         relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_OUT_OF_MEMORY);
         relay_job_finish(job);
     }
+}
+
+/* The token wait is over: lease with it, or tell the client why not (no failover: the
+ * set's servers share the domain's identity, and so its token). */
+static void
+relay_job_token_cb(struct upstream_token_wait *w, bool ok, const char *error)
+{
+    struct relay_job *job = container_of(w, struct relay_job, token_wait);
+
+    if (ok) {
+        if (upstream_pool_lease(&job->lease) == 0)
+            return;
+        relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_OUT_OF_MEMORY);
+    } else {
+        relay_job_result(job, RELAY_UNAVAILABLE, 451, RELAY_JOB_NO_CREDENTIALS,
+                         "Cannot log in to the upstream: no OAuth2 token (%s); try again later",
+                         error);
+    }
+    relay_job_finish(job);
 }
 
 /* ---- what the pool tells the job ---- */
@@ -265,6 +314,26 @@ relay_job_ended_cb(struct upstream_lease *l, struct upstream *u, enum upstream_e
 
     if (ev == UPSTREAM_EV_DONE)
         return relay_job_judge(job, u);
+    if (o->stage == UPSTREAM_STAGE_AUTH && upstream_bearer(u) != NULL && o->code / 100 == 5) {
+        /* The token was refused (revoked, expired early): once per job, forget it and
+         * try a new one on a new connection to the same server. A second refusal fails
+         * over, keeping that token: an upstream that refuses every token costs one
+         * token request per message, not two. */
+        const struct config_upstream_server *srv =
+            upstream_pool_target_server(job->pool, job->lease.set, job->lease.target);
+
+        snprintf(job->last_error, sizeof(job->last_error), "%s: %s", upstream_name(u),
+                 o->error);
+        snprintf(job->last_enhanced, sizeof(job->last_enhanced), "%s",
+                 RELAY_JOB_NO_CREDENTIALS);
+        if (!job->refetched) {
+            job->refetched = true;
+            upstream_tokens_drop(upstream_pool_tokens(job->pool), srv->oauth2,
+                                 upstream_bearer(u));
+            return UPSTREAM_LEASE_RETRY;
+        }
+        return UPSTREAM_LEASE_FAILOVER;
+    }
     /* Set-up failed. RFC 3463: no usable answer from the host is 4.4.1; a connection
      * that was established and then dropped, reset or went silent is 4.4.2. */
     dropped = o->stage > UPSTREAM_STAGE_CONNECT && (o->timed_out || o->dropped);
@@ -311,6 +380,7 @@ relay_job_abort_cb(struct upstream_lease *l)
     void                *ctx = job->ctx;
     struct relay_result  res;
 
+    upstream_tokens_cancel(&job->token_wait);
     if (!job->finished)
         relay_job_result_fixed(job, RELAY_UNAVAILABLE, SMTP_R_RELAY_SHUTTING_DOWN);
     res = job->res;
@@ -430,6 +500,7 @@ void
 relay_job_cancel(struct relay_job *job)
 {
     ev_timer_stop(upstream_pool_loop(job->pool), &job->timer); /* also clears a feed */
+    upstream_tokens_cancel(&job->token_wait);
     upstream_pool_detach(&job->lease);
     free(job);
 }

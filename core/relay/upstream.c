@@ -32,6 +32,9 @@
 
 #define UPSTREAM_CMD_MAX    2048       /* one command: a 256-octet path and parameters */
 #define UPSTREAM_CRED_MAX   3072       /* "\0user\0password" for AUTH PLAIN */
+/* "user=U\1auth=Bearer T\1\1" for AUTH XOAUTH2: a token up to 8192 octets
+ * (OAUTH2_TOKEN_MAX); base64 of it and "AUTH XOAUTH2 " stay under RFC 4954's 12288. */
+#define UPSTREAM_XOAUTH2_MAX 8800
 /* Message octets queued per step, when c->out holds less than this. Dot-stuffing adds
  * at most one octet per 3 (".\r\n"), so c->out stays under ~600 KiB < CONN_OUT_MAX. */
 #define UPSTREAM_BODY_CHUNK (256 * 1024)
@@ -57,6 +60,7 @@ enum upstream_auth_step {
     AUTH_FINAL, /* waiting for 235 */
     AUTH_USER,  /* LOGIN: waiting for the 334 that asks for the user name */
     AUTH_PASS,  /* LOGIN: waiting for the 334 that asks for the password */
+    AUTH_XOAUTH2_ERROR, /* XOAUTH2: answered the error challenge (334); waiting for 535 */
 };
 
 struct upstream {
@@ -78,6 +82,8 @@ struct upstream {
     enum upstream_event                  kick_event;
     enum upstream_state                  state;
     enum upstream_auth_step              auth_step;
+    char                                *bearer;    /* owns, wiped on free: the XOAUTH2
+                                                     * token it was given, or NULL */
     unsigned                             caps;      /* enum upstream_cap bits */
     unsigned long long                   size_max;  /* SIZE from EHLO, 0 = no limit */
     bool                                 tls_on;
@@ -294,21 +300,49 @@ upstream_set_up_done(struct upstream *u)
 static int
 upstream_write_b64(struct upstream *u, const char *prefix, const void *data, size_t n)
 {
-    unsigned char enc[(UPSTREAM_CRED_MAX + 2) / 3 * 4 + 1];
-    int           len, rc = -1;
+    size_t         cap = (n + 2) / 3 * 4 + 1;
+    unsigned char *enc;
+    int            len, rc = -1;
 
-    if (n > UPSTREAM_CRED_MAX)
+    if (n > UPSTREAM_XOAUTH2_MAX || (enc = malloc(cap)) == NULL)
         return -1;
     len = EVP_EncodeBlock(enc, data, (int)n);
     if (conn_write(u->conn, prefix, strlen(prefix)) == 0 &&
         conn_write(u->conn, enc, (size_t)len) == 0 && conn_write(u->conn, "\r\n", 2) == 0)
         rc = 0;
-    OPENSSL_cleanse(enc, sizeof(enc));
+    OPENSSL_cleanse(enc, cap);
+    free(enc);
     return rc;
 }
 
-/* AUTH PLAIN with an initial response, else LOGIN. Never in cleartext to a remote host:
- * the password would be readable by anyone on the path. */
+/* AUTH XOAUTH2 with the bearer token the pool gave (upstream_set_bearer), as Google and
+ * Microsoft specify it: base64("user=" U ^A "auth=Bearer " T ^A ^A) as the initial
+ * response. No token (the fetch failed meanwhile): this server is skipped. */
+static enum conn_rc
+upstream_auth_xoauth2(struct upstream *u)
+{
+    char  *cred;
+    size_t cap = UPSTREAM_XOAUTH2_MAX + 1;
+    int    n, rc;
+
+    if (!(u->caps & CAP_AUTH_XOAUTH2))
+        return upstream_fail(u, false, "upstream does not offer AUTH XOAUTH2");
+    if (u->bearer == NULL)
+        return upstream_fail(u, false, "no OAuth2 token for AUTH XOAUTH2");
+    if ((cred = malloc(cap)) == NULL)
+        return upstream_fail(u, false, "cannot queue AUTH");
+    n = snprintf(cred, cap, "user=%s\001auth=Bearer %s\001\001", u->srv->auth_user, u->bearer);
+    rc = n > 0 && (size_t)n < cap ? upstream_write_b64(u, "AUTH XOAUTH2 ", cred, (size_t)n) : -1;
+    OPENSSL_cleanse(cred, cap);
+    free(cred);
+    u->auth_step = AUTH_FINAL;
+    if (rc != 0)
+        return upstream_fail(u, false, "cannot queue AUTH");
+    return upstream_flush(u);
+}
+
+/* AUTH PLAIN with an initial response, else LOGIN (or XOAUTH2 when configured). Never in
+ * cleartext to a remote host: the password would be readable by anyone on the path. */
 static enum conn_rc
 upstream_auth_start(struct upstream *u)
 {
@@ -322,6 +356,8 @@ upstream_auth_start(struct upstream *u)
         return upstream_fail(u, false, "refusing to send credentials in cleartext");
     u->state = U_AUTH;
     conn_set_timeout(u->conn, u->cfg->timeout_upstream);
+    if (u->srv->auth_mech == CONFIG_AUTH_XOAUTH2)
+        return upstream_auth_xoauth2(u);
     if (u->caps & CAP_AUTH_PLAIN) {
         if (ul + pl + 2 > sizeof(cred))
             return upstream_fail(u, false, "AUTH credentials too long");
@@ -348,7 +384,17 @@ upstream_on_auth(struct upstream *u, const struct upstream_reply *r)
 {
     const char *pass = u->srv->auth_password != NULL ? u->srv->auth_password : "";
 
-    if (u->auth_step == AUTH_FINAL) {
+    if (u->auth_step == AUTH_FINAL && r->code == 334 &&
+        u->srv->auth_mech == CONFIG_AUTH_XOAUTH2) {
+        /* The token was refused: the challenge is a JSON error, answered with an empty
+         * line, after which the server sends its 535 (Google's XOAUTH2 protocol). */
+        u->auth_step = AUTH_XOAUTH2_ERROR;
+        conn_set_timeout(u->conn, u->cfg->timeout_upstream);
+        if (conn_write(u->conn, "\r\n", 2) != 0)
+            return upstream_fail(u, false, "cannot queue AUTH");
+        return upstream_flush(u);
+    }
+    if (u->auth_step == AUTH_FINAL || u->auth_step == AUTH_XOAUTH2_ERROR) {
         if (r->code != 235)
             return upstream_fail_reply(u, r, "AUTH");
         return upstream_set_up_done(u);
@@ -990,6 +1036,10 @@ upstream_free(struct upstream *u)
             conn_flush(u->conn, false);
         conn_free(u->conn);
     }
+    if (u->bearer != NULL) {
+        OPENSSL_cleanse(u->bearer, strlen(u->bearer));
+        free(u->bearer);
+    }
     free(u);
 }
 
@@ -1021,4 +1071,21 @@ unsigned
 upstream_transactions(const struct upstream *u)
 {
     return u->transactions;
+}
+
+int
+upstream_set_bearer(struct upstream *u, const char *token)
+{
+    if (u->bearer != NULL) {
+        OPENSSL_cleanse(u->bearer, strlen(u->bearer));
+        free(u->bearer);
+    }
+    u->bearer = token != NULL ? strdup(token) : NULL;
+    return token != NULL && u->bearer == NULL ? -1 : 0;
+}
+
+const char *
+upstream_bearer(const struct upstream *u)
+{
+    return u->bearer;
 }

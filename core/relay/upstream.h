@@ -1,5 +1,5 @@
 /* core/relay/upstream.h: the SMTP client for one upstream connection. Non-blocking connect,
- * greeting, EHLO (capabilities), STARTTLS or implicit TLS, AUTH PLAIN or LOGIN, then
+ * greeting, EHLO (capabilities), STARTTLS or implicit TLS, AUTH PLAIN, LOGIN or XOAUTH2, then
  * transactions: [RSET] MAIL RCPT... (pipelined when offered), and only when every
  * recipient was accepted the message (BDAT LAST when CHUNKING is offered, else DATA
  * with dot-stuffing) and its final reply. A refused recipient abandons the transaction
@@ -125,5 +125,12 @@ void upstream_server_name(const struct config_upstream_server *srv, char *buf, s
 
 /* Transactions started on this connection (the one in progress included). */
 unsigned upstream_transactions(const struct upstream *u);
+
+/* The bearer token for AUTH XOAUTH2 (servers with mechanism 'xoauth2'), copied; set it
+ * before the set-up reaches AUTH (right after upstream_new()). NULL: none, and AUTH fails
+ * with "no OAuth2 token". 0, or -1 when out of memory. Never logged. */
+int upstream_set_bearer(struct upstream *u, const char *token);
+/* The token it was given (borrowed), or NULL: which one an upstream refused. */
+const char *upstream_bearer(const struct upstream *u);
 
 #endif

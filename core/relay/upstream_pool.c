@@ -29,6 +29,7 @@
 #include "util/log.h"
 #include "net/tls.h"
 #include "relay/upstream.h"
+#include "relay/upstream_token.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
@@ -94,6 +95,7 @@ struct upstream_pool {
     unsigned long long     relayed, connects;
     bool                   draining;
     struct upstream_pool_counters own; /* where keys count when none were given */
+    struct upstream_tokens *tokens; /* owns: XOAUTH2 bearer tokens (upstream_token.h) */
 };
 
 static enum conn_rc pool_conn_cb(void *owner, struct upstream *u, enum upstream_event ev);
@@ -206,6 +208,14 @@ pool_conn_open(struct upstream_pool *pool, struct pool_key *key, size_t addr,
     pc->u = upstream_new(pool->loop, pool->cfg, key->srv, key->ssl_ctx,
                          (const struct sockaddr *)&key->addrs[addr].ss, key->addrs[addr].len,
                          l->sid, pc, pool_conn_cb);
+    /* XOAUTH2: the token the job waited for (relay_job.c); AUTH is a few round trips
+     * away, so it is taken now, once per connection, never per message. */
+    if (pc->u != NULL && key->srv->auth_mech == CONFIG_AUTH_XOAUTH2 &&
+        upstream_set_bearer(pc->u, upstream_tokens_get(pool->tokens, key->srv->oauth2,
+                                                       l->sid)) != 0) {
+        upstream_free(pc->u);
+        pc->u = NULL;
+    }
     if (pc->u == NULL) {
         free(pc);
         return NULL;
@@ -351,7 +361,8 @@ pool_conn_done(struct pool_conn *pc)
     return true;
 }
 
-/* Set-up failed, or an idle connection died. The lease, if any, fails over. */
+/* Set-up failed, or an idle connection died. The lease, if any, fails over (or retries
+ * on the same target when its holder asks: a refused XOAUTH2 token). */
 static void
 pool_conn_closed(struct pool_conn *pc)
 {
@@ -359,18 +370,19 @@ pool_conn_closed(struct pool_conn *pc)
     struct pool_key               *key = pc->key;
     struct upstream_lease         *l = pc->lease;
     const struct upstream_outcome *o = upstream_outcome(pc->u);
+    enum upstream_lease_next       next = UPSTREAM_LEASE_FAILOVER;
 
     if (pc->state == PC_SETUP) {
         counter_inc(&key->ctr->connect_failures);
         key->addrs[pc->addr].down_until = ev_now(pool->loop) + POOL_DOWN_SECS;
-        if (l != NULL)
-            (void)l->ops->ended(l, pc->u, UPSTREAM_EV_CLOSED);
+        if (l != NULL) /* RETRY: the holder changed something (a new XOAUTH2 token) */
+            next = l->ops->ended(l, pc->u, UPSTREAM_EV_CLOSED);
     }
     pool_conn_drop(pc, o->error[0] != '\0' ? o->error : "closed");
     if (l != NULL) {
         l->pc = NULL;
         l->state = UPSTREAM_LEASE_NONE;
-        l->ops->resume(l, UPSTREAM_LEASE_FAILOVER);
+        l->ops->resume(l, next == UPSTREAM_LEASE_RETRY ? next : UPSTREAM_LEASE_FAILOVER);
     }
     pool_key_serve(key, pool);
 }
@@ -482,6 +494,25 @@ upstream_pool_loop(const struct upstream_pool *pool)
     return pool->loop;
 }
 
+struct upstream_tokens *
+upstream_pool_tokens(const struct upstream_pool *pool)
+{
+    return pool->tokens;
+}
+
+void
+upstream_pool_set_offload(struct upstream_pool *pool, struct offload *offload,
+                          struct offload_return *ret)
+{
+    upstream_tokens_set_offload(pool->tokens, offload, ret);
+}
+
+const struct config_upstream_server *
+upstream_pool_target_server(const struct upstream_pool *pool, int set, size_t t)
+{
+    return pool->keys[pool->sets[set].targets[t].key].srv;
+}
+
 void
 upstream_pool_count_relayed(struct upstream_pool *pool)
 {
@@ -533,6 +564,7 @@ upstream_pool_free(struct upstream_pool *pool)
     }
     while (pool->conns != NULL) /* each pass frees one; QUIT to idle ones */
         pool_conn_drop(pool->conns, "shutdown");
+    upstream_tokens_free(pool->tokens);
     for (i = 0; i < pool->n_keys; i++)
         SSL_CTX_free(pool->keys[i].ssl_ctx);
     for (i = 0; i < pool->n_sets; i++)
@@ -558,7 +590,8 @@ pool_key_matches(const struct config_upstream_server *a, const struct config_ups
     return strcasecmp(a->host, b->host) == 0 && a->port == b->port && a->tls == b->tls &&
            a->verify == b->verify && pool_streq(a->ca_file, b->ca_file) &&
            pool_streq(a->tls_name, b->tls_name) && pool_streq(a->auth_user, b->auth_user) &&
-           pool_streq(a->auth_password, b->auth_password);
+           pool_streq(a->auth_password, b->auth_password) && a->auth_mech == b->auth_mech &&
+           upstream_tokens_same_identity(a->oauth2, b->oauth2);
 }
 
 /* Numeric first (no DNS); a name is looked up once, blocking, at pool creation. */
@@ -671,6 +704,8 @@ upstream_pool_new(struct ev_loop *loop, const struct config *cfg,
         goto fail;
     pool->loop = loop;
     pool->cfg = cfg;
+    if ((pool->tokens = upstream_tokens_new(loop)) == NULL)
+        goto fail;
     for (s = 0; s < cfg->n_upstreams; s++)
         n_servers += cfg->upstreams[s].n_servers;
     pool->keys = calloc(n_servers + 1, sizeof(*pool->keys)); /* at most one per server */

@@ -87,7 +87,8 @@ struct upstream_lease_ops {
     void (*start)(struct upstream_lease *l, struct upstream *u);
     /* The transaction on u ended (UPSTREAM_EV_DONE) or u's set-up failed
      * (UPSTREAM_EV_CLOSED): judge it while u is there. What it returns goes to resume()
-     * once the connection is back in the pool or closed (only FINISH if it is back). */
+     * once the connection is back in the pool or closed (only FINISH if it is back;
+     * after a failed set-up, RETRY on the same target or else FAILOVER). */
     enum upstream_lease_next (*ended)(struct upstream_lease *l, struct upstream *u,
                                       enum upstream_event ev);
     void (*resume)(struct upstream_lease *l, enum upstream_lease_next next);
@@ -146,6 +147,19 @@ size_t upstream_pool_targets(const struct upstream_pool *pool, int set);
 bool upstream_pool_target_is_down(const struct upstream_pool *pool, int set, size_t t);
 
 struct ev_loop *upstream_pool_loop(const struct upstream_pool *pool);
+/* The server behind target t of a configured set (borrowed from the configuration). */
+const struct config_upstream_server *upstream_pool_target_server(const struct upstream_pool *pool,
+                                                                 int set, size_t t);
+
+/* The pool's XOAUTH2 bearer tokens (relay/upstream_token.h; borrowed, freed with the
+ * pool). Connections of mechanism 'xoauth2' take theirs from it when they open. */
+struct upstream_tokens *upstream_pool_tokens(const struct upstream_pool *pool);
+/* Where the token endpoints' host names are resolved (worker's offload pool and return
+ * queue; borrowed, they outlive the pool). Unset: numeric hosts only. */
+struct offload;
+struct offload_return;
+void upstream_pool_set_offload(struct upstream_pool *pool, struct offload *offload,
+                               struct offload_return *ret);
 /* Count a message the upstream accepted, for upstream_pool_stats(). */
 void upstream_pool_count_relayed(struct upstream_pool *pool);
 

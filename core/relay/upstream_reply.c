@@ -129,6 +129,8 @@ reply_auth_mechs(unsigned *caps, const char *s, size_t n)
             *caps |= CAP_AUTH_PLAIN;
         else if (reply_word_is(s + i, j - i, "LOGIN"))
             *caps |= CAP_AUTH_LOGIN;
+        else if (reply_word_is(s + i, j - i, "XOAUTH2"))
+            *caps |= CAP_AUTH_XOAUTH2;
         i = j + 1;
     }
 }

@@ -20,6 +20,7 @@ enum upstream_cap {
     CAP_SMTPUTF8 = 1u << 3,   /* RFC 6531 */
     CAP_SIZE = 1u << 4,       /* RFC 1870 */
     CAP_STARTTLS = 1u << 5,   /* RFC 3207 */
+    CAP_AUTH_XOAUTH2 = 1u << 12, /* Google's and Microsoft's SASL mechanism */
     CAP_AUTH_PLAIN = 1u << 6, /* RFC 4954, RFC 4616 */
     CAP_AUTH_LOGIN = 1u << 7,
     CAP_DSN = 1u << 8,        /* RFC 3461 */

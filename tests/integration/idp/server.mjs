@@ -29,8 +29,8 @@
 //    a provider's key rotation looks like from outside. The provider object is rebuilt
 //    around the same in-memory store, so grants and tokens survive; answers {kid, kids}.
 //  * POST /test/ttl?seconds=N: the lifetime of access tokens issued from now on.
-//  * GET /test/counts: how many requests /jwks and /token/introspection have had (what
-//    a resource server fetched, and so what it cached).
+//  * GET /test/counts: how many requests /jwks, /token/introspection and /token have had
+//    (what a resource server fetched, and so what it cached; what a client fetched).
 // Stopped by SIGTERM (the fixture, by PID).
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -173,7 +173,7 @@ async function interaction(provider, req, res) {
   return json(res, 400, { error: 'unexpected prompt', prompt: prompt.name });
 }
 
-const counts = {}; // requests to /jwks and /token/introspection, for GET /test/counts
+const counts = {}; // requests to /jwks, /token/introspection and /token, for GET /test/counts
 let provider;
 let handler; // provider.callback(), made once per provider
 let issuer;
@@ -186,7 +186,8 @@ function setProvider() {
 const server = http.createServer(async (req, res) => {
   try {
     const url = new URL(req.url, issuer);
-    if (url.pathname === '/jwks' || url.pathname === '/token/introspection') {
+    if (url.pathname === '/jwks' || url.pathname === '/token/introspection' ||
+        url.pathname === '/token') {
       counts[url.pathname] = (counts[url.pathname] ?? 0) + 1;
     }
     if (req.method === 'GET' && url.pathname === '/test/counts') return json(res, 200, counts);
