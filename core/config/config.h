@@ -54,6 +54,13 @@ struct config_tls {
     int                 ticket_lifetime; /* seconds a ticket key encrypts before rotation */
 };
 
+/* upstreams[].xclient (docs/upstreams.md "XCLIENT and XFORWARD") */
+enum config_xclient {
+    CONFIG_XCLIENT_OFF,      /* false: the default */
+    CONFIG_XCLIENT_ON,       /* true: XCLIENT, else XFORWARD, when the EHLO offers it */
+    CONFIG_XCLIENT_REQUIRED, /* 'required': a server that offers neither is skipped */
+};
+
 struct config_upstream_server {
     char                *host;     /* owns */
     int                  port;
@@ -63,6 +70,7 @@ struct config_upstream_server {
     char                *tls_name; /* owns; name to verify/SNI, default host */
     char                *auth_user;     /* owns; NULL = no AUTH */
     char                *auth_password; /* owns */
+    enum config_xclient  xclient;  /* tell the upstream who the client was (XCLIENT/XFORWARD) */
 };
 
 struct config_upstream {

@@ -1,6 +1,7 @@
 /* core/relay/upstream.h: the SMTP client for one upstream connection. Non-blocking connect,
  * greeting, EHLO (capabilities), STARTTLS or implicit TLS, AUTH PLAIN or LOGIN, then
- * transactions: [RSET] MAIL RCPT... (pipelined when offered), and only when every
+ * transactions: [RSET] [XFORWARD] MAIL RCPT... (pipelined when offered; XCLIENT and
+ * EHLO before them when the client changed, upstream_xclient.h), and only when every
  * recipient was accepted the message (BDAT LAST when CHUNKING is offered, else DATA
  * with dot-stuffing) and its final reply. A refused recipient abandons the transaction
  * with RSET.
@@ -22,6 +23,7 @@
 #include "config/config.h"
 #include "net/conn.h"
 #include "relay/upstream_reply.h"
+#include "relay/upstream_xclient.h"
 
 struct upstream;
 
@@ -32,6 +34,7 @@ struct relay_envelope {
     size_t       n_rcpts;
     bool         smtputf8;  /* the client used SMTPUTF8: pass it on (or fail if not offered) */
     bool         body_8bit; /* BODY=8BITMIME */
+    struct relay_client client; /* who sent it: XCLIENT/XFORWARD, for a server with xclient */
 };
 
 
@@ -56,6 +59,7 @@ enum upstream_stage {
     UPSTREAM_STAGE_AUTH,
     UPSTREAM_STAGE_IDLE,
     UPSTREAM_STAGE_RSET,
+    UPSTREAM_STAGE_XCLIENT, /* XCLIENT and the EHLO after it, or XFORWARD */
     UPSTREAM_STAGE_MAIL,
     UPSTREAM_STAGE_RCPT,
     UPSTREAM_STAGE_DATA,
