@@ -24,6 +24,9 @@
  * answer from the host, or a connection that was established and then went bad. */
 #define RELAY_JOB_NO_ANSWER      "4.4.1"
 #define RELAY_JOB_BAD_CONNECTION "4.4.2"
+/* The server would not take the client's identity (XCLIENT, XFORWARD): a configuration
+ * matter between sluice and it, RFC 3463 3.3 "mail system status". */
+#define RELAY_JOB_XCLIENT        "4.3.0"
 
 struct relay_job {
     struct upstream_lease        lease;   /* the pool's part: set, target, fresh, state */
@@ -163,7 +166,7 @@ relay_job_judge(struct relay_job *job, struct upstream *u)
         snprintf(job->last_error, sizeof(job->last_error), "%s: %s", upstream_name(u),
                  o->error);
         snprintf(job->last_enhanced, sizeof(job->last_enhanced), "%s",
-                 RELAY_JOB_BAD_CONNECTION);
+                 o->xclient ? RELAY_JOB_XCLIENT : RELAY_JOB_BAD_CONNECTION);
         job->res.upstream[0] = '\0';
         return UPSTREAM_LEASE_FAILOVER;
     }
@@ -267,7 +270,9 @@ relay_job_ended_cb(struct upstream_lease *l, struct upstream *u, enum upstream_e
     dropped = o->stage > UPSTREAM_STAGE_CONNECT && (o->timed_out || o->dropped);
     snprintf(job->last_error, sizeof(job->last_error), "%s: %s", upstream_name(u), o->error);
     snprintf(job->last_enhanced, sizeof(job->last_enhanced), "%s",
-             dropped ? RELAY_JOB_BAD_CONNECTION : RELAY_JOB_NO_ANSWER);
+             o->xclient ? RELAY_JOB_XCLIENT
+             : dropped  ? RELAY_JOB_BAD_CONNECTION
+                        : RELAY_JOB_NO_ANSWER);
     return UPSTREAM_LEASE_FAILOVER;
 }
 

@@ -299,9 +299,11 @@ upstream_set_up_done(struct upstream *u)
     struct logline l;
     bool           offered = u->xoffer.xclient || u->xoffer.xforward;
 
-    if (u->srv->xclient == CONFIG_XCLIENT_REQUIRED && !offered)
+    if (u->srv->xclient == CONFIG_XCLIENT_REQUIRED && !offered) {
+        u->out.xclient = true;
         return upstream_fail(u, false, "upstream offers neither XCLIENT nor XFORWARD "
                                        "(xclient = 'required')");
+    }
     if (u->srv->xclient == CONFIG_XCLIENT_ON && !offered) /* once per connection */
         log_msg(LOG_WARNING, "upstream.xclient", u->sid,
                 "%s offers neither XCLIENT nor XFORWARD: its mail carries sluice's address, "
@@ -584,6 +586,7 @@ upstream_on_xclient_reply(struct upstream *u, const struct upstream_reply *r)
         return upstream_fail(u, false, "upstream is closing: 421 %s", r->text);
     }
     u->out.replies++;
+    u->out.xclient = r->code != 220 && r->code != 250;
     if (u->state == U_XCLIENT) {
         if (r->code != 220)
             return upstream_fail_reply(u, r, "XCLIENT");
@@ -743,6 +746,7 @@ upstream_tx_decide(struct upstream *u)
         return upstream_fail(u, false, "RSET refused: %d %s", u->out.code, u->out.text);
     if (u->out.stage == UPSTREAM_STAGE_XCLIENT) { /* fails closed, as XCLIENT does */
         u->state = U_XCLIENT;                      /* the stage upstream_fail records */
+        u->out.xclient = true;
         return upstream_fail(u, false, "XFORWARD refused: %d %s", u->out.code, u->out.text);
     }
     if (u->out.stage == UPSTREAM_STAGE_MAIL) { /* no transaction was opened */

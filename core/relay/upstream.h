@@ -72,6 +72,8 @@ struct upstream_outcome {
     bool                broken;      /* no verdict: the connection failed (error says how) */
     bool                timed_out;   /* broken by a timeout */
     bool                dropped;     /* broken by the connection: closed, reset, TLS failed */
+    bool                xclient;     /* broken because the server refused XCLIENT or XFORWARD,
+                                      * or offers neither under xclient = 'required' */
     int                 code;        /* the deciding reply, 0 if none came */
     char                enhanced[16];/* its RFC 3463 code ("5.1.1"), "" if it had none */
     char                text[UPSTREAM_TEXT_MAX]; /* its text, lines joined by a space,
