@@ -27,7 +27,15 @@ DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev \
 	libev-dev libluajit-5.1-dev luajit libssl-dev openssl libcrypt-dev libargon2-dev libldap-dev \
 	slapd ldap-utils nodejs ca-certificates \
 	lua-cjson lua-busted swaks msmtp curl python3 python3-pytest python3-cryptography python3-aiosmtpd \
-	systemd groff-base man-db haproxy libhiredis-dev redis-server prometheus debhelper python3-dkim
+	systemd groff-base man-db haproxy libhiredis-dev redis-server prometheus debhelper python3-dkim \
+	$(POSTFIX_RUNTIME)
+# test_xclient.py's upstream is Debian's postfix, fetched (`apt-get download`, never installed:
+# no service, no port 25, no /etc/postfix) into POSTFIX_DEBS and unpacked per test
+# (tests/integration/postfix_server.py); these are the libraries it links against, and
+# Cyrus SASL's plugins for its smtpd_sasl_auth_enable.
+POSTFIX_RUNTIME = libdb5.3 libicu72 libnsl2 libsasl2-2 libsasl2-modules libsasl2-modules-db \
+	netbase
+POSTFIX_DEBS = tests/integration/.debs
 
 .PHONY: all deps service-user rundir build asan tsan fuzz certs run test unit unit-asan unit-tsan \
 	fuzz-run lua integration integration-tsan layers bench clean install
@@ -47,6 +55,10 @@ deps:
 	@# Debian's own nodejs comes without npm (NodeSource's includes it): test_idp.py needs it.
 	@command -v npm >/dev/null || { if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
+	@# The sandbox user _apt cannot write into a private directory: root downloads itself.
+	@ls $(POSTFIX_DEBS)/postfix_*.deb >/dev/null 2>&1 || { mkdir -p $(POSTFIX_DEBS) && \
+		cd $(POSTFIX_DEBS) && { [ "$$(id -u)" -eq 0 ] && \
+		apt-get -q -o APT::Sandbox::User=root download postfix || apt-get -q download postfix; }; }
 	@echo "deps: every package run and test need is installed"
 
 # The dedicated service user sluice runs as when started as root (conf/sluice.lua's

@@ -54,6 +54,13 @@ struct config_tls {
     int                 ticket_lifetime; /* seconds a ticket key encrypts before rotation */
 };
 
+/* upstreams[].xclient (docs/upstreams.md "XCLIENT and XFORWARD") */
+enum config_xclient {
+    CONFIG_XCLIENT_OFF,      /* false: the default */
+    CONFIG_XCLIENT_ON,       /* true: XCLIENT, else XFORWARD, when the EHLO offers it */
+    CONFIG_XCLIENT_REQUIRED, /* 'required': a server that offers neither is skipped */
+};
+
 /* How an upstream server (or a domain's upstream_auth) logs in. */
 enum config_upstream_mech {
     CONFIG_AUTH_PASSWORD, /* PLAIN, else LOGIN, as the server offers */
@@ -82,6 +89,7 @@ struct config_upstream_server {
     char                *auth_password; /* owns; NULL with xoauth2 */
     enum config_upstream_mech      auth_mech;
     struct config_upstream_oauth2 *oauth2; /* owns; only with CONFIG_AUTH_XOAUTH2 */
+    enum config_xclient  xclient;  /* tell the upstream who the client was (XCLIENT/XFORWARD) */
 };
 
 struct config_upstream {

@@ -179,12 +179,31 @@ cfg_upstream_auth(struct cfg_ctx *ctx, const struct config *cfg,
     return 0;
 }
 
+/* xclient = false | true | 'required' (docs/upstreams.md "XCLIENT and XFORWARD") */
+static int
+cfg_upstream_xclient(struct cfg_ctx *ctx, struct config_upstream_server *u)
+{
+    lua_State *L = ctx->L;
+    int        type;
+
+    lua_getfield(L, -1, "xclient");
+    type = lua_type(L, -1);
+    if (type == LUA_TBOOLEAN)
+        u->xclient = lua_toboolean(L, -1) ? CONFIG_XCLIENT_ON : CONFIG_XCLIENT_OFF;
+    else if (type == LUA_TSTRING && strcmp(lua_tostring(L, -1), "required") == 0)
+        u->xclient = CONFIG_XCLIENT_REQUIRED;
+    lua_pop(L, 1);
+    if (type != LUA_TNIL && type != LUA_TBOOLEAN && u->xclient != CONFIG_XCLIENT_REQUIRED)
+        return cfg_fail_key(ctx, "xclient", "expected true, false or 'required'");
+    return 0;
+}
+
 static int
 cfg_upstream_server(struct cfg_ctx *ctx, const struct config *cfg,
                     struct config_upstream_server *u)
 {
     static const char *const keys[] = {"host", "port", "tls", "verify", "ca_file",
-                                       "tls_name", "auth", NULL};
+                                       "tls_name", "auth", "xclient", NULL};
     int tls = CONFIG_TLS_STARTTLS;
 
     u->verify = true;
@@ -199,7 +218,8 @@ cfg_upstream_server(struct cfg_ctx *ctx, const struct config *cfg,
         cfg_get_bool(ctx, -1, "verify", &u->verify) != 0 ||
         cfg_get_path(ctx, -1, "ca_file", false, true, &u->ca_file) != 0 ||
         cfg_get_string(ctx, -1, "tls_name", false, &u->tls_name) != 0 ||
-        (u->tls_name == NULL && cfg_strdup(ctx, u->host, &u->tls_name) != 0))
+        (u->tls_name == NULL && cfg_strdup(ctx, u->host, &u->tls_name) != 0) ||
+        cfg_upstream_xclient(ctx, u) != 0)
         return -1;
     return cfg_upstream_auth(ctx, cfg, u);
 }

@@ -28,6 +28,9 @@
 /* RFC 3463 3.8: our own credentials for the upstream (its OAuth2 token) are missing or
  * were refused: a security matter on our side, temporary for the client. */
 #define RELAY_JOB_NO_CREDENTIALS "4.7.0"
+/* The server would not take the client's identity (XCLIENT, XFORWARD): a configuration
+ * matter between sluice and it, RFC 3463 3.3 "mail system status". */
+#define RELAY_JOB_XCLIENT        "4.3.0"
 
 struct relay_job {
     struct upstream_lease        lease;   /* the pool's part: set, target, fresh, state */
@@ -170,7 +173,7 @@ relay_job_judge(struct relay_job *job, struct upstream *u)
         snprintf(job->last_error, sizeof(job->last_error), "%s: %s", upstream_name(u),
                  o->error);
         snprintf(job->last_enhanced, sizeof(job->last_enhanced), "%s",
-                 RELAY_JOB_BAD_CONNECTION);
+                 o->xclient ? RELAY_JOB_XCLIENT : RELAY_JOB_BAD_CONNECTION);
         job->res.upstream[0] = '\0';
         return UPSTREAM_LEASE_FAILOVER;
     }
@@ -339,7 +342,9 @@ relay_job_ended_cb(struct upstream_lease *l, struct upstream *u, enum upstream_e
     dropped = o->stage > UPSTREAM_STAGE_CONNECT && (o->timed_out || o->dropped);
     snprintf(job->last_error, sizeof(job->last_error), "%s: %s", upstream_name(u), o->error);
     snprintf(job->last_enhanced, sizeof(job->last_enhanced), "%s",
-             dropped ? RELAY_JOB_BAD_CONNECTION : RELAY_JOB_NO_ANSWER);
+             o->xclient ? RELAY_JOB_XCLIENT
+             : dropped  ? RELAY_JOB_BAD_CONNECTION
+                        : RELAY_JOB_NO_ANSWER);
     return UPSTREAM_LEASE_FAILOVER;
 }
 

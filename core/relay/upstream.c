@@ -48,6 +48,8 @@ enum upstream_state {
     U_STARTTLS,
     U_AUTH,
     U_READY,      /* idle, in sync; reading, so that a close or a 421 is noticed */
+    U_XCLIENT,    /* waiting for the 220 to an XCLIENT line (upstream_xclient.h) */
+    U_XEHLO,      /* waiting for the 250 to the EHLO after XCLIENT */
     U_TX,         /* [RSET] MAIL RCPT... replies */
     U_ABORT,      /* RSET after a refused recipient */
     U_DATA,       /* waiting for 354 */
@@ -87,6 +89,9 @@ struct upstream {
     unsigned                             caps;      /* enum upstream_cap bits */
     unsigned long long                   size_max;  /* SIZE from EHLO, 0 = no limit */
     bool                                 tls_on;
+    struct upstream_xoffer               xoffer;    /* XCLIENT/XFORWARD from the last EHLO */
+    struct upstream_xstate              *x;         /* owns; NULL until the first XCLIENT or
+                                                     * XFORWARD on this connection */
     unsigned                             transactions;
     /* the transaction in progress */
     const struct relay_envelope         *env;       /* borrows */
@@ -97,10 +102,20 @@ struct upstream {
     bool                                 bol;       /* msg[msg_off] starts a line */
     bool                                 rset_first;
     bool                                 refused;   /* a command of the batch was refused */
-    unsigned                             n_cmds;    /* [RSET] MAIL RCPT... */
+    unsigned                             n_pre;     /* commands before MAIL: RSET, XFORWARD */
+    unsigned                             n_cmds;    /* [RSET] [XFORWARD...] MAIL RCPT... */
     unsigned                             sent;
     unsigned                             answered;
     struct upstream_outcome              out;
+};
+
+/* The XCLIENT or XFORWARD lines of the transaction in progress, and the XCLIENT lines in
+ * force on the connection (a later client with the same ones needs none). */
+struct upstream_xstate {
+    char   lines[UPSTREAM_XCLIENT_TEXT_MAX];
+    size_t len;
+    size_t off;                            /* XCLIENT: the next line to send */
+    char   in_force[UPSTREAM_XCLIENT_TEXT_MAX]; /* "": none, or not known */
 };
 
 static enum conn_rc upstream_conn_cb(void *owner, struct conn *c, enum conn_event ev);
@@ -156,6 +171,7 @@ upstream_stage_of(const struct upstream *u)
         [U_GREETING] = UPSTREAM_STAGE_GREETING,  [U_EHLO] = UPSTREAM_STAGE_EHLO,
         [U_HELO] = UPSTREAM_STAGE_EHLO,          [U_STARTTLS] = UPSTREAM_STAGE_STARTTLS,
         [U_AUTH] = UPSTREAM_STAGE_AUTH,          [U_READY] = UPSTREAM_STAGE_IDLE,
+        [U_XCLIENT] = UPSTREAM_STAGE_XCLIENT,    [U_XEHLO] = UPSTREAM_STAGE_XCLIENT,
         [U_TX] = UPSTREAM_STAGE_MAIL,            [U_ABORT] = UPSTREAM_STAGE_RCPT,
         [U_DATA] = UPSTREAM_STAGE_DATA,          [U_BODY] = UPSTREAM_STAGE_BODY,
         [U_FINAL] = UPSTREAM_STAGE_BODY,         [U_DEAD] = UPSTREAM_STAGE_IDLE,
@@ -164,17 +180,17 @@ upstream_stage_of(const struct upstream *u)
 
     if (u->state != U_TX)
         return by_state[u->state];
-    if (u->rset_first && k == 0)
-        return UPSTREAM_STAGE_RSET;
-    return k == (u->rset_first ? 1u : 0u) ? UPSTREAM_STAGE_MAIL : UPSTREAM_STAGE_RCPT;
+    if (k < u->n_pre)
+        return u->rset_first && k == 0 ? UPSTREAM_STAGE_RSET : UPSTREAM_STAGE_XCLIENT;
+    return k == u->n_pre ? UPSTREAM_STAGE_MAIL : UPSTREAM_STAGE_RCPT;
 }
 
 static const char *
 upstream_stage_name(enum upstream_stage st)
 {
     static const char *const names[] = {
-        "connect", "tls", "greeting", "ehlo", "starttls", "auth",
-        "idle",    "rset", "mail",    "rcpt", "data",     "body",
+        "connect", "tls", "greeting", "ehlo", "starttls", "auth", "idle",
+        "rset",    "xclient", "mail", "rcpt", "data",     "body",
     };
 
     return names[st];
@@ -183,7 +199,7 @@ upstream_stage_name(enum upstream_stage st)
 static bool
 upstream_in_tx(const struct upstream *u)
 {
-    return u->state >= U_TX && u->state <= U_FINAL;
+    return u->state >= U_XCLIENT && u->state <= U_FINAL;
 }
 
 /* The connection is unusable: record why, log, and report it. The owner frees u. */
@@ -276,11 +292,28 @@ upstream_enter_ready(struct upstream *u)
     conn_set_timeout(u->conn, u->cfg->pool_idle_timeout);
 }
 
+/* "xclient", "xforward" or "none": what the connection's transactions will send. */
+static const char *
+upstream_xclient_name(const struct upstream *u)
+{
+    return u->xoffer.xclient ? "xclient" : u->xoffer.xforward ? "xforward" : "none";
+}
+
 static enum conn_rc
 upstream_set_up_done(struct upstream *u)
 {
     struct logline l;
+    bool           offered = u->xoffer.xclient || u->xoffer.xforward;
 
+    if (u->srv->xclient == CONFIG_XCLIENT_REQUIRED && !offered) {
+        u->out.xclient = true;
+        return upstream_fail(u, false, "upstream offers neither XCLIENT nor XFORWARD "
+                                       "(xclient = 'required')");
+    }
+    if (u->srv->xclient == CONFIG_XCLIENT_ON && !offered) /* once per connection */
+        log_msg(LOG_WARNING, "upstream.xclient", u->sid,
+                "%s offers neither XCLIENT nor XFORWARD: its mail carries sluice's address, "
+                "not the client's", u->name);
     upstream_enter_ready(u);
     log_begin(&l, LOG_INFO, "upstream.ready", u->sid);
     log_str(&l, "upstream", u->name);
@@ -292,6 +325,8 @@ upstream_set_up_done(struct upstream *u)
     log_bool(&l, "pipelining", (u->caps & CAP_PIPELINING) != 0);
     log_bool(&l, "chunking", (u->caps & CAP_CHUNKING) != 0);
     log_bool(&l, "auth", u->srv->auth_user != NULL);
+    if (u->srv->xclient != CONFIG_XCLIENT_OFF)
+        log_str(&l, "xclient", upstream_xclient_name(u));
     log_end(&l);
     return upstream_report(u, UPSTREAM_EV_READY);
 }
@@ -440,6 +475,7 @@ upstream_on_ehlo(struct upstream *u, const struct upstream_reply *r)
 
     if (r->code == 250) {
         upstream_reply_caps(r, &u->caps, &u->size_max);
+        upstream_xclient_offer(r, &u->xoffer);
         return upstream_after_ehlo(u);
     }
     /* RFC 5321 4.1.4: a server that does not know EHLO gets HELO, unless we need an
@@ -481,6 +517,7 @@ upstream_on_tls(struct upstream *u)
         return CONN_OK;
     }
     u->caps = 0; /* RFC 3207 section 4.2: forget everything learnt in cleartext */
+    memset(&u->xoffer, 0, sizeof(u->xoffer));
     return upstream_send_ehlo(u, "EHLO", U_EHLO);
 }
 
@@ -498,6 +535,7 @@ upstream_on_set_up_reply(struct upstream *u, const struct upstream_reply *r)
         if (r->code != 250)
             return upstream_fail_reply(u, r, "HELO");
         u->caps = 0;
+        memset(&u->xoffer, 0, sizeof(u->xoffer));
         return upstream_after_ehlo(u);
     case U_STARTTLS:
         if (r->code != 220)
@@ -509,6 +547,113 @@ upstream_on_set_up_reply(struct upstream *u, const struct upstream_reply *r)
         assert(!"not a set-up state");
         return CONN_OK;
     }
+}
+
+/* ---- XCLIENT and XFORWARD (upstream_xclient.h, docs/upstreams.md) ---- */
+
+enum upstream_xplan {
+    XPLAN_NONE,     /* nothing to send: off, not offered, or this client's XCLIENT in force */
+    XPLAN_XCLIENT,  /* XCLIENT line(s), each answered by 220, then EHLO, then the envelope */
+    XPLAN_XFORWARD, /* XFORWARD line(s) in the batch, after RSET and before MAIL (n_pre) */
+    XPLAN_FAIL,     /* out of memory */
+};
+
+/* What this transaction tells the upstream about its client: XCLIENT when the EHLO
+ * offers it (it sets what Postfix's access rules see, and the login), else XFORWARD (the
+ * Received: header and the logs only). u->x->lines holds the lines. */
+static enum upstream_xplan
+upstream_x_plan(struct upstream *u)
+{
+    const struct relay_client *c = &u->env->client;
+    bool                       xclient = u->xoffer.xclient;
+    int                        n;
+
+    if (u->srv->xclient == CONFIG_XCLIENT_OFF || c->addr == NULL ||
+        (!u->xoffer.xclient && !u->xoffer.xforward))
+        return XPLAN_NONE;
+    if (u->x == NULL && (u->x = calloc(1, sizeof(*u->x))) == NULL)
+        return XPLAN_FAIL;
+    n = upstream_xclient_lines(xclient ? UPSTREAM_XCLIENT : UPSTREAM_XFORWARD,
+                               xclient ? u->xoffer.xclient_attrs : u->xoffer.xforward_attrs,
+                               c, u->x->lines, sizeof(u->x->lines), &u->x->len);
+    u->x->off = 0;
+    if (n < 0)
+        return XPLAN_FAIL;
+    if (n == 0)
+        return XPLAN_NONE;
+    if (!xclient) {
+        u->n_pre += (unsigned)n;
+        return XPLAN_XFORWARD;
+    }
+    /* XCLIENT holds until the next one: the same client's next message needs none */
+    if (strcmp(u->x->lines, u->x->in_force) == 0)
+        return XPLAN_NONE;
+    u->x->in_force[0] = '\0'; /* until the EHLO after it says it took */
+    return XPLAN_XCLIENT;
+}
+
+/* Queue the next line of u->x->lines. */
+static int
+upstream_x_send(struct upstream *u)
+{
+    size_t n = upstream_xclient_next_line(u->x->lines, u->x->len, &u->x->off);
+
+    return n > 0 ? conn_write(u->conn, u->x->lines + u->x->off - n, n) : -1;
+}
+
+static int upstream_send_batch(struct upstream *u);
+
+/* The EHLO after XCLIENT names the client's HELO name, as nginx's mail proxy does: Postfix
+ * takes the name from this EHLO, over XCLIENT's HELO=; ours when the client's is not a
+ * plain word (upstream_xclient_helo_ok). */
+static enum conn_rc
+upstream_send_xehlo(struct upstream *u)
+{
+    const char *helo = u->env->client.helo;
+
+    if (!upstream_xclient_helo_ok(helo))
+        helo = u->cfg->hostname;
+    if (upstream_printf(u, "EHLO %s\r\n", helo) != 0)
+        return upstream_fail(u, false, "cannot queue EHLO");
+    u->state = U_XEHLO;
+    conn_set_timeout(u->conn, u->cfg->timeout_upstream);
+    return upstream_flush(u);
+}
+
+/* Postfix answers XCLIENT as it greets a new connection (220), after which the client
+ * says EHLO again; then the envelope. Anything else fails closed (docs/upstreams.md): the
+ * message is not relayed under sluice's identity when the site asked for the client's,
+ * and the job tries the set's next server. */
+static enum conn_rc
+upstream_on_xclient_reply(struct upstream *u, const struct upstream_reply *r)
+{
+    if (r->code == 421) { /* RFC 5321 3.8: the server is closing; nothing was decided */
+        upstream_copy_reply(u, r);
+        return upstream_fail(u, false, "upstream is closing: 421 %s", r->text);
+    }
+    u->out.replies++;
+    u->out.xclient = r->code != 220 && r->code != 250;
+    if (u->state == U_XCLIENT) {
+        if (r->code != 220)
+            return upstream_fail_reply(u, r, "XCLIENT");
+        if (u->x->off < u->x->len) { /* the attributes did not fit in one line */
+            if (upstream_x_send(u) != 0)
+                return upstream_fail(u, false, "cannot queue XCLIENT");
+            conn_set_timeout(u->conn, u->cfg->timeout_upstream);
+            return upstream_flush(u);
+        }
+        return upstream_send_xehlo(u);
+    }
+    if (r->code != 250)
+        return upstream_fail_reply(u, r, "EHLO after XCLIENT");
+    upstream_reply_caps(r, &u->caps, &u->size_max);
+    upstream_xclient_offer(r, &u->xoffer);
+    memcpy(u->x->in_force, u->x->lines, u->x->len + 1);
+    u->n_cmds = 1u + (unsigned)u->env->n_rcpts;
+    if (upstream_send_batch(u) != 0)
+        return upstream_fail(u, false, "cannot queue the envelope");
+    conn_set_timeout(u->conn, u->cfg->timeout_upstream);
+    return upstream_flush(u);
 }
 
 /* ---- the transaction ---- */
@@ -528,7 +673,7 @@ upstream_send_rcpt(struct upstream *u, size_t i)
                            d->orcpt ? " ORCPT=" : "", d->orcpt ? d->orcpt : "");
 }
 
-/* Command k of the batch: [RSET] MAIL RCPT... */
+/* Command k of the batch: [RSET] [XFORWARD...] MAIL RCPT... */
 static int
 upstream_send_tx_cmd(struct upstream *u, unsigned k)
 {
@@ -538,6 +683,9 @@ upstream_send_tx_cmd(struct upstream *u, unsigned k)
 
     if (u->rset_first && k-- == 0)
         return conn_write(u->conn, "RSET\r\n", 6);
+    if (k < u->n_pre - (u->rset_first ? 1u : 0u)) /* the XFORWARD lines, in order */
+        return upstream_x_send(u);
+    k -= u->n_pre - (u->rset_first ? 1u : 0u);
     if (k > 0)
         return upstream_send_rcpt(u, k - 1);
     if (u->caps & CAP_SIZE) /* RFC 1870: our estimate, the stuffed size may differ a bit */
@@ -578,11 +726,25 @@ upstream_precheck(struct upstream *u)
     return false;
 }
 
+/* The envelope from command 0: all of it in one write when pipelining (RFC 2920), else
+ * one command per reply. */
+static int
+upstream_send_batch(struct upstream *u)
+{
+    unsigned k;
+
+    u->state = U_TX;
+    for (k = 0; k < ((u->caps & CAP_PIPELINING) ? u->n_cmds : 1u); k++, u->sent++)
+        if (upstream_send_tx_cmd(u, k) != 0)
+            return -1;
+    return 0;
+}
+
 void
 upstream_transact(struct upstream *u, uint64_t sid, const struct relay_envelope *env,
                   const char *msg, size_t msg_len)
 {
-    unsigned k;
+    enum upstream_xplan plan;
 
     assert(u->state == U_READY && env->n_rcpts > 0);
     memset(&u->out, 0, sizeof(u->out));
@@ -599,23 +761,29 @@ upstream_transact(struct upstream *u, uint64_t sid, const struct relay_envelope 
     u->add_crlf = msg_len > 0 && (msg_len < 2 || memcmp(msg + msg_len - 2, "\r\n", 2) != 0);
     u->rset_first = u->transactions++ > 0; /* reused: RSET, and it checks the connection */
     u->refused = false;
-    u->n_cmds = (u->rset_first ? 2u : 1u) + (unsigned)env->n_rcpts;
+    u->n_pre = u->rset_first ? 1u : 0u;
     u->sent = u->answered = 0;
     if (!upstream_precheck(u)) {
         upstream_kick(u, true, UPSTREAM_EV_DONE);
         return;
     }
-    u->state = U_TX;
-    /* RFC 2920: the whole envelope in one write; else one command per reply. */
-    for (k = 0; k < ((u->caps & CAP_PIPELINING) ? u->n_cmds : 1u); k++, u->sent++) {
-        if (upstream_send_tx_cmd(u, k) != 0) {
-            snprintf(u->out.error, sizeof(u->out.error), "cannot queue the envelope");
-            u->out.stage = UPSTREAM_STAGE_MAIL;
-            u->out.broken = true;
-            u->state = U_DEAD;
-            upstream_kick(u, true, UPSTREAM_EV_DONE);
-            return;
-        }
+    plan = upstream_x_plan(u);
+    u->n_cmds = u->n_pre + 1u + (unsigned)env->n_rcpts;
+    if (plan == XPLAN_XCLIENT) {
+        /* XCLIENT resets the session as a new connection would (and checks a reused one,
+         * as RSET would): no RSET; the envelope follows the EHLO after it. */
+        u->rset_first = false;
+        u->n_pre = 0;
+        u->state = U_XCLIENT;
+    }
+    if (plan == XPLAN_FAIL ||
+        (plan == XPLAN_XCLIENT ? upstream_x_send(u) : upstream_send_batch(u)) != 0) {
+        snprintf(u->out.error, sizeof(u->out.error), "cannot queue the envelope");
+        u->out.stage = plan == XPLAN_NONE ? UPSTREAM_STAGE_MAIL : UPSTREAM_STAGE_XCLIENT;
+        u->out.broken = true;
+        u->state = U_DEAD;
+        upstream_kick(u, true, UPSTREAM_EV_DONE);
+        return;
     }
     conn_set_timeout(u->conn, u->cfg->timeout_upstream);
     upstream_kick(u, false, UPSTREAM_EV_DONE);
@@ -647,6 +815,11 @@ upstream_tx_decide(struct upstream *u)
         return upstream_start_message(u);
     if (u->out.stage == UPSTREAM_STAGE_RSET)
         return upstream_fail(u, false, "RSET refused: %d %s", u->out.code, u->out.text);
+    if (u->out.stage == UPSTREAM_STAGE_XCLIENT) { /* fails closed, as XCLIENT does */
+        u->state = U_XCLIENT;                      /* the stage upstream_fail records */
+        u->out.xclient = true;
+        return upstream_fail(u, false, "XFORWARD refused: %d %s", u->out.code, u->out.text);
+    }
     if (u->out.stage == UPSTREAM_STAGE_MAIL) { /* no transaction was opened */
         upstream_enter_ready(u);
         return upstream_report(u, UPSTREAM_EV_DONE);
@@ -677,7 +850,7 @@ upstream_on_tx_reply(struct upstream *u, const struct upstream_reply *r)
         upstream_copy_reply(u, r);
         u->out.stage = st;
         if (st == UPSTREAM_STAGE_RCPT)
-            u->out.failed_rcpt = (int)(u->answered - (u->rset_first ? 3 : 2));
+            u->out.failed_rcpt = (int)(u->answered - u->n_pre - 2);
         if (u->sent < u->n_cmds)
             u->n_cmds = u->sent; /* not pipelining: send no more */
     }
@@ -808,6 +981,8 @@ upstream_on_reply(struct upstream *u, const struct upstream_reply *r)
         return upstream_fail(u, false, "unsolicited reply while idle: %d %s", r->code,
                              r->text);
     }
+    if (u->state == U_XCLIENT || u->state == U_XEHLO)
+        return upstream_on_xclient_reply(u, r);
     if (u->state == U_TX)
         return upstream_on_tx_reply(u, r);
     return upstream_on_message_reply(u, r);

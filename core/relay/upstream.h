@@ -1,6 +1,7 @@
 /* core/relay/upstream.h: the SMTP client for one upstream connection. Non-blocking connect,
  * greeting, EHLO (capabilities), STARTTLS or implicit TLS, AUTH PLAIN, LOGIN or XOAUTH2, then
- * transactions: [RSET] MAIL RCPT... (pipelined when offered), and only when every
+ * transactions: [RSET] [XFORWARD] MAIL RCPT... (pipelined when offered; XCLIENT and
+ * EHLO before them when the client changed, upstream_xclient.h), and only when every
  * recipient was accepted the message (BDAT LAST when CHUNKING is offered, else DATA
  * with dot-stuffing) and its final reply. A refused recipient abandons the transaction
  * with RSET.
@@ -23,6 +24,7 @@
 #include "net/conn.h"
 #include "proto/dsn.h"
 #include "relay/upstream_reply.h"
+#include "relay/upstream_xclient.h"
 
 struct upstream;
 
@@ -38,6 +40,7 @@ struct relay_envelope {
     const char  *dsn_envid; /* borrows; ENVID's value as sent, or NULL */
     const struct dsn_rcpt *dsn_rcpts; /* borrows; n_rcpts entries, or NULL: none had
                                              * NOTIFY or ORCPT */
+    struct relay_client client; /* who sent it: XCLIENT/XFORWARD, for a server with xclient */
 };
 
 
@@ -62,6 +65,7 @@ enum upstream_stage {
     UPSTREAM_STAGE_AUTH,
     UPSTREAM_STAGE_IDLE,
     UPSTREAM_STAGE_RSET,
+    UPSTREAM_STAGE_XCLIENT, /* XCLIENT and the EHLO after it, or XFORWARD */
     UPSTREAM_STAGE_MAIL,
     UPSTREAM_STAGE_RCPT,
     UPSTREAM_STAGE_DATA,
@@ -74,6 +78,8 @@ struct upstream_outcome {
     bool                broken;      /* no verdict: the connection failed (error says how) */
     bool                timed_out;   /* broken by a timeout */
     bool                dropped;     /* broken by the connection: closed, reset, TLS failed */
+    bool                xclient;     /* broken because the server refused XCLIENT or XFORWARD,
+                                      * or offers neither under xclient = 'required' */
     int                 code;        /* the deciding reply, 0 if none came */
     char                enhanced[16];/* its RFC 3463 code ("5.1.1"), "" if it had none */
     char                text[UPSTREAM_TEXT_MAX]; /* its text, lines joined by a space,

@@ -583,7 +583,8 @@ pool_streq(const char *a, const char *b)
 }
 
 /* Everything that identifies a connection: one domain's credentials are never used
- * for another, nor a verified connection for an unverified one. */
+ * for another, nor a verified connection for an unverified one, nor one that XCLIENT
+ * gave a client's identity for a server entry that asked for none. */
 static bool
 pool_key_matches(const struct config_upstream_server *a, const struct config_upstream_server *b)
 {
@@ -591,7 +592,7 @@ pool_key_matches(const struct config_upstream_server *a, const struct config_ups
            a->verify == b->verify && pool_streq(a->ca_file, b->ca_file) &&
            pool_streq(a->tls_name, b->tls_name) && pool_streq(a->auth_user, b->auth_user) &&
            pool_streq(a->auth_password, b->auth_password) && a->auth_mech == b->auth_mech &&
-           upstream_tokens_same_identity(a->oauth2, b->oauth2);
+           upstream_tokens_same_identity(a->oauth2, b->oauth2) && a->xclient == b->xclient;
 }
 
 /* Numeric first (no DNS); a name is looked up once, blocking, at pool creation. */

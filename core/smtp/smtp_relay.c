@@ -152,6 +152,15 @@ smtp_relay_start(struct smtp_session *s)
     tx->env.dsn_ret = tx->dsn_ret;
     tx->env.dsn_envid = tx->dsn_envid;
     tx->env.dsn_rcpts = tx->dsn_rcpts;
+    /* for XCLIENT/XFORWARD (docs/upstreams.md): borrowed from the session, which outlives
+     * the job */
+    tx->env.client.addr = s->peer;
+    tx->env.client.port = s->peer_port;
+    tx->env.client.helo = s->helo;
+    tx->env.client.login = s->authenticated ? s->user : NULL;
+    tx->env.client.esmtp = s->esmtp;
+    snprintf(tx->env.client.ident, sizeof(tx->env.client.ident), "%08llx.%zu",
+             (unsigned long long)s->id, s->messages + 1);
     s->relay = relay_job_start(s->pin.pool, set, s->id, &tx->env, buf_head(&tx->msg),
                                buf_used(&tx->msg), smtp_relay_done, s);
     if (s->relay == NULL) {
