@@ -1215,6 +1215,7 @@ upstream_free(struct upstream *u)
         OPENSSL_cleanse(u->bearer, strlen(u->bearer));
         free(u->bearer);
     }
+    free(u->x);
     free(u);
 }
 
