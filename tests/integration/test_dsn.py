@@ -5,7 +5,9 @@ log) for one that does not, and shows them to policies as tx fields.
 
 The upstream is aiosmtpd (tests/integration/dsn_upstream.py), an independent SMTP server
 that records the MAIL and RCPT arguments exactly as they arrived; without DSN it refuses
-the parameters with 555, as a server that does not know them may.
+the parameters with 555, as a server that does not know them may. The last test goes
+through a real Postfix (postfix_server.py), whose "relayed" report shows that it got
+every parameter.
 
 Run: SLUICE_BIN=build-asan/sluice /usr/bin/python3 -m pytest tests/integration/test_dsn.py
 """
@@ -229,3 +231,37 @@ def test_rcpt_lines_may_be_530_octets_longer_for_dsn_parameters(make_relay, make
     assert c.cmd(BODY + b'.')[0] == 250
     c.close()
     assert up.wait_records(1)[0]['rcpts'] == [line[len(b'RCPT '):].decode()]
+
+
+def test_postfix_takes_the_parameters_and_sends_the_relayed_dsn_they_ask_for(
+        make_relay, make_sink, tmp_path):
+    """End to end with a real Postfix upstream (it offers DSN) relaying on to a `sluice sink`
+    (which does not): Postfix does what RFC 3461 section 5.2.2 asks of it and reports
+    "relayed" to the sender, a report only the parameters sluice passed on can have made:
+    the ENVID, the ORCPT, NOTIFY=SUCCESS, and RET=HDRS (headers only, no body)."""
+    from postfix_server import PostfixServer
+    sink = make_sink(name='pfsink')
+    pf = PostfixServer(tmp_path / 'postfix', sink.port, xclient_hosts='', xforward_hosts='')
+    try:
+        relay = make_relay(upstream_conf(pf.port))
+        c = relay.raw_authed(ALICE)
+        assert c.cmd(b'MAIL FROM:<%s> RET=HDRS ENVID=QQ314159+2Bx' % ALICE.encode())[0] == 250
+        assert c.cmd(b'RCPT TO:<x@example.com> NOTIFY=SUCCESS,FAILURE '
+                     b'ORCPT=rfc822;orig+2Bx@example.com')[0] == 250
+        assert c.cmd(b'DATA')[0] == 354
+        reply = c.cmd(BODY + b'[body-marker]\r\n.')
+        c.close()
+        assert reply[0] == 250 and b'DSN not relayed' not in reply[1], reply
+        stored = sink.wait_messages(2, timeout=30)
+        assert len(stored) == 2, pf.log_text()[-3000:]
+        report = [m for m in stored if b'multipart/report' in m]
+        assert len(report) == 1, [m[:400] for m in stored]
+        text = report[0].decode(errors='replace')
+        # the report shows the values decoded (RFC 3464): xtext's +2B is '+'
+        assert 'Original-Envelope-Id: QQ314159+x\r\n' in text, text
+        assert re.search(r'Original-Recipient: rfc822;\s*orig\+x@example.com', text), text
+        assert re.search(r'Action: relayed', text), text
+        assert 'Subject: dsn' in text        # RET=HDRS: the headers come back ...
+        assert '[body-marker]' not in text   # ... and not the body
+    finally:
+        pf.stop()
