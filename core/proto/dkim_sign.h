@@ -65,9 +65,10 @@ int                dkim_draft_finish(struct dkim_draft *d, char **out, size_t *o
                                      char *err, size_t errlen);
 void               dkim_draft_free(struct dkim_draft *d);
 
-/* All three steps at once: the field "DKIM-Signature: ...\r\n" for msg (header block, empty line, body; CRLF
- * lines), relaxed/relaxed, t=now, folded at DKIM_LINE_MAX columns. 0 with a heap string in
- * *out (caller frees) and its length in *out_len; -1 with err on failure. */
+/* All three steps at once: the field "DKIM-Signature: ...\r\n" for msg (header block,
+ * empty line, body; CRLF lines), relaxed/relaxed, t=now, folded at DKIM_LINE_MAX columns.
+ * 0 with a heap string in *out (caller frees) and its length in *out_len; -1 with err on
+ * failure. */
 int dkim_sign(const struct dkim_signer *s, const char *msg, size_t len, long long now,
               char **out, size_t *out_len, char *err, size_t errlen);
 
