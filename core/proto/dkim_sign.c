@@ -361,51 +361,113 @@ out:
     return b64;
 }
 
+/* ---- the three steps ------------------------------------------------------------------ */
+
+struct dkim_draft {
+    const struct dkim_key *key;  /* borrows */
+    struct dkim_field      f;    /* the field up to "b=", then whole */
+    unsigned char          hh[32]; /* the header hash: what the key signs */
+    char                  *b64;  /* owns: the signature, once dkim_draft_sign made it */
+};
+
+#define DKIM_ERR_SIGN "signing failed (out of memory or OpenSSL error)"
+
+struct dkim_draft *
+dkim_draft_new(const struct dkim_signer *s, const char *msg, size_t len, long long now,
+               char *err, size_t errlen)
+{
+    struct dkim_draft     *d = calloc(1, sizeof(*d));
+    struct message_header *idx = NULL;
+    size_t                 n = message_header_index(msg, len, NULL, 0), body;
+    unsigned char          bh[32];
+    char                  *bh64 = NULL, t[32];
+
+    body = message_body_offset(msg, len);
+    idx = malloc((n ? n : 1) * sizeof(*idx));
+    if (d == NULL || idx == NULL || dkim_body_hash(msg + body, len - body, bh) != 0 ||
+        (bh64 = dkim_base64(bh, 32)) == NULL)
+        goto fail;
+    d->key = s->key;
+    message_header_index(msg, len, idx, n);
+    dkim_put(&d->f, "DKIM-Signature: v=1;", 20);
+    dkim_tag(&d->f, "a=", dkim_alg_name(s->key->alg));
+    dkim_tag(&d->f, "c=", "relaxed/relaxed");
+    dkim_tag(&d->f, "d=", s->domain);
+    dkim_tag(&d->f, "s=", s->selector);
+    snprintf(t, sizeof(t), "%lld", now);
+    dkim_tag(&d->f, "t=", t);
+    dkim_put_h(&d->f, msg, idx, n, s->headers);
+    dkim_tag(&d->f, "bh=", bh64);
+    dkim_token(&d->f, "b=", 2, true);
+    if (d->f.failed || dkim_header_hash(msg, idx, n, buf_head(&d->f.b), buf_used(&d->f.b),
+                                        d->f.h_at, d->hh) != 0)
+        goto fail;
+    free(idx);
+    free(bh64);
+    return d;
+fail:
+    snprintf(err, errlen, DKIM_ERR_SIGN);
+    free(idx);
+    free(bh64);
+    dkim_draft_free(d);
+    return NULL;
+}
+
+int
+dkim_draft_sign(struct dkim_draft *d)
+{
+    free(d->b64);
+    d->b64 = dkim_signature(d->key, d->hh);
+    return d->b64 != NULL ? 0 : -1;
+}
+
+enum dkim_alg
+dkim_draft_alg(const struct dkim_draft *d)
+{
+    return d->key->alg;
+}
+
+int
+dkim_draft_finish(struct dkim_draft *d, char **out, size_t *out_len, char *err, size_t errlen)
+{
+    if (d->b64 == NULL || d->f.b.data == NULL)
+        goto fail;
+    dkim_fill(&d->f, d->b64);
+    dkim_put(&d->f, "\r\n", 2);
+    if (d->f.failed)
+        goto fail;
+    *out_len = buf_used(&d->f.b);
+    *out = buf_head(&d->f.b); /* off is 0: nothing was consumed; the memory is the caller's */
+    d->f.b = (struct buf){0};
+    return 0;
+fail:
+    snprintf(err, errlen, DKIM_ERR_SIGN);
+    return -1;
+}
+
+void
+dkim_draft_free(struct dkim_draft *d)
+{
+    if (d == NULL)
+        return;
+    buf_cleanup(&d->f.b);
+    free(d->b64);
+    free(d);
+}
+
 int
 dkim_sign(const struct dkim_signer *s, const char *msg, size_t len, long long now, char **out,
           size_t *out_len, char *err, size_t errlen)
 {
-    struct dkim_field      f = {0};
-    struct message_header *idx = NULL;
-    size_t                 n = message_header_index(msg, len, NULL, 0), body;
-    unsigned char          bh[32], hh[32];
-    char                  *bh64 = NULL, *b64 = NULL, t[32];
+    struct dkim_draft *d = dkim_draft_new(s, msg, len, now, err, errlen);
+    int                rc = -1;
 
-    body = message_body_offset(msg, len);
-    idx = malloc((n ? n : 1) * sizeof(*idx));
-    if (idx == NULL || dkim_body_hash(msg + body, len - body, bh) != 0 ||
-        (bh64 = dkim_base64(bh, 32)) == NULL)
-        goto fail;
-    message_header_index(msg, len, idx, n);
-    dkim_put(&f, "DKIM-Signature: v=1;", 20);
-    dkim_tag(&f, "a=", dkim_alg_name(s->key->alg));
-    dkim_tag(&f, "c=", "relaxed/relaxed");
-    dkim_tag(&f, "d=", s->domain);
-    dkim_tag(&f, "s=", s->selector);
-    snprintf(t, sizeof(t), "%lld", now);
-    dkim_tag(&f, "t=", t);
-    dkim_put_h(&f, msg, idx, n, s->headers);
-    dkim_tag(&f, "bh=", bh64);
-    dkim_token(&f, "b=", 2, true);
-    if (f.failed ||
-        dkim_header_hash(msg, idx, n, buf_head(&f.b), buf_used(&f.b), f.h_at, hh) != 0 ||
-        (b64 = dkim_signature(s->key, hh)) == NULL)
-        goto fail;
-    dkim_fill(&f, b64);
-    dkim_put(&f, "\r\n", 2);
-    if (f.failed)
-        goto fail;
-    free(idx);
-    free(bh64);
-    free(b64);
-    *out_len = buf_used(&f.b);
-    *out = buf_head(&f.b); /* off is 0: nothing was consumed */
-    return 0;
-fail:
-    snprintf(err, errlen, "signing failed (out of memory or OpenSSL error)");
-    free(idx);
-    free(bh64);
-    free(b64);
-    buf_cleanup(&f.b);
-    return -1;
+    if (d == NULL)
+        return -1;
+    if (dkim_draft_sign(d) != 0)
+        snprintf(err, errlen, DKIM_ERR_SIGN);
+    else
+        rc = dkim_draft_finish(d, out, out_len, err, errlen);
+    dkim_draft_free(d);
+    return rc;
 }

@@ -42,9 +42,33 @@ struct dkim_signer {
                                       * always signed, and once more than present */
 };
 
-/* The field "DKIM-Signature: ...\r\n" for msg (header block, empty line, body; CRLF
- * lines), relaxed/relaxed, t=now, folded at DKIM_LINE_MAX columns. 0 with a heap string in
- * *out (caller frees) and its length in *out_len; -1 with err on failure. */
+/* One field being made, in three steps, so that the private-key operation can run on
+ * another thread (smtp/smtp_dkim.c puts it on the offload pool): dkim_draft_new hashes
+ * (cheap: SHA-256 over the message) and builds the field up to "b=" on the caller's
+ * thread; dkim_draft_sign makes the signature (RSA-2048: ~300 us) and touches nothing but
+ * the draft and its key, so any one thread may run it; dkim_draft_finish completes the
+ * field. A draft borrows its key (the caller keeps the key alive until the draft is
+ * freed) and copies nothing else of the message. */
+struct dkim_draft;
+
+/* The draft for msg (as dkim_sign below), t=now. NULL with err on failure. */
+struct dkim_draft *dkim_draft_new(const struct dkim_signer *s, const char *msg, size_t len,
+                                  long long now, char *err, size_t errlen);
+/* The signature over the draft's header hash. 0, or -1 (OpenSSL or memory). Thread-safe
+ * with respect to other drafts, even with the same key. */
+int                dkim_draft_sign(struct dkim_draft *d);
+enum dkim_alg      dkim_draft_alg(const struct dkim_draft *d);
+/* The finished field "DKIM-Signature: ...\r\n" of a signed draft: 0 with a heap string in
+ * *out (caller frees) and its length in *out_len; -1 with err. The draft stays the
+ * caller's (free it). */
+int                dkim_draft_finish(struct dkim_draft *d, char **out, size_t *out_len,
+                                     char *err, size_t errlen);
+void               dkim_draft_free(struct dkim_draft *d);
+
+/* All three steps at once: the field "DKIM-Signature: ...\r\n" for msg (header block,
+ * empty line, body; CRLF lines), relaxed/relaxed, t=now, folded at DKIM_LINE_MAX columns.
+ * 0 with a heap string in *out (caller frees) and its length in *out_len; -1 with err on
+ * failure. */
 int dkim_sign(const struct dkim_signer *s, const char *msg, size_t len, long long now,
               char **out, size_t *out_len, char *err, size_t errlen);
 

@@ -1,8 +1,9 @@
 /* core/smtp/smtp_relay.c: a finished message goes to the upstream (relay/upstream_pool.h),
  * and the client hears what became of it: the relay.done log line, on_relayed, then the
  * upstream's answer or "250 2.0.0 Ok: queued as". The client's 250 waits for the
- * upstream's (DESIGN.md: a message held only in memory is never acknowledged). Reading the
- * message is smtp_data.c's. */
+ * upstream's (DESIGN.md: a message held only in memory is never acknowledged). A message
+ * to DKIM-sign with an RSA key waits in RELAY for its signature from the offload pool
+ * (smtp_dkim.c) before it goes. Reading the message is smtp_data.c's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,19 +132,15 @@ smtp_domain_of(const char *addr)
     return at ? at + 1 : "";
 }
 
-enum smtp_rc
-smtp_relay_start(struct smtp_session *s)
+/* The message, signed or not, goes to the upstream. From CMD (signed on the loop) or
+ * RELAY (signed on the pool). */
+static enum smtp_rc
+smtp_relay_send(struct smtp_session *s)
 {
     struct smtp_tx *tx = s->tx;
     const char     *dom = smtp_domain_of(tx->mail_from);
     int             set = config_route_for_domain(s->cfg, dom, strlen(dom));
 
-    /* After on_data, so its edits are signed; a failure is 451, not unsigned mail that a
-     * DMARC p=reject domain's recipients would refuse (docs/dkim.md) */
-    if (smtp_dkim_sign(s) == SMTP_DKIM_FAILED) {
-        smtp_session_reset_tx(s);
-        return smtp_session_error_text(s, 451, "4.3.0", "DKIM signing failed, try again later");
-    }
     tx->env.mail_from = tx->mail_from;
     tx->env.rcpts = (const char **)tx->rcpts;
     tx->env.n_rcpts = tx->n_rcpts;
@@ -164,6 +161,7 @@ smtp_relay_start(struct smtp_session *s)
     s->relay = relay_job_start(s->pin.pool, set, s->id, &tx->env, buf_head(&tx->msg),
                                buf_used(&tx->msg), smtp_relay_done, s);
     if (s->relay == NULL) {
+        smtp_session_enter(s, SMTP_STATE_CMD);
         smtp_session_reset_tx(s);
         return smtp_session_error(s, SMTP_R_OUT_OF_MEMORY);
     }
@@ -172,4 +170,47 @@ smtp_relay_start(struct smtp_session *s)
     smtp_session_enter(s, SMTP_STATE_RELAY);
     conn_set_timeout(s->conn, 0);
     return SMTP_PAUSE;
+}
+
+/* Signing did not give a signed message: 451, not unsigned mail that a DMARC p=reject
+ * domain's recipients would refuse (docs/dkim.md). Logged already (dkim.fail, dkim.busy). */
+static enum smtp_rc
+smtp_relay_unsigned(struct smtp_session *s, enum smtp_dkim_rc rc)
+{
+    smtp_session_enter(s, SMTP_STATE_CMD);
+    smtp_session_reset_tx(s);
+    return smtp_session_error_text(s, 451, "4.3.0",
+                                   rc == SMTP_DKIM_BUSY
+                                       ? "Too busy to sign the message, try again later"
+                                       : "DKIM signing failed, try again later");
+}
+
+/* The signature came back from the offload pool (the session waited in RELAY). */
+static void
+smtp_relay_signed(struct smtp_session *s, enum smtp_dkim_rc rc)
+{
+    smtp_session_decided(s, rc == SMTP_DKIM_SIGNED ? smtp_relay_send(s)
+                                                   : smtp_relay_unsigned(s, rc));
+}
+
+enum smtp_rc
+smtp_relay_start(struct smtp_session *s)
+{
+    enum smtp_dkim_rc rc = smtp_dkim_start(s, smtp_relay_signed); /* after on_data: its
+                                                                    * edits are signed */
+
+    switch (rc) {
+    case SMTP_DKIM_PENDING:
+        /* The client waits as for the upstream: RELAY, reading on to see it leave */
+        smtp_session_enter(s, SMTP_STATE_RELAY);
+        conn_set_timeout(s->conn, 0);
+        return SMTP_PAUSE;
+    case SMTP_DKIM_FAILED:
+    case SMTP_DKIM_BUSY:
+        return smtp_relay_unsigned(s, rc);
+    case SMTP_DKIM_UNSIGNED:
+    case SMTP_DKIM_SIGNED:
+        break;
+    }
+    return smtp_relay_send(s);
 }

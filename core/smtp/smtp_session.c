@@ -383,6 +383,7 @@ smtp_session_hang_up(struct smtp_session *s, const char *reason)
     struct logline l;
     bool           ask;
 
+    smtp_dkim_forget(s);
     if (s->relay != NULL)
         relay_job_cancel(s->relay);
     s->relay = NULL;

@@ -28,6 +28,7 @@
 struct conn;
 struct hook_run;
 struct smtp_auth_answer;
+struct smtp_dkim_job;
 struct smtp_session;
 
 /* The verdict of a policy decision that returned HOOK_PENDING (smtp_hook.c). */
@@ -47,7 +48,8 @@ enum smtp_state {
     SMTP_STATE_STARTTLS,   /* 220 sent, flushing, then handshaking */
     SMTP_STATE_POLICY,     /* a policy hook decides (on_connect .. on_auth_result): reading
                             * stopped, no timeout of the session's own (the hook's budget) */
-    SMTP_STATE_RELAY,      /* the upstream has the message, then on_relayed hears its answer:
+    SMTP_STATE_RELAY,      /* the message is signed (DKIM, an RSA key: on the offload pool),
+                            * the upstream has it, then on_relayed hears its answer:
                             * reading goes on (to see a client leave), nothing is consumed */
     SMTP_STATE_CLOSING,    /* last reply queued; close when flushed */
     SMTP_STATE_DISCONNECTED, /* the connection is closed and released (conn NULL); on_disconnect
@@ -108,6 +110,8 @@ struct smtp_session {
     enum smtp_state               state;    /* written only by smtp_session_enter() */
     struct smtp_tx               *tx;       /* owns; NULL outside MAIL .. end of data */
     struct relay_job             *relay;    /* the relay in progress, or NULL */
+    struct smtp_dkim_job         *dkim;     /* the message's signature on the offload
+                                             * pool (smtp_dkim.c), before relay; or NULL */
     struct hook_run              *hook;     /* owns; the policy hook running, or NULL */
     hook_done_fn                 *hook_done; /* what gets hook's verdict (smtp_hook.c) */
     int                           lua_session; /* registry ref of the session table, 0 none */

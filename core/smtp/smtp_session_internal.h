@@ -116,14 +116,25 @@ enum smtp_rc smtp_data_input(struct smtp_session *s);
  * client has the answer (SMTP_PAUSE), or 451 at once. */
 enum smtp_rc smtp_relay_start(struct smtp_session *s);
 /* smtp_dkim.c: sign tx->msg for its From: domain, the fields prepended (body_start moves
- * down with the client's message). FAILED has been logged (dkim.fail); the message is as
- * it was. Neither frees nor yields. */
+ * down with the client's message). FAILED has been logged (dkim.fail), BUSY too
+ * (dkim.busy); the message is as it was then. */
 enum smtp_dkim_rc {
     SMTP_DKIM_UNSIGNED, /* no session identity, no single From:, or no keys for its domain */
     SMTP_DKIM_SIGNED,
     SMTP_DKIM_FAILED,   /* OpenSSL or memory: the caller tempfails, the client retries */
+    SMTP_DKIM_BUSY,     /* the offload pool's queue is full (limits.max_auth_jobs): 451 */
+    SMTP_DKIM_PENDING,  /* an RSA signature is on the offload pool: done() will come */
 };
-enum smtp_dkim_rc smtp_dkim_sign(struct smtp_session *s);
+/* The outcome of a PENDING signing (SIGNED or FAILED), on the loop; never called once the
+ * session is gone. */
+typedef void smtp_dkim_done_fn(struct smtp_session *s, enum smtp_dkim_rc rc);
+/* Hash on the loop; sign there (Ed25519 only: any of the first three outcomes at once),
+ * or on the offload pool (an RSA key: PENDING, s->dkim holds the job, done comes later,
+ * never before the call returns; or BUSY). Neither frees nor yields. */
+enum smtp_dkim_rc smtp_dkim_start(struct smtp_session *s, smtp_dkim_done_fn *done);
+/* The session is going: a signature in progress is cancelled and its done() never
+ * called (the job frees itself when the pool hands it back). */
+void         smtp_dkim_forget(struct smtp_session *s);
 void         smtp_tx_free(struct smtp_tx *tx);
 /* smtp_dsn.c: RFC 3461 parameters. Each returns SMTP_DSN_NOT_OURS for a key that is not
  * a DSN parameter of its command, SMTP_DSN_TAKEN when the value was kept (in tx or *d),
