@@ -63,8 +63,8 @@ a_token_that_could_break_the_smtp_line_is_refused(void)
         "{\"access_token\":\"abc\",\"token_type\":\"Bearer\",}",
         "[\"access_token\"]",
         "",
-        "{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]],\"access_token\":\"x\","
-        "\"token_type\":\"Bearer\"}",
+        ("{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]],\"access_token\":\"x\","
+         "\"token_type\":\"Bearer\"}"),
     };
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
