@@ -64,7 +64,7 @@ def wait_for(predicate, timeout=5):
 def is_refused(relay):
     try:
         socket.create_connection((relay.host, relay.smtps_port), timeout=2).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):  # reset: closed in the backlog
         return True
     return False
 
