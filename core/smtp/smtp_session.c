@@ -599,15 +599,27 @@ smtp_session_clock_update(struct smtp_session *s, unsigned long long lines_befor
         s->line_since = ev_now(s->server->loop);
 }
 
+/* Replies a client has not read: past this, its input waits (RFC 2920 section 3.1: a
+ * client must not pipeline more than it can take the replies of; one that sends without
+ * reading would otherwise make us hold every reply, and only CONN_OUT_MAX stopped it). */
+#define SMTP_SESSION_OUT_HIGH (64 * 1024)
+
+static bool
+smtp_session_out_full(const struct smtp_session *s)
+{
+    return buf_used(&s->conn->out) >= SMTP_SESSION_OUT_HIGH;
+}
+
 /* Process everything buffered, then flush the batch of replies. */
 static enum conn_rc
-smtp_session_process(struct smtp_session *s)
+smtp_session_process_batch(struct smtp_session *s, enum smtp_rc *rc)
 {
     enum smtp_rc       r = SMTP_CONTINUE;
     unsigned long long lines_before = s->lines_in;
     enum smtp_state    state_before = s->state;
 
-    while (r == SMTP_CONTINUE && buf_used(&s->conn->in) > 0) {
+    *rc = SMTP_PAUSE;
+    while (r == SMTP_CONTINUE && buf_used(&s->conn->in) > 0 && !smtp_session_out_full(s)) {
         switch (s->state) {
         case SMTP_STATE_PROXY:
             r = smtp_proxy_input(s);
@@ -637,7 +649,38 @@ smtp_session_process(struct smtp_session *s)
             return CONN_GONE;
         return CONN_OK;
     }
+    *rc = r;
     return conn_flush(s->conn, false);
+}
+
+/* Batches until the input is used up or waits; one stopped by unread replies goes on once
+ * they are sent, or pauses the input until CONN_EV_FLUSHED (smtp_session_flushed). */
+static enum conn_rc
+smtp_session_process(struct smtp_session *s)
+{
+    enum smtp_rc r;
+
+    for (;;) {
+        if (smtp_session_process_batch(s, &r) == CONN_GONE)
+            return CONN_GONE;
+        if (r != SMTP_CONTINUE || buf_used(&s->conn->in) == 0)
+            return CONN_OK;
+        if (smtp_session_out_full(s)) {
+            s->out_paused = true;
+            conn_read_stop(s->conn);
+            return conn_flush(s->conn, true);
+        }
+    }
+}
+
+/* Input is read again after a wait or a pause, unless the session waits still (or
+ * again), is closing, is in a handshake, or has replies the client has not taken. */
+static void
+smtp_session_read_on(struct smtp_session *s)
+{
+    if (!s->out_paused && s->state != SMTP_STATE_CLOSING && s->state != SMTP_STATE_POLICY &&
+        s->state != SMTP_STATE_RELAY && s->state != SMTP_STATE_STARTTLS)
+        conn_read_start(s->conn);
 }
 
 /* A wait (auth decision, relay) ended: handle what the client pipelined meanwhile. */
@@ -647,9 +690,7 @@ smtp_session_resume(struct smtp_session *s)
     smtp_session_clock_start(s); /* the answer goes out now: the client's turn begins */
     if (smtp_session_process(s) == CONN_GONE)
         return;
-    if (s->state != SMTP_STATE_CLOSING && s->state != SMTP_STATE_POLICY &&
-        s->state != SMTP_STATE_RELAY && s->state != SMTP_STATE_STARTTLS)
-        conn_read_start(s->conn);
+    smtp_session_read_on(s);
 }
 
 enum smtp_rc
@@ -758,6 +799,12 @@ smtp_session_flushed(struct smtp_session *s)
             return CONN_GONE;
         }
         conn_start_tls(s->conn, ssl);
+    }
+    if (s->out_paused) { /* the client read its replies: on with what it sent */
+        s->out_paused = false;
+        if (smtp_session_process(s) == CONN_GONE)
+            return CONN_GONE;
+        smtp_session_read_on(s);
     }
     return CONN_OK;
 }

@@ -143,6 +143,7 @@ struct smtp_session {
     enum sasl_mech auth_mech;
     bool     counted;     /* holds an iplimit slot */
     bool     skip_line;   /* discarding the rest of an over-long line */
+    bool     out_paused;  /* replies past SMTP_SESSION_OUT_HIGH wait: input is not read */
 
     unsigned long long bdat_left;  /* octets of the current chunk still to read */
     bool     bdat_last;

@@ -413,6 +413,68 @@ mail_parameters_are_checked(void)
 
 /* ---- memory for messages (core/util/inflight.h, core/smtp/smtp_budget.c) ---- */
 
+/* RFC 2920 3.1: a client that pipelines and reads nothing. With the kernel holding only a
+ * few KiB of replies (the session's SO_SNDBUF made small), the session stops taking input
+ * once SMTP_SESSION_OUT_HIGH (64 KiB) of replies wait, instead of holding up to 1 MiB and
+ * dropping the rest; when the client reads, every reply comes, in order. */
+static void
+a_client_that_does_not_read_its_replies_is_not_read_either(void)
+{
+    enum { N = 9000 };             /* NOOPs: under max_commands; 126,000 octets of replies */
+    static char cmds[N * 6 + 1], got[256];
+    int                  sv[2], small = 4096, finals = 0, bad = 0;
+    size_t               off = 0, len = 0, most = 0;
+    struct smtp_session *s;
+    double               deadline;
+
+    for (int i = 0; i < N; i++)
+        memcpy(cmds + 6 * i, "NOOP\r\n", 6);
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
+    setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    s = smtp_session_new(&worker->server, &cfg->listeners[0], sv[1]);
+    replies(sv[0], 1);
+    /* Send it all, never reading, and let the loop run until nothing moves for 100 ms. */
+    deadline = now() + 5;
+    while (off < sizeof(cmds) - 1 && now() < deadline) {
+        ssize_t n = write(sv[0], cmds + off, sizeof(cmds) - 1 - off);
+
+        off += n > 0 ? (size_t)n : 0;
+        ev_run(worker->loop, EVRUN_NOWAIT);
+        most = buf_used(&s->conn->out) > most ? buf_used(&s->conn->out) : most;
+    }
+    CHECK_EQ_INT(off, sizeof(cmds) - 1);
+    for (double until = now() + 0.1; now() < until;) {
+        ev_run(worker->loop, EVRUN_NOWAIT);
+        most = buf_used(&s->conn->out) > most ? buf_used(&s->conn->out) : most;
+    }
+    CHECK(s->out_paused);
+    CHECK(buf_used(&s->conn->in) > 0); /* what it sent waits, unprocessed */
+    CHECK(most < 64 * 1024 + 64);      /* one reply past the mark at most */
+    /* Read: all N replies, each "250 2.0.0 Ok", and the session takes the rest. */
+    deadline = now() + 10;
+    while (finals < N && now() < deadline) {
+        ssize_t n = read(sv[0], got + len, sizeof(got) - 1 - len);
+        char   *line, *end;
+
+        ev_run(worker->loop, EVRUN_NOWAIT);
+        if (n <= 0)
+            continue;
+        len += (size_t)n;
+        got[len] = '\0';
+        for (line = got; (end = strstr(line, "\r\n")) != NULL; line = end + 2) {
+            bad += (end - line != 12 || memcmp(line, "250 2.0.0 Ok", 12) != 0);
+            finals++;
+        }
+        len -= (size_t)(line - got);
+        memmove(got, line, len);
+    }
+    CHECK_EQ_INT(finals, N);
+    CHECK_EQ_INT(bad, 0);
+    CHECK(!s->out_paused);
+    CHECK(strstr(exchange(sv[0], "QUIT\r\n", 1), "221 ") != NULL);
+    close(sv[0]);
+}
+
 static size_t
 inflight_bytes(void)
 {
@@ -960,6 +1022,7 @@ main(void)
     RUN(a_drain_waits_for_a_waiting_on_disconnect);
     RUN(the_drain_timeout_cancels_a_waiting_on_disconnect);
     RUN(a_reload_while_on_disconnect_waits_keeps_its_generation);
+    RUN(a_client_that_does_not_read_its_replies_is_not_read_either);
     RUN(docs_smtp_md_draws_exactly_the_transition_table);
     RUN(every_state_has_a_name_and_every_state_but_new_a_way_in);
     RUN(the_table_allows_its_transitions_and_no_others);
