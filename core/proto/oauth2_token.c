@@ -273,9 +273,6 @@ oauth2_token_read(const char *body, size_t len, struct oauth2_token_answer *out)
     jscan_ws(&j);
     if (j.p != j.end)
         return OAUTH2_TOKEN_BAD;
-    for (char *p = out->error; *p != '\0'; p++) /* it may be logged */
-        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f || *p == '"')
-            *p = '?';
     if (out->error[0] != '\0' && !has_token)
         return OAUTH2_TOKEN_ERROR;
     /* RFC 6749 5.1: token_type is required; case-insensitive (7.1). */
@@ -292,5 +289,10 @@ oauth2_token_parse(const char *body, size_t len, struct oauth2_token_answer *out
 
     if (rc != OAUTH2_TOKEN_OK) /* whatever was read of a token stays nowhere */
         explicit_bzero(out->access_token, sizeof(out->access_token));
+    /* The error code may be logged, whatever the answer was: printable, without quotes,
+     * also when the answer broke off after it (the fuzzer found one that did). */
+    for (char *p = out->error; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f || *p == '"')
+            *p = '?';
     return rc;
 }

@@ -2,6 +2,7 @@
  * and the grant's request body from core/relay/upstream_token.c. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "check.h"
@@ -42,6 +43,25 @@ an_error_answer_gives_its_code(void)
     CHECK(strcmp(a.error, "invalid_client") == 0 && a.access_token[0] == '\0');
     CHECK(parse("{\"error\":\"bad\\u0001\\\"x\"}") == OAUTH2_TOKEN_ERROR);
     CHECK(strcmp(a.error, "bad???x") == 0 || strcmp(a.error, "bad??x") == 0);
+}
+
+/* The error code may be logged: printable also when the answer breaks off after it. */
+static bool
+error_is_printable(void)
+{
+    for (const char *p = a.error; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f || *p == '"')
+            return false;
+    return true;
+}
+
+static void
+an_error_code_is_printable_whatever_follows_it(void)
+{
+    CHECK(parse("{\"error\":\"a\\u0001b\\\"c\",\"x\":") == OAUTH2_TOKEN_BAD);
+    CHECK(strcmp(a.error, "a?b?c") == 0);
+    CHECK(parse("{\"error\":\"in\x01va\xf4lid\",\"x\":") == OAUTH2_TOKEN_BAD);
+    CHECK(error_is_printable());
 }
 
 static void
@@ -145,6 +165,7 @@ main(void)
 {
     RUN(a_bearer_answer_gives_the_token_and_its_lifetime);
     RUN(an_error_answer_gives_its_code);
+    RUN(an_error_code_is_printable_whatever_follows_it);
     RUN(a_token_that_could_break_the_smtp_line_is_refused);
     RUN(a_token_over_the_limit_is_refused);
     RUN(every_cut_of_an_answer_is_refused_not_misread);
