@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+#include "util/utf8.h"
+
 static bool
 dsn_is_upper_hex(unsigned char c)
 {
@@ -23,38 +25,6 @@ static bool
 dsn_is_xchar(unsigned char c)
 {
     return c >= 0x21 && c <= 0x7e && c != '+' && c != '=';
-}
-
-/* Length of the well-formed UTF-8 sequence (RFC 3629) at p, first octet >= 0x80, or 0.
- * The same rules as smtp_parse.c: no overlong forms, no surrogates, nothing past U+10FFFF. */
-static size_t
-dsn_utf8_len(const unsigned char *p, size_t n)
-{
-    unsigned char lo = 0x80, hi = 0xbf;
-    size_t        len, k;
-
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
-        len = 2;
-    else if (p[0] >= 0xe0 && p[0] <= 0xef)
-        len = 3;
-    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-        len = 4;
-    else
-        return 0;
-    if (p[0] == 0xe0)
-        lo = 0xa0;
-    else if (p[0] == 0xed)
-        hi = 0x9f;
-    else if (p[0] == 0xf0)
-        lo = 0x90;
-    else if (p[0] == 0xf4)
-        hi = 0x8f;
-    if (n < len || p[1] < lo || p[1] > hi)
-        return 0;
-    for (k = 2; k < len; k++)
-        if (p[k] < 0x80 || p[k] > 0xbf)
-            return 0;
-    return len;
 }
 
 bool
@@ -75,7 +45,7 @@ dsn_xtext_is_valid(struct smtp_str s, bool utf8, bool printable)
             if (printable && (v < 0x20 || v > 0x7e))
                 return false;
             i += 3;
-        } else if (utf8 && p[i] >= 0x80 && (k = dsn_utf8_len(p + i, s.len - i)) != 0) {
+        } else if (utf8 && p[i] >= 0x80 && (k = utf8_seq_len(p + i, s.len - i)) != 0) {
             i += k;
         } else {
             return false;
@@ -190,7 +160,7 @@ dsn_utf8_addr_is_valid(struct smtp_str s, bool smtputf8)
             i = k + 1;
         } else if (dsn_is_xchar(p[i])) {
             i++;
-        } else if (smtputf8 && p[i] >= 0x80 && (k = dsn_utf8_len(p + i, s.len - i)) != 0) {
+        } else if (smtputf8 && p[i] >= 0x80 && (k = utf8_seq_len(p + i, s.len - i)) != 0) {
             i += k;
         } else {
             return false;

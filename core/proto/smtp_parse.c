@@ -10,6 +10,8 @@
 
 #include <string.h>
 
+#include "util/utf8.h"
+
 static bool
 is_alpha(unsigned char c)
 {
@@ -47,39 +49,12 @@ is_atext(unsigned char c)
     return is_alnum(c) || (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
-/* Length of the well-formed UTF-8 sequence (RFC 3629 section 4) at s, whose first octet
- * is >= 0x80, or 0. RFC 6531 admits UTF8-non-ascii, not arbitrary octets: overlong forms,
- * surrogates and stray continuation octets are refused so that no two byte strings name
- * the same mailbox and nothing can hide an ASCII '@' or '>' from a later parser. */
+/* RFC 6531 admits UTF8-non-ascii, not arbitrary octets: util/utf8.h's well-formed
+ * sequences only, so that no two byte strings name the same mailbox. */
 static size_t
-utf8_seq_len(const char *s, size_t n)
+smtp_utf8_len(const char *s, size_t n)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    unsigned char        lo = 0x80, hi = 0xbf;
-    size_t               len, k;
-
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
-        len = 2;
-    else if (p[0] >= 0xe0 && p[0] <= 0xef)
-        len = 3;
-    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-        len = 4;
-    else
-        return 0;
-    if (p[0] == 0xe0)
-        lo = 0xa0; /* overlong */
-    else if (p[0] == 0xed)
-        hi = 0x9f; /* UTF-16 surrogates */
-    else if (p[0] == 0xf0)
-        lo = 0x90; /* overlong */
-    else if (p[0] == 0xf4)
-        hi = 0x8f; /* above U+10FFFF */
-    if (n < len || p[1] < lo || p[1] > hi)
-        return 0;
-    for (k = 2; k < len; k++)
-        if (p[k] < 0x80 || p[k] > 0xbf)
-            return 0;
-    return len;
+    return utf8_seq_len((const unsigned char *)s, n);
 }
 
 bool
@@ -219,7 +194,7 @@ scan_dot_string(const char *p, size_t n, size_t *i, bool *utf8)
                 if (!is_atext(c))
                     break;
                 j++;
-            } else if ((k = utf8_seq_len(p + j, n - j)) != 0) {
+            } else if ((k = smtp_utf8_len(p + j, n - j)) != 0) {
                 *utf8 = true;
                 j += k;
             } else {
@@ -255,7 +230,7 @@ scan_quoted_string(const char *p, size_t n, size_t *i, bool *utf8)
                 return false;
             j += 2;
         } else if (c >= 0x80) {
-            if ((k = utf8_seq_len(p + j, n - j)) == 0)
+            if ((k = smtp_utf8_len(p + j, n - j)) == 0)
                 return false;
             *utf8 = true;
             j += k;
@@ -288,7 +263,7 @@ scan_domain(const char *p, size_t n, size_t *i, bool *utf8)
             if (is_alnum(c) || c == '-') {
                 j++;
             } else if (c >= 0x80) {
-                if ((k = utf8_seq_len(p + j, n - j)) == 0)
+                if ((k = smtp_utf8_len(p + j, n - j)) == 0)
                     return false;
                 *utf8 = true;
                 ascii = false;
@@ -650,7 +625,7 @@ scan_esmtp_value(const char *p, size_t n)
         unsigned char c = (unsigned char)p[i];
 
         if (c >= 0x80) {
-            if ((k = utf8_seq_len(p + i, n - i)) == 0)
+            if ((k = smtp_utf8_len(p + i, n - i)) == 0)
                 return 0;
             i += k;
         } else if (c >= 33 && c <= 126 && c != '=') {
