@@ -18,8 +18,9 @@
 #          without keys (unsigned): its p50/p99 latency, i.e. how long a worker busy with
 #          signatures keeps a session that needs none waiting.
 #
-# Environment (defaults): VARIANTS ("none:none inline:rsa:/work/base-dk/build
-# offload:rsa"), RUNS (3), DURATION (5), WARMUP (1), and bench/run.sh's BUILD, WORKERS,
+# Environment (defaults): VARIANTS ("none:none offload:rsa": this build unsigned and
+# signing with RSA; add e.g. "inline:rsa:/path/of/an/older/build" to compare with a build
+# that signs on the loop, as docs/benchmarks.md did with 793ac11), RUNS (3), DURATION (5), WARMUP (1), and bench/run.sh's BUILD, WORKERS,
 # OUT, QUIET_*, START_TIMEOUT. Bounded like run.sh: each loadgen run has a duration and a
 # `timeout`, and only the processes started here are stopped, by PID.
 set -euo pipefail
@@ -28,7 +29,7 @@ RUNS=${RUNS:-3}
 POLICIES=${POLICIES:-"policies/auth.lua"} # no sender_domain: the probe's From: is elsewhere
 # shellcheck source=bench/run.sh
 source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
-VARIANTS=${VARIANTS:-"none:none inline:rsa:/work/base-dk/build offload:rsa"}
+VARIANTS=${VARIANTS:-"none:none offload:rsa"}
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 start_sink sink-plain
