@@ -64,27 +64,17 @@ JWT=$("$SLUICE" token -c "$OUT/sluice-jwt.lua" --key "$ROOT/certs/dev-token.key"
 
 ROWS=()
 run_one() { # run_one LABEL ROUND
-    local label=$1 json=$OUT/$1.$2.json pid=${V_PID[$1]} c0 c1 args
+    local label=$1 json=$OUT/$1.$2.json pid=${V_PID[$1]} args
     case $label in
         plain-*) args="--auth plain --password $PASSWORD" ;;
         jwt) args="--auth xoauth2 --token $JWT" ;;
         introspect) args="--auth xoauth2 --token opaque-bench-token-0123456789" ;;
     esac
     wait_quiet
-    timeout $((WARMUP + DURATION + 45)) "$LOADGEN" --host 127.0.0.1 --port "${V_SMTPS[$label]}" \
-        --insecure --duration "$DURATION" --warmup "$WARMUP" --timeout 10 --json \
-        --tls implicit --user "$FROM" --from "$FROM" $args -c 12 --per-conn 1 \
-        >"$json" 2>"$OUT/$1.$2.log" &
-    local lpid=$!
-    PIDS+=("$lpid")
-    sleep "$WARMUP" # sluice's CPU is counted from the end of the warmup, like the messages
-    c0=$(cpu_secs "$pid")
-    wait "$lpid" || true
-    forget_pid "$lpid"
-    c1=$(cpu_secs "$pid")
-    local ok=$(jnum ok "$json") rate=$(jnum msg_per_s "$json") failed=$(jnum failed "$json")
-    local us=$(awk -v a="$c0" -v b="$c1" -v n="${ok:-0}" 'BEGIN {
-        if (n > 0) printf "%.0f", (b - a) / n * 1e6; else print "-" }')
+    # shellcheck disable=SC2086 # args is a word list on purpose
+    loadgen_cpu "$pid" "$json" "$OUT/$1.$2.log" --port "${V_SMTPS[$label]}" \
+        --tls implicit --user "$FROM" --from "$FROM" $args -c 12 --per-conn 1
+    local rate=$(jnum msg_per_s "$json") failed=$(jnum failed "$json") us=$LG_US
     ROWS+=("$label|$rate|$us|$failed")
     log "[$(elapsed)s] $label round $2: $rate msg/s, sluice $us us CPU/msg, failed $failed"
 }

@@ -47,22 +47,12 @@ done
 
 ROWS=()
 run_one() { # run_one LABEL ROUND
-    local label=$1 json=$OUT/$1.$2.json pid=${V_PID[$1]} c0 c1
+    local label=$1 json=$OUT/$1.$2.json
     wait_quiet
-    timeout $((WARMUP + DURATION + 45)) "$LOADGEN" --host 127.0.0.1 --port "${V_SMTPS[$label]}" \
-        --insecure --duration "$DURATION" --warmup "$WARMUP" --timeout 10 --json \
+    loadgen_cpu "${V_PID[$1]}" "$json" "$OUT/$1.$2.log" --port "${V_SMTPS[$label]}" \
         --tls implicit --auth plain --user "$FROM" --password "$PASSWORD" --from "$FROM" \
-        -c 12 --per-conn 1 >"$json" 2>"$OUT/$1.$2.log" &
-    local lpid=$!
-    PIDS+=("$lpid")
-    sleep "$WARMUP"
-    c0=$(cpu_secs "$pid")
-    wait "$lpid" || true
-    forget_pid "$lpid"
-    c1=$(cpu_secs "$pid")
-    local ok=$(jnum ok "$json") us
-    us=$(awk -v a="$c0" -v b="$c1" -v n="${ok:-0}" 'BEGIN {
-        if (n > 0) printf "%.0f", (b - a) / n * 1e6; else print "-" }')
+        -c 12 --per-conn 1
+    local us=$LG_US
     ROWS+=("$label|$(jnum msg_per_s "$json")|$(jnum p50 "$json")|$(jnum p99 "$json")|$(jnum p999 "$json")|$(jnum max "$json")|$(jphase auth "$json")|$us|$(jnum failed "$json")")
     log "[$(elapsed)s] $label round $2: ${ROWS[-1]}"
 }

@@ -64,15 +64,9 @@ jlat() { grep -o "\"latency_ms\":{[^}]*" "$2" | grep -o "\"$1\":[0-9.]*" | cut -
 ROWS=()
 run_one() {
     local pid=${V_PID[$2]} port=${V_SMTPS[$2]} json=$OUT/$1.$2.$3.json pjson=$OUT/$1.$2.$3.probe.json
-    local c0 c1 ok lpid ppid= us p50 p99 failed
+    local ppid= us p50 p99 failed
     wait_quiet
-    timeout $((WARMUP + DURATION + 45)) "$LOADGEN" --host 127.0.0.1 --port "$port" --insecure \
-        --duration "$DURATION" --warmup "$WARMUP" --timeout 10 --json --tls implicit \
-        --auth plain --password "$PASSWORD" --user "$FROM" --from "$FROM" -c 12 --per-conn 0 \
-        >"$json" 2>"$OUT/$1.$2.$3.log" &
-    lpid=$!
-    PIDS+=("$lpid")
-    if [[ $1 == probe ]]; then
+    if [[ $1 == probe ]]; then # beside the flood, unmeasured: only its latency counts
         timeout $((WARMUP + DURATION + 45)) "$LOADGEN" --host 127.0.0.1 --port "$port" \
             --insecure --duration "$DURATION" --warmup "$WARMUP" --timeout 10 --json \
             --tls implicit --auth plain --password "$PASSWORD" --user "$FROM" \
@@ -80,18 +74,14 @@ run_one() {
         ppid=$!
         PIDS+=("$ppid")
     fi
-    sleep "$WARMUP" # sluice's CPU is counted from the end of the warmup
-    c0=$(cpu_secs "$pid")
-    wait "$lpid" || true
-    forget_pid "$lpid"
-    c1=$(cpu_secs "$pid")
+    loadgen_cpu "$pid" "$json" "$OUT/$1.$2.$3.log" --port "$port" --tls implicit \
+        --auth plain --password "$PASSWORD" --user "$FROM" --from "$FROM" -c 12 --per-conn 0
+    us=$LG_US
     if [[ -n $ppid ]]; then
         wait "$ppid" || true
         forget_pid "$ppid"
         json=$pjson # the probe's latency is what this scenario reports
     fi
-    ok=$(jnum ok "$OUT/$1.$2.$3.json")
-    us=$(awk -v a="$c0" -v b="$c1" -v n="${ok:-0}" 'BEGIN { if (n > 0) printf "%.1f", (b - a) / n * 1e6; else print "-" }')
     p50=$(jlat p50 "$json") p99=$(jlat p99 "$json")
     failed=$(( $(jnum failed "$OUT/$1.$2.$3.json") + 0 ))
     [[ -z $ppid ]] || failed=$((failed + $(jnum failed "$pjson")))

@@ -237,6 +237,27 @@ wait_quiet() {
     done
     QUIET_SPENT=$((QUIET_SPENT + $(date +%s) - t0))
 }
+# loadgen_cpu PID JSON LOG LOADGEN-ARGS...: one bounded sluice-loadgen run (127.0.0.1,
+# DURATION after WARMUP, its JSON into JSON, stderr into LOG) against the sluice PID;
+# sets LG_US to PID's CPU (user + system) per message the run counted ("ok"), in us, from
+# the end of the warmup (as the messages are counted) to the end, or "-" without messages.
+# Runs in the background, so that TERM/INT stop it with everything else.
+loadgen_cpu() {
+    local pid=$1 json=$2 log=$3 lpid c0 c1
+    shift 3
+    timeout $((WARMUP + DURATION + 45)) "$LOADGEN" --host 127.0.0.1 --insecure \
+        --duration "$DURATION" --warmup "$WARMUP" --timeout 10 --json "$@" >"$json" 2>"$log" &
+    lpid=$!
+    PIDS+=("$lpid")
+    sleep "$WARMUP"
+    c0=$(cpu_secs "$pid")
+    wait "$lpid" || true
+    forget_pid "$lpid"
+    c1=$(cpu_secs "$pid")
+    LG_US=$(awk -v a="$c0" -v b="$c1" -v n="$(jnum ok "$json")" 'BEGIN {
+        if (n > 0) printf "%.1f", (b - a) / n * 1e6; else print "-" }')
+}
+
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 now() { date +%s.%N; }
 

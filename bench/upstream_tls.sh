@@ -51,26 +51,16 @@ done
 
 ROWS=()
 run_one() { # run_one LABEL MODE ROUND
-    local key=$1-$2 json=$OUT/$1-$2.$3.json pid=${V_PID[$1-$2]} c0 c1 r0 r1 f0 f1
+    local key=$1-$2 json=$OUT/$1-$2.$3.json r0 r1 f0 f1
     wait_quiet
     r0=$(grep -c '"event":"upstream.ready".*"resumed":true' "${V_ERR[$key]}" || true)
     f0=$(grep -c '"event":"upstream.ready"' "${V_ERR[$key]}" || true)
-    timeout $((WARMUP + DURATION + 45)) "$LOADGEN" --host 127.0.0.1 --port "${V_SMTPS[$key]}" \
-        --insecure --duration "$DURATION" --warmup "$WARMUP" --timeout 10 --json \
+    loadgen_cpu "${V_PID[$key]}" "$json" "$OUT/$key.$3.log" --port "${V_SMTPS[$key]}" \
         --tls implicit --auth plain --user "$FROM" --password "$PASSWORD" --from "$FROM" \
-        -c 12 --per-conn 0 >"$json" 2>"$OUT/$key.$3.log" &
-    local lpid=$!
-    PIDS+=("$lpid")
-    sleep "$WARMUP"
-    c0=$(cpu_secs "$pid")
-    wait "$lpid" || true
-    forget_pid "$lpid"
-    c1=$(cpu_secs "$pid")
+        -c 12 --per-conn 0
     r1=$(grep -c '"event":"upstream.ready".*"resumed":true' "${V_ERR[$key]}" || true)
     f1=$(grep -c '"event":"upstream.ready"' "${V_ERR[$key]}" || true)
-    local ok=$(jnum ok "$json") us
-    us=$(awk -v a="$c0" -v b="$c1" -v n="${ok:-0}" 'BEGIN {
-        if (n > 0) printf "%.0f", (b - a) / n * 1e6; else print "-" }')
+    local us=$LG_US
     ROWS+=("$key|$(jnum msg_per_s "$json")|$(jnum p99 "$json")|$us|$((r1 - r0))/$((f1 - f0))|$(jnum failed "$json")")
     log "[$(elapsed)s] $key round $3: ${ROWS[-1]}"
 }
