@@ -601,5 +601,15 @@ def world(certs, users_dir):
 
 
 @pytest.fixture
+def readable(world):
+    """A world-readable directory in world for a relay's own files (the daemon rereads them
+    as the service user)."""
+    d = pathlib.Path(world) / 'relay'
+    d.mkdir()
+    os.chmod(d, 0o755)
+    return d
+
+
+@pytest.fixture
 def relay(make_relay, sink):
     return make_relay(upstream_conf(sink.port))

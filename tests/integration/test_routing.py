@@ -136,15 +136,6 @@ def test_wrong_domain_credentials_fail_that_domain_only(make_relay, make_sink, c
     assert 'not-the-pw-7f3a' not in relay.err.read_text()
 
 
-@pytest.fixture
-def readable(world):
-    """A world-readable directory (the daemon rereads its files as the service user)."""
-    d = pathlib.Path(world) / 'relay'
-    d.mkdir()
-    os.chmod(d, 0o755)
-    return d
-
-
 def test_hup_moves_a_domain_to_another_set_and_other_credentials(
         make_sink, certs, world, readable):
     old, new = make_sink(), tls_sink(make_sink, certs, '--auth', 'net-relay:file-pw')

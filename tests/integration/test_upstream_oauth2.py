@@ -22,21 +22,11 @@ from aiosmtpd.smtp import AuthResult
 
 from conftest import (ALICE, Relay, assert_no_sanitizer_report, free_port, hup, lua_str,
                       upstream_conf, wait_until)
-from test_idp import SECRETS, Idp
+from test_idp import SECRETS, idp  # noqa: F401 (the module-scoped IdP fixture)
 
 BODY = b'From: alice@example.org\r\nSubject: oauth2 upstream\r\n\r\nbody\r\n'
 RELAY_USER = 'relay@example.org'  # the mailbox sluice logs in as upstream
 CLIENT = 'mail-app'               # the IdP client whose credentials sluice holds
-
-
-@pytest.fixture(scope='module')
-def idp(tmp_path_factory):
-    i = Idp(tmp_path_factory.mktemp('idp'))
-    yield i
-    rc = i.stop()
-    err = i.err.read_text(errors='replace')
-    assert 'server_error' not in err and 'idp error' not in err, err
-    assert rc in (0, -15), (rc, err)
 
 
 class XOAuth2Handler:
@@ -246,14 +236,6 @@ def test_a_servers_own_auth_takes_xoauth2_too(make_relay, upstream, idp):
     assert send(relay)[0][0] == 250
     assert upstream.messages[0][0] == RELAY_USER
     no_secrets(relay, upstream.logins[0][1])
-
-
-@pytest.fixture
-def readable(world):
-    d = pathlib.Path(world) / 'relay'
-    d.mkdir()
-    os.chmod(d, 0o755)
-    return d
 
 
 def test_hup_rereads_a_root_only_client_secret_file(upstream, idp, world, readable):
