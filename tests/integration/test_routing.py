@@ -13,8 +13,6 @@ import os
 import pathlib
 import subprocess
 
-import pytest
-
 from conftest import (ALICE, SLUICE, Relay, assert_no_sanitizer_report, client_bytes, hup,
                       lua_str, wait_until)
 
